@@ -1,0 +1,277 @@
+//! The field catalogue compiled for the hot path: per entity type, a trie of
+//! catalogued field paths, each with its category, sensitivity level and
+//! masked form, and the record attributes Cedar policies may read.
+//!
+//! Walking a record consults the trie key by key, so keys that no catalogue
+//! entry mentions are skipped without descending into them.
+
+mod mask;
+pub mod record_path;
+
+pub use mask::{HashKey, Mask};
+pub use record_path::{RecordPath, Resolve, Step};
+
+use crate::config::{
+    AttributeConfig, AttributeKind, Category, Config, EntityConfig, Level, LoadedConfig,
+};
+use crate::error::ConfigError;
+use cedar_policy::EntityTypeName;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// One catalogued field. `index` is unique across the whole catalogue so a
+/// decision cache can key on it.
+#[derive(Debug)]
+pub struct FieldSpec {
+    pub index: u32,
+    pub entity: Arc<str>,
+    /// Dot path inside the record (`address.city`).
+    pub path: String,
+    pub category: Category,
+    pub level: Level,
+    pub mask: Option<Mask>,
+}
+
+/// A node of the field trie: the field decided at this key path (if
+/// catalogued) and the catalogued paths below it.
+#[derive(Debug, Default)]
+pub struct FieldNode {
+    pub field: Option<u32>,
+    pub children: HashMap<Box<str>, FieldNode>,
+}
+
+/// Where a record attribute comes from.
+#[derive(Debug, Clone)]
+pub struct AttributeSource {
+    pub name: String,
+    /// `true`: `path` starts at the document root (`$.a.b`); else at the record.
+    pub from_root: bool,
+    pub path: Vec<String>,
+    pub kind: AttributeKind,
+    pub entity_type: Option<EntityTypeName>,
+    pub default: Option<AttrValue>,
+}
+
+/// A record attribute value, in a form that can be hashed into cache keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AttrValue {
+    Str(Box<str>),
+    Bool(bool),
+    Long(i64),
+    /// Entity reference: the type is the attribute's configured type.
+    Entity(Box<str>),
+}
+
+impl AttributeSource {
+    /// Reads the attribute from a record (or the document root). `None`
+    /// when absent or of the wrong type and no default is configured.
+    pub fn extract(
+        &self,
+        record: &serde_json::Value,
+        root: &serde_json::Value,
+    ) -> Option<AttrValue> {
+        let start = if self.from_root { root } else { record };
+        let found = self
+            .path
+            .iter()
+            .try_fold(start, |v, key| v.as_object().and_then(|o| o.get(key.as_str())));
+        found
+            .and_then(|v| self.convert(v))
+            .or_else(|| self.default.clone())
+    }
+
+    fn convert(&self, v: &serde_json::Value) -> Option<AttrValue> {
+        match self.kind {
+            AttributeKind::String => v.as_str().map(|s| AttrValue::Str(s.into())),
+            AttributeKind::Entity => v.as_str().map(|s| AttrValue::Entity(s.into())),
+            AttributeKind::Bool => v.as_bool().map(AttrValue::Bool),
+            AttributeKind::Long => v.as_i64().map(AttrValue::Long),
+        }
+    }
+}
+
+/// Everything the catalogue knows about one entity type.
+#[derive(Debug)]
+pub struct EntityCatalogue {
+    pub name: Arc<str>,
+    pub type_name: EntityTypeName,
+    /// Index of this entity type, for cache keys.
+    pub index: u16,
+    pub id_field: Option<Vec<String>>,
+    pub attributes: Vec<AttributeSource>,
+    pub root: FieldNode,
+}
+
+impl EntityCatalogue {
+    /// Cedar entity id of a record: its `id_field` value, or empty.
+    pub fn record_id<'a>(&self, record: &'a serde_json::Value) -> &'a str {
+        self.id_field
+            .as_ref()
+            .and_then(|p| {
+                p.iter()
+                    .try_fold(record, |v, k| v.as_object().and_then(|o| o.get(k.as_str())))
+            })
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    }
+
+    /// The field catalogued at exactly this dot path, if any.
+    pub fn node_at(&self, dot_path: &str) -> Option<&FieldNode> {
+        dot_path
+            .split('.')
+            .try_fold(&self.root, |node, key| node.children.get(key))
+    }
+}
+
+/// The whole compiled catalogue.
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    entities: HashMap<String, Arc<EntityCatalogue>>,
+    fields: Vec<FieldSpec>,
+}
+
+impl Catalogue {
+    /// Compiles the `entities:` section. Masks that need a key get it here.
+    pub fn build(loaded: &LoadedConfig) -> Result<Self, ConfigError> {
+        let cfg: &Config = &loaded.config;
+        let needs_key = cfg.entities.values().any(|e| {
+            e.fields
+                .values()
+                .any(|f| matches!(f.mask, Some(crate::config::MaskConfig::Hash)))
+        });
+        let hash_key = match (&cfg.redaction.hash_key_file, needs_key) {
+            (Some(path), _) => Some(Arc::new(HashKey::from_file(&loaded.resolve(path))?)),
+            (None, true) => {
+                return Err(ConfigError::file(
+                    &loaded.file,
+                    "a field uses `kind: hash` but `redaction.hash_key_file` is not set",
+                ));
+            }
+            (None, false) => None,
+        };
+        let mut cat = Catalogue::default();
+        for (index, (name, entity)) in cfg.entities.iter().enumerate() {
+            let compiled = cat.compile_entity(loaded, index, name, entity, hash_key.as_ref())?;
+            cat.entities.insert(name.clone(), Arc::new(compiled));
+        }
+        Ok(cat)
+    }
+
+    fn compile_entity(
+        &mut self,
+        loaded: &LoadedConfig,
+        index: usize,
+        name: &str,
+        entity: &EntityConfig,
+        hash_key: Option<&Arc<HashKey>>,
+    ) -> Result<EntityCatalogue, ConfigError> {
+        let err = |msg: String| ConfigError::file(&loaded.file, format!("entities.{name}: {msg}"));
+        let type_name = EntityTypeName::from_str(name)
+            .map_err(|e| err(format!("not a valid Cedar entity type name: {e}")))?;
+        let name_arc: Arc<str> = Arc::from(name);
+        let mut root = FieldNode::default();
+        for (path, field) in &entity.fields {
+            let segments = split_dot_path(path).map_err(|m| err(format!("field `{path}`: {m}")))?;
+            let mask = field
+                .mask
+                .as_ref()
+                .map(|m| Mask::compile(m, hash_key.cloned()))
+                .transpose()
+                .map_err(|m| err(format!("field `{path}`: {m}")))?;
+            let node = segments.iter().fold(&mut root, |node, seg| {
+                node.children.entry(Box::from(seg.as_str())).or_default()
+            });
+            let idx = u32::try_from(self.fields.len()).map_err(|_| err("too many fields".into()))?;
+            node.field = Some(idx);
+            self.fields.push(FieldSpec {
+                index: idx,
+                entity: name_arc.clone(),
+                path: path.clone(),
+                category: field.category,
+                level: field.level,
+                mask,
+            });
+        }
+        let attributes = compile_attributes(&entity.attributes).map_err(err)?;
+        let id_field = entity
+            .id_field
+            .as_deref()
+            .map(split_dot_path)
+            .transpose()
+            .map_err(|m| err(format!("id_field: {m}")))?;
+        Ok(EntityCatalogue {
+            name: name_arc,
+            type_name,
+            index: u16::try_from(index).map_err(|_| err("too many entity types".into()))?,
+            id_field,
+            attributes,
+            root,
+        })
+    }
+
+    pub fn entity(&self, name: &str) -> Option<&Arc<EntityCatalogue>> {
+        self.entities.get(name)
+    }
+
+    pub fn field(&self, index: u32) -> &FieldSpec {
+        &self.fields[index as usize]
+    }
+
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+
+    pub fn entities(&self) -> impl Iterator<Item = &Arc<EntityCatalogue>> {
+        self.entities.values()
+    }
+}
+
+/// Compiles attribute sources, with route-level `overrides` replacing or
+/// extending an entity's own.
+pub fn compile_attributes(
+    attrs: &BTreeMap<String, AttributeConfig>,
+) -> Result<Vec<AttributeSource>, String> {
+    attrs
+        .iter()
+        .map(|(name, a)| {
+            let (from_root, path) = match a.field.strip_prefix("$.") {
+                Some(rest) => (true, rest),
+                None => (false, a.field.as_str()),
+            };
+            let path = split_dot_path(path).map_err(|m| format!("attribute `{name}`: {m}"))?;
+            let entity_type = match a.kind {
+                AttributeKind::Entity => {
+                    let t = a.entity_type.as_deref().unwrap_or("User");
+                    Some(EntityTypeName::from_str(t).map_err(|e| {
+                        format!("attribute `{name}`: bad entity type `{t}`: {e}")
+                    })?)
+                }
+                _ => None,
+            };
+            let mut src = AttributeSource {
+                name: name.clone(),
+                from_root,
+                path,
+                kind: a.kind,
+                entity_type,
+                default: None,
+            };
+            if let Some(d) = &a.default {
+                src.default = Some(src.convert(d).ok_or_else(|| {
+                    format!("attribute `{name}`: default {d} does not match type")
+                })?);
+            }
+            Ok(src)
+        })
+        .collect()
+}
+
+/// Splits `a.b.c` into keys; empty keys are an error.
+pub fn split_dot_path(path: &str) -> Result<Vec<String>, String> {
+    let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!("`{path}` is not a valid dot path"));
+    }
+    Ok(parts)
+}

@@ -1,0 +1,80 @@
+//! The one configuration file: listeners, upstream, identity, routes, the
+//! field catalogue and where the policies live.
+//!
+//! YAML is parsed with `serde-saphyr` (maintained, pure Rust, reports the line
+//! of every error; `serde_yaml` is archived). Every struct refuses unknown
+//! keys, so a typo is an error at start-up rather than a silently ignored rule.
+//! Values whose meaning is checked after parsing (JSONPath selectors, route
+//! templates, masks) are kept [`Spanned`] so that those errors carry a line too.
+
+mod model;
+
+pub use model::*;
+
+use crate::error::ConfigError;
+use std::path::{Path, PathBuf};
+
+/// A parsed configuration and where it came from (relative paths inside it
+/// resolve against `base_dir`).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub config: Config,
+}
+
+impl LoadedConfig {
+    /// Resolves a path written in the config relative to the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// Reads and parses a configuration file; structural errors carry file and line.
+pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::file(file, format!("cannot read config: {e}")))?;
+    let config = parse(&text, file)?;
+    let base_dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(LoadedConfig {
+        file: file.to_path_buf(),
+        base_dir,
+        config,
+    })
+}
+
+/// Parses configuration text; `file` is only used in error messages.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    serde_saphyr::from_str::<Config>(text).map_err(|e| {
+        let line = e.location().map(|l| l.line() as usize).filter(|&l| l > 0);
+        ConfigError::new(file, line, first_line(&e.to_string()))
+    })
+}
+
+/// The parser renders multi-line snippets; operators get the reason line only
+/// (the file and line are already in the error).
+fn first_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
+        .unwrap_or(rendered)
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+/// Line (1-based) of a spanned config value, when the parser knew it.
+pub fn line_of<T>(v: &serde_saphyr::Spanned<T>) -> Option<usize> {
+    let line = v.referenced.line() as usize;
+    (line > 0).then_some(line)
+}
+
+#[cfg(test)]
+mod tests;

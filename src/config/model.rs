@@ -1,0 +1,313 @@
+//! The configuration file's shape. Defaults are the safe choice: deny
+//! unmatched routes, bounded bodies, upstream on loopback.
+
+use crate::identity::IdentityConfig;
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect (HTTP/1.1 and h2c on the same port).
+    pub listeners: Vec<ListenerConfig>,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    pub identity: IdentityConfig,
+    pub policies: PoliciesConfig,
+    #[serde(default)]
+    pub redaction: RedactionConfig,
+    /// What happens to a request no route matches. `deny` unless an operator
+    /// explicitly chooses `passthrough`.
+    #[serde(default)]
+    pub unmatched: UnmatchedPolicy,
+    pub routes: Vec<RouteConfig>,
+    /// The field catalogue, by Cedar entity type.
+    #[serde(default)]
+    pub entities: BTreeMap<String, EntityConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `http://host:port` of the protected service (plain HTTP to a loopback
+    /// service is the sidecar default).
+    pub url: Spanned<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    #[serde(default = "default_pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: u64,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+    /// Forward the client's `Host` header (legacy services often route or
+    /// build links by it). When false the upstream's own authority is sent.
+    #[serde(default = "default_true")]
+    pub preserve_host: bool,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_response_timeout_ms() -> u64 {
+    30_000
+}
+fn default_pool_idle_timeout_ms() -> u64 {
+    90_000
+}
+fn default_pool_max_idle() -> usize {
+    256
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body buffered for inspection; larger gets 413.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: usize,
+    /// Largest response body buffered for redaction (after decompression);
+    /// larger gets 502, because passing it unfiltered would leak.
+    #[serde(default = "default_max_response_body")]
+    pub max_response_body_bytes: usize,
+    /// Deepest JSON nesting accepted in an inspected body.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: default_max_request_body(),
+            max_response_body_bytes: default_max_response_body(),
+            max_json_depth: default_max_json_depth(),
+        }
+    }
+}
+
+fn default_max_request_body() -> usize {
+    1024 * 1024
+}
+fn default_max_response_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_json_depth() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// Folder whose `*.cedar` files form the policy set.
+    pub directory: PathBuf,
+    /// The one Cedar schema (`.cedarschema`) every policy is validated against.
+    pub schema: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// Key for keyed-hash masks (HMAC-SHA256). Required when any field uses
+    /// `kind: hash`.
+    pub hash_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedPolicy {
+    #[default]
+    Deny,
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Upper-case HTTP method, or `*`.
+    pub method: Spanned<String>,
+    /// Path template, `{name}` for a parameter segment.
+    pub path: Spanned<String>,
+    /// Forward without identity, decision or inspection (public content only).
+    #[serde(default)]
+    pub passthrough: bool,
+    /// Cedar action id of the request-level decision (required unless passthrough).
+    pub action: Option<Spanned<String>>,
+    pub resource: Option<ResourceConfig>,
+    /// Records in the response body to redact field by field.
+    pub response: Option<ResponseBodyConfig>,
+    /// Fields in the request body to check before anything reaches the upstream.
+    pub request: Option<RequestBodyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Cedar entity type of the request-level resource.
+    #[serde(rename = "type")]
+    pub entity_type: Spanned<String>,
+    /// Literal entity id (for collections such as `CustomerDirectory::"all"`).
+    pub id: Option<String>,
+    /// Path parameter holding the entity id.
+    pub id_param: Option<Spanned<String>>,
+    /// Path parameter naming the owning principal (`resource.owner`).
+    pub owner_param: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseBodyConfig {
+    pub records: Vec<RecordSelectorConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSelectorConfig {
+    /// JSONPath of the records: `$` for one record, `$.customers[*]` for a list.
+    pub path: Spanned<String>,
+    /// Cedar entity type of each record; its catalogue entry lists the fields.
+    pub entity: Spanned<String>,
+    /// Extra or overriding attribute sources for this route.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBodyConfig {
+    /// Catalogue entity type whose fields the body carries.
+    pub entity: Spanned<String>,
+    /// Where the record is in the body (default `$`).
+    #[serde(default = "default_root_path")]
+    pub path: Spanned<String>,
+    /// The fields this route may collect at all (minimal collection). A body
+    /// field outside the list is refused. Absent: no collection limit.
+    pub collect: Option<Vec<String>>,
+}
+
+fn default_root_path() -> Spanned<String> {
+    Spanned::new(
+        "$".to_string(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityConfig {
+    /// Record field holding the entity id (used as the Cedar resource id).
+    pub id_field: Option<String>,
+    /// Record fields that become Cedar attributes of the record.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeConfig>,
+    /// Field path (dots for nesting) → how it is classified and masked.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeConfig {
+    /// Dot path inside the record, or `$.a.b` from the document root.
+    pub field: String,
+    #[serde(rename = "type")]
+    pub kind: AttributeKind,
+    /// For `type: entity`: the entity type of the reference (default `User`).
+    pub entity_type: Option<String>,
+    /// Used when the record lacks the field. Without a default a missing
+    /// attribute makes the record unreadable (fail closed).
+    pub default: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeKind {
+    String,
+    Bool,
+    Long,
+    Entity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    pub category: Category,
+    pub level: Level,
+    /// Masked form, used when a policy allows `field:read_masked` but not
+    /// `field:read`. Without one, such a field is removed.
+    pub mask: Option<MaskConfig>,
+}
+
+/// Data categories of the regulation (CDM-2.1 to CDM-2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Identity,
+    AccountTransaction,
+    Behavior,
+    Interaction,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Identity => "identity",
+            Category::AccountTransaction => "account_transaction",
+            Category::Behavior => "behavior",
+            Category::Interaction => "interaction",
+        }
+    }
+}
+
+/// Sensitivity level 1 (low) to 4 (highest), CDM-4.1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Level(pub u8);
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if (1..=4).contains(&v) {
+            Ok(Level(v as u8))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "sensitivity level must be 1 to 4, got {v}"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MaskConfig {
+    /// Keep the first/last N characters, replace the rest.
+    Partial {
+        #[serde(default)]
+        keep_first: usize,
+        #[serde(default)]
+        keep_last: usize,
+        #[serde(default = "default_mask_char")]
+        mask_char: char,
+    },
+    /// HMAC-SHA256 with the configured key: stable pseudonym, joinable.
+    Hash,
+    /// A date generalised to its year.
+    Year,
+    /// The value replaced by `null`.
+    Null,
+}
+
+fn default_mask_char() -> char {
+    '*'
+}

@@ -1,0 +1,132 @@
+//! `fieldguard demo`: the demo shop and the proxy with the reference
+//! policies in one process, plus a ready-to-paste token per role.
+
+use crate::config::{self, ListenerConfig};
+use crate::identity::mint::{TokenRequest, mint_hs256};
+use crate::proxy::{self, Proxy};
+use crate::runtime::Runtime;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The reference deployment's config, bundled with the source tree.
+pub fn default_config_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/fieldguard.yaml")
+}
+
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub upstream_listen: SocketAddr,
+    pub config: PathBuf,
+}
+
+/// One role of the reference table, as the demo hands out tokens for it.
+pub struct DemoRole {
+    pub label: &'static str,
+    pub role: &'static str,
+    pub sub: &'static str,
+    pub mfa: bool,
+    pub purpose: Option<&'static str>,
+}
+
+pub const DEMO_ROLES: &[DemoRole] = &[
+    DemoRole { label: "customer c-1001", role: "customer", sub: "c-1001", mfa: false, purpose: None },
+    DemoRole { label: "support agent", role: "support_agent", sub: "agent-7", mfa: false, purpose: None },
+    DemoRole { label: "support agent with MFA", role: "support_agent", sub: "agent-7", mfa: true, purpose: None },
+    DemoRole { label: "fulfillment", role: "fulfillment", sub: "warehouse-3", mfa: false, purpose: None },
+    DemoRole { label: "marketing analyst", role: "marketing_analyst", sub: "analyst-2", mfa: false, purpose: Some("marketing") },
+    DemoRole { label: "data protection officer (MFA)", role: "data_protection_officer", sub: "dpo-1", mfa: true, purpose: None },
+    DemoRole { label: "logistics partner", role: "partner", sub: "partner-sf-express", mfa: false, purpose: None },
+];
+
+/// Mints a token the given config's JWT settings accept (HS256 secret,
+/// issuer and audience taken from the config).
+pub fn token_for_config(
+    config_path: &Path,
+    role: &str,
+    sub: &str,
+    mfa: bool,
+    purpose: Option<&str>,
+    ttl_secs: u64,
+) -> Result<String, String> {
+    let loaded = config::load(config_path).map_err(|e| e.to_string())?;
+    let jwt = loaded
+        .config
+        .identity
+        .jwt
+        .as_ref()
+        .ok_or("the config has no `identity.jwt` section")?;
+    let secret_file = jwt
+        .hs256_secret_file
+        .as_ref()
+        .ok_or("the config has no `identity.jwt.hs256_secret_file`")?;
+    let path = loaded.resolve(secret_file);
+    let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    mint_hs256(
+        secret.trim_ascii_end(),
+        &TokenRequest {
+            sub: sub.to_string(),
+            roles: vec![role.to_string()],
+            mfa,
+            purpose: purpose.map(str::to_string),
+            ttl_secs,
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+        },
+    )
+}
+
+/// Starts the shop and the proxy and serves until the process is stopped.
+pub async fn run(opts: DemoOptions) -> Result<(), String> {
+    let shop_listener = TcpListener::bind(opts.upstream_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.upstream_listen))?;
+    let shop_addr = shop_listener.local_addr().map_err(|e| e.to_string())?;
+    let shop = super::shop::Shop::new(super::data::DEMO_CUSTOMERS);
+    tokio::spawn(async move {
+        if let Err(e) = super::shop::serve(shop_listener, shop).await {
+            tracing::error!("demo shop stopped: {e}");
+        }
+    });
+
+    let mut loaded = config::load(&opts.config).map_err(|e| e.to_string())?;
+    loaded.config.upstream.url.value = format!("http://{shop_addr}");
+    loaded.config.listeners = vec![ListenerConfig { address: opts.listen }];
+    let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
+    let version = runtime.engine.bundle.version.clone();
+    let proxy = Arc::new(Proxy::new(runtime).map_err(|e| e.to_string())?);
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    println!("fieldguard demo");
+    println!("  demo shop (unprotected legacy API): http://{shop_addr}");
+    println!("  fieldguard proxy:                   http://{proxy_addr}");
+    println!("  policy set version:                 {version}");
+    println!();
+    println!("Tokens (demo only, valid 8 hours):");
+    for r in DEMO_ROLES {
+        let token = token_for_config(&opts.config, r.role, r.sub, r.mfa, r.purpose, 8 * 3600)?;
+        println!("  # {}", r.label);
+        println!("  export TOKEN_{}={token}", env_name(r));
+    }
+    println!();
+    println!("Try:");
+    println!("  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_SUPPORT_AGENT\"");
+    println!("  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_CUSTOMER\"");
+    println!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
+    println!();
+    proxy::serve(listener, proxy)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn env_name(r: &DemoRole) -> String {
+    let mut name = r.role.to_ascii_uppercase();
+    if r.role == "support_agent" && r.mfa {
+        name.push_str("_MFA");
+    }
+    name
+}

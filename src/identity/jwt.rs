@@ -1,0 +1,629 @@
+//! Bearer-token verification.
+//!
+//! Everything expensive or fallible that does not depend on the request
+//! (reading key files, parsing PEM/JWKS, building `Validation`s) happens once
+//! in [`JwtVerifier::new`]; per request we only parse the token and run the
+//! signature check against the keys the token may legitimately use.
+
+use super::config::{JwtConfig, PublicKeyAlgorithm};
+use super::{AttrValue, IdentityError, IdentitySource, Principal, valid_purpose};
+use crate::error::ConfigError;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// HS256 secrets shorter than this are brute-forceable offline from any one
+/// captured token (RFC 7518 §3.2 asks for at least the hash size).
+pub(crate) const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Larger leeways are certainly a mistake, and an unbounded one would
+/// overflow the time arithmetic inside `jsonwebtoken`.
+const MAX_LEEWAY_SECONDS: u64 = 3600;
+
+type Claims = Map<String, Value>;
+
+/// One key a token may be verified with. The algorithm is fixed by the
+/// configuration, never by the token, which is what defeats algorithm
+/// confusion.
+#[derive(Debug)]
+struct VerifyingKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+    validation: Validation,
+    /// Where the key came from, for start-up diagnostics only.
+    origin: PathBuf,
+}
+
+/// A claim name, optionally a dotted path into nested objects.
+#[derive(Debug)]
+struct ClaimPath {
+    raw: String,
+    segments: Vec<String>,
+}
+
+impl ClaimPath {
+    fn new(raw: &str) -> Self {
+        Self {
+            raw: raw.to_string(),
+            segments: raw.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    /// The exact name wins over the dotted interpretation so that URL-shaped
+    /// claim names ("https://idp.example/roles") keep working.
+    fn lookup<'a>(&self, claims: &'a Claims) -> Option<&'a Value> {
+        let found = match claims.get(&self.raw) {
+            Some(v) => Some(v),
+            None if self.segments.len() > 1 => {
+                let (first, rest) = self.segments.split_first()?;
+                let mut cur = claims.get(first)?;
+                for seg in rest {
+                    cur = cur.as_object()?.get(seg)?;
+                }
+                Some(cur)
+            }
+            None => None,
+        };
+        found.filter(|v| !v.is_null())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct JwtVerifier {
+    keys: Vec<VerifyingKey>,
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+    roles: ClaimPath,
+    mfa: ClaimPath,
+    mfa_values: HashSet<String>,
+    purpose: ClaimPath,
+    attributes: Vec<ClaimPath>,
+}
+
+fn resolve(base_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::file(path, format!("cannot read {what}: {e}")))
+}
+
+impl JwtVerifier {
+    pub(crate) fn new(
+        cfg: &JwtConfig,
+        base_dir: &Path,
+        config_file: &Path,
+    ) -> Result<Self, ConfigError> {
+        let cfg_err = |msg: String| ConfigError::file(config_file, msg);
+
+        if cfg.hs256_secret_file.is_none() && cfg.public_keys.is_empty() && cfg.jwks_file.is_none()
+        {
+            return Err(cfg_err(
+                "identity.jwt needs at least one key source: hs256_secret_file, public_keys or jwks_file"
+                    .into(),
+            ));
+        }
+        if cfg.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(cfg_err(format!(
+                "identity.jwt.leeway_seconds must be at most {MAX_LEEWAY_SECONDS}"
+            )));
+        }
+        if cfg.max_token_bytes == 0 {
+            return Err(cfg_err(
+                "identity.jwt.max_token_bytes must be greater than 0".into(),
+            ));
+        }
+        for (name, value) in [
+            ("roles_claim", &cfg.roles_claim),
+            ("mfa_claim", &cfg.mfa_claim),
+            ("purpose_claim", &cfg.purpose_claim),
+        ] {
+            if value.trim().is_empty() {
+                return Err(cfg_err(format!("identity.jwt.{name} must not be empty")));
+            }
+        }
+        if cfg.attribute_claims.iter().any(|c| c.trim().is_empty()) {
+            return Err(cfg_err(
+                "identity.jwt.attribute_claims must not contain empty names".into(),
+            ));
+        }
+        if matches!(&cfg.issuer, Some(s) if s.is_empty()) {
+            return Err(cfg_err("identity.jwt.issuer must not be empty".into()));
+        }
+        if matches!(&cfg.audience, Some(s) if s.is_empty()) {
+            return Err(cfg_err("identity.jwt.audience must not be empty".into()));
+        }
+
+        let validation_for = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            v.leeway = cfg.leeway_seconds;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            let mut required = vec!["exp"];
+            match &cfg.issuer {
+                Some(iss) => {
+                    v.set_issuer(&[iss]);
+                    required.push("iss");
+                }
+                None => v.iss = None,
+            }
+            match &cfg.audience {
+                Some(aud) => {
+                    v.set_audience(&[aud]);
+                    v.validate_aud = true;
+                    required.push("aud");
+                }
+                None => {
+                    v.aud = None;
+                    v.validate_aud = false;
+                }
+            }
+            v.set_required_spec_claims(&required);
+            v
+        };
+
+        let mut keys: Vec<VerifyingKey> = Vec::new();
+
+        if let Some(rel) = &cfg.hs256_secret_file {
+            let path = resolve(base_dir, rel);
+            let mut secret = read_file(&path, "HS256 secret")?;
+            while matches!(secret.last(), Some(b'\n' | b'\r')) {
+                secret.pop();
+            }
+            if secret.len() < MIN_HS256_SECRET_BYTES {
+                return Err(ConfigError::file(
+                    &path,
+                    format!(
+                        "HS256 secret is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+                        secret.len()
+                    ),
+                ));
+            }
+            let key = DecodingKey::from_secret(&secret)
+                .map_err(|e| ConfigError::file(&path, format!("unusable HS256 secret: {e}")))?;
+            keys.push(VerifyingKey {
+                kid: None,
+                alg: Algorithm::HS256,
+                key,
+                validation: validation_for(Algorithm::HS256),
+                origin: path,
+            });
+        }
+
+        for pk in &cfg.public_keys {
+            let path = resolve(base_dir, &pk.file);
+            let pem = read_file(&path, "public key")?;
+            if matches!(&pk.kid, Some(k) if k.is_empty()) {
+                return Err(cfg_err(format!(
+                    "identity.jwt.public_keys: empty kid for {}",
+                    pk.file.display()
+                )));
+            }
+            let (alg, key) = match pk.algorithm {
+                PublicKeyAlgorithm::RS256 => {
+                    let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                        ConfigError::file(&path, format!("not an RSA public key in PEM form: {e}"))
+                    })?;
+                    (Algorithm::RS256, key)
+                }
+                PublicKeyAlgorithm::ES256 => {
+                    let key = DecodingKey::from_ec_pem(&pem).map_err(|e| {
+                        ConfigError::file(&path, format!("not an EC public key in PEM form: {e}"))
+                    })?;
+                    if !is_p256_point(&key) {
+                        return Err(ConfigError::file(
+                            &path,
+                            "ES256 needs a P-256 public key (this key is on another curve)",
+                        ));
+                    }
+                    (Algorithm::ES256, key)
+                }
+            };
+            keys.push(VerifyingKey {
+                kid: pk.kid.clone(),
+                alg,
+                key,
+                validation: validation_for(alg),
+                origin: path,
+            });
+        }
+
+        if let Some(rel) = &cfg.jwks_file {
+            let path = resolve(base_dir, rel);
+            let text = read_file(&path, "JWKS")?;
+            for (kid, alg, key) in parse_jwks(&text, &path)? {
+                keys.push(VerifyingKey {
+                    kid,
+                    alg,
+                    key,
+                    validation: validation_for(alg),
+                    origin: path.clone(),
+                });
+            }
+        }
+
+        // A kid must name exactly one key, otherwise "kid selects the key" is
+        // ambiguous.
+        let mut seen = HashSet::new();
+        for k in &keys {
+            if let Some(kid) = &k.kid
+                && !seen.insert(kid.as_str())
+            {
+                return Err(ConfigError::file(
+                    &k.origin,
+                    format!("key id `{kid}` is configured more than once"),
+                ));
+            }
+        }
+
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for k in &keys {
+            if !algorithms.contains(&k.alg) {
+                algorithms.push(k.alg);
+            }
+        }
+
+        Ok(Self {
+            keys,
+            algorithms,
+            max_token_bytes: cfg.max_token_bytes,
+            roles: ClaimPath::new(cfg.roles_claim.trim()),
+            mfa: ClaimPath::new(cfg.mfa_claim.trim()),
+            mfa_values: cfg
+                .mfa_values
+                .iter()
+                .map(|s| s.trim().to_string())
+                .collect(),
+            purpose: ClaimPath::new(cfg.purpose_claim.trim()),
+            attributes: cfg
+                .attribute_claims
+                .iter()
+                .map(|c| ClaimPath::new(c.trim()))
+                .collect(),
+        })
+    }
+
+    /// Verifies `token` and builds the principal. `header_purpose` is the
+    /// already-extracted `X-Purpose` fallback (only consulted, and only
+    /// validated, when the token carries no purpose).
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
+    ) -> Result<Principal, IdentityError> {
+        if token.len() > self.max_token_bytes {
+            return Err(IdentityError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(IdentityError::Malformed);
+        };
+        let (alg, kid) = parse_header(header_b64)?;
+
+        let candidates: Vec<&VerifyingKey> = match &kid {
+            Some(kid) => {
+                let by_kid: Vec<&VerifyingKey> = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                    .collect();
+                if by_kid.is_empty() {
+                    return Err(IdentityError::UnknownKey);
+                }
+                by_kid.into_iter().filter(|k| k.alg == alg).collect()
+            }
+            None => self.keys.iter().filter(|k| k.alg == alg).collect(),
+        };
+        if candidates.is_empty() || !self.algorithms.contains(&alg) {
+            return Err(IdentityError::DisallowedAlgorithm);
+        }
+
+        let mut last = IdentityError::BadSignature;
+        let mut claims = None;
+        for k in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &k.key, &k.validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) => {
+                    let mapped = map_jwt_error(e.kind());
+                    // Only "this key did not verify it" lets us try the next
+                    // key; anything else is about the token itself.
+                    if matches!(mapped, IdentityError::BadSignature) {
+                        last = mapped;
+                    } else {
+                        return Err(mapped);
+                    }
+                }
+            }
+        }
+        let Some(claims) = claims else {
+            return Err(last);
+        };
+        self.principal(&claims, header_purpose)
+    }
+
+    fn principal(
+        &self,
+        claims: &Claims,
+        header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
+    ) -> Result<Principal, IdentityError> {
+        let id = match claims.get("sub") {
+            None | Some(Value::Null) => return Err(IdentityError::MissingSubject),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                return Err(IdentityError::MissingSubject);
+            }
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                return Err(IdentityError::BadClaim("sub"));
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(IdentityError::BadClaim("sub")),
+        };
+
+        let roles = match self.roles.lookup(claims) {
+            None => Vec::new(),
+            Some(v) => string_list(v).ok_or(IdentityError::BadClaim("roles"))?,
+        };
+        let roles = super::normalise_roles(roles);
+
+        let mfa = match self.mfa.lookup(claims) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => string_list(v)
+                .ok_or(IdentityError::BadClaim("mfa"))?
+                .iter()
+                .any(|m| self.mfa_values.contains(m.as_str())),
+        };
+
+        let purpose = match self.purpose.lookup(claims) {
+            Some(Value::String(p)) if valid_purpose(p) => Some(p.clone()),
+            Some(_) => return Err(IdentityError::BadClaim("purpose")),
+            None => header_purpose()?,
+        };
+
+        let mut attributes = BTreeMap::new();
+        for path in &self.attributes {
+            let Some(v) = path.lookup(claims) else {
+                continue;
+            };
+            let value = match v {
+                Value::String(s) => AttrValue::String(s.clone()),
+                Value::Bool(b) => AttrValue::Bool(*b),
+                Value::Number(n) => {
+                    AttrValue::Long(n.as_i64().ok_or(IdentityError::BadClaim("attribute"))?)
+                }
+                Value::Array(items) => {
+                    let mut set = items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or(IdentityError::BadClaim("attribute"))?;
+                    set.sort();
+                    set.dedup();
+                    AttrValue::Set(set)
+                }
+                _ => return Err(IdentityError::BadClaim("attribute")),
+            };
+            attributes.insert(path.raw.clone(), value);
+        }
+
+        Ok(Principal {
+            id,
+            roles,
+            mfa,
+            purpose,
+            attributes,
+            source: IdentitySource::Jwt,
+        })
+    }
+}
+
+/// An array of strings, or one string separated by spaces and/or commas
+/// (OAuth `scope` style). `None` for any other shape.
+fn string_list(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(
+            s.split([' ', ','])
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// Reads `alg` and `kid` ourselves instead of via `jsonwebtoken::decode_header`:
+/// the library cannot represent `alg: none`, and we want to report that case
+/// distinctly rather than as a generic parse error.
+fn parse_header(b64: &str) -> Result<(Algorithm, Option<String>), IdentityError> {
+    let bytes = b64url_decode(b64).ok_or(IdentityError::Malformed)?;
+    let header: Value = serde_json::from_slice(&bytes).map_err(|_| IdentityError::Malformed)?;
+    let obj = header.as_object().ok_or(IdentityError::Malformed)?;
+    let alg = match obj.get("alg") {
+        Some(Value::String(a)) => a,
+        _ => return Err(IdentityError::Malformed),
+    };
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(IdentityError::AlgNone);
+    }
+    let alg = Algorithm::from_str(alg).map_err(|_| IdentityError::DisallowedAlgorithm)?;
+    let kid = match obj.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(IdentityError::Malformed),
+    };
+    Ok((alg, kid))
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> IdentityError {
+    match kind {
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidKeyFormat => IdentityError::BadSignature,
+        ErrorKind::ExpiredSignature => IdentityError::Expired,
+        ErrorKind::ImmatureSignature => IdentityError::NotYetValid,
+        ErrorKind::InvalidIssuer => IdentityError::WrongIssuer,
+        ErrorKind::InvalidAudience => IdentityError::WrongAudience,
+        ErrorKind::InvalidSubject => IdentityError::MissingSubject,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::InvalidAlgorithmName => IdentityError::DisallowedAlgorithm,
+        ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+            "iss" => IdentityError::WrongIssuer,
+            "aud" => IdentityError::WrongAudience,
+            "sub" => IdentityError::MissingSubject,
+            other => IdentityError::BadClaim(static_claim(other)),
+        },
+        ErrorKind::InvalidClaimFormat(c) => IdentityError::BadClaim(static_claim(c)),
+        _ => IdentityError::Malformed,
+    }
+}
+
+fn static_claim(name: &str) -> &'static str {
+    match name {
+        "exp" => "exp",
+        "nbf" => "nbf",
+        "iss" => "iss",
+        "aud" => "aud",
+        "sub" => "sub",
+        _ => "claims",
+    }
+}
+
+fn is_p256_point(key: &DecodingKey) -> bool {
+    matches!(key.try_get_as_bytes(), Ok(b) if b.len() == 65 && b[0] == 0x04)
+}
+
+/// Keys usable for RS256/ES256 from a JWKS document. Keys of other types or
+/// algorithms (and encryption keys) are skipped with a warning, because real
+/// JWKS endpoints mix them; a JWKS that yields nothing usable is an error.
+fn parse_jwks(
+    text: &[u8],
+    path: &Path,
+) -> Result<Vec<(Option<String>, Algorithm, DecodingKey)>, ConfigError> {
+    let doc: Value = serde_json::from_slice(text).map_err(|e| {
+        ConfigError::new(
+            path,
+            Some(e.line()).filter(|l| *l > 0),
+            format!("invalid JWKS JSON: {e}"),
+        )
+    })?;
+    let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+        return Err(ConfigError::file(
+            path,
+            "JWKS must be an object with a `keys` array",
+        ));
+    };
+    let mut out = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let jwk: Jwk = serde_json::from_value(entry.clone()).map_err(|e| {
+            ConfigError::file(path, format!("JWKS key #{i} is not a valid JWK: {e}"))
+        })?;
+        let label = jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}"));
+        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+            tracing::warn!(file = %path.display(), key = %label, "skipping JWKS key not meant for signatures");
+            continue;
+        }
+        if matches!(&jwk.common.key_id, Some(k) if k.is_empty()) {
+            return Err(ConfigError::file(
+                path,
+                format!("JWKS key #{i} has an empty kid"),
+            ));
+        }
+        let declared = jwk.common.key_algorithm;
+        let (alg, key) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p)
+                if declared.is_none() || declared == Some(KeyAlgorithm::RS256) =>
+            {
+                let key = DecodingKey::from_rsa_components(&p.n, &p.e).map_err(|e| {
+                    ConfigError::file(path, format!("JWKS key {label}: bad RSA parameters: {e}"))
+                })?;
+                (Algorithm::RS256, key)
+            }
+            AlgorithmParameters::EllipticCurve(p)
+                if p.curve == EllipticCurve::P256
+                    && (declared.is_none() || declared == Some(KeyAlgorithm::ES256)) =>
+            {
+                let key = DecodingKey::from_ec_components(&p.x, &p.y).map_err(|e| {
+                    ConfigError::file(path, format!("JWKS key {label}: bad EC parameters: {e}"))
+                })?;
+                if !is_p256_point(&key) {
+                    return Err(ConfigError::file(
+                        path,
+                        format!("JWKS key {label}: x/y are not a P-256 point"),
+                    ));
+                }
+                (Algorithm::ES256, key)
+            }
+            _ => {
+                tracing::warn!(file = %path.display(), key = %label, "skipping JWKS key: only RS256 and ES256 (P-256) keys are used");
+                continue;
+            }
+        };
+        out.push((jwk.common.key_id.clone(), alg, key));
+    }
+    if out.is_empty() {
+        return Err(ConfigError::file(
+            path,
+            "JWKS contains no usable RS256 or ES256 (P-256) signing key",
+        ));
+    }
+    Ok(out)
+}
+
+/// Unpadded base64url (RFC 7515 §2); `None` on any deviation.
+pub(crate) fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc: u32 = 0;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        let n = chunk.len() - 1; // bytes carried by this chunk
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+        // Non-canonical trailing bits would let two encodings mean one value.
+        let used_bits = 8 * n;
+        let total_bits = 6 * chunk.len();
+        if total_bits > used_bits
+            && (acc >> (24 - total_bits)) & ((1 << (total_bits - used_bits)) - 1) != 0
+        {
+            return None;
+        }
+    }
+    Some(out)
+}

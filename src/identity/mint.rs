@@ -1,0 +1,66 @@
+//! Token minting for the demo and for tests.
+//!
+//! Production tokens come from an identity provider; this exists so that the
+//! demo can hand out tokens that the real verifier accepts, using exactly the
+//! default claim names the verifier reads.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+
+/// What to put in a demo token.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub mfa: bool,
+    pub purpose: Option<String>,
+    pub ttl_secs: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MintClaims<'a> {
+    sub: &'a str,
+    roles: &'a [String],
+    amr: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    iat: u64,
+    exp: u64,
+}
+
+/// Signs an HS256 token whose claims use the default claim names (roles,
+/// amr = ["pwd"] or ["pwd","mfa"], purpose, iss, aud, iat, exp).
+///
+/// Refuses secrets the verifier would refuse, so a demo can never produce a
+/// token that only works against a misconfigured proxy.
+pub fn mint_hs256(secret: &[u8], req: &TokenRequest) -> Result<String, String> {
+    if secret.len() < super::jwt::MIN_HS256_SECRET_BYTES {
+        return Err(format!(
+            "HS256 secret must be at least {} bytes",
+            super::jwt::MIN_HS256_SECRET_BYTES
+        ));
+    }
+    if req.sub.trim().is_empty() {
+        return Err("sub must not be empty".to_string());
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = MintClaims {
+        sub: &req.sub,
+        roles: &req.roles,
+        amr: if req.mfa { &["pwd", "mfa"] } else { &["pwd"] },
+        purpose: req.purpose.as_deref(),
+        iss: req.issuer.as_deref(),
+        aud: req.audience.as_deref(),
+        iat: now,
+        exp: now.saturating_add(req.ttl_secs),
+    };
+    let key = EncodingKey::from_secret(secret).map_err(|e| format!("unusable secret: {e}"))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| format!("cannot sign token: {e}"))
+}

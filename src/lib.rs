@@ -1,0 +1,19 @@
+//! fieldguard: a policy-as-code enforcement sidecar.
+//!
+//! A request flows through the crate top to bottom:
+//! [`proxy`] accepts it, [`identity`] names the caller, [`routing`] maps the
+//! canonical path to a route, [`policy`] asks Cedar for the request-level
+//! decision, [`redact`] checks request bodies and filters response bodies field
+//! by field, and the answer goes back through [`proxy`].
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod identity;
+pub mod routing;
+pub mod catalogue;
+pub mod policy;
+pub mod proxy;
+pub mod redact;
+pub mod runtime;
+

@@ -1,0 +1,420 @@
+//! Decisions. One [`Engine`] per loaded policy set, shared by all requests.
+//!
+//! Per-field decisions on large lists are the hot path, so the engine
+//! (1) evaluates only the policies that can apply to an action and a role set,
+//! (2) learns from those policies which facts the answer can depend on, and
+//! (3) caches answers keyed by exactly those facts. A list of 5,000 records
+//! whose policies read only a consent flag costs a handful of evaluations.
+
+use super::analysis::{self, Dependencies};
+use super::entities::{self, RequestPrincipal};
+use super::load::PolicyBundle;
+use crate::catalogue::{AttrValue, AttributeSource, FieldSpec};
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision, Entities, Entity, EntityTypeName, EntityUid,
+    PolicySet, PrincipalConstraint, Request,
+};
+use dashmap::DashMap;
+use smallvec::SmallVec;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Decisions fieldguard asks about records and their fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldAction {
+    /// May the caller see this record at all?
+    RecordRead,
+    /// May the caller read the field in full?
+    FieldRead,
+    /// May the caller read the field's masked form?
+    FieldReadMasked,
+    /// May the caller write the field?
+    FieldWrite,
+}
+
+impl FieldAction {
+    pub const ALL: [FieldAction; 4] = [
+        FieldAction::RecordRead,
+        FieldAction::FieldRead,
+        FieldAction::FieldReadMasked,
+        FieldAction::FieldWrite,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            FieldAction::RecordRead => "record:read",
+            FieldAction::FieldRead => "field:read",
+            FieldAction::FieldReadMasked => "field:read_masked",
+            FieldAction::FieldWrite => "field:write",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The resource of a record, field or write decision.
+pub struct ResourceRef<'a> {
+    pub type_name: &'a EntityTypeName,
+    /// Distinguishes resource types in cache keys: a catalogue entity's
+    /// index, or a route's write-target key.
+    pub type_key: u32,
+    pub id: &'a str,
+    /// Attribute sources and their values for this resource, aligned.
+    pub sources: &'a [AttributeSource],
+    pub values: &'a [AttrValue],
+}
+
+/// The request-level answer.
+#[derive(Debug, Clone)]
+pub struct RequestDecision {
+    pub allowed: bool,
+    /// Ids of the policies that determined it (permits when allowed,
+    /// forbids, if any, when denied; empty for default deny).
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (they counted as not applying).
+    pub errors: Vec<String>,
+}
+
+/// The policies that can apply to one action for one role set, and what
+/// they read.
+#[derive(Debug)]
+struct Applicable {
+    policies: PolicySet,
+    deps: Dependencies,
+    /// No permit can apply: the answer is deny without evaluating anything.
+    no_permit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    who: Arc<str>,
+    action: u8,
+    resource_type: u32,
+    field: u32,
+    resource: Option<Box<str>>,
+    attrs: SmallVec<[Option<AttrValue>; 2]>,
+}
+
+/// Bound on cached decisions; past it the cache starts over (a new policy
+/// set starts with an empty cache anyway).
+const MAX_CACHED_DECISIONS: usize = 200_000;
+/// Bound on cached (role set, action) analyses.
+const MAX_CACHED_ANALYSES: usize = 4_096;
+
+pub struct Engine {
+    pub bundle: PolicyBundle,
+    authorizer: Authorizer,
+    /// Action entities from the schema, so `action in Action::"group"` works.
+    base_entities: Entities,
+    deps: Vec<(cedar_policy::Policy, Dependencies)>,
+    analyses: DashMap<(String, String), Arc<Applicable>>,
+    decisions: DashMap<DecisionKey, bool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("version", &self.bundle.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(bundle: PolicyBundle) -> Result<Self, String> {
+        let base_entities = bundle
+            .schema
+            .action_entities()
+            .map_err(|e| format!("schema actions: {e}"))?;
+        let deps = bundle
+            .policies
+            .policies()
+            .map(|p| (p.clone(), analysis::dependencies(p)))
+            .collect();
+        Ok(Self {
+            bundle,
+            authorizer: Authorizer::new(),
+            base_entities,
+            deps,
+            analyses: DashMap::new(),
+            decisions: DashMap::new(),
+        })
+    }
+
+    pub fn action_uid(&self, action: &str) -> EntityUid {
+        entities::uid(&entities::type_name("Action"), action)
+    }
+
+    /// True when the schema declares this action (routes are checked
+    /// against it at start-up).
+    pub fn has_action(&self, action: &str) -> bool {
+        self.base_entities
+            .iter()
+            .any(|e| e.uid() == self.action_uid(action))
+    }
+
+    fn applicable(&self, roles_key: &str, roles: &HashSet<&str>, action: &str) -> Arc<Applicable> {
+        let key = (roles_key.to_string(), action.to_string());
+        if let Some(a) = self.analyses.get(&key) {
+            return a.clone();
+        }
+        let action_uid = self.action_uid(action);
+        let ancestors: HashSet<EntityUid> = self
+            .base_entities
+            .ancestors(&action_uid)
+            .map(|it| it.cloned().collect())
+            .unwrap_or_default();
+        let mut policies = PolicySet::new();
+        let mut deps = Dependencies::default();
+        let mut no_permit = true;
+        for (p, d) in &self.deps {
+            let action_ok = match p.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => a == action_uid,
+                ActionConstraint::In(list) => list
+                    .iter()
+                    .any(|a| *a == action_uid || ancestors.contains(a)),
+            };
+            if !action_ok || !principal_may_apply(&p.principal_constraint(), roles) {
+                continue;
+            }
+            if p.effect() == cedar_policy::Effect::Permit {
+                no_permit = false;
+            }
+            deps.merge(d);
+            // Ids are unique in the bundle, so adding cannot clash.
+            if policies.add(p.clone()).is_err() {
+                tracing::error!(policy = %p.id(), "policy could not be indexed");
+            }
+        }
+        let applicable = Arc::new(Applicable {
+            policies,
+            deps,
+            no_permit,
+        });
+        if self.analyses.len() < MAX_CACHED_ANALYSES {
+            self.analyses.insert(key, applicable.clone());
+        }
+        applicable
+    }
+
+    fn evaluate(
+        &self,
+        who: &RequestPrincipal,
+        action: &str,
+        applicable: &Applicable,
+        resource: Entity,
+        context: cedar_policy::Context,
+    ) -> RequestDecision {
+        let resource_uid = resource.uid();
+        let entities = match self
+            .base_entities
+            .clone()
+            .add_entities([who.entity.clone(), resource], None)
+        {
+            Ok(e) => e,
+            Err(e) => return deny_with_error(format!("entities: {e}")),
+        };
+        let request = match Request::new(
+            who.uid.clone(),
+            self.action_uid(action),
+            resource_uid,
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny_with_error(format!("request: {e}")),
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &applicable.policies, &entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                tracing::warn!(action, "policy evaluation error (policy counts as not applying): {e}");
+                e.to_string()
+            })
+            .collect();
+        RequestDecision {
+            allowed: response.decision() == Decision::Allow,
+            policies: response
+                .diagnostics()
+                .reason()
+                .map(|id| id.to_string())
+                .collect(),
+            errors,
+        }
+    }
+
+    /// The request-level decision: may this principal perform `action` on
+    /// `resource` at all? Default deny.
+    pub fn decide_request(
+        &self,
+        who: &RequestPrincipal,
+        action: &str,
+        resource: Entity,
+    ) -> RequestDecision {
+        let roles = who.role_set();
+        let applicable = self.applicable(&who.roles_key, &roles, action);
+        if applicable.no_permit {
+            return RequestDecision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: Vec::new(),
+            };
+        }
+        match who.request_context() {
+            Ok(ctx) => self.evaluate(who, action, &applicable, resource, ctx),
+            Err(e) => deny_with_error(e),
+        }
+    }
+
+    /// Field and record decisions for one request.
+    pub fn decider<'a>(&'a self, who: &'a RequestPrincipal) -> Decider<'a> {
+        Decider {
+            engine: self,
+            who,
+            roles: who.role_set(),
+            per_action: Default::default(),
+        }
+    }
+
+    fn cache_put(&self, key: DecisionKey, allowed: bool) {
+        if self.decisions.len() >= MAX_CACHED_DECISIONS {
+            self.decisions.clear();
+        }
+        self.decisions.insert(key, allowed);
+    }
+}
+
+fn deny_with_error(e: String) -> RequestDecision {
+    tracing::warn!("decision failed closed: {e}");
+    RequestDecision {
+        allowed: false,
+        policies: Vec::new(),
+        errors: vec![e],
+    }
+}
+
+/// Could a policy with this principal scope apply to a `User` with these
+/// roles? Only clear impossibilities answer no.
+fn principal_may_apply(c: &PrincipalConstraint, roles: &HashSet<&str>) -> bool {
+    let role_type = analysis::ROLE_TYPE;
+    let user_type = analysis::PRINCIPAL_TYPE;
+    let in_ok = |e: &EntityUid| {
+        e.type_name().to_string() != role_type || roles.contains(e.id().unescaped())
+    };
+    match c {
+        PrincipalConstraint::Any => true,
+        PrincipalConstraint::Eq(e) => e.type_name().to_string() != role_type,
+        PrincipalConstraint::In(e) => in_ok(e),
+        PrincipalConstraint::Is(t) => t.to_string() == user_type,
+        PrincipalConstraint::IsIn(t, e) => t.to_string() == user_type && in_ok(e),
+    }
+}
+
+/// Per-request view of the engine for record and field decisions.
+pub struct Decider<'a> {
+    engine: &'a Engine,
+    who: &'a RequestPrincipal,
+    roles: HashSet<&'a str>,
+    per_action: [Option<(Arc<Applicable>, Arc<str>)>; 4],
+}
+
+impl Decider<'_> {
+    fn prepared(&mut self, action: FieldAction) -> (Arc<Applicable>, Arc<str>) {
+        if let Some(p) = &self.per_action[action.index()] {
+            return p.clone();
+        }
+        let applicable = self
+            .engine
+            .applicable(&self.who.roles_key, &self.roles, action.id());
+        let who: Arc<str> = if applicable.deps.principal {
+            Arc::from(self.who.personal_key.as_str())
+        } else {
+            Arc::from(self.who.shared_key.as_str())
+        };
+        let p = (applicable, who);
+        self.per_action[action.index()] = Some(p.clone());
+        p
+    }
+
+    /// May the caller perform `action` on this record (and field)?
+    pub fn allowed(
+        &mut self,
+        action: FieldAction,
+        field: Option<&FieldSpec>,
+        resource: &ResourceRef<'_>,
+    ) -> bool {
+        let (applicable, who) = self.prepared(action);
+        if applicable.no_permit {
+            return false;
+        }
+        let attrs = applicable
+            .deps
+            .resource_attrs
+            .iter()
+            .map(|name| {
+                resource
+                    .sources
+                    .iter()
+                    .position(|s| &s.name == name)
+                    .and_then(|i| resource.values.get(i).cloned())
+            })
+            .collect();
+        let key = DecisionKey {
+            who,
+            action: action as u8,
+            resource_type: resource.type_key,
+            field: field.map_or(u32::MAX, |f| f.index),
+            resource: applicable.deps.resource_uid.then(|| resource.id.into()),
+            attrs,
+        };
+        if let Some(hit) = self.engine.decisions.get(&key) {
+            return *hit;
+        }
+        let allowed = self.evaluate(action, &applicable, field, resource);
+        self.engine.cache_put(key, allowed);
+        allowed
+    }
+
+    fn evaluate(
+        &self,
+        action: FieldAction,
+        applicable: &Applicable,
+        field: Option<&FieldSpec>,
+        r: &ResourceRef<'_>,
+    ) -> bool {
+        let uid = entities::uid(r.type_name, r.id);
+        let attrs = r.sources.iter().zip(r.values).map(|(s, v)| {
+            (
+                s.name.clone(),
+                entities::record_attr_expr(v, s.entity_type.as_ref()),
+            )
+        });
+        let resource = match entities::resource_entity(uid, attrs) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("record entity failed (deny): {e}");
+                return false;
+            }
+        };
+        let context = match field {
+            Some(f) => self.who.field_context(f),
+            None => self.who.request_context(),
+        };
+        match context {
+            Ok(ctx) => {
+                self.engine
+                    .evaluate(self.who, action.id(), applicable, resource, ctx)
+                    .allowed
+            }
+            Err(e) => {
+                tracing::warn!("context failed (deny): {e}");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Errors clients see: JSON with a stable code, a short message and the
+//! request id; never policy ids, stack traces or upstream internals.
+
+use super::ProxyBody;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+/// Why the proxy answered itself instead of relaying the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BadPath,
+    Unauthenticated,
+    Forbidden,
+    NoRoute,
+    ForbiddenFields,
+    RequestTooLarge,
+    UnsupportedMediaType,
+    MalformedRequestBody,
+    ResponseTooLarge,
+    UnreadableResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::BadPath | Refusal::MalformedRequestBody => StatusCode::BAD_REQUEST,
+            Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden | Refusal::NoRoute | Refusal::ForbiddenFields => {
+                StatusCode::FORBIDDEN
+            }
+            Refusal::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::ResponseTooLarge
+            | Refusal::UnreadableResponse
+            | Refusal::UpstreamError
+            | Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code (also used as the audit/metrics reason).
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::BadPath => "bad_path",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Forbidden => "forbidden",
+            Refusal::NoRoute => "no_route",
+            Refusal::ForbiddenFields => "forbidden_fields",
+            Refusal::RequestTooLarge => "request_too_large",
+            Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::MalformedRequestBody => "malformed_request_body",
+            Refusal::ResponseTooLarge => "response_too_large",
+            Refusal::UnreadableResponse => "unreadable_response",
+            Refusal::UpstreamError => "upstream_error",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::Internal => "internal_error",
+        }
+    }
+
+    fn default_message(self) -> &'static str {
+        match self {
+            Refusal::BadPath => "the request path is not acceptable",
+            Refusal::Unauthenticated => "missing or invalid credentials",
+            Refusal::Forbidden => "access denied by policy",
+            Refusal::NoRoute => "no route is configured for this request",
+            Refusal::ForbiddenFields => "the request body carries fields that may not be written",
+            Refusal::RequestTooLarge => "the request body is too large",
+            Refusal::UnsupportedMediaType => "the request body must be application/json",
+            Refusal::MalformedRequestBody => "the request body is not valid JSON",
+            Refusal::ResponseTooLarge => "the upstream response is too large to inspect",
+            Refusal::UnreadableResponse => "the upstream response could not be inspected",
+            Refusal::UpstreamError => "the upstream answered with an error",
+            Refusal::UpstreamUnavailable => "the upstream service is unavailable",
+            Refusal::UpstreamTimeout => "the upstream service did not answer in time",
+            Refusal::Internal => "internal error",
+        }
+    }
+}
+
+/// Builds the JSON error response. `message` overrides the default text
+/// (it must never carry internals); `fields` lists refused field names.
+pub fn error_response(
+    refusal: Refusal,
+    request_id: &str,
+    message: Option<&str>,
+    fields: &[String],
+) -> Response<ProxyBody> {
+    let mut body = serde_json::json!({
+        "error": refusal.code(),
+        "message": message.unwrap_or(refusal.default_message()),
+        "request_id": request_id,
+    });
+    if !fields.is_empty() {
+        body["fields"] = serde_json::json!(fields);
+    }
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = refusal.status();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if refusal == Refusal::Unauthenticated {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(super::headers::X_REQUEST_ID, v);
+    }
+    resp
+}

@@ -1,0 +1,59 @@
+//! Body inspection: which records a body holds, which of their fields the
+//! caller may see (and in which form), and which fields a write may carry.
+
+mod json;
+pub mod request;
+pub mod response;
+
+pub use json::{BodyError, parse_json};
+
+use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, RecordPath};
+use std::sync::Arc;
+
+/// Where one kind of record sits in a body, compiled from a route's config.
+#[derive(Debug, Clone)]
+pub struct RecordSelector {
+    pub path: RecordPath,
+    pub entity: Arc<EntityCatalogue>,
+    /// Attribute sources (entity defaults merged with route overrides).
+    pub attributes: Vec<AttributeSource>,
+}
+
+/// What happened to a field of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    Full,
+    Masked,
+    Removed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Full => "full",
+            Outcome::Masked => "masked",
+            Outcome::Removed => "removed",
+        }
+    }
+}
+
+/// Attribute values of a record, in the order of its selector's sources.
+/// `None` when a source without default found nothing: such a record is
+/// unreadable.
+pub(crate) fn record_attributes(
+    sources: &[AttributeSource],
+    record: &serde_json::Value,
+    root_values: &[Option<AttrValue>],
+) -> Option<Vec<AttrValue>> {
+    sources
+        .iter()
+        .zip(root_values)
+        .map(|(s, root)| {
+            if s.from_root {
+                root.clone()
+            } else {
+                s.extract(record, record)
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,181 @@
+//! Response filtering: for every record the route names, decide whether the
+//! caller may see it, then for every catalogued field: full, masked or removed.
+
+use super::{Outcome, RecordSelector, record_attributes};
+use crate::catalogue::{AttrValue, Catalogue, FieldNode};
+use crate::policy::{Decider, FieldAction, ResourceRef};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Why a body could not be filtered. Either way nothing is passed on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// A single-record response the caller may not read at all.
+    #[error("record not readable")]
+    Forbidden,
+    /// The body does not have the shape the route's selectors describe.
+    #[error("response shape not recognised: {0}")]
+    Shape(String),
+}
+
+/// What filtering did, for audit and metrics: counts by field and outcome
+/// (field indexes into the catalogue), never values.
+#[derive(Debug, Default, Clone)]
+pub struct FilterReport {
+    pub records: u32,
+    pub records_dropped: u32,
+    pub outcomes: HashMap<(u32, Outcome), u32>,
+}
+
+/// Redacts `doc` in place.
+pub fn filter_response(
+    doc: &mut Value,
+    selectors: &[RecordSelector],
+    decider: &mut Decider<'_>,
+    catalogue: &Catalogue,
+    report: &mut FilterReport,
+) -> Result<(), FilterError> {
+    for sel in selectors {
+        let root_values: Vec<Option<AttrValue>> = sel
+            .attributes
+            .iter()
+            .map(|s| s.from_root.then(|| s.extract(doc, doc)).flatten())
+            .collect();
+        let single = sel.path.is_single();
+        let mut forbidden = false;
+        let mut f = |record: &mut Value| -> Result<bool, String> {
+            let keep = filter_record(record, sel, &root_values, decider, catalogue, report)?;
+            if !keep {
+                if single {
+                    forbidden = true;
+                }
+                report.records_dropped += 1;
+            }
+            Ok(keep)
+        };
+        let resolved = sel.path.for_each_mut(doc, &mut f).map_err(FilterError::Shape)?;
+        if resolved == crate::catalogue::record_path::Resolve::Missing {
+            return Err(FilterError::Shape(format!(
+                "no records at `{}`",
+                sel.path.text
+            )));
+        }
+        if forbidden {
+            return Err(FilterError::Forbidden);
+        }
+    }
+    Ok(())
+}
+
+/// Filters one record; `Ok(false)` when the caller may not see it at all.
+fn filter_record(
+    record: &mut Value,
+    sel: &RecordSelector,
+    root_values: &[Option<AttrValue>],
+    decider: &mut Decider<'_>,
+    catalogue: &Catalogue,
+    report: &mut FilterReport,
+) -> Result<bool, String> {
+    report.records += 1;
+    if !record.is_object() {
+        return Err(format!("a record at `{}` is not a JSON object", sel.path.text));
+    }
+    let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
+        tracing::warn!(entity = %sel.entity.name, "record lacks a configured attribute; hidden");
+        return Ok(false);
+    };
+    let entity = &sel.entity;
+    let id = entity.record_id(record).to_string();
+    let mut ctx = RecordCtx {
+        decider,
+        catalogue,
+        resource: ResourceRef {
+            type_name: &entity.type_name,
+            type_key: u32::from(entity.index),
+            id: &id,
+            sources: &sel.attributes,
+            values: &values,
+        },
+        report,
+    };
+    if !ctx.allowed(FieldAction::RecordRead, None) {
+        return Ok(false);
+    }
+    if let Value::Object(map) = record {
+        ctx.walk_object(map, &entity.root);
+    }
+    Ok(true)
+}
+
+struct RecordCtx<'r, 'd> {
+    decider: &'r mut Decider<'d>,
+    catalogue: &'r Catalogue,
+    resource: ResourceRef<'r>,
+    report: &'r mut FilterReport,
+}
+
+impl RecordCtx<'_, '_> {
+    fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
+        let spec = field.map(|i| self.catalogue.field(i));
+        self.decider.allowed(action, spec, &self.resource)
+    }
+
+    /// The outcome for one field of this record: full, else masked (when
+    /// the field has a masked form), else removed.
+    fn outcome(&mut self, field: u32) -> Outcome {
+        if self.allowed(FieldAction::FieldRead, Some(field)) {
+            Outcome::Full
+        } else if self.catalogue.field(field).mask.is_some()
+            && self.allowed(FieldAction::FieldReadMasked, Some(field))
+        {
+            Outcome::Masked
+        } else {
+            Outcome::Removed
+        }
+    }
+
+    /// Visits the catalogued keys of `map` (not every key: uncatalogued
+    /// subtrees pass unchanged without being walked).
+    fn walk_object(&mut self, map: &mut Map<String, Value>, node: &FieldNode) {
+        for (key, child) in &node.children {
+            let Some(value) = map.get_mut(key.as_ref()) else {
+                continue;
+            };
+            if let Some(field) = child.field {
+                let outcome = self.outcome(field);
+                *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
+                match outcome {
+                    Outcome::Full => {}
+                    Outcome::Masked => {
+                        if let Some(mask) = &self.catalogue.field(field).mask {
+                            *value = mask.apply(value);
+                        }
+                        continue;
+                    }
+                    Outcome::Removed => {
+                        map.shift_remove(key.as_ref());
+                        continue;
+                    }
+                }
+            }
+            if !child.children.is_empty() {
+                let had_keys = value.as_object().is_some_and(|o| !o.is_empty());
+                self.descend(value, child);
+                // An object emptied by removals goes too: `"payment": {}` would
+                // only say that something was hidden.
+                if had_keys && value.as_object().is_some_and(|o| o.is_empty()) {
+                    map.shift_remove(key.as_ref());
+                }
+            }
+        }
+    }
+
+    /// Arrays are transparent: `items.price` applies to every element.
+    fn descend(&mut self, value: &mut Value, node: &FieldNode) {
+        match value {
+            Value::Object(map) => self.walk_object(map, node),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.descend(i, node)),
+            _ => {}
+        }
+    }
+}

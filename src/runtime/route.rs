@@ -1,0 +1,217 @@
+//! A route compiled from config: its Cedar action, how to build the
+//! request-level resource, and what to inspect in the bodies.
+
+use crate::catalogue::{
+    AttrValue, AttributeSource, Catalogue, EntityCatalogue, RecordPath, compile_attributes,
+};
+use crate::config::{AttributeKind, LoadedConfig, RouteConfig, line_of};
+use crate::error::ConfigError;
+use crate::policy::Engine;
+use crate::redact::RecordSelector;
+use crate::redact::request::WriteRules;
+use crate::routing::Params;
+use cedar_policy::EntityTypeName;
+use serde_saphyr::Spanned;
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub enum IdSource {
+    Literal(String),
+    Param(String),
+}
+
+/// How the request-level resource is built from the path.
+#[derive(Debug, Clone)]
+pub struct ResourceRule {
+    pub type_name: EntityTypeName,
+    pub id: IdSource,
+    /// `owner` attribute (a `User`) taken from this path parameter.
+    pub owner_param: Option<String>,
+    /// Attribute sources matching `owner_param` (for field:write decisions).
+    pub sources: Vec<AttributeSource>,
+    /// Cache-key tag of this route's resource (distinct from catalogue
+    /// entity indexes).
+    pub type_key: u32,
+}
+
+impl ResourceRule {
+    /// Entity id and attribute values for a matched path.
+    pub fn resolve(&self, params: &Params<'_>) -> (String, Vec<AttrValue>) {
+        let id = match &self.id {
+            IdSource::Literal(s) => s.clone(),
+            IdSource::Param(p) => params.get(p).unwrap_or_default().to_string(),
+        };
+        let values = self
+            .owner_param
+            .iter()
+            .map(|p| AttrValue::Entity(params.get(p).unwrap_or_default().into()))
+            .collect();
+        (id, values)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: String,
+    pub template: String,
+    pub passthrough: bool,
+    pub action: String,
+    pub resource: Option<ResourceRule>,
+    pub response: Vec<RecordSelector>,
+    pub request: Option<WriteRules>,
+}
+
+impl Route {
+    /// True when the response body must be buffered and filtered.
+    pub fn inspects_response(&self) -> bool {
+        !self.response.is_empty()
+    }
+
+    pub fn compile(
+        position: usize,
+        rc: &RouteConfig,
+        loaded: &LoadedConfig,
+        engine: &Engine,
+        catalogue: &Catalogue,
+    ) -> Result<Self, ConfigError> {
+        let at = |line: Option<usize>, m: String| {
+            ConfigError::new(
+                &loaded.file,
+                line,
+                format!("route {} {}: {m}", rc.method.value, rc.path.value),
+            )
+        };
+        let route_line = line_of(&rc.path);
+        let template_params = template_params(&rc.path.value);
+        if rc.passthrough {
+            if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
+                return Err(at(
+                    route_line,
+                    "a passthrough route takes no action, response or request rules".into(),
+                ));
+            }
+            return Ok(Self {
+                method: rc.method.value.clone(),
+                template: rc.path.value.clone(),
+                passthrough: true,
+                action: String::new(),
+                resource: None,
+                response: Vec::new(),
+                request: None,
+            });
+        }
+        let action = rc
+            .action
+            .as_ref()
+            .ok_or_else(|| at(route_line, "`action` is required (or `passthrough: true`)".into()))?;
+        if !engine.has_action(&action.value) {
+            return Err(at(
+                line_of(action),
+                format!("action `{}` is not declared in the Cedar schema", action.value),
+            ));
+        }
+        let rr = rc
+            .resource
+            .as_ref()
+            .ok_or_else(|| at(route_line, "`resource` is required".into()))?;
+        let type_name = EntityTypeName::from_str(&rr.entity_type.value).map_err(|e| {
+            at(line_of(&rr.entity_type), format!("bad entity type: {e}"))
+        })?;
+        let check_param = |p: &Spanned<String>| {
+            if template_params.contains(&p.value) {
+                Ok(p.value.clone())
+            } else {
+                Err(at(
+                    line_of(p),
+                    format!("path parameter `{}` is not in the template", p.value),
+                ))
+            }
+        };
+        let id = match (&rr.id, &rr.id_param) {
+            (Some(lit), None) => IdSource::Literal(lit.clone()),
+            (None, Some(p)) => IdSource::Param(check_param(p)?),
+            _ => {
+                return Err(at(
+                    line_of(&rr.entity_type),
+                    "resource needs exactly one of `id` or `id_param`".into(),
+                ));
+            }
+        };
+        let owner_param = rr.owner_param.as_ref().map(check_param).transpose()?;
+        let sources = owner_param
+            .iter()
+            .map(|_| AttributeSource {
+                name: "owner".into(),
+                from_root: false,
+                path: Vec::new(),
+                kind: AttributeKind::Entity,
+                entity_type: None,
+                default: None,
+            })
+            .collect();
+        let resource = ResourceRule {
+            type_name,
+            id,
+            owner_param,
+            sources,
+            type_key: 0x8000_0000 | (position as u32 & 0x7fff_ffff),
+        };
+
+        let entity_of = |name: &Spanned<String>| -> Result<Arc<EntityCatalogue>, ConfigError> {
+            catalogue.entity(&name.value).cloned().ok_or_else(|| {
+                at(
+                    line_of(name),
+                    format!("entity `{}` is not in the `entities` catalogue", name.value),
+                )
+            })
+        };
+        let path_of = |p: &Spanned<String>| {
+            RecordPath::parse(&p.value).map_err(|m| at(line_of(p), m))
+        };
+        let mut response = Vec::new();
+        for sel in rc.response.iter().flat_map(|r| &r.records) {
+            let entity = entity_of(&sel.entity)?;
+            let entity_cfg = loaded
+                .config
+                .entities
+                .get(&sel.entity.value)
+                .cloned()
+                .unwrap_or_default();
+            let mut attrs = entity_cfg.attributes;
+            attrs.extend(sel.attributes.clone());
+            let attributes = compile_attributes(&attrs).map_err(|m| at(line_of(&sel.path), m))?;
+            response.push(RecordSelector {
+                path: path_of(&sel.path)?,
+                entity,
+                attributes,
+            });
+        }
+        let request = match &rc.request {
+            Some(req) => Some(WriteRules {
+                entity: entity_of(&req.entity)?,
+                path: path_of(&req.path)?,
+                collect: req.collect.clone(),
+            }),
+            None => None,
+        };
+        Ok(Self {
+            method: rc.method.value.clone(),
+            template: rc.path.value.clone(),
+            passthrough: false,
+            action: action.value.clone(),
+            resource: Some(resource),
+            response,
+            request,
+        })
+    }
+}
+
+/// Parameter names of a template (`/a/{id}/b` → `id`).
+fn template_params(template: &str) -> Vec<String> {
+    template
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(str::to_string)
+        .collect()
+}
