@@ -6,14 +6,13 @@
 //! decision, [`redact`] checks request bodies and filters response bodies field
 //! by field, and the answer goes back through [`proxy`].
 
+pub mod catalogue;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
-pub mod routing;
-pub mod catalogue;
 pub mod policy;
 pub mod proxy;
 pub mod redact;
+pub mod routing;
 pub mod runtime;
-

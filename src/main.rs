@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "fieldguard", version, about = "Policy-as-code enforcement sidecar for legacy HTTP/JSON services")]
+#[command(
+    name = "fieldguard",
+    version,
+    about = "Policy-as-code enforcement sidecar for legacy HTTP/JSON services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -172,9 +172,15 @@ mod tests {
             keep_last: 4,
             mask_char: '*',
         };
-        assert_eq!(m.apply(&json!("4111111111111111")), json!("************1111"));
+        assert_eq!(
+            m.apply(&json!("4111111111111111")),
+            json!("************1111")
+        );
         assert_eq!(m.apply(&json!("123")), json!("***"));
-        assert_eq!(m.apply(&json!(4111111111111111u64)), json!("************1111"));
+        assert_eq!(
+            m.apply(&json!(4111111111111111u64)),
+            json!("************1111")
+        );
         assert_eq!(m.apply(&json!({"a": 1})), Value::Null);
         let name = Mask::Partial {
             keep_first: 1,
@@ -201,7 +207,10 @@ mod tests {
     #[test]
     fn year_generalises_dates_and_nulls_anything_else() {
         assert_eq!(Mask::Year.apply(&json!("1990-05-17")), json!("1990"));
-        assert_eq!(Mask::Year.apply(&json!("2024-01-02T03:04:05Z")), json!("2024"));
+        assert_eq!(
+            Mask::Year.apply(&json!("2024-01-02T03:04:05Z")),
+            json!("2024")
+        );
         assert_eq!(Mask::Year.apply(&json!("May 1990")), Value::Null);
         assert_eq!(Mask::Year.apply(&json!(1990)), Value::Null);
     }

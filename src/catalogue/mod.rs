@@ -72,10 +72,9 @@ impl AttributeSource {
         root: &serde_json::Value,
     ) -> Option<AttrValue> {
         let start = if self.from_root { root } else { record };
-        let found = self
-            .path
-            .iter()
-            .try_fold(start, |v, key| v.as_object().and_then(|o| o.get(key.as_str())));
+        let found = self.path.iter().try_fold(start, |v, key| {
+            v.as_object().and_then(|o| o.get(key.as_str()))
+        });
         found
             .and_then(|v| self.convert(v))
             .or_else(|| self.default.clone())
@@ -182,7 +181,8 @@ impl Catalogue {
             let node = segments.iter().fold(&mut root, |node, seg| {
                 node.children.entry(Box::from(seg.as_str())).or_default()
             });
-            let idx = u32::try_from(self.fields.len()).map_err(|_| err("too many fields".into()))?;
+            let idx =
+                u32::try_from(self.fields.len()).map_err(|_| err("too many fields".into()))?;
             node.field = Some(idx);
             self.fields.push(FieldSpec {
                 index: idx,
@@ -240,15 +240,16 @@ pub fn compile_attributes(
                 None => (false, a.field.as_str()),
             };
             let path = split_dot_path(path).map_err(|m| format!("attribute `{name}`: {m}"))?;
-            let entity_type = match a.kind {
-                AttributeKind::Entity => {
-                    let t = a.entity_type.as_deref().unwrap_or("User");
-                    Some(EntityTypeName::from_str(t).map_err(|e| {
-                        format!("attribute `{name}`: bad entity type `{t}`: {e}")
-                    })?)
-                }
-                _ => None,
-            };
+            let entity_type =
+                match a.kind {
+                    AttributeKind::Entity => {
+                        let t = a.entity_type.as_deref().unwrap_or("User");
+                        Some(EntityTypeName::from_str(t).map_err(|e| {
+                            format!("attribute `{name}`: bad entity type `{t}`: {e}")
+                        })?)
+                    }
+                    _ => None,
+                };
             let mut src = AttributeSource {
                 name: name.clone(),
                 from_root,

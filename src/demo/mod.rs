@@ -4,5 +4,5 @@
 //! demos, integration tests and benchmarks can show what the proxy removes.
 
 pub mod data;
-pub mod shop;
 pub mod run;
+pub mod shop;

@@ -31,13 +31,55 @@ pub struct DemoRole {
 }
 
 pub const DEMO_ROLES: &[DemoRole] = &[
-    DemoRole { label: "customer c-1001", role: "customer", sub: "c-1001", mfa: false, purpose: None },
-    DemoRole { label: "support agent", role: "support_agent", sub: "agent-7", mfa: false, purpose: None },
-    DemoRole { label: "support agent with MFA", role: "support_agent", sub: "agent-7", mfa: true, purpose: None },
-    DemoRole { label: "fulfillment", role: "fulfillment", sub: "warehouse-3", mfa: false, purpose: None },
-    DemoRole { label: "marketing analyst", role: "marketing_analyst", sub: "analyst-2", mfa: false, purpose: Some("marketing") },
-    DemoRole { label: "data protection officer (MFA)", role: "data_protection_officer", sub: "dpo-1", mfa: true, purpose: None },
-    DemoRole { label: "logistics partner", role: "partner", sub: "partner-sf-express", mfa: false, purpose: None },
+    DemoRole {
+        label: "customer c-1001",
+        role: "customer",
+        sub: "c-1001",
+        mfa: false,
+        purpose: None,
+    },
+    DemoRole {
+        label: "support agent",
+        role: "support_agent",
+        sub: "agent-7",
+        mfa: false,
+        purpose: None,
+    },
+    DemoRole {
+        label: "support agent with MFA",
+        role: "support_agent",
+        sub: "agent-7",
+        mfa: true,
+        purpose: None,
+    },
+    DemoRole {
+        label: "fulfillment",
+        role: "fulfillment",
+        sub: "warehouse-3",
+        mfa: false,
+        purpose: None,
+    },
+    DemoRole {
+        label: "marketing analyst",
+        role: "marketing_analyst",
+        sub: "analyst-2",
+        mfa: false,
+        purpose: Some("marketing"),
+    },
+    DemoRole {
+        label: "data protection officer (MFA)",
+        role: "data_protection_officer",
+        sub: "dpo-1",
+        mfa: true,
+        purpose: None,
+    },
+    DemoRole {
+        label: "logistics partner",
+        role: "partner",
+        sub: "partner-sf-express",
+        mfa: false,
+        purpose: None,
+    },
 ];
 
 /// Mints a token the given config's JWT settings accept (HS256 secret,
@@ -92,7 +134,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
 
     let mut loaded = config::load(&opts.config).map_err(|e| e.to_string())?;
     loaded.config.upstream.url.value = format!("http://{shop_addr}");
-    loaded.config.listeners = vec![ListenerConfig { address: opts.listen }];
+    loaded.config.listeners = vec![ListenerConfig {
+        address: opts.listen,
+    }];
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
     let version = runtime.engine.bundle.version.clone();
     let proxy = Arc::new(Proxy::new(runtime).map_err(|e| e.to_string())?);
@@ -114,8 +158,12 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     }
     println!();
     println!("Try:");
-    println!("  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_SUPPORT_AGENT\"");
-    println!("  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_CUSTOMER\"");
+    println!(
+        "  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_SUPPORT_AGENT\""
+    );
+    println!(
+        "  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_CUSTOMER\""
+    );
     println!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
     println!();
     proxy::serve(listener, proxy)

@@ -11,8 +11,8 @@ use super::entities::{self, RequestPrincipal};
 use super::load::PolicyBundle;
 use crate::catalogue::{AttrValue, AttributeSource, FieldSpec};
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision, Entities, Entity, EntityTypeName, EntityUid,
-    PolicySet, PrincipalConstraint, Request,
+    ActionConstraint, Authorizer, Decision, Entities, Entity, EntityTypeName, EntityUid, PolicySet,
+    PrincipalConstraint, Request,
 };
 use dashmap::DashMap;
 use smallvec::SmallVec;
@@ -233,7 +233,10 @@ impl Engine {
             .diagnostics()
             .errors()
             .map(|e| {
-                tracing::warn!(action, "policy evaluation error (policy counts as not applying): {e}");
+                tracing::warn!(
+                    action,
+                    "policy evaluation error (policy counts as not applying): {e}"
+                );
                 e.to_string()
             })
             .collect();
@@ -403,7 +406,7 @@ impl Decider<'_> {
         };
         let context = match field {
             Some(f) => self.who.field_context(f),
-            None => self.who.request_context(),
+            None => self.who.record_context(),
         };
         match context {
             Ok(ctx) => {

@@ -6,9 +6,7 @@
 use super::analysis::{PRINCIPAL_TYPE, ROLE_TYPE};
 use crate::catalogue::{AttrValue, FieldSpec};
 use crate::identity::{self, Principal};
-use cedar_policy::{
-    Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
-};
+use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
@@ -23,6 +21,9 @@ pub struct RequestPrincipal {
     roles: Vec<String>,
     /// Empty when the caller stated no purpose of use.
     pub purpose: String,
+    /// The route's request-level action, given to record and field
+    /// decisions so policies can tell, say, a registration's echo from a read.
+    pub request_action: String,
     /// Cache-key prefix for decisions that depend only on roles, MFA and
     /// purpose: shared by every caller with the same ones.
     pub shared_key: String,
@@ -41,11 +42,12 @@ pub fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
 }
 
 impl RequestPrincipal {
-    pub fn new(p: &Principal) -> Result<Self, String> {
+    pub fn new(p: &Principal, request_action: &str) -> Result<Self, String> {
         let user_type = type_name(PRINCIPAL_TYPE);
         let role_type = type_name(ROLE_TYPE);
         let uid = uid(&user_type, &p.id);
-        let parents: HashSet<EntityUid> = p.roles.iter().map(|r| self::uid(&role_type, r)).collect();
+        let parents: HashSet<EntityUid> =
+            p.roles.iter().map(|r| self::uid(&role_type, r)).collect();
         let attrs: HashMap<String, RestrictedExpression> = p
             .attributes
             .iter()
@@ -55,7 +57,13 @@ impl RequestPrincipal {
         let purpose = p.purpose.clone().unwrap_or_default();
         // Roles are sorted by the identity layer; the separators cannot occur
         // in a role or purpose (both are validated token characters).
-        let shared_key = format!("{}\u{1f}{}\u{1f}{}", p.roles.join(","), p.mfa, purpose);
+        let shared_key = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            p.roles.join(","),
+            p.mfa,
+            purpose,
+            request_action
+        );
         let personal_key = format!("{shared_key}\u{1f}{}\u{1f}{:?}", p.id, p.attributes);
         Ok(Self {
             uid,
@@ -64,6 +72,7 @@ impl RequestPrincipal {
             roles_key: p.roles.join(","),
             roles: p.roles.clone(),
             purpose,
+            request_action: request_action.to_string(),
             shared_key,
             personal_key,
         })
@@ -73,16 +82,33 @@ impl RequestPrincipal {
         self.roles.iter().map(String::as_str).collect()
     }
 
-    /// Context of request-level and record-level decisions.
+    /// Context of request-level decisions.
     pub fn request_context(&self) -> Result<Context, String> {
-        Context::from_pairs([
+        Context::from_pairs(self.base_context()).map_err(|e| e.to_string())
+    }
+
+    /// Context of record-level decisions.
+    pub fn record_context(&self) -> Result<Context, String> {
+        let mut pairs = self.base_context().to_vec();
+        pairs.push(self.request_action_pair());
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
+    }
+
+    fn base_context(&self) -> [(String, RestrictedExpression); 2] {
+        [
             ("mfa".to_string(), RestrictedExpression::new_bool(self.mfa)),
             (
                 "purpose".to_string(),
                 RestrictedExpression::new_string(self.purpose.clone()),
             ),
-        ])
-        .map_err(|e| e.to_string())
+        ]
+    }
+
+    fn request_action_pair(&self) -> (String, RestrictedExpression) {
+        (
+            "request_action".to_string(),
+            RestrictedExpression::new_string(self.request_action.clone()),
+        )
     }
 
     /// Context of field decisions: the request context plus the field.
@@ -102,15 +128,10 @@ impl RequestPrincipal {
             ),
         ])
         .map_err(|e| e.to_string())?;
-        Context::from_pairs([
-            ("mfa".to_string(), RestrictedExpression::new_bool(self.mfa)),
-            (
-                "purpose".to_string(),
-                RestrictedExpression::new_string(self.purpose.clone()),
-            ),
-            ("field".to_string(), field_rec),
-        ])
-        .map_err(|e| e.to_string())
+        let mut pairs = self.base_context().to_vec();
+        pairs.push(self.request_action_pair());
+        pairs.push(("field".to_string(), field_rec));
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 }
 
@@ -128,13 +149,18 @@ fn attr_expr(v: &identity::AttrValue) -> RestrictedExpression {
 }
 
 /// Cedar form of a record attribute; entity references use `entity_type`.
-pub fn record_attr_expr(v: &AttrValue, entity_type: Option<&EntityTypeName>) -> RestrictedExpression {
+pub fn record_attr_expr(
+    v: &AttrValue,
+    entity_type: Option<&EntityTypeName>,
+) -> RestrictedExpression {
     match v {
         AttrValue::Str(s) => RestrictedExpression::new_string(s.to_string()),
         AttrValue::Bool(b) => RestrictedExpression::new_bool(*b),
         AttrValue::Long(n) => RestrictedExpression::new_long(*n),
         AttrValue::Entity(id) => {
-            let t = entity_type.cloned().unwrap_or_else(|| type_name(PRINCIPAL_TYPE));
+            let t = entity_type
+                .cloned()
+                .unwrap_or_else(|| type_name(PRINCIPAL_TYPE));
             RestrictedExpression::new_entity_uid(uid(&t, id))
         }
     }

@@ -63,7 +63,11 @@ pub fn load_bundle(dir: &Path, schema_path: &Path) -> Result<PolicyBundle, Confi
     for file in &files {
         let text = std::fs::read_to_string(file)
             .map_err(|e| ConfigError::file(file, format!("cannot read policy file: {e}")))?;
-        version.update(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
+        version.update(
+            file.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or(b""),
+        );
         version.update(b"\0");
         version.update(text.as_bytes());
         let parsed = PolicySet::from_str(&text).map_err(|e| diag_error(file, &text, &e))?;

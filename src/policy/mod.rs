@@ -19,10 +19,11 @@ pub fn resource_for(
     values: &[crate::catalogue::AttrValue],
 ) -> Result<cedar_policy::Entity, String> {
     let uid = entities::uid(&rule.type_name, id);
-    let attrs = rule
-        .sources
-        .iter()
-        .zip(values)
-        .map(|(s, v)| (s.name.clone(), entities::record_attr_expr(v, s.entity_type.as_ref())));
+    let attrs = rule.sources.iter().zip(values).map(|(s, v)| {
+        (
+            s.name.clone(),
+            entities::record_attr_expr(v, s.entity_type.as_ref()),
+        )
+    });
     entities::resource_entity(uid, attrs)
 }

@@ -38,7 +38,11 @@ pub fn encoding(headers: &http::HeaderMap) -> Encoding {
     let mut values = headers
         .get_all(http::header::CONTENT_ENCODING)
         .iter()
-        .flat_map(|v| v.to_str().map(|s| s.split(',').collect::<Vec<_>>()).unwrap_or(vec!["\u{0}"]))
+        .flat_map(|v| {
+            v.to_str()
+                .map(|s| s.split(',').collect::<Vec<_>>())
+                .unwrap_or(vec!["\u{0}"])
+        })
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty() && s != "identity");
     match (values.next(), values.next()) {

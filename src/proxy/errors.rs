@@ -101,10 +101,17 @@ pub fn error_response(
         body["fields"] = serde_json::json!(fields);
     }
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(bytes))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
     *resp.status_mut() = refusal.status();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if refusal == Refusal::Unauthenticated {
         h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

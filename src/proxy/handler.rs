@@ -49,7 +49,11 @@ fn streamed(body: Incoming) -> ProxyBody {
     body.map_err(|e| Box::new(e) as BoxError).boxed()
 }
 
-pub async fn handle(proxy: &Proxy, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+pub async fn handle(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
     let rt = proxy.runtime.clone();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
@@ -93,7 +97,8 @@ async fn process(
     if let Some(m) = &matched {
         if m.value.passthrough {
             strip_identity_headers(rt, &mut parts);
-            return forward_streaming(proxy, parts, body, canonical.as_str(), peer, request_id).await;
+            return forward_streaming(proxy, parts, body, canonical.as_str(), peer, request_id)
+                .await;
         }
     }
 
@@ -123,7 +128,7 @@ async fn process(
     };
     let route = m.value;
 
-    let who = RequestPrincipal::new(&principal).map_err(|e| {
+    let who = RequestPrincipal::new(&principal, &route.action).map_err(|e| {
         tracing::warn!(request_id, "principal entity failed: {e}");
         Stop::from(Refusal::Internal)
     })?;
@@ -180,7 +185,15 @@ async fn process(
     };
 
     let inspect = route.inspects_response() && parts.method != Method::HEAD;
-    let upstream_req = upstream_request(proxy, parts, upstream_body, canonical.as_str(), peer, request_id, inspect)?;
+    let upstream_req = upstream_request(
+        proxy,
+        parts,
+        upstream_body,
+        canonical.as_str(),
+        peer,
+        request_id,
+        inspect,
+    )?;
     let resp = send(proxy, upstream_req).await?;
     if !inspect || !has_body(resp.status()) {
         return Ok(relay(resp));
@@ -204,10 +217,12 @@ async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::RequestTooLarge.into());
     }
-    body::collect_limited(body, limit).await.map_err(|e| match e {
-        CollectError::TooLarge => Stop::from(Refusal::RequestTooLarge),
-        CollectError::Read => Stop::from(Refusal::MalformedRequestBody),
-    })
+    body::collect_limited(body, limit)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge => Stop::from(Refusal::RequestTooLarge),
+            CollectError::Read => Stop::from(Refusal::MalformedRequestBody),
+        })
 }
 
 /// Builds the upstream request: canonical path, client's query, headers
@@ -240,9 +255,10 @@ fn upstream_request(
     }
     if inspect_response {
         // Ask for a body the proxy can read; gzip is still decoded if sent.
-        parts
-            .headers
-            .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     let mut req = Request::from_parts(parts, body);
     *req.uri_mut() = uri;
@@ -277,7 +293,9 @@ fn relay(resp: Response<Incoming>) -> Response<ProxyBody> {
 }
 
 fn has_body(status: StatusCode) -> bool {
-    !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 /// Buffers, decodes, parses and redacts an inspected response.
@@ -329,7 +347,14 @@ async fn filter(
     };
     let mut doc = parse_json(json_bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
     let mut report = FilterReport::default();
-    filter_response(&mut doc, &route.response, decider, &rt.catalogue, &mut report).map_err(|e| match e {
+    filter_response(
+        &mut doc,
+        &route.response,
+        decider,
+        &rt.catalogue,
+        &mut report,
+    )
+    .map_err(|e| match e {
         FilterError::Forbidden => Stop::from(Refusal::Forbidden),
         FilterError::Shape(m) => {
             tracing::warn!(route = %route.template, "unexpected response shape: {m}");
@@ -338,10 +363,16 @@ async fn filter(
     })?;
     let out = serde_json::to_vec(&doc).map_err(|_| unreadable())?;
     headers::strip_hop_by_hop(&mut parts.headers);
-    for h in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::ETAG] {
+    for h in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::ETAG,
+    ] {
         parts.headers.remove(h);
     }
     parts.headers.remove("content-md5");
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(Response::from_parts(parts, full(out)))
 }

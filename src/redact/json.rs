@@ -54,10 +54,7 @@ mod tests {
     #[test]
     fn depth_limit_ignores_brackets_in_strings() {
         assert!(parse_json(br#"{"a":"[[[[[[[[[["}"#, 3).is_ok());
-        assert_eq!(
-            parse_json(b"[[[[1]]]]", 3),
-            Err(BodyError::TooDeep(3))
-        );
+        assert_eq!(parse_json(b"[[[[1]]]]", 3), Err(BodyError::TooDeep(3)));
         assert_eq!(parse_json(b"{\"a\":", 3), Err(BodyError::Malformed));
     }
 }

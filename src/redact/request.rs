@@ -41,7 +41,6 @@ impl RefusalReason {
     }
 }
 
-
 /// Checks a parsed request body; returns the refused fields (empty: allowed).
 /// A body whose records are not where the rules say is refused as a whole
 /// (reported as the field `$`).
@@ -122,7 +121,12 @@ impl WriteCtx<'_, '_> {
         }
     }
 
-    fn refusal(&mut self, path: &str, value: &Value, node: Option<&FieldNode>) -> Option<RefusalReason> {
+    fn refusal(
+        &mut self,
+        path: &str,
+        value: &Value,
+        node: Option<&FieldNode>,
+    ) -> Option<RefusalReason> {
         if let Some(collect) = &self.rules.collect {
             let allowed = collect.iter().any(|c| {
                 c == path

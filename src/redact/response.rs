@@ -53,7 +53,10 @@ pub fn filter_response(
             }
             Ok(keep)
         };
-        let resolved = sel.path.for_each_mut(doc, &mut f).map_err(FilterError::Shape)?;
+        let resolved = sel
+            .path
+            .for_each_mut(doc, &mut f)
+            .map_err(FilterError::Shape)?;
         if resolved == crate::catalogue::record_path::Resolve::Missing {
             return Err(FilterError::Shape(format!(
                 "no records at `{}`",
@@ -78,7 +81,10 @@ fn filter_record(
 ) -> Result<bool, String> {
     report.records += 1;
     if !record.is_object() {
-        return Err(format!("a record at `{}` is not a JSON object", sel.path.text));
+        return Err(format!(
+            "a record at `{}` is not a JSON object",
+            sel.path.text
+        ));
     }
     let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
         tracing::warn!(entity = %sel.entity.name, "record lacks a configured attribute; hidden");

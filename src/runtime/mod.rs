@@ -45,9 +45,8 @@ impl Runtime {
             &loaded.resolve(&cfg.policies.directory),
             &loaded.resolve(&cfg.policies.schema),
         )?;
-        let engine = Engine::new(bundle).map_err(|e| {
-            ConfigError::file(loaded.resolve(&cfg.policies.schema), e)
-        })?;
+        let engine = Engine::new(bundle)
+            .map_err(|e| ConfigError::file(loaded.resolve(&cfg.policies.schema), e))?;
         let catalogue = Catalogue::build(&loaded)?;
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         let mut router = Router::new();
@@ -76,7 +75,9 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
     let err = |m: &str| ConfigError::new(&loaded.file, line_of(raw), format!("upstream.url: {m}"));
     let uri: http::Uri = raw.value.parse().map_err(|_| err("not a valid URL"))?;
     if uri.scheme_str() != Some("http") {
-        return Err(err("only http:// is supported (TLS toward the upstream is not built yet)"));
+        return Err(err(
+            "only http:// is supported (TLS toward the upstream is not built yet)",
+        ));
     }
     if uri.authority().is_none() {
         return Err(err("missing host"));

@@ -101,23 +101,27 @@ impl Route {
                 request: None,
             });
         }
-        let action = rc
-            .action
-            .as_ref()
-            .ok_or_else(|| at(route_line, "`action` is required (or `passthrough: true`)".into()))?;
+        let action = rc.action.as_ref().ok_or_else(|| {
+            at(
+                route_line,
+                "`action` is required (or `passthrough: true`)".into(),
+            )
+        })?;
         if !engine.has_action(&action.value) {
             return Err(at(
                 line_of(action),
-                format!("action `{}` is not declared in the Cedar schema", action.value),
+                format!(
+                    "action `{}` is not declared in the Cedar schema",
+                    action.value
+                ),
             ));
         }
         let rr = rc
             .resource
             .as_ref()
             .ok_or_else(|| at(route_line, "`resource` is required".into()))?;
-        let type_name = EntityTypeName::from_str(&rr.entity_type.value).map_err(|e| {
-            at(line_of(&rr.entity_type), format!("bad entity type: {e}"))
-        })?;
+        let type_name = EntityTypeName::from_str(&rr.entity_type.value)
+            .map_err(|e| at(line_of(&rr.entity_type), format!("bad entity type: {e}")))?;
         let check_param = |p: &Spanned<String>| {
             if template_params.contains(&p.value) {
                 Ok(p.value.clone())
@@ -166,9 +170,8 @@ impl Route {
                 )
             })
         };
-        let path_of = |p: &Spanned<String>| {
-            RecordPath::parse(&p.value).map_err(|m| at(line_of(p), m))
-        };
+        let path_of =
+            |p: &Spanned<String>| RecordPath::parse(&p.value).map_err(|m| at(line_of(p), m));
         let mut response = Vec::new();
         for sel in rc.response.iter().flat_map(|r| &r.records) {
             let entity = entity_of(&sel.entity)?;

@@ -1,0 +1,230 @@
+//! Test harness: the real demo shop and the real proxy on 127.0.0.1
+//! ephemeral ports, spoken to over real HTTP.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use fieldguard::config::{self, Config, ListenerConfig};
+use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
+use fieldguard::identity::mint::{TokenRequest, mint_hs256};
+use fieldguard::proxy::{self, Proxy};
+use fieldguard::runtime::Runtime;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn demo_config_path() -> PathBuf {
+    repo_path("examples/demo/fieldguard.yaml")
+}
+
+pub struct Harness {
+    pub proxy_addr: SocketAddr,
+    pub shop_addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Starts the demo shop and the proxy with the reference config.
+pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// Starts them with a modified reference config.
+pub async fn start_with(modify: impl FnOnce(&mut Config)) -> Harness {
+    let shop_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_addr = shop_listener.local_addr().unwrap();
+    let shop_task = tokio::spawn(async move {
+        let _ = shop::serve(shop_listener, shop::Shop::new(DEMO_CUSTOMERS)).await;
+    });
+    start_in_front_of(shop_addr, modify, vec![shop_task]).await
+}
+
+/// Starts the proxy in front of any upstream.
+pub async fn start_in_front_of(
+    upstream: SocketAddr,
+    modify: impl FnOnce(&mut Config),
+    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Harness {
+    let mut loaded = config::load(&demo_config_path()).unwrap();
+    loaded.config.upstream.url.value = format!("http://{upstream}");
+    loaded.config.listeners = vec![ListenerConfig {
+        address: "127.0.0.1:0".parse().unwrap(),
+    }];
+    modify(&mut loaded.config);
+    let runtime = Runtime::build(loaded).unwrap();
+    let proxy = Arc::new(Proxy::new(runtime).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    tasks.push(tokio::spawn(async move {
+        let _ = proxy::serve(listener, proxy).await;
+    }));
+    Harness {
+        proxy_addr,
+        shop_addr: upstream,
+        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        tasks,
+    }
+}
+
+fn demo_secret() -> Vec<u8> {
+    let raw = std::fs::read(repo_path("examples/demo/secrets/jwt-hs256.key")).unwrap();
+    raw.trim_ascii_end().to_vec()
+}
+
+/// A token the reference config accepts.
+pub fn token(role: &str, sub: &str, mfa: bool, purpose: Option<&str>) -> String {
+    mint_hs256(
+        &demo_secret(),
+        &TokenRequest {
+            sub: sub.into(),
+            roles: vec![role.into()],
+            mfa,
+            purpose: purpose.map(str::to_string),
+            ttl_secs: 600,
+            issuer: Some("fieldguard-demo".into()),
+            audience: Some("demo-shop".into()),
+        },
+    )
+    .unwrap()
+}
+
+impl Harness {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.proxy_addr, path));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
+            .unwrap();
+        let resp =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.client.request(req))
+                .await
+                .expect("proxy answered within 10 s")
+                .expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(Method::GET, path, Some(token), &[], None).await
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, token: &str, body: &Value) -> Reply {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send(
+            method,
+            path,
+            Some(token),
+            &[("content-type", "application/json")],
+            Some(&bytes),
+        )
+        .await
+    }
+
+    /// Straight to the shop, bypassing the proxy (to compare).
+    pub async fn upstream_get(&self, path: &str) -> Reply {
+        let req = Request::builder()
+            .uri(format!("http://{}{}", self.shop_addr, path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = self.client.request(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The keys of a JSON object, sorted.
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+/// Every dot path to a leaf value (arrays are descended into without indexes).
+pub fn leaf_paths(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, x) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(x, &p, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
