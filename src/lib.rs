@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod redact;

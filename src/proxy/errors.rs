@@ -6,6 +6,39 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
+/// The proxy's own answer instead of the upstream's.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub refusal: Refusal,
+    /// Overrides the default client message; never carries internals.
+    pub message: Option<&'static str>,
+    /// Refused field names, for `forbidden_fields`.
+    pub fields: Vec<String>,
+    /// Keep the upstream's status (upstream errors on inspected routes).
+    pub status: Option<http::StatusCode>,
+}
+
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Self {
+        Stop {
+            refusal,
+            message: None,
+            fields: Vec::new(),
+            status: None,
+        }
+    }
+}
+
+impl Stop {
+    pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
+        let mut r = error_response(self.refusal, request_id, self.message, &self.fields);
+        if let Some(s) = self.status {
+            *r.status_mut() = s;
+        }
+        r
+    }
+}
+
 /// Why the proxy answered itself instead of relaying the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -1,45 +1,27 @@
 //! The path of one request, top to bottom:
 //! canonical path → route → identity → Cedar request decision → request body
 //! check → upstream → response body filter → client.
+//! Decisions live in [`crate::pipeline`]; this module does the I/O around them
+//! and records what happened in an [`Exchange`].
 
 use super::body::{self, CollectError, Encoding};
-use super::errors::{Refusal, error_response};
+use super::errors::{Refusal, Stop};
+use super::exchange::Exchange;
 use super::headers;
 use super::upstream::UpstreamError;
 use super::{BoxError, Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
-use crate::policy::{RequestPrincipal, ResourceRef};
-use crate::redact::request::check_write;
-use crate::redact::response::{FilterError, FilterReport, filter_response};
-use crate::redact::{BodyError, parse_json};
-use crate::routing::{self, Params};
-use crate::runtime::{Route, Runtime};
+use crate::pipeline::{self, Decided, Routed};
+use crate::redact::response::FilterReport;
+use crate::routing;
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-
-/// The proxy's own answer instead of the upstream's.
-struct Stop {
-    refusal: Refusal,
-    message: Option<&'static str>,
-    fields: Vec<String>,
-    /// Keep the upstream's status (for upstream errors on inspected routes).
-    status: Option<StatusCode>,
-}
-
-impl From<Refusal> for Stop {
-    fn from(refusal: Refusal) -> Self {
-        Stop {
-            refusal,
-            message: None,
-            fields: Vec::new(),
-            status: None,
-        }
-    }
-}
+use std::time::Instant;
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
@@ -56,149 +38,114 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let rt = proxy.runtime.clone();
     let request_id = headers::request_id(req.headers());
-    let method = req.method().clone();
-    let mut resp = match process(proxy, &rt, req, peer, &request_id).await {
+    let mut ex = Exchange::new(request_id, peer, req.method().clone());
+    let mut resp = match process(proxy, &rt, req, &mut ex).await {
         Ok(resp) => resp,
         Err(stop) => {
-            tracing::info!(
-                request_id,
-                %method,
-                reason = stop.refusal.code(),
-                fields = ?stop.fields,
-                "refused"
-            );
-            let mut r = error_response(stop.refusal, &request_id, stop.message, &stop.fields);
-            if let Some(s) = stop.status {
-                *r.status_mut() = s;
-            }
-            r
+            ex.refusal = Some(stop.refusal.code());
+            stop.into_response(&ex.request_id)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
+    ex.status = resp.status().as_u16();
+    finish(&ex);
     resp
+}
+
+/// The end of every request: one log line now; the audit trail and metrics
+/// hang off here.
+fn finish(ex: &Exchange) {
+    tracing::info!(
+        request_id = %ex.request_id,
+        method = %ex.method,
+        route = ex.route.as_deref().unwrap_or("-"),
+        principal = ex.principal.as_ref().map(|p| p.id.as_str()).unwrap_or("-"),
+        decision = ex.decision_label(),
+        refusal = ex.refusal.unwrap_or("-"),
+        status = ex.status,
+        "request"
+    );
 }
 
 async fn process(
     proxy: &Proxy,
     rt: &Runtime,
     req: Request<Incoming>,
-    peer: SocketAddr,
-    request_id: &str,
+    ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Stop> {
     let (mut parts, body) = req.into_parts();
-    let canonical = routing::normalize(parts.uri.path()).map_err(|e| {
-        tracing::debug!(request_id, "bad path: {e}");
-        Stop::from(Refusal::BadPath)
-    })?;
-    let matched = rt.router.at(parts.method.as_str(), &canonical);
-
-    if let Some(m) = &matched {
-        if m.value.passthrough {
-            strip_identity_headers(rt, &mut parts);
-            return forward_streaming(proxy, parts, body, canonical.as_str(), peer, request_id)
-                .await;
-        }
+    let canonical =
+        routing::normalize(parts.uri.path()).map_err(|_| Stop::from(Refusal::BadPath))?;
+    let routed = pipeline::route(rt, parts.method.as_str(), &canonical);
+    if let Routed::Passthrough = routed {
+        ex.passthrough = true;
+        strip_identity_headers(rt, &mut parts);
+        return forward_streaming(proxy, parts, body, canonical.as_str(), ex).await;
     }
 
     // Every other request needs an identity, even before we say there is no
     // route (anonymous callers learn nothing about the route table).
-    let principal = rt
-        .identifier
-        .identify(&parts.headers, peer.ip())
-        .map_err(|e| {
-            tracing::debug!(request_id, reason = e.reason(), "identity refused");
-            Stop {
-                refusal: Refusal::Unauthenticated,
-                message: Some(e.client_message()),
-                fields: Vec::new(),
-                status: None,
-            }
-        })?;
+    let identified = rt.identifier.identify(&parts.headers, ex.peer.ip());
     strip_identity_headers(rt, &mut parts);
-
-    let Some(m) = matched else {
-        return match rt.unmatched {
-            UnmatchedPolicy::Passthrough => {
-                forward_streaming(proxy, parts, body, canonical.as_str(), peer, request_id).await
-            }
-            UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
-        };
-    };
-    let route = m.value;
-
-    let who = RequestPrincipal::new(&principal, &route.action).map_err(|e| {
-        tracing::warn!(request_id, "principal entity failed: {e}");
-        Stop::from(Refusal::Internal)
-    })?;
-    let Some(rule) = &route.resource else {
-        return Err(Refusal::Internal.into());
-    };
-    let (resource_id, resource_values) = rule.resolve(&m.params);
-    let resource = crate::policy::resource_for(rule, &resource_id, &resource_values)
-        .map_err(|_| Stop::from(Refusal::Internal))?;
-    let decision = rt.engine.decide_request(&who, &route.action, resource);
-    tracing::debug!(
-        request_id,
-        principal = %principal.id,
-        action = %route.action,
-        allowed = decision.allowed,
-        policies = ?decision.policies,
-        "request decision"
-    );
-    if !decision.allowed {
-        return Err(Refusal::Forbidden.into());
-    }
-
-    let mut decider = rt.engine.decider(&who);
-    let upstream_body = match &route.request {
-        Some(rules) => {
-            let bytes = collect_request(rt, &parts, body).await?;
-            if !bytes.is_empty() || parts.method != Method::DELETE {
-                if !headers::is_json(&parts.headers) {
-                    return Err(Refusal::UnsupportedMediaType.into());
-                }
-                let mut doc = parse_json(&bytes, rt.limits.max_json_depth)
-                    .map_err(|_: BodyError| Stop::from(Refusal::MalformedRequestBody))?;
-                let target = ResourceRef {
-                    type_name: &rule.type_name,
-                    type_key: rule.type_key,
-                    id: &resource_id,
-                    sources: &rule.sources,
-                    values: &resource_values,
-                };
-                let refused = check_write(&mut doc, rules, &mut decider, &rt.catalogue, &target);
-                if !refused.is_empty() {
-                    return Err(Stop {
-                        refusal: Refusal::ForbiddenFields,
-                        message: None,
-                        fields: refused.into_iter().map(|r| r.field).collect(),
-                        status: None,
-                    });
-                }
-            }
-            // The original bytes go upstream, unchanged.
-            full(bytes)
+    let principal = identified.map_err(|e| {
+        ex.identity_error = Some(e.reason());
+        Stop {
+            message: Some(e.client_message()),
+            ..Stop::from(Refusal::Unauthenticated)
         }
-        None => streamed(body),
+    })?;
+    ex.principal = Some(principal);
+
+    let m = match routed {
+        Routed::Route(m) => m,
+        _ => {
+            return match rt.unmatched {
+                UnmatchedPolicy::Passthrough => {
+                    ex.passthrough = true;
+                    forward_streaming(proxy, parts, body, canonical.as_str(), ex).await
+                }
+                UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
+            };
+        }
+    };
+    ex.route = Some(m.value.template.clone());
+    ex.action = Some(m.value.action.clone());
+    let principal = ex.principal.as_ref().ok_or(Refusal::Internal)?;
+    let decided = pipeline::decide(rt, &m, principal).map_err(|(stop, decision)| {
+        ex.decision = decision;
+        stop
+    })?;
+    ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
+    ex.decision = Some(decided.decision.clone());
+
+    let upstream_body = if decided.route.request.is_some() {
+        let bytes = collect_request(rt, &parts, body).await?;
+        // A DELETE may carry no body; any other inspected write must.
+        if !(bytes.is_empty() && parts.method == Method::DELETE) {
+            pipeline::check_request_body(rt, &decided, headers::is_json(&parts.headers), &bytes)
+                .map_err(|(stop, fields)| {
+                    ex.refused_fields = fields;
+                    stop
+                })?;
+        }
+        // The original bytes go upstream, unchanged.
+        full(bytes)
+    } else {
+        streamed(body)
     };
 
-    let inspect = route.inspects_response() && parts.method != Method::HEAD;
-    let upstream_req = upstream_request(
-        proxy,
-        parts,
-        upstream_body,
-        canonical.as_str(),
-        peer,
-        request_id,
-        inspect,
-    )?;
-    let resp = send(proxy, upstream_req).await?;
+    let inspect = decided.route.inspects_response() && parts.method != Method::HEAD;
+    let req = upstream_request(proxy, parts, upstream_body, canonical.as_str(), ex, inspect)?;
+    let resp = send(proxy, req, ex).await?;
     if !inspect || !has_body(resp.status()) {
         return Ok(relay(resp));
     }
-    filter(proxy, rt, route, &m.params, &mut decider, resp).await
+    let mut report = FilterReport::default();
+    let filtered = filter(proxy, rt, &decided, resp, &mut report).await;
+    ex.filter = Some(report);
+    filtered
 }
 
 fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
@@ -232,8 +179,7 @@ fn upstream_request(
     mut parts: Parts,
     body: ProxyBody,
     path: &str,
-    peer: SocketAddr,
-    request_id: &str,
+    ex: &Exchange,
     inspect_response: bool,
 ) -> Result<Request<ProxyBody>, Stop> {
     let up = &proxy.upstream;
@@ -242,7 +188,7 @@ fn upstream_request(
         .map_err(|_| Stop::from(Refusal::BadPath))?;
     let client_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarding(&mut parts.headers, peer.ip(), "http", request_id);
+    headers::set_forwarding(&mut parts.headers, ex.peer.ip(), "http", &ex.request_id);
     if up.preserve_host {
         if !parts.headers.contains_key(header::HOST) {
             // HTTP/2 clients send :authority instead of Host.
@@ -266,11 +212,20 @@ fn upstream_request(
     Ok(req)
 }
 
-async fn send(proxy: &Proxy, req: Request<ProxyBody>) -> Result<Response<Incoming>, Stop> {
-    proxy.upstream.send(req).await.map_err(|e| match e {
+async fn send(
+    proxy: &Proxy,
+    req: Request<ProxyBody>,
+    ex: &mut Exchange,
+) -> Result<Response<Incoming>, Stop> {
+    let started = Instant::now();
+    let result = proxy.upstream.send(req).await;
+    ex.upstream_latency = Some(started.elapsed());
+    let resp = result.map_err(|e| match e {
         UpstreamError::Unavailable => Stop::from(Refusal::UpstreamUnavailable),
         UpstreamError::Timeout => Stop::from(Refusal::UpstreamTimeout),
-    })
+    })?;
+    ex.upstream_status = Some(resp.status().as_u16());
+    Ok(resp)
 }
 
 async fn forward_streaming(
@@ -278,11 +233,10 @@ async fn forward_streaming(
     parts: Parts,
     body: Incoming,
     path: &str,
-    peer: SocketAddr,
-    request_id: &str,
+    ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Stop> {
-    let req = upstream_request(proxy, parts, streamed(body), path, peer, request_id, false)?;
-    Ok(relay(send(proxy, req).await?))
+    let req = upstream_request(proxy, parts, streamed(body), path, ex, false)?;
+    Ok(relay(send(proxy, req, ex).await?))
 }
 
 /// Relays an upstream response as it streams.
@@ -298,24 +252,21 @@ fn has_body(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-/// Buffers, decodes, parses and redacts an inspected response.
+/// Buffers, decodes and redacts an inspected response.
 async fn filter(
     proxy: &Proxy,
     rt: &Runtime,
-    route: &Route,
-    _params: &Params<'_>,
-    decider: &mut crate::policy::Decider<'_>,
+    decided: &Decided<'_>,
     resp: Response<Incoming>,
+    report: &mut FilterReport,
 ) -> Result<Response<ProxyBody>, Stop> {
     let (mut parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         // Error bodies of legacy services can echo data; never relay them
         // on an inspected route.
         return Err(Stop {
-            refusal: Refusal::UpstreamError,
-            message: None,
-            fields: Vec::new(),
             status: Some(parts.status),
+            ..Stop::from(Refusal::UpstreamError)
         });
     }
     let limit = rt.limits.max_response_body_bytes;
@@ -324,50 +275,36 @@ async fn filter(
     if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
         return Err(unreadable());
     }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::ResponseTooLarge.into());
+    }
     let read = tokio::time::timeout(
         proxy.upstream.response_timeout(),
         body::collect_limited(body, limit),
     )
     .await
     .map_err(|_| Stop::from(Refusal::UpstreamTimeout))?;
-    let raw = read.map_err(|e| match e {
+    let too_large_or_unreadable = |e| match e {
         CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
         CollectError::Read => unreadable(),
-    })?;
+    };
+    let raw = read.map_err(too_large_or_unreadable)?;
     let decoded;
-    let json_bytes: &[u8] = match encoding {
+    let json: &[u8] = match encoding {
         Encoding::Gzip => {
-            decoded = body::gunzip_limited(&raw, limit).map_err(|e| match e {
-                CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
-                CollectError::Read => unreadable(),
-            })?;
+            decoded = body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?;
             &decoded
         }
         _ => &raw,
     };
-    let mut doc = parse_json(json_bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
-    let mut report = FilterReport::default();
-    filter_response(
-        &mut doc,
-        &route.response,
-        decider,
-        &rt.catalogue,
-        &mut report,
-    )
-    .map_err(|e| match e {
-        FilterError::Forbidden => Stop::from(Refusal::Forbidden),
-        FilterError::Shape(m) => {
-            tracing::warn!(route = %route.template, "unexpected response shape: {m}");
-            unreadable()
-        }
-    })?;
-    let out = serde_json::to_vec(&doc).map_err(|_| unreadable())?;
+    let out = pipeline::filter_response_body(rt, decided, json, report)?;
     headers::strip_hop_by_hop(&mut parts.headers);
-    for h in [
-        header::CONTENT_LENGTH,
-        header::CONTENT_ENCODING,
-        header::ETAG,
-    ] {
+    for h in [header::CONTENT_ENCODING, header::ETAG] {
         parts.headers.remove(h);
     }
     parts.headers.remove("content-md5");

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod errors;
+pub mod exchange;
 mod handler;
 pub mod headers;
 pub mod upstream;

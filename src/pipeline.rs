@@ -1,0 +1,141 @@
+//! The decisions of one request, free of I/O: route, request-level Cedar
+//! decision, request-body check, response-body filter. The HTTP handler
+//! calls these around its network steps; offline tools (benchmarks, policy
+//! tests, explanations) call them directly, so both run the same code.
+
+use crate::catalogue::AttrValue;
+use crate::identity::Principal;
+use crate::policy::{RequestDecision, RequestPrincipal, ResourceRef};
+use crate::proxy::errors::{Refusal, Stop};
+use crate::redact::parse_json;
+use crate::redact::request::{Refusal as FieldRefusal, check_write};
+use crate::redact::response::{FilterError, FilterReport, filter_response};
+use crate::routing::{CanonicalPath, Match};
+use crate::runtime::{Route, Runtime};
+
+/// What the route table says about a request.
+pub enum Routed<'rt> {
+    /// Forward without identity or decision.
+    Passthrough,
+    /// No route: denied unless the config passes unmatched requests through.
+    Unmatched,
+    Route(Match<'rt, Route>),
+}
+
+pub fn route<'rt>(rt: &'rt Runtime, method: &str, path: &'rt CanonicalPath) -> Routed<'rt> {
+    match rt.router.at(method, path) {
+        Some(m) if m.value.passthrough => Routed::Passthrough,
+        Some(m) => Routed::Route(m),
+        None => Routed::Unmatched,
+    }
+}
+
+/// A request that passed the request-level decision, with what its body
+/// checks need.
+pub struct Decided<'rt> {
+    pub route: &'rt Route,
+    pub who: RequestPrincipal,
+    pub resource_type: String,
+    pub resource_id: String,
+    resource_values: Vec<AttrValue>,
+    pub decision: RequestDecision,
+}
+
+/// The request-level decision. `Err` carries the refusal and, when Cedar
+/// decided, its decision (for audit).
+pub fn decide<'rt>(
+    rt: &'rt Runtime,
+    m: &Match<'rt, Route>,
+    principal: &Principal,
+) -> Result<Decided<'rt>, (Stop, Option<RequestDecision>)> {
+    let route = m.value;
+    let internal = || (Stop::from(Refusal::Internal), None);
+    let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
+        tracing::warn!("principal entity failed: {e}");
+        internal()
+    })?;
+    let rule = route.resource.as_ref().ok_or_else(internal)?;
+    let (resource_id, resource_values) = rule.resolve(&m.params);
+    let resource = crate::policy::resource_for(rule, &resource_id, &resource_values)
+        .map_err(|_| internal())?;
+    let decision = rt.engine.decide_request(&who, &route.action, resource);
+    if !decision.allowed {
+        return Err((Stop::from(Refusal::Forbidden), Some(decision)));
+    }
+    Ok(Decided {
+        route,
+        who,
+        resource_type: rule.type_name.to_string(),
+        resource_id,
+        resource_values,
+        decision,
+    })
+}
+
+/// Checks a write's body (minimal collection and `field:write`). `is_json`:
+/// whether the request declared a JSON media type.
+pub fn check_request_body(
+    rt: &Runtime,
+    d: &Decided<'_>,
+    is_json: bool,
+    bytes: &[u8],
+) -> Result<(), (Stop, Vec<FieldRefusal>)> {
+    let Some(rules) = &d.route.request else {
+        return Ok(());
+    };
+    let plain = |r: Refusal| (Stop::from(r), Vec::new());
+    if !is_json {
+        return Err(plain(Refusal::UnsupportedMediaType));
+    }
+    let mut doc = parse_json(bytes, rt.limits.max_json_depth)
+        .map_err(|_| plain(Refusal::MalformedRequestBody))?;
+    let Some(rule) = &d.route.resource else {
+        return Err(plain(Refusal::Internal));
+    };
+    let target = ResourceRef {
+        type_name: &rule.type_name,
+        type_key: rule.type_key,
+        id: &d.resource_id,
+        sources: &rule.sources,
+        values: &d.resource_values,
+    };
+    let mut decider = rt.engine.decider(&d.who);
+    let refused = check_write(&mut doc, rules, &mut decider, &rt.catalogue, &target);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let stop = Stop {
+        refusal: Refusal::ForbiddenFields,
+        message: None,
+        fields: refused.iter().map(|r| r.field.clone()).collect(),
+        status: None,
+    };
+    Err((stop, refused))
+}
+
+/// Filters an (uncompressed) JSON response body for the caller.
+pub fn filter_response_body(
+    rt: &Runtime,
+    d: &Decided<'_>,
+    bytes: &[u8],
+    report: &mut FilterReport,
+) -> Result<Vec<u8>, Stop> {
+    let unreadable = || Stop::from(Refusal::UnreadableResponse);
+    let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
+    let mut decider = rt.engine.decider(&d.who);
+    filter_response(
+        &mut doc,
+        &d.route.response,
+        &mut decider,
+        &rt.catalogue,
+        report,
+    )
+    .map_err(|e| match e {
+        FilterError::Forbidden => Stop::from(Refusal::Forbidden),
+        FilterError::Shape(m) => {
+            tracing::warn!(route = %d.route.template, "unexpected response shape: {m}");
+            unreadable()
+        }
+    })?;
+    serde_json::to_vec(&doc).map_err(|_| unreadable())
+}
