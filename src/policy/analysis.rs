@@ -91,38 +91,37 @@ fn scan(v: &Value, deps: &mut Dependencies) {
         Value::Object(map) => {
             // `resource.attr` / `resource has attr`: only that attribute.
             for op in [".", "has"] {
-                if let Some(inner) = map.get(op) {
-                    if let (Some(left), Some(attr)) =
+                if let Some(inner) = map.get(op)
+                    && let (Some(left), Some(attr)) =
                         (inner.get("left"), inner.get("attr").and_then(Value::as_str))
-                    {
-                        match var_name(left) {
-                            Some("resource") => {
-                                deps.resource_attrs.insert(attr.to_string());
-                            }
-                            Some("context") => {}
-                            _ => scan(left, deps),
+                {
+                    match var_name(left) {
+                        Some("resource") => {
+                            deps.resource_attrs.insert(attr.to_string());
                         }
-                        return;
-                    }
-                }
-            }
-            // `resource is T`: only the type, which every key holds.
-            if let Some(inner) = map.get("is") {
-                if inner.get("left").and_then(var_name) == Some("resource") {
-                    if let Some(in_expr) = inner.get("in") {
-                        deps.resource_uid = true;
-                        scan(in_expr, deps);
+                        Some("context") => {}
+                        _ => scan(left, deps),
                     }
                     return;
                 }
             }
-            // `principal in Role::"x"`: only the roles, which every key holds.
-            if let Some(inner) = map.get("in") {
-                if let (Some(left), Some(right)) = (inner.get("left"), inner.get("right")) {
-                    if var_name(left) == Some("principal") && is_role_literal(right) {
-                        return;
-                    }
+            // `resource is T`: only the type, which every key holds.
+            if let Some(inner) = map.get("is")
+                && inner.get("left").and_then(var_name) == Some("resource")
+            {
+                if let Some(in_expr) = inner.get("in") {
+                    deps.resource_uid = true;
+                    scan(in_expr, deps);
                 }
+                return;
+            }
+            // `principal in Role::"x"`: only the roles, which every key holds.
+            if let Some(inner) = map.get("in")
+                && let (Some(left), Some(right)) = (inner.get("left"), inner.get("right"))
+                && var_name(left) == Some("principal")
+                && is_role_literal(right)
+            {
+                return;
             }
             match var_name(v) {
                 Some("resource") => deps.resource_uid = true,

@@ -162,15 +162,13 @@ fn diag_error<E: Diagnostic + std::fmt::Display>(file: &Path, text: &str, e: &E)
     let mut message = e.to_string();
     // Parse errors wrap a list; the related diagnostics carry the detail.
     let mut line = first_label_line(e, text);
-    if let Some(mut related) = e.related() {
-        if let Some(first) = related.next() {
-            if line.is_none() {
-                line = first_label_line(first, text);
-            }
-            let inner = first.to_string();
-            if !message.contains(&inner) {
-                message = format!("{message}: {inner}");
-            }
+    if let Some(first) = e.related().and_then(|mut r| r.next()) {
+        if line.is_none() {
+            line = first_label_line(first, text);
+        }
+        let inner = first.to_string();
+        if !message.contains(&inner) {
+            message = format!("{message}: {inner}");
         }
     }
     if let Some(help) = e.help() {
