@@ -12,6 +12,7 @@ use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
 use crate::routing::{CanonicalPath, Match};
 use crate::runtime::{Route, Runtime};
+use std::sync::Arc;
 
 /// What the route table says about a request.
 pub enum Routed<'rt> {
@@ -19,7 +20,7 @@ pub enum Routed<'rt> {
     Passthrough,
     /// No route: denied unless the config passes unmatched requests through.
     Unmatched,
-    Route(Match<'rt, Route>),
+    Route(Match<'rt, Arc<Route>>),
 }
 
 pub fn route<'rt>(rt: &'rt Runtime, method: &str, path: &'rt CanonicalPath) -> Routed<'rt> {
@@ -45,10 +46,10 @@ pub struct Decided<'rt> {
 /// decided, its decision (for audit).
 pub fn decide<'rt>(
     rt: &'rt Runtime,
-    m: &Match<'rt, Route>,
+    m: &Match<'rt, Arc<Route>>,
     principal: &Principal,
 ) -> Result<Decided<'rt>, (Stop, Option<RequestDecision>)> {
-    let route = m.value;
+    let route: &'rt Route = m.value;
     let internal = || (Stop::from(Refusal::Internal), None);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
         tracing::warn!("principal entity failed: {e}");

@@ -38,7 +38,8 @@ pub struct FieldSpec {
 #[derive(Debug, Default)]
 pub struct FieldNode {
     pub field: Option<u32>,
-    pub children: HashMap<Box<str>, FieldNode>,
+    /// Ordered, so walks and explanations are deterministic.
+    pub children: BTreeMap<Box<str>, FieldNode>,
 }
 
 /// Where a record attribute comes from.

@@ -355,7 +355,9 @@ impl JwtVerifier {
         self.principal(&claims, header_purpose)
     }
 
-    fn principal(
+    /// Builds the principal from already-verified claims (also used by
+    /// policy tests, which describe callers by their token claims).
+    pub(crate) fn principal(
         &self,
         claims: &Claims,
         header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,

@@ -66,6 +66,8 @@ pub enum AttrValue {
 pub enum IdentitySource {
     Jwt,
     Gateway,
+    /// A verified TLS client certificate listed as a service principal.
+    ClientCertificate,
 }
 
 /// Why a request could not be attributed to a caller; every variant becomes
@@ -153,6 +155,19 @@ impl IdentityError {
 pub struct Identifier {
     jwt: Option<JwtVerifier>,
     gateway: Option<GatewayVerifier>,
+}
+
+impl Identifier {
+    /// The principal the configured JWT claim mapping makes of these claims,
+    /// as if they came in a verified token. For offline policy tests only:
+    /// nothing is verified here.
+    pub fn principal_from_claims(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Principal, IdentityError> {
+        let jwt = self.jwt.as_ref().ok_or(IdentityError::Missing)?;
+        jwt.principal(claims, || Ok(None))
+    }
 }
 
 /// Fallback purpose-of-use header for JWT callers whose token has no purpose.

@@ -378,9 +378,21 @@ impl Decider<'_> {
         if let Some(hit) = self.engine.decisions.get(&key) {
             return *hit;
         }
-        let allowed = self.evaluate(action, &applicable, field, resource);
+        let allowed = self.evaluate(action, &applicable, field, resource).allowed;
         self.engine.cache_put(key, allowed);
         allowed
+    }
+
+    /// The same question as [`Self::allowed`], uncached and with the
+    /// determining policies: for explanations and policy tests.
+    pub fn explain(
+        &mut self,
+        action: FieldAction,
+        field: Option<&FieldSpec>,
+        resource: &ResourceRef<'_>,
+    ) -> RequestDecision {
+        let (applicable, _) = self.prepared(action);
+        self.evaluate(action, &applicable, field, resource)
     }
 
     fn evaluate(
@@ -389,7 +401,7 @@ impl Decider<'_> {
         applicable: &Applicable,
         field: Option<&FieldSpec>,
         r: &ResourceRef<'_>,
-    ) -> bool {
+    ) -> RequestDecision {
         let uid = entities::uid(r.type_name, r.id);
         let attrs = r.sources.iter().zip(r.values).map(|(s, v)| {
             (
@@ -399,25 +411,17 @@ impl Decider<'_> {
         });
         let resource = match entities::resource_entity(uid, attrs) {
             Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("record entity failed (deny): {e}");
-                return false;
-            }
+            Err(e) => return deny_with_error(format!("record entity: {e}")),
         };
         let context = match field {
             Some(f) => self.who.field_context(f),
             None => self.who.record_context(),
         };
         match context {
-            Ok(ctx) => {
-                self.engine
-                    .evaluate(self.who, action.id(), applicable, resource, ctx)
-                    .allowed
-            }
-            Err(e) => {
-                tracing::warn!("context failed (deny): {e}");
-                false
-            }
+            Ok(ctx) => self
+                .engine
+                .evaluate(self.who, action.id(), applicable, resource, ctx),
+            Err(e) => deny_with_error(format!("context: {e}")),
         }
     }
 }

@@ -143,7 +143,7 @@ fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         let entry = entry.map_err(|e| ConfigError::file(dir, e.to_string()))?;
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "cedar") && path.is_file() {
-            files.push(path);
+            files.push(tidy(&path));
         }
     }
     files.sort();
@@ -187,18 +187,42 @@ fn policy_line(p: &Policy, text: &str) -> usize {
         .unwrap_or(1)
 }
 
-/// The block of `//` comment lines directly above `line`.
+/// The `//` comment lines directly above the policy's first line and
+/// between its annotations and its effect (both styles are common).
 fn comment_above(text: &str, line: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    let mut i = line.saturating_sub(1);
-    while i > 0 {
-        i -= 1;
-        match lines.get(i).map(|l| l.trim()) {
-            Some(l) if l.starts_with("//") => out.push(l.trim_start_matches('/').trim()),
-            _ => break,
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let comment = |l: &str| l.trim_start_matches('/').trim().to_string();
+    let start = line.saturating_sub(1);
+    let mut above: Vec<String> = lines[..start.min(lines.len())]
+        .iter()
+        .rev()
+        .take_while(|l| l.starts_with("//"))
+        .map(|l| comment(l))
+        .collect();
+    above.reverse();
+    let below = lines
+        .iter()
+        .skip(start)
+        .take_while(|l| l.starts_with("//") || l.starts_with('@'))
+        .filter(|l| l.starts_with("//"))
+        .map(|l| comment(l));
+    above.extend(below);
+    above.join(" ")
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system, for messages.
+fn tidy(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir
+                if matches!(out.components().next_back(), Some(std::path::Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
         }
     }
-    out.reverse();
-    out.join(" ")
+    out
 }

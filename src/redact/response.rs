@@ -25,6 +25,35 @@ pub struct FilterReport {
     pub records: u32,
     pub records_dropped: u32,
     pub outcomes: HashMap<(u32, Outcome), u32>,
+    /// When `Some`, every decision is also explained here (uncached, with
+    /// the determining policies): for `fieldguard explain` and policy tests.
+    pub trace: Option<Vec<TraceEntry>>,
+}
+
+/// One explained decision of a filtered body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Index of the record in the order records were visited.
+    pub record: u32,
+    pub entity: String,
+    pub record_id: String,
+    /// `None` for the record-level `record:read` decision.
+    pub field: Option<String>,
+    /// `visible`/`hidden` for records; `full`/`masked`/`removed` for fields.
+    pub outcome: &'static str,
+    /// Policies that determined the outcome.
+    pub policies: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl FilterReport {
+    /// A report that also explains every decision.
+    pub fn traced() -> Self {
+        Self {
+            trace: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
 }
 
 /// Redacts `doc` in place.
@@ -103,8 +132,11 @@ fn filter_record(
             values: &values,
         },
         report,
+        last_explained: Default::default(),
     };
-    if !ctx.allowed(FieldAction::RecordRead, None) {
+    let visible = ctx.allowed(FieldAction::RecordRead, None);
+    ctx.trace_record(visible);
+    if !visible {
         return Ok(false);
     }
     if let Value::Object(map) = record {
@@ -118,12 +150,41 @@ struct RecordCtx<'r, 'd> {
     catalogue: &'r Catalogue,
     resource: ResourceRef<'r>,
     report: &'r mut FilterReport,
+    /// Policies and errors of the last explained decision (tracing only).
+    last_explained: (Vec<String>, Vec<String>),
 }
 
 impl RecordCtx<'_, '_> {
     fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
         let spec = field.map(|i| self.catalogue.field(i));
+        if self.report.trace.is_some() {
+            let d = self.decider.explain(action, spec, &self.resource);
+            self.last_explained = (d.policies, d.errors);
+            return d.allowed;
+        }
         self.decider.allowed(action, spec, &self.resource)
+    }
+
+    fn push_trace(&mut self, field: Option<u32>, outcome: &'static str) {
+        let record = self.report.records.saturating_sub(1);
+        let (policies, errors) = std::mem::take(&mut self.last_explained);
+        if let Some(trace) = &mut self.report.trace {
+            trace.push(TraceEntry {
+                record,
+                entity: self.resource.type_name.to_string(),
+                record_id: self.resource.id.to_string(),
+                field: field.map(|i| self.catalogue.field(i).path.clone()),
+                outcome,
+                policies,
+                errors,
+            });
+        }
+    }
+
+    fn trace_record(&mut self, visible: bool) {
+        if self.report.trace.is_some() {
+            self.push_trace(None, if visible { "visible" } else { "hidden" });
+        }
     }
 
     /// The outcome for one field of this record: full, else masked (when
@@ -150,6 +211,9 @@ impl RecordCtx<'_, '_> {
             if let Some(field) = child.field {
                 let outcome = self.outcome(field);
                 *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
+                if self.report.trace.is_some() {
+                    self.push_trace(Some(field), outcome.as_str());
+                }
                 match outcome {
                     Outcome::Full => {}
                     Outcome::Masked => {

@@ -13,13 +13,16 @@ use crate::error::ConfigError;
 use crate::identity::Identifier;
 use crate::policy::{Engine, load_bundle};
 use crate::routing::Router;
+use std::sync::Arc;
 
 pub struct Runtime {
     pub config: LoadedConfig,
     pub engine: Engine,
     pub catalogue: Catalogue,
     pub identifier: Identifier,
-    pub router: Router<Route>,
+    pub router: Router<Arc<Route>>,
+    /// Every route in config order (for tools that enumerate them).
+    pub routes: Vec<Arc<Route>>,
     pub unmatched: UnmatchedPolicy,
     pub limits: LimitsConfig,
 }
@@ -50,8 +53,10 @@ impl Runtime {
         let catalogue = Catalogue::build(&loaded)?;
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         let mut router = Router::new();
+        let mut routes = Vec::new();
         for (position, rc) in cfg.routes.iter().enumerate() {
-            let route = Route::compile(position, rc, &loaded, &engine, &catalogue)?;
+            let route = Arc::new(Route::compile(position, rc, &loaded, &engine, &catalogue)?);
+            routes.push(route.clone());
             router
                 .insert(&rc.method.value, &rc.path.value, route)
                 .map_err(|e| ConfigError::new(&loaded.file, line_of(&rc.path), e.to_string()))?;
@@ -62,6 +67,7 @@ impl Runtime {
             catalogue,
             identifier,
             router,
+            routes,
             unmatched: cfg.unmatched,
             limits: cfg.limits.clone(),
             config: loaded,
@@ -74,10 +80,15 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
     let raw = &loaded.config.upstream.url;
     let err = |m: &str| ConfigError::new(&loaded.file, line_of(raw), format!("upstream.url: {m}"));
     let uri: http::Uri = raw.value.parse().map_err(|_| err("not a valid URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(err(
-            "only http:// is supported (TLS toward the upstream is not built yet)",
-        ));
+    match (uri.scheme_str(), &loaded.config.upstream.tls) {
+        (Some("http"), None) | (Some("https"), Some(_)) => {}
+        (Some("https"), None) => {
+            return Err(err("https:// needs an `upstream.tls` section (with `ca_file`)"));
+        }
+        (Some("http"), Some(_)) => {
+            return Err(err("`upstream.tls` is set: use an https:// URL"));
+        }
+        _ => return Err(err("only http:// and https:// are supported")),
     }
     if uri.authority().is_none() {
         return Err(err("missing host"));

@@ -1,0 +1,167 @@
+//! Warnings `fieldguard validate` adds to the start-up checks: policies that
+//! can never apply and catalogue fields no policy mentions. Warnings, not
+//! errors: a blanket rule may cover an unmentioned field on purpose.
+
+use crate::runtime::Runtime;
+use cedar_policy::ActionConstraint;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Actions fieldguard itself asks about (not tied to a route).
+const BUILT_IN_ACTIONS: [&str; 4] = ["record:read", "field:read", "field:read_masked", "field:write"];
+
+pub fn warnings(rt: &Runtime) -> Vec<String> {
+    let mut out = Vec::new();
+    let route_actions: BTreeSet<&str> = rt.routes.iter().map(|r| r.action.as_str()).collect();
+    let catalogue: BTreeSet<&str> = rt.catalogue.fields().iter().map(|f| f.path.as_str()).collect();
+    let mut literals: BTreeSet<String> = BTreeSet::new();
+    let mut patterns: Vec<String> = Vec::new();
+    for p in rt.engine.bundle.policies.policies() {
+        let id = p.id().to_string();
+        let place = rt
+            .engine
+            .bundle
+            .info
+            .get(&id)
+            .map(|i| format!("{}:{}", i.file.display(), i.line))
+            .unwrap_or_default();
+        let actions: Vec<String> = match p.action_constraint() {
+            ActionConstraint::Any => Vec::new(),
+            ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
+            ActionConstraint::In(list) => list.iter().map(|a| a.id().unescaped().to_string()).collect(),
+        };
+        if !actions.is_empty()
+            && actions
+                .iter()
+                .all(|a| !BUILT_IN_ACTIONS.contains(&a.as_str()) && !route_actions.contains(a.as_str()))
+        {
+            out.push(format!(
+                "{place}: policy `{id}` can never apply: no route uses action(s) {}",
+                actions.join(", ")
+            ));
+        }
+        let mut lits = BTreeSet::new();
+        let mut pats = Vec::new();
+        if let Ok(json) = p.to_json() {
+            field_name_literals(&json, &mut lits, &mut pats);
+        }
+        for lit in lits.iter().filter(|l| !catalogue.contains(l.as_str())) {
+            out.push(format!(
+                "{place}: policy `{id}` names field `{lit}`, which no catalogue entity has"
+            ));
+        }
+        literals.extend(lits);
+        patterns.extend(pats);
+    }
+    for f in rt.catalogue.fields() {
+        let mentioned = literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
+        if !mentioned {
+            out.push(format!(
+                "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it)",
+                rt.config.file.display(),
+                f.entity,
+                f.path
+            ));
+        }
+    }
+    out
+}
+
+/// `context.field.name`, as it appears in a policy's JSON form.
+fn is_field_name(v: &Value) -> bool {
+    let attr = |x: &Value, name: &str| {
+        x.get(".")
+            .filter(|d| d.get("attr").and_then(Value::as_str) == Some(name))
+            .and_then(|d| d.get("left"))
+            .cloned()
+    };
+    attr(v, "name")
+        .and_then(|f| attr(&f, "field"))
+        .and_then(|c| c.get("Var").and_then(Value::as_str).map(str::to_string))
+        .as_deref()
+        == Some("context")
+}
+
+/// String literals compared with `context.field.name` (`==`, a set's
+/// `.contains`) and `like` patterns applied to it.
+fn field_name_literals(v: &Value, lits: &mut BTreeSet<String>, pats: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(eq) = m.get("==") {
+                for (a, b) in [("left", "right"), ("right", "left")] {
+                    if eq.get(a).is_some_and(is_field_name)
+                        && let Some(s) = eq.get(b).and_then(|x| x.get("Value")).and_then(Value::as_str)
+                    {
+                        lits.insert(s.to_string());
+                    }
+                }
+            }
+            if let Some(c) = m.get("contains")
+                && c.get("right").is_some_and(is_field_name)
+                && let Some(items) = c.get("left").and_then(|l| l.get("Set")).and_then(Value::as_array)
+            {
+                lits.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.get("Value").and_then(Value::as_str).map(str::to_string)),
+                );
+            }
+            if let Some(like) = m.get("like")
+                && like.get("left").is_some_and(is_field_name)
+                && let Some(pattern) = like.get("pattern").and_then(Value::as_array)
+            {
+                let text: String = pattern
+                    .iter()
+                    .map(|p| match p {
+                        Value::String(s) if s == "Wildcard" => "*".to_string(),
+                        Value::Object(o) => o.get("Literal").and_then(Value::as_str).unwrap_or("").to_string(),
+                        _ => String::new(),
+                    })
+                    .collect();
+                pats.push(text);
+            }
+            m.values().for_each(|x| field_name_literals(x, lits, pats));
+        }
+        Value::Array(a) => a.iter().for_each(|x| field_name_literals(x, lits, pats)),
+        _ => {}
+    }
+}
+
+/// Cedar `like` with `*` wildcards.
+fn like_matches(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let mut rest = s;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_matches;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like_matches("address.*", "address.city"));
+        assert!(!like_matches("address.*", "addresses"));
+        assert!(like_matches("*.card_number", "payment.card_number"));
+        assert!(like_matches("a*b*c", "aXXbYYc"));
+        assert!(!like_matches("a*b*c", "aXXbYY"));
+    }
+}

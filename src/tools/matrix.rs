@@ -1,0 +1,458 @@
+//! `fieldguard matrix`: the least-privilege report. For every role (with and
+//! without MFA, per purpose) and every catalogued field: read in full,
+//! masked, removed or hidden with its record; and which routes a role may
+//! call. Every cell is computed by asking the real policies, through the
+//! real router, about synthetic records and requests.
+
+use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, compile_attributes};
+use crate::config::AttributeKind;
+use crate::pipeline::{self, Routed};
+use crate::policy::{FieldAction, RequestPrincipal, ResourceRef};
+use crate::routing;
+use crate::runtime::Runtime;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// The principal id used for "own" records and requests.
+const ME: &str = "matrix-user";
+/// The owner of everybody else's records.
+const OTHER: &str = "someone-else";
+
+/// A caller variant: a role with or without MFA and a purpose.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Variant {
+    pub role: String,
+    pub mfa: bool,
+    pub purpose: String,
+}
+
+impl Variant {
+    fn label(&self) -> String {
+        let mut s = self.role.clone();
+        if self.mfa {
+            s.push_str(" +MFA");
+        }
+        if !self.purpose.is_empty() {
+            s.push_str(&format!(" purpose={}", self.purpose));
+        }
+        s
+    }
+}
+
+/// One evaluated cell, before summarising: a field (or the record itself,
+/// `field = "(record)"`) of an entity, for one record scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldRow {
+    pub role: String,
+    pub mfa: bool,
+    pub purpose: String,
+    pub entity: String,
+    pub field: String,
+    /// e.g. `own`, `other`, `own,marketing_consent` (attributes true).
+    pub scenario: String,
+    /// `full`, `masked`, `removed`, or `hidden` (record not readable).
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteRow {
+    pub role: String,
+    pub mfa: bool,
+    pub purpose: String,
+    pub route: String,
+    /// `own` (path parameters name the caller) or `other`.
+    pub scenario: &'static str,
+    pub allowed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Matrix {
+    pub variants: Vec<Variant>,
+    pub fields: Vec<FieldRow>,
+    pub routes: Vec<RouteRow>,
+}
+
+/// Roles and purposes named anywhere in the policies.
+fn roles_and_purposes(rt: &Runtime) -> (BTreeSet<String>, BTreeSet<String>) {
+    fn walk(v: &Value, roles: &mut BTreeSet<String>, purposes: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("type").and_then(Value::as_str) == Some("Role")
+                    && let Some(id) = m.get("id").and_then(Value::as_str)
+                {
+                    roles.insert(id.to_string());
+                }
+                for op in ["==", "!="] {
+                    if let Some(cmp) = m.get(op) {
+                        let is_purpose = |x: &Value| {
+                            x.get(".").is_some_and(|d| {
+                                d.get("attr").and_then(Value::as_str) == Some("purpose")
+                                    && d.get("left").and_then(|l| l.get("Var")).and_then(Value::as_str)
+                                        == Some("context")
+                            })
+                        };
+                        for (a, b) in [("left", "right"), ("right", "left")] {
+                            if cmp.get(a).is_some_and(is_purpose)
+                                && let Some(p) = cmp.get(b).and_then(|x| x.get("Value")).and_then(Value::as_str)
+                            {
+                                purposes.insert(p.to_string());
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|x| walk(x, roles, purposes));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, roles, purposes)),
+            _ => {}
+        }
+    }
+    let (mut roles, mut purposes) = (BTreeSet::new(), BTreeSet::new());
+    for p in rt.engine.bundle.policies.policies() {
+        if let Ok(json) = p.to_json() {
+            walk(&json, &mut roles, &mut purposes);
+        }
+    }
+    (roles, purposes)
+}
+
+/// Every attribute source any route gives records of this entity.
+fn attribute_sources(rt: &Runtime, entity: &EntityCatalogue) -> Vec<AttributeSource> {
+    let cfg = &rt.config.config;
+    let base = cfg.entities.get(&*entity.name).map(|e| e.attributes.clone()).unwrap_or_default();
+    let mut all = base.clone();
+    for r in &cfg.routes {
+        for sel in r.response.iter().flat_map(|x| &x.records) {
+            if sel.entity.value == *entity.name {
+                all.extend(sel.attributes.clone());
+            }
+        }
+    }
+    compile_attributes(&all).unwrap_or_default()
+}
+
+/// Record scenarios: owner own/other × each bool attribute true/false.
+fn scenarios(sources: &[AttributeSource]) -> Vec<(String, Vec<AttrValue>)> {
+    let mut out: Vec<(Vec<String>, Vec<AttrValue>)> = vec![(Vec::new(), Vec::new())];
+    for s in sources {
+        let options: Vec<(Option<String>, AttrValue)> = match s.kind {
+            AttributeKind::Entity => vec![
+                (Some("own".into()), AttrValue::Entity(ME.into())),
+                (Some("other".into()), AttrValue::Entity(OTHER.into())),
+            ],
+            AttributeKind::Bool => vec![
+                (Some(s.name.clone()), AttrValue::Bool(true)),
+                (Some(format!("no {}", s.name)), AttrValue::Bool(false)),
+            ],
+            AttributeKind::String => vec![(None, s.default.clone().unwrap_or(AttrValue::Str("".into())))],
+            AttributeKind::Long => vec![(None, s.default.clone().unwrap_or(AttrValue::Long(0)))],
+        };
+        out = out
+            .into_iter()
+            .flat_map(|(labels, values)| {
+                options.iter().map(move |(l, v)| {
+                    let mut labels = labels.clone();
+                    labels.extend(l.clone());
+                    let mut values = values.clone();
+                    values.push(v.clone());
+                    (labels, values)
+                })
+            })
+            .collect();
+    }
+    out.into_iter().map(|(l, v)| (l.join(","), v)).collect()
+}
+
+/// The request action records of an entity are read under: the first GET
+/// route returning them (policies may distinguish routes).
+fn read_action(rt: &Runtime, entity: &str) -> String {
+    rt.routes
+        .iter()
+        .find(|r| r.method == "GET" && r.response.iter().any(|s| &*s.entity.name == entity))
+        .map(|r| r.action.clone())
+        .unwrap_or_default()
+}
+
+pub fn compute(rt: &Runtime) -> Matrix {
+    let (roles, purposes) = roles_and_purposes(rt);
+    let mut variants = Vec::new();
+    for role in &roles {
+        for mfa in [false, true] {
+            for purpose in std::iter::once(String::new()).chain(purposes.iter().cloned()) {
+                variants.push(Variant {
+                    role: role.clone(),
+                    mfa,
+                    purpose,
+                });
+            }
+        }
+    }
+    let mut entities: Vec<_> = rt.catalogue.entities().cloned().collect();
+    entities.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut fields = Vec::new();
+    let mut routes = Vec::new();
+    for v in &variants {
+        let principal = super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
+        for entity in &entities {
+            let sources = attribute_sources(rt, entity);
+            let Ok(who) = RequestPrincipal::new(&principal, &read_action(rt, &entity.name)) else {
+                continue;
+            };
+            let mut decider = rt.engine.decider(&who);
+            let mut specs: Vec<_> = rt
+                .catalogue
+                .fields()
+                .iter()
+                .filter(|f| f.entity == entity.name)
+                .collect();
+            specs.sort_by(|a, b| a.path.cmp(&b.path));
+            for (scenario, values) in scenarios(&sources) {
+                let r = ResourceRef {
+                    type_name: &entity.type_name,
+                    type_key: u32::from(entity.index),
+                    id: "matrix-record",
+                    sources: &sources,
+                    values: &values,
+                };
+                let visible = decider.allowed(FieldAction::RecordRead, None, &r);
+                let row = |field: &str, outcome| FieldRow {
+                    role: v.role.clone(),
+                    mfa: v.mfa,
+                    purpose: v.purpose.clone(),
+                    entity: entity.name.to_string(),
+                    field: field.to_string(),
+                    scenario: scenario.clone(),
+                    outcome,
+                };
+                fields.push(row("(record)", if visible { "visible" } else { "hidden" }));
+                for spec in &specs {
+                    let outcome = if !visible {
+                        "hidden"
+                    } else if decider.allowed(FieldAction::FieldRead, Some(spec), &r) {
+                        "full"
+                    } else if spec.mask.is_some()
+                        && decider.allowed(FieldAction::FieldReadMasked, Some(spec), &r)
+                    {
+                        "masked"
+                    } else {
+                        "removed"
+                    };
+                    fields.push(row(&spec.path, outcome));
+                }
+            }
+        }
+        for route in rt.routes.iter().filter(|r| !r.passthrough) {
+            for (scenario, param) in [("own", ME), ("other", OTHER)] {
+                let path = fill_template(&route.template, param);
+                let Ok(canonical) = routing::normalize(&path) else {
+                    continue;
+                };
+                let allowed = match pipeline::route(rt, &route.method, &canonical) {
+                    Routed::Route(m) => pipeline::decide(rt, &m, &principal).is_ok(),
+                    _ => false,
+                };
+                routes.push(RouteRow {
+                    role: v.role.clone(),
+                    mfa: v.mfa,
+                    purpose: v.purpose.clone(),
+                    route: format!("{} {}", route.method, route.template),
+                    scenario,
+                    allowed,
+                });
+            }
+        }
+    }
+    Matrix {
+        variants,
+        fields,
+        routes,
+    }
+}
+
+fn fill_template(template: &str, value: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') && s.ends_with('}') { value } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Summarises one cell's outcomes across record scenarios:
+/// `full` when all agree, else e.g. `full if own; else hidden`.
+fn summarise(cells: &[(&str, &str)]) -> String {
+    let distinct: BTreeSet<&str> = cells.iter().map(|(_, o)| *o).collect();
+    if distinct.len() == 1 {
+        return distinct.into_iter().next().unwrap_or("").to_string();
+    }
+    // Group scenarios by outcome, best outcome first.
+    let rank = |o: &str| match o {
+        "full" | "visible" => 0,
+        "masked" => 1,
+        "removed" => 2,
+        _ => 3,
+    };
+    let mut groups: BTreeMap<(u8, &str), Vec<&str>> = BTreeMap::new();
+    for (scenario, outcome) in cells {
+        groups.entry((rank(outcome), outcome)).or_default().push(scenario);
+    }
+    let n = groups.len();
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, ((_, outcome), scen))| {
+            if i + 1 == n {
+                format!("else {outcome}")
+            } else {
+                format!("{outcome} if {}", common_condition(&scen))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The labels shared by every scenario of a group (`own`,
+/// `marketing_consent`), or the scenarios themselves.
+fn common_condition(scenarios: &[&str]) -> String {
+    let sets: Vec<BTreeSet<&str>> = scenarios.iter().map(|s| s.split(',').collect()).collect();
+    let common: BTreeSet<&str> = sets
+        .iter()
+        .skip(1)
+        .fold(sets.first().cloned().unwrap_or_default(), |acc, s| {
+            acc.intersection(s).copied().collect()
+        });
+    if common.is_empty() {
+        scenarios.join(" or ")
+    } else {
+        common.into_iter().collect::<Vec<_>>().join(" and ")
+    }
+}
+
+impl Matrix {
+    fn cell(&self, v: &Variant, entity: &str, field: &str) -> String {
+        let cells: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose && r.entity == entity && r.field == field)
+            .map(|r| (r.scenario.as_str(), r.outcome))
+            .collect();
+        summarise(&cells)
+    }
+
+    fn route_cell(&self, v: &Variant, route: &str) -> String {
+        let rows: Vec<&RouteRow> = self
+            .routes
+            .iter()
+            .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose && r.route == route)
+            .collect();
+        match (rows.iter().any(|r| r.scenario == "own" && r.allowed), rows.iter().any(|r| r.scenario == "other" && r.allowed)) {
+            (true, true) => "allow".into(),
+            (true, false) => "own only".into(),
+            (false, true) => "others only".into(),
+            (false, false) => "deny".into(),
+        }
+    }
+
+    /// Variant columns worth showing: each role's base, plus MFA/purpose
+    /// variants only where they change something.
+    fn columns(&self) -> Vec<Variant> {
+        let mut cols = Vec::new();
+        let signature = |v: &Variant| -> Vec<String> {
+            let mut s: Vec<String> = self
+                .fields
+                .iter()
+                .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose)
+                .map(|r| format!("{}{}{}{}", r.entity, r.field, r.scenario, r.outcome))
+                .collect();
+            s.extend(
+                self.routes
+                    .iter()
+                    .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose)
+                    .map(|r| format!("{}{}{}", r.route, r.scenario, r.allowed)),
+            );
+            s
+        };
+        let mut seen: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+        for v in &self.variants {
+            let sig = signature(v);
+            let known = seen.entry(v.role.clone()).or_default();
+            if !known.contains(&sig) {
+                known.push(sig);
+                cols.push(v.clone());
+            }
+        }
+        cols
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let cols = self.columns();
+        let mut out = String::new();
+        let header = |first: &str| {
+            let mut h = format!("| {first} |");
+            let mut sep = String::from("|---|");
+            for c in &cols {
+                h.push_str(&format!(" {} |", c.label()));
+                sep.push_str("---|");
+            }
+            format!("{h}\n{sep}\n")
+        };
+        out.push_str("### Routes\n\n");
+        out.push_str(&header("route"));
+        let mut route_names: Vec<String> = self.routes.iter().map(|r| r.route.clone()).collect();
+        route_names.dedup();
+        let mut seen = BTreeSet::new();
+        for r in route_names.into_iter().filter(|r| seen.insert(r.clone())) {
+            out.push_str(&format!("| `{r}` |"));
+            for c in &cols {
+                out.push_str(&format!(" {} |", self.route_cell(c, &r)));
+            }
+            out.push('\n');
+        }
+        let mut entities: Vec<&str> = self.fields.iter().map(|r| r.entity.as_str()).collect();
+        entities.dedup();
+        let mut seen = BTreeSet::new();
+        for e in entities.into_iter().filter(|e| seen.insert(*e)) {
+            let _ = write!(out, "\n### {e}\n\n");
+            out.push_str(&header("field"));
+            let mut names: Vec<&str> = self.fields.iter().filter(|r| r.entity == e).map(|r| r.field.as_str()).collect();
+            let mut seen_f = BTreeSet::new();
+            names.retain(|f| seen_f.insert(*f));
+            for f in names {
+                out.push_str(&format!("| `{f}` |"));
+                for c in &cols {
+                    out.push_str(&format!(" {} |", self.cell(c, e, f)));
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("kind,role,mfa,purpose,entity_or_route,field,scenario,outcome\n");
+        for r in &self.routes {
+            let _ = writeln!(
+                out,
+                "route,{},{},{},\"{}\",,{},{}",
+                r.role,
+                r.mfa,
+                r.purpose,
+                r.route,
+                r.scenario,
+                if r.allowed { "allow" } else { "deny" }
+            );
+        }
+        for r in &self.fields {
+            let _ = writeln!(
+                out,
+                "field,{},{},{},{},{},\"{}\",{}",
+                r.role, r.mfa, r.purpose, r.entity, r.field, r.scenario, r.outcome
+            );
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}

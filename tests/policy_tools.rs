@@ -1,0 +1,179 @@
+//! The policy authors' tools: `fieldguard test`, `explain` and `matrix`
+//! run the real policies, the docs show their current output, and what they
+//! report is what the proxy does.
+
+mod common;
+
+use common::{repo_path, start, token};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn fieldguard(args: &[&str], cwd: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run fieldguard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reference_policy_tests_pass() {
+    let (ok, out, err) = fieldguard(&["test", "policies/tests"], &repo_path(""));
+    assert!(ok, "{out}{err}");
+    let summary = out.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 40, "{summary}");
+    // Every row of the reference role table has a file.
+    for role in ["customer", "support_agent", "fulfillment", "marketing_analyst", "data_protection_officer", "partner"] {
+        assert!(out.contains(&format!("policies/tests/{role}.yaml")), "no tests for {role}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_broken_policy_fails_the_policy_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("policies"), &dir.path().join("policies"));
+    copy_dir(&repo_path("examples"), &dir.path().join("examples"));
+    // A "small" change: support agents see contact details without MFA.
+    let file = dir.path().join("policies/support_agent.cedar");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let broken = text.replace("when { context.mfa && [\"phone\", \"email\"]", "when { [\"phone\", \"email\"]");
+    assert_ne!(text, broken);
+    std::fs::write(&file, broken).unwrap();
+    let (ok, out, _) = fieldguard(&["test", "policies/tests"], dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  policies/tests/support_agent.yaml: contact details masked without MFA"), "{out}");
+    assert!(out.contains("field `phone`: expected masked, got {\"full\"}"), "{out}");
+    let summary = out.lines().last().unwrap();
+    assert!(summary.contains(" passed, ") && !summary.ends_with(" 0 failed"), "{summary}");
+}
+
+/// Text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in a file.
+fn section(file: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(repo_path(file)).unwrap();
+    let start = format!("<!-- {name}:start -->\n");
+    let end = format!("<!-- {name}:end -->");
+    let a = text.find(&start).unwrap_or_else(|| panic!("{file} has no {start}")) + start.len();
+    let b = text[a..].find(&end).unwrap() + a;
+    text[a..b].to_string()
+}
+
+fn unfence(s: &str) -> String {
+    s.trim()
+        .trim_start_matches("```text")
+        .trim_end_matches("```")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_readme_matrix_is_current() {
+    let (ok, out, err) = fieldguard(&["matrix", "--config", "examples/demo/fieldguard.yaml"], &repo_path(""));
+    assert!(ok, "{err}");
+    assert_eq!(
+        section("README.md", "matrix").trim(),
+        out.trim(),
+        "README matrix is stale: regenerate with `cargo run -- matrix --config examples/demo/fieldguard.yaml`"
+    );
+}
+
+#[test]
+fn the_documented_explanation_is_current() {
+    let (ok, out, err) = fieldguard(
+        &[
+            "explain", "--config", "examples/demo/fieldguard.yaml", "--role", "support_agent", "--sub", "agent-7",
+            "GET", "/customers/c-1001", "--response", "policies/tests/fixtures/customer-c-1001.json",
+        ],
+        &repo_path(""),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(unfence(&section("docs/policies.md", "explain")), out.trim());
+}
+
+/// The matrix says, for every role variant and every customer field, what
+/// a real request through the proxy shows; check it against the proxy.
+#[tokio::test]
+async fn the_matrix_matches_what_the_proxy_does() {
+    let (ok, out, err) = fieldguard(
+        &["matrix", "--config", "examples/demo/fieldguard.yaml", "--format", "json"],
+        &repo_path(""),
+    );
+    assert!(ok, "{err}");
+    let matrix: Value = serde_json::from_str(&out).unwrap();
+    let h = start().await;
+    let raw_customer = h.upstream_get("/customers/c-1001").await.json();
+    let raw_order_list = h.upstream_get("/customers/c-1001/orders").await.json();
+    let order_id = raw_order_list["orders"][0]["id"].as_str().unwrap().to_string();
+    let raw_order = h.upstream_get(&format!("/orders/{order_id}")).await.json();
+    let mut checked = 0;
+    for v in matrix["variants"].as_array().unwrap() {
+        let (role, mfa, purpose) = (v["role"].as_str().unwrap(), v["mfa"].as_bool().unwrap(), v["purpose"].as_str().unwrap());
+        // c-1001 has marketing consent; the caller is someone else.
+        let tok = token(role, "someone-else-entirely", mfa, Some(purpose).filter(|p| !p.is_empty()));
+        for (entity, path, raw, scenario) in [
+            ("Customer", "/customers/c-1001".to_string(), &raw_customer, "other,marketing_consent"),
+            ("Order", format!("/orders/{order_id}"), &raw_order, "other"),
+        ] {
+            let rows: Vec<&Value> = matrix["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    let mut labels: Vec<&str> = r["scenario"].as_str().unwrap().split(',').collect();
+                    let mut want: Vec<&str> = scenario.split(',').collect();
+                    labels.sort();
+                    want.sort();
+                    r["role"] == role && r["mfa"] == mfa && r["purpose"] == purpose && r["entity"] == entity && labels == want
+                })
+                .collect();
+            assert!(!rows.is_empty());
+            let route_allowed = matrix["routes"].as_array().unwrap().iter().any(|r| {
+                r["role"] == role && r["mfa"] == mfa && r["purpose"] == purpose && r["scenario"] == "other" && r["allowed"] == true
+                    && r["route"] == if entity == "Customer" { "GET /customers/{id}" } else { "GET /orders/{id}" }
+            });
+            let reply = h.get(&path, &tok).await;
+            let record_visible = rows.iter().any(|r| r["field"] == "(record)" && r["outcome"] == "visible");
+            if !route_allowed || !record_visible {
+                assert_eq!(reply.status, 403, "{role} mfa={mfa} purpose={purpose} {path}: matrix says no access");
+                checked += 1;
+                continue;
+            }
+            assert_eq!(reply.status, 200, "{role} {path}: {}", reply.text());
+            let got = reply.json();
+            for r in rows.iter().filter(|r| r["field"] != "(record)") {
+                let field = r["field"].as_str().unwrap();
+                let lookup = |v: &Value| field.split('.').try_fold(v.clone(), |v, k| v.get(k).cloned());
+                let (g, w) = (lookup(&got), lookup(raw));
+                let what = format!("{role} mfa={mfa} purpose={purpose} {entity}.{field}");
+                match r["outcome"].as_str().unwrap() {
+                    "full" => assert_eq!(g, w, "{what}: full"),
+                    "masked" => assert!(g.is_some() && g != w, "{what}: masked, got {g:?}"),
+                    "removed" => assert!(g.is_none(), "{what}: removed, got {g:?}"),
+                    other => panic!("{what}: unexpected {other}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "checked {checked} cells");
+}
