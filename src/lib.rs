@@ -6,14 +6,20 @@
 //! decision, [`redact`] checks request bodies and filters response bodies field
 //! by field, and the answer goes back through [`proxy`].
 
+pub mod admin;
+pub mod audit;
 pub mod catalogue;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod redact;
 pub mod routing;
 pub mod runtime;
+pub mod service;
+pub mod tls;
+pub mod tools;

@@ -3,8 +3,12 @@
 use clap::{Parser, Subcommand};
 use fieldguard::config;
 use fieldguard::demo::run::{self as demo, DemoOptions};
-use fieldguard::proxy::{self, Proxy};
+use fieldguard::proxy::Proxy;
+use fieldguard::proxy::server::Server;
 use fieldguard::runtime::Runtime;
+use fieldguard::service;
+use fieldguard::tls::ServerTls;
+use fieldguard::tools;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +23,23 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that audit log files, oldest first (`audit.log.2 audit.log.1
+    /// audit.log`), form one unbroken hash chain; names the first bad record.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The key of a log written with `audit.hmac_key_file`.
+        #[arg(long)]
+        hmac_key_file: Option<PathBuf>,
+        /// The first file does not start the chain (older files were
+        /// rotated away).
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -37,6 +58,17 @@ enum Command {
         /// Config to use instead of the bundled reference deployment.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Audit log file (default: audit.log in a new temporary directory).
+        #[arg(long)]
+        audit_file: Option<PathBuf>,
+        /// Admin listener: /metrics, /healthz, /readyz, /policies.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+    },
+    /// Audit-trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Print a signed token the demo config accepts (demo and tests only).
     Token {
@@ -59,6 +91,48 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run policy test files (YAML or JSON): one line per case and a summary.
+    Test {
+        /// A test file or a directory of them.
+        #[arg(default_value = "policies/tests")]
+        path: PathBuf,
+    },
+    /// Explain the decision for a request, and field by field for a response.
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        /// Role of the caller (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long, default_value = "explain-user")]
+        sub: String,
+        #[arg(long)]
+        mfa: bool,
+        #[arg(long)]
+        purpose: Option<String>,
+        /// An upstream response body (JSON file) to filter.
+        #[arg(long)]
+        response: Option<PathBuf>,
+        /// A request body (JSON file) to check.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        method: String,
+        path: String,
+    },
+    /// The least-privilege report: what each role sees, per field and route.
+    Matrix {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = MatrixFormat::Md)]
+        format: MatrixFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MatrixFormat {
+    Md,
+    Csv,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -70,13 +144,25 @@ fn main() -> ExitCode {
             listen,
             upstream_listen,
             config,
+            audit_file,
+            admin_listen,
         } => runtime().and_then(|rt| {
             rt.block_on(demo::run(DemoOptions {
                 listen,
                 upstream_listen,
                 config: config.unwrap_or_else(demo::default_config_path),
+                audit_file,
+                admin_listen,
             }))
         }),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    files,
+                    hmac_key_file,
+                    partial,
+                },
+        } => audit_verify(&files, hmac_key_file.as_deref(), partial),
         Command::Token {
             role,
             sub,
@@ -93,9 +179,55 @@ fn main() -> ExitCode {
             ttl,
         )
         .map(|t| println!("{t}")),
+        Command::Test { path } => run_policy_tests(&path),
+        Command::Explain {
+            config,
+            roles,
+            sub,
+            mfa,
+            purpose,
+            response,
+            body,
+            method,
+            path,
+        } => (|| {
+            let rt = config::load(&config)
+                .and_then(Runtime::build)
+                .map_err(|e| e.to_string())?;
+            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+                p.as_ref()
+                    .map(|f| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display())))
+                    .transpose()
+            };
+            let principal = tools::principal(&sub, &roles, mfa, purpose.as_deref());
+            let text = tools::explain::explain(
+                &rt,
+                &principal,
+                &method,
+                &path,
+                read(&body)?.as_deref(),
+                read(&response)?.as_deref(),
+            )?;
+            print!("{text}");
+            Ok(())
+        })(),
+        Command::Matrix { config, format } => config::load(&config)
+            .and_then(Runtime::build)
+            .map(|rt| {
+                let m = tools::matrix::compute(&rt);
+                match format {
+                    MatrixFormat::Md => print!("{}", m.to_markdown()),
+                    MatrixFormat::Csv => print!("{}", m.to_csv()),
+                    MatrixFormat::Json => println!("{}", m.to_json()),
+                }
+            })
+            .map_err(|e| e.to_string()),
         Command::Validate { config } => config::load(&config)
             .and_then(Runtime::build)
             .map(|rt| {
+                for w in tools::lint::warnings(&rt) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} policies, version {})",
                     config.display(),
@@ -111,6 +243,31 @@ fn main() -> ExitCode {
             eprintln!("fieldguard: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs policy tests; the summary line is `N passed, N failed`.
+fn run_policy_tests(path: &std::path::Path) -> Result<(), String> {
+    let files = tools::policy_test::discover(path).map_err(|e| e.to_string())?;
+    if files.is_empty() {
+        return Err(format!("{}: no test files found", path.display()));
+    }
+    let results = tools::policy_test::run(&files).map_err(|e| e.to_string())?;
+    let mut failed = 0;
+    for r in &results {
+        match &r.outcome {
+            Ok(()) => println!("ok    {}: {}", r.file.display(), r.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL  {}: {}\n      {why}", r.file.display(), r.name);
+            }
+        }
+    }
+    println!("{} passed, {} failed", results.len() - failed, failed);
+    if failed > 0 {
+        Err(format!("{failed} policy test(s) failed"))
+    } else {
+        Ok(())
     }
 }
 
@@ -130,24 +287,55 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
+/// Verifies audit log files; prints what verified, or names the bad record.
+fn audit_verify(
+    files: &[PathBuf],
+    key_file: Option<&std::path::Path>,
+    partial: bool,
+) -> Result<(), String> {
+    let hmac_key = key_file
+        .map(fieldguard::audit::config::read_hmac_key)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let report = fieldguard::audit::verify_files(files, &opts)
+        .map_err(|f| format!("audit chain broken at {f}"))?;
+    match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) => println!(
+            "ok: {} records, seq {first} to {last}, last hash {}",
+            report.records, report.last_hash
+        ),
+        _ => println!("ok: no records"),
+    }
+    Ok(())
+}
+
 async fn run(config_path: PathBuf) -> Result<(), String> {
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     let listeners = loaded.config.listeners.clone();
+    let audit_settings =
+        fieldguard::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
+    let admin_address = loaded.config.admin.address;
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
     tracing::info!(version = %runtime.engine.bundle.version, "policies loaded");
-    let proxy = Arc::new(Proxy::new(runtime).map_err(|e| e.to_string())?);
-    let mut tasks = Vec::new();
+    let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
+    let (proxy, audit_writer) = service::attach_audit(proxy, &audit_settings)?;
+    let proxy = Arc::new(proxy);
+    let (admin, admin_task) = service::spawn_admin(admin_address, proxy.clone()).await?;
+    eprintln!("fieldguard admin on http://{admin} (/metrics /healthz /readyz /policies)");
+    let tls = match &proxy.runtime.config.config.tls {
+        Some(t) => Some(ServerTls::load(t, &proxy.runtime.config).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = Server::new(proxy.clone(), tls);
+    let mut tasks = vec![admin_task];
     for l in listeners {
         let listener = tokio::net::TcpListener::bind(l.address)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
-        eprintln!("fieldguard listening on http://{}", l.address);
-        tasks.push(tokio::spawn(proxy::serve(listener, proxy.clone())));
+        eprintln!("fieldguard listening on {scheme}://{}", l.address);
+        tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
-    for t in tasks {
-        t.await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    service::serve_until_shutdown(&server, tasks, audit_writer).await
 }

@@ -7,9 +7,9 @@ use crate::catalogue::AttrValue;
 use crate::identity::Principal;
 use crate::policy::{RequestDecision, RequestPrincipal, ResourceRef};
 use crate::proxy::errors::{Refusal, Stop};
-use crate::redact::parse_json;
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
+use crate::redact::{BodyError, parse_json, parse_json_unique};
 use crate::routing::{CanonicalPath, Match};
 use crate::runtime::{Route, Runtime};
 use std::sync::Arc;
@@ -88,8 +88,21 @@ pub fn check_request_body(
     if !is_json {
         return Err(plain(Refusal::UnsupportedMediaType));
     }
-    let mut doc = parse_json(bytes, rt.limits.max_json_depth)
-        .map_err(|_| plain(Refusal::MalformedRequestBody))?;
+    // Duplicate keys are refused: the upstream might read the other copy.
+    let mut doc = parse_json_unique(bytes, rt.limits.max_json_depth).map_err(|e| {
+        let message = match e {
+            BodyError::Malformed => None,
+            BodyError::TooDeep(_) => Some("the request body nests too deeply"),
+            BodyError::DuplicateKey => Some("the request body repeats a key in an object"),
+        };
+        (
+            Stop {
+                message,
+                ..Stop::from(Refusal::MalformedRequestBody)
+            },
+            Vec::new(),
+        )
+    })?;
     let Some(rule) = &d.route.resource else {
         return Err(plain(Refusal::Internal));
     };

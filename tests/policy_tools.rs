@@ -31,8 +31,18 @@ fn reference_policy_tests_pass() {
     let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
     assert!(passed >= 40, "{summary}");
     // Every row of the reference role table has a file.
-    for role in ["customer", "support_agent", "fulfillment", "marketing_analyst", "data_protection_officer", "partner"] {
-        assert!(out.contains(&format!("policies/tests/{role}.yaml")), "no tests for {role}");
+    for role in [
+        "customer",
+        "support_agent",
+        "fulfillment",
+        "marketing_analyst",
+        "data_protection_officer",
+        "partner",
+    ] {
+        assert!(
+            out.contains(&format!("policies/tests/{role}.yaml")),
+            "no tests for {role}"
+        );
     }
 }
 
@@ -57,15 +67,27 @@ fn a_broken_policy_fails_the_policy_tests() {
     // A "small" change: support agents see contact details without MFA.
     let file = dir.path().join("policies/support_agent.cedar");
     let text = std::fs::read_to_string(&file).unwrap();
-    let broken = text.replace("when { context.mfa && [\"phone\", \"email\"]", "when { [\"phone\", \"email\"]");
+    let broken = text.replace(
+        "when { context.mfa && [\"phone\", \"email\"]",
+        "when { [\"phone\", \"email\"]",
+    );
     assert_ne!(text, broken);
     std::fs::write(&file, broken).unwrap();
     let (ok, out, _) = fieldguard(&["test", "policies/tests"], dir.path());
     assert!(!ok, "{out}");
-    assert!(out.contains("FAIL  policies/tests/support_agent.yaml: contact details masked without MFA"), "{out}");
-    assert!(out.contains("field `phone`: expected masked, got {\"full\"}"), "{out}");
+    assert!(
+        out.contains("FAIL  policies/tests/support_agent.yaml: contact details masked without MFA"),
+        "{out}"
+    );
+    assert!(
+        out.contains("field `phone`: expected masked, got {\"full\"}"),
+        "{out}"
+    );
     let summary = out.lines().last().unwrap();
-    assert!(summary.contains(" passed, ") && !summary.ends_with(" 0 failed"), "{summary}");
+    assert!(
+        summary.contains(" passed, ") && !summary.ends_with(" 0 failed"),
+        "{summary}"
+    );
 }
 
 /// Text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in a file.
@@ -73,7 +95,10 @@ fn section(file: &str, name: &str) -> String {
     let text = std::fs::read_to_string(repo_path(file)).unwrap();
     let start = format!("<!-- {name}:start -->\n");
     let end = format!("<!-- {name}:end -->");
-    let a = text.find(&start).unwrap_or_else(|| panic!("{file} has no {start}")) + start.len();
+    let a = text
+        .find(&start)
+        .unwrap_or_else(|| panic!("{file} has no {start}"))
+        + start.len();
     let b = text[a..].find(&end).unwrap() + a;
     text[a..b].to_string()
 }
@@ -88,7 +113,10 @@ fn unfence(s: &str) -> String {
 
 #[test]
 fn the_readme_matrix_is_current() {
-    let (ok, out, err) = fieldguard(&["matrix", "--config", "examples/demo/fieldguard.yaml"], &repo_path(""));
+    let (ok, out, err) = fieldguard(
+        &["matrix", "--config", "examples/demo/fieldguard.yaml"],
+        &repo_path(""),
+    );
     assert!(ok, "{err}");
     assert_eq!(
         section("README.md", "matrix").trim(),
@@ -101,8 +129,17 @@ fn the_readme_matrix_is_current() {
 fn the_documented_explanation_is_current() {
     let (ok, out, err) = fieldguard(
         &[
-            "explain", "--config", "examples/demo/fieldguard.yaml", "--role", "support_agent", "--sub", "agent-7",
-            "GET", "/customers/c-1001", "--response", "policies/tests/fixtures/customer-c-1001.json",
+            "explain",
+            "--config",
+            "examples/demo/fieldguard.yaml",
+            "--role",
+            "support_agent",
+            "--sub",
+            "agent-7",
+            "GET",
+            "/customers/c-1001",
+            "--response",
+            "policies/tests/fixtures/customer-c-1001.json",
         ],
         &repo_path(""),
     );
@@ -115,7 +152,13 @@ fn the_documented_explanation_is_current() {
 #[tokio::test]
 async fn the_matrix_matches_what_the_proxy_does() {
     let (ok, out, err) = fieldguard(
-        &["matrix", "--config", "examples/demo/fieldguard.yaml", "--format", "json"],
+        &[
+            "matrix",
+            "--config",
+            "examples/demo/fieldguard.yaml",
+            "--format",
+            "json",
+        ],
         &repo_path(""),
     );
     assert!(ok, "{err}");
@@ -123,15 +166,32 @@ async fn the_matrix_matches_what_the_proxy_does() {
     let h = start().await;
     let raw_customer = h.upstream_get("/customers/c-1001").await.json();
     let raw_order_list = h.upstream_get("/customers/c-1001/orders").await.json();
-    let order_id = raw_order_list["orders"][0]["id"].as_str().unwrap().to_string();
+    let order_id = raw_order_list["orders"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let raw_order = h.upstream_get(&format!("/orders/{order_id}")).await.json();
     let mut checked = 0;
     for v in matrix["variants"].as_array().unwrap() {
-        let (role, mfa, purpose) = (v["role"].as_str().unwrap(), v["mfa"].as_bool().unwrap(), v["purpose"].as_str().unwrap());
+        let (role, mfa, purpose) = (
+            v["role"].as_str().unwrap(),
+            v["mfa"].as_bool().unwrap(),
+            v["purpose"].as_str().unwrap(),
+        );
         // c-1001 has marketing consent; the caller is someone else.
-        let tok = token(role, "someone-else-entirely", mfa, Some(purpose).filter(|p| !p.is_empty()));
+        let tok = token(
+            role,
+            "someone-else-entirely",
+            mfa,
+            Some(purpose).filter(|p| !p.is_empty()),
+        );
         for (entity, path, raw, scenario) in [
-            ("Customer", "/customers/c-1001".to_string(), &raw_customer, "other,marketing_consent"),
+            (
+                "Customer",
+                "/customers/c-1001".to_string(),
+                &raw_customer,
+                "other,marketing_consent",
+            ),
             ("Order", format!("/orders/{order_id}"), &raw_order, "other"),
         ] {
             let rows: Vec<&Value> = matrix["fields"]
@@ -139,22 +199,41 @@ async fn the_matrix_matches_what_the_proxy_does() {
                 .unwrap()
                 .iter()
                 .filter(|r| {
-                    let mut labels: Vec<&str> = r["scenario"].as_str().unwrap().split(',').collect();
+                    let mut labels: Vec<&str> =
+                        r["scenario"].as_str().unwrap().split(',').collect();
                     let mut want: Vec<&str> = scenario.split(',').collect();
                     labels.sort();
                     want.sort();
-                    r["role"] == role && r["mfa"] == mfa && r["purpose"] == purpose && r["entity"] == entity && labels == want
+                    r["role"] == role
+                        && r["mfa"] == mfa
+                        && r["purpose"] == purpose
+                        && r["entity"] == entity
+                        && labels == want
                 })
                 .collect();
             assert!(!rows.is_empty());
             let route_allowed = matrix["routes"].as_array().unwrap().iter().any(|r| {
-                r["role"] == role && r["mfa"] == mfa && r["purpose"] == purpose && r["scenario"] == "other" && r["allowed"] == true
-                    && r["route"] == if entity == "Customer" { "GET /customers/{id}" } else { "GET /orders/{id}" }
+                r["role"] == role
+                    && r["mfa"] == mfa
+                    && r["purpose"] == purpose
+                    && r["scenario"] == "other"
+                    && r["allowed"] == true
+                    && r["route"]
+                        == if entity == "Customer" {
+                            "GET /customers/{id}"
+                        } else {
+                            "GET /orders/{id}"
+                        }
             });
             let reply = h.get(&path, &tok).await;
-            let record_visible = rows.iter().any(|r| r["field"] == "(record)" && r["outcome"] == "visible");
+            let record_visible = rows
+                .iter()
+                .any(|r| r["field"] == "(record)" && r["outcome"] == "visible");
             if !route_allowed || !record_visible {
-                assert_eq!(reply.status, 403, "{role} mfa={mfa} purpose={purpose} {path}: matrix says no access");
+                assert_eq!(
+                    reply.status, 403,
+                    "{role} mfa={mfa} purpose={purpose} {path}: matrix says no access"
+                );
                 checked += 1;
                 continue;
             }
@@ -162,7 +241,11 @@ async fn the_matrix_matches_what_the_proxy_does() {
             let got = reply.json();
             for r in rows.iter().filter(|r| r["field"] != "(record)") {
                 let field = r["field"].as_str().unwrap();
-                let lookup = |v: &Value| field.split('.').try_fold(v.clone(), |v, k| v.get(k).cloned());
+                let lookup = |v: &Value| {
+                    field
+                        .split('.')
+                        .try_fold(v.clone(), |v, k| v.get(k).cloned())
+                };
                 let (g, w) = (lookup(&got), lookup(raw));
                 let what = format!("{role} mfa={mfa} purpose={purpose} {entity}.{field}");
                 match r["outcome"].as_str().unwrap() {

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 pub struct Config {
     /// Where clients connect (HTTP/1.1 and h2c on the same port).
     pub listeners: Vec<ListenerConfig>,
+    /// TLS termination on the listeners (CDM-4.2.1). Absent: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -28,6 +31,13 @@ pub struct Config {
     /// The field catalogue, by Cedar entity type.
     #[serde(default)]
     pub entities: BTreeMap<String, EntityConfig>,
+    /// The tamper-evident audit trail (CDM-4.2.3). Absent: records go to
+    /// stdout, never nowhere.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// The operators' listener: metrics, health, loaded policies.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +64,9 @@ pub struct UpstreamConfig {
     /// build links by it). When false the upstream's own authority is sent.
     #[serde(default = "default_true")]
     pub preserve_host: bool,
+    /// TLS toward an `https://` upstream (required for one).
+    #[serde(default)]
+    pub tls: Option<crate::tls::UpstreamTlsConfig>,
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -85,6 +98,31 @@ pub struct LimitsConfig {
     /// Deepest JSON nesting accepted in an inspected body.
     #[serde(default = "default_max_json_depth")]
     pub max_json_depth: usize,
+    /// Time a client has to send a request's headers (and, on TLS, finish
+    /// the handshake); on HTTP/1.1 it also bounds the wait for the next
+    /// request on a kept-alive connection. Slow-loris defence.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no traffic for this long
+    /// is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2); larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Open client connections; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests being processed at once; any beyond get 503 at once rather
+    /// than queueing without bound.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -93,6 +131,13 @@ impl Default for LimitsConfig {
             max_request_body_bytes: default_max_request_body(),
             max_response_body_bytes: default_max_response_body(),
             max_json_depth: default_max_json_depth(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_connections: default_max_connections(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
         }
     }
 }
@@ -105,6 +150,27 @@ fn default_max_response_body() -> usize {
 }
 fn default_max_json_depth() -> usize {
     64
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+fn default_shutdown_grace_ms() -> u64 {
+    20_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

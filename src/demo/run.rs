@@ -3,12 +3,21 @@
 
 use crate::config::{self, ListenerConfig};
 use crate::identity::mint::{TokenRequest, mint_hs256};
-use crate::proxy::{self, Proxy};
+use crate::proxy::Proxy;
 use crate::runtime::Runtime;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// Prints to stdout, ignoring a closed pipe (`fieldguard demo | head` must
+/// not panic the proxy once the reader has gone).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// The reference deployment's config, bundled with the source tree.
 pub fn default_config_path() -> PathBuf {
@@ -19,6 +28,10 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     pub upstream_listen: SocketAddr,
     pub config: PathBuf,
+    /// Audit log file; `None`: `audit.log` in a new temporary directory.
+    pub audit_file: Option<PathBuf>,
+    /// Admin listener (metrics, health, policies).
+    pub admin_listen: SocketAddr,
 }
 
 /// One role of the reference table, as the demo hands out tokens for it.
@@ -137,38 +150,67 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     loaded.config.listeners = vec![ListenerConfig {
         address: opts.listen,
     }];
+    let mut audit = crate::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
+    audit.file = Some(match opts.audit_file {
+        Some(f) => f,
+        None => demo_audit_file()?,
+    });
+    audit.stdout = false;
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
     let version = runtime.engine.bundle.version.clone();
-    let proxy = Arc::new(Proxy::new(runtime).map_err(|e| e.to_string())?);
+    let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
+    let (proxy, audit_writer) = crate::service::attach_audit(proxy, &audit)?;
+    let proxy = Arc::new(proxy);
+    let (admin_addr, admin_task) =
+        crate::service::spawn_admin(opts.admin_listen, proxy.clone()).await?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
     let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
 
-    println!("fieldguard demo");
-    println!("  demo shop (unprotected legacy API): http://{shop_addr}");
-    println!("  fieldguard proxy:                   http://{proxy_addr}");
-    println!("  policy set version:                 {version}");
-    println!();
-    println!("Tokens (demo only, valid 8 hours):");
+    outln!("fieldguard demo");
+    outln!("  demo shop (unprotected legacy API): http://{shop_addr}");
+    outln!("  fieldguard proxy:                   http://{proxy_addr}");
+    outln!("  policy set version:                 {version}");
+    if let Some(f) = &audit.file {
+        outln!("  audit log:                          {}", f.display());
+    }
+    outln!("  admin (metrics, health, policies):  http://{admin_addr}/metrics");
+    outln!();
+    outln!("Tokens (demo only, valid 8 hours):");
     for r in DEMO_ROLES {
         let token = token_for_config(&opts.config, r.role, r.sub, r.mfa, r.purpose, 8 * 3600)?;
-        println!("  # {}", r.label);
-        println!("  export TOKEN_{}={token}", env_name(r));
+        outln!("  # {}", r.label);
+        outln!("  export TOKEN_{}={token}", env_name(r));
     }
-    println!();
-    println!("Try:");
-    println!(
+    outln!();
+    outln!("Try:");
+    outln!(
         "  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_SUPPORT_AGENT\""
     );
-    println!(
+    outln!(
         "  curl -s http://{proxy_addr}/customers/c-1001 -H \"Authorization: Bearer $TOKEN_CUSTOMER\""
     );
-    println!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
-    println!();
-    proxy::serve(listener, proxy)
-        .await
-        .map_err(|e| e.to_string())
+    outln!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
+    if let Some(f) = &audit.file {
+        outln!("  fieldguard audit verify {}", f.display());
+    }
+    outln!();
+    let server = crate::proxy::server::Server::new(proxy, None);
+    let proxy_task = tokio::spawn(server.clone().serve(listener));
+    crate::service::serve_until_shutdown(&server, vec![proxy_task, admin_task], audit_writer).await
+}
+
+/// `audit.log` in a new directory under the system's temporary folder (one
+/// per run, so two demos never write one chain).
+fn demo_audit_file() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "fieldguard-demo-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir.join("audit.log"))
 }
 
 fn env_name(r: &DemoRole) -> String {

@@ -16,7 +16,7 @@ use cedar_policy::{
 };
 use dashmap::DashMap;
 use smallvec::SmallVec;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// Decisions fieldguard asks about records and their fields.
@@ -281,6 +281,7 @@ impl Engine {
             who,
             roles: who.role_set(),
             per_action: Default::default(),
+            memo: Default::default(),
         }
     }
 
@@ -324,6 +325,56 @@ pub struct Decider<'a> {
     who: &'a RequestPrincipal,
     roles: HashSet<&'a str>,
     per_action: [Option<(Arc<Applicable>, Arc<str>)>; 4],
+    /// This request's answers by action, then by field slot (0 for the
+    /// record, 1 + field index for a field): see [`Decider::allowed`].
+    memo: [Vec<MemoSlot>; 4],
+}
+
+/// Answers to one (action, field) question in one request, one per
+/// distinct resource type, id and attribute values (only the parts the
+/// shared cache key would hold).
+type MemoSlot = SmallVec<[MemoEntry; MEMO_PER_SLOT]>;
+
+struct MemoEntry {
+    type_key: u32,
+    resource: Option<Box<str>>,
+    attrs: SmallVec<[Option<AttrValue>; 2]>,
+    allowed: bool,
+}
+
+/// Distinct answers a request remembers per (action, field). A list's
+/// records mostly ask the same few questions (a consent flag is true or
+/// false); questions that differ per record (ownership by record id) go to
+/// the shared cache once the slot is full.
+const MEMO_PER_SLOT: usize = 4;
+
+impl MemoEntry {
+    /// Whether this entry answers the question the shared cache would key
+    /// as (`resource.type_key`, `resource_id`, values of `attr_names`).
+    fn answers(
+        &self,
+        resource: &ResourceRef<'_>,
+        resource_id: Option<&str>,
+        attr_names: &BTreeSet<String>,
+    ) -> bool {
+        self.type_key == resource.type_key
+            && self.resource.as_deref() == resource_id
+            && self.attrs.len() == attr_names.len()
+            && self
+                .attrs
+                .iter()
+                .zip(attr_names)
+                .all(|(v, name)| v.as_ref() == attr_value(resource, name))
+    }
+}
+
+/// The value of the resource attribute `name`, if the resource has it.
+fn attr_value<'r>(resource: &ResourceRef<'r>, name: &str) -> Option<&'r AttrValue> {
+    resource
+        .sources
+        .iter()
+        .position(|s| s.name == name)
+        .and_then(|i| resource.values.get(i))
 }
 
 impl Decider<'_> {
@@ -345,6 +396,12 @@ impl Decider<'_> {
     }
 
     /// May the caller perform `action` on this record (and field)?
+    ///
+    /// Asked once per record and field of a body, so answers come, in
+    /// order, from this request's memo (no hashing: a list's records repeat
+    /// a few questions), the shared cache, or Cedar. The memo compares
+    /// exactly what the shared cache key holds (the caller part is fixed for
+    /// a request and action), so both give the same answer.
     pub fn allowed(
         &mut self,
         action: FieldAction,
@@ -355,31 +412,50 @@ impl Decider<'_> {
         if applicable.no_permit {
             return false;
         }
-        let attrs = applicable
-            .deps
+        let deps = &applicable.deps;
+        let resource_id = deps.resource_uid.then_some(resource.id);
+        let slot_index = field.map_or(0, |f| f.index as usize + 1);
+        let remembered = self.memo[action.index()].get(slot_index).and_then(|slot| {
+            slot.iter()
+                .find(|e| e.answers(resource, resource_id, &deps.resource_attrs))
+        });
+        if let Some(hit) = remembered {
+            return hit.allowed;
+        }
+        let attrs: SmallVec<[Option<AttrValue>; 2]> = deps
             .resource_attrs
             .iter()
-            .map(|name| {
-                resource
-                    .sources
-                    .iter()
-                    .position(|s| &s.name == name)
-                    .and_then(|i| resource.values.get(i).cloned())
-            })
+            .map(|name| attr_value(resource, name).cloned())
             .collect();
         let key = DecisionKey {
             who,
             action: action as u8,
             resource_type: resource.type_key,
             field: field.map_or(u32::MAX, |f| f.index),
-            resource: applicable.deps.resource_uid.then(|| resource.id.into()),
+            resource: resource_id.map(Box::from),
             attrs,
         };
-        if let Some(hit) = self.engine.decisions.get(&key) {
-            return *hit;
+        // The guard is dropped at once: `cache_put` takes the shard's lock.
+        let cached = self.engine.decisions.get(&key).map(|hit| *hit);
+        let allowed = match cached {
+            Some(allowed) => allowed,
+            None => self.evaluate(action, &applicable, field, resource).allowed,
+        };
+        let memo = &mut self.memo[action.index()];
+        if memo.len() <= slot_index {
+            memo.resize_with(slot_index + 1, SmallVec::new);
         }
-        let allowed = self.evaluate(action, &applicable, field, resource).allowed;
-        self.engine.cache_put(key, allowed);
+        if let Some(slot) = memo.get_mut(slot_index).filter(|s| s.len() < MEMO_PER_SLOT) {
+            slot.push(MemoEntry {
+                type_key: key.resource_type,
+                resource: key.resource.clone(),
+                attrs: key.attrs.clone(),
+                allowed,
+            });
+        }
+        if cached.is_none() {
+            self.engine.cache_put(key, allowed);
+        }
         allowed
     }
 

@@ -79,14 +79,26 @@ pub fn load_bundle(dir: &Path, schema_path: &Path) -> Result<PolicyBundle, Confi
         }
         let result = validator.validate(&parsed, ValidationMode::Strict);
         if let Some(e) = result.validation_errors().next() {
-            return Err(diag_error(file, &text, e));
+            let mut err = diag_error(file, &text, e);
+            // Cedar names the parser's ids (`policy1`); operators know the @id.
+            let internal = e.policy_id().to_string();
+            if let Some(id) = parsed
+                .policy(e.policy_id())
+                .and_then(|p| p.annotation("id"))
+            {
+                err.message = err
+                    .message
+                    .replace(&format!("`{internal}`"), &format!("`{id}`"));
+            }
+            return Err(err);
         }
+        let mut seen_heads: std::collections::HashMap<String, usize> = Default::default();
         for w in result.validation_warnings() {
             let line = first_label_line(w, &text);
             tracing::warn!(file = %file.display(), line, "policy warning: {w}");
         }
         for p in parsed.policies() {
-            let line = policy_line(p, &text);
+            let line = policy_line(p, &text, &mut seen_heads);
             let Some(id) = p.annotation("id") else {
                 return Err(ConfigError::new(
                     file,
@@ -178,13 +190,25 @@ fn diag_error<E: Diagnostic + std::fmt::Display>(file: &Path, text: &str, e: &E)
 }
 
 /// Line of a policy's first token: where `@id` (or `permit`/`forbid`) is.
-fn policy_line(p: &Policy, text: &str) -> usize {
+/// Policies are visited in file order, so the k-th policy starting with a
+/// given line is at that line's k-th occurrence (`seen` counts them).
+fn policy_line(
+    p: &Policy,
+    text: &str,
+    seen: &mut std::collections::HashMap<String, usize>,
+) -> usize {
     let src = p.to_string();
-    let head = src.lines().next().unwrap_or("").trim();
-    text.lines()
-        .position(|l| !head.is_empty() && l.trim() == head)
-        .map(|i| i + 1)
-        .unwrap_or(1)
+    let head = src.lines().next().unwrap_or("").trim().to_string();
+    let nth = seen.entry(head.clone()).or_insert(0);
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !head.is_empty() && l.trim() == head)
+        .nth(*nth)
+        .map(|(i, _)| i + 1)
+        .unwrap_or(1);
+    *nth += 1;
+    line
 }
 
 /// The `//` comment lines directly above the policy's first line and
@@ -216,7 +240,10 @@ fn tidy(path: &Path) -> PathBuf {
     for c in path.components() {
         match c {
             std::path::Component::ParentDir
-                if matches!(out.components().next_back(), Some(std::path::Component::Normal(_))) =>
+                if matches!(
+                    out.components().next_back(),
+                    Some(std::path::Component::Normal(_))
+                ) =>
             {
                 out.pop();
             }

@@ -55,6 +55,13 @@ pub enum Refusal {
     UpstreamError,
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// The audit trail cannot take the request's record (sink failing,
+    /// queue full): nothing is served unaudited.
+    AuditUnavailable,
+    /// More requests in flight than `limits.max_concurrent_requests`.
+    Overloaded,
+    /// More header fields than `limits.max_headers`.
+    HeadersTooLarge,
     Internal,
 }
 
@@ -73,6 +80,8 @@ impl Refusal {
             | Refusal::UpstreamError
             | Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::AuditUnavailable | Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +102,9 @@ impl Refusal {
             Refusal::UpstreamError => "upstream_error",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::AuditUnavailable => "audit_unavailable",
+            Refusal::Overloaded => "overloaded",
+            Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::Internal => "internal_error",
         }
     }
@@ -112,6 +124,9 @@ impl Refusal {
             Refusal::UpstreamError => "the upstream answered with an error",
             Refusal::UpstreamUnavailable => "the upstream service is unavailable",
             Refusal::UpstreamTimeout => "the upstream service did not answer in time",
+            Refusal::AuditUnavailable => "the service is temporarily unavailable",
+            Refusal::Overloaded => "too many requests in progress; retry shortly",
+            Refusal::HeadersTooLarge => "the request has too many header fields",
             Refusal::Internal => "internal error",
         }
     }
@@ -148,6 +163,9 @@ pub fn error_response(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if refusal == Refusal::Unauthenticated {
         h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if refusal == Refusal::Overloaded {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(super::headers::X_REQUEST_ID, v);

@@ -26,6 +26,8 @@ pub struct Exchange {
     /// Why identification failed (`IdentityError::reason`).
     pub identity_error: Option<&'static str>,
     pub decision: Option<RequestDecision>,
+    /// Time the request-level decision took.
+    pub decision_latency: Option<Duration>,
     /// The proxy's own refusal code, when it answered itself.
     pub refusal: Option<&'static str>,
     pub refused_fields: Vec<FieldRefusal>,
@@ -52,6 +54,7 @@ impl Exchange {
             principal: None,
             identity_error: None,
             decision: None,
+            decision_latency: None,
             refusal: None,
             refused_fields: Vec::new(),
             filter: None,

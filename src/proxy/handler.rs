@@ -8,6 +8,7 @@ use super::body::{self, CollectError, Encoding};
 use super::errors::{Refusal, Stop};
 use super::exchange::Exchange;
 use super::headers;
+use super::observe;
 use super::upstream::UpstreamError;
 use super::{BoxError, Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
@@ -39,7 +40,12 @@ pub async fn handle(
     let rt = proxy.runtime.clone();
     let request_id = headers::request_id(req.headers());
     let mut ex = Exchange::new(request_id, peer, req.method().clone());
-    let mut resp = match process(proxy, &rt, req, &mut ex).await {
+    // No audit slot, no service: nothing reaches the upstream unaudited.
+    let (slot, result) = match observe::admit(proxy).await {
+        Ok(slot) => (slot, process(proxy, &rt, req, &mut ex).await),
+        Err((stop, _)) => (None, Err(stop)),
+    };
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(stop) => {
             ex.refusal = Some(stop.refusal.code());
@@ -50,23 +56,30 @@ pub async fn handle(
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
     ex.status = resp.status().as_u16();
-    finish(&ex);
+    observe::finish(proxy, &rt, &ex, slot);
     resp
 }
 
-/// The end of every request: one log line now; the audit trail and metrics
-/// hang off here.
-fn finish(ex: &Exchange) {
-    tracing::info!(
-        request_id = %ex.request_id,
-        method = %ex.method,
-        route = ex.route.as_deref().unwrap_or("-"),
-        principal = ex.principal.as_ref().map(|p| p.id.as_str()).unwrap_or("-"),
-        decision = ex.decision_label(),
-        refusal = ex.refusal.unwrap_or("-"),
-        status = ex.status,
-        "request"
+/// A request the listener refuses before processing it (over the
+/// concurrency limit, too many headers): answered with the JSON error and
+/// recorded like any other request.
+pub(super) fn refuse(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    refusal: Refusal,
+) -> Response<ProxyBody> {
+    let rt = proxy.runtime.clone();
+    let mut ex = Exchange::new(
+        headers::request_id(req.headers()),
+        peer,
+        req.method().clone(),
     );
+    ex.refusal = Some(refusal.code());
+    let resp = Stop::from(refusal).into_response(&ex.request_id);
+    ex.status = resp.status().as_u16();
+    observe::finish(proxy, &rt, &ex, None);
+    resp
 }
 
 async fn process(
@@ -87,7 +100,7 @@ async fn process(
 
     // Every other request needs an identity, even before we say there is no
     // route (anonymous callers learn nothing about the route table).
-    let identified = rt.identifier.identify(&parts.headers, ex.peer.ip());
+    let identified = super::server::identify(rt, &parts, ex.peer.ip());
     strip_identity_headers(rt, &mut parts);
     let principal = identified.map_err(|e| {
         ex.identity_error = Some(e.reason());
@@ -113,7 +126,14 @@ async fn process(
     ex.route = Some(m.value.template.clone());
     ex.action = Some(m.value.action.clone());
     let principal = ex.principal.as_ref().ok_or(Refusal::Internal)?;
-    let decided = pipeline::decide(rt, &m, principal).map_err(|(stop, decision)| {
+    // Named before deciding, so a denied request's record says what was asked for.
+    if let Some(rule) = &m.value.resource {
+        ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
+    }
+    let decide_started = Instant::now();
+    let decided = pipeline::decide(rt, &m, principal);
+    ex.decision_latency = Some(decide_started.elapsed());
+    let decided = decided.map_err(|(stop, decision)| {
         ex.decision = decision;
         stop
     })?;
@@ -188,7 +208,8 @@ fn upstream_request(
         .map_err(|_| Stop::from(Refusal::BadPath))?;
     let client_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarding(&mut parts.headers, ex.peer.ip(), "http", &ex.request_id);
+    let proto = super::server::scheme(&parts);
+    headers::set_forwarding(&mut parts.headers, ex.peer.ip(), proto, &ex.request_id);
     if up.preserve_host {
         if !parts.headers.contains_key(header::HOST) {
             // HTTP/2 clients send :authority instead of Host.

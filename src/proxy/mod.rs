@@ -6,15 +6,14 @@ pub mod errors;
 pub mod exchange;
 mod handler;
 pub mod headers;
+mod observe;
+pub mod server;
 pub mod upstream;
 
 use crate::error::ConfigError;
 use crate::runtime::{Runtime, upstream_url};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use upstream::Upstream;
@@ -27,46 +26,43 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub struct Proxy {
     pub runtime: Arc<Runtime>,
     upstream: Upstream,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The audit trail; `None` only for proxies built without one (library
+    /// users, tests): `fieldguard run` and `demo` always attach one.
+    pub audit: Option<crate::audit::AuditLog>,
+    /// When the policy set in `runtime` was loaded (`/policies`).
+    pub loaded_at: std::time::SystemTime,
 }
 
 impl Proxy {
     pub fn new(runtime: Runtime) -> Result<Self, ConfigError> {
         let base = upstream_url(&runtime.config)?;
-        let upstream = Upstream::new(&runtime.config.config.upstream, &base);
+        let upstream = Upstream::new(&runtime.config, &base)?;
+        let metrics = crate::metrics::Metrics::new()
+            .map_err(|e| ConfigError::file(&runtime.config.file, format!("metrics: {e}")))?;
+        let loaded_at = std::time::SystemTime::now();
+        metrics.policy_loaded(&runtime, loaded_at);
         Ok(Self {
             runtime: Arc::new(runtime),
             upstream,
+            metrics: Arc::new(metrics),
+            audit: None,
+            loaded_at,
         })
+    }
+
+    /// Attaches the audit trail: from then on every request needs a slot in
+    /// its queue and leaves a record.
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 }
 
-/// Accepts connections until the task is dropped. HTTP/1.1 and HTTP/2
-/// (prior knowledge, h2c) are both served on the same port.
+/// Accepts plain connections until the task is dropped, within the
+/// configured limits. HTTP/1.1 and HTTP/2 (prior knowledge, h2c) are both
+/// served on the same port. [`server::Server`] adds TLS and graceful
+/// shutdown.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handler::handle(&proxy, req, peer).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
+    server::Server::new(proxy, None).serve(listener).await
 }

@@ -5,7 +5,10 @@ mod json;
 pub mod request;
 pub mod response;
 
-pub use json::{BodyError, parse_json};
+#[cfg(test)]
+mod proptests;
+
+pub use json::{BodyError, parse_json, parse_json_unique};
 
 use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, RecordPath};
 use std::sync::Arc;

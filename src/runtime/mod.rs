@@ -83,7 +83,9 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
     match (uri.scheme_str(), &loaded.config.upstream.tls) {
         (Some("http"), None) | (Some("https"), Some(_)) => {}
         (Some("https"), None) => {
-            return Err(err("https:// needs an `upstream.tls` section (with `ca_file`)"));
+            return Err(err(
+                "https:// needs an `upstream.tls` section (with `ca_file`)",
+            ));
         }
         (Some("http"), Some(_)) => {
             return Err(err("`upstream.tls` is set: use an https:// URL"));

@@ -40,11 +40,18 @@ pub fn explain(
     );
     let m = match pipeline::route(rt, method, &canonical) {
         Routed::Passthrough => {
-            let _ = writeln!(w, "route:     passthrough (no identity, decision or inspection)");
+            let _ = writeln!(
+                w,
+                "route:     passthrough (no identity, decision or inspection)"
+            );
             return Ok(out);
         }
         Routed::Unmatched => {
-            let _ = writeln!(w, "route:     none matched → {:?} (config `unmatched`)", rt.unmatched);
+            let _ = writeln!(
+                w,
+                "route:     none matched → {:?} (config `unmatched`)",
+                rt.unmatched
+            );
             return Ok(out);
         }
         Routed::Route(m) => m,
@@ -141,7 +148,10 @@ fn write_trace(rt: &Runtime, w: &mut String, t: &TraceEntry) {
         }
     }
     for e in &t.errors {
-        let _ = writeln!(w, "      evaluation error (policy counted as not applying): {e}");
+        let _ = writeln!(
+            w,
+            "      evaluation error (policy counted as not applying): {e}"
+        );
     }
 }
 
@@ -184,6 +194,9 @@ fn write_policies(rt: &Runtime, w: &mut String, policies: &[String], errors: &[S
         }
     }
     for e in errors {
-        let _ = writeln!(w, "  evaluation error (policy counted as not applying): {e}");
+        let _ = writeln!(
+            w,
+            "  evaluation error (policy counted as not applying): {e}"
+        );
     }
 }

@@ -8,12 +8,22 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// Actions fieldguard itself asks about (not tied to a route).
-const BUILT_IN_ACTIONS: [&str; 4] = ["record:read", "field:read", "field:read_masked", "field:write"];
+const BUILT_IN_ACTIONS: [&str; 4] = [
+    "record:read",
+    "field:read",
+    "field:read_masked",
+    "field:write",
+];
 
 pub fn warnings(rt: &Runtime) -> Vec<String> {
     let mut out = Vec::new();
     let route_actions: BTreeSet<&str> = rt.routes.iter().map(|r| r.action.as_str()).collect();
-    let catalogue: BTreeSet<&str> = rt.catalogue.fields().iter().map(|f| f.path.as_str()).collect();
+    let catalogue: BTreeSet<&str> = rt
+        .catalogue
+        .fields()
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
     let mut literals: BTreeSet<String> = BTreeSet::new();
     let mut patterns: Vec<String> = Vec::new();
     for p in rt.engine.bundle.policies.policies() {
@@ -28,12 +38,15 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         let actions: Vec<String> = match p.action_constraint() {
             ActionConstraint::Any => Vec::new(),
             ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
-            ActionConstraint::In(list) => list.iter().map(|a| a.id().unescaped().to_string()).collect(),
+            ActionConstraint::In(list) => list
+                .iter()
+                .map(|a| a.id().unescaped().to_string())
+                .collect(),
         };
         if !actions.is_empty()
-            && actions
-                .iter()
-                .all(|a| !BUILT_IN_ACTIONS.contains(&a.as_str()) && !route_actions.contains(a.as_str()))
+            && actions.iter().all(|a| {
+                !BUILT_IN_ACTIONS.contains(&a.as_str()) && !route_actions.contains(a.as_str())
+            })
         {
             out.push(format!(
                 "{place}: policy `{id}` can never apply: no route uses action(s) {}",
@@ -54,7 +67,8 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         patterns.extend(pats);
     }
     for f in rt.catalogue.fields() {
-        let mentioned = literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
+        let mentioned =
+            literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
         if !mentioned {
             out.push(format!(
                 "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it)",
@@ -90,7 +104,10 @@ fn field_name_literals(v: &Value, lits: &mut BTreeSet<String>, pats: &mut Vec<St
             if let Some(eq) = m.get("==") {
                 for (a, b) in [("left", "right"), ("right", "left")] {
                     if eq.get(a).is_some_and(is_field_name)
-                        && let Some(s) = eq.get(b).and_then(|x| x.get("Value")).and_then(Value::as_str)
+                        && let Some(s) = eq
+                            .get(b)
+                            .and_then(|x| x.get("Value"))
+                            .and_then(Value::as_str)
                     {
                         lits.insert(s.to_string());
                     }
@@ -98,7 +115,10 @@ fn field_name_literals(v: &Value, lits: &mut BTreeSet<String>, pats: &mut Vec<St
             }
             if let Some(c) = m.get("contains")
                 && c.get("right").is_some_and(is_field_name)
-                && let Some(items) = c.get("left").and_then(|l| l.get("Set")).and_then(Value::as_array)
+                && let Some(items) = c
+                    .get("left")
+                    .and_then(|l| l.get("Set"))
+                    .and_then(Value::as_array)
             {
                 lits.extend(
                     items
@@ -114,7 +134,11 @@ fn field_name_literals(v: &Value, lits: &mut BTreeSet<String>, pats: &mut Vec<St
                     .iter()
                     .map(|p| match p {
                         Value::String(s) if s == "Wildcard" => "*".to_string(),
-                        Value::Object(o) => o.get("Literal").and_then(Value::as_str).unwrap_or("").to_string(),
+                        Value::Object(o) => o
+                            .get("Literal")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         _ => String::new(),
                     })
                     .collect();

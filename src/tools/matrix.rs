@@ -89,13 +89,18 @@ fn roles_and_purposes(rt: &Runtime) -> (BTreeSet<String>, BTreeSet<String>) {
                         let is_purpose = |x: &Value| {
                             x.get(".").is_some_and(|d| {
                                 d.get("attr").and_then(Value::as_str) == Some("purpose")
-                                    && d.get("left").and_then(|l| l.get("Var")).and_then(Value::as_str)
+                                    && d.get("left")
+                                        .and_then(|l| l.get("Var"))
+                                        .and_then(Value::as_str)
                                         == Some("context")
                             })
                         };
                         for (a, b) in [("left", "right"), ("right", "left")] {
                             if cmp.get(a).is_some_and(is_purpose)
-                                && let Some(p) = cmp.get(b).and_then(|x| x.get("Value")).and_then(Value::as_str)
+                                && let Some(p) = cmp
+                                    .get(b)
+                                    .and_then(|x| x.get("Value"))
+                                    .and_then(Value::as_str)
                             {
                                 purposes.insert(p.to_string());
                             }
@@ -120,7 +125,11 @@ fn roles_and_purposes(rt: &Runtime) -> (BTreeSet<String>, BTreeSet<String>) {
 /// Every attribute source any route gives records of this entity.
 fn attribute_sources(rt: &Runtime, entity: &EntityCatalogue) -> Vec<AttributeSource> {
     let cfg = &rt.config.config;
-    let base = cfg.entities.get(&*entity.name).map(|e| e.attributes.clone()).unwrap_or_default();
+    let base = cfg
+        .entities
+        .get(&*entity.name)
+        .map(|e| e.attributes.clone())
+        .unwrap_or_default();
     let mut all = base.clone();
     for r in &cfg.routes {
         for sel in r.response.iter().flat_map(|x| &x.records) {
@@ -145,7 +154,9 @@ fn scenarios(sources: &[AttributeSource]) -> Vec<(String, Vec<AttrValue>)> {
                 (Some(s.name.clone()), AttrValue::Bool(true)),
                 (Some(format!("no {}", s.name)), AttrValue::Bool(false)),
             ],
-            AttributeKind::String => vec![(None, s.default.clone().unwrap_or(AttrValue::Str("".into())))],
+            AttributeKind::String => {
+                vec![(None, s.default.clone().unwrap_or(AttrValue::Str("".into())))]
+            }
             AttributeKind::Long => vec![(None, s.default.clone().unwrap_or(AttrValue::Long(0)))],
         };
         out = out
@@ -193,7 +204,8 @@ pub fn compute(rt: &Runtime) -> Matrix {
     let mut fields = Vec::new();
     let mut routes = Vec::new();
     for v in &variants {
-        let principal = super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
+        let principal =
+            super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
         for entity in &entities {
             let sources = attribute_sources(rt, entity);
             let Ok(who) = RequestPrincipal::new(&principal, &read_action(rt, &entity.name)) else {
@@ -273,7 +285,13 @@ pub fn compute(rt: &Runtime) -> Matrix {
 fn fill_template(template: &str, value: &str) -> String {
     template
         .split('/')
-        .map(|s| if s.starts_with('{') && s.ends_with('}') { value } else { s })
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                value
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -294,7 +312,10 @@ fn summarise(cells: &[(&str, &str)]) -> String {
     };
     let mut groups: BTreeMap<(u8, &str), Vec<&str>> = BTreeMap::new();
     for (scenario, outcome) in cells {
-        groups.entry((rank(outcome), outcome)).or_default().push(scenario);
+        groups
+            .entry((rank(outcome), outcome))
+            .or_default()
+            .push(scenario);
     }
     let n = groups.len();
     groups
@@ -333,7 +354,13 @@ impl Matrix {
         let cells: Vec<(&str, &str)> = self
             .fields
             .iter()
-            .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose && r.entity == entity && r.field == field)
+            .filter(|r| {
+                r.role == v.role
+                    && r.mfa == v.mfa
+                    && r.purpose == v.purpose
+                    && r.entity == entity
+                    && r.field == field
+            })
             .map(|r| (r.scenario.as_str(), r.outcome))
             .collect();
         summarise(&cells)
@@ -343,9 +370,14 @@ impl Matrix {
         let rows: Vec<&RouteRow> = self
             .routes
             .iter()
-            .filter(|r| r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose && r.route == route)
+            .filter(|r| {
+                r.role == v.role && r.mfa == v.mfa && r.purpose == v.purpose && r.route == route
+            })
             .collect();
-        match (rows.iter().any(|r| r.scenario == "own" && r.allowed), rows.iter().any(|r| r.scenario == "other" && r.allowed)) {
+        match (
+            rows.iter().any(|r| r.scenario == "own" && r.allowed),
+            rows.iter().any(|r| r.scenario == "other" && r.allowed),
+        ) {
             (true, true) => "allow".into(),
             (true, false) => "own only".into(),
             (false, true) => "others only".into(),
@@ -414,7 +446,12 @@ impl Matrix {
         for e in entities.into_iter().filter(|e| seen.insert(*e)) {
             let _ = write!(out, "\n### {e}\n\n");
             out.push_str(&header("field"));
-            let mut names: Vec<&str> = self.fields.iter().filter(|r| r.entity == e).map(|r| r.field.as_str()).collect();
+            let mut names: Vec<&str> = self
+                .fields
+                .iter()
+                .filter(|r| r.entity == e)
+                .map(|r| r.field.as_str())
+                .collect();
             let mut seen_f = BTreeSet::new();
             names.retain(|f| seen_f.insert(*f));
             for f in names {
@@ -429,7 +466,8 @@ impl Matrix {
     }
 
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("kind,role,mfa,purpose,entity_or_route,field,scenario,outcome\n");
+        let mut out =
+            String::from("kind,role,mfa,purpose,entity_or_route,field,scenario,outcome\n");
         for r in &self.routes {
             let _ = writeln!(
                 out,

@@ -145,11 +145,16 @@ pub fn load_file(path: &Path) -> Result<TestFile, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
     if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| ConfigError::new(path, Some(e.line()), e.to_string()))
+        serde_json::from_str(&text)
+            .map_err(|e| ConfigError::new(path, Some(e.line()), e.to_string()))
     } else {
         serde_saphyr::from_str(&text).map_err(|e| {
             let line = e.location().map(|l| l.line() as usize).filter(|&l| l > 0);
-            ConfigError::new(path, line, e.to_string().lines().next().unwrap_or("").to_string())
+            ConfigError::new(
+                path,
+                line,
+                e.to_string().lines().next().unwrap_or("").to_string(),
+            )
         })
     }
 }
@@ -183,7 +188,12 @@ pub fn run(files: &[PathBuf]) -> Result<Vec<CaseResult>, ConfigError> {
 
 fn principal_of(rt: &Runtime, case: &Case) -> Result<Principal, String> {
     match (&case.principal, &case.claims) {
-        (Some(p), None) => Ok(super::principal(&p.sub, &p.roles, p.mfa, p.purpose.as_deref())),
+        (Some(p), None) => Ok(super::principal(
+            &p.sub,
+            &p.roles,
+            p.mfa,
+            p.purpose.as_deref(),
+        )),
         (None, Some(claims)) => rt
             .identifier
             .principal_from_claims(claims)
@@ -300,7 +310,8 @@ fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
         problems.push(format!("error: expected {err}, got {:?}", a.error));
     }
     if let Some(p) = &e.policies {
-        let (want, got): (BTreeSet<_>, BTreeSet<_>) = (p.iter().collect(), a.policies.iter().collect());
+        let (want, got): (BTreeSet<_>, BTreeSet<_>) =
+            (p.iter().collect(), a.policies.iter().collect());
         if want != got {
             problems.push(format!("policies: expected {want:?}, got {got:?}"));
         }
@@ -308,7 +319,10 @@ fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
     if let Some(f) = &e.refused_fields
         && *f != a.refused_fields
     {
-        problems.push(format!("refused_fields: expected {f:?}, got {:?}", a.refused_fields));
+        problems.push(format!(
+            "refused_fields: expected {f:?}, got {:?}",
+            a.refused_fields
+        ));
     }
     if let Some(r) = &e.records {
         let want = BTreeSet::from([r.clone()]);
@@ -323,7 +337,9 @@ fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
                     "field `{field}`: not in the response (or no readable record)"
                 )),
                 Some(seen) if seen.len() == 1 && seen.contains(outcome) => {}
-                Some(seen) => problems.push(format!("field `{field}`: expected {outcome}, got {seen:?}")),
+                Some(seen) => {
+                    problems.push(format!("field `{field}`: expected {outcome}, got {seen:?}"))
+                }
             }
         }
     }
@@ -332,7 +348,10 @@ fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
     {
         problems.push(format!(
             "body: expected {b}, got {}",
-            a.body.as_ref().map(Value::to_string).unwrap_or_else(|| "none".into())
+            a.body
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_else(|| "none".into())
         ));
     }
     if problems.is_empty() {

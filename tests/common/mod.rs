@@ -2,6 +2,9 @@
 //! ephemeral ports, spoken to over real HTTP.
 #![allow(dead_code)]
 
+pub mod audited;
+pub mod wire;
+
 use bytes::Bytes;
 use fieldguard::config::{self, Config, ListenerConfig};
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
@@ -101,7 +104,8 @@ pub async fn start_in_front_of(
     }
 }
 
-fn demo_secret() -> Vec<u8> {
+/// The reference config's HS256 secret (for hand-made tokens).
+pub fn demo_secret() -> Vec<u8> {
     let raw = std::fs::read(repo_path("examples/demo/secrets/jwt-hs256.key")).unwrap();
     raw.trim_ascii_end().to_vec()
 }

@@ -1,0 +1,161 @@
+//! Fuzz targets: plain functions over `&[u8]` that panic when an invariant
+//! breaks. The stable driver (`src/bin/fuzz.rs`) runs them over a corpus
+//! and random mutations; the same functions can be wrapped in
+//! `libfuzzer_sys::fuzz_target!` for cargo-fuzz where nightly is available.
+
+use fieldguard::identity::{IdentitySource, Principal};
+use fieldguard::policy::RequestPrincipal;
+use fieldguard::redact::response::{FilterReport, filter_response};
+use fieldguard::redact::{BodyError, parse_json, parse_json_unique};
+use fieldguard::routing;
+use fieldguard::runtime::Runtime;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The reference deployment (demo config and policies).
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/demo/fieldguard.yaml");
+        let loaded = fieldguard::config::load(&path).expect("demo config");
+        Runtime::build(loaded).expect("demo runtime")
+    })
+}
+
+/// The path normaliser: never panics; its output is canonical (normalising
+/// it again changes nothing) and holds no dot segments, empty segments or
+/// encoded slashes.
+pub fn normalize(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(canonical) = routing::normalize(text) else {
+        return;
+    };
+    let s = canonical.as_str();
+    assert!(s.starts_with('/'), "{s:?}");
+    for seg in s.split('/').skip(1) {
+        assert!(seg != "." && seg != "..", "dot segment in {s:?}");
+    }
+    assert!(!s.contains("//"), "empty segment in {s:?}");
+    let lower = s.to_ascii_lowercase();
+    assert!(
+        !lower.contains("%2f") && !lower.contains("%5c"),
+        "encoded slash in {s:?}"
+    );
+    let again = routing::normalize(s).expect("a canonical path normalises");
+    assert_eq!(again.as_str(), s, "not idempotent");
+}
+
+/// The route matcher: first byte picks a method, the rest is a path. Never
+/// panics; a match's template has as many segments as the path.
+pub fn route(data: &[u8]) {
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
+    let methods = [
+        "GET", "POST", "PATCH", "DELETE", "PUT", "HEAD", "OPTIONS", "get",
+    ];
+    let method = methods[usize::from(m) % methods.len()];
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let Ok(canonical) = routing::normalize(text) else {
+        return;
+    };
+    let rt = runtime();
+    if let Some(found) = rt.router.at(method, &canonical) {
+        let segments = |p: &str| p.split('/').filter(|s| !s.is_empty()).count();
+        assert_eq!(
+            segments(&found.value.template),
+            segments(canonical.as_str()),
+            "{method} {} matched {}",
+            canonical.as_str(),
+            found.value.template
+        );
+    }
+}
+
+/// Request-body parsing: never panics; the strict parser agrees with the
+/// lenient one except where it finds a duplicate key.
+pub fn request_json(data: &[u8]) {
+    let lenient = parse_json(data, 64);
+    match (parse_json_unique(data, 64), lenient) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        // A duplicate is refused even in a body that is broken further on.
+        (Err(BodyError::DuplicateKey), _) => {}
+        (Ok(_), Err(e)) => panic!("strict parser accepted what the lenient refused: {e}"),
+        (Err(e), Ok(_)) => panic!("strict parser refused a valid body: {e}"),
+        (Err(_), Err(_)) => {}
+    }
+}
+
+/// Response redaction on arbitrary bodies for a support agent on
+/// `GET /customers`: never panics; when it succeeds the output is JSON and
+/// no ID card number survives in full (support agents never read it).
+pub fn response_filter(data: &[u8]) {
+    let rt = runtime();
+    let Ok(mut doc) = parse_json(data, rt.limits.max_json_depth) else {
+        return;
+    };
+    let Some(route) = rt
+        .routes
+        .iter()
+        .find(|r| r.method == "GET" && r.template == "/customers")
+    else {
+        panic!("reference route missing")
+    };
+    let who = Principal {
+        id: "agent-7".into(),
+        roles: vec!["support_agent".into()],
+        mfa: false,
+        purpose: None,
+        attributes: BTreeMap::new(),
+        source: IdentitySource::Jwt,
+    };
+    let rp = RequestPrincipal::new(&who, &route.action).expect("principal");
+    let mut decider = rt.engine.decider(&rp);
+    let originals: Vec<Value> = doc["customers"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["id_card_number"].clone()).collect())
+        .unwrap_or_default();
+    let mut report = FilterReport::default();
+    if filter_response(
+        &mut doc,
+        &route.response,
+        &mut decider,
+        &rt.catalogue,
+        &mut report,
+    )
+    .is_err()
+    {
+        return;
+    }
+    let out = serde_json::to_vec(&doc).expect("serialises");
+    serde_json::from_slice::<Value>(&out).expect("output is JSON");
+    if let Some(list) = doc["customers"].as_array() {
+        for r in list {
+            if let Some(v) = r.get("id_card_number").filter(|v| v.is_string())
+                && v.as_str().is_some_and(|s| s.len() > 4)
+            {
+                assert!(
+                    !originals.contains(v) || v.as_str().is_some_and(|s| s.starts_with('*')),
+                    "ID card number survived in full: {v}"
+                );
+            }
+        }
+    }
+}
+
+/// A fuzz target: panics when an invariant breaks.
+pub type Target = fn(&[u8]);
+
+/// Every target by name.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("normalize", normalize),
+    ("route", route),
+    ("request_json", request_json),
+    ("response_filter", response_filter),
+];

@@ -1,0 +1,162 @@
+//! The operators' listener, apart from client traffic: `/metrics`
+//! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
+//! (policies loaded and the audit sink writable: send traffic here) and
+//! `/policies` (what is enforced right now).
+//!
+//! Bind it to loopback or a management network: it says which policies are
+//! loaded, though never any request data.
+
+use crate::proxy::Proxy;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the admin endpoints listen. Loopback by default: metrics and
+    /// policy ids are for operators, not for the network at large.
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            address: default_admin_address(),
+        }
+    }
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(handle(&proxy, &req)) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, "admin connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed"}),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            if let Some(audit) = &proxy.audit {
+                proxy.metrics.audit.queue_depth.set(audit.depth() as i64);
+            }
+            let mut r = Response::new(Full::new(Bytes::from(proxy.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/readyz" => {
+            let audit = match &proxy.audit {
+                None => "not_configured",
+                Some(a) if a.healthy() => "ok",
+                Some(_) => "failing",
+            };
+            let ready = audit != "failing";
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(
+                status,
+                &serde_json::json!({
+                    "ready": ready,
+                    "policies": "loaded",
+                    "policy_version": proxy.runtime.engine.bundle.version,
+                    "audit_sink": audit,
+                }),
+            )
+        }
+        "/policies" => json(StatusCode::OK, &policies(proxy)),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not_found"}),
+        ),
+    }
+}
+
+fn policies(proxy: &Proxy) -> serde_json::Value {
+    let b = &proxy.runtime.engine.bundle;
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let list: Vec<serde_json::Value> = b
+        .info
+        .values()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id,
+                "effect": p.effect,
+                "file": name(&p.file),
+                "line": p.line,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": b.version,
+        "schema_hash": b.schema_hash,
+        "loaded_at": crate::audit::time::rfc3339_millis(proxy.loaded_at),
+        "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
+        "policies": list,
+    })
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}

@@ -1,0 +1,408 @@
+//! The audit queue and its writer task.
+//!
+//! Every request reserves a slot in a bounded queue *before* it does
+//! anything (so a request that could not be audited never reaches the
+//! upstream), and fills the slot with its record when it ends. One writer
+//! task chains the records, writes them in batches off the runtime's worker
+//! threads, and retries a failing sink until it recovers; while the sink
+//! fails, [`AuditLog::reserve`] refuses new requests (503). Nothing is
+//! dropped silently: a record that cannot be queued or written is counted.
+
+use super::chain::{ChainKey, ChainState};
+use super::config::{AuditSettings, FsyncPolicy, OnFull};
+use super::record::AuditRecord;
+use super::sink::{self, FileSink};
+use crate::metrics::AuditMetrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Records chained and written together at most.
+const MAX_BATCH: usize = 512;
+
+/// A reserved place in the queue for one request's record.
+pub type Slot = mpsc::OwnedPermit<AuditRecord>;
+
+/// Why a request could not get a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The sink is failing; requests are refused until it recovers.
+    SinkFailed,
+    /// No free slot (at once, or within the wait timeout).
+    QueueFull,
+    /// The log is shutting down.
+    Closed,
+}
+
+impl Unavailable {
+    /// Metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unavailable::SinkFailed => "sink_failed",
+            Unavailable::QueueFull => "queue_full",
+            Unavailable::Closed => "closed",
+        }
+    }
+}
+
+struct Shared {
+    sink_ok: AtomicBool,
+}
+
+/// The request path's handle on the audit trail.
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditRecord>,
+    shared: Arc<Shared>,
+    on_full: OnFull,
+    wait_timeout: Duration,
+    alg: &'static str,
+    metrics: AuditMetrics,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("healthy", &self.healthy())
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owns the writer task; [`AuditWriter::shutdown`] drains the queue.
+pub struct AuditWriter {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    timeout: Duration,
+    metrics: AuditMetrics,
+}
+
+/// Opens the sinks, resumes the chain from the file's last record, and
+/// starts the writer task (call inside a Tokio runtime).
+pub fn start(
+    settings: &AuditSettings,
+    metrics: AuditMetrics,
+) -> Result<(AuditLog, AuditWriter), String> {
+    let key = ChainKey::new(settings.hmac_key.as_deref());
+    let (file, chain) = match &settings.file {
+        Some(path) => {
+            let chain = sink::resume(path)?.unwrap_or_else(ChainState::genesis);
+            let file = FileSink::open(
+                path.clone(),
+                settings.max_file_bytes,
+                settings.max_files,
+                settings.fsync,
+            )
+            .map_err(|e| format!("cannot open audit file {}: {e}", path.display()))?;
+            (Some(file), chain)
+        }
+        None => (None, ChainState::genesis()),
+    };
+    let (tx, rx) = mpsc::channel(settings.queue_capacity);
+    let shared = Arc::new(Shared {
+        sink_ok: AtomicBool::new(true),
+    });
+    metrics.sink_up.set(1);
+    metrics.queue_capacity.set(settings.queue_capacity as i64);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let writer = Writer {
+        rx,
+        key: key.clone(),
+        chain,
+        sinks: Sinks {
+            file,
+            stdout: settings.stdout,
+        },
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        retry: settings.retry_interval,
+        fsync_interval: settings.fsync_interval,
+        interval_sync: settings.fsync == FsyncPolicy::Interval,
+    };
+    let task = tokio::spawn(writer.run(stop_rx));
+    let log = AuditLog {
+        tx,
+        shared,
+        on_full: settings.on_full,
+        wait_timeout: settings.wait_timeout,
+        alg: key.alg(),
+        metrics: metrics.clone(),
+    };
+    let writer = AuditWriter {
+        stop: Some(stop_tx),
+        task,
+        timeout: settings.shutdown_timeout,
+        metrics,
+    };
+    Ok((log, writer))
+}
+
+impl AuditLog {
+    /// Whether the sink accepted its last write (`/readyz`).
+    pub fn healthy(&self) -> bool {
+        self.shared.sink_ok.load(Ordering::Acquire)
+    }
+
+    /// Slots taken: records queued plus requests in flight.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// A slot for one request's record, per the `on_full` policy.
+    pub async fn reserve(&self) -> Result<Slot, Unavailable> {
+        if !self.healthy() {
+            return Err(Unavailable::SinkFailed);
+        }
+        let tx = self.tx.clone();
+        let slot = match self.on_full {
+            OnFull::FailClosed => tx.try_reserve_owned().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Unavailable::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => Unavailable::Closed,
+            }),
+            OnFull::Wait => match tokio::time::timeout(self.wait_timeout, tx.reserve_owned()).await
+            {
+                Ok(Ok(slot)) => Ok(slot),
+                Ok(Err(_)) => Err(Unavailable::Closed),
+                Err(_) => Err(Unavailable::QueueFull),
+            },
+        };
+        self.metrics.queue_depth.set(self.depth() as i64);
+        slot
+    }
+
+    /// Queues a finished request's record: into its slot, or (for a request
+    /// refused because no slot was free) wherever there is room. A record
+    /// that finds no room is counted as lost.
+    pub fn submit(&self, slot: Option<Slot>, mut record: AuditRecord) {
+        record.alg = self.alg;
+        match slot {
+            Some(slot) => {
+                slot.send(record);
+            }
+            None => {
+                if self.tx.try_send(record).is_err() {
+                    self.metrics.records_lost.inc();
+                }
+            }
+        }
+    }
+
+    /// Counts a request refused because of the audit trail.
+    pub fn count_refusal(&self, why: Unavailable) {
+        self.metrics
+            .refused_requests
+            .with_label_values(&[why.as_str()])
+            .inc();
+    }
+}
+
+impl AuditWriter {
+    /// Stops taking new records, writes every queued one (and those of
+    /// requests still in flight) and fsyncs; gives up after the configured
+    /// timeout, counting what was not written.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(self.timeout, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            tracing::error!("audit queue not drained within the shutdown timeout");
+            self.metrics.sink_up.set(0);
+        }
+    }
+}
+
+/// Chains one record (sets `seq`, `prev`, `alg`), appends its log line to
+/// `out` and advances the chain.
+pub fn seal_record(mut r: AuditRecord, chain: &mut ChainState, key: &ChainKey, out: &mut Vec<u8>) {
+    r.seq = chain.next_seq;
+    r.prev = std::mem::take(&mut chain.last_hash);
+    r.alg = key.alg();
+    // A record is plain strings, numbers and maps with string keys:
+    // serialising it cannot fail.
+    let canonical = serde_json::to_vec(&r).unwrap_or_default();
+    let hash = key.digest(&r.prev, &canonical);
+    out.extend_from_slice(&super::chain::line(&hash, &canonical));
+    chain.last_hash = hash;
+    chain.next_seq += 1;
+}
+
+struct Sinks {
+    file: Option<FileSink>,
+    stdout: bool,
+}
+
+struct Writer {
+    rx: mpsc::Receiver<AuditRecord>,
+    key: ChainKey,
+    chain: ChainState,
+    sinks: Sinks,
+    shared: Arc<Shared>,
+    metrics: AuditMetrics,
+    retry: Duration,
+    fsync_interval: Duration,
+    interval_sync: bool,
+}
+
+impl Writer {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut stopping = false;
+        let mut sinks = Some(self.sinks_take());
+        loop {
+            let dirty = sinks
+                .as_ref()
+                .and_then(|s| s.file.as_ref())
+                .is_some_and(|f| f.needs_sync());
+            let first = tokio::select! {
+                biased;
+                r = self.rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = &mut stop, if !stopping => {
+                    // Refuse new slots; slots already taken can still be
+                    // filled and are drained below.
+                    stopping = true;
+                    self.rx.close();
+                    continue;
+                }
+                _ = tokio::time::sleep(self.fsync_interval), if dirty && self.interval_sync => {
+                    sinks = self.sync(sinks.take()).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let n = batch.len() as u64;
+            let bytes = self.seal(batch);
+            sinks = self.write_until_done(sinks.take(), bytes, n).await;
+            if sinks.is_none() {
+                return;
+            }
+            self.metrics
+                .queue_depth
+                .set((self.rx.max_capacity() - self.rx.capacity()) as i64);
+        }
+        let _ = self.sync(sinks.take()).await;
+        self.metrics.queue_depth.set(0);
+    }
+
+    fn sinks_take(&mut self) -> Sinks {
+        std::mem::replace(
+            &mut self.sinks,
+            Sinks {
+                file: None,
+                stdout: false,
+            },
+        )
+    }
+
+    /// Chains the records in order and renders their lines.
+    fn seal(&mut self, batch: Vec<AuditRecord>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(batch.len() * 1024);
+        for r in batch {
+            seal_record(r, &mut self.chain, &self.key, &mut out);
+        }
+        out
+    }
+
+    /// Writes one batch, retrying until every sink took it. `None`: the
+    /// blocking task died and the log cannot continue (requests stay
+    /// refused).
+    async fn write_until_done(
+        &self,
+        mut sinks: Option<Sinks>,
+        bytes: Vec<u8>,
+        n: u64,
+    ) -> Option<Sinks> {
+        let bytes = Arc::new(bytes);
+        let (mut file_done, mut stdout_done) = (false, false);
+        loop {
+            let s = sinks.take()?;
+            let b = bytes.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let mut s = s;
+                let file = match (&mut s.file, file_done) {
+                    (Some(f), false) => f.write(&b).map(|_| true),
+                    _ => Ok(true),
+                };
+                let stdout = if s.stdout && !stdout_done {
+                    sink::write_stdout(&b).map(|_| true)
+                } else {
+                    Ok(true)
+                };
+                (s, file, stdout)
+            })
+            .await;
+            let (s, file, stdout) = match joined {
+                Ok(x) => x,
+                Err(e) => {
+                    self.fail(&format!("audit writer task failed: {e}"));
+                    return None;
+                }
+            };
+            sinks = Some(s);
+            file_done |= *file.as_ref().unwrap_or(&false);
+            stdout_done |= *stdout.as_ref().unwrap_or(&false);
+            match file.err().or(stdout.err()) {
+                None => {
+                    self.shared.sink_ok.store(true, Ordering::Release);
+                    self.metrics.sink_up.set(1);
+                    self.metrics.records_written.inc_by(n);
+                    self.metrics
+                        .last_write
+                        .set(super::time::unix_seconds(SystemTime::now()));
+                    return sinks;
+                }
+                Some(e) => {
+                    self.metrics.write_failures.inc();
+                    self.fail(&format!("audit sink write failed (retrying): {e}"));
+                    tokio::time::sleep(self.retry).await;
+                }
+            }
+        }
+    }
+
+    async fn sync(&self, sinks: Option<Sinks>) -> Option<Sinks> {
+        let mut s = sinks?;
+        if s.file.is_none() {
+            return Some(s);
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = s.file.as_mut().map(|f| f.sync()).unwrap_or(Ok(()));
+            (s, r)
+        })
+        .await;
+        match joined {
+            Ok((s, Ok(()))) => Some(s),
+            Ok((s, Err(e))) => {
+                // The records stay written; the next write reopens the file.
+                self.metrics.write_failures.inc();
+                tracing::error!("audit fsync failed: {e}");
+                Some(s)
+            }
+            Err(e) => {
+                self.fail(&format!("audit writer task failed: {e}"));
+                None
+            }
+        }
+    }
+
+    fn fail(&self, message: &str) {
+        if self.shared.sink_ok.swap(false, Ordering::AcqRel) {
+            tracing::error!("{message}; refusing requests until the audit sink recovers");
+        } else {
+            tracing::warn!("{message}");
+        }
+        self.metrics.sink_up.set(0);
+    }
+}

@@ -1,0 +1,350 @@
+//! One audit record per request, built from the request's [`Exchange`].
+//!
+//! A record holds names, ids and counts only: never field values, tokens,
+//! headers or query strings. Field paths come from the catalogue (by index),
+//! so even they cannot carry request data; refused write fields are body
+//! keys and are capped in number and length.
+//!
+//! Struct fields are declared in bytewise-sorted order at every level, so
+//! `serde_json::to_vec` of a record *is* its canonical form (see
+//! [`super::chain`]); a unit test holds this.
+
+use super::time::rfc3339_millis;
+use crate::identity::IdentitySource;
+use crate::proxy::exchange::Exchange;
+use crate::redact::Outcome;
+use crate::runtime::Runtime;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the record format.
+pub const RECORD_VERSION: u32 = 1;
+/// At most this many refused write fields are listed (the count is exact).
+const MAX_REFUSED_FIELDS: usize = 32;
+/// Refused field names longer than this are cut (they are client-chosen keys).
+const MAX_FIELD_NAME: usize = 128;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub action: Option<String>,
+    /// `sha256` or `hmac-sha256`: how `hash` was computed.
+    pub alg: &'static str,
+    /// The caller's IP address (the TCP peer).
+    pub client: String,
+    /// `allow`, `deny` or `passthrough`.
+    pub decision: &'static str,
+    /// Why the caller could not be identified (401), else null.
+    pub identity_error: Option<&'static str>,
+    pub latency_us: Latency,
+    pub method: String,
+    /// Ids of the policies that determined the request-level decision.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (ids only; the error text can quote
+    /// attribute values and is logged to the operator log instead).
+    pub policy_errors: Vec<String>,
+    /// Version hash of the policy set that decided.
+    pub policy_version: String,
+    pub prev: String,
+    pub principal: Option<PrincipalRecord>,
+    /// The proxy's refusal code when it answered itself, else null.
+    pub refusal: Option<&'static str>,
+    pub refused_fields: RefusedFields,
+    pub request_id: String,
+    pub resource: Option<ResourceRecord>,
+    /// What response filtering hid, when the response body was inspected.
+    pub response_body: Option<BodyRecord>,
+    /// Route template (never the raw path), null when no route matched.
+    pub route: Option<String>,
+    pub seq: u64,
+    /// Status sent to the client.
+    pub status: u16,
+    pub time: String,
+    pub upstream_status: Option<u16>,
+    pub v: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// From the request's arrival to the response head.
+    pub total: u64,
+    /// Upstream round trip, when the request was forwarded.
+    pub upstream: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrincipalRecord {
+    pub id: String,
+    pub mfa: bool,
+    pub purpose: Option<String>,
+    pub roles: Vec<String>,
+    /// `jwt`, `gateway` or `client_certificate`: how much the identity is worth.
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefusedFields {
+    pub count: usize,
+    /// The first few refused fields, each `{field, reason}`.
+    pub fields: Vec<RefusedField>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedField {
+    pub field: String,
+    /// `not_collected` or `not_permitted`.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BodyRecord {
+    /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
+    pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
+    /// Records the body held, and how many were hidden whole.
+    pub records: u32,
+    pub records_hidden: u32,
+    /// Every masked or removed field, aggregated over the body's records.
+    pub redacted: Vec<RedactedField>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedactedField {
+    pub category: &'static str,
+    pub count: u32,
+    pub entity: String,
+    /// Catalogue dot path (`payment.card_number`).
+    pub field: String,
+    /// `masked` or `removed`.
+    pub outcome: &'static str,
+}
+
+impl AuditRecord {
+    /// The record of one finished request; `seq`, `prev` and `alg` are set
+    /// by the writer when it chains the record.
+    pub fn from_exchange(ex: &Exchange, rt: &Runtime) -> Self {
+        let decision = ex.decision.as_ref();
+        Self {
+            action: ex.action.clone(),
+            alg: "",
+            client: ex.peer.ip().to_string(),
+            decision: ex.decision_label(),
+            identity_error: ex.identity_error,
+            latency_us: Latency {
+                total: micros(ex.started.elapsed()),
+                upstream: ex.upstream_latency.map(micros),
+            },
+            method: ex.method.as_str().to_string(),
+            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
+            policy_errors: decision
+                .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
+                .unwrap_or_default(),
+            policy_version: rt.engine.bundle.version.clone(),
+            prev: String::new(),
+            principal: ex.principal.as_ref().map(|p| PrincipalRecord {
+                id: p.id.clone(),
+                mfa: p.mfa,
+                purpose: p.purpose.clone(),
+                roles: p.roles.clone(),
+                source: match p.source {
+                    IdentitySource::Jwt => "jwt",
+                    IdentitySource::Gateway => "gateway",
+                    IdentitySource::ClientCertificate => "client_certificate",
+                },
+            }),
+            refusal: ex.refusal,
+            refused_fields: RefusedFields {
+                count: ex.refused_fields.len(),
+                fields: ex
+                    .refused_fields
+                    .iter()
+                    .take(MAX_REFUSED_FIELDS)
+                    .map(|r| RefusedField {
+                        field: truncate(&r.field, MAX_FIELD_NAME),
+                        reason: r.reason.as_str(),
+                    })
+                    .collect(),
+            },
+            request_id: ex.request_id.clone(),
+            resource: ex.resource.as_ref().map(|(t, id)| ResourceRecord {
+                id: id.clone(),
+                type_name: t.clone(),
+            }),
+            response_body: ex.filter.as_ref().map(|f| body_record(f, rt)),
+            route: ex.route.clone(),
+            seq: 0,
+            status: ex.status,
+            time: rfc3339_millis(ex.time),
+            upstream_status: ex.upstream_status,
+            v: RECORD_VERSION,
+        }
+    }
+}
+
+fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyRecord {
+    let mut by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>> = BTreeMap::new();
+    let mut redacted = Vec::new();
+    for (&(field, outcome), &count) in &f.outcomes {
+        let Some(spec) = rt.catalogue.fields().get(field as usize) else {
+            continue;
+        };
+        let category = spec.category.as_str();
+        *by_category
+            .entry(category)
+            .or_default()
+            .entry(outcome.as_str())
+            .or_insert(0) += count;
+        if outcome != Outcome::Full {
+            redacted.push(RedactedField {
+                category,
+                count,
+                entity: spec.entity.to_string(),
+                field: spec.path.clone(),
+                outcome: outcome.as_str(),
+            });
+        }
+    }
+    // The outcome map is unordered; the record must not be.
+    redacted
+        .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
+    BodyRecord {
+        by_category,
+        records: f.records,
+        records_hidden: f.records_dropped,
+        redacted,
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// What an evaluation error may say in the audit trail: `policy:<id>` for a
+/// policy that failed to evaluate, else the failing step (`request`,
+/// `context`, `record entity`); Cedar's text can quote attribute values.
+pub fn policy_error_summary(e: &str) -> String {
+    if let Some(rest) = e.split_once("policy `").map(|(_, r)| r)
+        && let Some((id, _)) = rest.split_once('`')
+    {
+        return format!("policy:{id}");
+    }
+    match e.split_once(':').map(|(step, _)| step.trim()) {
+        Some(step @ ("request" | "context" | "record entity")) => format!("decision:{step}"),
+        _ => "decision:other".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain;
+
+    fn full_record() -> AuditRecord {
+        let mut by_category = BTreeMap::new();
+        by_category.insert("identity", BTreeMap::from([("full", 1), ("masked", 2)]));
+        AuditRecord {
+            action: Some("customer:read".into()),
+            alg: "sha256",
+            client: "127.0.0.1".into(),
+            decision: "allow",
+            identity_error: Some("expired"),
+            latency_us: Latency {
+                total: 10,
+                upstream: Some(5),
+            },
+            method: "GET".into(),
+            policies: vec!["p1".into()],
+            policy_errors: vec!["policy:p2".into()],
+            policy_version: "abc".into(),
+            prev: chain::GENESIS.into(),
+            principal: Some(PrincipalRecord {
+                id: "u".into(),
+                mfa: true,
+                purpose: Some("x".into()),
+                roles: vec!["r".into()],
+                source: "jwt",
+            }),
+            refusal: Some("forbidden"),
+            refused_fields: RefusedFields {
+                count: 1,
+                fields: vec![RefusedField {
+                    field: "f\"\u{e9}".into(),
+                    reason: "not_permitted",
+                }],
+            },
+            request_id: "rid".into(),
+            resource: Some(ResourceRecord {
+                id: "c-1".into(),
+                type_name: "Customer".into(),
+            }),
+            response_body: Some(BodyRecord {
+                by_category,
+                records: 2,
+                records_hidden: 1,
+                redacted: vec![RedactedField {
+                    category: "identity",
+                    count: 2,
+                    entity: "Customer".into(),
+                    field: "phone".into(),
+                    outcome: "masked",
+                }],
+            }),
+            route: Some("/customers/{id}".into()),
+            seq: 3,
+            status: 200,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            upstream_status: Some(200),
+            v: RECORD_VERSION,
+        }
+    }
+
+    /// The struct's own serialisation must equal the verifier's canonical
+    /// form, or every record would fail verification.
+    #[test]
+    fn struct_serialisation_is_canonical() {
+        let bytes = serde_json::to_vec(&full_record()).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            String::from_utf8(chain::canonical(&parsed)).unwrap(),
+            String::from_utf8(bytes).unwrap()
+        );
+    }
+
+    #[test]
+    fn policy_errors_keep_ids_only() {
+        assert_eq!(
+            policy_error_summary(
+                "error while evaluating policy `support-read`: type error: got \"4111111111111111\""
+            ),
+            "policy:support-read"
+        );
+        assert_eq!(
+            policy_error_summary("context: bad value \"secret\""),
+            "decision:context"
+        );
+        assert_eq!(policy_error_summary("boom secret"), "decision:other");
+    }
+
+    #[test]
+    fn long_refused_field_names_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(100);
+        let t = truncate(&s, 5);
+        assert_eq!(t, "éé…");
+    }
+}

@@ -1,0 +1,425 @@
+//! Prometheus metrics: one [`prometheus::Registry`] per proxy (no global
+//! state, so tests and several proxies in one process stay apart).
+//!
+//! Label values are bounded by configuration: route templates, action ids,
+//! catalogue entities and fields, refusal codes and identity-failure reasons.
+//! User ids, resource ids and raw paths are never labels.
+
+use crate::proxy::exchange::Exchange;
+use crate::runtime::Runtime;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+use std::time::SystemTime;
+
+/// Latency buckets (seconds): 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Cedar evaluation buckets (seconds): 5 µs to 50 ms.
+const DECISION_BUCKETS: &[f64] = &[
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+];
+
+/// Label of requests no route matched (or matched a passthrough route).
+pub const NO_ROUTE: &str = "none";
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Every metric family registered (a scrape omits labelled families
+    /// that have no samples yet).
+    families: Vec<String>,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    decisions: IntCounterVec,
+    decision_duration: HistogramVec,
+    policy_errors: IntCounterVec,
+    field_outcomes: IntCounterVec,
+    records_hidden: IntCounterVec,
+    refused_write_fields: IntCounterVec,
+    identity_failures: IntCounterVec,
+    body_rejections: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    refusals: IntCounterVec,
+    policy_info: IntGaugeVec,
+    policy_loads: IntCounterVec,
+    policy_last_success: Gauge,
+    policies_loaded: IntGauge,
+    pub audit: AuditMetrics,
+}
+
+/// The audit trail's metrics, shared with its writer task.
+#[derive(Clone)]
+pub struct AuditMetrics {
+    pub queue_depth: IntGauge,
+    pub queue_capacity: IntGauge,
+    pub records_written: IntCounter,
+    pub write_failures: IntCounter,
+    pub refused_requests: IntCounterVec,
+    pub records_lost: IntCounter,
+    pub sink_up: IntGauge,
+    pub last_write: Gauge,
+}
+
+/// A registry that remembers what was registered.
+struct Reg {
+    registry: Registry,
+    names: std::cell::RefCell<Vec<String>>,
+}
+
+impl Reg {
+    fn add(&self, name: &str, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)?;
+        self.names.borrow_mut().push(name.to_string());
+        Ok(())
+    }
+}
+
+fn counter(r: &Reg, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.add(name, Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(
+    r: &Reg,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    r.add(name, Box::new(h.clone()))?;
+    Ok(h)
+}
+
+fn int_gauge(r: &Reg, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    r.add(name, Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn gauge(r: &Reg, name: &str, help: &str) -> prometheus::Result<Gauge> {
+    let g = Gauge::new(name, help)?;
+    r.add(name, Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn int_counter(r: &Reg, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    r.add(name, Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Registers every metric. Names and labels are constants, so this only
+    /// fails on a programming error.
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Reg {
+            registry: Registry::new(),
+            names: std::cell::RefCell::new(Vec::new()),
+        };
+        let audit = AuditMetrics {
+            queue_depth: int_gauge(
+                &r,
+                "fieldguard_audit_queue_depth",
+                "Audit queue slots taken: records waiting to be written plus requests in flight.",
+            )?,
+            queue_capacity: int_gauge(
+                &r,
+                "fieldguard_audit_queue_capacity",
+                "Audit queue size (audit.queue_capacity).",
+            )?,
+            records_written: int_counter(
+                &r,
+                "fieldguard_audit_records_written_total",
+                "Audit records written to every configured sink.",
+            )?,
+            write_failures: int_counter(
+                &r,
+                "fieldguard_audit_write_failures_total",
+                "Failed attempts to write or fsync audit records (each is retried).",
+            )?,
+            refused_requests: counter(
+                &r,
+                "fieldguard_audit_refused_requests_total",
+                "Requests refused with 503 because the audit trail could not take their record.",
+                &["reason"],
+            )?,
+            records_lost: int_counter(
+                &r,
+                "fieldguard_audit_records_lost_total",
+                "Records of refused requests that found no room in the audit queue.",
+            )?,
+            sink_up: int_gauge(
+                &r,
+                "fieldguard_audit_sink_up",
+                "1 while the audit sink accepts writes, 0 while it fails (requests are refused).",
+            )?,
+            last_write: gauge(
+                &r,
+                "fieldguard_audit_last_write_timestamp_seconds",
+                "Unix time of the last successful audit write.",
+            )?,
+        };
+        for reason in ["sink_failed", "queue_full", "closed"] {
+            audit.refused_requests.with_label_values(&[reason]);
+        }
+        let m = Self {
+            requests: counter(
+                &r,
+                "fieldguard_requests_total",
+                "Requests by route template, action, decision and status class.",
+                &["route", "action", "decision", "status_class"],
+            )?,
+            request_duration: histogram(
+                &r,
+                "fieldguard_request_duration_seconds",
+                "Time from a request's arrival to its response head, including the upstream.",
+                &["route", "action"],
+                LATENCY_BUCKETS,
+            )?,
+            upstream_duration: histogram(
+                &r,
+                "fieldguard_upstream_duration_seconds",
+                "Upstream round trip (to the response head).",
+                &["route", "action"],
+                LATENCY_BUCKETS,
+            )?,
+            decisions: counter(
+                &r,
+                "fieldguard_policy_decisions_total",
+                "Request-level Cedar decisions by action.",
+                &["action", "decision"],
+            )?,
+            decision_duration: histogram(
+                &r,
+                "fieldguard_policy_evaluation_duration_seconds",
+                "Time to reach a request-level decision.",
+                &["action"],
+                DECISION_BUCKETS,
+            )?,
+            policy_errors: counter(
+                &r,
+                "fieldguard_policy_evaluation_errors_total",
+                "Policies that failed to evaluate in a request-level decision (they count as not applying).",
+                &["action"],
+            )?,
+            field_outcomes: counter(
+                &r,
+                "fieldguard_field_outcomes_total",
+                "Catalogued response fields by outcome (full, masked, removed).",
+                &["entity", "category", "field", "outcome"],
+            )?,
+            records_hidden: counter(
+                &r,
+                "fieldguard_records_hidden_total",
+                "Response records hidden whole (record:read denied).",
+                &["route"],
+            )?,
+            refused_write_fields: counter(
+                &r,
+                "fieldguard_refused_write_fields_total",
+                "Request-body fields refused (not collectable, or not writable by the caller).",
+                &["route", "reason"],
+            )?,
+            identity_failures: counter(
+                &r,
+                "fieldguard_identity_failures_total",
+                "Requests refused with 401, by reason.",
+                &["reason"],
+            )?,
+            body_rejections: counter(
+                &r,
+                "fieldguard_body_rejections_total",
+                "Bodies refused because they were too large or could not be read or parsed.",
+                &["direction", "reason"],
+            )?,
+            upstream_errors: counter(
+                &r,
+                "fieldguard_upstream_errors_total",
+                "Upstream failures: unreachable, timed out, or an error status on an inspected route.",
+                &["route", "kind"],
+            )?,
+            refusals: counter(
+                &r,
+                "fieldguard_refusals_total",
+                "Requests the proxy answered itself, by refusal code.",
+                &["code"],
+            )?,
+            policy_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "fieldguard_policy_set_info",
+                        "The loaded policy set (value 1): version and schema hashes.",
+                    ),
+                    &["version", "schema_hash"],
+                )?;
+                r.add("fieldguard_policy_set_info", Box::new(g.clone()))?;
+                g
+            },
+            policy_loads: counter(
+                &r,
+                "fieldguard_policy_loads_total",
+                "Policy-set loads by result.",
+                &["result"],
+            )?,
+            policy_last_success: gauge(
+                &r,
+                "fieldguard_policy_last_load_success_timestamp_seconds",
+                "Unix time of the last successful policy-set load.",
+            )?,
+            policies_loaded: int_gauge(
+                &r,
+                "fieldguard_policies_loaded",
+                "Policies in the loaded policy set.",
+            )?,
+            audit,
+            families: r.names.into_inner(),
+            registry: r.registry,
+        };
+        for result in ["success", "failure"] {
+            m.policy_loads.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    /// Records a successfully loaded policy set.
+    pub fn policy_loaded(&self, rt: &Runtime, at: SystemTime) {
+        let b = &rt.engine.bundle;
+        self.policy_info.reset();
+        self.policy_info
+            .with_label_values(&[b.version.as_str(), b.schema_hash.as_str()])
+            .set(1);
+        self.policy_loads.with_label_values(&["success"]).inc();
+        self.policy_last_success
+            .set(crate::audit::time::unix_seconds(at));
+        self.policies_loaded.set(b.info.len() as i64);
+    }
+
+    /// Records a policy set that failed to load (the previous one stays).
+    pub fn policy_load_failed(&self) {
+        self.policy_loads.with_label_values(&["failure"]).inc();
+    }
+
+    /// Everything one finished request contributes.
+    pub fn observe(&self, ex: &Exchange, rt: &Runtime) {
+        let route = ex.route.as_deref().unwrap_or(NO_ROUTE);
+        let action = ex.action.as_deref().unwrap_or(NO_ROUTE);
+        let class = status_class(ex.status);
+        self.requests
+            .with_label_values(&[route, action, ex.decision_label(), class])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route, action])
+            .observe(ex.started.elapsed().as_secs_f64());
+        if let Some(d) = ex.upstream_latency {
+            self.upstream_duration
+                .with_label_values(&[route, action])
+                .observe(d.as_secs_f64());
+        }
+        if let Some(d) = &ex.decision {
+            let label = if d.allowed { "allow" } else { "deny" };
+            self.decisions.with_label_values(&[action, label]).inc();
+            if !d.errors.is_empty() {
+                self.policy_errors
+                    .with_label_values(&[action])
+                    .inc_by(d.errors.len() as u64);
+            }
+        }
+        if let Some(d) = ex.decision_latency {
+            self.decision_duration
+                .with_label_values(&[action])
+                .observe(d.as_secs_f64());
+        }
+        if let Some(f) = &ex.filter {
+            for (&(field, outcome), &count) in &f.outcomes {
+                if let Some(spec) = rt.catalogue.fields().get(field as usize) {
+                    self.field_outcomes
+                        .with_label_values(&[
+                            &*spec.entity,
+                            spec.category.as_str(),
+                            spec.path.as_str(),
+                            outcome.as_str(),
+                        ])
+                        .inc_by(u64::from(count));
+                }
+            }
+            if f.records_dropped > 0 {
+                self.records_hidden
+                    .with_label_values(&[route])
+                    .inc_by(u64::from(f.records_dropped));
+            }
+        }
+        for r in &ex.refused_fields {
+            self.refused_write_fields
+                .with_label_values(&[route, r.reason.as_str()])
+                .inc();
+        }
+        if let Some(reason) = ex.identity_error {
+            self.identity_failures.with_label_values(&[reason]).inc();
+        }
+        if let Some(code) = ex.refusal {
+            self.refusals.with_label_values(&[code]).inc();
+            if let Some((direction, reason)) = body_rejection(code) {
+                self.body_rejections
+                    .with_label_values(&[direction, reason])
+                    .inc();
+            }
+            if let Some(kind) = upstream_error(code) {
+                self.upstream_errors.with_label_values(&[route, kind]).inc();
+            }
+        }
+    }
+
+    /// Names of every metric family this proxy exports.
+    pub fn families(&self) -> &[String] {
+        &self.families
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn body_rejection(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "request_too_large" => ("request", "too_large"),
+        "malformed_request_body" => ("request", "malformed"),
+        "unsupported_media_type" => ("request", "unsupported_media_type"),
+        "response_too_large" => ("response", "too_large"),
+        "unreadable_response" => ("response", "unreadable"),
+        _ => return None,
+    })
+}
+
+fn upstream_error(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "upstream_unavailable" => "unavailable",
+        "upstream_timeout" => "timeout",
+        "upstream_error" => "error_status",
+        _ => return None,
+    })
+}

@@ -1,0 +1,433 @@
+//! The listener side of the proxy: accepting connections within the
+//! configured limits, TLS handshakes, per-connection timeouts, the
+//! concurrency limit, and graceful shutdown.
+//!
+//! One [`Server`] serves any number of listeners and owns the limits they
+//! share (open connections, requests in flight). [`Server::shutdown`] stops
+//! every accept loop and asks every connection to finish what it is doing;
+//! [`Server::drained`] resolves once the last connection has closed.
+
+use super::errors::Refusal;
+use super::{Proxy, ProxyBody, handler};
+use crate::identity::{IdentityError, Principal};
+use crate::runtime::Runtime;
+use crate::tls::{ServerTls, TlsConnection};
+use http::request::Parts;
+use http::{HeaderName, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+/// Headers by which TLS-terminating proxies tell an upstream about a client
+/// certificate. fieldguard never sets them, so one on a client request can
+/// only be forged; they are removed before anything else sees the request.
+const FORGEABLE_CERT_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("x-client-cert"),
+    HeaderName::from_static("x-ssl-client-cert"),
+    HeaderName::from_static("x-ssl-client-dn"),
+    HeaderName::from_static("ssl-client-cert"),
+];
+
+/// Limits of the listener side, from `limits:`.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+}
+
+/// Shared state of every listener of one proxy.
+pub struct Server {
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<ServerTls>>,
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+    stop: watch::Sender<bool>,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Server {
+    /// `tls`: terminate TLS on every listener with this config.
+    pub fn new(proxy: Arc<Proxy>, tls: Option<Arc<ServerTls>>) -> Arc<Self> {
+        let l = &proxy.runtime.limits;
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(l.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms.max(1)),
+            max_header_bytes: l.max_header_bytes,
+            max_headers: l.max_headers.max(1),
+        };
+        let connections = Arc::new(Semaphore::new(l.max_connections.max(1)));
+        let requests = Arc::new(Semaphore::new(l.max_concurrent_requests.max(1)));
+        if let Some(t) = &tls {
+            t.spawn_reloader();
+        }
+        Arc::new(Self {
+            proxy,
+            tls,
+            limits,
+            connections,
+            requests,
+            stop: watch::channel(false).0,
+            open: AtomicUsize::new(0),
+            closed: Notify::new(),
+        })
+    }
+
+    /// Accepts connections until [`Server::shutdown`]; then returns, and the
+    /// listener is closed (new clients are refused by the kernel).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let mut stop = self.stop.subscribe();
+        loop {
+            if *stop.borrow_and_update() {
+                return Ok(());
+            }
+            // Waiting for a connection slot before accepting leaves excess
+            // clients in the kernel's bounded backlog.
+            let permit = tokio::select! {
+                p = self.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = stop.changed() => return Ok(()),
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return Ok(()),
+            };
+            let _ = stream.set_nodelay(true);
+            self.open.fetch_add(1, Ordering::SeqCst);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let guard = OpenGuard(server.clone());
+                server.connection(stream, peer, permit).await;
+                drop(guard);
+            });
+        }
+    }
+
+    /// Stops accepting on every listener and asks every open connection to
+    /// close once its requests in flight are answered.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves when no connection is open (after [`Server::shutdown`]: when
+    /// every request in flight has been answered).
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let Some(tls) = self.tls.clone() else {
+            self.serve_connection(stream, peer, None).await;
+            return;
+        };
+        let handshake = tls.acceptor().accept(stream);
+        let stream = match tokio::time::timeout(self.limits.header_read_timeout, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let info = tls.connection_info(stream.get_ref().1);
+        self.serve_connection(stream, peer, Some(info)).await;
+    }
+
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        tls: Option<TlsConnection>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let started = Instant::now();
+        let activity = Arc::new(Activity {
+            started,
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        });
+        let io = ActivityIo {
+            inner: io,
+            activity: activity.clone(),
+        };
+        let server = self.clone();
+        let conn_activity = activity.clone();
+        let service = service_fn(move |req| {
+            let server = server.clone();
+            let tls = tls.clone();
+            let activity = conn_activity.clone();
+            async move { Ok::<_, Infallible>(server.request(req, peer, tls, &activity).await) }
+        });
+
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_buf_size(self.limits.max_header_bytes.max(8192))
+            .max_headers(self.limits.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+
+        let mut stop = self.stop.subscribe();
+        let mut tick =
+            tokio::time::interval((self.limits.idle_timeout / 4).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut closing = false;
+        if *stop.borrow_and_update() {
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+        }
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = stop.changed(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = tick.tick(), if !closing => {
+                    if activity.idle_for() >= self.limits.idle_timeout {
+                        tracing::debug!(%peer, "closing idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One request: limits first, then the handler.
+    async fn request(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: Option<TlsConnection>,
+        activity: &Activity,
+    ) -> Response<ProxyBody> {
+        let _busy = activity.busy();
+        for h in &FORGEABLE_CERT_HEADERS {
+            req.headers_mut().remove(h);
+        }
+        if req.headers().len() > self.limits.max_headers {
+            // HTTP/1.1 is refused by hyper already; this covers HTTP/2.
+            return handler::refuse(&self.proxy, req, peer, Refusal::HeadersTooLarge);
+        }
+        let Ok(_permit) = self.requests.clone().try_acquire_owned() else {
+            return handler::refuse(&self.proxy, req, peer, Refusal::Overloaded);
+        };
+        if let Some(t) = tls {
+            req.extensions_mut().insert(t);
+        }
+        handler::handle(&self.proxy, req, peer).await
+    }
+}
+
+/// Who is calling: the service principal of the connection's client
+/// certificate when it names one, else the token or gateway identity of the
+/// request. A listed certificate is the stronger, channel-bound proof, so
+/// it is not overridden by a bearer token the service may be relaying.
+pub(crate) fn identify(
+    rt: &Runtime,
+    parts: &Parts,
+    peer: IpAddr,
+) -> Result<Principal, IdentityError> {
+    if let Some(p) = parts
+        .extensions
+        .get::<TlsConnection>()
+        .and_then(|t| t.principal.as_deref())
+    {
+        return Ok(p.clone());
+    }
+    rt.identifier.identify(&parts.headers, peer)
+}
+
+/// `https` for requests that came over TLS (for `X-Forwarded-Proto`).
+pub(crate) fn scheme(parts: &Parts) -> &'static str {
+    if parts.extensions.get::<TlsConnection>().is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+struct OpenGuard(Arc<Server>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// When a connection last moved bytes and how many requests it has open.
+struct Activity {
+    started: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Zero while a request is being processed.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    fn busy(&self) -> BusyGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        BusyGuard(self)
+    }
+}
+
+struct BusyGuard<'a>(&'a Activity);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Records progress on the connection's socket for the idle timeout.
+struct ActivityIo<I> {
+    inner: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for ActivityIo<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ActivityIo<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Server {
+    /// Graceful shutdown: stops accepting, asks every connection to close
+    /// after its requests in flight, and waits up to
+    /// `limits.shutdown_grace_ms` for them. `Err` when that deadline passed
+    /// with connections still open (their requests are cut off).
+    pub async fn drain(&self) -> Result<(), String> {
+        let grace = Duration::from_millis(self.proxy.runtime.limits.shutdown_grace_ms);
+        self.shutdown();
+        if tokio::time::timeout(grace, self.drained()).await.is_err() {
+            return Err(format!(
+                "shutdown deadline of {} ms passed with {} connection(s) still open",
+                grace.as_millis(),
+                self.open_connections()
+            ));
+        }
+        Ok(())
+    }
+}

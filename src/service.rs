@@ -1,0 +1,93 @@
+//! Start-up and shutdown of a serving process (`fieldguard run`, `demo`):
+//! attach the audit trail, start the admin listener, and on SIGTERM or
+//! Ctrl-C stop accepting and drain the audit queue before exiting.
+
+use crate::audit::{self, AuditSettings, AuditWriter};
+use crate::proxy::Proxy;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Starts the audit writer and attaches the trail to `proxy`.
+pub fn attach_audit(
+    proxy: Proxy,
+    settings: &AuditSettings,
+) -> Result<(Proxy, AuditWriter), String> {
+    let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
+    Ok((proxy.with_audit(log), writer))
+}
+
+/// Binds and serves the admin listener; returns its bound address.
+pub async fn spawn_admin(
+    address: SocketAddr,
+    proxy: Arc<Proxy>,
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), String> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address} (admin): {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((bound, tokio::spawn(crate::admin::serve(listener, proxy))))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves until a task ends (an error) or a shutdown signal arrives; then
+/// stops the listeners, lets `server` answer every request in flight
+/// (within `limits.shutdown_grace_ms`) and drains the audit queue.
+pub async fn serve_until_shutdown(
+    server: &Arc<crate::proxy::server::Server>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    writer: AuditWriter,
+) -> Result<(), String> {
+    let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+    let mut set = tokio::task::JoinSet::new();
+    for t in tasks {
+        set.spawn(t);
+    }
+    let first_end = async {
+        match set.join_next().await {
+            None => std::future::pending().await,
+            Some(Ok(Ok(Ok(())))) => Err("a listener stopped".to_string()),
+            Some(Ok(Ok(Err(e)))) => Err(e.to_string()),
+            Some(Ok(Err(e)) | Err(e)) => Err(e.to_string()),
+        }
+    };
+    let result = tokio::select! {
+        r = first_end => r,
+        _ = shutdown_signal() => {
+            eprintln!("fieldguard: shutting down, draining the audit queue");
+            Ok(())
+        }
+    };
+    // Requests in flight are answered (and their records queued) before
+    // the audit queue is drained.
+    let drained = server.drain().await;
+    for a in aborts {
+        a.abort();
+    }
+    writer.shutdown().await;
+    result.and(drained)
+}

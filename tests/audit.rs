@@ -1,0 +1,770 @@
+//! The audit trail through the real proxy in front of the real demo shop:
+//! what a record holds (and never holds), the hash chain and its verifier,
+//! resuming after a restart and across rotated files, and the queue and sink
+//! failure policies with nothing lost.
+
+mod common;
+
+use bytes::Bytes;
+use common::audited::{Audited, records, start_audited, start_audited_in_front_of};
+use common::token;
+use fieldguard::audit::{AuditSettings, OnFull, VerifyOptions, sink::numbered, verify_files};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+fn settings(file: PathBuf) -> AuditSettings {
+    let mut s = AuditSettings::for_file(file);
+    s.retry_interval = Duration::from_millis(20);
+    s
+}
+
+fn request_id(r: &common::Reply) -> String {
+    r.headers["x-request-id"].to_str().unwrap().to_string()
+}
+
+fn by_request_id(recs: &[Value]) -> HashMap<String, Value> {
+    recs.iter()
+        .map(|r| (r["request_id"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+fn verify(
+    files: &[PathBuf],
+) -> Result<fieldguard::audit::VerifyReport, fieldguard::audit::VerifyFailure> {
+    verify_files(files, &VerifyOptions::default())
+}
+
+/// Every string leaf of a JSON value.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let mut a = start_audited(settings(file.clone())).await;
+    let h = &a.h;
+    let agent = token("support_agent", "agent-7", false, None);
+    let analyst = token("marketing_analyst", "analyst-2", false, Some("marketing"));
+    let customer = token("customer", "c-1001", false, None);
+
+    let read = h.get("/customers/c-1001", &agent).await;
+    assert_eq!(read.status, 200);
+    let list = h.get("/customers", &analyst).await;
+    assert_eq!(list.status, 200);
+    let anonymous = h
+        .send(Method::GET, "/customers/c-1001", None, &[], None)
+        .await;
+    assert_eq!(anonymous.status, 401);
+    let garbage = h.get("/customers/c-1001", "not-a-token").await;
+    assert_eq!(garbage.status, 401);
+    let other = h.get("/customers/c-1002", &customer).await;
+    assert_eq!(other.status, 403);
+    let refused = h
+        .send_json(
+            Method::PATCH,
+            "/customers/c-1001",
+            &customer,
+            &json!({"name": "Eve"}),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let query = h
+        .get("/customers/c-1001?email=query.secret%40example.org", &agent)
+        .await;
+    assert_eq!(query.status, 200);
+    let malformed = h
+        .send(
+            Method::PATCH,
+            "/customers/c-1001",
+            Some(&customer),
+            &[("content-type", "application/json")],
+            Some(b"{not json"),
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+    let public = h
+        .send(Method::GET, "/catalog/products", None, &[], None)
+        .await;
+    assert_eq!(public.status, 200);
+    let raw = h.upstream_get("/customers/c-1001").await.json();
+    let version = a.proxy.runtime.engine.bundle.version.clone();
+    a.drain().await;
+
+    let recs = records(&file);
+    assert_eq!(recs.len(), 9, "one record per request");
+    let by_id = by_request_id(&recs);
+    let rec = |r: &common::Reply| by_id[&request_id(r)].clone();
+
+    let r = rec(&read);
+    assert_eq!(
+        r["principal"],
+        json!({"id": "agent-7", "roles": ["support_agent"], "mfa": false, "purpose": null, "source": "jwt"})
+    );
+    assert_eq!(r["client"], "127.0.0.1");
+    assert_eq!(r["method"], "GET");
+    assert_eq!(r["route"], "/customers/{id}");
+    assert_eq!(r["action"], "customer:read");
+    assert_eq!(r["resource"], json!({"type": "Customer", "id": "c-1001"}));
+    assert_eq!(r["decision"], "allow");
+    assert!(!r["policies"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["policy_errors"], json!([]));
+    assert_eq!(r["policy_version"], version.as_str());
+    assert_eq!(
+        (r["status"].as_u64(), r["upstream_status"].as_u64()),
+        (Some(200), Some(200))
+    );
+    assert!(
+        r["latency_us"]["total"].as_u64().unwrap() >= r["latency_us"]["upstream"].as_u64().unwrap()
+    );
+    assert!(r["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r["alg"], "sha256");
+    let redacted = r["response_body"]["redacted"].as_array().unwrap();
+    let has = |field: &str, outcome: &str| {
+        redacted.iter().any(|x| {
+            x["entity"] == "Customer"
+                && x["field"] == field
+                && x["outcome"] == outcome
+                && x["count"] == 1
+        })
+    };
+    assert!(has("phone", "masked") && has("email", "masked"), "{r}");
+    assert!(
+        has("birth_date", "removed") && has("id_card_number", "removed"),
+        "{r}"
+    );
+    assert!(redacted.iter().all(|x| x["outcome"] != "full"));
+    let identity = &r["response_body"]["by_category"]["identity"];
+    assert!(identity["masked"].as_u64().unwrap() >= 2 && identity["full"].as_u64().unwrap() >= 1);
+
+    // A list is aggregated per field: bounded by the catalogue, not the list.
+    let r = rec(&list);
+    assert_eq!(r["principal"]["purpose"], "marketing");
+    assert_eq!(r["response_body"]["records"], 60);
+    let redacted = r["response_body"]["redacted"].as_array().unwrap();
+    let customer_fields = a
+        .proxy
+        .runtime
+        .catalogue
+        .fields()
+        .iter()
+        .filter(|f| &*f.entity == "Customer")
+        .count();
+    let mut pairs: Vec<(String, String)> = redacted
+        .iter()
+        .map(|x| (x["field"].to_string(), x["outcome"].to_string()))
+        .collect();
+    pairs.dedup();
+    assert_eq!(
+        pairs.len(),
+        redacted.len(),
+        "one entry per field and outcome"
+    );
+    assert!(redacted.len() <= 2 * customer_fields, "{redacted:?}");
+    assert!(redacted.iter().any(|x| x["count"].as_u64().unwrap() > 1));
+
+    let r = rec(&anonymous);
+    assert_eq!(
+        (
+            &r["status"],
+            &r["identity_error"],
+            &r["refusal"],
+            &r["decision"],
+            &r["principal"]
+        ),
+        (
+            &json!(401),
+            &json!("missing"),
+            &json!("unauthenticated"),
+            &json!("deny"),
+            &Value::Null
+        )
+    );
+    assert_eq!(rec(&garbage)["identity_error"], "malformed");
+
+    let r = rec(&other);
+    assert_eq!(
+        (&r["status"], &r["refusal"]),
+        (&json!(403), &json!("forbidden"))
+    );
+    assert_eq!(r["resource"]["id"], "c-1002");
+    assert_eq!(r["upstream_status"], Value::Null);
+
+    let r = rec(&refused);
+    assert_eq!(r["refusal"], "forbidden_fields");
+    assert_eq!(
+        r["refused_fields"],
+        json!({"count": 1, "fields": [{"field": "name", "reason": "not_permitted"}]})
+    );
+    assert_eq!(rec(&malformed)["refusal"], "malformed_request_body");
+    assert_eq!(rec(&public)["decision"], "passthrough");
+    assert_eq!(rec(&query)["route"], "/customers/{id}");
+
+    // No values, tokens or query strings anywhere in the log.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut values = Vec::new();
+    for f in [
+        "name",
+        "phone",
+        "email",
+        "birth_date",
+        "id_card_number",
+        "address",
+    ] {
+        strings(&raw[f], &mut values);
+    }
+    values.retain(|v| v.len() >= 4);
+    assert!(values.len() >= 6, "{values:?}");
+    for v in values.iter().chain([&agent, &analyst, &customer]) {
+        assert!(!text.contains(v.as_str()), "the log leaks {v}");
+    }
+    assert!(!text.contains("query.secret") && !text.contains('?'));
+    assert!(!text.contains("Eve"), "refused write values stay out");
+
+    let report = verify(&[file]).unwrap();
+    assert_eq!(
+        (report.records, report.first_seq, report.last_seq),
+        (9, Some(0), Some(8))
+    );
+}
+
+/// A real log of `n` simple requests.
+async fn real_log(dir: &Path, n: usize) -> PathBuf {
+    let file = dir.join("audit.log");
+    let mut a = start_audited(settings(file.clone())).await;
+    let tok = token("customer", "c-1001", false, None);
+    for _ in 0..n {
+        assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    }
+    a.drain().await;
+    file
+}
+
+fn rewrite(src: &Path, dst: &Path, f: impl FnOnce(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(src)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    f(&mut lines);
+    std::fs::write(dst, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test]
+async fn verify_names_the_first_bad_record_after_any_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = real_log(dir.path(), 6).await;
+    assert_eq!(verify(std::slice::from_ref(&file)).unwrap().records, 6);
+    let bad = dir.path().join("bad.log");
+    let check = |f: &dyn Fn(&mut Vec<String>), line: usize, seq: u64, why: &str| {
+        rewrite(&file, &bad, f);
+        let e = verify(std::slice::from_ref(&bad)).unwrap_err();
+        assert_eq!((e.line, e.seq), (line, Some(seq)), "{e}");
+        assert!(e.reason.contains(why), "{e}");
+    };
+    // Edited: the record's own hash no longer matches.
+    check(
+        &|l| l[2] = l[2].replace("\"status\":200", "\"status\":404"),
+        3,
+        2,
+        "modified",
+    );
+    // Edited with its hash recomputed (no key): the next record's link breaks.
+    check(
+        &|l| {
+            let mut v: Value = serde_json::from_str(&l[2]).unwrap();
+            v["status"] = json!(404);
+            let obj = v.as_object_mut().unwrap();
+            obj.remove("hash");
+            let canonical = fieldguard::audit::chain::canonical(&v);
+            let prev = v["prev"].as_str().unwrap().to_string();
+            let hash = fieldguard::audit::chain::ChainKey::new(None).digest(&prev, &canonical);
+            l[2] = String::from_utf8(fieldguard::audit::chain::line(&hash, &canonical))
+                .unwrap()
+                .trim_end()
+                .to_string();
+        },
+        4,
+        3,
+        "prev",
+    );
+    check(&|l| drop(l.remove(2)), 3, 3, "prev");
+    check(&|l| l.swap(2, 3), 3, 3, "prev");
+    check(&|l| l.insert(2, l[1].clone()), 3, 1, "prev");
+    check(&|l| drop(l.remove(0)), 1, 1, "prev");
+    // Cut by rotation on purpose: --partial accepts the later start.
+    rewrite(&file, &bad, |l| drop(l.remove(0)));
+    let partial = VerifyOptions {
+        partial: true,
+        ..VerifyOptions::default()
+    };
+    assert_eq!(
+        verify_files(std::slice::from_ref(&bad), &partial)
+            .unwrap()
+            .first_seq,
+        Some(1)
+    );
+
+    // The command line says the same.
+    let bin = env!("CARGO_BIN_EXE_fieldguard");
+    let ok = std::process::Command::new(bin)
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 6 records, seq 0 to 5"));
+    rewrite(&file, &bad, |l| l.swap(1, 2));
+    let broken = std::process::Command::new(bin)
+        .args(["audit", "verify"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(err.contains("bad.log:2: record seq 2:"), "{err}");
+}
+
+#[tokio::test]
+async fn hmac_keyed_chains_verify_only_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let mut s = settings(file.clone());
+    s.hmac_key = Some(vec![42u8; 32]);
+    let mut a = start_audited(s).await;
+    let tok = token("customer", "c-1001", false, None);
+    for _ in 0..3 {
+        assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    }
+    a.drain().await;
+    assert!(records(&file).iter().all(|r| r["alg"] == "hmac-sha256"));
+    let with = |key: Option<Vec<u8>>| {
+        verify_files(
+            std::slice::from_ref(&file),
+            &VerifyOptions {
+                hmac_key: key,
+                partial: false,
+            },
+        )
+    };
+    assert_eq!(with(Some(vec![42u8; 32])).unwrap().records, 3);
+    assert!(with(None).unwrap_err().reason.contains("--hmac-key-file"));
+    assert!(
+        with(Some(vec![7u8; 32]))
+            .unwrap_err()
+            .reason
+            .contains("modified")
+    );
+    // An unkeyed log is refused when a key is expected: anyone can write one.
+    let plain_dir = dir.path().join("plain");
+    std::fs::create_dir(&plain_dir).unwrap();
+    let plain = real_log(&plain_dir, 2).await;
+    let e = verify_files(
+        &[plain],
+        &VerifyOptions {
+            hmac_key: Some(vec![42u8; 32]),
+            partial: false,
+        },
+    )
+    .unwrap_err();
+    assert!(e.reason.contains("not HMAC-keyed"), "{e}");
+}
+
+/// `audit.log.N … audit.log.1 audit.log`: the order `audit verify` wants.
+fn chain_files(file: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..1000)
+        .map(|i| numbered(file, i))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    if file.exists() {
+        files.push(file.to_path_buf());
+    }
+    files
+}
+
+#[tokio::test]
+async fn the_chain_resumes_after_a_restart_and_across_rotated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let mut s = settings(file.clone());
+    s.max_file_bytes = 4000;
+    s.max_files = 100;
+    let tok = token("support_agent", "agent-7", false, None);
+    let mut seen = Vec::new();
+    for run in 0..2 {
+        let mut a = start_audited(s.clone()).await;
+        for _ in 0..6 {
+            let r = a.h.get("/customers/c-1001", &tok).await;
+            assert_eq!(r.status, 200);
+            seen.push(request_id(&r));
+        }
+        a.drain().await;
+        assert!(numbered(&file, 1).exists(), "run {run} rotated");
+    }
+    let files = chain_files(&file);
+    assert!(files.len() >= 3, "{files:?}");
+    let report = verify(&files).unwrap();
+    assert_eq!((report.records, report.last_seq), (12, Some(11)));
+    let all: Vec<Value> = files.iter().flat_map(|f| records(f)).collect();
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, seen.iter().map(String::as_str).collect::<Vec<_>>());
+    // The first record of the second run links to the last of the first.
+    assert_eq!(all[6]["prev"], all[5]["hash"]);
+    assert_eq!(all[6]["seq"], 6);
+}
+
+/// An upstream that answers `GET /customers/{id}` only when the test opens
+/// the gate, and reports each arrival.
+async fn gated_upstream() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<()>,
+    Arc<Semaphore>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (tx, g) = (tx.clone(), g.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let (tx, g) = (tx.clone(), g.clone());
+                    async move {
+                        let _ = tx.send(());
+                        let _open = g.acquire().await;
+                        let body =
+                            r#"{"id":"c-1001","name":"Ann Lee","phone":"+86 138 0000 1111"}"#;
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx, gate, task)
+}
+
+async fn arrived(rx: &mut mpsc::UnboundedReceiver<()>) {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+}
+
+fn status_2xx(recs: &[Value]) -> usize {
+    recs.iter()
+        .filter(|r| (200..300).contains(&r["status"].as_u64().unwrap()))
+        .count()
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_when_the_queue_is_full_and_loses_nothing_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let (up, mut arrivals, gate, task) = gated_upstream().await;
+    let mut s = settings(file.clone());
+    s.queue_capacity = 2;
+    s.on_full = OnFull::FailClosed;
+    let mut a: Audited = start_audited_in_front_of(up, s, |_| {}, vec![task]).await;
+    let tok = token("customer", "c-1001", false, None);
+    let h = &a.h;
+    let (r1, r2, r3) = tokio::join!(
+        h.get("/customers/c-1001", &tok),
+        h.get("/customers/c-1001", &tok),
+        async {
+            arrived(&mut arrivals).await;
+            arrived(&mut arrivals).await;
+            // Both slots are held by requests in flight.
+            let r3 = h.get("/customers/c-1001", &tok).await;
+            gate.add_permits(100);
+            r3
+        }
+    );
+    assert_eq!((r1.status, r2.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(r3.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r3.json()["error"], "audit_unavailable");
+    assert!(
+        arrivals.try_recv().is_err(),
+        "the refused request never reached the upstream"
+    );
+    let m = a.scrape().await;
+    assert_eq!(
+        m.value(
+            "fieldguard_audit_refused_requests_total",
+            &[("reason", "queue_full")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value("fieldguard_audit_records_lost_total", &[]), 1.0);
+    a.drain().await;
+    let recs = records(&file);
+    assert_eq!(status_2xx(&recs), 2, "every 2xx answer has its record");
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        a.scrape()
+            .await
+            .value("fieldguard_audit_records_written_total", &[]),
+        2.0
+    );
+    verify(&[file]).unwrap();
+}
+
+#[tokio::test]
+async fn wait_applies_backpressure_then_refuses_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let (up, mut arrivals, gate, task) = gated_upstream().await;
+    let mut s = settings(file.clone());
+    s.queue_capacity = 1;
+    s.on_full = OnFull::Wait;
+    s.wait_timeout = Duration::from_secs(30);
+    let mut a = start_audited_in_front_of(up, s, |_| {}, vec![task]).await;
+    let tok = token("customer", "c-1001", false, None);
+    let h = &a.h;
+    let (r1, r2) = tokio::join!(h.get("/customers/c-1001", &tok), async {
+        arrived(&mut arrivals).await;
+        let second = h.get("/customers/c-1001", &tok);
+        tokio::pin!(second);
+        // The second request waits for the first one's slot: it has not
+        // reached the upstream while the first is held.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut second)
+                .await
+                .is_err()
+        );
+        assert!(arrivals.try_recv().is_err());
+        gate.add_permits(100);
+        second.await
+    });
+    assert_eq!((r1.status, r2.status), (StatusCode::OK, StatusCode::OK));
+    a.drain().await;
+    let recs = records(&file);
+    assert_eq!((recs.len(), status_2xx(&recs)), (2, 2));
+
+    // With a short wait, a request that finds no slot in time gets 503.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let (up, mut arrivals, gate, task) = gated_upstream().await;
+    let mut s = settings(file.clone());
+    s.queue_capacity = 1;
+    s.wait_timeout = Duration::from_millis(50);
+    let mut a = start_audited_in_front_of(up, s, |_| {}, vec![task]).await;
+    let h = &a.h;
+    let (r1, r2) = tokio::join!(h.get("/customers/c-1001", &tok), async {
+        arrived(&mut arrivals).await;
+        let r2 = h.get("/customers/c-1001", &tok).await;
+        gate.add_permits(100);
+        r2
+    });
+    assert_eq!(
+        (r1.status, r2.status),
+        (StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(
+        a.scrape().await.value(
+            "fieldguard_audit_refused_requests_total",
+            &[("reason", "queue_full")]
+        ),
+        1.0
+    );
+    a.drain().await;
+    // The 503's record found room once the first was written, or was counted lost.
+    let recs = records(&file);
+    assert_eq!(status_2xx(&recs), 1);
+}
+
+async fn wait_ready(a: &Audited, ready: bool) {
+    for _ in 0..500 {
+        let r = a.admin_get("/readyz").await;
+        if (r.status == 200) == ready {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "/readyz never became {}",
+        if ready { "ready" } else { "unready" }
+    );
+}
+
+#[tokio::test]
+async fn a_failing_sink_refuses_requests_until_it_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("audit.log");
+    let mut s = settings(file.clone());
+    // Rotate before every record, so the writer has to reach the folder.
+    s.max_file_bytes = 1;
+    s.max_files = 1000;
+    let mut a = start_audited(s).await;
+    let tok = token("customer", "c-1001", false, None);
+    assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    wait_ready(&a, true).await;
+
+    // The log folder is replaced by a file (ENOTDIR for every path in it;
+    // permissions would not do, tests may run as root).
+    let moved = tmp.path().join("logs-old");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, b"").unwrap();
+    // This request was served before the failure was known; its record
+    // waits in the writer until the sink recovers.
+    assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    wait_ready(&a, false).await;
+    let refused = a.h.get("/customers/c-1001", &tok).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["error"], "audit_unavailable");
+    let m = a.scrape().await;
+    assert!(m.value("fieldguard_audit_write_failures_total", &[]) >= 1.0);
+    assert_eq!(m.value("fieldguard_audit_sink_up", &[]), 0.0);
+    assert_eq!(
+        m.value(
+            "fieldguard_audit_refused_requests_total",
+            &[("reason", "sink_failed")]
+        ),
+        1.0
+    );
+
+    // The operator fixes it: the folder is back.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    wait_ready(&a, true).await;
+    assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    a.drain().await;
+    assert_eq!(a.scrape().await.value("fieldguard_audit_sink_up", &[]), 1.0);
+
+    // One chain across the moved-away file and the new ones, with every
+    // served request in it and the refused one too.
+    let mut files = vec![moved.join("audit.log")];
+    files.extend(chain_files(&file));
+    let report = verify(&files).unwrap();
+    assert_eq!(report.records, 4);
+    let recs: Vec<Value> = files.iter().flat_map(|f| records(f)).collect();
+    assert_eq!(status_2xx(&recs), 3);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["refusal"] == "audit_unavailable")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn demo_writes_its_audit_file_serves_admin_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo-audit.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--audit-file",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut proxy, mut admin, mut audit) = (None, None, None);
+    while proxy.is_none() || admin.is_none() || audit.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("demo printed its banner");
+        let after = |p: &str| line.split_once(p).map(|(_, r)| r.trim().to_string());
+        proxy = proxy
+            .or(after("fieldguard proxy:").map(|u| u.trim_start_matches("http://").to_string()));
+        admin = admin.or(after("admin (metrics, health, policies):").map(|u| {
+            u.trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .to_string()
+        }));
+        audit = audit.or(after("audit log:"));
+    }
+    assert_eq!(audit.unwrap(), file.display().to_string());
+    let h = common::audited::harness_for(proxy.unwrap().parse().unwrap());
+    let tok = token("support_agent", "agent-7", false, None);
+    for _ in 0..3 {
+        assert_eq!(h.get("/customers/c-1001", &tok).await.status, 200);
+    }
+    let client = common::audited::plain_get(&format!("http://{}/readyz", admin.unwrap())).await;
+    assert_eq!(client.0, 200);
+    let pid = child.0.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..3000 {
+        status = child.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = status.expect("demo exited within 30 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    let recs = records(&file);
+    assert_eq!(recs.len(), 3);
+    assert_eq!(verify(&[file]).unwrap().records, 3);
+}

@@ -1,0 +1,427 @@
+//! Metrics and admin endpoints through the real proxy: counters move with
+//! real traffic, the exposition passes `promtool`, and the dashboard and
+//! alerting rules name only metrics the proxy exports.
+
+mod common;
+
+use common::audited::{Audited, start_audited, start_audited_in_front_of};
+use common::{repo_path, token};
+use fieldguard::audit::AuditSettings;
+use http::Method;
+use serde_json::json;
+
+async fn audited() -> (Audited, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_audited(AuditSettings::for_file(dir.path().join("audit.log"))).await;
+    (a, dir)
+}
+
+#[tokio::test]
+async fn counters_move_with_real_traffic() {
+    let (mut a, _dir) = audited().await;
+    let agent = token("support_agent", "agent-7", false, None);
+    let customer = token("customer", "c-1001", false, None);
+    let before = a.scrape().await;
+    assert_eq!(before.value("fieldguard_requests_total", &[]), 0.0);
+
+    for _ in 0..3 {
+        assert_eq!(a.h.get("/customers/c-1001", &agent).await.status, 200);
+    }
+    assert_eq!(a.h.get("/customers/c-1002", &customer).await.status, 403);
+    let anonymous =
+        a.h.send(Method::GET, "/customers/c-1001", None, &[], None)
+            .await;
+    assert_eq!(anonymous.status, 401);
+    let refused =
+        a.h.send_json(
+            Method::PATCH,
+            "/customers/c-1001",
+            &customer,
+            &json!({"name": "Eve", "nickname": "x"}),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let malformed =
+        a.h.send(
+            Method::PATCH,
+            "/customers/c-1001",
+            Some(&customer),
+            &[("content-type", "application/json")],
+            Some(b"{"),
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+    let big = vec![b' '; 70_000];
+    let too_large =
+        a.h.send(
+            Method::PATCH,
+            "/customers/c-1001",
+            Some(&customer),
+            &[("content-type", "application/json")],
+            Some(&big),
+        )
+        .await;
+    assert_eq!(too_large.status, 413);
+
+    let m = a.scrape().await;
+    let read = [("route", "/customers/{id}"), ("action", "customer:read")];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+        read.iter().chain(extra).copied().collect()
+    };
+    assert_eq!(
+        m.value(
+            "fieldguard_requests_total",
+            &with(&[("decision", "allow"), ("status_class", "2xx")])
+        ),
+        3.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_requests_total",
+            &with(&[("decision", "deny"), ("status_class", "4xx")])
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_requests_total",
+            &[("route", "none"), ("status_class", "4xx")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value("fieldguard_requests_total", &[]), 8.0);
+    assert_eq!(
+        m.value("fieldguard_request_duration_seconds_count", &read),
+        4.0
+    );
+    assert_eq!(
+        m.value("fieldguard_upstream_duration_seconds_count", &read),
+        3.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_policy_decisions_total",
+            &[("action", "customer:read"), ("decision", "allow")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_policy_decisions_total",
+            &[("action", "customer:read"), ("decision", "deny")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_policy_evaluation_duration_seconds_count",
+            &[("action", "customer:read")]
+        ),
+        4.0
+    );
+    let field = |f: &'static str, outcome: &'static str| {
+        m.value(
+            "fieldguard_field_outcomes_total",
+            &[
+                ("entity", "Customer"),
+                ("category", "identity"),
+                ("field", f),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(field("phone", "masked"), 3.0);
+    assert_eq!(field("birth_date", "removed"), 3.0);
+    assert_eq!(field("name", "full"), 3.0);
+    assert_eq!(
+        m.value(
+            "fieldguard_identity_failures_total",
+            &[("reason", "missing")]
+        ),
+        1.0
+    );
+    let route = ("route", "/customers/{id}");
+    assert_eq!(
+        m.value(
+            "fieldguard_refused_write_fields_total",
+            &[route, ("reason", "not_permitted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_refused_write_fields_total",
+            &[route, ("reason", "not_collected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_body_rejections_total",
+            &[("direction", "request"), ("reason", "malformed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "fieldguard_body_rejections_total",
+            &[("direction", "request"), ("reason", "too_large")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value("fieldguard_refusals_total", &[("code", "forbidden")]),
+        1.0
+    );
+    let version = a.proxy.runtime.engine.bundle.version.clone();
+    assert_eq!(
+        m.value("fieldguard_policy_set_info", &[("version", &version)]),
+        1.0
+    );
+    assert_eq!(
+        m.value("fieldguard_policy_loads_total", &[("result", "success")]),
+        1.0
+    );
+    assert!(m.value("fieldguard_policy_last_load_success_timestamp_seconds", &[]) > 1.6e9);
+    assert_eq!(m.value("fieldguard_audit_sink_up", &[]), 1.0);
+    assert_eq!(m.value("fieldguard_audit_queue_capacity", &[]), 8192.0);
+
+    a.drain().await;
+    let m = a.scrape().await;
+    assert_eq!(m.value("fieldguard_audit_records_written_total", &[]), 8.0);
+    assert_eq!(m.value("fieldguard_audit_queue_depth", &[]), 0.0);
+    assert_eq!(m.value("fieldguard_audit_write_failures_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn upstream_failures_are_counted_per_route() {
+    // A port with nothing listening.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_audited_in_front_of(
+        closed,
+        AuditSettings::for_file(dir.path().join("audit.log")),
+        |_| {},
+        Vec::new(),
+    )
+    .await;
+    let tok = token("customer", "c-1001", false, None);
+    assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 502);
+    let m = a.scrape().await;
+    assert_eq!(
+        m.value(
+            "fieldguard_upstream_errors_total",
+            &[("route", "/customers/{id}"), ("kind", "unavailable")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value("fieldguard_requests_total", &[("status_class", "5xx")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_policies() {
+    let (a, _dir) = audited().await;
+    let health = a.admin_get("/healthz").await;
+    assert_eq!(
+        (health.status.as_u16(), health.json()),
+        (200, json!({"status": "ok"}))
+    );
+    let ready = a.admin_get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["audit_sink"], "ok");
+    let p = a.admin_get("/policies").await.json();
+    let bundle = &a.proxy.runtime.engine.bundle;
+    assert_eq!(p["version"], bundle.version.as_str());
+    assert_eq!(p["schema_hash"], bundle.schema_hash.as_str());
+    assert!(p["loaded_at"].as_str().unwrap().ends_with('Z'));
+    let ids: Vec<&str> = p["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        bundle.info.keys().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(
+        p["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f.as_str().unwrap().ends_with(".cedar"))
+    );
+    let metrics = a.admin_get("/metrics").await;
+    assert!(
+        metrics.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(a.admin_get("/nope").await.status, 404);
+}
+
+/// `fieldguard_…` names in a text (PromQL in JSON or YAML).
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("fieldguard_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn dashboard_and_alerts_name_only_exported_metrics() {
+    let (a, _dir) = audited().await;
+    let families = a.proxy.metrics.families().to_vec();
+    let exported = |name: &str| {
+        families.iter().any(|f| f == name)
+            || ["_bucket", "_sum", "_count"].iter().any(|s| {
+                name.strip_suffix(s)
+                    .is_some_and(|base| families.iter().any(|f| f == base))
+            })
+    };
+    // What a scrape shows is what `families` says.
+    let tok = token("support_agent", "agent-7", false, None);
+    assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    for name in a.scrape().await.names() {
+        assert!(families.contains(&name), "{name} missing from families()");
+    }
+
+    let dashboard_text =
+        std::fs::read_to_string(repo_path("examples/monitoring/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard_text).unwrap();
+    let mut exprs = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 20);
+    for e in &exprs {
+        let names = metric_names(e);
+        assert!(!names.is_empty(), "query names no fieldguard metric: {e}");
+        for n in names {
+            assert!(
+                exported(&n),
+                "dashboard query uses {n}, which the proxy does not export"
+            );
+        }
+    }
+    let used = metric_names(&dashboard_text);
+    for topic in [
+        "fieldguard_requests_total",
+        "fieldguard_policy_decisions_total",
+        "fieldguard_field_outcomes_total",
+        "fieldguard_request_duration_seconds_bucket",
+        "fieldguard_upstream_duration_seconds_bucket",
+        "fieldguard_policy_loads_total",
+        "fieldguard_audit_sink_up",
+        "fieldguard_audit_queue_depth",
+    ] {
+        assert!(used.iter().any(|u| u == topic), "dashboard lacks {topic}");
+    }
+
+    let alerts = std::fs::read_to_string(repo_path("examples/monitoring/alerts.yaml")).unwrap();
+    let names = metric_names(&alerts);
+    for n in &names {
+        assert!(
+            exported(n),
+            "alert rule uses {n}, which the proxy does not export"
+        );
+    }
+    for needed in [
+        "fieldguard_audit_sink_up",
+        "fieldguard_policy_loads_total",
+        "fieldguard_upstream_errors_total",
+    ] {
+        assert!(names.iter().any(|n| n == needed), "no alert on {needed}");
+    }
+    assert!(alerts.contains("decision=\"deny\""), "no denial-rate alert");
+}
+
+/// `promtool check metrics` on a scrape after real traffic, and `promtool
+/// check rules` on the alerting rules. CI installs
+/// Debian's `prometheus` package and sets FIELDGUARD_REQUIRE_PROMTOOL=1;
+/// elsewhere the check runs when `promtool` is on PATH.
+#[tokio::test]
+async fn scrape_passes_promtool_check_metrics() {
+    let promtool = std::env::var("FIELDGUARD_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let available = std::process::Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var_os("FIELDGUARD_REQUIRE_PROMTOOL").is_none(),
+            "FIELDGUARD_REQUIRE_PROMTOOL is set but `{promtool}` cannot run"
+        );
+        eprintln!("promtool not found: check skipped");
+        return;
+    }
+    let (mut a, _dir) = audited().await;
+    let agent = token("support_agent", "agent-7", false, None);
+    assert_eq!(a.h.get("/customers", &agent).await.status, 200);
+    assert_eq!(a.h.get("/customers/c-1001", "bad").await.status, 401);
+    a.drain().await;
+    let scrape = a.scrape().await;
+    use std::io::Write;
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.0.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The alerting rules: the PrometheusRule's `spec` is a rules file.
+    let alerts = std::fs::read_to_string(repo_path("examples/monitoring/alerts.yaml")).unwrap();
+    let (_, spec) = alerts
+        .split_once("\nspec:\n")
+        .expect("a PrometheusRule with spec");
+    let rules: String = spec
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
