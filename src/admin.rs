@@ -56,7 +56,12 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, &req)) }
+                async move {
+                    if req.uri().path() == "/reload" && req.method() == Method::POST {
+                        return Ok::<_, Infallible>(reload(proxy).await);
+                    }
+                    Ok::<_, Infallible>(handle(&proxy, &req))
+                }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -68,7 +73,37 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
     }
 }
 
+/// `POST /reload`: rebuild and swap the runtime; 422 with the reason (and
+/// the version still serving) when the new files are invalid.
+async fn reload(proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
+    // Rebuilding parses and validates every file: off the async workers.
+    let p = proxy.clone();
+    let result = tokio::task::spawn_blocking(move || p.reload(crate::reload::Trigger::Admin))
+        .await
+        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+    match result {
+        Ok(version) => json(
+            StatusCode::OK,
+            &serde_json::json!({"reloaded": true, "version": version}),
+        ),
+        Err(error) => json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({
+                "reloaded": false,
+                "error": error,
+                "active_version": proxy.runtime().engine.bundle.version,
+            }),
+        ),
+    }
+}
+
 fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/reload" {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed", "message": "use POST /reload"}),
+        );
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -105,7 +140,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 &serde_json::json!({
                     "ready": ready,
                     "policies": "loaded",
-                    "policy_version": proxy.runtime.engine.bundle.version,
+                    "policy_version": proxy.runtime().engine.bundle.version,
                     "audit_sink": audit,
                 }),
             )
@@ -119,7 +154,8 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 fn policies(proxy: &Proxy) -> serde_json::Value {
-    let b = &proxy.runtime.engine.bundle;
+    let rt = proxy.runtime();
+    let b = &rt.engine.bundle;
     let name = |p: &std::path::Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -137,10 +173,16 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
             })
         })
         .collect();
+    let last = proxy.last_reload();
     serde_json::json!({
+        "last_reload": {
+            "at": last.at.map(crate::audit::time::rfc3339_millis),
+            "attempts": last.attempts,
+            "error": last.error,
+        },
         "version": b.version,
         "schema_hash": b.schema_hash,
-        "loaded_at": crate::audit::time::rfc3339_millis(proxy.loaded_at),
+        "loaded_at": crate::audit::time::rfc3339_millis(rt.loaded_at),
         "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
         "policies": list,
     })

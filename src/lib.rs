@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod redact;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod service;

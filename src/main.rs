@@ -64,6 +64,10 @@ enum Command {
         /// Admin listener: /metrics, /healthz, /readyz, /policies.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
+        /// Policy folder to use instead of the reference policies (hot
+        /// reloaded); its `schema.cedarschema`, if any, replaces the schema.
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Audit-trail tools.
     Audit {
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             config,
             audit_file,
             admin_listen,
+            policies,
         } => runtime().and_then(|rt| {
             rt.block_on(demo::run(DemoOptions {
                 listen,
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
                 config: config.unwrap_or_else(demo::default_config_path),
                 audit_file,
                 admin_listen,
+                policies,
             }))
         }),
         Command::Audit {
@@ -321,10 +327,11 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     let (proxy, audit_writer) = service::attach_audit(proxy, &audit_settings)?;
     let proxy = Arc::new(proxy);
+    let _watcher = service::start_reloading(&proxy, config_path.clone(), Box::new(|_| {}))?;
     let (admin, admin_task) = service::spawn_admin(admin_address, proxy.clone()).await?;
     eprintln!("fieldguard admin on http://{admin} (/metrics /healthz /readyz /policies)");
-    let tls = match &proxy.runtime.config.config.tls {
-        Some(t) => Some(ServerTls::load(t, &proxy.runtime.config).map_err(|e| e.to_string())?),
+    let tls = match &proxy.runtime().config.config.tls {
+        Some(t) => Some(ServerTls::load(t, &proxy.runtime().config).map_err(|e| e.to_string())?),
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -91,3 +91,24 @@ pub async fn serve_until_shutdown(
     writer.shutdown().await;
     result.and(drained)
 }
+
+/// Makes the proxy reloadable from `config` (after `adjust`), starts the
+/// file watcher when the config asks for it, and reloads on SIGHUP. The
+/// returned watcher must live as long as the process serves.
+pub fn start_reloading(
+    proxy: &Arc<Proxy>,
+    config: std::path::PathBuf,
+    adjust: crate::reload::Adjust,
+) -> Result<Option<notify::RecommendedWatcher>, String> {
+    proxy.set_reload_source(config, adjust);
+    tokio::spawn(crate::reload::reload_on_sighup(proxy.clone()));
+    let reload = proxy.runtime().config.config.reload.clone();
+    if !reload.watch {
+        return Ok(None);
+    }
+    crate::reload::watch(
+        proxy.clone(),
+        std::time::Duration::from_millis(reload.debounce_ms),
+    )
+    .map(Some)
+}

@@ -38,6 +38,9 @@ pub struct Config {
     /// The operators' listener: metrics, health, loaded policies.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
+    /// Hot reload of this file, the schema and the policies.
+    #[serde(default)]
+    pub reload: ReloadConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,4 +379,30 @@ pub enum MaskConfig {
 
 fn default_mask_char() -> char {
     '*'
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch the config file, the policy folder and the schema for changes.
+    /// SIGHUP and `POST /reload` (admin listener) work either way.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet period after a change before reloading (one change often
+    /// writes several files).
+    #[serde(default = "default_reload_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce_ms: default_reload_debounce_ms(),
+        }
+    }
+}
+
+fn default_reload_debounce_ms() -> u64 {
+    300
 }

@@ -32,6 +32,8 @@ pub struct DemoOptions {
     pub audit_file: Option<PathBuf>,
     /// Admin listener (metrics, health, policies).
     pub admin_listen: SocketAddr,
+    /// Another policy folder (hot reloaded), e.g. a team's changes.
+    pub policies: Option<PathBuf>,
 }
 
 /// One role of the reference table, as the demo hands out tokens for it.
@@ -132,6 +134,32 @@ pub fn token_for_config(
     )
 }
 
+/// What the demo changes in the config it loads (and again on every
+/// reload): its own addresses and, optionally, another policy folder.
+fn demo_adjustments(
+    shop: SocketAddr,
+    listen: SocketAddr,
+    policies: Option<PathBuf>,
+) -> Result<crate::reload::Adjust, String> {
+    let policies = policies
+        .map(|p| {
+            p.canonicalize()
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .transpose()?;
+    Ok(Box::new(move |loaded: &mut config::LoadedConfig| {
+        loaded.config.upstream.url.value = format!("http://{shop}");
+        loaded.config.listeners = vec![ListenerConfig { address: listen }];
+        if let Some(dir) = &policies {
+            loaded.config.policies.directory = dir.clone();
+            let schema = dir.join("schema.cedarschema");
+            if schema.is_file() {
+                loaded.config.policies.schema = schema;
+            }
+        }
+    }))
+}
+
 /// Starts the shop and the proxy and serves until the process is stopped.
 pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let shop_listener = TcpListener::bind(opts.upstream_listen)
@@ -146,10 +174,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     });
 
     let mut loaded = config::load(&opts.config).map_err(|e| e.to_string())?;
-    loaded.config.upstream.url.value = format!("http://{shop_addr}");
-    loaded.config.listeners = vec![ListenerConfig {
-        address: opts.listen,
-    }];
+    let adjust = demo_adjustments(shop_addr, opts.listen, opts.policies.clone())?;
+    adjust(&mut loaded);
     let mut audit = crate::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
     audit.file = Some(match opts.audit_file {
         Some(f) => f,
@@ -161,6 +187,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     let (proxy, audit_writer) = crate::service::attach_audit(proxy, &audit)?;
     let proxy = Arc::new(proxy);
+    let _watcher = crate::service::start_reloading(&proxy, opts.config.clone(), adjust)?;
     let (admin_addr, admin_task) =
         crate::service::spawn_admin(opts.admin_listen, proxy.clone()).await?;
     let listener = TcpListener::bind(opts.listen)

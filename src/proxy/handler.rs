@@ -37,7 +37,7 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
-    let rt = proxy.runtime.clone();
+    let rt = proxy.runtime();
     let request_id = headers::request_id(req.headers());
     let mut ex = Exchange::new(request_id, peer, req.method().clone());
     // No audit slot, no service: nothing reaches the upstream unaudited.
@@ -69,7 +69,7 @@ pub(super) fn refuse(
     peer: SocketAddr,
     refusal: Refusal,
 ) -> Response<ProxyBody> {
-    let rt = proxy.runtime.clone();
+    let rt = proxy.runtime();
     let mut ex = Exchange::new(
         headers::request_id(req.headers()),
         peer,

@@ -24,14 +24,16 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Shared state of a running proxy.
 pub struct Proxy {
-    pub runtime: Arc<Runtime>,
+    /// The active runtime. A reload swaps it whole; a request keeps the
+    /// one it started with until it finishes.
+    runtime: arc_swap::ArcSwap<Runtime>,
+    /// Where reloads rebuild the runtime from, and how the last one went.
+    pub(crate) reload: crate::reload::ReloadState,
     upstream: Upstream,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The audit trail; `None` only for proxies built without one (library
     /// users, tests): `fieldguard run` and `demo` always attach one.
     pub audit: Option<crate::audit::AuditLog>,
-    /// When the policy set in `runtime` was loaded (`/policies`).
-    pub loaded_at: std::time::SystemTime,
 }
 
 impl Proxy {
@@ -40,15 +42,25 @@ impl Proxy {
         let upstream = Upstream::new(&runtime.config, &base)?;
         let metrics = crate::metrics::Metrics::new()
             .map_err(|e| ConfigError::file(&runtime.config.file, format!("metrics: {e}")))?;
-        let loaded_at = std::time::SystemTime::now();
-        metrics.policy_loaded(&runtime, loaded_at);
+        metrics.policy_loaded(&runtime, runtime.loaded_at);
         Ok(Self {
-            runtime: Arc::new(runtime),
+            runtime: arc_swap::ArcSwap::from_pointee(runtime),
+            reload: Default::default(),
             upstream,
             metrics: Arc::new(metrics),
             audit: None,
-            loaded_at,
         })
+    }
+
+    /// The active runtime (policies, routes, catalogue, identity).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Makes `runtime` the active one; requests in flight finish on theirs.
+    pub(crate) fn swap_runtime(&self, runtime: Runtime) {
+        self.metrics.policy_loaded(&runtime, runtime.loaded_at);
+        self.runtime.store(Arc::new(runtime));
     }
 
     /// Attaches the audit trail: from then on every request needs a slot in

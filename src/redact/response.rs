@@ -5,6 +5,7 @@ use super::{Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::policy::{Decider, FieldAction, ResourceRef};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Why a body could not be filtered. Either way nothing is passed on.
@@ -204,6 +205,10 @@ impl RecordCtx<'_, '_> {
     /// Visits the catalogued keys of `map` (not every key: uncatalogued
     /// subtrees pass unchanged without being walked).
     fn walk_object(&mut self, map: &mut Map<String, Value>, node: &FieldNode) {
+        // Keys to remove, removed together at the end: removing one key
+        // from an order-preserving map shifts (and re-indexes) all later
+        // keys, and most of a record's keys may go.
+        let mut removed: SmallVec<[&str; 16]> = SmallVec::new();
         for (key, child) in &node.children {
             let Some(value) = map.get_mut(key.as_ref()) else {
                 continue;
@@ -223,7 +228,7 @@ impl RecordCtx<'_, '_> {
                         continue;
                     }
                     Outcome::Removed => {
-                        map.shift_remove(key.as_ref());
+                        removed.push(key.as_ref());
                         continue;
                     }
                 }
@@ -234,9 +239,12 @@ impl RecordCtx<'_, '_> {
                 // An object emptied by removals goes too: `"payment": {}` would
                 // only say that something was hidden.
                 if had_keys && value.as_object().is_some_and(|o| o.is_empty()) {
-                    map.shift_remove(key.as_ref());
+                    removed.push(key.as_ref());
                 }
             }
+        }
+        if !removed.is_empty() {
+            map.retain(|k, _| !removed.contains(&k.as_str()));
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Runtime {
     pub routes: Vec<Arc<Route>>,
     pub unmatched: UnmatchedPolicy,
     pub limits: LimitsConfig,
+    /// When this runtime was built (shown by `/policies`).
+    pub loaded_at: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -71,6 +73,7 @@ impl Runtime {
             unmatched: cfg.unmatched,
             limits: cfg.limits.clone(),
             config: loaded,
+            loaded_at: std::time::SystemTime::now(),
         })
     }
 }

@@ -1,0 +1,230 @@
+//! Hot reload of the configuration, schema and policies, without a restart.
+//!
+//! Triggers: a change under the watched files and folders (`notify`; a
+//! Kubernetes ConfigMap's `..data` symlink swap shows up as a change in its
+//! folder), SIGHUP, and `POST /reload` on the admin listener. A reload
+//! builds a complete [`Runtime`] first and swaps it in only if everything
+//! is valid; requests in flight finish on the runtime they started with. A
+//! bad change keeps the last good set running, and its error (file, line,
+//! reason) is logged, counted and shown by `/policies`.
+//!
+//! What a reload does not change: listeners, TLS, the upstream, the admin
+//! listener and the audit sink are bound at start; changes to them are
+//! logged as needing a restart.
+
+use crate::config::{self, LoadedConfig};
+use crate::proxy::Proxy;
+use crate::runtime::Runtime;
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Adjusts a freshly read config before it is built (the demo overrides its
+/// addresses and policy folder this way).
+pub type Adjust = Box<dyn Fn(&mut LoadedConfig) + Send + Sync>;
+
+#[derive(Default)]
+pub struct ReloadState {
+    source: Mutex<Option<Source>>,
+    last: Mutex<LastReload>,
+}
+
+struct Source {
+    config: PathBuf,
+    adjust: Adjust,
+}
+
+/// The outcome of the most recent reload attempt.
+#[derive(Debug, Clone, Default)]
+pub struct LastReload {
+    pub at: Option<SystemTime>,
+    /// `file:line: reason` of the last failed attempt, cleared by a success.
+    pub error: Option<String>,
+    pub attempts: u64,
+}
+
+/// Why a reload was asked for (for logs).
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Watch,
+    Signal,
+    Admin,
+}
+
+impl Proxy {
+    /// Remembers where the runtime came from, so it can be rebuilt.
+    pub fn set_reload_source(&self, config: PathBuf, adjust: Adjust) {
+        if let Ok(mut s) = self.reload.source.lock() {
+            *s = Some(Source { config, adjust });
+        }
+    }
+
+    pub fn last_reload(&self) -> LastReload {
+        self.reload
+            .last
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds and swaps the runtime. Watch-triggered reloads skip sets
+    /// identical to the active one; explicit ones always rebuild. Returns
+    /// the active policy version.
+    pub fn reload(&self, trigger: Trigger) -> Result<String, String> {
+        let built = {
+            let source = self
+                .reload
+                .source
+                .lock()
+                .map_err(|_| "reload state poisoned")?;
+            let Some(src) = source.as_ref() else {
+                return Err("this proxy has no configuration file to reload from".into());
+            };
+            config::load(&src.config).and_then(|mut loaded| {
+                (src.adjust)(&mut loaded);
+                Runtime::build(loaded)
+            })
+        };
+        let mut last = self
+            .reload
+            .last
+            .lock()
+            .map_err(|_| "reload state poisoned")?;
+        last.attempts += 1;
+        last.at = Some(SystemTime::now());
+        match built {
+            Ok(rt) => {
+                let active = self.runtime();
+                if matches!(trigger, Trigger::Watch) && same_set(&active, &rt) {
+                    last.error = None;
+                    return Ok(active.engine.bundle.version.clone());
+                }
+                warn_restart_only(&active.config, &rt.config);
+                let version = rt.engine.bundle.version.clone();
+                self.swap_runtime(rt);
+                last.error = None;
+                tracing::info!(?trigger, version, "policies reloaded");
+                Ok(version)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(
+                    ?trigger,
+                    "reload refused, the previous set keeps serving: {msg}"
+                );
+                self.metrics.policy_load_failed();
+                last.error = Some(msg.clone());
+                Err(msg)
+            }
+        }
+    }
+}
+
+/// Same policies, schema and configuration text: nothing to swap.
+fn same_set(a: &Runtime, b: &Runtime) -> bool {
+    a.engine.bundle.version == b.engine.bundle.version
+        && std::fs::read(&a.config.file).ok() == std::fs::read(&b.config.file).ok()
+        && format!("{:?}", a.config.config) == format!("{:?}", b.config.config)
+}
+
+fn warn_restart_only(old: &LoadedConfig, new: &LoadedConfig) {
+    let (o, n) = (&old.config, &new.config);
+    let changed = [
+        (
+            "listeners",
+            format!("{:?}", o.listeners) != format!("{:?}", n.listeners),
+        ),
+        (
+            "upstream",
+            format!("{:?}", o.upstream) != format!("{:?}", n.upstream),
+        ),
+        ("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls)),
+        (
+            "admin",
+            format!("{:?}", o.admin) != format!("{:?}", n.admin),
+        ),
+        (
+            "audit",
+            format!("{:?}", o.audit) != format!("{:?}", n.audit),
+        ),
+    ];
+    for (section, differs) in changed {
+        if differs {
+            tracing::warn!("`{section}` changed: it takes effect on restart, not on reload");
+        }
+    }
+}
+
+/// What a change under which reloads: the config file's folder, the policy
+/// folder and the schema's folder (folders, so symlink swaps are seen).
+fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
+    let cfg = &rt.config;
+    let folder = |p: &Path| {
+        p.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    };
+    let mut paths = vec![
+        folder(&cfg.file),
+        cfg.resolve(&cfg.config.policies.directory),
+        folder(&cfg.resolve(&cfg.config.policies.schema)),
+    ];
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Watches the files the runtime came from and reloads on change, after a
+/// short quiet period (editors and ConfigMap updates write several files).
+/// The returned watcher must be kept alive.
+pub fn watch(proxy: Arc<Proxy>, debounce: Duration) -> Result<notify::RecommendedWatcher, String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch files: {e}"))?;
+    for path in watched_paths(&proxy.runtime()) {
+        watcher
+            .watch(&path, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Quiet period: absorb the burst of events of one change.
+            loop {
+                match tokio::time::timeout(debounce, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let p = proxy.clone();
+            let _ = tokio::task::spawn_blocking(move || p.reload(Trigger::Watch)).await;
+        }
+    });
+    Ok(watcher)
+}
+
+/// Reloads on every SIGHUP until the task is dropped.
+pub async fn reload_on_sighup(proxy: Arc<Proxy>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; reload with POST /reload instead");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let p = proxy.clone();
+            let _ = tokio::task::spawn_blocking(move || p.reload(Trigger::Signal)).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = proxy;
+        std::future::pending::<()>().await;
+    }
+}
