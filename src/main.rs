@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         policies: Option<PathBuf>,
     },
+    /// Serve only the demo shop (the unprotected upstream), e.g. as a
+    /// standalone upstream for benchmarks.
+    Shop {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// Customers to generate (c-1001 onwards).
+        #[arg(long, default_value_t = fieldguard::demo::data::DEMO_CUSTOMERS)]
+        customers: usize,
+    },
     /// Audit-trail tools.
     Audit {
         #[command(subcommand)]
@@ -161,6 +170,9 @@ fn main() -> ExitCode {
                 policies,
             }))
         }),
+        Command::Shop { listen, customers } => {
+            runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers)))
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -286,11 +298,48 @@ fn init_logging() {
         .init();
 }
 
+/// Environment variable that fixes the number of async worker threads, so
+/// an operator can size fieldguard like `worker_processes` in nginx or
+/// `--concurrency` in Envoy (default: one per CPU core).
+const WORKER_THREADS_ENV: &str = "FIELDGUARD_WORKER_THREADS";
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads(std::env::var(WORKER_THREADS_ENV).ok().as_deref())? {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Parses `FIELDGUARD_WORKER_THREADS`; unset or empty means the default. A
+/// value that is not a positive number stops start-up rather than being
+/// silently replaced.
+fn worker_threads(value: Option<&str>) -> Result<Option<usize>, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{WORKER_THREADS_ENV}={v:?}: expected a number of threads from 1 to 1024"
+            )),
+        },
+    }
+}
+
+/// `fieldguard shop`: the demo shop alone, until the process is stopped.
+async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("demo shop ({customers} customers) listening on http://{addr}");
+    let shop = fieldguard::demo::shop::Shop::new(customers);
+    fieldguard::demo::shop::serve(listener, shop)
+        .await
+        .map_err(|e| format!("demo shop stopped: {e}"))
 }
 
 /// Verifies audit log files; prints what verified, or names the bad record.
@@ -345,4 +394,20 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
     service::serve_until_shutdown(&server, tasks, audit_writer).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_threads;
+
+    #[test]
+    fn worker_threads_setting() {
+        assert_eq!(worker_threads(None), Ok(None));
+        assert_eq!(worker_threads(Some(" ")), Ok(None));
+        assert_eq!(worker_threads(Some("1")), Ok(Some(1)));
+        assert_eq!(worker_threads(Some(" 4 ")), Ok(Some(4)));
+        for bad in ["0", "-1", "two", "1.5", "100000"] {
+            assert!(worker_threads(Some(bad)).is_err(), "{bad} accepted");
+        }
+    }
 }

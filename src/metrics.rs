@@ -44,6 +44,7 @@ pub struct Metrics {
     body_rejections: IntCounterVec,
     upstream_errors: IntCounterVec,
     refusals: IntCounterVec,
+    shadow_events: IntCounterVec,
     policy_info: IntGaugeVec,
     policy_loads: IntCounterVec,
     policy_last_success: Gauge,
@@ -172,6 +173,12 @@ impl Metrics {
             audit.refused_requests.with_label_values(&[reason]);
         }
         let m = Self {
+            shadow_events: counter(
+                &r,
+                "fieldguard_shadow_events_total",
+                "Decisions computed but not enforced: would_deny, would_redact and would_refuse (shadow mode), and disagreements of an observed policy set (shadow policy files, candidate set).",
+                &["route", "action", "kind", "event"],
+            )?,
             requests: counter(
                 &r,
                 "fieldguard_requests_total",
@@ -312,6 +319,21 @@ impl Metrics {
     pub fn observe(&self, ex: &Exchange, rt: &Runtime) {
         let route = ex.route.as_deref().unwrap_or(NO_ROUTE);
         let action = ex.action.as_deref().unwrap_or(NO_ROUTE);
+        if let Some(s) = &ex.shadow {
+            let events = [
+                ("would_deny", s.would_deny.is_some()),
+                ("would_redact", s.would_redact.is_some()),
+                ("would_refuse", !s.would_refuse_fields.is_empty()),
+                ("disagreement", !s.disagreements.is_empty()),
+            ];
+            for (event, happened) in events {
+                if happened {
+                    self.shadow_events
+                        .with_label_values(&[route, action, s.kind, event])
+                        .inc();
+                }
+            }
+        }
         let class = status_class(ex.status);
         self.requests
             .with_label_values(&[route, action, ex.decision_label(), class])

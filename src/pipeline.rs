@@ -5,7 +5,7 @@
 
 use crate::catalogue::AttrValue;
 use crate::identity::Principal;
-use crate::policy::{RequestDecision, RequestPrincipal, ResourceRef};
+use crate::policy::{Engine, RequestDecision, RequestPrincipal, ResourceRef};
 use crate::proxy::errors::{Refusal, Stop};
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
@@ -40,6 +40,8 @@ pub struct Decided<'rt> {
     pub resource_id: String,
     resource_values: Vec<AttrValue>,
     pub decision: RequestDecision,
+    /// The policy set that decided, and decides this request's bodies.
+    pub engine: &'rt Engine,
 }
 
 /// The request-level decision. `Err` carries the refusal and, when Cedar
@@ -49,8 +51,23 @@ pub fn decide<'rt>(
     m: &Match<'rt, Arc<Route>>,
     principal: &Principal,
 ) -> Result<Decided<'rt>, (Stop, Option<RequestDecision>)> {
+    let decided = evaluate(&rt.engine, m, principal).map_err(|stop| (stop, None))?;
+    if !decided.decision.allowed {
+        return Err((Stop::from(Refusal::Forbidden), Some(decided.decision)));
+    }
+    Ok(decided)
+}
+
+/// The request-level decision of `engine`, allowed or not (shadow mode and
+/// observed policy sets need the denied ones too). `Err` only when no
+/// decision could be made.
+pub fn evaluate<'rt>(
+    engine: &'rt Engine,
+    m: &Match<'rt, Arc<Route>>,
+    principal: &Principal,
+) -> Result<Decided<'rt>, Stop> {
     let route: &'rt Route = m.value;
-    let internal = || (Stop::from(Refusal::Internal), None);
+    let internal = || Stop::from(Refusal::Internal);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
         tracing::warn!("principal entity failed: {e}");
         internal()
@@ -59,10 +76,7 @@ pub fn decide<'rt>(
     let (resource_id, resource_values) = rule.resolve(&m.params);
     let resource = crate::policy::resource_for(rule, &resource_id, &resource_values)
         .map_err(|_| internal())?;
-    let decision = rt.engine.decide_request(&who, &route.action, resource);
-    if !decision.allowed {
-        return Err((Stop::from(Refusal::Forbidden), Some(decision)));
-    }
+    let decision = engine.decide_request(&who, &route.action, resource);
     Ok(Decided {
         route,
         who,
@@ -70,6 +84,7 @@ pub fn decide<'rt>(
         resource_id,
         resource_values,
         decision,
+        engine,
     })
 }
 
@@ -113,7 +128,7 @@ pub fn check_request_body(
         sources: &rule.sources,
         values: &d.resource_values,
     };
-    let mut decider = rt.engine.decider(&d.who);
+    let mut decider = d.engine.decider(&d.who);
     let refused = check_write(&mut doc, rules, &mut decider, &rt.catalogue, &target);
     if refused.is_empty() {
         return Ok(());
@@ -136,7 +151,7 @@ pub fn filter_response_body(
 ) -> Result<Vec<u8>, Stop> {
     let unreadable = || Stop::from(Refusal::UnreadableResponse);
     let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
-    let mut decider = rt.engine.decider(&d.who);
+    let mut decider = d.engine.decider(&d.who);
     filter_response(
         &mut doc,
         &d.route.response,

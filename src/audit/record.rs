@@ -56,11 +56,38 @@ pub struct AuditRecord {
     /// Route template (never the raw path), null when no route matched.
     pub route: Option<String>,
     pub seq: u64,
+    /// Shadow mode and observed policy sets: what was computed but not
+    /// enforced (`would_deny`, `would_redact`) and every disagreement.
+    pub shadow: Option<ShadowRecord>,
     /// Status sent to the client.
     pub status: u16,
     pub time: String,
     pub upstream_status: Option<u16>,
     pub v: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowRecord {
+    pub disagreements: Vec<DisagreementRecord>,
+    /// `shadow`, `shadow_policies` or `candidate`.
+    pub kind: &'static str,
+    pub observed_version: Option<String>,
+    pub would_deny: Option<WouldDenyRecord>,
+    pub would_redact: Option<BodyRecord>,
+    pub would_refuse_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DisagreementRecord {
+    pub enforced: String,
+    pub observed: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WouldDenyRecord {
+    pub policies: Vec<String>,
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +205,30 @@ impl AuditRecord {
             response_body: ex.filter.as_ref().map(|f| body_record(f, rt)),
             route: ex.route.clone(),
             seq: 0,
+            shadow: ex.shadow.as_ref().map(|s| ShadowRecord {
+                disagreements: s
+                    .disagreements
+                    .iter()
+                    .map(|d| DisagreementRecord {
+                        enforced: d.enforced.clone(),
+                        observed: d.observed.clone(),
+                        subject: truncate(&d.subject, MAX_FIELD_NAME),
+                    })
+                    .collect(),
+                kind: s.kind,
+                observed_version: s.observed_version.clone(),
+                would_deny: s.would_deny.as_ref().map(|w| WouldDenyRecord {
+                    policies: w.policies.clone(),
+                    reason: w.reason,
+                }),
+                would_redact: s.would_redact.as_ref().map(|f| body_record(f, rt)),
+                would_refuse_fields: s
+                    .would_refuse_fields
+                    .iter()
+                    .take(MAX_REFUSED_FIELDS)
+                    .map(|f| truncate(f, MAX_FIELD_NAME))
+                    .collect(),
+            }),
             status: ex.status,
             time: rfc3339_millis(ex.time),
             upstream_status: ex.upstream_status,
@@ -307,6 +358,7 @@ mod tests {
             }),
             route: Some("/customers/{id}".into()),
             seq: 3,
+            shadow: None,
             status: 200,
             time: "2025-01-01T00:00:00.000Z".into(),
             upstream_status: Some(200),

@@ -27,6 +27,11 @@ pub struct Config {
     /// explicitly chooses `passthrough`.
     #[serde(default)]
     pub unmatched: UnmatchedPolicy,
+    /// Shadow mode for everything: decisions and redactions are computed and
+    /// audited (`would_deny`, `would_redact`) but not enforced. For putting
+    /// fieldguard in front of a live legacy API on day one.
+    #[serde(default)]
+    pub shadow: bool,
     pub routes: Vec<RouteConfig>,
     /// The field catalogue, by Cedar entity type.
     #[serde(default)]
@@ -183,6 +188,21 @@ pub struct PoliciesConfig {
     pub directory: PathBuf,
     /// The one Cedar schema (`.cedarschema`) every policy is validated against.
     pub schema: PathBuf,
+    /// Policy files (names in `directory`) evaluated and audited beside the
+    /// others but not enforced: how a new rule is tried on live traffic.
+    #[serde(default)]
+    pub shadow_files: Vec<String>,
+    /// A whole candidate policy set decided beside the active one; only the
+    /// active one is enforced, every disagreement is audited and counted.
+    pub candidate: Option<CandidateConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    pub directory: PathBuf,
+    /// Defaults to the active set's schema.
+    pub schema: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -211,6 +231,9 @@ pub struct RouteConfig {
     /// Forward without identity, decision or inspection (public content only).
     #[serde(default)]
     pub passthrough: bool,
+    /// Shadow mode for this route only (see the top-level `shadow`).
+    #[serde(default)]
+    pub shadow: bool,
     /// Cedar action id of the request-level decision (required unless passthrough).
     pub action: Option<Spanned<String>>,
     pub resource: Option<ResourceConfig>,

@@ -36,6 +36,16 @@ pub struct PolicyBundle {
 
 /// Reads, parses and validates the schema and the policy directory.
 pub fn load_bundle(dir: &Path, schema_path: &Path) -> Result<PolicyBundle, ConfigError> {
+    load_bundle_except(dir, schema_path, &[])
+}
+
+/// As [`load_bundle`], leaving out the policy files named in `except`
+/// (file names in `dir`; each must exist).
+pub fn load_bundle_except(
+    dir: &Path,
+    schema_path: &Path,
+    except: &[String],
+) -> Result<PolicyBundle, ConfigError> {
     let schema_text = std::fs::read_to_string(schema_path)
         .map_err(|e| ConfigError::file(schema_path, format!("cannot read schema: {e}")))?;
     let schema = match Schema::from_cedarschema_str(&schema_text) {
@@ -47,7 +57,23 @@ pub fn load_bundle(dir: &Path, schema_path: &Path) -> Result<PolicyBundle, Confi
         }
         Err(e) => return Err(diag_error(schema_path, &schema_text, &e)),
     };
-    let files = policy_files(dir)?;
+    let mut files = policy_files(dir)?;
+    for name in except {
+        if !files
+            .iter()
+            .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
+        {
+            return Err(ConfigError::file(
+                dir,
+                format!("shadow policy file `{name}` is not in the policy directory"),
+            ));
+        }
+    }
+    files.retain(|f| {
+        !except
+            .iter()
+            .any(|n| f.file_name().is_some_and(|x| x == n.as_str()))
+    });
     if files.is_empty() {
         return Err(ConfigError::file(dir, "no *.cedar policy files found"));
     }

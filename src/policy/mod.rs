@@ -8,7 +8,7 @@ mod load;
 
 pub use engine::{Decider, Engine, FieldAction, RequestDecision, ResourceRef};
 pub use entities::RequestPrincipal;
-pub use load::{PolicyBundle, PolicyInfo, load_bundle};
+pub use load::{PolicyBundle, PolicyInfo, load_bundle, load_bundle_except};
 
 use crate::runtime::ResourceRule;
 

@@ -28,6 +28,8 @@ pub struct Exchange {
     pub decision: Option<RequestDecision>,
     /// Time the request-level decision took.
     pub decision_latency: Option<Duration>,
+    /// What shadow mode or an observed policy set would have done.
+    pub shadow: Option<ShadowReport>,
     /// The proxy's own refusal code, when it answered itself.
     pub refusal: Option<&'static str>,
     pub refused_fields: Vec<FieldRefusal>,
@@ -55,6 +57,7 @@ impl Exchange {
             identity_error: None,
             decision: None,
             decision_latency: None,
+            shadow: None,
             refusal: None,
             refused_fields: Vec::new(),
             filter: None,
@@ -75,4 +78,36 @@ impl Exchange {
             "allow"
         }
     }
+}
+
+/// Decisions computed but not enforced: shadow mode (`shadow`), shadow
+/// policy files (`shadow_policies`) or a candidate policy set (`candidate`).
+#[derive(Debug, Default)]
+pub struct ShadowReport {
+    pub kind: &'static str,
+    /// Version of the observed policy set (shadow files or candidate).
+    pub observed_version: Option<String>,
+    /// The request would have been refused: why, and by which policies.
+    pub would_deny: Option<WouldDeny>,
+    /// Write fields that would have been refused.
+    pub would_refuse_fields: Vec<String>,
+    /// What filtering would have done to the response body.
+    pub would_redact: Option<FilterReport>,
+    /// Where the observed set decides differently from the enforced one.
+    pub disagreements: Vec<Disagreement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WouldDeny {
+    pub reason: &'static str,
+    pub policies: Vec<String>,
+}
+
+/// One difference between the enforced and the observed decision:
+/// `subject` is `request`, `write:<field>` or `field:<Entity>.<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disagreement {
+    pub subject: String,
+    pub enforced: String,
+    pub observed: String,
 }

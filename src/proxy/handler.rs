@@ -6,13 +6,14 @@
 
 use super::body::{self, CollectError, Encoding};
 use super::errors::{Refusal, Stop};
-use super::exchange::Exchange;
+use super::exchange::{Disagreement, Exchange, ShadowReport, WouldDeny};
 use super::headers;
 use super::observe;
 use super::upstream::UpstreamError;
 use super::{BoxError, Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
 use crate::pipeline::{self, Decided, Routed};
+use crate::redact::Outcome;
 use crate::redact::response::FilterReport;
 use crate::routing;
 use crate::runtime::Runtime;
@@ -102,13 +103,26 @@ async fn process(
     // route (anonymous callers learn nothing about the route table).
     let identified = super::server::identify(rt, &parts, ex.peer.ip());
     strip_identity_headers(rt, &mut parts);
-    let principal = identified.map_err(|e| {
-        ex.identity_error = Some(e.reason());
-        Stop {
-            message: Some(e.client_message()),
-            ..Stop::from(Refusal::Unauthenticated)
+    let shadow_route = match &routed {
+        Routed::Route(m) => m.value.shadow,
+        _ => false,
+    };
+    let principal = match identified {
+        Ok(p) => p,
+        Err(e) => {
+            ex.identity_error = Some(e.reason());
+            if rt.shadow_all || shadow_route {
+                // Shadow mode: not enforced, but nothing can be decided
+                // without a caller either; relay it and say so.
+                would_deny(ex, Refusal::Unauthenticated, Vec::new());
+                return forward_streaming(proxy, parts, body, canonical.as_str(), ex).await;
+            }
+            return Err(Stop {
+                message: Some(e.client_message()),
+                ..Stop::from(Refusal::Unauthenticated)
+            });
         }
-    })?;
+    };
     ex.principal = Some(principal);
 
     let m = match routed {
@@ -117,6 +131,10 @@ async fn process(
             return match rt.unmatched {
                 UnmatchedPolicy::Passthrough => {
                     ex.passthrough = true;
+                    forward_streaming(proxy, parts, body, canonical.as_str(), ex).await
+                }
+                UnmatchedPolicy::Deny if rt.shadow_all => {
+                    would_deny(ex, Refusal::NoRoute, Vec::new());
                     forward_streaming(proxy, parts, body, canonical.as_str(), ex).await
                 }
                 UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
@@ -131,24 +149,66 @@ async fn process(
         ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
     }
     let decide_started = Instant::now();
-    let decided = pipeline::decide(rt, &m, principal);
+    let shadow = rt.shadow_all || m.value.shadow;
+    let evaluated = pipeline::evaluate(&rt.engine, &m, principal);
     ex.decision_latency = Some(decide_started.elapsed());
-    let decided = decided.map_err(|(stop, decision)| {
-        ex.decision = decision;
-        stop
-    })?;
+    let decided = evaluated?;
     ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
     ex.decision = Some(decided.decision.clone());
+    let observed = match &rt.observer {
+        Some(o) => {
+            let d = pipeline::evaluate(&o.engine, &m, principal)?;
+            let report = ex.shadow.get_or_insert_with(Default::default);
+            report.kind = o.kind.as_str();
+            report.observed_version = Some(o.engine.bundle.version.clone());
+            if d.decision.allowed != decided.decision.allowed {
+                report.disagreements.push(Disagreement {
+                    subject: "request".into(),
+                    enforced: allow_label(decided.decision.allowed),
+                    observed: allow_label(d.decision.allowed),
+                });
+                if !d.decision.allowed {
+                    report.would_deny = Some(WouldDeny {
+                        reason: Refusal::Forbidden.code(),
+                        policies: d.decision.policies.clone(),
+                    });
+                }
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    if !decided.decision.allowed {
+        if !shadow {
+            return Err(Refusal::Forbidden.into());
+        }
+        would_deny(ex, Refusal::Forbidden, decided.decision.policies.clone());
+    }
 
     let upstream_body = if decided.route.request.is_some() {
         let bytes = collect_request(rt, &parts, body).await?;
         // A DELETE may carry no body; any other inspected write must.
         if !(bytes.is_empty() && parts.method == Method::DELETE) {
-            pipeline::check_request_body(rt, &decided, headers::is_json(&parts.headers), &bytes)
-                .map_err(|(stop, fields)| {
+            let is_json = headers::is_json(&parts.headers);
+            let enforced = pipeline::check_request_body(rt, &decided, is_json, &bytes);
+            if let Some(o) = &observed {
+                let seen = pipeline::check_request_body(rt, o, is_json, &bytes);
+                compare_writes(ex, &enforced, &seen);
+            }
+            if let Err((stop, fields)) = enforced {
+                if !shadow {
                     ex.refused_fields = fields;
-                    stop
-                })?;
+                    return Err(stop);
+                }
+                let report = shadow_report(ex);
+                report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
+                if report.would_deny.is_none() {
+                    report.would_deny = Some(WouldDeny {
+                        reason: stop.refusal.code(),
+                        policies: Vec::new(),
+                    });
+                }
+            }
         }
         // The original bytes go upstream, unchanged.
         full(bytes)
@@ -162,10 +222,184 @@ async fn process(
     if !inspect || !has_body(resp.status()) {
         return Ok(relay(resp));
     }
+    if shadow {
+        return shadow_filter(proxy, rt, &decided, resp, ex).await;
+    }
+    let (parts, raw, decoded) = read_inspected(proxy, rt, resp).await?;
+    let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
-    let filtered = filter(proxy, rt, &decided, resp, &mut report).await;
+    let filtered = pipeline::filter_response_body(rt, &decided, json, &mut report);
+    if let Some(o) = &observed {
+        let mut seen = FilterReport::default();
+        let observed_result = pipeline::filter_response_body(rt, o, json, &mut seen);
+        compare_filters(ex, rt, &filtered, &report, &observed_result, &seen);
+    }
     ex.filter = Some(report);
-    filtered
+    Ok(filtered_response(parts, filtered?))
+}
+
+fn allow_label(allowed: bool) -> String {
+    if allowed { "allow" } else { "deny" }.to_string()
+}
+
+fn shadow_report(ex: &mut Exchange) -> &mut ShadowReport {
+    let report = ex.shadow.get_or_insert_with(Default::default);
+    if report.kind.is_empty() {
+        report.kind = "shadow";
+    }
+    report
+}
+
+/// Shadow mode: record the refusal that enforcement would have made.
+fn would_deny(ex: &mut Exchange, refusal: Refusal, policies: Vec<String>) {
+    let report = shadow_report(ex);
+    report.kind = "shadow";
+    report.would_deny = Some(WouldDeny {
+        reason: refusal.code(),
+        policies,
+    });
+}
+
+type WriteCheck = Result<(), (Stop, Vec<crate::redact::request::Refusal>)>;
+
+/// Disagreements between the enforced and the observed write checks.
+fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteCheck) {
+    let fields = |r: &WriteCheck| -> Vec<String> {
+        match r {
+            Ok(()) => Vec::new(),
+            Err((_, f)) => f.iter().map(|x| x.field.clone()).collect(),
+        }
+    };
+    let (e, o) = (fields(enforced), fields(observed));
+    let report = ex.shadow.get_or_insert_with(Default::default);
+    for f in e.iter().filter(|f| !o.contains(f)) {
+        report.disagreements.push(Disagreement {
+            subject: format!("write:{f}"),
+            enforced: "refuse".into(),
+            observed: "allow".into(),
+        });
+    }
+    for f in o.iter().filter(|f| !e.contains(f)) {
+        report.disagreements.push(Disagreement {
+            subject: format!("write:{f}"),
+            enforced: "allow".into(),
+            observed: "refuse".into(),
+        });
+    }
+    if report.would_deny.is_none()
+        && enforced.is_ok()
+        && let Err((stop, _)) = observed
+    {
+        report.would_deny = Some(WouldDeny {
+            reason: stop.refusal.code(),
+            policies: Vec::new(),
+        });
+    }
+}
+
+/// Disagreements between the enforced and the observed response filters:
+/// per catalogued field, the outcome counts differ.
+fn compare_filters(
+    ex: &mut Exchange,
+    rt: &Runtime,
+    enforced: &Result<Vec<u8>, Stop>,
+    e: &FilterReport,
+    observed: &Result<Vec<u8>, Stop>,
+    o: &FilterReport,
+) {
+    let report = ex.shadow.get_or_insert_with(Default::default);
+    let outcome = |r: &Result<Vec<u8>, Stop>| match r {
+        Ok(_) => "ok".to_string(),
+        Err(s) => s.refusal.code().to_string(),
+    };
+    if outcome(enforced) != outcome(observed) {
+        report.disagreements.push(Disagreement {
+            subject: "response".into(),
+            enforced: outcome(enforced),
+            observed: outcome(observed),
+        });
+    }
+    let summary = |r: &FilterReport, field: u32| -> String {
+        let mut parts: Vec<String> = r
+            .outcomes
+            .iter()
+            .filter(|((f, _), _)| *f == field)
+            .map(|((_, out), n)| format!("{}:{n}", out.as_str()))
+            .collect();
+        parts.sort();
+        parts.join(",")
+    };
+    let mut fields: Vec<u32> = e
+        .outcomes
+        .keys()
+        .chain(o.outcomes.keys())
+        .map(|(f, _)| *f)
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    for field in fields {
+        let (se, so) = (summary(e, field), summary(o, field));
+        if se != so {
+            let spec = rt.catalogue.field(field);
+            report.disagreements.push(Disagreement {
+                subject: format!("field:{}.{}", spec.entity, spec.path),
+                enforced: se,
+                observed: so,
+            });
+        }
+    }
+    if e.records_dropped != o.records_dropped {
+        report.disagreements.push(Disagreement {
+            subject: "records_hidden".into(),
+            enforced: e.records_dropped.to_string(),
+            observed: o.records_dropped.to_string(),
+        });
+    }
+    if o.outcomes
+        .iter()
+        .any(|((_, out), n)| *out != Outcome::Full && *n > 0)
+        && report
+            .disagreements
+            .iter()
+            .any(|d| d.subject.starts_with("field:"))
+    {
+        report.would_redact = Some(o.clone());
+    }
+}
+
+/// Shadow mode on an inspected response: compute what filtering would do,
+/// audit it, and relay the upstream's body unchanged.
+async fn shadow_filter(
+    proxy: &Proxy,
+    rt: &Runtime,
+    decided: &Decided<'_>,
+    resp: Response<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Response<ProxyBody>, Stop> {
+    let (mut parts, raw, decoded) = match read_inspected(proxy, rt, resp).await {
+        Ok(x) => x,
+        Err(stop) => {
+            // The body could not be inspected; relaying what was not read
+            // is impossible, so this is the one refusal shadow mode keeps.
+            would_deny(ex, stop.refusal, Vec::new());
+            return Err(stop);
+        }
+    };
+    let json = decoded.as_deref().unwrap_or(&raw);
+    let mut report = FilterReport::default();
+    if let Err(stop) = pipeline::filter_response_body(rt, decided, json, &mut report) {
+        would_deny(ex, stop.refusal, Vec::new());
+    }
+    if report
+        .outcomes
+        .iter()
+        .any(|((_, o), n)| *o != Outcome::Full && *n > 0)
+        || report.records_dropped > 0
+    {
+        shadow_report(ex).would_redact = Some(report);
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, full(raw)))
 }
 
 fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
@@ -273,15 +507,15 @@ fn has_body(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-/// Buffers, decodes and redacts an inspected response.
-async fn filter(
+/// Buffers and decodes an inspected response: its head, the raw bytes and,
+/// when gzip-encoded, the decoded bytes. Anything the proxy cannot read is
+/// refused here, before a byte is passed on.
+async fn read_inspected(
     proxy: &Proxy,
     rt: &Runtime,
-    decided: &Decided<'_>,
     resp: Response<Incoming>,
-    report: &mut FilterReport,
-) -> Result<Response<ProxyBody>, Stop> {
-    let (mut parts, body) = resp.into_parts();
+) -> Result<(http::response::Parts, Bytes, Option<Vec<u8>>), Stop> {
+    let (parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         // Error bodies of legacy services can echo data; never relay them
         // on an inspected route.
@@ -315,15 +549,16 @@ async fn filter(
         CollectError::Read => unreadable(),
     };
     let raw = read.map_err(too_large_or_unreadable)?;
-    let decoded;
-    let json: &[u8] = match encoding {
-        Encoding::Gzip => {
-            decoded = body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?;
-            &decoded
-        }
-        _ => &raw,
+    let decoded = match encoding {
+        Encoding::Gzip => Some(body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?),
+        _ => None,
     };
-    let out = pipeline::filter_response_body(rt, decided, json, report)?;
+    Ok((parts, raw, decoded))
+}
+
+/// The filtered body under the upstream's head, minus what no longer holds
+/// for it (encoding, validators, length).
+fn filtered_response(mut parts: http::response::Parts, out: Vec<u8>) -> Response<ProxyBody> {
     headers::strip_hop_by_hop(&mut parts.headers);
     for h in [header::CONTENT_ENCODING, header::ETAG] {
         parts.headers.remove(h);
@@ -332,5 +567,5 @@ async fn filter(
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Ok(Response::from_parts(parts, full(out)))
+    Response::from_parts(parts, full(out))
 }

@@ -11,7 +11,7 @@ use crate::catalogue::Catalogue;
 use crate::config::{LimitsConfig, LoadedConfig, UnmatchedPolicy, line_of};
 use crate::error::ConfigError;
 use crate::identity::Identifier;
-use crate::policy::{Engine, load_bundle};
+use crate::policy::{Engine, load_bundle, load_bundle_except};
 use crate::routing::Router;
 use std::sync::Arc;
 
@@ -27,6 +27,33 @@ pub struct Runtime {
     pub limits: LimitsConfig,
     /// When this runtime was built (shown by `/policies`).
     pub loaded_at: std::time::SystemTime,
+    /// Shadow mode everywhere: nothing enforced, everything audited.
+    pub shadow_all: bool,
+    /// A second policy set decided beside the enforced one.
+    pub observer: Option<Observer>,
+}
+
+/// A policy set evaluated beside the enforced one, never enforced.
+pub struct Observer {
+    pub kind: ObserverKind,
+    pub engine: Engine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObserverKind {
+    /// The enforced set plus `policies.shadow_files`.
+    ShadowPolicies,
+    /// `policies.candidate`.
+    Candidate,
+}
+
+impl ObserverKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObserverKind::ShadowPolicies => "shadow_policies",
+            ObserverKind::Candidate => "candidate",
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -46,12 +73,44 @@ impl Runtime {
         if cfg.listeners.is_empty() {
             return Err(ConfigError::file(&loaded.file, "`listeners` is empty"));
         }
-        let bundle = load_bundle(
-            &loaded.resolve(&cfg.policies.directory),
-            &loaded.resolve(&cfg.policies.schema),
-        )?;
-        let engine = Engine::new(bundle)
-            .map_err(|e| ConfigError::file(loaded.resolve(&cfg.policies.schema), e))?;
+        let shadow_all = cfg.shadow;
+        let (dir, schema) = (
+            loaded.resolve(&cfg.policies.directory),
+            loaded.resolve(&cfg.policies.schema),
+        );
+        let engine_of = |bundle| Engine::new(bundle).map_err(|e| ConfigError::file(&schema, e));
+        let engine = engine_of(load_bundle_except(
+            &dir,
+            &schema,
+            &cfg.policies.shadow_files,
+        )?)?;
+        let observer = match (
+            &cfg.policies.candidate,
+            cfg.policies.shadow_files.is_empty(),
+        ) {
+            (Some(_), false) => {
+                return Err(ConfigError::file(
+                    &loaded.file,
+                    "policies: use either `shadow_files` or `candidate`, not both",
+                ));
+            }
+            (Some(c), true) => {
+                let c_schema = c
+                    .schema
+                    .as_ref()
+                    .map(|s| loaded.resolve(s))
+                    .unwrap_or(schema.clone());
+                Some(Observer {
+                    kind: ObserverKind::Candidate,
+                    engine: engine_of(load_bundle(&loaded.resolve(&c.directory), &c_schema)?)?,
+                })
+            }
+            (None, false) => Some(Observer {
+                kind: ObserverKind::ShadowPolicies,
+                engine: engine_of(load_bundle(&dir, &schema)?)?,
+            }),
+            (None, true) => None,
+        };
         let catalogue = Catalogue::build(&loaded)?;
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         let mut router = Router::new();
@@ -74,6 +133,8 @@ impl Runtime {
             limits: cfg.limits.clone(),
             config: loaded,
             loaded_at: std::time::SystemTime::now(),
+            shadow_all,
+            observer,
         })
     }
 }

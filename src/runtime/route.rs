@@ -53,6 +53,8 @@ impl ResourceRule {
 
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Decisions on this route are audited, not enforced.
+    pub shadow: bool,
     pub method: String,
     pub template: String,
     pub passthrough: bool,
@@ -92,6 +94,7 @@ impl Route {
                 ));
             }
             return Ok(Self {
+                shadow: false,
                 method: rc.method.value.clone(),
                 template: rc.path.value.clone(),
                 passthrough: true,
@@ -199,6 +202,7 @@ impl Route {
             None => None,
         };
         Ok(Self {
+            shadow: rc.shadow,
             method: rc.method.value.clone(),
             template: rc.path.value.clone(),
             passthrough: false,
