@@ -74,9 +74,17 @@ pub fn evaluate<'rt>(
     })?;
     let rule = route.resource.as_ref().ok_or_else(internal)?;
     let (resource_id, resource_values) = rule.resolve(&m.params);
-    let resource = crate::policy::resource_for(rule, &resource_id, &resource_values)
-        .map_err(|_| internal())?;
-    let decision = engine.decide_request(&who, &route.action, resource);
+    let decision = engine.decide_route(
+        &who,
+        &route.action,
+        &ResourceRef {
+            type_name: &rule.type_name,
+            type_key: rule.type_key,
+            id: &resource_id,
+            sources: &rule.sources,
+            values: &resource_values,
+        },
+    );
     Ok(Decided {
         route,
         who,

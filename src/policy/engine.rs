@@ -111,6 +111,17 @@ pub struct Engine {
     deps: Vec<(cedar_policy::Policy, Dependencies)>,
     analyses: DashMap<(String, String), Arc<Applicable>>,
     decisions: DashMap<DecisionKey, bool>,
+    /// Request-level decisions, keyed the same way (by what they depend on).
+    routes: DashMap<RouteKey, Arc<RequestDecision>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RouteKey {
+    who: Arc<str>,
+    action: Box<str>,
+    resource_type: u32,
+    resource: Option<Box<str>>,
+    attrs: SmallVec<[Option<AttrValue>; 2]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -139,6 +150,7 @@ impl Engine {
             deps,
             analyses: DashMap::new(),
             decisions: DashMap::new(),
+            routes: DashMap::new(),
         })
     }
 
@@ -251,13 +263,14 @@ impl Engine {
         }
     }
 
-    /// The request-level decision: may this principal perform `action` on
-    /// `resource` at all? Default deny.
-    pub fn decide_request(
+    /// The request-level decision for a route's resource, cached by exactly
+    /// the facts the applicable policies read (as field decisions are):
+    /// this runs on every request.
+    pub fn decide_route(
         &self,
         who: &RequestPrincipal,
         action: &str,
-        resource: Entity,
+        r: &ResourceRef<'_>,
     ) -> RequestDecision {
         let roles = who.role_set();
         let applicable = self.applicable(&who.roles_key, &roles, action);
@@ -268,10 +281,38 @@ impl Engine {
                 errors: Vec::new(),
             };
         }
-        match who.request_context() {
-            Ok(ctx) => self.evaluate(who, action, &applicable, resource, ctx),
-            Err(e) => deny_with_error(e),
+        let deps = &applicable.deps;
+        let key = RouteKey {
+            who: Arc::from(if deps.principal {
+                who.personal_key.as_str()
+            } else {
+                who.shared_key.as_str()
+            }),
+            action: action.into(),
+            resource_type: r.type_key,
+            resource: deps.resource_uid.then(|| r.id.into()),
+            attrs: relevant_attrs(deps, r),
+        };
+        if let Some(hit) = self.routes.get(&key) {
+            return (**hit).clone();
         }
+        let uid = entities::uid(r.type_name, r.id);
+        let attrs = r.sources.iter().zip(r.values).map(|(s, v)| {
+            (
+                s.name.clone(),
+                entities::record_attr_expr(v, s.entity_type.as_ref()),
+            )
+        });
+        let decision = match (entities::resource_entity(uid, attrs), who.request_context()) {
+            (Ok(resource), Ok(ctx)) => self.evaluate(who, action, &applicable, resource, ctx),
+            (Err(e), _) | (_, Err(e)) => return deny_with_error(e),
+        };
+        // Evaluation errors are logged once per distinct key, not per request.
+        if self.routes.len() >= MAX_CACHED_DECISIONS {
+            self.routes.clear();
+        }
+        self.routes.insert(key, Arc::new(decision.clone()));
+        decision
     }
 
     /// Field and record decisions for one request.
@@ -300,6 +341,20 @@ fn deny_with_error(e: String) -> RequestDecision {
         policies: Vec::new(),
         errors: vec![e],
     }
+}
+
+/// The values of the record attributes the policies read, in the order of
+/// `deps.resource_attrs` (`None`: the record lacks it).
+fn relevant_attrs(deps: &Dependencies, r: &ResourceRef<'_>) -> SmallVec<[Option<AttrValue>; 2]> {
+    deps.resource_attrs
+        .iter()
+        .map(|name| {
+            r.sources
+                .iter()
+                .position(|s| &s.name == name)
+                .and_then(|i| r.values.get(i).cloned())
+        })
+        .collect()
 }
 
 /// Could a policy with this principal scope apply to a `User` with these
