@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{repo_path, start, token};
+use common::{copy_dir, repo_path, start, token};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -43,19 +43,6 @@ fn reference_policy_tests_pass() {
             out.contains(&format!("policies/tests/{role}.yaml")),
             "no tests for {role}"
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{repo_path, token};
+use common::{copy_dir, repo_path, token};
 use fieldguard::config::{self, ListenerConfig};
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
 use fieldguard::proxy::{self, Proxy};
@@ -24,19 +24,6 @@ use tokio::net::TcpListener;
 
 const SUPPORT_RULE_WITH_MFA: &str = "when { context.mfa && [\"phone\", \"email\"]";
 const SUPPORT_RULE_WITHOUT_MFA: &str = "when { [\"phone\", \"email\"]";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 /// A copy of the reference deployment in a temp dir, so tests can edit it.
 fn deployment() -> tempfile::TempDir {

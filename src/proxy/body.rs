@@ -25,6 +25,15 @@ where
     }
 }
 
+/// The `Content-Length` a message declares, if any (a body over the limit
+/// can be refused before a byte of it is read).
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Content encodings of a response body, as the proxy can handle them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

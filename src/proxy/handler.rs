@@ -410,12 +410,7 @@ fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
 
 async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<Bytes, Stop> {
     let limit = rt.limits.max_request_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
         return Err(Refusal::RequestTooLarge.into());
     }
     body::collect_limited(body, limit)
@@ -530,12 +525,7 @@ async fn read_inspected(
     if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
         return Err(unreadable());
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
         return Err(Refusal::ResponseTooLarge.into());
     }
     let read = tokio::time::timeout(

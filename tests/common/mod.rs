@@ -232,3 +232,17 @@ pub fn leaf_paths(v: &Value) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// Copies a folder tree (tests edit copies of `policies/` and `examples/`).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
