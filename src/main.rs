@@ -242,6 +242,15 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::Validate { config } => config::load(&config)
             .and_then(Runtime::build)
+            .and_then(|rt| {
+                // What `run` loads besides the runtime: audit settings
+                // (keys, paths) and TLS certificates.
+                fieldguard::audit::AuditSettings::from_config(&rt.config)?;
+                if let Some(t) = &rt.config.config.tls {
+                    ServerTls::load(t, &rt.config)?;
+                }
+                Ok(rt)
+            })
             .map(|rt| {
                 for w in tools::lint::warnings(&rt) {
                     eprintln!("warning: {w}");

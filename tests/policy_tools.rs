@@ -139,13 +139,49 @@ fn the_documented_explanation_is_current() {
 async fn explain_matches_the_proxy() {
     let h = start().await;
     for (role, sub, mfa, purpose, path, fixture) in [
-        ("support_agent", "agent-7", false, None, "/customers/c-1001", "customer-c-1001.json"),
-        ("marketing_analyst", "analyst-2", false, Some("marketing"), "/customers/c-1002", "customer-c-1002.json"),
-        ("partner", "partner-1", false, None, "/orders/o-10011", "order-o-10011.json"),
-        ("customer", "c-1001", false, None, "/customers/c-1001/orders", "orders-c-1001.json"),
+        (
+            "support_agent",
+            "agent-7",
+            false,
+            None,
+            "/customers/c-1001",
+            "customer-c-1001.json",
+        ),
+        (
+            "marketing_analyst",
+            "analyst-2",
+            false,
+            Some("marketing"),
+            "/customers/c-1002",
+            "customer-c-1002.json",
+        ),
+        (
+            "partner",
+            "partner-1",
+            false,
+            None,
+            "/orders/o-10011",
+            "order-o-10011.json",
+        ),
+        (
+            "customer",
+            "c-1001",
+            false,
+            None,
+            "/customers/c-1001/orders",
+            "orders-c-1001.json",
+        ),
     ] {
         let fixture_path = format!("policies/tests/fixtures/{fixture}");
-        let mut args = vec!["explain", "--config", "examples/demo/fieldguard.yaml", "--role", role, "--sub", sub];
+        let mut args = vec![
+            "explain",
+            "--config",
+            "examples/demo/fieldguard.yaml",
+            "--role",
+            role,
+            "--sub",
+            sub,
+        ];
         if mfa {
             args.push("--mfa");
         }
@@ -156,11 +192,18 @@ async fn explain_matches_the_proxy() {
         let (ok, out, err) = fieldguard(&args, &repo_path(""));
         assert!(ok, "{err}");
         let explained: Value = serde_json::from_str(
-            out.split("filtered body:\n").nth(1).unwrap_or_else(|| panic!("no body in:\n{out}")).trim(),
+            out.split("filtered body:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no body in:\n{out}"))
+                .trim(),
         )
         .unwrap();
         // The fixtures are the shop's own answers, so the proxy must agree.
-        assert_eq!(h.upstream_get(path).await.json(), serde_json::from_slice::<Value>(&std::fs::read(repo_path(&fixture_path)).unwrap()).unwrap());
+        assert_eq!(
+            h.upstream_get(path).await.json(),
+            serde_json::from_slice::<Value>(&std::fs::read(repo_path(&fixture_path)).unwrap())
+                .unwrap()
+        );
         let real = h.get(path, &token(role, sub, mfa, purpose)).await;
         assert_eq!(real.status, 200, "{role} {path}");
         assert_eq!(real.json(), explained, "{role} {path}");
@@ -279,4 +322,38 @@ async fn the_matrix_matches_what_the_proxy_does() {
         }
     }
     assert!(checked > 200, "checked {checked} cells");
+}
+
+#[test]
+fn validate_warns_about_policies_that_can_never_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("policies"), &dir.path().join("policies"));
+    copy_dir(&repo_path("examples"), &dir.path().join("examples"));
+    // A rule for an action no route uses, and one naming a field no
+    // catalogue entity has (a typo of `phone`).
+    let schema = dir.path().join("policies/schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(&schema, format!("{text}\naction \"customer:export\" appliesTo {{ principal: User, resource: CustomerDirectory, context: RequestContext }};\n")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/extra.cedar"),
+        "@id(\"export-for-dpo\")\npermit (principal in Role::\"data_protection_officer\", action == Action::\"customer:export\", resource);\n\n@id(\"typo\")\npermit (principal in Role::\"support_agent\", action == Action::\"field:read\", resource is Customer)\nwhen { context.field.name == \"phnoe\" };\n",
+    )
+    .unwrap();
+    let (ok, out, err) = fieldguard(
+        &["validate", "--config", "examples/demo/fieldguard.yaml"],
+        dir.path(),
+    );
+    assert!(ok, "warnings do not fail validation: {err}");
+    assert!(out.contains(": ok ("), "{out}");
+    assert!(err.contains("extra.cedar:1: policy `export-for-dpo` can never apply: no route uses action(s) customer:export"), "{err}");
+    assert!(
+        err.contains(
+            "extra.cedar:4: policy `typo` names field `phnoe`, which no catalogue entity has"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("catalogue field Customer.id_card_number is mentioned by no policy"),
+        "{err}"
+    );
 }
