@@ -156,19 +156,66 @@ fn warn_restart_only(old: &LoadedConfig, new: &LoadedConfig) {
     }
 }
 
+/// Which changed paths can matter. The watched folders may hold other busy
+/// files (an audit log beside the config): their writes must not wake the
+/// reloader on every request.
+struct Relevant {
+    /// (folder as watched, file name) of the config and the schema.
+    files: Vec<(PathBuf, std::ffi::OsString)>,
+    policy_dir: PathBuf,
+}
+
+impl Relevant {
+    fn of(rt: &Runtime) -> Self {
+        let cfg = &rt.config;
+        let split = |p: &Path| {
+            (
+                canonical_folder(p),
+                p.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+            )
+        };
+        Self {
+            files: vec![
+                split(&cfg.file),
+                split(&cfg.resolve(&cfg.config.policies.schema)),
+            ],
+            policy_dir: canonical(&cfg.resolve(&cfg.config.policies.directory)),
+        }
+    }
+
+    /// The config or schema file, anything in the policy folder, or a
+    /// Kubernetes ConfigMap's `..data` / `..<timestamp>` entries (swapped
+    /// to update every file at once). Event paths are the watched (canonical)
+    /// folder joined with a name, so no file-system call is needed here.
+    fn matches(&self, path: &Path) -> bool {
+        let (parent, name) = (path.parent(), path.file_name());
+        self.files
+            .iter()
+            .any(|(dir, file)| parent == Some(dir.as_path()) && name == Some(file.as_os_str()))
+            || parent == Some(self.policy_dir.as_path())
+            || name
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".."))
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn canonical_folder(p: &Path) -> PathBuf {
+    canonical(p.parent().unwrap_or_else(|| Path::new(".")))
+}
+
 /// What a change under which reloads: the config file's folder, the policy
 /// folder and the schema's folder (folders, so symlink swaps are seen).
 fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
     let cfg = &rt.config;
-    let folder = |p: &Path| {
-        p.parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    };
+    // Canonical, so event paths compare equal to [`Relevant`]'s.
     let mut paths = vec![
-        folder(&cfg.file),
-        cfg.resolve(&cfg.config.policies.directory),
-        folder(&cfg.resolve(&cfg.config.policies.schema)),
+        canonical_folder(&cfg.file),
+        canonical(&cfg.resolve(&cfg.config.policies.directory)),
+        canonical_folder(&cfg.resolve(&cfg.config.policies.schema)),
     ];
     paths.sort();
     paths.dedup();
@@ -180,8 +227,9 @@ fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
 /// The returned watcher must be kept alive.
 pub fn watch(proxy: Arc<Proxy>, debounce: Duration) -> Result<notify::RecommendedWatcher, String> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let relevant = Relevant::of(&proxy.runtime());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(|p| relevant.matches(p))) {
             let _ = tx.send(());
         }
     })

@@ -507,3 +507,25 @@ async fn demo_runs_on_another_policy_folder_with_hot_reload() {
     }
     assert!(reloaded, "the demo did not pick up the change within 10 s");
 }
+
+/// Other files in the watched folders (an audit log beside the config)
+/// must not wake the reloader.
+#[tokio::test]
+async fn unrelated_writes_in_watched_folders_do_not_reload() {
+    let dir = deployment();
+    let r = start(dir.path().join("examples/demo/fieldguard.yaml"), None, true).await;
+    let log = dir.path().join("examples/demo/audit.log");
+    for i in 0..20 {
+        std::fs::write(&log, format!("line {i}\n")).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        r.proxy.last_reload().attempts,
+        0,
+        "no reload for an unrelated file"
+    );
+    set_support_mfa_rule(&dir.path().join("policies"), false);
+    r.wait_for_masked(false).await;
+    assert!(r.proxy.last_reload().attempts >= 1);
+}
