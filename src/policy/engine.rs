@@ -66,6 +66,20 @@ pub struct ResourceRef<'a> {
     pub values: &'a [AttrValue],
 }
 
+impl ResourceRef<'_> {
+    /// The Cedar entity: `Type::"id"` with the attributes, no parents.
+    fn entity(&self) -> Result<Entity, String> {
+        let uid = entities::uid(self.type_name, self.id);
+        let attrs = self.sources.iter().zip(self.values).map(|(s, v)| {
+            (
+                s.name.clone(),
+                entities::record_attr_expr(v, s.entity_type.as_ref()),
+            )
+        });
+        entities::resource_entity(uid, attrs)
+    }
+}
+
 /// The request-level answer.
 #[derive(Debug, Clone)]
 pub struct RequestDecision {
@@ -296,14 +310,7 @@ impl Engine {
         if let Some(hit) = self.routes.get(&key) {
             return (**hit).clone();
         }
-        let uid = entities::uid(r.type_name, r.id);
-        let attrs = r.sources.iter().zip(r.values).map(|(s, v)| {
-            (
-                s.name.clone(),
-                entities::record_attr_expr(v, s.entity_type.as_ref()),
-            )
-        });
-        let decision = match (entities::resource_entity(uid, attrs), who.request_context()) {
+        let decision = match (r.entity(), who.request_context()) {
             (Ok(resource), Ok(ctx)) => self.evaluate(who, action, &applicable, resource, ctx),
             (Err(e), _) | (_, Err(e)) => return deny_with_error(e),
         };
@@ -533,14 +540,7 @@ impl Decider<'_> {
         field: Option<&FieldSpec>,
         r: &ResourceRef<'_>,
     ) -> RequestDecision {
-        let uid = entities::uid(r.type_name, r.id);
-        let attrs = r.sources.iter().zip(r.values).map(|(s, v)| {
-            (
-                s.name.clone(),
-                entities::record_attr_expr(v, s.entity_type.as_ref()),
-            )
-        });
-        let resource = match entities::resource_entity(uid, attrs) {
+        let resource = match r.entity() {
             Ok(r) => r,
             Err(e) => return deny_with_error(format!("record entity: {e}")),
         };
