@@ -1,13 +1,12 @@
 //! The harness with the audit trail and the admin listener attached, as
 //! `fieldguard run` starts them, plus readers for audit files and scrapes.
 
-use super::{Harness, Reply, demo_config_path};
+use super::{Harness, Reply};
 use bytes::Bytes;
 use fieldguard::audit::{self, AuditSettings, AuditWriter};
-use fieldguard::config::{self, Config, ListenerConfig};
+use fieldguard::config::Config;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
 use fieldguard::proxy::{self, Proxy};
-use fieldguard::runtime::Runtime;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -43,14 +42,7 @@ pub async fn start_audited_in_front_of(
     modify: impl FnOnce(&mut Config),
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Audited {
-    let mut loaded = config::load(&demo_config_path()).unwrap();
-    loaded.config.upstream.url.value = format!("http://{upstream}");
-    loaded.config.listeners = vec![ListenerConfig {
-        address: "127.0.0.1:0".parse().unwrap(),
-    }];
-    modify(&mut loaded.config);
-    let runtime = Runtime::build(loaded).unwrap();
-    let proxy = Proxy::new(runtime).unwrap();
+    let proxy = Proxy::new(super::reference_runtime(upstream, modify)).unwrap();
     let (log, writer) = audit::start(&settings, proxy.metrics.audit.clone()).unwrap();
     let proxy = Arc::new(proxy.with_audit(log));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -77,20 +77,25 @@ pub async fn start_with(modify: impl FnOnce(&mut Config)) -> Harness {
     start_in_front_of(shop_addr, modify, vec![shop_task]).await
 }
 
-/// Starts the proxy in front of any upstream.
-pub async fn start_in_front_of(
-    upstream: SocketAddr,
-    modify: impl FnOnce(&mut Config),
-    mut tasks: Vec<tokio::task::JoinHandle<()>>,
-) -> Harness {
+/// The reference deployment's runtime, in front of `upstream`, changed by
+/// `modify`.
+pub fn reference_runtime(upstream: SocketAddr, modify: impl FnOnce(&mut Config)) -> Runtime {
     let mut loaded = config::load(&demo_config_path()).unwrap();
     loaded.config.upstream.url.value = format!("http://{upstream}");
     loaded.config.listeners = vec![ListenerConfig {
         address: "127.0.0.1:0".parse().unwrap(),
     }];
     modify(&mut loaded.config);
-    let runtime = Runtime::build(loaded).unwrap();
-    let proxy = Arc::new(Proxy::new(runtime).unwrap());
+    Runtime::build(loaded).unwrap()
+}
+
+/// Starts the proxy in front of any upstream.
+pub async fn start_in_front_of(
+    upstream: SocketAddr,
+    modify: impl FnOnce(&mut Config),
+    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Harness {
+    let proxy = Arc::new(Proxy::new(reference_runtime(upstream, modify)).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
     tasks.push(tokio::spawn(async move {
