@@ -90,14 +90,7 @@ impl Audited {
             .await
             .expect("admin answered within 10 s")
             .expect("admin request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::from_response(resp).await
     }
 
     /// A scrape of `/metrics`.

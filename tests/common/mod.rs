@@ -52,6 +52,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole response.
+    pub async fn from_response(resp: http::Response<hyper::body::Incoming>) -> Self {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -158,14 +170,7 @@ impl Harness {
                 .await
                 .expect("proxy answered within 10 s")
                 .expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::from_response(resp).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -191,14 +196,7 @@ impl Harness {
             .body(Full::new(Bytes::new()))
             .unwrap();
         let resp = self.client.request(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::from_response(resp).await
     }
 }
 
