@@ -6,8 +6,10 @@
 mod common;
 
 use bytes::Bytes;
+use common::audited::{records, start_audited_in_front_of};
 use common::wire::{self, raw, raw_get, sign_hs256, unsigned_token};
 use common::{Harness, demo_secret, start_in_front_of, token};
+use fieldguard::audit::AuditSettings;
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -27,6 +29,8 @@ struct Seen {
     target: String,
     headers: HeaderMap,
     body: Bytes,
+    /// The body arrived whole (not cut off by the proxy).
+    body_complete: bool,
 }
 
 type Respond = Arc<dyn Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync>;
@@ -58,15 +62,12 @@ impl Upstream {
                         let (log, respond, mut gate) = (log.clone(), respond.clone(), gate.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let body = body.collect().await.map(|b| b.to_bytes());
                             let s = Seen {
                                 target: parts.uri.to_string(),
                                 headers: parts.headers,
-                                body,
+                                body_complete: body.is_ok(),
+                                body: body.unwrap_or_default(),
                             };
                             log.lock().unwrap().push(s.clone());
                             let _ = gate.wait_for(|held| !*held).await;
@@ -453,8 +454,36 @@ async fn forged_and_stale_tokens_are_refused_through_the_proxy() {
 
 // ------------------------------------------------------------ smuggling and headers
 
+/// Writes `request` and reads until the proxy closes the connection
+/// (bounded); a reset after the answer counts as closed.
+async fn exchange_until_closed(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the proxy left the connection open: {}",
+                String::from_utf8_lossy(&all)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// The status codes of the responses in `text`, in order.
+fn statuses(text: &str) -> Vec<u16> {
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| text[i + m.len()..].get(..3)?.parse().ok())
+        .collect()
+}
+
 #[tokio::test]
-async fn conflicting_message_framing_is_refused_or_cannot_smuggle() {
+async fn conflicting_message_framing_is_refused() {
     let up = Upstream::customer_json().await;
     let h = proxy_for(&up).await;
     let tok = customer();
@@ -462,8 +491,8 @@ async fn conflicting_message_framing_is_refused_or_cannot_smuggle() {
     let head = format!(
         "PATCH /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nContent-Type: application/json\r\n"
     );
-    // Refused outright: two lengths, a length with a sign, a transfer
-    // coding other than a final `chunked`.
+    // Refused by hyper's parser: two lengths, a length with a sign, a
+    // transfer coding other than a final `chunked`.
     let refused = [
         format!(
             "{head}Content-Length: {}\r\nContent-Length: 5\r\n\r\n{body}",
@@ -482,36 +511,188 @@ async fn conflicting_message_framing_is_refused_or_cannot_smuggle() {
     }
     up.assert_saw_nothing("framing");
 
-    // Content-Length with chunked: the chunked framing alone counts (RFC 9112
-    // §6.1), the proxy re-frames the body toward the upstream, and the
-    // connection is closed after the answer, so the bytes smuggled after
-    // the body are never read as a request.
+    // Content-Length with Transfer-Encoding, in any order or spelling:
+    // refused by the proxy (hyper alone would take the chunked framing and
+    // drop the length), the connection closed, and the request smuggled
+    // behind the body never read.
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     let smuggled = "GET /customers/c-1002 HTTP/1.1\r\nHost: x\r\n\r\n";
-    let req = format!(
-        "{head}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{smuggled}",
-        body.len()
-    );
-    let mut tcp = TcpStream::connect(h.proxy_addr).await.unwrap();
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut all))
-        .await
-        .expect("the proxy closed the connection")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all);
-    assert_eq!(
-        text.matches("HTTP/1.1 ").count(),
-        1,
-        "exactly one response: {text}"
-    );
+    let both = [
+        format!("{head}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}{smuggled}"),
+        format!(
+            "{head}Transfer-Encoding: chunked\r\nContent-Length: {}\r\n\r\n{chunked}{smuggled}",
+            chunked.len()
+        ),
+        format!("{head}content-length: 0\r\ntransfer-encoding: CHUNKED\r\n\r\n{chunked}{smuggled}"),
+        format!(
+            "{head}Content-Length: {}\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}{smuggled}",
+            body.len()
+        ),
+    ];
+    for (i, req) in both.iter().enumerate() {
+        let text = exchange_until_closed(h.proxy_addr, req.as_bytes()).await;
+        assert_eq!(statuses(&text), vec![400], "case {i}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "case {i}: {text}"
+        );
+    }
+    let r = raw(h.proxy_addr, both[0].as_bytes()).await;
+    assert_eq!(r.status, 400);
+    let j = r.json();
+    assert_eq!(j["error"], "ambiguous_framing", "{j}");
+    let id = j["request_id"].as_str().expect("a request id");
+    assert_eq!(r.header("x-request-id"), Some(id));
+    up.assert_saw_nothing("content-length with transfer-encoding");
+
+    // Pipelined behind a clean request on the same connection: the clean
+    // one is served, the ambiguous one refused, nothing after it read.
+    let clean =
+        format!("GET /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n");
+    let text = exchange_until_closed(h.proxy_addr, format!("{clean}{}", both[1]).as_bytes()).await;
+    assert_eq!(statuses(&text), vec![200, 400], "{text}");
+    assert!(text.contains("ambiguous_framing"), "{text}");
     let seen = up.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].target, "/customers/c-1001");
-    assert_eq!(&seen[0].body[..], body.as_bytes());
-    assert!(
-        seen[0].headers.get("transfer-encoding").is_none()
-            || seen[0].headers.get("content-length").is_none()
+    assert!(seen[0].body.is_empty());
+
+    // The control: the same request framed once is served, over the same
+    // kind of connection.
+    let one = format!("{head}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}");
+    let text = exchange_until_closed(h.proxy_addr, one.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![200], "{text}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(&seen[1].body[..], body.as_bytes());
+}
+
+/// The JSON body of the one response in `text`.
+fn only_body_json(text: &str) -> Value {
+    let (_, body) = text.split_once("\r\n\r\n").expect("a response head");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Waits (bounded) until the upstream has recorded `n` requests.
+async fn upstream_saw(up: &Upstream, n: usize) -> Vec<Seen> {
+    for _ in 0..1000 {
+        if up.seen().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    up.seen()
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_gets_408_and_never_reaches_the_upstream_whole() {
+    let up = Upstream::customer_json().await;
+    let h = start_in_front_of(
+        up.addr,
+        |c| {
+            c.limits.request_body_timeout_ms = 200;
+            c.routes.push(wire::route(
+                "method: POST\npath: /uploads\npassthrough: true",
+            ));
+        },
+        vec![],
+    )
+    .await;
+    let tok = customer();
+
+    // Inspected: the head and part of the body, then nothing. The proxy
+    // gives up on the body and the upstream hears nothing at all.
+    let inspected = format!(
+        "PATCH /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"phone\":"
     );
+    let text = exchange_until_closed(h.proxy_addr, inspected.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![408], "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    let j = only_body_json(&text);
+    assert_eq!(j["error"], "request_body_timeout", "{j}");
+    assert!(j["request_id"].is_string(), "{j}");
+    up.assert_saw_nothing("stalled inspected body");
+
+    // Streamed: the upstream already has the head and the first bytes; the
+    // stall aborts its request, so it never gets a complete body.
+    let streamed = "POST /uploads HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nthe first part";
+    let text = exchange_until_closed(h.proxy_addr, streamed.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![408], "{text}");
+    assert_eq!(only_body_json(&text)["error"], "request_body_timeout");
+    let seen = upstream_saw(&up, 1).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].target, "/uploads");
+    assert!(
+        !seen[0].body_complete,
+        "the upstream got a whole body: {seen:?}"
+    );
+
+    // The control: the same requests with their whole bodies are served.
+    let body = r#"{"phone":"13900000000"}"#;
+    let whole = format!(
+        "PATCH /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(raw(h.proxy_addr, whole.as_bytes()).await.status, 200);
+    let upload = "POST /uploads HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(raw(h.proxy_addr, upload.as_bytes()).await.status, 200);
+    let seen = upstream_saw(&up, 3).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[1].body_complete && seen[2].body_complete);
+    assert_eq!(&seen[1].body[..], body.as_bytes());
+    assert_eq!(&seen[2].body[..], b"hello");
+}
+
+#[tokio::test]
+async fn framing_and_body_timeout_refusals_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let up = Upstream::customer_json().await;
+    let mut a = start_audited_in_front_of(
+        up.addr,
+        AuditSettings::for_file(file.clone()),
+        |c| c.limits.request_body_timeout_ms = 200,
+        vec![],
+    )
+    .await;
+    let tok = customer();
+    let ambiguous = format!(
+        "PATCH /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\
+         X-Request-Id: framing-1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let text = exchange_until_closed(a.h.proxy_addr, ambiguous.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![400], "{text}");
+    let stalled = format!(
+        "PATCH /customers/c-1001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\
+         X-Request-Id: stalled-1\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{{"
+    );
+    let text = exchange_until_closed(a.h.proxy_addr, stalled.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![408], "{text}");
+    a.drain().await;
+    let recs = records(&file);
+    let find = |id: &str| {
+        recs.iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap_or_else(|| panic!("no record for {id}: {recs:?}"))
+            .clone()
+    };
+    let r = find("framing-1");
+    assert_eq!(
+        (&r["status"], &r["refusal"]),
+        (&json!(400), &json!("ambiguous_framing"))
+    );
+    let r = find("stalled-1");
+    assert_eq!(
+        (&r["status"], &r["refusal"]),
+        (&json!(408), &json!("request_body_timeout"))
+    );
+    assert_eq!(r["principal"]["id"], "c-1001", "{r}");
+    up.assert_saw_nothing("audited refusals");
 }
 
 #[tokio::test]

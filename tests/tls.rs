@@ -2,7 +2,8 @@
 //! (h2 and http/1.1), client certificates required and optional, a client
 //! certificate as the caller's identity, certificate reload without
 //! dropping connections, and TLS (with a client certificate) toward the
-//! upstream. Every certificate is generated here; no key is checked in.
+//! upstream, and revocation lists for client certificates. Every
+//! certificate is generated here; no key is checked in.
 
 mod common;
 
@@ -20,8 +21,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
@@ -71,7 +73,17 @@ impl Ca {
     }
 
     fn leaf(&self, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with_serial(sans, usage, None)
+    }
+
+    fn leaf_with_serial(
+        &self,
+        sans: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+        serial: Option<u64>,
+    ) -> Leaf {
         let mut params = CertificateParams::default();
+        params.serial_number = serial.map(SerialNumber::from);
         params.subject_alt_names = sans;
         params
             .distinguished_name
@@ -102,6 +114,39 @@ impl Ca {
             vec![SanType::URI(id.try_into().unwrap())],
             ExtendedKeyUsagePurpose::ClientAuth,
         )
+    }
+
+    /// A client certificate with a known serial number (to revoke it).
+    fn client_numbered(&self, serial: u64) -> Leaf {
+        self.leaf_with_serial(
+            vec![SanType::URI(
+                "spiffe://shop.internal/unknown".try_into().unwrap(),
+            )],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            Some(serial),
+        )
+    }
+
+    /// A PEM CRL signed by this CA revoking `serials`, issued in 2020 and
+    /// valid until the start of `next_update_year`.
+    fn crl(&self, serials: &[u64], next_update_year: i32) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2020, 1, 1),
+            next_update: date_time_ymd(next_update_year, 1, 1),
+            crl_number: SerialNumber::from(serials.len() as u64 + 1),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: date_time_ymd(2020, 6, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 }
 
@@ -270,6 +315,25 @@ async fn send_h1(
     Ok((status, json))
 }
 
+/// Why the proxy ends a connection from a client presenting a refused
+/// certificate: the TLS alert it sends (with TLS 1.3 the client learns of
+/// it at its first read).
+async fn refusal_alert(addr: SocketAddr, cfg: rustls::ClientConfig) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = match connect(addr, cfg).await {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let _ = stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(STEP, stream.read(&mut buf)).await {
+        Ok(Err(e)) => e.to_string(),
+        other => format!("no TLS alert: {other:?}"),
+    }
+}
+
 /// Connects, sends one GET over HTTP/1.1, reads the answer. `Err` if the
 /// handshake or the exchange fails (a refused client certificate shows up
 /// at either, depending on the TLS version).
@@ -378,6 +442,7 @@ fn mtls(dir: &Path, client_ca: &Ca, mode: ClientAuthMode) -> ClientAuthConfig {
     ClientAuthConfig {
         ca_file: write(dir, "clients-ca.pem", &client_ca.pem()),
         mode,
+        crl_files: vec![],
         principals: vec![
             CertPrincipalConfig {
                 id: "spiffe://shop.internal/support-bot".into(),
@@ -751,4 +816,141 @@ fn unreadable_or_mismatched_certificate_files_are_start_up_errors() {
     };
     let err = ServerTls::load(&missing, &loaded).unwrap_err().to_string();
     assert!(err.contains("nope.crt"), "{err}");
+}
+
+// ---------------------------------------------------------------- revocation
+
+#[tokio::test]
+async fn revoked_client_certificates_are_refused_and_revocation_lists_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("server ca");
+    let client_ca = Ca::new("client ca");
+    let no_crl_ca = Ca::new("ca without a crl");
+    let (shop_addr, shop_task) = spawn_shop().await;
+    let crl_file = write(dir.path(), "clients.crl", &client_ca.crl(&[1002], 2100));
+    let auth = ClientAuthConfig {
+        // Two trusted CAs; only one publishes a revocation list.
+        ca_file: write(
+            dir.path(),
+            "two-client-cas.pem",
+            &format!("{}\n{}", client_ca.pem(), no_crl_ca.pem()),
+        ),
+        crl_files: vec![crl_file.clone()],
+        ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
+    };
+    let p = start_proxy(
+        tls_config(dir.path(), &ca.server(), Some(auth.clone())),
+        format!("http://{shop_addr}"),
+        None,
+        vec![shop_task],
+    )
+    .await;
+    let tok = agent_token();
+    let good = client_ca.client_numbered(1001);
+    let revoked = client_ca.client_numbered(1002);
+    let call = |leaf: &Leaf| {
+        let cfg = client_config(&ca, Some(leaf), &[]);
+        let tok = tok.clone();
+        async move { get(p.addr, cfg, "/customers/c-1001", Some(&tok)).await }
+    };
+
+    let (status, _) = call(&good).await.expect("a certificate not on the list");
+    assert_eq!(status, 200);
+    let refused = call(&revoked).await;
+    assert!(refused.is_err(), "revoked: {refused:?}");
+    let alert = refusal_alert(p.addr, client_config(&ca, Some(&revoked), &[])).await;
+    assert!(alert.contains("CertificateRevoked"), "{alert}");
+    // No CRL from the issuer: the status is unknown, and that is refused too.
+    let unknown = no_crl_ca.client_numbered(1001);
+    assert!(call(&unknown).await.is_err());
+    let alert = refusal_alert(p.addr, client_config(&ca, Some(&unknown), &[])).await;
+    assert!(alert.contains("UnknownCA"), "{alert}");
+    // The control: the same bundle without revocation lists trusts it.
+    let (shop2, shop2_task) = spawn_shop().await;
+    let dir2 = tempfile::tempdir().unwrap();
+    let without_crls = ClientAuthConfig {
+        crl_files: vec![],
+        ..auth.clone()
+    };
+    let p2 = start_proxy(
+        tls_config(dir2.path(), &ca.server(), Some(without_crls)),
+        format!("http://{shop2}"),
+        None,
+        vec![shop2_task],
+    )
+    .await;
+    let cfg = client_config(&ca, Some(&unknown), &[]);
+    assert_eq!(
+        get(p2.addr, cfg, "/customers/c-1001", Some(&tok))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+
+    // A broken list on disk does not replace the working one.
+    std::fs::write(&crl_file, "not a crl").unwrap();
+    let err = p.tls.reload_if_changed().unwrap_err();
+    assert!(err.contains("clients.crl"), "{err}");
+    assert_eq!(call(&good).await.unwrap().0, 200);
+    assert!(call(&revoked).await.is_err());
+
+    // A new list revoking `good` as well is picked up with the reload.
+    std::fs::write(&crl_file, client_ca.crl(&[1001, 1002], 2100)).unwrap();
+    assert!(p.tls.reload_if_changed().unwrap());
+    let now_refused = call(&good).await;
+    assert!(
+        now_refused.is_err(),
+        "revoked after reload: {now_refused:?}"
+    );
+    let alert = refusal_alert(p.addr, client_config(&ca, Some(&good), &[])).await;
+    assert!(alert.contains("CertificateRevoked"), "{alert}");
+    let (status, _) = call(&client_ca.client_numbered(1003))
+        .await
+        .expect("still not on the list");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn bad_revocation_lists_are_start_up_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("server ca");
+    let client_ca = Ca::new("client ca");
+    let loaded = config::load(&common::demo_config_path()).unwrap();
+    let cases = [
+        ("garbage.crl", "not a crl".to_string(), "no PEM CRL"),
+        ("certificate.crl", client_ca.pem(), "no PEM CRL"),
+        (
+            "corrupt.crl",
+            "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n".into(),
+            "unreadable CRL",
+        ),
+        ("expired.crl", client_ca.crl(&[7], 2021), "expired"),
+    ];
+    for (name, text, reason) in cases {
+        let file = write(dir.path(), name, &text);
+        let auth = ClientAuthConfig {
+            crl_files: vec![file],
+            ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
+        };
+        let err = ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(err.contains(reason), "{name}: {err}");
+    }
+    let auth = ClientAuthConfig {
+        crl_files: vec![dir.path().join("missing.crl")],
+        ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
+    };
+    let err = ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.crl"), "{err}");
+    // The control: a current list loads.
+    let auth = ClientAuthConfig {
+        crl_files: vec![write(dir.path(), "ok.crl", &client_ca.crl(&[7], 2100))],
+        ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
+    };
+    assert!(ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded).is_ok());
 }

@@ -131,6 +131,13 @@ pub struct LimitsConfig {
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Time to receive a request body, so a client trickling one cannot
+    /// hold a request slot (and an upstream connection) open. An inspected
+    /// body must arrive whole within it (else 408, nothing sent upstream);
+    /// a streamed body may not stall for longer than this between two
+    /// reads (else the upstream request is aborted and the client gets 408).
+    #[serde(default = "default_request_body_timeout_ms")]
+    pub request_body_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -146,10 +153,14 @@ impl Default for LimitsConfig {
             max_connections: default_max_connections(),
             max_concurrent_requests: default_max_concurrent_requests(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            request_body_timeout_ms: default_request_body_timeout_ms(),
         }
     }
 }
 
+fn default_request_body_timeout_ms() -> u64 {
+    30_000
+}
 fn default_max_request_body() -> usize {
     1024 * 1024
 }

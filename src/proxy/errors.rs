@@ -62,13 +62,22 @@ pub enum Refusal {
     Overloaded,
     /// More header fields than `limits.max_headers`.
     HeadersTooLarge,
+    /// An HTTP/1 request with both `Content-Length` and
+    /// `Transfer-Encoding` (or a framing the proxy could not follow):
+    /// where it ends depends on who reads it, so nobody does.
+    AmbiguousFraming,
+    /// The request body did not arrive within `limits.request_body_timeout_ms`.
+    RequestBodyTimeout,
     Internal,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::BadPath | Refusal::MalformedRequestBody => StatusCode::BAD_REQUEST,
+            Refusal::BadPath | Refusal::MalformedRequestBody | Refusal::AmbiguousFraming => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
             Refusal::Forbidden | Refusal::NoRoute | Refusal::ForbiddenFields => {
                 StatusCode::FORBIDDEN
@@ -105,6 +114,8 @@ impl Refusal {
             Refusal::AuditUnavailable => "audit_unavailable",
             Refusal::Overloaded => "overloaded",
             Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::AmbiguousFraming => "ambiguous_framing",
+            Refusal::RequestBodyTimeout => "request_body_timeout",
             Refusal::Internal => "internal_error",
         }
     }
@@ -127,6 +138,10 @@ impl Refusal {
             Refusal::AuditUnavailable => "the service is temporarily unavailable",
             Refusal::Overloaded => "too many requests in progress; retry shortly",
             Refusal::HeadersTooLarge => "the request has too many header fields",
+            Refusal::AmbiguousFraming => {
+                "the request's length is ambiguous (Content-Length with Transfer-Encoding)"
+            }
+            Refusal::RequestBodyTimeout => "the request body was not received in time",
             Refusal::Internal => "internal error",
         }
     }

@@ -9,6 +9,7 @@ use super::errors::{Refusal, Stop};
 use super::exchange::{Disagreement, Exchange, ShadowReport, WouldDeny};
 use super::headers;
 use super::observe;
+use super::stall::StallLimit;
 use super::upstream::UpstreamError;
 use super::{BoxError, Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
@@ -23,7 +24,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
@@ -31,6 +32,13 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 
 fn streamed(body: Incoming) -> ProxyBody {
     body.map_err(|e| Box::new(e) as BoxError).boxed()
+}
+
+/// A client's request body on its way upstream as it arrives, ended with
+/// an error if the client stalls (`limits.request_body_timeout_ms`).
+fn streamed_request(rt: &Runtime, body: Incoming) -> ProxyBody {
+    let limit = Duration::from_millis(rt.limits.request_body_timeout_ms.max(1));
+    StallLimit::new(body, limit).boxed()
 }
 
 pub async fn handle(
@@ -96,7 +104,7 @@ async fn process(
     if let Routed::Passthrough = routed {
         ex.passthrough = true;
         strip_identity_headers(rt, &mut parts);
-        return forward_streaming(proxy, parts, body, canonical.as_str(), ex).await;
+        return forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await;
     }
 
     // Every other request needs an identity, even before we say there is no
@@ -115,7 +123,7 @@ async fn process(
                 // Shadow mode: not enforced, but nothing can be decided
                 // without a caller either; relay it and say so.
                 would_deny(ex, Refusal::Unauthenticated, Vec::new());
-                return forward_streaming(proxy, parts, body, canonical.as_str(), ex).await;
+                return forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await;
             }
             return Err(Stop {
                 message: Some(e.client_message()),
@@ -131,11 +139,11 @@ async fn process(
             return match rt.unmatched {
                 UnmatchedPolicy::Passthrough => {
                     ex.passthrough = true;
-                    forward_streaming(proxy, parts, body, canonical.as_str(), ex).await
+                    forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
                 }
                 UnmatchedPolicy::Deny if rt.shadow_all => {
                     would_deny(ex, Refusal::NoRoute, Vec::new());
-                    forward_streaming(proxy, parts, body, canonical.as_str(), ex).await
+                    forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
                 }
                 UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
             };
@@ -213,7 +221,7 @@ async fn process(
         // The original bytes go upstream, unchanged.
         full(bytes)
     } else {
-        streamed(body)
+        streamed_request(rt, body)
     };
 
     let inspect = decided.route.inspects_response() && parts.method != Method::HEAD;
@@ -413,8 +421,11 @@ async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<
     if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
         return Err(Refusal::RequestTooLarge.into());
     }
-    body::collect_limited(body, limit)
+    // The whole inspected body (bounded in size) within the time limit.
+    let within = Duration::from_millis(rt.limits.request_body_timeout_ms.max(1));
+    tokio::time::timeout(within, body::collect_limited(body, limit))
         .await
+        .map_err(|_| Stop::from(Refusal::RequestBodyTimeout))?
         .map_err(|e| match e {
             CollectError::TooLarge => Stop::from(Refusal::RequestTooLarge),
             CollectError::Read => Stop::from(Refusal::MalformedRequestBody),
@@ -473,6 +484,7 @@ async fn send(
     let resp = result.map_err(|e| match e {
         UpstreamError::Unavailable => Stop::from(Refusal::UpstreamUnavailable),
         UpstreamError::Timeout => Stop::from(Refusal::UpstreamTimeout),
+        UpstreamError::RequestBodyStalled => Stop::from(Refusal::RequestBodyTimeout),
     })?;
     ex.upstream_status = Some(resp.status().as_u16());
     Ok(resp)
@@ -480,12 +492,13 @@ async fn send(
 
 async fn forward_streaming(
     proxy: &Proxy,
+    rt: &Runtime,
     parts: Parts,
     body: Incoming,
     path: &str,
     ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Stop> {
-    let req = upstream_request(proxy, parts, streamed(body), path, ex, false)?;
+    let req = upstream_request(proxy, parts, streamed_request(rt, body), path, ex, false)?;
     Ok(relay(send(proxy, req, ex).await?))
 }
 

@@ -4,10 +4,12 @@
 pub mod body;
 pub mod errors;
 pub mod exchange;
+mod framing;
 mod handler;
 pub mod headers;
 mod observe;
 pub mod server;
+mod stall;
 pub mod upstream;
 
 use crate::error::ConfigError;

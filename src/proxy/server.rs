@@ -8,12 +8,13 @@
 //! [`Server::drained`] resolves once the last connection has closed.
 
 use super::errors::Refusal;
+use super::framing::{Framing, FramingIo, Tracker, TrackerLimits};
 use super::{Proxy, ProxyBody, handler};
 use crate::identity::{IdentityError, Principal};
 use crate::runtime::Runtime;
 use crate::tls::{ServerTls, TlsConnection};
 use http::request::Parts;
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -47,6 +48,13 @@ struct Limits {
     idle_timeout: Duration,
     max_header_bytes: usize,
     max_headers: usize,
+}
+
+impl Limits {
+    /// hyper's HTTP/1 read buffer: the largest request head it accepts.
+    fn max_buf_size(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
 }
 
 /// Shared state of every listener of one proxy.
@@ -198,13 +206,26 @@ impl Server {
             inner: io,
             activity: activity.clone(),
         };
+        let framing = Framing::new();
+        let io = FramingIo::new(
+            io,
+            Tracker::new(
+                framing.clone(),
+                TrackerLimits {
+                    // hyper's read buffer can overshoot its maximum by a read.
+                    max_head_bytes: self.limits.max_buf_size().saturating_mul(2),
+                    max_headers: self.limits.max_headers,
+                },
+            ),
+        );
         let server = self.clone();
         let conn_activity = activity.clone();
         let service = service_fn(move |req| {
             let server = server.clone();
             let tls = tls.clone();
             let activity = conn_activity.clone();
-            async move { Ok::<_, Infallible>(server.request(req, peer, tls, &activity).await) }
+            let framing = framing.clone();
+            async move { Ok::<_, Infallible>(server.request(req, peer, tls, &activity, &framing).await) }
         });
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -212,7 +233,7 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout)
-            .max_buf_size(self.limits.max_header_bytes.max(8192))
+            .max_buf_size(self.limits.max_buf_size())
             .max_headers(self.limits.max_headers);
         builder
             .http2()
@@ -261,8 +282,18 @@ impl Server {
         peer: SocketAddr,
         tls: Option<TlsConnection>,
         activity: &Activity,
+        framing: &Framing,
     ) -> Response<ProxyBody> {
         let _busy = activity.busy();
+        if framing.refuse_next() {
+            // HTTP/1 only; hyper closes such a connection anyway, and the
+            // bytes after this head must never be read as a request.
+            let mut resp = handler::refuse(&self.proxy, req, peer, Refusal::AmbiguousFraming);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        let http1 = req.version() < Version::HTTP_2;
         for h in &FORGEABLE_CERT_HEADERS {
             req.headers_mut().remove(h);
         }
@@ -276,7 +307,14 @@ impl Server {
         if let Some(t) = tls {
             req.extensions_mut().insert(t);
         }
-        handler::handle(&self.proxy, req, peer).await
+        let mut resp = handler::handle(&self.proxy, req, peer).await;
+        if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a late body may still be on its way: the
+            // connection is not reused (RFC 9110 §15.5.9).
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

@@ -18,6 +18,10 @@ use std::time::Duration;
 pub enum UpstreamError {
     Unavailable,
     Timeout,
+    /// The client's request body stalled while it was being streamed
+    /// (`limits.request_body_timeout_ms`): the client's fault, not the
+    /// upstream's.
+    RequestBodyStalled,
 }
 
 pub struct Upstream {
@@ -119,6 +123,10 @@ impl Upstream {
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if super::stall::is_stalled(&e) => {
+                tracing::debug!("upstream request aborted: {e}");
+                Err(UpstreamError::RequestBodyStalled)
+            }
             Ok(Err(e)) => {
                 tracing::warn!("upstream request failed: {e}");
                 Err(UpstreamError::Unavailable)

@@ -13,9 +13,9 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
-    /// How often the certificate, key and CA files are checked for changes
-    /// (renewed certificates are used for new handshakes; open connections
-    /// keep theirs). 0 turns reloading off.
+    /// How often the certificate, key, CA and CRL files are checked for
+    /// changes (renewed certificates and lists are used for new handshakes;
+    /// open connections keep theirs). 0 turns reloading off.
     #[serde(default = "default_reload_interval_ms")]
     pub reload_interval_ms: u64,
     /// Client certificates (mTLS). Absent: none are asked for.
@@ -36,6 +36,13 @@ pub struct ClientAuthConfig {
     /// the handshake. `optional`: a certificate is verified when presented.
     #[serde(default)]
     pub mode: ClientAuthMode,
+    /// PEM certificate revocation lists (`X509 CRL` blocks), checked on
+    /// every handshake and reloaded with the certificate files. Once any
+    /// is given, every certificate of a client's chain below the trust
+    /// anchor needs a current CRL from its issuer: an unknown or stale
+    /// revocation status is refused, like a revoked certificate.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
     /// Certificate identities that are callers in their own right. A client
     /// whose certificate names one of these is that principal, with these
     /// roles; any other valid certificate only secures the channel, and the

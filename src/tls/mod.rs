@@ -14,6 +14,7 @@
 //! and no process-wide default has to be installed first.
 
 mod config;
+mod crl;
 mod identity;
 mod pem;
 mod server;

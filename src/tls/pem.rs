@@ -2,7 +2,7 @@
 //! unmaintained). Errors name the file, never the key material.
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use std::path::Path;
 
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -31,6 +31,23 @@ pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 
 pub(crate) fn key_from(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(bytes).map_err(|_| "no valid PEM private key found".to_string())
+}
+
+/// Every CRL in a PEM file; at least one.
+pub(crate) fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    crls_from(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) fn crls_from(
+    bytes: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid PEM CRL: {e}"))?;
+    if crls.is_empty() {
+        return Err("no PEM CRL (`BEGIN X509 CRL`) found".into());
+    }
+    Ok(crls)
 }
 
 /// A CA bundle as a root store; every certificate must be usable.

@@ -5,7 +5,7 @@
 
 use super::config::{ClientAuthMode, TlsConfig};
 use super::identity::CertIdentities;
-use super::{VERSIONS, pem, provider};
+use super::{VERSIONS, crl, pem, provider};
 use crate::config::LoadedConfig;
 use crate::error::ConfigError;
 use crate::identity::Principal;
@@ -33,14 +33,26 @@ pub struct TlsConnection {
 struct Files {
     cert: PathBuf,
     key: PathBuf,
-    ca: Option<(PathBuf, ClientAuthMode)>,
+    client_auth: Option<ClientAuthFiles>,
+}
+
+/// `tls.client_auth`: the CA bundle, the mode and the revocation lists.
+#[derive(Debug, Clone)]
+struct ClientAuthFiles {
+    ca: PathBuf,
+    mode: ClientAuthMode,
+    crls: Vec<PathBuf>,
 }
 
 impl Files {
+    /// Every file the config is built from: a change to any, CRLs
+    /// included, rebuilds it.
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        let auth = self.client_auth.iter();
         [&self.cert, &self.key]
             .into_iter()
-            .chain(self.ca.as_ref().map(|(p, _)| p))
+            .chain(auth.clone().map(|a| &a.ca))
+            .chain(auth.flat_map(|a| a.crls.iter()))
     }
 
     /// Digest of every file's bytes: changes whenever any content changes,
@@ -62,14 +74,23 @@ impl Files {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| e.to_string())?;
-        let builder = match &self.ca {
+        let builder = match &self.client_auth {
             None => builder.with_no_client_auth(),
-            Some((ca, mode)) => {
+            Some(ClientAuthFiles { ca, mode, crls }) => {
                 let roots = Arc::new(pem::roots(ca)?);
+                let crls = crl::load(crls, &roots)?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
                 let verifier = match mode {
                     ClientAuthMode::Required => verifier,
                     ClientAuthMode::Optional => verifier.allow_unauthenticated(),
+                };
+                // With CRLs: the whole chain is checked, and an unknown
+                // (no CRL from the issuer) or stale (past nextUpdate)
+                // status is refused, as OpenSSL-based proxies do.
+                let verifier = if crls.is_empty() {
+                    verifier
+                } else {
+                    verifier.with_crls(crls).enforce_revocation_expiration()
                 };
                 let verifier = verifier
                     .build()
@@ -114,10 +135,11 @@ impl ServerTls {
         let files = Files {
             cert: loaded.resolve(&cfg.cert_file),
             key: loaded.resolve(&cfg.key_file),
-            ca: cfg
-                .client_auth
-                .as_ref()
-                .map(|c| (loaded.resolve(&c.ca_file), c.mode)),
+            client_auth: cfg.client_auth.as_ref().map(|c| ClientAuthFiles {
+                ca: loaded.resolve(&c.ca_file),
+                mode: c.mode,
+                crls: c.crl_files.iter().map(|p| loaded.resolve(p)).collect(),
+            }),
         };
         let identities = match &cfg.client_auth {
             Some(c) => CertIdentities::new(&c.principals).map_err(err)?,
