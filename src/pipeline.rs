@@ -9,6 +9,7 @@ use crate::policy::{Engine, RequestDecision, RequestPrincipal, ResourceRef};
 use crate::proxy::errors::{Refusal, Stop};
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
+use crate::redact::stream::{self, StreamError};
 use crate::redact::{BodyError, parse_json, parse_json_unique};
 use crate::routing::{CanonicalPath, Match};
 use crate::runtime::{Route, Runtime};
@@ -151,6 +152,11 @@ pub fn check_request_body(
 }
 
 /// Filters an (uncompressed) JSON response body for the caller.
+///
+/// The proxy redacts from bytes to bytes ([`stream::redact`]); a report
+/// that asks for a trace (explanations, policy tests) goes through the tree
+/// walk, which explains every decision in catalogue order. Both decide
+/// alike (a property test holds them to it).
 pub fn filter_response_body(
     rt: &Runtime,
     d: &Decided<'_>,
@@ -158,8 +164,29 @@ pub fn filter_response_body(
     report: &mut FilterReport,
 ) -> Result<Vec<u8>, Stop> {
     let unreadable = || Stop::from(Refusal::UnreadableResponse);
-    let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
+    let refused = |e: FilterError| match e {
+        FilterError::Forbidden => Stop::from(Refusal::Forbidden),
+        FilterError::Shape(m) => {
+            tracing::warn!(route = %d.route.template, "unexpected response shape: {m}");
+            unreadable()
+        }
+    };
     let mut decider = d.engine.decider(&d.who);
+    if report.trace.is_none() {
+        return stream::redact(
+            bytes,
+            &d.route.response,
+            &mut decider,
+            &rt.catalogue,
+            report,
+            rt.limits.max_json_depth,
+        )
+        .map_err(|e| match e {
+            StreamError::Unreadable => unreadable(),
+            StreamError::Filter(f) => refused(f),
+        });
+    }
+    let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
     filter_response(
         &mut doc,
         &d.route.response,
@@ -167,12 +194,6 @@ pub fn filter_response_body(
         &rt.catalogue,
         report,
     )
-    .map_err(|e| match e {
-        FilterError::Forbidden => Stop::from(Refusal::Forbidden),
-        FilterError::Shape(m) => {
-            tracing::warn!(route = %d.route.template, "unexpected response shape: {m}");
-            unreadable()
-        }
-    })?;
+    .map_err(refused)?;
     serde_json::to_vec(&doc).map_err(|_| unreadable())
 }

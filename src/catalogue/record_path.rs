@@ -61,11 +61,10 @@ impl RecordPath {
         !self.steps.contains(&Step::Each)
     }
 
-    /// Calls `f` with the container and the element index for every record.
-    /// For `[*]` the callback returns whether to keep the element (records a
-    /// caller may not read at all are dropped from lists). For a single record
-    /// the returned flag is passed back to the caller through `Resolve`-free
-    /// `single_kept`.
+    /// Calls `f` for every record; it returns whether the record stays.
+    /// A record that does not stay is dropped from its `[*]` list, or
+    /// replaced by null anywhere else (the caller refuses a single-record
+    /// body whose record does not stay).
     pub fn for_each_mut<F>(&self, doc: &mut Value, f: &mut F) -> Result<Resolve, String>
     where
         F: FnMut(&mut Value) -> Result<bool, String>,
@@ -79,7 +78,13 @@ where
     F: FnMut(&mut Value) -> Result<bool, String>,
 {
     let Some((first, rest)) = steps.split_first() else {
-        f(v)?;
+        // A record the caller may not see that is not an element of a
+        // `[*]` list (so cannot be dropped from it) becomes null: its
+        // place stays, its data goes. (A single-record body is refused
+        // outright by the caller.)
+        if !f(v)? {
+            *v = Value::Null;
+        }
         return Ok(Resolve::Found);
     };
     match first {

@@ -4,6 +4,8 @@
 mod json;
 pub mod request;
 pub mod response;
+mod scan;
+pub mod stream;
 
 #[cfg(test)]
 mod proptests;

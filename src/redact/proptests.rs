@@ -269,3 +269,175 @@ proptest! {
         }
     }
 }
+
+/// A record shaped by the catalogue node `node`: some of its catalogued
+/// keys (built the same way one level down, as a list of such objects, or
+/// any JSON), the attributes policies read, and uncatalogued extras.
+fn record_for(node: &'static FieldNode, depth: u32) -> BoxedStrategy<Value> {
+    let children: Vec<(&'static str, BoxedStrategy<Value>)> = node
+        .children
+        .iter()
+        .map(|(key, child)| {
+            let value = if child.children.is_empty() || depth == 0 {
+                any_json().boxed()
+            } else {
+                prop_oneof![
+                    3 => record_for(child, depth - 1),
+                    1 => prop::collection::vec(record_for(child, depth - 1), 0..3)
+                        .prop_map(Value::Array),
+                    1 => any_json(),
+                ]
+                .boxed()
+            };
+            (key.as_ref(), value)
+        })
+        .collect();
+    let keys: Vec<&'static str> = children.iter().map(|(k, _)| *k).collect();
+    let values: Vec<_> = children
+        .into_iter()
+        .map(|(_, v)| prop::option::weighted(0.7, v))
+        .collect();
+    // Nested objects mostly hold catalogued keys only, so that removals
+    // can empty them.
+    let extras = if depth == 2 {
+        prop::collection::btree_map("x_[a-z]{1,5}", any_json(), 0..2).boxed()
+    } else {
+        prop_oneof![
+            3 => Just(BTreeMap::new()),
+            1 => prop::collection::btree_map("x_[a-z]{1,5}", any_json(), 1..2),
+        ]
+        .boxed()
+    };
+    (
+        values,
+        extras,
+        prop::sample::select(vec!["c-1001", "c-1002", "o-1", "t-7", ""]),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(move |(vals, extra, id, flag)| {
+            let mut m: Map<String, Value> = extra.into_iter().collect();
+            if !id.is_empty() {
+                m.insert("id".into(), json!(id));
+                m.insert("customer_id".into(), json!(id));
+                m.insert("owner".into(), json!(id));
+            }
+            if let Some(f) = flag {
+                m.insert("marketing_consent".into(), json!(f));
+            }
+            for (k, v) in keys.iter().zip(vals) {
+                if let Some(v) = v {
+                    m.insert(k.to_string(), v);
+                }
+            }
+            Value::Object(m)
+        })
+        .boxed()
+}
+
+/// A body with `records` where the selector's steps say they are.
+fn body_at(steps: &[crate::catalogue::Step], records: &[Value]) -> Value {
+    use crate::catalogue::Step;
+    match steps.split_first() {
+        None => records.first().cloned().unwrap_or_else(|| json!({})),
+        Some((Step::Key(k), rest)) => json!({ k.as_str(): body_at(rest, records), "x_meta": 1 }),
+        Some((Step::Index(i), rest)) => {
+            let mut items = vec![Value::Null; *i];
+            items.push(body_at(rest, records));
+            Value::Array(items)
+        }
+        Some((Step::Each, [])) => Value::Array(records.to_vec()),
+        Some((Step::Each, rest)) => Value::Array(vec![body_at(rest, records)]),
+    }
+}
+
+/// Every reference route that redacts a response, by index.
+fn redacting_routes() -> Vec<usize> {
+    let rt = runtime();
+    (0..rt.routes.len())
+        .filter(|&i| !rt.routes[i].response.is_empty())
+        .collect()
+}
+
+fn route_body() -> impl Strategy<Value = (usize, Vec<u8>)> {
+    prop::sample::select(redacting_routes()).prop_flat_map(|i| {
+        let sel = &runtime().routes[i].response[0];
+        (
+            prop::collection::vec(record_for(&sel.entity.root, 2), 1..4),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(move |(records, root_flag)| {
+                let sel = &runtime().routes[i].response[0];
+                let mut doc = body_at(&sel.path.steps, &records);
+                if let (Some(f), Some(m)) = (root_flag, doc.as_object_mut()) {
+                    m.insert("marketing_consent".into(), json!(f));
+                }
+                (i, serde_json::to_vec(&doc).unwrap())
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The byte-stream redactor the proxy uses and the tree walk decide
+    /// alike: same output, same counts, same refusals, for any caller, any
+    /// redacting route and any body of its shape.
+    #[test]
+    fn stream_redaction_matches_the_tree_walk(who in principal(), (route, body) in route_body()) {
+        let rt = runtime();
+        let route = &rt.routes[route];
+        let rp = RequestPrincipal::new(&who, &route.action).unwrap();
+
+        let mut tree_doc: Value = serde_json::from_slice(&body).unwrap();
+        let mut tree_report = FilterReport::default();
+        let mut decider = rt.engine.decider(&rp);
+        let tree = filter_response(&mut tree_doc, &route.response, &mut decider, &rt.catalogue, &mut tree_report);
+
+        let mut stream_report = FilterReport::default();
+        let mut decider = rt.engine.decider(&rp);
+        let streamed = super::stream::redact(&body, &route.response, &mut decider, &rt.catalogue, &mut stream_report, 64);
+
+        match (tree, streamed) {
+            (Ok(()), Ok(out)) => {
+                let got: Value = serde_json::from_slice(&out)
+                    .map_err(|e| TestCaseError::fail(format!("stream output is not JSON: {e}")))?;
+                prop_assert_eq!(&got, &tree_doc, "route {}\nbody {}", route.template, String::from_utf8_lossy(&body));
+            }
+            (Err(t), Err(super::stream::StreamError::Filter(s))) => prop_assert_eq!(t, s),
+            (t, s) => prop_assert!(false, "tree {:?} vs stream {:?}\nbody {}", t, s, String::from_utf8_lossy(&body)),
+        }
+        prop_assert_eq!(tree_report.records, stream_report.records);
+        prop_assert_eq!(tree_report.records_dropped, stream_report.records_dropped);
+        prop_assert_eq!(&tree_report.outcomes, &stream_report.outcomes);
+    }
+
+    /// Any bytes at all: no panic, and what comes out is JSON.
+    #[test]
+    fn stream_redaction_of_arbitrary_bytes_fails_closed(
+        who in principal(),
+        (route, body) in route_body(),
+        cut in any::<prop::sample::Index>(),
+        noise in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let rt = runtime();
+        let route = &rt.routes[route];
+        let rp = RequestPrincipal::new(&who, &route.action).unwrap();
+        // Splice noise into a valid body, so the damage sits anywhere.
+        let at = cut.index(body.len() + 1);
+        let mut damaged = body[..at].to_vec();
+        damaged.extend_from_slice(&noise);
+        damaged.extend_from_slice(&body[at..]);
+        let mut report = FilterReport::default();
+        let mut decider = rt.engine.decider(&rp);
+        let result = super::stream::redact(&damaged, &route.response, &mut decider, &rt.catalogue, &mut report, 64);
+        let parses = serde_json::from_slice::<Value>(&damaged).is_ok();
+        match result {
+            Ok(out) => {
+                prop_assert!(parses, "accepted what serde_json refuses: {}", String::from_utf8_lossy(&damaged));
+                prop_assert!(serde_json::from_slice::<Value>(&out).is_ok());
+            }
+            Err(super::stream::StreamError::Unreadable) => prop_assert!(!parses, "refused valid JSON: {}", String::from_utf8_lossy(&damaged)),
+            Err(super::stream::StreamError::Filter(_)) => prop_assert!(parses),
+        }
+    }
+}

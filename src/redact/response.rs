@@ -146,17 +146,19 @@ fn filter_record(
     Ok(true)
 }
 
-struct RecordCtx<'r, 'd> {
-    decider: &'r mut Decider<'d>,
-    catalogue: &'r Catalogue,
-    resource: ResourceRef<'r>,
-    report: &'r mut FilterReport,
+/// One record's decisions: shared by the tree walk here and the byte
+/// stream redactor (`super::stream`), so both decide the same way.
+pub(super) struct RecordCtx<'r, 'd> {
+    pub(super) decider: &'r mut Decider<'d>,
+    pub(super) catalogue: &'r Catalogue,
+    pub(super) resource: ResourceRef<'r>,
+    pub(super) report: &'r mut FilterReport,
     /// Policies and errors of the last explained decision (tracing only).
-    last_explained: (Vec<String>, Vec<String>),
+    pub(super) last_explained: (Vec<String>, Vec<String>),
 }
 
 impl RecordCtx<'_, '_> {
-    fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
+    pub(super) fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
         let spec = field.map(|i| self.catalogue.field(i));
         if self.report.trace.is_some() {
             let d = self.decider.explain(action, spec, &self.resource);
@@ -182,10 +184,20 @@ impl RecordCtx<'_, '_> {
         }
     }
 
-    fn trace_record(&mut self, visible: bool) {
+    pub(super) fn trace_record(&mut self, visible: bool) {
         if self.report.trace.is_some() {
             self.push_trace(None, if visible { "visible" } else { "hidden" });
         }
+    }
+
+    /// Decides one field of this record and counts (and traces) it.
+    pub(super) fn field_outcome(&mut self, field: u32) -> Outcome {
+        let outcome = self.outcome(field);
+        *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
+        if self.report.trace.is_some() {
+            self.push_trace(Some(field), outcome.as_str());
+        }
+        outcome
     }
 
     /// The outcome for one field of this record: full, else masked (when
@@ -214,12 +226,7 @@ impl RecordCtx<'_, '_> {
                 continue;
             };
             if let Some(field) = child.field {
-                let outcome = self.outcome(field);
-                *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
-                if self.report.trace.is_some() {
-                    self.push_trace(Some(field), outcome.as_str());
-                }
-                match outcome {
+                match self.field_outcome(field) {
                     Outcome::Full => {}
                     Outcome::Masked => {
                         if let Some(mask) = &self.catalogue.field(field).mask {
