@@ -56,6 +56,16 @@ pub struct JwtConfig {
     /// Bounds the work an unauthenticated client can make us do per request.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Verified tokens remembered so a client reusing its token is not
+    /// re-verified on every request; 0 turns the cache off. A fixed count
+    /// so memory stays bounded however many tokens the issuer hands out.
+    #[serde(default = "default_cache_max_entries")]
+    pub cache_max_entries: usize,
+    /// Longer tokens are verified every time instead of cached, which
+    /// bounds each entry's size (and so the cache's) independently of
+    /// `max_token_bytes`.
+    #[serde(default = "default_cache_max_token_bytes")]
+    pub cache_max_token_bytes: usize,
 }
 
 impl Default for JwtConfig {
@@ -73,6 +83,8 @@ impl Default for JwtConfig {
             purpose_claim: default_purpose_claim(),
             attribute_claims: Vec::new(),
             max_token_bytes: default_max_token_bytes(),
+            cache_max_entries: default_cache_max_entries(),
+            cache_max_token_bytes: default_cache_max_token_bytes(),
         }
     }
 }
@@ -155,6 +167,12 @@ fn default_purpose_claim() -> String {
 }
 fn default_max_token_bytes() -> usize {
     8192
+}
+fn default_cache_max_entries() -> usize {
+    10_000
+}
+fn default_cache_max_token_bytes() -> usize {
+    4096
 }
 fn default_subject_header() -> HeaderName {
     HeaderName::from_static("x-fieldguard-subject")

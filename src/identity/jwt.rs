@@ -3,8 +3,10 @@
 //! Everything expensive or fallible that does not depend on the request
 //! (reading key files, parsing PEM/JWKS, building `Validation`s) happens once
 //! in [`JwtVerifier::new`]; per request we only parse the token and run the
-//! signature check against the keys the token may legitimately use.
+//! signature check against the keys the token may legitimately use, and a
+//! token seen (and verified) before skips even that: see [`super::cache`].
 
+use super::cache::{TokenCache, Verified};
 use super::config::{JwtConfig, PublicKeyAlgorithm};
 use super::{AttrValue, IdentityError, IdentitySource, Principal, valid_purpose};
 use crate::error::ConfigError;
@@ -15,6 +17,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// HS256 secrets shorter than this are brute-forceable offline from any one
 /// captured token (RFC 7518 §3.2 asks for at least the hash size).
@@ -23,6 +26,10 @@ pub(crate) const MIN_HS256_SECRET_BYTES: usize = 32;
 /// Larger leeways are certainly a mistake, and an unbounded one would
 /// overflow the time arithmetic inside `jsonwebtoken`.
 const MAX_LEEWAY_SECONDS: u64 = 3600;
+
+/// Larger token caches are certainly a mistake: at the default
+/// `cache_max_token_bytes` this is already several GB in the worst case.
+const MAX_CACHE_ENTRIES: usize = 1_000_000;
 
 type Claims = Map<String, Value>;
 
@@ -73,11 +80,29 @@ impl ClaimPath {
     }
 }
 
+/// Built from the configuration by [`JwtVerifier::new`] and never changed
+/// afterwards: keys (including every JWKS key, read once from its file) are
+/// fixed for the verifier's lifetime, and nothing refreshes them in place.
+///
+/// The verified-token cache lives here, not in a global, for that reason:
+/// the verifier belongs to the `Identifier` of one `Runtime`, and a reload
+/// (`crate::reload`: SIGHUP, `POST /reload`, or a watched file change that
+/// alters the config or policies) builds a complete new `Runtime`, and so a
+/// new verifier with re-read key files and an empty cache, before swapping
+/// it in. A rotated secret or JWKS therefore never meets a token cached
+/// under the old keys; requests in flight finish on the old runtime and its
+/// cache is freed with it. (The file watcher does not notice a change to a
+/// key file alone, with or without this cache: keys are rotated with
+/// SIGHUP or `POST /reload`.)
 #[derive(Debug)]
 pub(crate) struct JwtVerifier {
     keys: Vec<VerifyingKey>,
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
+    /// The same leeway every key's `Validation` has; re-applied on cache hits.
+    leeway: u64,
+    /// `None` when `cache_max_entries` is 0.
+    cache: Option<TokenCache>,
     roles: ClaimPath,
     mfa: ClaimPath,
     mfa_values: HashSet<String>,
@@ -120,6 +145,17 @@ impl JwtVerifier {
         if cfg.max_token_bytes == 0 {
             return Err(cfg_err(
                 "identity.jwt.max_token_bytes must be greater than 0".into(),
+            ));
+        }
+        if cfg.cache_max_entries > MAX_CACHE_ENTRIES {
+            return Err(cfg_err(format!(
+                "identity.jwt.cache_max_entries must be at most {MAX_CACHE_ENTRIES} (0 disables the cache)"
+            )));
+        }
+        if cfg.cache_max_entries > 0 && cfg.cache_max_token_bytes == 0 {
+            return Err(cfg_err(
+                "identity.jwt.cache_max_token_bytes must be greater than 0 (set cache_max_entries: 0 to disable the cache)"
+                    .into(),
             ));
         }
         for (name, value) in [
@@ -276,6 +312,8 @@ impl JwtVerifier {
             keys,
             algorithms,
             max_token_bytes: cfg.max_token_bytes,
+            leeway: cfg.leeway_seconds,
+            cache: TokenCache::new(cfg.cache_max_entries, cfg.cache_max_token_bytes),
             roles: ClaimPath::new(cfg.roles_claim.trim()),
             mfa: ClaimPath::new(cfg.mfa_claim.trim()),
             mfa_values: cfg
@@ -300,9 +338,70 @@ impl JwtVerifier {
         token: &str,
         header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
     ) -> Result<Principal, IdentityError> {
+        self.verify_at(token, header_purpose, jsonwebtoken::get_current_timestamp)
+    }
+
+    /// [`Self::verify`] with the clock used for cache hits and eviction
+    /// passed in, so tests can move a cached token past its `exp` without
+    /// waiting. A fresh verification always uses `jsonwebtoken`'s clock,
+    /// which is the same function `verify` passes here.
+    pub(super) fn verify_at(
+        &self,
+        token: &str,
+        header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
+        now: impl Fn() -> u64,
+    ) -> Result<Principal, IdentityError> {
         if token.len() > self.max_token_bytes {
             return Err(IdentityError::TooLarge);
         }
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| Some((cache, cache.key(token)?)));
+        if let Some(hit) = cached.as_ref().and_then(|(cache, key)| cache.get(key)) {
+            // Signature, algorithm, issuer, audience and claim mapping
+            // depend only on the token and this verifier's fixed keys and
+            // settings; time is the one input that changes.
+            hit.check_time(now(), self.leeway)?;
+            return hit.principal(header_purpose);
+        }
+        let claims = self.verified_claims(token)?;
+        let facts = self.token_facts(&claims)?;
+        let Some((cache, key)) = cached else {
+            return facts.finish(header_purpose);
+        };
+        // Cached only if everything the token decides is valid and its
+        // `exp`/`nbf` are plain integers (see `token_times`).
+        match (token_times(&claims), facts.attributes) {
+            (Some((exp, nbf)), Ok(attributes)) => {
+                let verified = Arc::new(Verified {
+                    principal: Principal {
+                        attributes,
+                        ..facts.principal
+                    },
+                    exp,
+                    nbf,
+                });
+                cache.insert(&key, verified.clone(), now(), self.leeway);
+                verified.principal(header_purpose)
+            }
+            (_, attributes) => TokenFacts {
+                principal: facts.principal,
+                attributes,
+            }
+            .finish(header_purpose),
+        }
+    }
+
+    /// Tokens cached right now (0 with the cache off).
+    #[cfg(test)]
+    pub(super) fn cache_len(&self) -> usize {
+        self.cache.as_ref().map_or(0, TokenCache::len)
+    }
+
+    /// The claims of a token whose signature and registered claims
+    /// (`exp`, `nbf`, `iss`, `aud`) check out against the configured keys.
+    fn verified_claims(&self, token: &str) -> Result<Claims, IdentityError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -330,13 +429,9 @@ impl JwtVerifier {
         }
 
         let mut last = IdentityError::BadSignature;
-        let mut claims = None;
         for k in candidates {
             match jsonwebtoken::decode::<Claims>(token, &k.key, &k.validation) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    break;
-                }
+                Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     let mapped = map_jwt_error(e.kind());
                     // Only "this key did not verify it" lets us try the next
@@ -349,10 +444,7 @@ impl JwtVerifier {
                 }
             }
         }
-        let Some(claims) = claims else {
-            return Err(last);
-        };
-        self.principal(&claims, header_purpose)
+        Err(last)
     }
 
     /// Builds the principal from already-verified claims (also used by
@@ -362,6 +454,14 @@ impl JwtVerifier {
         claims: &Claims,
         header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
     ) -> Result<Principal, IdentityError> {
+        self.token_facts(claims)?.finish(header_purpose)
+    }
+
+    /// What the claims alone say about the caller. Errors come in the order
+    /// callers have always seen them: subject, roles, MFA and purpose claim
+    /// here; then the header purpose fallback; then attributes, whose error
+    /// is therefore held back in [`TokenFacts`] until after the fallback.
+    fn token_facts(&self, claims: &Claims) -> Result<TokenFacts, IdentityError> {
         let id = match claims.get("sub") {
             None | Some(Value::Null) => return Err(IdentityError::MissingSubject),
             Some(Value::String(s)) if s.trim().is_empty() => {
@@ -392,9 +492,23 @@ impl JwtVerifier {
         let purpose = match self.purpose.lookup(claims) {
             Some(Value::String(p)) if valid_purpose(p) => Some(p.clone()),
             Some(_) => return Err(IdentityError::BadClaim("purpose")),
-            None => header_purpose()?,
+            None => None,
         };
 
+        Ok(TokenFacts {
+            principal: Principal {
+                id,
+                roles,
+                mfa,
+                purpose,
+                attributes: BTreeMap::new(),
+                source: IdentitySource::Jwt,
+            },
+            attributes: self.attributes(claims),
+        })
+    }
+
+    fn attributes(&self, claims: &Claims) -> Result<BTreeMap<String, AttrValue>, IdentityError> {
         let mut attributes = BTreeMap::new();
         for path in &self.attributes {
             let Some(v) = path.lookup(claims) else {
@@ -420,16 +534,45 @@ impl JwtVerifier {
             };
             attributes.insert(path.raw.clone(), value);
         }
-
-        Ok(Principal {
-            id,
-            roles,
-            mfa,
-            purpose,
-            attributes,
-            source: IdentitySource::Jwt,
-        })
+        Ok(attributes)
     }
+}
+
+/// The principal as the token alone decides it, before the per-request
+/// purpose fallback.
+struct TokenFacts {
+    /// `purpose` is the token's claim (or `None`); `attributes` is empty
+    /// until [`TokenFacts::finish`] (or the cache entry) takes them.
+    principal: Principal,
+    attributes: Result<BTreeMap<String, AttrValue>, IdentityError>,
+}
+
+impl TokenFacts {
+    /// The principal for this request.
+    fn finish(
+        self,
+        header_purpose: impl FnOnce() -> Result<Option<String>, IdentityError>,
+    ) -> Result<Principal, IdentityError> {
+        let mut principal = self.principal;
+        if principal.purpose.is_none() {
+            principal.purpose = header_purpose()?;
+        }
+        principal.attributes = self.attributes?;
+        Ok(principal)
+    }
+}
+
+/// `exp` and `nbf` (if any) as the plain integers a cache entry re-checks:
+/// the values `jsonwebtoken` just checked (it parses the same payload and
+/// refuses duplicate keys). A fractional time, which the library rounds, is
+/// left uncached (`None`) rather than re-implemented.
+fn token_times(claims: &Claims) -> Option<(u64, Option<u64>)> {
+    let exp = claims.get("exp")?.as_u64()?;
+    let nbf = match claims.get("nbf") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64()?),
+    };
+    Some((exp, nbf))
 }
 
 /// An array of strings, or one string separated by spaces and/or commas

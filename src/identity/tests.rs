@@ -8,6 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use tempfile::TempDir;
 
+/// The verified-token cache, through the verifier.
+mod cache;
+
 const SECRET: &[u8] = b"test-only-secret-0123456789abcdef-xyz";
 const OTHER_SECRET: &[u8] = b"another-test-secret-0123456789abcdef";
 const TRUSTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
