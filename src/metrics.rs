@@ -6,11 +6,13 @@
 //! User ids, resource ids and raw paths are never labels.
 
 use crate::proxy::exchange::Exchange;
+use crate::redact::Outcome;
 use crate::runtime::Runtime;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Latency buckets (seconds): 100 µs to 10 s.
@@ -38,6 +40,10 @@ pub struct Metrics {
     decision_duration: HistogramVec,
     policy_errors: IntCounterVec,
     field_outcomes: IntCounterVec,
+    /// `field_outcomes` series resolved by field index for the runtime of
+    /// that generation, so counting a body's fields does not hash four
+    /// label strings per field.
+    field_handles: Mutex<FieldHandles>,
     records_hidden: IntCounterVec,
     refused_write_fields: IntCounterVec,
     identity_failures: IntCounterVec,
@@ -224,6 +230,7 @@ impl Metrics {
                 "Catalogued response fields by outcome (full, masked, removed).",
                 &["entity", "category", "field", "outcome"],
             )?,
+            field_handles: Mutex::new(FieldHandles::default()),
             records_hidden: counter(
                 &r,
                 "fieldguard_records_hidden_total",
@@ -361,16 +368,14 @@ impl Metrics {
                 .observe(d.as_secs_f64());
         }
         if let Some(f) = &ex.filter {
-            for (&(field, outcome), &count) in &f.outcomes {
-                if let Some(spec) = rt.catalogue.fields().get(field as usize) {
-                    self.field_outcomes
-                        .with_label_values(&[
-                            &*spec.entity,
-                            spec.category.as_str(),
-                            spec.path.as_str(),
-                            outcome.as_str(),
-                        ])
-                        .inc_by(u64::from(count));
+            if !f.outcomes.is_empty() {
+                // A poisoned lock only means a panic elsewhere mid-update of
+                // a cache; the handles in it are still valid.
+                let mut handles = self.field_handles.lock().unwrap_or_else(|p| p.into_inner());
+                for (&(field, outcome), &count) in &f.outcomes {
+                    if let Some(c) = handles.counter(&self.field_outcomes, rt, field, outcome) {
+                        c.inc_by(u64::from(count));
+                    }
                 }
             }
             if f.records_dropped > 0 {
@@ -444,4 +449,50 @@ fn upstream_error(code: &str) -> Option<&'static str> {
         "upstream_error" => "error_status",
         _ => return None,
     })
+}
+
+/// Resolved `fieldguard_field_outcomes_total` series of one runtime.
+#[derive(Default)]
+struct FieldHandles {
+    generation: u64,
+    /// By field index, then outcome (full, masked, removed).
+    by_field: Vec<[Option<IntCounter>; 3]>,
+}
+
+impl FieldHandles {
+    fn counter(
+        &mut self,
+        family: &IntCounterVec,
+        rt: &Runtime,
+        field: u32,
+        outcome: Outcome,
+    ) -> Option<&IntCounter> {
+        if self.generation != rt.generation {
+            self.generation = rt.generation;
+            self.by_field.clear();
+            self.by_field
+                .resize_with(rt.catalogue.fields().len(), Default::default);
+        }
+        let spec = rt.catalogue.fields().get(field as usize)?;
+        let slot = self
+            .by_field
+            .get_mut(field as usize)?
+            .get_mut(outcome_index(outcome))?;
+        Some(slot.get_or_insert_with(|| {
+            family.with_label_values(&[
+                &*spec.entity,
+                spec.category.as_str(),
+                spec.path.as_str(),
+                outcome.as_str(),
+            ])
+        }))
+    }
+}
+
+fn outcome_index(o: Outcome) -> usize {
+    match o {
+        Outcome::Full => 0,
+        Outcome::Masked => 1,
+        Outcome::Removed => 2,
+    }
 }

@@ -6,6 +6,7 @@
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::policy::RequestPrincipal;
 use fieldguard::redact::response::{FilterReport, filter_response};
+use fieldguard::redact::stream::{self, StreamError};
 use fieldguard::redact::{BodyError, parse_json, parse_json_unique};
 use fieldguard::routing;
 use fieldguard::runtime::Runtime;
@@ -149,6 +150,65 @@ pub fn response_filter(data: &[u8]) {
     }
 }
 
+/// The byte-stream redactor the proxy uses, on arbitrary bodies for a
+/// support agent on `GET /customers`: never panics; it accepts exactly the
+/// bodies serde_json accepts (or refuses them for their shape); its output
+/// is JSON; and on a body without repeated keys it agrees with the tree
+/// walk.
+pub fn response_stream(data: &[u8]) {
+    let rt = runtime();
+    let Some(route) = rt
+        .routes
+        .iter()
+        .find(|r| r.method == "GET" && r.template == "/customers")
+    else {
+        panic!("reference route missing")
+    };
+    let who = Principal {
+        id: "agent-7".into(),
+        roles: vec!["support_agent".into()],
+        mfa: false,
+        purpose: None,
+        attributes: BTreeMap::new(),
+        source: IdentitySource::Jwt,
+    };
+    let rp = RequestPrincipal::new(&who, &route.action).expect("principal");
+    let depth = rt.limits.max_json_depth;
+    let mut report = FilterReport::default();
+    let mut decider = rt.engine.decider(&rp);
+    let streamed = stream::redact(
+        data,
+        &route.response,
+        &mut decider,
+        &rt.catalogue,
+        &mut report,
+        depth,
+    );
+    let parsed = parse_json(data, depth);
+    match (&streamed, &parsed) {
+        (Err(StreamError::Unreadable), Ok(_)) => panic!("refused a readable body"),
+        (Ok(_) | Err(StreamError::Filter(_)), Err(e)) => panic!("accepted an unreadable body: {e}"),
+        _ => {}
+    }
+    let Ok(out) = streamed else { return };
+    let got: Value = serde_json::from_slice(&out).expect("output is JSON");
+    if parse_json_unique(data, depth).is_err() {
+        return;
+    }
+    let mut doc = parsed.expect("checked above");
+    let mut decider = rt.engine.decider(&rp);
+    let mut tree_report = FilterReport::default();
+    filter_response(
+        &mut doc,
+        &route.response,
+        &mut decider,
+        &rt.catalogue,
+        &mut tree_report,
+    )
+    .expect("the tree walk accepts what the stream accepted");
+    assert_eq!(got, doc, "stream and tree walk disagree");
+}
+
 /// A fuzz target: panics when an invariant breaks.
 pub type Target = fn(&[u8]);
 
@@ -158,4 +218,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("route", route),
     ("request_json", request_json),
     ("response_filter", response_filter),
+    ("response_stream", response_stream),
 ];

@@ -42,6 +42,19 @@ pub struct FieldNode {
     pub children: BTreeMap<Box<str>, FieldNode>,
 }
 
+impl FieldNode {
+    /// The node at `key` below this one. A node has a few dozen keys at
+    /// most, so a scan that compares lengths first beats the map's ordered
+    /// search (one `memcmp` per step) on the redaction hot path.
+    #[inline]
+    pub fn child(&self, key: &str) -> Option<&FieldNode> {
+        self.children
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+            .map(|(_, node)| node)
+    }
+}
+
 /// Where a record attribute comes from.
 #[derive(Debug, Clone)]
 pub struct AttributeSource {

@@ -4,9 +4,9 @@
 use super::{Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::policy::{Decider, FieldAction, ResourceRef};
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
-use std::collections::HashMap;
 
 /// Why a body could not be filtered. Either way nothing is passed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum FilterError {
 pub struct FilterReport {
     pub records: u32,
     pub records_dropped: u32,
-    pub outcomes: HashMap<(u32, Outcome), u32>,
+    pub outcomes: FxHashMap<(u32, Outcome), u32>,
     /// When `Some`, every decision is also explained here (uncached, with
     /// the determining policies): for `fieldguard explain` and policy tests.
     pub trace: Option<Vec<TraceEntry>>,

@@ -357,22 +357,23 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The text of a key or string span (with its quotes).
-pub fn text(input: &[u8], span: Span, escaped: bool) -> Result<Cow<'_, str>> {
-    let raw = input
-        .get(span.start..span.end)
-        .ok_or(ScanError::Malformed)?;
+/// The text of a key or string span (with its quotes). The input is a
+/// `str` (checked once for the whole body), so an unescaped string is a
+/// slice of it: no copy, no second UTF-8 check.
+pub fn text(input: &str, span: Span, escaped: bool) -> Result<Cow<'_, str>> {
     if escaped {
+        let raw = input
+            .as_bytes()
+            .get(span.start..span.end)
+            .ok_or(ScanError::Malformed)?;
         return serde_json::from_slice::<String>(raw)
             .map(Cow::Owned)
             .map_err(|_| ScanError::Malformed);
     }
-    let inner = raw
-        .get(1..raw.len().saturating_sub(1))
-        .ok_or(ScanError::Malformed)?;
-    std::str::from_utf8(inner)
+    input
+        .get(span.start + 1..span.end.saturating_sub(1))
         .map(Cow::Borrowed)
-        .map_err(|_| ScanError::Malformed)
+        .ok_or(ScanError::Malformed)
 }
 
 /// Validates a whole document: UTF-8, grammar, depth, nothing after it.
@@ -475,8 +476,8 @@ mod tests {
 
     #[test]
     fn keys_are_decoded_only_when_escaped() {
-        let input = br#"{"plain":1,"es\u0063aped":2}"#;
-        let mut sc = Scanner::new(input, 0, 0, 4);
+        let input = r#"{"plain":1,"es\u0063aped":2}"#;
+        let mut sc = Scanner::new(input.as_bytes(), 0, 0, 4);
         sc.open_object().unwrap();
         let mut first = true;
         let k1 = sc.member(&mut first).unwrap().unwrap();

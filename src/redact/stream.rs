@@ -48,13 +48,19 @@ pub fn redact(
     report: &mut FilterReport,
     max_depth: usize,
 ) -> Result<Vec<u8>, StreamError> {
-    std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+    let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
     let mut current: Option<Vec<u8>> = None;
     for sel in selectors {
         let source = current.as_deref().unwrap_or(input);
+        // The output of a pass is JSON this module wrote: UTF-8 again.
+        let source_text = match &current {
+            Some(out) => std::str::from_utf8(out).map_err(|_| StreamError::Unreadable)?,
+            None => text,
+        };
         let pass = Pass {
             w: Writer {
                 input: source,
+                text: source_text,
                 out: Vec::with_capacity(source.len()),
                 max_depth,
             },
@@ -106,6 +112,8 @@ enum Resolve {
 /// The output being written and the input it copies from.
 struct Writer<'i> {
     input: &'i [u8],
+    /// The same input, as the `str` it was checked to be.
+    text: &'i str,
     out: Vec<u8>,
     max_depth: usize,
 }
@@ -135,6 +143,13 @@ impl Writer<'_> {
     }
 }
 
+/// A member of the record being redacted, its key decoded once.
+struct Member<'i> {
+    name: Cow<'i, str>,
+    key: Key,
+    value: Span,
+}
+
 /// One selector applied to one body.
 struct Pass<'i, 'c, 'd> {
     w: Writer<'i>,
@@ -145,7 +160,7 @@ struct Pass<'i, 'c, 'd> {
     /// Attribute values read from the document root (by source index).
     root_values: Vec<Option<AttrValue>>,
     /// The current record's members (reused across records).
-    members: Vec<(Key, Span)>,
+    members: Vec<Member<'i>>,
     /// A single-record body whose record the caller may not see.
     forbidden: bool,
 }
@@ -153,6 +168,7 @@ struct Pass<'i, 'c, 'd> {
 impl Pass<'_, '_, '_> {
     fn run(mut self) -> Result<Vec<u8>, Fail> {
         let input = self.w.input;
+        let text = self.w.text;
         let max_depth = self.w.max_depth;
         self.root_values = self
             .sel
@@ -162,9 +178,9 @@ impl Pass<'_, '_, '_> {
                 if !s.from_root {
                     return Ok(None);
                 }
-                let found = lookup_path(input, 0, 0, &s.path, max_depth)?;
+                let found = lookup_path(text, 0, 0, &s.path, max_depth)?;
                 Ok(found
-                    .and_then(|span| convert(input, span, s))
+                    .and_then(|span| convert(text, span, s))
                     .or_else(|| s.default.clone()))
             })
             .collect::<Result<_, Fail>>()?;
@@ -197,7 +213,7 @@ impl Pass<'_, '_, '_> {
             }
             return Ok(Resolve::Found);
         };
-        let input = self.w.input;
+        let text = self.w.text;
         match step {
             Step::Key(name) => {
                 if sc.peek() != Some(b'{') {
@@ -208,7 +224,7 @@ impl Pass<'_, '_, '_> {
                 let (mut first, mut written, mut found) = (true, false, false);
                 while let Some(key) = sc.member(&mut first)? {
                     self.w.key(&mut written, key);
-                    if scan::text(input, key.span, key.escaped)? == name.as_str() {
+                    if scan::text(text, key.span, key.escaped)? == name.as_str() {
                         found = true;
                         if self.walk(sc, rest)? == Resolve::Missing {
                             return Ok(Resolve::Missing);
@@ -304,7 +320,11 @@ impl Pass<'_, '_, '_> {
         let mut first = true;
         while let Some(key) = sc.member(&mut first)? {
             let value = sc.value()?;
-            members.push((key, value));
+            members.push(Member {
+                name: scan::text(self.w.text, key.span, key.escaped)?,
+                key,
+                value,
+            });
         }
         let shown = self.show_record(&members, depth);
         self.members = members;
@@ -318,8 +338,9 @@ impl Pass<'_, '_, '_> {
         Ok(shown)
     }
 
-    fn show_record(&mut self, members: &[(Key, Span)], depth: usize) -> Result<bool, Fail> {
+    fn show_record(&mut self, members: &[Member<'_>], depth: usize) -> Result<bool, Fail> {
         let input = self.w.input;
+        let text = self.w.text;
         let sel = self.sel;
         let entity = &sel.entity;
         let mut values: SmallVec<[AttrValue; 4]> = SmallVec::new();
@@ -327,8 +348,8 @@ impl Pass<'_, '_, '_> {
             let value = if source.from_root {
                 root.clone()
             } else {
-                member_path(input, members, &source.path, self.w.max_depth)?
-                    .and_then(|span| convert(input, span, source))
+                member_path(text, members, &source.path, self.w.max_depth)?
+                    .and_then(|span| convert(text, span, source))
                     .or_else(|| source.default.clone())
             };
             match value {
@@ -340,10 +361,8 @@ impl Pass<'_, '_, '_> {
             }
         }
         let id: Cow<'_, str> = match &entity.id_field {
-            Some(path) => match member_path(input, members, path, self.w.max_depth)? {
-                Some(span) if input.get(span.start) == Some(&b'"') => {
-                    scan::text(input, span, true)?
-                }
+            Some(path) => match member_path(text, members, path, self.w.max_depth)? {
+                Some(span) if input.get(span.start) == Some(&b'"') => scan::text(text, span, true)?,
                 _ => Cow::Borrowed(""),
             },
             None => Cow::Borrowed(""),
@@ -368,13 +387,15 @@ impl Pass<'_, '_, '_> {
         }
         self.w.push(b'{');
         let mut written = false;
-        for &(key, value) in members {
+        for m in members {
+            let at = &entity.root;
             member(
                 &mut self.w,
                 &mut ctx,
-                key,
-                value,
-                &entity.root,
+                &m.name,
+                m.key,
+                m.value,
+                at,
                 depth,
                 &mut written,
             )?;
@@ -386,17 +407,18 @@ impl Pass<'_, '_, '_> {
 
 /// Writes one member of an object whose catalogue node is `node`: as is,
 /// masked, redacted below, or not at all.
+#[allow(clippy::too_many_arguments)]
 fn member(
     w: &mut Writer<'_>,
     ctx: &mut RecordCtx<'_, '_>,
+    name: &str,
     key: Key,
     value: Span,
     node: &FieldNode,
     depth: usize,
     written: &mut bool,
 ) -> Result<(), Fail> {
-    let name = scan::text(w.input, key.span, key.escaped)?;
-    let Some(child) = node.children.get(name.as_ref()) else {
+    let Some(child) = node.child(name) else {
         w.key(written, key);
         w.copy(value);
         return Ok(());
@@ -463,8 +485,9 @@ fn object(
     let (mut first, mut written, mut had) = (true, false, false);
     while let Some(key) = sc.member(&mut first)? {
         had = true;
+        let name = scan::text(w.text, key.span, key.escaped)?;
         let value = sc.value()?;
-        member(w, ctx, key, value, node, depth + 1, &mut written)?;
+        member(w, ctx, &name, key, value, node, depth + 1, &mut written)?;
     }
     w.push(b'}');
     Ok(if had && !written {
@@ -510,8 +533,8 @@ fn array(
 /// path that the record repeats is refused: the decision would rest on one
 /// copy while a client may read the other.
 fn member_path(
-    input: &[u8],
-    members: &[(Key, Span)],
+    text: &str,
+    members: &[Member<'_>],
     path: &[String],
     max_depth: usize,
 ) -> Result<Option<Span>, Fail> {
@@ -519,16 +542,16 @@ fn member_path(
         return Ok(None);
     };
     let mut found = None;
-    for &(key, value) in members {
-        if scan::text(input, key.span, key.escaped)? == first.as_str() {
+    for m in members {
+        if m.name == first.as_str() {
             if found.is_some() {
                 return Err(repeated(first));
             }
-            found = Some(value);
+            found = Some(m.value);
         }
     }
     match found {
-        Some(span) if !rest.is_empty() => lookup_path(input, span.start, 0, rest, max_depth),
+        Some(span) if !rest.is_empty() => lookup_path(text, span.start, 0, rest, max_depth),
         other => Ok(other),
     }
 }
@@ -542,12 +565,13 @@ fn repeated(key: &str) -> Fail {
 /// The value at `path` below the value at `pos` (`None` when a step is
 /// missing or not an object; refused when a step's key is repeated).
 fn lookup_path(
-    input: &[u8],
+    text: &str,
     pos: usize,
     depth: usize,
     path: &[String],
     max_depth: usize,
 ) -> Result<Option<Span>, Fail> {
+    let input = text.as_bytes();
     let Some((first, rest)) = path.split_first() else {
         let mut sc = Scanner::new(input, pos, depth, max_depth);
         return Ok(Some(sc.value()?));
@@ -561,7 +585,7 @@ fn lookup_path(
     let mut found = None;
     while let Some(key) = sc.member(&mut first_member)? {
         let value = sc.value()?;
-        if scan::text(input, key.span, key.escaped)? == first.as_str() {
+        if scan::text(text, key.span, key.escaped)? == first.as_str() {
             if found.is_some() {
                 return Err(repeated(first));
             }
@@ -569,24 +593,24 @@ fn lookup_path(
         }
     }
     match found {
-        Some(span) => lookup_path(input, span.start, depth + 1, rest, max_depth),
+        Some(span) => lookup_path(text, span.start, depth + 1, rest, max_depth),
         None => Ok(None),
     }
 }
 
 /// A record attribute from its JSON value, as [`AttributeSource::extract`]
 /// converts it (`None` when of the wrong type).
-fn convert(input: &[u8], span: Span, source: &AttributeSource) -> Option<AttrValue> {
-    let raw = input.get(span.start..span.end)?;
+fn convert(text: &str, span: Span, source: &AttributeSource) -> Option<AttrValue> {
+    let raw = text.as_bytes().get(span.start..span.end)?;
     match source.kind {
         AttributeKind::String | AttributeKind::Entity => {
             if raw.first() != Some(&b'"') {
                 return None;
             }
-            let text: Box<str> = scan::text(input, span, true).ok()?.into();
+            let value: Box<str> = scan::text(text, span, true).ok()?.into();
             Some(match source.kind {
-                AttributeKind::Entity => AttrValue::Entity(text),
-                _ => AttrValue::Str(text),
+                AttributeKind::Entity => AttrValue::Entity(value),
+                _ => AttrValue::Str(value),
             })
         }
         AttributeKind::Bool => match raw {

@@ -27,6 +27,10 @@ pub struct Runtime {
     pub limits: LimitsConfig,
     /// When this runtime was built (shown by `/policies`).
     pub loaded_at: std::time::SystemTime,
+    /// Unique per runtime built in this process: what caches derived from
+    /// one runtime (metric handles by field index) key on, since a reload
+    /// renumbers fields.
+    pub generation: u64,
     /// Shadow mode everywhere: nothing enforced, everything audited.
     pub shadow_all: bool,
     /// A second policy set decided beside the enforced one.
@@ -133,6 +137,7 @@ impl Runtime {
             limits: cfg.limits.clone(),
             config: loaded,
             loaded_at: std::time::SystemTime::now(),
+            generation: next_generation(),
             shadow_all,
             observer,
         })
@@ -163,4 +168,9 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
         return Err(err("must not have a path or query"));
     }
     Ok(uri)
+}
+
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
