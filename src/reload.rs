@@ -121,9 +121,10 @@ impl Proxy {
     }
 }
 
-/// Same policies, schema and configuration text: nothing to swap.
+/// Same policies, schema, configuration text and keys: nothing to swap.
 fn same_set(a: &Runtime, b: &Runtime) -> bool {
     a.engine.bundle.version == b.engine.bundle.version
+        && a.key_fingerprint == b.key_fingerprint
         && std::fs::read(&a.config.file).ok() == std::fs::read(&b.config.file).ok()
         && format!("{:?}", a.config.config) == format!("{:?}", b.config.config)
 }
@@ -174,16 +175,18 @@ impl Relevant {
                 p.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
             )
         };
+        let mut files = vec![
+            split(&cfg.file),
+            split(&cfg.resolve(&cfg.config.policies.schema)),
+        ];
+        files.extend(cfg.key_files().iter().map(|f| split(f)));
         Self {
-            files: vec![
-                split(&cfg.file),
-                split(&cfg.resolve(&cfg.config.policies.schema)),
-            ],
+            files,
             policy_dir: canonical(&cfg.resolve(&cfg.config.policies.directory)),
         }
     }
 
-    /// The config or schema file, anything in the policy folder, or a
+    /// The config, schema or a key file, anything in the policy folder, or a
     /// Kubernetes ConfigMap's `..data` / `..<timestamp>` entries (swapped
     /// to update every file at once). Event paths are the watched (canonical)
     /// folder joined with a name, so no file-system call is needed here.
@@ -208,7 +211,8 @@ fn canonical_folder(p: &Path) -> PathBuf {
 }
 
 /// What a change under which reloads: the config file's folder, the policy
-/// folder and the schema's folder (folders, so symlink swaps are seen).
+/// folder, the schema's and the key files' folders (folders, so symlink
+/// swaps are seen).
 fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
     let cfg = &rt.config;
     // Canonical, so event paths compare equal to [`Relevant`]'s.
@@ -217,6 +221,7 @@ fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
         canonical(&cfg.resolve(&cfg.config.policies.directory)),
         canonical_folder(&cfg.resolve(&cfg.config.policies.schema)),
     ];
+    paths.extend(cfg.key_files().iter().map(|f| canonical_folder(f)));
     paths.sort();
     paths.dedup();
     paths

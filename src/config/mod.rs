@@ -24,6 +24,21 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// The key files the runtime reads (the JWT secret, public keys and
+    /// JWKS, the redaction hash key), resolved. A reload must notice when
+    /// only one of them changes: that is how keys are rotated.
+    pub fn key_files(&self) -> Vec<PathBuf> {
+        let c = &self.config;
+        let mut files = Vec::new();
+        if let Some(j) = &c.identity.jwt {
+            files.extend(j.hs256_secret_file.iter().cloned());
+            files.extend(j.public_keys.iter().map(|k| k.file.clone()));
+            files.extend(j.jwks_file.iter().cloned());
+        }
+        files.extend(c.redaction.hash_key_file.iter().cloned());
+        files.iter().map(|f| self.resolve(f)).collect()
+    }
+
     /// Resolves a path written in the config relative to the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {

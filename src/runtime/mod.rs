@@ -31,6 +31,10 @@ pub struct Runtime {
     /// one runtime (metric handles by field index) key on, since a reload
     /// renumbers fields.
     pub generation: u64,
+    /// SHA-256 over the key files as read at build time
+    /// ([`LoadedConfig::key_files`]): a reload whose config and policies are
+    /// unchanged still swaps when a key was rotated.
+    pub key_fingerprint: [u8; 32],
     /// Shadow mode everywhere: nothing enforced, everything audited.
     pub shadow_all: bool,
     /// A second policy set decided beside the enforced one.
@@ -127,6 +131,7 @@ impl Runtime {
                 .map_err(|e| ConfigError::new(&loaded.file, line_of(&rc.path), e.to_string()))?;
         }
         upstream_url(&loaded)?;
+        let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {
             engine,
             catalogue,
@@ -138,6 +143,7 @@ impl Runtime {
             config: loaded,
             loaded_at: std::time::SystemTime::now(),
             generation: next_generation(),
+            key_fingerprint,
             shadow_all,
             observer,
         })
@@ -173,4 +179,23 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
 fn next_generation() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A digest of the files' paths and contents (an unreadable file counts as
+/// its error, so it differs from any content).
+fn fingerprint(files: &[std::path::PathBuf]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(e) => h.update(format!("unreadable: {e}")),
+        }
+    }
+    h.finalize().into()
 }
