@@ -110,6 +110,12 @@ pub fn canonical(v: &Value) -> Vec<u8> {
 /// `{"hash":"…",` + the canonical fields + `}\n`.
 pub fn line(hash: &str, canonical: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(canonical.len() + 80);
+    write_line(&mut out, hash, canonical);
+    out
+}
+
+/// [`line`], appended to `out` (the writer's batch) without a copy between.
+pub fn write_line(out: &mut Vec<u8>, hash: &str, canonical: &[u8]) {
     out.extend_from_slice(b"{\"hash\":\"");
     out.extend_from_slice(hash.as_bytes());
     out.extend_from_slice(b"\"");
@@ -122,7 +128,6 @@ pub fn line(hash: &str, canonical: &[u8]) -> Vec<u8> {
         other => out.extend_from_slice(other),
     }
     out.push(b'\n');
-    out
 }
 
 #[cfg(test)]

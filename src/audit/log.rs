@@ -228,7 +228,7 @@ pub fn seal_record(mut r: AuditRecord, chain: &mut ChainState, key: &ChainKey, o
     // serialising it cannot fail.
     let canonical = serde_json::to_vec(&r).unwrap_or_default();
     let hash = key.digest(&r.prev, &canonical);
-    out.extend_from_slice(&super::chain::line(&hash, &canonical));
+    super::chain::write_line(out, &hash, &canonical);
     chain.last_hash = hash;
     chain.next_seq += 1;
 }

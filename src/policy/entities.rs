@@ -9,6 +9,7 @@ use crate::identity::{self, Principal};
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// The caller as Cedar sees it, built once per request.
 #[derive(Debug, Clone)]
@@ -32,6 +33,21 @@ pub struct RequestPrincipal {
 }
 
 pub fn type_name(name: &str) -> EntityTypeName {
+    // Parsing runs Cedar's grammar (microseconds); the model's own names
+    // are asked for on every request, so they are parsed once.
+    static USER: OnceLock<EntityTypeName> = OnceLock::new();
+    static ROLE: OnceLock<EntityTypeName> = OnceLock::new();
+    static ACTION: OnceLock<EntityTypeName> = OnceLock::new();
+    let cell = match name {
+        PRINCIPAL_TYPE => &USER,
+        ROLE_TYPE => &ROLE,
+        "Action" => &ACTION,
+        _ => return parse_type_name(name),
+    };
+    cell.get_or_init(|| parse_type_name(name)).clone()
+}
+
+fn parse_type_name(name: &str) -> EntityTypeName {
     // The names are fixed identifiers of fieldguard's model.
     #[allow(clippy::expect_used)]
     EntityTypeName::from_str(name).expect("static entity type name")
