@@ -418,8 +418,8 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb):
     if cost:
         w("")
         w(f"Redaction cost of the (d) body in-process (examples/body_cost.rs, median of "
-          f"{cost['iterations']}): {fmt(cost['redact_ms'])} ms for route + decision + parse + "
-          f"field decisions + serialise vs {fmt(cost['serde_json_ms'])} ms for serde_json "
+          f"{cost['iterations']}): {fmt(cost['redact_ms'])} ms for route + decision + redaction "
+          f"(scan, field decisions, write) vs {fmt(cost['serde_json_ms'])} ms for serde_json "
           f"parse + serialise; {cost['body_bytes']:,} → {cost['redacted_bytes']:,} bytes.")
     if meta.get("audit_records") is not None:
         w("")
