@@ -9,7 +9,7 @@ use fieldguard::redact::response::{FilterReport, filter_response};
 use fieldguard::redact::stream::{self, StreamError};
 use fieldguard::redact::{BodyError, parse_json, parse_json_unique};
 use fieldguard::routing;
-use fieldguard::runtime::Runtime;
+use fieldguard::runtime::{Route, Runtime};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -93,15 +93,10 @@ pub fn request_json(data: &[u8]) {
     }
 }
 
-/// Response redaction on arbitrary bodies for a support agent on
-/// `GET /customers`: never panics; when it succeeds the output is JSON and
-/// no ID card number survives in full (support agents never read it).
-pub fn response_filter(data: &[u8]) {
-    let rt = runtime();
-    let Ok(mut doc) = parse_json(data, rt.limits.max_json_depth) else {
-        return;
-    };
-    let Some(route) = rt
+/// `GET /customers` and a support agent without MFA (who never reads ID
+/// card numbers in full) on it.
+fn support_agent_listing_customers() -> (&'static Route, RequestPrincipal) {
+    let Some(route) = runtime()
         .routes
         .iter()
         .find(|r| r.method == "GET" && r.template == "/customers")
@@ -117,6 +112,18 @@ pub fn response_filter(data: &[u8]) {
         source: IdentitySource::Jwt,
     };
     let rp = RequestPrincipal::new(&who, &route.action).expect("principal");
+    (route, rp)
+}
+
+/// Response redaction on arbitrary bodies for a support agent on
+/// `GET /customers`: never panics; when it succeeds the output is JSON and
+/// no ID card number survives in full (support agents never read it).
+pub fn response_filter(data: &[u8]) {
+    let rt = runtime();
+    let Ok(mut doc) = parse_json(data, rt.limits.max_json_depth) else {
+        return;
+    };
+    let (route, rp) = support_agent_listing_customers();
     let mut decider = rt.engine.decider(&rp);
     let originals: Vec<Value> = doc["customers"]
         .as_array()
@@ -157,22 +164,7 @@ pub fn response_filter(data: &[u8]) {
 /// walk.
 pub fn response_stream(data: &[u8]) {
     let rt = runtime();
-    let Some(route) = rt
-        .routes
-        .iter()
-        .find(|r| r.method == "GET" && r.template == "/customers")
-    else {
-        panic!("reference route missing")
-    };
-    let who = Principal {
-        id: "agent-7".into(),
-        roles: vec!["support_agent".into()],
-        mfa: false,
-        purpose: None,
-        attributes: BTreeMap::new(),
-        source: IdentitySource::Jwt,
-    };
-    let rp = RequestPrincipal::new(&who, &route.action).expect("principal");
+    let (route, rp) = support_agent_listing_customers();
     let depth = rt.limits.max_json_depth;
     let mut report = FilterReport::default();
     let mut decider = rt.engine.decider(&rp);

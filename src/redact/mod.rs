@@ -24,6 +24,23 @@ pub struct RecordSelector {
     pub attributes: Vec<AttributeSource>,
 }
 
+impl RecordSelector {
+    /// The Cedar resource of one of this selector's records.
+    pub(crate) fn resource<'a>(
+        &'a self,
+        id: &'a str,
+        values: &'a [AttrValue],
+    ) -> crate::policy::ResourceRef<'a> {
+        crate::policy::ResourceRef {
+            type_name: &self.entity.type_name,
+            type_key: u32::from(self.entity.index),
+            id,
+            sources: &self.attributes,
+            values,
+        }
+    }
+}
+
 /// What happened to a field of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {

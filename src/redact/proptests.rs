@@ -3,11 +3,10 @@
 //! catalogued field survives in a form the caller may not read, every field
 //! the caller may read is intact, and the output is valid JSON.
 
-use super::RecordSelector;
 use super::response::{FilterReport, filter_response};
-use crate::catalogue::{AttrValue, FieldNode};
+use crate::catalogue::FieldNode;
 use crate::identity::{IdentitySource, Principal};
-use crate::policy::{Decider, FieldAction, RequestPrincipal, ResourceRef};
+use crate::policy::{Decider, FieldAction, RequestPrincipal};
 use crate::runtime::Runtime;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -194,22 +193,6 @@ fn check_fields(
     }
 }
 
-fn record_resource<'a>(
-    sel: &'a RecordSelector,
-    record: &Value,
-    id: &'a str,
-    values: &'a [AttrValue],
-) -> ResourceRef<'a> {
-    let _ = record;
-    ResourceRef {
-        type_name: &sel.entity.type_name,
-        type_key: u32::from(sel.entity.index),
-        id,
-        sources: &sel.attributes,
-        values,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -258,7 +241,7 @@ proptest! {
             let values = super::record_attributes(&sel.attributes, o, &vec![None; sel.attributes.len()]);
             let values = values.expect("a visible record had its attributes");
             let id = sel.entity.record_id(o).to_string();
-            let res = record_resource(sel, o, &id, &values);
+            let res = sel.resource(&id, &values);
             prop_assert!(oracle.allowed(FieldAction::RecordRead, None, &res), "record {} visible without record:read", i);
             let mut decide = |a: FieldAction, f: u32| {
                 oracle.allowed(a, Some(rt.catalogue.field(f)), &res)

@@ -122,19 +122,7 @@ fn filter_record(
     };
     let entity = &sel.entity;
     let id = entity.record_id(record).to_string();
-    let mut ctx = RecordCtx {
-        decider,
-        catalogue,
-        resource: ResourceRef {
-            type_name: &entity.type_name,
-            type_key: u32::from(entity.index),
-            id: &id,
-            sources: &sel.attributes,
-            values: &values,
-        },
-        report,
-        last_explained: Default::default(),
-    };
+    let mut ctx = RecordCtx::new(decider, catalogue, sel.resource(&id, &values), report);
     let visible = ctx.allowed(FieldAction::RecordRead, None);
     ctx.trace_record(visible);
     if !visible {
@@ -157,7 +145,22 @@ pub(super) struct RecordCtx<'r, 'd> {
     pub(super) last_explained: (Vec<String>, Vec<String>),
 }
 
-impl RecordCtx<'_, '_> {
+impl<'r, 'd> RecordCtx<'r, 'd> {
+    pub(super) fn new(
+        decider: &'r mut Decider<'d>,
+        catalogue: &'r Catalogue,
+        resource: ResourceRef<'r>,
+        report: &'r mut FilterReport,
+    ) -> Self {
+        Self {
+            decider,
+            catalogue,
+            resource,
+            report,
+            last_explained: Default::default(),
+        }
+    }
+
     pub(super) fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
         let spec = field.map(|i| self.catalogue.field(i));
         if self.report.trace.is_some() {

@@ -162,8 +162,7 @@ impl<'a> Scanner<'a> {
             // After `,` a key must follow (`key_and_colon`), so a `}` here
             // closes an empty object or follows a value.
             Some(b'}') => {
-                self.pos += 1;
-                self.depth = self.depth.saturating_sub(1);
+                self.close();
                 Ok(None)
             }
             Some(b',') if !*first => {
@@ -176,6 +175,12 @@ impl<'a> Scanner<'a> {
             }
             _ => Err(ScanError::Malformed),
         }
+    }
+
+    /// Consumes the closing `}` or `]` and leaves its level.
+    fn close(&mut self) {
+        self.pos += 1;
+        self.depth = self.depth.saturating_sub(1);
     }
 
     fn key_and_colon(&mut self) -> Result<Option<Key>> {
@@ -202,8 +207,7 @@ impl<'a> Scanner<'a> {
         match self.peek() {
             // After `,` the caller scans a value, and `]` is none.
             Some(b']') => {
-                self.pos += 1;
-                self.depth = self.depth.saturating_sub(1);
+                self.close();
                 Ok(false)
             }
             Some(b',') if !*first => {

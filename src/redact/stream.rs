@@ -25,7 +25,7 @@ use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode, Step};
 use crate::config::AttributeKind;
-use crate::policy::{Decider, FieldAction, ResourceRef};
+use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
@@ -107,6 +107,16 @@ impl From<ScanError> for Fail {
 enum Resolve {
     Found,
     Missing,
+}
+
+impl Resolve {
+    fn found_if(found: bool) -> Self {
+        if found {
+            Resolve::Found
+        } else {
+            Resolve::Missing
+        }
+    }
 }
 
 /// The output being written and the input it copies from.
@@ -224,22 +234,14 @@ impl Pass<'_, '_, '_> {
                 let (mut first, mut written, mut found) = (true, false, false);
                 while let Some(key) = sc.member(&mut first)? {
                     self.w.key(&mut written, key);
-                    if scan::text(text, key.span, key.escaped)? == name.as_str() {
-                        found = true;
-                        if self.walk(sc, rest)? == Resolve::Missing {
-                            return Ok(Resolve::Missing);
-                        }
-                    } else {
-                        let v = sc.value()?;
-                        self.w.copy(v);
+                    let named = scan::text(text, key.span, key.escaped)? == name.as_str();
+                    found |= named;
+                    if self.child(sc, named, rest)? == Resolve::Missing {
+                        return Ok(Resolve::Missing);
                     }
                 }
                 self.w.push(b'}');
-                Ok(if found {
-                    Resolve::Found
-                } else {
-                    Resolve::Missing
-                })
+                Ok(Resolve::found_if(found))
             }
             Step::Index(at) => {
                 if sc.peek() != Some(b'[') {
@@ -253,23 +255,15 @@ impl Pass<'_, '_, '_> {
                     if index > 0 {
                         self.w.push(b',');
                     }
-                    if index == *at {
-                        found = true;
-                        if self.walk(sc, rest)? == Resolve::Missing {
-                            return Ok(Resolve::Missing);
-                        }
-                    } else {
-                        let v = sc.value()?;
-                        self.w.copy(v);
+                    let named = index == *at;
+                    found |= named;
+                    if self.child(sc, named, rest)? == Resolve::Missing {
+                        return Ok(Resolve::Missing);
                     }
                     index += 1;
                 }
                 self.w.push(b']');
-                Ok(if found {
-                    Resolve::Found
-                } else {
-                    Resolve::Missing
-                })
+                Ok(Resolve::found_if(found))
             }
             Step::Each => {
                 if sc.peek() != Some(b'[') {
@@ -301,6 +295,17 @@ impl Pass<'_, '_, '_> {
                 Ok(Resolve::Found)
             }
         }
+    }
+
+    /// The member or element at `sc`: walked into when the step names it,
+    /// else copied as is.
+    fn child(&mut self, sc: &mut Scanner<'_>, named: bool, rest: &[Step]) -> Result<Resolve, Fail> {
+        if named {
+            return self.walk(sc, rest);
+        }
+        let v = sc.value()?;
+        self.w.copy(v);
+        Ok(Resolve::Found)
     }
 
     /// Redacts the record at `sc` into the output; `false` (nothing
@@ -367,19 +372,13 @@ impl Pass<'_, '_, '_> {
             },
             None => Cow::Borrowed(""),
         };
-        let mut ctx = RecordCtx {
-            decider: &mut *self.decider,
-            catalogue: self.catalogue,
-            resource: ResourceRef {
-                type_name: &entity.type_name,
-                type_key: u32::from(entity.index),
-                id: &id,
-                sources: &sel.attributes,
-                values: &values,
-            },
-            report: &mut *self.report,
-            last_explained: Default::default(),
-        };
+        let resource = sel.resource(&id, &values);
+        let mut ctx = RecordCtx::new(
+            &mut *self.decider,
+            self.catalogue,
+            resource,
+            &mut *self.report,
+        );
         let visible = ctx.allowed(FieldAction::RecordRead, None);
         ctx.trace_record(visible);
         if !visible {
