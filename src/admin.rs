@@ -115,6 +115,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             if let Some(audit) = &proxy.audit {
                 proxy.metrics.audit.queue_depth.set(audit.depth() as i64);
             }
+            proxy.metrics.collect_token_cache(&proxy.runtime());
             let mut r = Response::new(Full::new(Bytes::from(proxy.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -5,6 +5,7 @@
 //! catalogue entities and fields, refusal codes and identity-failure reasons.
 //! User ids, resource ids and raw paths are never labels.
 
+use crate::identity::CacheStats;
 use crate::proxy::exchange::Exchange;
 use crate::redact::Outcome;
 use crate::runtime::Runtime;
@@ -55,6 +56,11 @@ pub struct Metrics {
     policy_loads: IntCounterVec,
     policy_last_success: Gauge,
     policies_loaded: IntGauge,
+    jwt_cache_lookups: IntCounterVec,
+    jwt_cache_entries: IntGauge,
+    /// The verified-token cache counters last added to `jwt_cache_lookups`,
+    /// and the runtime they came from: each runtime has its own cache.
+    jwt_cache_seen: Mutex<(u64, CacheStats)>,
     pub audit: AuditMetrics,
 }
 
@@ -294,6 +300,18 @@ impl Metrics {
                 "fieldguard_policies_loaded",
                 "Policies in the loaded policy set.",
             )?,
+            jwt_cache_lookups: counter(
+                &r,
+                "fieldguard_jwt_cache_lookups_total",
+                "Bearer tokens looked up in the verified-token cache, by result (hit: not verified again).",
+                &["result"],
+            )?,
+            jwt_cache_entries: int_gauge(
+                &r,
+                "fieldguard_jwt_cache_entries",
+                "Verified tokens held in the cache of the active runtime.",
+            )?,
+            jwt_cache_seen: Mutex::new((0, CacheStats::default())),
             audit,
             families: r.names.into_inner(),
             registry: r.registry,
@@ -403,6 +421,37 @@ impl Metrics {
                 self.upstream_errors.with_label_values(&[route, kind]).inc();
             }
         }
+    }
+
+    /// Brings the verified-token cache metrics up to date with `rt`'s
+    /// cache: at every scrape, and for the outgoing runtime just before a
+    /// reload replaces it (lookups by requests still finishing on it after
+    /// that are not counted). The counter only ever grows across reloads.
+    pub fn collect_token_cache(&self, rt: &Runtime) {
+        let Some(now) = rt.identifier.token_cache_stats() else {
+            self.jwt_cache_entries.set(0);
+            return;
+        };
+        let mut seen = self
+            .jwt_cache_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.0 != rt.generation {
+            *seen = (rt.generation, CacheStats::default());
+        }
+        let (hits, misses) = (
+            now.hits.saturating_sub(seen.1.hits),
+            now.misses.saturating_sub(seen.1.misses),
+        );
+        self.jwt_cache_lookups
+            .with_label_values(&["hit"])
+            .inc_by(hits);
+        self.jwt_cache_lookups
+            .with_label_values(&["miss"])
+            .inc_by(misses);
+        self.jwt_cache_entries
+            .set(i64::try_from(now.entries).unwrap_or(i64::MAX));
+        seen.1 = now;
     }
 
     /// Names of every metric family this proxy exports.

@@ -426,3 +426,27 @@ async fn scrape_passes_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The verified-token cache is visible to operators: a token's first use is
+/// a miss (verified in full, then cached), its reuse a hit.
+#[tokio::test]
+async fn jwt_cache_lookups_and_entries_are_exported() {
+    let (a, _dir) = audited().await;
+    let tok = token("support_agent", "agent-7", false, None);
+    for _ in 0..3 {
+        assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    }
+    let other = token("customer", "c-1001", false, None);
+    assert_eq!(a.h.get("/customers/c-1001", &other).await.status, 200);
+    let m = a.scrape().await;
+    let lookups = |result| m.value("fieldguard_jwt_cache_lookups_total", &[("result", result)]);
+    assert_eq!(lookups("miss"), 2.0);
+    assert_eq!(lookups("hit"), 2.0);
+    assert_eq!(m.value("fieldguard_jwt_cache_entries", &[]), 2.0);
+    // A second scrape adds nothing that did not happen.
+    let again = a.scrape().await;
+    assert_eq!(
+        again.value("fieldguard_jwt_cache_lookups_total", &[("result", "hit")]),
+        2.0
+    );
+}

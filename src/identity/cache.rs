@@ -31,6 +31,7 @@
 use super::{IdentityError, Principal};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Shards at most; small caches use fewer so that each shard still holds a
@@ -111,6 +112,18 @@ pub(super) struct TokenCache {
     hasher: RandomState,
     per_shard: usize,
     max_token_bytes: usize,
+    /// Lookups that found the token / did not (for metrics; relaxed
+    /// counters, read at scrape time).
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What a cache has done since it was built (one runtime's lifetime).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -140,6 +153,8 @@ impl TokenCache {
             hasher: RandomState::new(),
             per_shard: max_entries / shards,
             max_token_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         })
     }
 
@@ -163,10 +178,32 @@ impl TokenCache {
     /// a miss: the caller then verifies the token in full, which is always
     /// correct.
     pub(super) fn get(&self, key: &Key<'_>) -> Option<Arc<Verified>> {
-        let table = self.shard(key).read().ok()?;
-        table
-            .find(key.hash, |e| *e.token == *key.token)
-            .map(|e| e.verified.clone())
+        let found = self.shard(key).read().ok().and_then(|table| {
+            table
+                .find(key.hash, |e| *e.token == *key.token)
+                .map(|e| e.verified.clone())
+        });
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Lookups so far and the entries held now (locks each shard in turn
+    /// for reading: for scrapes, not the request path).
+    pub(super) fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self
+                .shards
+                .iter()
+                .map(|s| s.read().map(|t| t.len() as u64).unwrap_or(0))
+                .sum(),
+        }
     }
 
     /// Stores a freshly verified token. A full shard first drops the entries

@@ -86,14 +86,12 @@ impl ClaimPath {
 ///
 /// The verified-token cache lives here, not in a global, for that reason:
 /// the verifier belongs to the `Identifier` of one `Runtime`, and a reload
-/// (`crate::reload`: SIGHUP, `POST /reload`, or a watched file change that
-/// alters the config or policies) builds a complete new `Runtime`, and so a
-/// new verifier with re-read key files and an empty cache, before swapping
-/// it in. A rotated secret or JWKS therefore never meets a token cached
-/// under the old keys; requests in flight finish on the old runtime and its
-/// cache is freed with it. (The file watcher does not notice a change to a
-/// key file alone, with or without this cache: keys are rotated with
-/// SIGHUP or `POST /reload`.)
+/// (`crate::reload`: SIGHUP, `POST /reload`, or a watched change to the
+/// config, the policies or a key file) builds a complete new `Runtime`, and
+/// so a new verifier with re-read key files and an empty cache, before
+/// swapping it in. A rotated secret or JWKS therefore never meets a token
+/// cached under the old keys; requests in flight finish on the old runtime
+/// and its cache is freed with it.
 #[derive(Debug)]
 pub(crate) struct JwtVerifier {
     keys: Vec<VerifyingKey>,
@@ -391,6 +389,11 @@ impl JwtVerifier {
             }
             .finish(header_purpose),
         }
+    }
+
+    /// The verified-token cache's counters (`None` with the cache off).
+    pub(super) fn cache_stats(&self) -> Option<super::cache::CacheStats> {
+        self.cache.as_ref().map(TokenCache::stats)
     }
 
     /// Tokens cached right now (0 with the cache off).

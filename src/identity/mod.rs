@@ -27,6 +27,7 @@ mod tests;
 pub use config::{GatewayConfig, IdentityConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig};
 
 use crate::error::ConfigError;
+pub use cache::CacheStats;
 use gateway::{GatewayOutcome, GatewayVerifier};
 use http::{HeaderMap, HeaderName, header};
 use jwt::JwtVerifier;
@@ -219,6 +220,12 @@ impl Identifier {
         };
         let token = bearer_token(headers)?;
         jwt.verify(token, || purpose_from_header(headers, &purpose_header()))
+    }
+
+    /// What the verified-token cache has done for this runtime (`None`
+    /// without JWT or with the cache off): exported as metrics.
+    pub fn token_cache_stats(&self) -> Option<CacheStats> {
+        self.jwt.as_ref().and_then(JwtVerifier::cache_stats)
     }
 
     /// Headers the proxy strips before forwarding, so the upstream can never

@@ -61,6 +61,8 @@ impl Proxy {
 
     /// Makes `runtime` the active one; requests in flight finish on theirs.
     pub(crate) fn swap_runtime(&self, runtime: Runtime) {
+        // The outgoing runtime's token cache counts go in before it goes.
+        self.metrics.collect_token_cache(&self.runtime());
         self.metrics.policy_loaded(&runtime, runtime.loaded_at);
         self.runtime.store(Arc::new(runtime));
     }
