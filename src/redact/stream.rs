@@ -51,16 +51,15 @@ pub fn redact(
     let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
     let mut current: Option<Vec<u8>> = None;
     for sel in selectors {
-        let source = current.as_deref().unwrap_or(input);
         // The output of a pass is JSON this module wrote: UTF-8 again.
-        let source_text = match &current {
+        let source = match &current {
             Some(out) => std::str::from_utf8(out).map_err(|_| StreamError::Unreadable)?,
             None => text,
         };
         let pass = Pass {
             w: Writer {
-                input: source,
-                text: source_text,
+                input: source.as_bytes(),
+                text: source,
                 out: Vec::with_capacity(source.len()),
                 max_depth,
             },
@@ -74,7 +73,7 @@ pub fn redact(
         };
         let out = pass.run().map_err(|e| match e {
             // A malformed body is unreadable whatever else is wrong with it.
-            Fail::Filter(_) if scan::validate(source, max_depth).is_err() => {
+            Fail::Filter(_) if scan::validate(source.as_bytes(), max_depth).is_err() => {
                 StreamError::Unreadable
             }
             Fail::Filter(f) => StreamError::Filter(f),
