@@ -140,6 +140,14 @@ pub struct LimitsConfig {
     pub request_body_timeout_ms: u64,
 }
 
+impl LimitsConfig {
+    /// `request_body_timeout_ms` as a duration (at least 1 ms): the bound on
+    /// a whole inspected body and on each stall of a streamed one.
+    pub fn request_body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_body_timeout_ms.max(1))
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {

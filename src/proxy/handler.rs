@@ -24,7 +24,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
@@ -37,8 +37,7 @@ fn streamed(body: Incoming) -> ProxyBody {
 /// A client's request body on its way upstream as it arrives, ended with
 /// an error if the client stalls (`limits.request_body_timeout_ms`).
 fn streamed_request(rt: &Runtime, body: Incoming) -> ProxyBody {
-    let limit = Duration::from_millis(rt.limits.request_body_timeout_ms.max(1));
-    StallLimit::new(body, limit).boxed()
+    StallLimit::new(body, rt.limits.request_body_timeout()).boxed()
 }
 
 pub async fn handle(
@@ -422,14 +421,16 @@ async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<
         return Err(Refusal::RequestTooLarge.into());
     }
     // The whole inspected body (bounded in size) within the time limit.
-    let within = Duration::from_millis(rt.limits.request_body_timeout_ms.max(1));
-    tokio::time::timeout(within, body::collect_limited(body, limit))
-        .await
-        .map_err(|_| Stop::from(Refusal::RequestBodyTimeout))?
-        .map_err(|e| match e {
-            CollectError::TooLarge => Stop::from(Refusal::RequestTooLarge),
-            CollectError::Read => Stop::from(Refusal::MalformedRequestBody),
-        })
+    tokio::time::timeout(
+        rt.limits.request_body_timeout(),
+        body::collect_limited(body, limit),
+    )
+    .await
+    .map_err(|_| Stop::from(Refusal::RequestBodyTimeout))?
+    .map_err(|e| match e {
+        CollectError::TooLarge => Stop::from(Refusal::RequestTooLarge),
+        CollectError::Read => Stop::from(Refusal::MalformedRequestBody),
+    })
 }
 
 /// Builds the upstream request: canonical path, client's query, headers

@@ -289,8 +289,7 @@ impl Server {
             // HTTP/1 only; hyper closes such a connection anyway, and the
             // bytes after this head must never be read as a request.
             let mut resp = handler::refuse(&self.proxy, req, peer, Refusal::AmbiguousFraming);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            close_connection(&mut resp);
             return resp;
         }
         let http1 = req.version() < Version::HTTP_2;
@@ -311,11 +310,17 @@ impl Server {
         if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
             // The rest of a late body may still be on its way: the
             // connection is not reused (RFC 9110 §15.5.9).
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            close_connection(&mut resp);
         }
         resp
     }
+}
+
+/// Tells an HTTP/1 client (and hyper) that the connection ends with this
+/// response.
+fn close_connection(resp: &mut Response<ProxyBody>) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// Who is calling: the service principal of the connection's client
