@@ -46,6 +46,11 @@ pub struct Metrics {
     /// label strings per field.
     field_handles: Mutex<FieldHandles>,
     records_hidden: IntCounterVec,
+    uncatalogued: IntCounterVec,
+    misshapen: IntCounterVec,
+    /// Label sets of `uncatalogued` and `misshapen` in use: member names
+    /// come from upstream bodies, so their number is capped.
+    member_labels: Mutex<BoundedLabels>,
     refused_write_fields: IntCounterVec,
     identity_failures: IntCounterVec,
     body_rejections: IntCounterVec,
@@ -243,10 +248,23 @@ impl Metrics {
                 "Response records hidden whole (record:read denied).",
                 &["route"],
             )?,
+            uncatalogued: counter(
+                &r,
+                "fieldguard_uncatalogued_fields_total",
+                "Response members the configuration does not name (removed, or passed on a route with unknown_fields: pass), by route, entity ((wrapper) for the body around the records) and member path; paths beyond the label cap count as _other.",
+                &["route", "entity", "field"],
+            )?,
+            misshapen: counter(
+                &r,
+                "fieldguard_misshapen_values_total",
+                "Catalogued containers (and declared wrapper objects or arrays) whose value had another shape, removed, by route, entity and path.",
+                &["route", "entity", "field"],
+            )?,
+            member_labels: Mutex::new(BoundedLabels::default()),
             refused_write_fields: counter(
                 &r,
                 "fieldguard_refused_write_fields_total",
-                "Request-body fields refused (not collectable, or not writable by the caller).",
+                "Request-body fields refused (not catalogued, wrong shape, not collectable, or not writable by the caller).",
                 &["route", "reason"],
             )?,
             identity_failures: counter(
@@ -402,6 +420,32 @@ impl Metrics {
                     .inc_by(u64::from(f.records_dropped));
             }
         }
+        // Shadow mode filters nothing, but what it would have removed is
+        // counted all the same: that is how a catalogue is completed.
+        let members = ex
+            .filter
+            .as_ref()
+            .or_else(|| ex.shadow.as_ref().and_then(|s| s.would_redact.as_ref()));
+        if let Some(f) = members.filter(|f| !f.unnamed.is_empty() || !f.misshapen.is_empty()) {
+            let mut labels = self.member_labels.lock().unwrap_or_else(|p| p.into_inner());
+            for (family, names) in [
+                (&self.uncatalogued, &f.unnamed),
+                (&self.misshapen, &f.misshapen),
+            ] {
+                for (scope, path, count) in names.sorted() {
+                    let entity = rt.catalogue.scope_name(scope);
+                    let field = labels.admit(route, entity, path);
+                    family
+                        .with_label_values(&[route, entity, field])
+                        .inc_by(u64::from(count));
+                }
+                if names.overflow > 0 {
+                    family
+                        .with_label_values(&[route, "(any)", OTHER_LABEL])
+                        .inc_by(u64::from(names.overflow));
+                }
+            }
+        }
         for r in &ex.refused_fields {
             self.refused_write_fields
                 .with_label_values(&[route, r.reason.as_str()])
@@ -498,6 +542,33 @@ fn upstream_error(code: &str) -> Option<&'static str> {
         "upstream_error" => "error_status",
         _ => return None,
     })
+}
+
+/// The label standing for member paths beyond the cap.
+const OTHER_LABEL: &str = "_other";
+/// Distinct (route, entity, path) label sets of the member metrics.
+const MAX_MEMBER_LABELS: usize = 1_000;
+
+/// The member-path label sets handed out so far.
+#[derive(Default)]
+struct BoundedLabels {
+    seen: std::collections::HashSet<(String, String, String)>,
+}
+
+impl BoundedLabels {
+    /// `path` as the label to use: itself while the cap allows a new label
+    /// set (or it is one already in use), else [`OTHER_LABEL`].
+    fn admit<'a>(&mut self, route: &str, entity: &str, path: &'a str) -> &'a str {
+        let key = (route.to_string(), entity.to_string(), path.to_string());
+        if self.seen.contains(&key) {
+            return path;
+        }
+        if self.seen.len() < MAX_MEMBER_LABELS {
+            self.seen.insert(key);
+            return path;
+        }
+        OTHER_LABEL
+    }
 }
 
 /// Resolved `fieldguard_field_outcomes_total` series of one runtime.

@@ -151,7 +151,7 @@ async fn counters_move_with_real_traffic() {
     assert_eq!(
         m.value(
             "fieldguard_refused_write_fields_total",
-            &[route, ("reason", "not_collected")]
+            &[route, ("reason", "not_catalogued")]
         ),
         1.0
     );
