@@ -480,15 +480,12 @@ impl<'de> Deserialize<'de> for Level {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "RawMask")]
 pub enum MaskConfig {
     /// Keep the first/last N characters, replace the rest.
     Partial {
-        #[serde(default)]
         keep_first: usize,
-        #[serde(default)]
         keep_last: usize,
-        #[serde(default = "default_mask_char")]
         mask_char: char,
     },
     /// HMAC-SHA256 with the configured key: stable pseudonym, joinable.
@@ -501,6 +498,48 @@ pub enum MaskConfig {
 
 fn default_mask_char() -> char {
     '*'
+}
+
+/// A mask as written. `kind: null` is YAML's null, not the string "null",
+/// so the kind is read as an optional string and a null kind means the
+/// `null` mask (as documented), rather than a confusing type error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMask {
+    kind: Option<String>,
+    keep_first: Option<usize>,
+    keep_last: Option<usize>,
+    mask_char: Option<char>,
+}
+
+impl TryFrom<RawMask> for MaskConfig {
+    type Error = String;
+
+    fn try_from(raw: RawMask) -> Result<Self, String> {
+        let kind = raw.kind.as_deref().unwrap_or("null");
+        let partial_keys =
+            raw.keep_first.is_some() || raw.keep_last.is_some() || raw.mask_char.is_some();
+        if kind != "partial" && partial_keys {
+            return Err(format!(
+                "mask kind `{kind}` takes no keep_first, keep_last or mask_char (those are for `partial`)"
+            ));
+        }
+        Ok(match kind {
+            "partial" => MaskConfig::Partial {
+                keep_first: raw.keep_first.unwrap_or(0),
+                keep_last: raw.keep_last.unwrap_or(0),
+                mask_char: raw.mask_char.unwrap_or_else(default_mask_char),
+            },
+            "hash" => MaskConfig::Hash,
+            "year" => MaskConfig::Year,
+            "null" => MaskConfig::Null,
+            other => {
+                return Err(format!(
+                    "unknown mask kind `{other}`; expected partial, hash, year or null"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,8 @@ mod scan;
 pub mod stream;
 
 #[cfg(test)]
+mod allowlist_proptests;
+#[cfg(test)]
 mod proptests;
 
 pub use json::{BodyError, parse_json, parse_json_unique};
