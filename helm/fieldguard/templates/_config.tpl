@@ -12,6 +12,10 @@ Rendered as JSON (which is YAML): Helm's YAML round trip would write large
 integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
 */}}
 {{- define "fieldguard.configObject" -}}
+{{- $ports := list (int .Values.proxy.port) (int .Values.admin.port) (int .Values.app.port) -}}
+{{- if ne (len (uniq $ports)) 3 -}}
+  {{- fail (printf "proxy.port, admin.port and app.port must differ (got %v): the containers of a pod share one network namespace" $ports) -}}
+{{- end -}}
 {{- $cfg := dict -}}
 {{- if .Values.config.file -}}
   {{- $cfg = fromYaml .Values.config.file -}}
