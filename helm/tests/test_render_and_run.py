@@ -88,8 +88,9 @@ def stop(proc: subprocess.Popen) -> int:
 class Pod:
     """The rendered example pod, laid out under `root` and run."""
 
-    def __init__(self, binary: Path, root: Path):
+    def __init__(self, image: Path, root: Path):
         self.root = root
+        self.image = image
         self.objs = render(VALUES, NEWEST)
         self.spec = pod_spec(self.objs)
         self.fg, _ = fieldguard_container(self.spec)
@@ -97,12 +98,7 @@ class Pod:
         self.ports = {"proxy": free_port(), "admin": free_port(), "app": free_port()}
         self.mounts = {m["name"]: m["mountPath"] for m in self.fg["volumeMounts"]}
         self.volumes = {v["name"]: v for v in self.spec["volumes"]}
-        # The image: the binary and nothing else, readable and executable by
-        # the container's user.
-        (root / "bin").mkdir(mode=0o755)
-        self.binary = root / "bin" / "fieldguard"
-        shutil.copy(binary, self.binary)
-        self.binary.chmod(0o755)
+        self.binary = image / "fieldguard"
         self.uid = self.fg["securityContext"]["runAsUser"]
         self.fs_group = self.spec["securityContext"]["fsGroup"]
 
@@ -158,11 +154,15 @@ class Pod:
         shop_argv = [str(self.binary), *[self.rewrite(a) for a in self.shop["args"]]]
         fg_argv = [str(self.binary), *[self.rewrite(a) for a in self.fg["args"]]]
         if sandboxed:
-            shop_argv = kubelet.container_command(shop_argv, self.shop["securityContext"], self.root / "bin")
+            # The shop writes nothing: its one writable place is an empty
+            # folder of its own.
+            shop_scratch = self.root / "shop-scratch"
+            shop_scratch.mkdir(exist_ok=True)
+            shop_argv = kubelet.container_command(shop_argv, self.shop["securityContext"], shop_scratch)
             fg_argv = kubelet.container_command(fg_argv, self.fg["securityContext"], self.audit_dir())
-        shop = subprocess.Popen(shop_argv, env=self.env(self.shop), cwd=self.root / "bin",
+        shop = subprocess.Popen(shop_argv, env=self.env(self.shop), cwd=self.image,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        fg = subprocess.Popen(fg_argv, env=self.env(self.fg), cwd=self.root / "bin",
+        fg = subprocess.Popen(fg_argv, env=self.env(self.fg), cwd=self.image,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return shop, fg
 
@@ -198,14 +198,32 @@ def sandbox():
     return why is None
 
 
-@pytest.fixture()
-def pod(binary, tmp_path_factory):
+def world_readable_tempdir(prefix: str) -> Path:
     # Not pytest's tmp_path: its folders are private to root, and the
-    # container's user must traverse this one.
-    root = Path(tempfile.mkdtemp(prefix="fieldguard-pod-"))
-    root.chmod(0o755)
+    # container's user must traverse these.
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    return d
+
+
+@pytest.fixture(scope="module")
+def image(binary):
+    """The image: the binary and nothing else, readable and executable by
+    the container's user."""
+    d = world_readable_tempdir("fieldguard-image-")
     try:
-        p = Pod(binary, root)
+        shutil.copy(binary, d / "fieldguard")
+        (d / "fieldguard").chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture()
+def pod(image):
+    root = world_readable_tempdir("fieldguard-pod-")
+    try:
+        p = Pod(image, root)
         p.lay_out_volumes()
         yield p
     finally:
@@ -219,7 +237,7 @@ def test_the_sandbox_leaves_only_the_audit_volume_writable(pod, sandbox):
         'for d in "$@"; do if touch "$d/.probe" 2>/dev/null; then echo "writable $d"; fi; done; '
         'id -u; id -g'
     )
-    dirs = ["/", "/tmp", str(pod.root), str(pod.root / "bin"),
+    dirs = ["/", "/tmp", str(pod.root), str(pod.image),
             str(pod.host_path(pod.mounts["fieldguard-config"])), str(pod.audit_dir())]
     argv = kubelet.container_command(["/bin/sh", "-c", probe, "probe", *dirs],
                                      pod.fg["securityContext"], pod.audit_dir())
