@@ -93,3 +93,12 @@ def test_strict_validation_catches_a_misplaced_field():
     pod_spec([deployment])["volumes"][0]["configMap"]["defaultmode"] = 292
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, NEWEST, strict=True)
+
+
+def test_the_packaged_chart_renders_the_same(tmp_path):
+    """`helm package` output (what a chart repository serves) carries the
+    files the templates read (policies, dashboard, alerts, demo config)."""
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    with helm.Chart.load(archive) as packaged:
+        from_archive = packaged.render(SCENARIOS["all-options"], name="demo", namespace="shop", is_install=True)
+    assert from_archive == render_raw(SCENARIOS["all-options"])
