@@ -16,6 +16,8 @@ use prometheus::{
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+mod known_series;
+
 /// Latency buckets (seconds): 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -351,6 +353,7 @@ impl Metrics {
         self.policy_last_success
             .set(crate::audit::time::unix_seconds(at));
         self.policies_loaded.set(b.info.len() as i64);
+        self.init_known_series(rt);
     }
 
     /// Records a policy set that failed to load (the previous one stays).
