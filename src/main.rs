@@ -101,14 +101,22 @@ enum Command {
         purpose: Option<String>,
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// A further string claim, `NAME=VALUE` (repeat for several), e.g.
+        /// `--claim carrier="SF Express"` for a partner.
+        #[arg(long = "claim", value_parser = parse_claim)]
+        claims: Vec<(String, String)>,
         /// Config whose JWT secret, issuer and audience to use (default: the demo's).
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Check a configuration and its policies as at start-up, without serving.
+    /// Check a configuration and its policies as at start-up, without
+    /// serving; warnings say what to change.
     Validate {
         #[arg(long)]
         config: PathBuf,
+        /// Fail (exit non-zero) when there are warnings, e.g. in CI.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run policy test files (YAML or JSON): one line per case and a summary.
     Test {
@@ -129,6 +137,10 @@ enum Command {
         mfa: bool,
         #[arg(long)]
         purpose: Option<String>,
+        /// A principal attribute, `NAME=VALUE` (as a token claim listed in
+        /// `attribute_claims` gives it), e.g. `--attr carrier="SF Express"`.
+        #[arg(long = "attr", value_parser = parse_claim)]
+        attrs: Vec<(String, String)>,
         /// An upstream response body (JSON file) to filter.
         #[arg(long)]
         response: Option<PathBuf>,
@@ -209,6 +221,7 @@ fn main() -> ExitCode {
             mfa,
             purpose,
             ttl,
+            claims,
             config,
         } => demo::token_for_config(
             &config.unwrap_or_else(demo::default_config_path),
@@ -216,6 +229,7 @@ fn main() -> ExitCode {
             &sub,
             mfa,
             purpose.as_deref(),
+            &claims,
             ttl,
         )
         .map(|t| println!("{t}")),
@@ -226,6 +240,7 @@ fn main() -> ExitCode {
             sub,
             mfa,
             purpose,
+            attrs,
             response,
             body,
             method,
@@ -239,7 +254,11 @@ fn main() -> ExitCode {
                     .map(|f| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display())))
                     .transpose()
             };
-            let principal = tools::principal(&sub, &roles, mfa, purpose.as_deref());
+            let mut principal = tools::principal(&sub, &roles, mfa, purpose.as_deref());
+            principal.attributes = attrs
+                .into_iter()
+                .map(|(k, v)| (k, fieldguard::identity::AttrValue::String(v)))
+                .collect();
             let text = tools::explain::explain(
                 &rt,
                 &principal,
@@ -262,7 +281,7 @@ fn main() -> ExitCode {
                 }
             })
             .map_err(|e| e.to_string()),
-        Command::Validate { config } => config::load(&config)
+        Command::Validate { config, strict } => config::load(&config)
             .and_then(Runtime::build)
             .and_then(|rt| {
                 // What `run` loads besides the runtime: audit settings
@@ -273,8 +292,10 @@ fn main() -> ExitCode {
                 }
                 Ok(rt)
             })
-            .map(|rt| {
-                for w in tools::lint::warnings(&rt) {
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                let warnings = tools::lint::warnings(&rt);
+                for w in &warnings {
                     eprintln!("warning: {w}");
                 }
                 println!(
@@ -282,9 +303,12 @@ fn main() -> ExitCode {
                     config.display(),
                     rt.engine.bundle.info.len(),
                     rt.engine.bundle.version
-                )
-            })
-            .map_err(|e| e.to_string()),
+                );
+                if strict && !warnings.is_empty() {
+                    return Err(format!("{} warning(s) (--strict)", warnings.len()));
+                }
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -292,6 +316,16 @@ fn main() -> ExitCode {
             logging::fatal(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `NAME=VALUE` of `fieldguard token --claim`.
+fn parse_claim(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("`{s}`: expected NAME=VALUE")),
     }
 }
 

@@ -185,3 +185,16 @@ pub fn filter_response_body(
     filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, report).map_err(refused)?;
     serde_json::to_vec(&doc).map_err(|_| unreadable())
 }
+
+/// What the client learns of an upstream failure on an inspected route: on
+/// a `hide_missing` route a 404 becomes the 403 an unreadable record gets,
+/// so probing ids cannot tell "missing" from "not yours".
+pub fn upstream_failure(route: &Route, stop: Stop) -> Stop {
+    if route.hide_missing
+        && stop.refusal == Refusal::UpstreamError
+        && stop.status == Some(http::StatusCode::NOT_FOUND)
+    {
+        return Stop::from(Refusal::Forbidden);
+    }
+    stop
+}

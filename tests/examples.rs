@@ -66,15 +66,20 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The reference deployment passes `validate` without a single warning
+/// (`--strict` fails on any).
 #[test]
 fn validate_accepts_the_reference_config() {
-    let out = fieldguard(&["validate", "--config", "examples/demo/fieldguard.yaml"]);
+    let out = fieldguard(&[
+        "validate",
+        "--strict",
+        "--config",
+        "examples/demo/fieldguard.yaml",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(!stderr.contains("warning"), "stderr: {stderr}");
     assert!(stdout.contains("fieldguard.yaml: ok ("), "stdout: {stdout}");
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, keys, leaf_paths, start, token};
+use common::{Harness, keys, leaf_paths, start, token, token_with_claims};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -105,11 +105,16 @@ async fn customer_sees_only_their_own_data_in_full() {
     .await;
 }
 
+/// CDM-1.2.2 right to correct: name, gender, birth date and contact
+/// details of their own record; identifiers stay write-protected.
 #[tokio::test]
-async fn customer_writes_only_their_own_contact_details_and_consent() {
+async fn customer_corrects_their_own_record_but_never_its_identifiers() {
     let h = start().await;
     let tok = token("customer", "c-1001", false, None);
     let patch = json!({
+        "name": "Wang Leilei",
+        "gender": "female",
+        "birth_date": "1965-03-12",
         "phone": "+86 139 0000 0000",
         "email": "new@example.org",
         "address": {"city": "Suzhou", "street": "1 New Road"},
@@ -120,17 +125,24 @@ async fn customer_writes_only_their_own_contact_details_and_consent() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let stored = upstream_json(&h, "/customers/c-1001").await;
+    assert_eq!(stored["name"], "Wang Leilei");
+    assert_eq!(stored["gender"], "female");
+    assert_eq!(stored["birth_date"], "1965-03-12");
     assert_eq!(stored["phone"], "+86 139 0000 0000");
     assert_eq!(stored["address"]["city"], "Suzhou");
     assert_eq!(stored["consent"]["marketing"], false);
 
     for (body, field) in [
-        (json!({"name": "Someone Else"}), "name"),
         (
-            json!({"phone": "1", "birth_date": "2000-01-01"}),
-            "birth_date",
+            json!({"name": "X", "id_card_number": "1"}),
+            "id_card_number",
         ),
-        (json!({"id_card_number": "1"}), "id_card_number"),
+        (json!({"id": "c-9999"}), "id"),
+        (
+            json!({"registered_at": "2020-01-01T00:00:00Z"}),
+            "registered_at",
+        ),
+        (json!({"last_login": {"ip": "10.0.0.1"}}), "last_login"),
         (json!({"nickname": "x"}), "nickname"),
     ] {
         let r = h
@@ -142,8 +154,7 @@ async fn customer_writes_only_their_own_contact_details_and_consent() {
     }
     // The refused writes never reached the shop.
     let after = upstream_json(&h, "/customers/c-1001").await;
-    assert_eq!(after["name"], stored["name"]);
-    assert_eq!(after["phone"], "+86 139 0000 0000");
+    assert_eq!(after, stored);
 
     let other = h
         .send_json(
@@ -336,56 +347,100 @@ async fn fulfillment_sees_shipping_but_no_customers_or_payment() {
     }
 }
 
+/// CDM-3.3.2, CDM-5.1: analysts read listings only; every record they
+/// receive is of a customer who consented to marketing, and no raw customer
+/// or order identifier reaches them on any route.
 #[tokio::test]
 async fn marketing_analyst_sees_pseudonymised_consented_data_only() {
     let h = start().await;
     let tok = token("marketing_analyst", "analyst-2", false, Some("marketing"));
     let raw = upstream_json(&h, "/customers").await;
-    let list = h.get("/customers", &tok).await.json();
-    let (got, raw) = (
-        list["customers"].as_array().unwrap(),
-        raw["customers"].as_array().unwrap(),
-    );
-    assert_eq!(got.len(), raw.len());
-    let mut consented = 0;
-    for (c, r) in got.iter().zip(raw) {
+    let raw = raw["customers"].as_array().unwrap();
+    let consenting: Vec<&Value> = raw
+        .iter()
+        .filter(|c| c["consent"]["marketing"] == true)
+        .collect();
+    assert!(!consenting.is_empty() && consenting.len() < raw.len());
+
+    let list = h.get("/customers", &tok).await;
+    assert_eq!(list.status, 200);
+    assert_no_raw_ids(&list.text());
+    let got = list.json();
+    let got = got["customers"].as_array().unwrap();
+    assert_eq!(got.len(), consenting.len(), "only consenting customers");
+    for (c, r) in got.iter().zip(&consenting) {
         assert!(is_pseudonym(&c["id"]), "{c}");
-        assert_ne!(c["id"], r["id"]);
-        if r["consent"]["marketing"] == true {
-            consented += 1;
-            assert_eq!(keys(c), vec!["address", "birth_date", "gender", "id"]);
-            assert_eq!(c["gender"], r["gender"]);
-            assert_eq!(c["address"], json!({"city": r["address"]["city"]}));
-            assert_eq!(
-                c["birth_date"].as_str().unwrap(),
-                &r["birth_date"].as_str().unwrap()[..4]
-            );
-        } else {
-            assert_eq!(keys(c), vec!["id"], "no consent: only the pseudonym");
+        assert_eq!(keys(c), vec!["address", "birth_date", "gender", "id"]);
+        assert_eq!(c["gender"], r["gender"]);
+        assert_eq!(c["address"], json!({"city": r["address"]["city"]}));
+        assert_eq!(
+            c["birth_date"].as_str().unwrap(),
+            &r["birth_date"].as_str().unwrap()[..4]
+        );
+    }
+    let pseudonyms: Vec<&Value> = got.iter().map(|c| &c["id"]).collect();
+
+    // Orders and behaviour: consenting customers' only, joined by the
+    // same pseudonym, with neither order nor event ids.
+    for (path, key, fields) in [
+        (
+            "/orders",
+            "orders",
+            vec![
+                "created_at",
+                "customer_id",
+                "items",
+                "marketing_consent",
+                "total",
+            ],
+        ),
+        (
+            "/behavior",
+            "events",
+            vec![
+                "at",
+                "customer_id",
+                "dwell_ms",
+                "marketing_consent",
+                "target",
+                "type",
+            ],
+        ),
+    ] {
+        let raw = upstream_json(&h, path).await;
+        let expected = raw[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["marketing_consent"] == true)
+            .count();
+        let r = h.get(path, &tok).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_no_raw_ids(&r.text());
+        let v = r.json();
+        let records = v[key].as_array().unwrap();
+        assert_eq!(records.len(), expected, "{path}: consenting customers only");
+        assert!(expected > 0);
+        for rec in records {
+            assert_eq!(keys(rec), fields, "{path}");
+            assert!(pseudonyms.contains(&&rec["customer_id"]), "{path}: {rec}");
+            assert_eq!(rec["marketing_consent"], true);
         }
     }
-    assert!(consented > 0 && consented < got.len());
 
-    // Same pseudonym everywhere: analysts can join orders to customers.
-    let c1001 = &got[0];
-    let orders = h.get("/customers/c-1001/orders", &tok).await.json();
-    for o in orders["orders"].as_array().unwrap() {
-        assert_eq!(keys(o), vec!["created_at", "customer_id", "items", "total"]);
-        assert_eq!(o["customer_id"], c1001["id"]);
-    }
-
-    // Behaviour: only with consent (c-1001 consented, c-1002 did not).
-    let b = h.get("/customers/c-1001/behavior", &tok).await.json();
-    let events = b["events"].as_array().unwrap();
-    assert!(!events.is_empty());
-    assert!(events.iter().all(|e| e["customer_id"] == c1001["id"]));
-    let b2 = h.get("/customers/c-1002/behavior", &tok).await.json();
-    assert_eq!(b2["events"], json!([]));
-
+    // No route that names a customer or an order: the raw id in the path
+    // beside a pseudonym in the answer would rebuild the pseudonym table.
     assert_status(
         &h,
         &tok,
-        &["/customers/c-1001/tickets"],
+        &[
+            "/customers/c-1001",
+            "/customers/c-1002",
+            "/customers/c-1001/orders",
+            "/customers/c-1001/behavior",
+            "/customers/c-1001/tickets",
+            "/orders/o-10011",
+        ],
         StatusCode::FORBIDDEN,
     )
     .await;
@@ -394,32 +449,56 @@ async fn marketing_analyst_sees_pseudonymised_consented_data_only() {
     assert_status(
         &h,
         &no_purpose,
-        &["/customers", "/customers/c-1001/orders"],
+        &["/customers", "/orders", "/behavior"],
         StatusCode::FORBIDDEN,
     )
     .await;
-    // A purpose header does not override a token's own purpose claim.
-    let r = h
-        .send(
-            Method::GET,
-            "/customers",
-            Some(&token("marketing_analyst", "a", false, Some("support"))),
-            &[("x-purpose", "marketing")],
-            None,
-        )
+}
+
+/// No customer id (`c-1001`), order id (`o-10011`) or event id
+/// (`b-100101`) of the demo shop in a body.
+fn assert_no_raw_ids(body: &str) {
+    for prefix in ["\"c-1", "\"o-1", "\"b-1"] {
+        assert!(!body.contains(prefix), "raw id ({prefix}) in {body}");
+    }
+}
+
+/// CDM-1.2.4: the purpose of use comes from the identity provider. A
+/// caller's own `X-Purpose` header does not count, unless the operator
+/// opted in with `identity.jwt.purpose_fallback_header` (then it fills in
+/// a missing claim, never overrides one).
+#[tokio::test]
+async fn the_purpose_comes_from_the_token_not_from_the_caller() {
+    let no_purpose = token("marketing_analyst", "analyst-2", false, None);
+    let support = token("marketing_analyst", "a", false, Some("support"));
+    let h = start().await;
+    for tok in [&no_purpose, &support] {
+        let r = h
+            .send(
+                Method::GET,
+                "/customers",
+                Some(tok),
+                &[("x-purpose", "marketing")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 403, "the header named the purpose");
+    }
+    let opted_in = common::start_with(|c| {
+        if let Some(j) = c.identity.jwt.as_mut() {
+            j.purpose_fallback_header = Some(http::HeaderName::from_static("x-purpose"));
+        }
+    })
+    .await;
+    let header = [("x-purpose", "marketing")];
+    let r = opted_in
+        .send(Method::GET, "/customers", Some(&no_purpose), &header, None)
         .await;
-    assert_eq!(r.status, 403);
-    // Without a purpose claim, the header states it.
-    let r = h
-        .send(
-            Method::GET,
-            "/customers",
-            Some(&no_purpose),
-            &[("x-purpose", "marketing")],
-            None,
-        )
+    assert_eq!(r.status, 200, "opted in: the header fills a missing claim");
+    let r = opted_in
+        .send(Method::GET, "/customers", Some(&support), &header, None)
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 403, "never over the token's own claim");
 }
 
 #[tokio::test]
@@ -482,12 +561,24 @@ async fn data_protection_officer_sees_everything_only_with_mfa() {
 #[tokio::test]
 async fn partner_reads_order_status_and_logistics_by_id_only() {
     let h = start().await;
-    let tok = token("partner", "partner-sf-express", false, None);
-    let raw = upstream_json(&h, "/customers/c-1001/orders").await;
-    let id = raw["orders"][0]["id"].as_str().unwrap();
+    let tok = token_with_claims(
+        "partner",
+        "partner-sf-express",
+        false,
+        None,
+        &[("carrier", "SF Express")],
+    );
+    let raw = upstream_json(&h, "/customers/c-1002/orders").await;
+    let sf = raw["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["logistics"]["carrier"] == "SF Express")
+        .unwrap();
+    let id = sf["id"].as_str().unwrap();
     let o = h.get(&format!("/orders/{id}"), &tok).await.json();
     assert_eq!(keys(&o), vec!["id", "logistics", "status"]);
-    assert_eq!(o["logistics"], raw["orders"][0]["logistics"]);
+    assert_eq!(o["logistics"], sf["logistics"]);
     assert_status(
         &h,
         &tok,
@@ -497,6 +588,8 @@ async fn partner_reads_order_status_and_logistics_by_id_only() {
             "/customers/c-1001/orders",
             "/customers/c-1001/behavior",
             "/customers/c-1001/tickets",
+            "/orders",
+            "/behavior",
         ],
         StatusCode::FORBIDDEN,
     )

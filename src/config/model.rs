@@ -260,6 +260,12 @@ pub struct RouteConfig {
     /// counted and named in the audit record.
     #[serde(default)]
     pub unknown_fields: UnknownFields,
+    /// Answer an upstream 404 with the proxy's 403 `forbidden`, exactly as
+    /// a record the caller may not read, so that walking ids (sequential
+    /// order numbers) does not tell which exist. Routes with a `response:`
+    /// section only.
+    #[serde(default)]
+    pub hide_missing: bool,
     /// Cedar action id of the request-level decision (required unless passthrough).
     pub action: Option<Spanned<String>>,
     pub resource: Option<ResourceConfig>,

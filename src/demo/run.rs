@@ -2,7 +2,7 @@
 //! policies in one process, plus a ready-to-paste token per role.
 
 use crate::config::{self, ListenerConfig};
-use crate::identity::mint::{TokenRequest, mint_hs256};
+use crate::identity::mint::{TokenRequest, mint_hs256_with_claims};
 use crate::proxy::Proxy;
 use crate::runtime::Runtime;
 use std::net::SocketAddr;
@@ -43,6 +43,8 @@ pub struct DemoRole {
     pub sub: &'static str,
     pub mfa: bool,
     pub purpose: Option<&'static str>,
+    /// Further token claims (the config maps them with `attribute_claims`).
+    pub claims: &'static [(&'static str, &'static str)],
 }
 
 pub const DEMO_ROLES: &[DemoRole] = &[
@@ -52,6 +54,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "c-1001",
         mfa: false,
         purpose: None,
+        claims: &[],
     },
     DemoRole {
         label: "support agent",
@@ -59,6 +62,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "agent-7",
         mfa: false,
         purpose: None,
+        claims: &[],
     },
     DemoRole {
         label: "support agent with MFA",
@@ -66,6 +70,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "agent-7",
         mfa: true,
         purpose: None,
+        claims: &[],
     },
     DemoRole {
         label: "fulfillment",
@@ -73,6 +78,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "warehouse-3",
         mfa: false,
         purpose: None,
+        claims: &[],
     },
     DemoRole {
         label: "marketing analyst",
@@ -80,6 +86,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "analyst-2",
         mfa: false,
         purpose: Some("marketing"),
+        claims: &[],
     },
     DemoRole {
         label: "data protection officer (MFA)",
@@ -87,6 +94,7 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "dpo-1",
         mfa: true,
         purpose: None,
+        claims: &[],
     },
     DemoRole {
         label: "logistics partner",
@@ -94,6 +102,9 @@ pub const DEMO_ROLES: &[DemoRole] = &[
         sub: "partner-sf-express",
         mfa: false,
         purpose: None,
+        // CDM-3.2.3: the partner's token names its carrier; it sees only
+        // orders that carrier ships.
+        claims: &[("carrier", "SF Express")],
     },
 ];
 
@@ -105,6 +116,7 @@ pub fn token_for_config(
     sub: &str,
     mfa: bool,
     purpose: Option<&str>,
+    claims: &[(String, String)],
     ttl_secs: u64,
 ) -> Result<String, String> {
     let loaded = config::load(config_path).map_err(|e| e.to_string())?;
@@ -120,7 +132,11 @@ pub fn token_for_config(
         .ok_or("the config has no `identity.jwt.hs256_secret_file`")?;
     let path = loaded.resolve(secret_file);
     let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    mint_hs256(
+    let extra: serde_json::Map<String, serde_json::Value> = claims
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    mint_hs256_with_claims(
         secret.trim_ascii_end(),
         &TokenRequest {
             sub: sub.to_string(),
@@ -131,6 +147,7 @@ pub fn token_for_config(
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
         },
+        &extra,
     )
 }
 
@@ -206,7 +223,20 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     outln!();
     outln!("Tokens (demo only, valid 8 hours):");
     for r in DEMO_ROLES {
-        let token = token_for_config(&opts.config, r.role, r.sub, r.mfa, r.purpose, 8 * 3600)?;
+        let claims: Vec<(String, String)> = r
+            .claims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let token = token_for_config(
+            &opts.config,
+            r.role,
+            r.sub,
+            r.mfa,
+            r.purpose,
+            &claims,
+            8 * 3600,
+        )?;
         outln!("  # {}", r.label);
         outln!("  export TOKEN_{}={token}", env_name(r));
     }

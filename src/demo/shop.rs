@@ -230,9 +230,13 @@ fn route(shop: &Shop, parts: &http::request::Parts, body: &Bytes) -> ShopRespons
         ["customers", id, "behavior"] if get => customer_behavior(shop, id),
         ["customers", id, "tickets"] if get => customer_tickets(shop, id),
         ["orders", id] if get => get_order(shop, id),
+        ["orders"] if get => list_orders(shop, query),
+        ["behavior"] if get => list_behavior(shop, query),
         ["healthz"]
         | ["catalog", "products"]
         | ["customers", _, "orders" | "behavior" | "tickets"]
+        | ["orders"]
+        | ["behavior"]
         | ["orders", _] => method_not_allowed("GET, HEAD"),
         ["customers"] => method_not_allowed("GET, HEAD, POST"),
         ["customers", _] => method_not_allowed("GET, HEAD, PATCH, DELETE"),
@@ -426,22 +430,34 @@ fn customer_orders(shop: &Shop, id: &str) -> ShopResponse {
     )
 }
 
-/// Reports the customer's current marketing consent next to the events,
-/// because that is the attribute policies use to decide whether behaviour
-/// data may be released; a missing flag reads as no consent.
+/// Joins the customer's current marketing consent into each event
+/// (`marketing_consent`), because that is the attribute policies use to
+/// decide whether behaviour data may be released; a missing flag reads as
+/// no consent. The listing (`GET /behavior`) does the same.
 fn customer_behavior(shop: &Shop, id: &str) -> ShopResponse {
     let Some(record) = shop.customer(id) else {
         return not_found();
     };
     let consent = record["consent"]["marketing"].as_bool().unwrap_or(false);
-    let events = shop
+    let events: Vec<Value> = shop
         .history_index(id)
         .map(data::behavior_for)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| with_consent(e, consent))
+        .collect();
     json_value(
         StatusCode::OK,
-        &json!({ "customer_id": id, "marketing_consent": consent, "events": events }),
+        &json!({ "customer_id": id, "events": events }),
     )
+}
+
+/// A history record with its customer's marketing consent joined in.
+fn with_consent(mut record: Value, consent: bool) -> Value {
+    if let Value::Object(map) = &mut record {
+        map.insert("marketing_consent".to_owned(), Value::Bool(consent));
+    }
+    record
 }
 
 fn customer_tickets(shop: &Shop, id: &str) -> ShopResponse {
@@ -472,6 +488,61 @@ fn get_order(shop: &Shop, id: &str) -> ShopResponse {
         Some(order) => json_value(StatusCode::OK, &order),
         None => not_found(),
     }
+}
+
+// ---------------------------------------------------------------- listings
+
+/// `GET /orders?limit=&offset=`: every order of the shop's customers, in
+/// customer order, as an analytics export would list them. Each order
+/// carries its customer's *current* marketing consent (`marketing_consent`,
+/// joined in by the shop, false when the customer is gone or never said),
+/// the attribute consent-bound callers are decided on.
+fn list_orders(shop: &Shop, query: &str) -> ShopResponse {
+    listing(shop, query, "orders", data::orders_for)
+}
+
+/// `GET /behavior?limit=&offset=`: every behaviour event, likewise joined
+/// with its customer's current marketing consent.
+fn list_behavior(shop: &Shop, query: &str) -> ShopResponse {
+    listing(shop, query, "events", data::behavior_for)
+}
+
+/// A paginated listing of the initial customers' history records of one
+/// kind under `key`, each with `marketing_consent` joined in, and `total`.
+fn listing(shop: &Shop, query: &str, key: &str, records: fn(usize) -> Vec<Value>) -> ShopResponse {
+    let (limit, offset) = match (
+        parse_usize_param(query, "limit"),
+        parse_usize_param(query, "offset"),
+    ) {
+        (Ok(l), Ok(o)) => (l.unwrap_or(usize::MAX), o.unwrap_or(0)),
+        (Err(message), _) | (_, Err(message)) => return bad_request(&message),
+    };
+    let consent: Vec<bool> = {
+        let state = shop.read();
+        (0..shop.initial)
+            .map(|i| {
+                state
+                    .customers
+                    .get(&data::customer_id(i))
+                    .and_then(|c| c["consent"]["marketing"].as_bool())
+                    .unwrap_or(false)
+            })
+            .collect()
+    };
+    let mut all = Vec::new();
+    for (index, consented) in consent.iter().enumerate() {
+        all.extend(
+            records(index)
+                .into_iter()
+                .map(|r| with_consent(r, *consented)),
+        );
+    }
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
+    let mut body = Map::new();
+    body.insert(key.to_owned(), Value::Array(page));
+    body.insert("total".to_owned(), json!(total));
+    json_value(StatusCode::OK, &Value::Object(body))
 }
 
 // --------------------------------------------------------------- diagnostics
@@ -735,10 +806,45 @@ mod tests {
         assert_eq!(order.json(), data::orders_for(0)[0]);
 
         let behavior = get(shop.addr, "/customers/c-1002/behavior").await.json();
-        assert_eq!(behavior["marketing_consent"], false);
-        assert_eq!(behavior["events"], Value::Array(data::behavior_for(1)));
+        let events = behavior["events"].as_array().unwrap();
+        assert_eq!(events.len(), data::behavior_for(1).len());
+        for (e, raw) in events.iter().zip(data::behavior_for(1)) {
+            assert_eq!(e["marketing_consent"], false);
+            assert_eq!(e["id"], raw["id"]);
+        }
         let tickets = get(shop.addr, "/customers/c-1003/tickets").await.json();
         assert_eq!(tickets["tickets"], Value::Array(data::tickets_for(2)));
+    }
+
+    #[tokio::test]
+    async fn listings_join_each_record_with_its_customers_current_consent() {
+        let shop = start(data::DEMO_CUSTOMERS).await;
+        let orders = get(shop.addr, "/orders").await.json();
+        let all: usize = (0..data::DEMO_CUSTOMERS).map(data::order_count).sum();
+        assert_eq!(orders["total"], all);
+        let first = &orders["orders"][0];
+        assert_eq!(first["id"], data::orders_for(0)[0]["id"]);
+        assert_eq!(first["marketing_consent"], true, "c-1001 consented");
+        let page = get(shop.addr, "/orders?limit=2&offset=1").await.json();
+        assert_eq!(page["orders"].as_array().unwrap().len(), 2);
+        assert_eq!(page["orders"][0]["id"], orders["orders"][1]["id"]);
+        let events = get(shop.addr, "/behavior").await.json();
+        assert_eq!(events["events"][0]["id"], data::behavior_for(0)[0]["id"]);
+        // Withdrawn consent shows in the very next listing.
+        let r = send(
+            shop.addr,
+            "PATCH",
+            "/customers/c-1001",
+            &[],
+            br#"{"consent":{"marketing":false}}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let orders = get(shop.addr, "/orders?limit=1").await.json();
+        assert_eq!(orders["orders"][0]["marketing_consent"], false);
+        let events = get(shop.addr, "/behavior?limit=1").await.json();
+        assert_eq!(events["events"][0]["marketing_consent"], false);
+        assert_eq!(get(shop.addr, "/orders?limit=x").await.status, 400);
     }
 
     #[tokio::test]
@@ -766,7 +872,7 @@ mod tests {
 
         assert_eq!(get(shop.addr, "/customers/c-1002").await.json(), updated);
         let behavior = get(shop.addr, "/customers/c-1002/behavior").await.json();
-        assert_eq!(behavior["marketing_consent"], true);
+        assert_eq!(behavior["events"][0]["marketing_consent"], true);
         // The cached list must reflect the change.
         let list = get(shop.addr, "/customers").await.json();
         assert_eq!(list["customers"][1]["name"], "Renamed");

@@ -49,8 +49,17 @@ pub struct JwtConfig {
     pub mfa_claim: String,
     #[serde(default = "default_mfa_values")]
     pub mfa_values: Vec<String>,
+    /// Claim holding the purpose of use (CDM-1.2.4). The purpose comes
+    /// from the identity provider: a caller cannot state its own.
     #[serde(default = "default_purpose_claim")]
     pub purpose_claim: String,
+    /// Opt-in only: a request header (e.g. `X-Purpose`) read as the
+    /// purpose when the token has no purpose claim. Absent (the default),
+    /// the purpose comes from the token alone. Setting it lets any caller
+    /// whose identity provider issues no purpose name one, so `validate`
+    /// warns about it; it is meant for migrating off such providers.
+    #[serde(default, deserialize_with = "de_opt_header_name")]
+    pub purpose_fallback_header: Option<HeaderName>,
     #[serde(default)]
     pub attribute_claims: Vec<String>,
     /// Bounds the work an unauthenticated client can make us do per request.
@@ -81,6 +90,7 @@ impl Default for JwtConfig {
             mfa_claim: default_mfa_claim(),
             mfa_values: default_mfa_values(),
             purpose_claim: default_purpose_claim(),
+            purpose_fallback_header: None,
             attribute_claims: Vec::new(),
             max_token_bytes: default_max_token_bytes(),
             cache_max_entries: default_cache_max_entries(),
@@ -212,4 +222,8 @@ fn de_header_name<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderName, D::Erro
     let raw = String::deserialize(d)?;
     HeaderName::from_bytes(raw.trim().as_bytes())
         .map_err(|_| serde::de::Error::custom(format!("`{raw}` is not a valid HTTP header name")))
+}
+
+fn de_opt_header_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HeaderName>, D::Error> {
+    de_header_name(d).map(Some)
 }

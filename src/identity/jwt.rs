@@ -329,8 +329,8 @@ impl JwtVerifier {
     }
 
     /// Verifies `token` and builds the principal. `header_purpose` is the
-    /// already-extracted `X-Purpose` fallback (only consulted, and only
-    /// validated, when the token carries no purpose).
+    /// opt-in purpose header fallback (only consulted, and only validated,
+    /// when the token carries no purpose; `Ok(None)` when not configured).
     pub(crate) fn verify(
         &self,
         token: &str,

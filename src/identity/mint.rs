@@ -32,6 +32,10 @@ struct MintClaims<'a> {
     aud: Option<&'a str>,
     iat: u64,
     exp: u64,
+    /// Further claims (e.g. a partner's `carrier`), for configs that map
+    /// them with `attribute_claims`.
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// Signs an HS256 token whose claims use the default claim names (roles,
@@ -40,6 +44,20 @@ struct MintClaims<'a> {
 /// Refuses secrets the verifier would refuse, so a demo can never produce a
 /// token that only works against a misconfigured proxy.
 pub fn mint_hs256(secret: &[u8], req: &TokenRequest) -> Result<String, String> {
+    mint_hs256_with_claims(secret, req, &serde_json::Map::new())
+}
+
+/// [`mint_hs256`] with further claims beside the standard ones; a claim
+/// named like a standard one is refused (it would be ambiguous).
+pub fn mint_hs256_with_claims(
+    secret: &[u8],
+    req: &TokenRequest,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
+    const STANDARD: [&str; 8] = ["sub", "roles", "amr", "purpose", "iss", "aud", "iat", "exp"];
+    if let Some(clash) = extra.keys().find(|k| STANDARD.contains(&k.as_str())) {
+        return Err(format!("claim `{clash}` is set by the token's own options"));
+    }
     if secret.len() < super::jwt::MIN_HS256_SECRET_BYTES {
         return Err(format!(
             "HS256 secret must be at least {} bytes",
@@ -59,6 +77,7 @@ pub fn mint_hs256(secret: &[u8], req: &TokenRequest) -> Result<String, String> {
         aud: req.audience.as_deref(),
         iat: now,
         exp: now.saturating_add(req.ttl_secs),
+        extra,
     };
     let key = EncodingKey::from_secret(secret).map_err(|e| format!("unusable secret: {e}"))?;
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)

@@ -45,7 +45,9 @@ pub struct Principal {
     /// canonical form regardless of how the issuer ordered them.
     pub roles: Vec<String>,
     pub mfa: bool,
-    /// Purpose of use; a signed token's claim wins over the request header.
+    /// Purpose of use: the token's claim (or the trusted gateway's
+    /// header); a request header only where the operator opted in
+    /// (`identity.jwt.purpose_fallback_header`), and never over a claim.
     pub purpose: Option<String>,
     /// Only the claims the operator listed in `attribute_claims`, so policies
     /// cannot come to depend on incidental token contents.
@@ -158,6 +160,10 @@ impl IdentityError {
 pub struct Identifier {
     jwt: Option<JwtVerifier>,
     gateway: Option<GatewayVerifier>,
+    /// `identity.jwt.purpose_fallback_header`: the opt-in header read as
+    /// the purpose of a token without one (CDM-1.2.4 wants the purpose
+    /// from the identity provider, so it is off unless configured).
+    purpose_fallback: Option<HeaderName>,
 }
 
 impl Identifier {
@@ -171,11 +177,6 @@ impl Identifier {
         let jwt = self.jwt.as_ref().ok_or(IdentityError::Missing)?;
         jwt.principal(claims, || Ok(None))
     }
-}
-
-/// Fallback purpose-of-use header for JWT callers whose token has no purpose.
-fn purpose_header() -> HeaderName {
-    HeaderName::from_static("x-purpose")
 }
 
 impl Identifier {
@@ -203,7 +204,15 @@ impl Identifier {
             .as_ref()
             .map(|g| GatewayVerifier::new(g, config_file))
             .transpose()?;
-        Ok(Self { jwt, gateway })
+        let purpose_fallback = cfg
+            .jwt
+            .as_ref()
+            .and_then(|j| j.purpose_fallback_header.clone());
+        Ok(Self {
+            jwt,
+            gateway,
+            purpose_fallback,
+        })
     }
 
     /// `headers` are the client's request headers as received; `peer` is the
@@ -219,7 +228,15 @@ impl Identifier {
             return Err(IdentityError::Missing);
         };
         let token = bearer_token(headers)?;
-        jwt.verify(token, || purpose_from_header(headers, &purpose_header()))
+        jwt.verify(token, || match &self.purpose_fallback {
+            Some(name) => purpose_from_header(headers, name),
+            None => Ok(None),
+        })
+    }
+
+    /// The opt-in purpose fallback header, if configured (`validate` warns).
+    pub fn purpose_fallback_header(&self) -> Option<&HeaderName> {
+        self.purpose_fallback.as_ref()
     }
 
     /// What the verified-token cache has done for this runtime (`None`

@@ -290,9 +290,35 @@ fn mfa_from_amr() {
     );
 }
 
+/// CDM-1.2.4: by default the purpose comes from the token alone; a
+/// caller's own `X-Purpose` header is not read.
+#[test]
+fn purpose_comes_only_from_the_token_by_default() {
+    let (_k, id) = hs_identifier();
+    let without = sign(&claims(json!({})));
+    let h = with(bearer(&without), "x-purpose", "marketing");
+    assert_eq!(id.identify(&h, UNTRUSTED).unwrap().purpose, None);
+    // Not even validated: the header is not an input at all.
+    let h = with(bearer(&without), "x-purpose", "has space");
+    assert_eq!(id.identify(&h, UNTRUSTED).unwrap().purpose, None);
+    assert!(id.purpose_fallback_header().is_none());
+}
+
+/// The opt-in fallback: `identity.jwt.purpose_fallback_header: X-Purpose`.
+fn fallback_identifier() -> (Keys, Identifier) {
+    let keys = Keys::new();
+    let id = keys
+        .build(&jwt_only(JwtConfig {
+            purpose_fallback_header: Some(HeaderName::from_static("x-purpose")),
+            ..hs_jwt()
+        }))
+        .unwrap();
+    (keys, id)
+}
+
 #[test]
 fn purpose_from_claim_header_and_precedence() {
-    let (_k, id) = hs_identifier();
+    let (_k, id) = fallback_identifier();
     let with_claim = sign(&claims(json!({"purpose": "treatment"})));
     let without = sign(&claims(json!({})));
 

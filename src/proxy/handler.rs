@@ -232,7 +232,9 @@ async fn process(
     if shadow {
         return shadow_filter(proxy, rt, &decided, resp, ex).await;
     }
-    let (parts, raw, decoded) = read_inspected(proxy, rt, resp).await?;
+    let (parts, raw, decoded) = read_inspected(proxy, rt, resp)
+        .await
+        .map_err(|stop| pipeline::upstream_failure(decided.route, stop))?;
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
     let filtered = pipeline::filter_response_body(rt, &decided, json, &mut report);
@@ -386,6 +388,7 @@ async fn shadow_filter(
     let (mut parts, raw, decoded) = match read_inspected(proxy, rt, resp).await {
         Ok(x) => x,
         Err(stop) => {
+            let stop = pipeline::upstream_failure(decided.route, stop);
             // The body could not be inspected; relaying what was not read
             // is impossible, so this is the one refusal shadow mode keeps.
             would_deny(ex, stop.refusal, Vec::new());

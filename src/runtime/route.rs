@@ -86,6 +86,8 @@ pub struct Route {
     /// route inspects it.
     pub response: Option<Arc<ResponsePlan>>,
     pub request: Option<WriteRules>,
+    /// An upstream 404 is answered 403, like an unreadable record.
+    pub hide_missing: bool,
 }
 
 impl Route {
@@ -135,6 +137,13 @@ impl Route {
                     .into(),
             ));
         }
+        if rc.hide_missing && rc.response.is_none() {
+            return Err(at(
+                route_line,
+                "`hide_missing` applies to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
         if rc.passthrough {
             if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
                 return Err(at(
@@ -151,6 +160,7 @@ impl Route {
                 resource: None,
                 response: None,
                 request: None,
+                hide_missing: false,
             });
         }
         let action = rc.action.as_ref().ok_or_else(|| {
@@ -294,6 +304,7 @@ impl Route {
             resource: Some(resource),
             response,
             request,
+            hide_missing: rc.hide_missing,
         })
     }
 }

@@ -16,8 +16,15 @@ const BUILT_IN_ACTIONS: [&str; 4] = [
     "field:write",
 ];
 
+/// Every warning says what is wrong and what to do about it.
 pub fn warnings(rt: &Runtime) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(h) = rt.identifier.purpose_fallback_header() {
+        out.push(format!(
+            "{}: identity.jwt.purpose_fallback_header is set: a caller whose token has no purpose claim names its own purpose in the `{h}` header (CDM-1.2.4 wants it from the identity provider); have the identity provider issue the `purpose` claim, then remove the setting",
+            rt.config.file.display()
+        ));
+    }
     let route_actions: BTreeSet<&str> = rt.routes.iter().map(|r| r.action.as_str()).collect();
     for r in &rt.routes {
         if r.response
@@ -63,7 +70,7 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             })
         {
             out.push(format!(
-                "{place}: policy `{id}` can never apply: no route uses action(s) {}",
+                "{place}: policy `{id}` can never apply: no route uses action(s) {}; add a route with that action, or delete the policy",
                 actions.join(", ")
             ));
         }
@@ -74,23 +81,73 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         }
         for lit in lits.iter().filter(|l| !catalogue.contains(l.as_str())) {
             out.push(format!(
-                "{place}: policy `{id}` names field `{lit}`, which no catalogue entity has"
+                "{place}: policy `{id}` names field `{lit}`, which no catalogue entity has; fix the name (a typo never matches), or catalogue the field under `entities:`"
             ));
         }
         literals.extend(lits);
         patterns.extend(pats);
     }
+    out.extend(level_4_without_mfa(rt));
     for f in rt.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
         if !mentioned {
             out.push(format!(
-                "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it)",
+                "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it); name it in the policies of the roles that need it, or remove it from the catalogue if none does",
                 rt.config.file.display(),
                 f.entity,
                 f.path
             ));
         }
+    }
+    out
+}
+
+/// Sensitivity level of the fields [`level_4_without_mfa`] guards.
+const HIGHEST_LEVEL: u8 = 4;
+
+/// CDM-4.1.2, CDM-4.2.2: every caller that would see a level-4 field of a
+/// record that is not its own in full without MFA, found by evaluating the
+/// real policies as the least-privilege matrix does (every role, purpose
+/// and record scenario). A customer's own record is theirs to see.
+fn level_4_without_mfa(rt: &Runtime) -> Vec<String> {
+    let highest: BTreeSet<(String, String)> = rt
+        .catalogue
+        .fields()
+        .iter()
+        .filter(|f| f.is_record_field() && f.level.0 >= HIGHEST_LEVEL)
+        .map(|f| (f.entity.to_string(), f.path.clone()))
+        .collect();
+    if highest.is_empty() {
+        return Vec::new();
+    }
+    let matrix = super::matrix::compute(rt);
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in &matrix.fields {
+        let own = r.scenario.split(',').any(|s| s == "own");
+        if r.mfa
+            || own
+            || r.outcome != "full"
+            || !highest.contains(&(r.entity.clone(), r.field.clone()))
+            || !seen.insert((r.role.clone(), r.entity.clone(), r.field.clone()))
+        {
+            continue;
+        }
+        let purpose = if r.purpose.is_empty() {
+            String::new()
+        } else {
+            format!(" --purpose {}", r.purpose)
+        };
+        out.push(format!(
+            "{}: role `{}` sees level-{HIGHEST_LEVEL} field {}.{} of others' records in full without MFA (CDM-4.1.2; record scenario `{}`); require `context.mfa` in the policy that permits it (`fieldguard explain --role {}{purpose} ...` names it), or keep a forbid such as baseline-level-4-needs-mfa",
+            rt.config.file.display(),
+            r.role,
+            r.entity,
+            r.field,
+            r.scenario,
+            r.role,
+        ));
     }
     out
 }

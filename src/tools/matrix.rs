@@ -141,8 +141,29 @@ fn attribute_sources(rt: &Runtime, entity: &EntityCatalogue) -> Vec<AttributeSou
     compile_attributes(&all).unwrap_or_default()
 }
 
-/// Record scenarios: owner own/other × each bool attribute true/false.
-fn scenarios(sources: &[AttributeSource]) -> Vec<(String, Vec<AttrValue>)> {
+/// Principal attributes the matrix gives every caller: one per plain
+/// `identity.jwt.attribute_claims` entry, with a value of its own, so that
+/// record attributes compared with them (a partner's `carrier`) can be
+/// the caller's or someone else's.
+fn principal_attributes(rt: &Runtime) -> BTreeMap<String, String> {
+    rt.config
+        .config
+        .identity
+        .jwt
+        .iter()
+        .flat_map(|j| &j.attribute_claims)
+        .filter(|c| !c.contains('.'))
+        .map(|c| (c.clone(), format!("{ME}-{c}")))
+        .collect()
+}
+
+/// Record scenarios: owner own/other × each bool attribute true/false ×
+/// each string attribute named like a principal attribute (`same carrier`:
+/// the caller's value, `other carrier`: another).
+fn scenarios(
+    sources: &[AttributeSource],
+    principal_attrs: &BTreeMap<String, String>,
+) -> Vec<(String, Vec<AttrValue>)> {
     let mut out: Vec<(Vec<String>, Vec<AttrValue>)> = vec![(Vec::new(), Vec::new())];
     for s in sources {
         let options: Vec<(Option<String>, AttrValue)> = match s.kind {
@@ -154,9 +175,19 @@ fn scenarios(sources: &[AttributeSource]) -> Vec<(String, Vec<AttrValue>)> {
                 (Some(s.name.clone()), AttrValue::Bool(true)),
                 (Some(format!("no {}", s.name)), AttrValue::Bool(false)),
             ],
-            AttributeKind::String => {
-                vec![(None, s.default.clone().unwrap_or(AttrValue::Str("".into())))]
-            }
+            AttributeKind::String => match principal_attrs.get(&s.name) {
+                Some(mine) => vec![
+                    (
+                        Some(format!("same {}", s.name)),
+                        AttrValue::Str(mine.as_str().into()),
+                    ),
+                    (
+                        Some(format!("other {}", s.name)),
+                        AttrValue::Str(format!("{OTHER}-{}", s.name).into()),
+                    ),
+                ],
+                None => vec![(None, s.default.clone().unwrap_or(AttrValue::Str("".into())))],
+            },
             AttributeKind::Long => vec![(None, s.default.clone().unwrap_or(AttrValue::Long(0)))],
         };
         out = out
@@ -203,9 +234,14 @@ pub fn compute(rt: &Runtime) -> Matrix {
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut fields = Vec::new();
     let mut routes = Vec::new();
+    let principal_attrs = principal_attributes(rt);
     for v in &variants {
-        let principal =
+        let mut principal =
             super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
+        principal.attributes = principal_attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::identity::AttrValue::String(v.clone())))
+            .collect();
         for entity in &entities {
             let sources = attribute_sources(rt, entity);
             let Ok(who) = RequestPrincipal::new(&principal, &read_action(rt, &entity.name)) else {
@@ -219,7 +255,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 .filter(|f| f.is_record_field() && f.entity == entity.name)
                 .collect();
             specs.sort_by(|a, b| a.path.cmp(&b.path));
-            for (scenario, values) in scenarios(&sources) {
+            for (scenario, values) in scenarios(&sources, &principal_attrs) {
                 let r = ResourceRef {
                     type_name: &entity.type_name,
                     type_key: u32::from(entity.index),

@@ -8,7 +8,7 @@ pub mod wire;
 use bytes::Bytes;
 use fieldguard::config::{self, Config, ListenerConfig};
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
-use fieldguard::identity::mint::{TokenRequest, mint_hs256};
+use fieldguard::identity::mint::{TokenRequest, mint_hs256, mint_hs256_with_claims};
 use fieldguard::proxy::{self, Proxy};
 use fieldguard::runtime::Runtime;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -140,6 +140,35 @@ pub fn token(role: &str, sub: &str, mfa: bool, purpose: Option<&str>) -> String 
             issuer: Some("fieldguard-demo".into()),
             audience: Some("demo-shop".into()),
         },
+    )
+    .unwrap()
+}
+
+/// A token the reference config accepts, with further string claims (a
+/// partner's `carrier`).
+pub fn token_with_claims(
+    role: &str,
+    sub: &str,
+    mfa: bool,
+    purpose: Option<&str>,
+    claims: &[(&str, &str)],
+) -> String {
+    let extra = claims
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    mint_hs256_with_claims(
+        &demo_secret(),
+        &TokenRequest {
+            sub: sub.into(),
+            roles: vec![role.into()],
+            mfa,
+            purpose: purpose.map(str::to_string),
+            ttl_secs: 600,
+            issuer: Some("fieldguard-demo".into()),
+            audience: Some("demo-shop".into()),
+        },
+        &extra,
     )
     .unwrap()
 }

@@ -21,6 +21,7 @@ fn cached_hs(max_entries: usize) -> (Keys, Identifier) {
         &keys,
         JwtConfig {
             cache_max_entries: max_entries,
+            purpose_fallback_header: Some(http::HeaderName::from_static("x-purpose")),
             ..hs_jwt()
         },
     );
@@ -303,6 +304,7 @@ fn failed_verifications_are_not_cached() {
     let keys = Keys::new();
     let cfg = JwtConfig {
         attribute_claims: vec!["level".into()],
+        purpose_fallback_header: Some(http::HeaderName::from_static("x-purpose")),
         ..hs_jwt()
     };
     let id = identifier(&keys, cfg.clone());
