@@ -116,6 +116,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 proxy.metrics.audit.queue_depth.set(audit.depth() as i64);
             }
             proxy.metrics.collect_token_cache(&proxy.runtime());
+            proxy.metrics.collect_budgets(&proxy.budgets);
             let mut r = Response::new(Full::new(Bytes::from(proxy.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

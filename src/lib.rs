@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod budget;
 pub mod catalogue;
 pub mod config;
 pub mod demo;

@@ -46,6 +46,30 @@ enum AuditCommand {
         #[arg(long)]
         partial: bool,
     },
+    /// Who read, changed or deleted one customer's data, when, through
+    /// which route and with which outcome (FILES oldest first; their chain
+    /// is verified first, and a broken chain is an error).
+    Subject {
+        /// The customer's id (`c-1001`).
+        id: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The key of a log written with `audit.hmac_key_file`.
+        #[arg(long)]
+        hmac_key_file: Option<PathBuf>,
+        /// The first file does not start the chain.
+        #[arg(long)]
+        partial: bool,
+        #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
+        format: SubjectFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SubjectFormat {
+    /// One line per request and a summary.
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +239,16 @@ fn main() -> ExitCode {
                     partial,
                 },
         } => audit_verify(&files, hmac_key_file.as_deref(), partial),
+        Command::Audit {
+            command:
+                AuditCommand::Subject {
+                    id,
+                    files,
+                    hmac_key_file,
+                    partial,
+                    format,
+                },
+        } => audit_subject(&id, &files, hmac_key_file.as_deref(), partial, format),
         Command::Token {
             role,
             sub,
@@ -398,6 +432,30 @@ async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> 
     fieldguard::demo::shop::serve(listener, shop)
         .await
         .map_err(|e| format!("demo shop stopped: {e}"))
+}
+
+/// Prints what the (verified) audit files say about one customer.
+fn audit_subject(
+    id: &str,
+    files: &[PathBuf],
+    key_file: Option<&std::path::Path>,
+    partial: bool,
+    format: SubjectFormat,
+) -> Result<(), String> {
+    let hmac_key = key_file
+        .map(fieldguard::audit::config::read_hmac_key)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let report = fieldguard::audit::subject::subject_report(id, files, &opts)?;
+    match format {
+        SubjectFormat::Text => print!("{}", report.to_text()),
+        SubjectFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
 }
 
 /// Verifies audit log files; prints what verified, or names the bad record.

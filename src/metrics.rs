@@ -68,6 +68,10 @@ pub struct Metrics {
     /// The verified-token cache counters last added to `jwt_cache_lookups`,
     /// and the runtime they came from: each runtime has its own cache.
     jwt_cache_seen: Mutex<(u64, CacheStats)>,
+    budget_exceeded: IntCounterVec,
+    budget_disclosed: IntCounterVec,
+    budget_counters: IntGauge,
+    budget_overflow: IntCounter,
     pub audit: AuditMetrics,
 }
 
@@ -332,6 +336,28 @@ impl Metrics {
                 "Verified tokens held in the cache of the active runtime.",
             )?,
             jwt_cache_seen: Mutex::new((0, CacheStats::default())),
+            budget_exceeded: counter(
+                &r,
+                "fieldguard_budget_exceeded_total",
+                "Requests that took a bulk-read budget over its limit, by budget, role and action (alert: served and flagged; refuse: answered 429; would_refuse: shadow mode). Principals are never labels: the audit record names them.",
+                &["budget", "role", "action"],
+            )?,
+            budget_disclosed: counter(
+                &r,
+                "fieldguard_budget_disclosed_total",
+                "What bulk-read budgets counted (records or fields, as each budget counts), by budget: sum across replicas for the cluster's rate.",
+                &["budget"],
+            )?,
+            budget_counters: int_gauge(
+                &r,
+                "fieldguard_budget_counters",
+                "Bulk-read budget counters held (bounded by budgets.max_counters, plus one overflow counter per budget).",
+            )?,
+            budget_overflow: int_counter(
+                &r,
+                "fieldguard_budget_overflow_total",
+                "Budget charges that found no room under budgets.max_counters and went to the budget's shared overflow counter.",
+            )?,
             audit,
             families: r.names.into_inner(),
             registry: r.registry,
@@ -454,6 +480,18 @@ impl Metrics {
                 .with_label_values(&[route, r.reason.as_str()])
                 .inc();
         }
+        if let Some(b) = &ex.budget {
+            for f in &b.flags {
+                self.budget_exceeded
+                    .with_label_values(&[&*f.limit.id, &*f.limit.role, f.action.as_str()])
+                    .inc();
+            }
+            for (budget, n) in &b.counted {
+                self.budget_disclosed
+                    .with_label_values(&[budget])
+                    .inc_by(*n);
+            }
+        }
         if let Some(reason) = ex.identity_error {
             self.identity_failures.with_label_values(&[reason]).inc();
         }
@@ -499,6 +537,15 @@ impl Metrics {
         self.jwt_cache_entries
             .set(i64::try_from(now.entries).unwrap_or(i64::MAX));
         seen.1 = now;
+    }
+
+    /// Brings the budget-state gauges up to date (at every scrape).
+    pub fn collect_budgets(&self, state: &crate::budget::BudgetState) {
+        self.budget_counters
+            .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        let seen = self.budget_overflow.get();
+        self.budget_overflow
+            .inc_by(state.overflowed().saturating_sub(seen));
     }
 
     /// Names of every metric family this proxy exports.

@@ -92,15 +92,16 @@ pub fn evaluate<'rt>(
 }
 
 /// Checks a write's body (minimal collection and `field:write`). `is_json`:
-/// whether the request declared a JSON media type.
+/// whether the request declared a JSON media type. `Ok` holds the
+/// catalogue indexes of the fields an allowed write carries.
 pub fn check_request_body(
     rt: &Runtime,
     d: &Decided<'_>,
     is_json: bool,
     bytes: &[u8],
-) -> Result<(), (Stop, Vec<FieldRefusal>)> {
+) -> Result<Vec<u32>, (Stop, Vec<FieldRefusal>)> {
     let Some(rules) = &d.route.request else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let plain = |r: Refusal| (Stop::from(r), Vec::new());
     if !is_json {
@@ -126,15 +127,14 @@ pub fn check_request_body(
     };
     let target = rule.resource_ref(&d.resource_id, &d.resource_values);
     let mut decider = d.engine.decider(&d.who);
-    let refused = check_write(&doc, rules, &mut decider, &rt.catalogue, &target);
+    let check = check_write(&doc, rules, &mut decider, &rt.catalogue, &target);
+    let refused = check.refused;
     if refused.is_empty() {
-        return Ok(());
+        return Ok(check.written);
     }
     let stop = Stop {
-        refusal: Refusal::ForbiddenFields,
-        message: None,
         fields: refused.iter().map(|r| r.field.clone()).collect(),
-        status: None,
+        ..Stop::from(Refusal::ForbiddenFields)
     };
     Err((stop, refused))
 }

@@ -83,7 +83,7 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
             Method::PATCH,
             "/customers/c-1001",
             &customer,
-            &json!({"name": "Eve"}),
+            &json!({"id_card_number": "Eve-110101"}),
         )
         .await;
     assert_eq!(refused.status, 403);
@@ -212,7 +212,7 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
     assert_eq!(r["refusal"], "forbidden_fields");
     assert_eq!(
         r["refused_fields"],
-        json!({"count": 1, "fields": [{"field": "name", "reason": "not_permitted"}]})
+        json!({"count": 1, "fields": [{"field": "id_card_number", "reason": "not_collected"}]})
     );
     assert_eq!(rec(&malformed)["refusal"], "malformed_request_body");
     assert_eq!(rec(&public)["decision"], "passthrough");

@@ -5,13 +5,15 @@
 //!
 //! [`record`] builds a record from a finished request, [`log`] queues and
 //! writes it, [`chain`] links records by hash, [`sink`] owns the file and
-//! its rotation, [`verify`] checks a written log.
+//! its rotation, [`verify`] checks a written log, [`subject`] finds what it
+//! says about one customer.
 
 pub mod chain;
 pub mod config;
 pub mod log;
 pub mod record;
 pub mod sink;
+pub mod subject;
 pub mod time;
 pub mod verify;
 

@@ -29,6 +29,10 @@ pub struct AuditRecord {
     pub action: Option<String>,
     /// `sha256` or `hmac-sha256`: how `hash` was computed.
     pub alg: &'static str,
+    /// Bulk-read budgets this request took (or would have taken) over
+    /// their limit, with their state; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Vec<BudgetFlagRecord>>,
     /// The caller's IP address (the TCP peer).
     pub client: String,
     /// `allow`, `deny` or `passthrough`.
@@ -64,6 +68,29 @@ pub struct AuditRecord {
     pub time: String,
     pub upstream_status: Option<u16>,
     pub v: u32,
+    /// The fields an allowed write carried upstream, as catalogue paths
+    /// (names, never values); absent when the request wrote nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub written: Vec<String>,
+}
+
+/// A budget over its limit for one request.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetFlagRecord {
+    /// `alert`, `refuse` (answered 429) or `would_refuse` (shadow mode).
+    pub action: &'static str,
+    pub budget: String,
+    /// What it counts: `records`, `fields`, `fields:identity:3+`.
+    pub counts: String,
+    pub limit: u64,
+    /// What this request disclosed (or would have).
+    pub request: u64,
+    pub role: String,
+    /// `principal` or `role`.
+    pub scope: &'static str,
+    /// Disclosed within the window before this request.
+    pub used: u64,
+    pub window_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +160,10 @@ pub struct RefusedField {
 pub struct BodyRecord {
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
+    /// Which records the caller received, by entity (ids in compact runs,
+    /// bounded); absent when none was shown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disclosed: Vec<DisclosedRecord>,
     /// Catalogued containers whose value had another shape (removed);
     /// absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +177,36 @@ pub struct BodyRecord {
     /// catalogue is missing; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncatalogued: Option<MemberNames>,
+}
+
+/// The records of one entity a response disclosed. `ids` holds record
+/// ids, and `["first", "last"]` for a run of consecutive ids (`c-1001` to
+/// `c-1060`); at most [`crate::redact::disclosed::MAX_RUNS`] entries, the
+/// rest counted in `omitted`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisclosedRecord {
+    /// Records shown (exact, whatever the lists hold).
+    pub count: u32,
+    pub entity: String,
+    pub ids: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: u32,
+    /// The customers the records are about (their `owner`), when that is
+    /// not the record id itself (orders, events, tickets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<IdsRecord>,
+}
+
+/// A compact, bounded id list (see [`DisclosedRecord`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdsRecord {
+    pub ids: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Member names (never values) and how often they occurred.
@@ -179,6 +240,10 @@ pub struct RedactedField {
     pub field: String,
     /// `masked` or `removed`.
     pub outcome: &'static str,
+    /// The policies that decided it: for `masked`, the permits of the
+    /// masked form (and any forbid of the full value); for `removed`, the
+    /// forbids. Empty: no policy allowed more (Cedar's default deny).
+    pub policies: Vec<String>,
 }
 
 impl AuditRecord {
@@ -189,6 +254,22 @@ impl AuditRecord {
         Self {
             action: ex.action.clone(),
             alg: "",
+            budget: ex.budget.as_ref().filter(|b| !b.flags.is_empty()).map(|b| {
+                b.flags
+                    .iter()
+                    .map(|f| BudgetFlagRecord {
+                        action: f.action.as_str(),
+                        budget: f.limit.id.to_string(),
+                        counts: f.limit.counts_label(),
+                        limit: f.limit.limit,
+                        request: f.request,
+                        role: f.limit.role.to_string(),
+                        scope: f.limit.scope.as_str(),
+                        used: f.used,
+                        window_seconds: f.limit.window_seconds,
+                    })
+                    .collect()
+            }),
             client: ex.peer.ip().to_string(),
             decision: ex.decision_label(),
             identity_error: ex.identity_error,
@@ -263,6 +344,12 @@ impl AuditRecord {
             time: rfc3339_millis(ex.time),
             upstream_status: ex.upstream_status,
             v: RECORD_VERSION,
+            written: ex
+                .written
+                .iter()
+                .filter_map(|f| rt.catalogue.fields().get(*f as usize))
+                .map(|spec| spec.path.clone())
+                .collect(),
         }
     }
 }
@@ -315,6 +402,7 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
                 entity: spec.entity.to_string(),
                 field: spec.path.clone(),
                 outcome: outcome.as_str(),
+                policies: f.deciders(field, outcome),
             });
         }
     }
@@ -323,12 +411,36 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
     BodyRecord {
         by_category,
+        disclosed: disclosed(&f.disclosed, rt),
         misshapen: member_names(&f.misshapen, rt, "removed"),
         records: f.records,
         records_hidden: f.records_dropped,
         redacted,
         uncatalogued: member_names(&f.unnamed, rt, fate),
     }
+}
+
+fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
+    list.runs()
+        .iter()
+        .map(crate::redact::disclosed::Run::to_json)
+        .collect()
+}
+
+fn disclosed(d: &crate::redact::disclosed::Disclosed, rt: &Runtime) -> Vec<DisclosedRecord> {
+    d.entities()
+        .into_iter()
+        .map(|(scope, e)| DisclosedRecord {
+            count: e.count,
+            entity: rt.catalogue.scope_name(scope).to_string(),
+            ids: id_runs(&e.ids),
+            omitted: e.ids.omitted,
+            subjects: (!e.subjects.is_empty()).then(|| IdsRecord {
+                ids: id_runs(&e.subjects),
+                omitted: e.subjects.omitted,
+            }),
+        })
+        .collect()
 }
 
 fn micros(d: std::time::Duration) -> u64 {
@@ -372,6 +484,17 @@ mod tests {
         AuditRecord {
             action: Some("customer:read".into()),
             alg: "sha256",
+            budget: Some(vec![BudgetFlagRecord {
+                action: "refuse",
+                budget: "support-records-day".into(),
+                counts: "fields:identity:3+".into(),
+                limit: 300,
+                request: 60,
+                role: "support_agent".into(),
+                scope: "principal",
+                used: 270,
+                window_seconds: 86400,
+            }]),
             client: "127.0.0.1".into(),
             decision: "allow",
             identity_error: Some("expired"),
@@ -406,6 +529,19 @@ mod tests {
             }),
             response_body: Some(BodyRecord {
                 by_category,
+                disclosed: vec![DisclosedRecord {
+                    count: 62,
+                    entity: "Order".into(),
+                    ids: vec![
+                        serde_json::json!(["o-10011", "o-10012"]),
+                        serde_json::json!("o-1"),
+                    ],
+                    omitted: 57,
+                    subjects: Some(IdsRecord {
+                        ids: vec![serde_json::json!(["c-1001", "c-1060"])],
+                        omitted: 0,
+                    }),
+                }],
                 records: 2,
                 records_hidden: 1,
                 redacted: vec![RedactedField {
@@ -414,6 +550,7 @@ mod tests {
                     entity: "Customer".into(),
                     field: "phone".into(),
                     outcome: "masked",
+                    policies: vec!["support-contact-masked".into()],
                 }],
                 misshapen: None,
                 uncatalogued: Some(MemberNames {
@@ -433,6 +570,7 @@ mod tests {
             time: "2025-01-01T00:00:00.000Z".into(),
             upstream_status: Some(200),
             v: RECORD_VERSION,
+            written: vec!["consent.marketing".into(), "phone".into()],
         }
     }
 

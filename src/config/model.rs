@@ -40,6 +40,10 @@ pub struct Config {
     /// stdout, never nowhere.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Bulk-read budgets per role (CDM-1.2.3): how much a principal may
+    /// be disclosed within a sliding window. Absent: none.
+    #[serde(default)]
+    pub budgets: crate::budget::BudgetsConfig,
     /// The operators' listener: metrics, health, loaded policies.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,

@@ -62,5 +62,18 @@ impl Metrics {
         for (direction, reason) in BODY_REJECTIONS {
             self.body_rejections.with_label_values(&[direction, reason]);
         }
+        // Every configured budget, so an alert on a breach has a series
+        // at 0 to rise from.
+        for l in rt.budgets.limits() {
+            self.budget_disclosed.with_label_values(&[&*l.id]);
+            let actions: &[&str] = match l.on_exceed {
+                crate::budget::OnExceed::Alert => &["alert"],
+                crate::budget::OnExceed::Refuse => &["refuse", "would_refuse"],
+            };
+            for action in actions {
+                self.budget_exceeded
+                    .with_label_values(&[&*l.id, &*l.role, action]);
+            }
+        }
     }
 }

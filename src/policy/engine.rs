@@ -81,6 +81,24 @@ impl ResourceRef<'_> {
     }
 }
 
+/// Policies a decision rested on, as indexes into the deciding engine's
+/// [`PolicyTable`]: a couple of integers, copied beside every cached answer
+/// without allocating, so the audit trail can name the policy behind every
+/// masked or removed field at no cost to the hot path.
+pub type PolicyRefs = SmallVec<[u32; 2]>;
+
+/// The ids of an engine's policies, indexed by [`PolicyRefs`] entries.
+pub type PolicyTable = Arc<[Arc<str>]>;
+
+/// A record or field answer with the policies that determined it (permits
+/// when allowed; forbids, if any, when denied; none for Cedar's default
+/// deny).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub policies: PolicyRefs,
+}
+
 /// The request-level answer.
 #[derive(Debug, Clone)]
 pub struct RequestDecision {
@@ -132,7 +150,10 @@ pub struct Engine {
     base_entities: Entities,
     deps: Vec<(cedar_policy::Policy, Dependencies)>,
     analyses: DashMap<(String, String), Arc<Applicable>, Hasher>,
-    decisions: DashMap<DecisionKey, bool, Hasher>,
+    decisions: DashMap<DecisionKey, Verdict, Hasher>,
+    /// Every policy id, for [`PolicyRefs`].
+    policy_table: PolicyTable,
+    policy_index: std::collections::HashMap<String, u32>,
     /// Request-level decisions, keyed the same way (by what they depend on).
     routes: DashMap<RouteKey, Arc<RequestDecision>, Hasher>,
 }
@@ -165,6 +186,18 @@ impl Engine {
             .policies()
             .map(|p| (p.clone(), analysis::dependencies(p)))
             .collect();
+        let mut ids: Vec<String> = bundle
+            .policies
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        let policy_index = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some((id.clone(), u32::try_from(i).ok()?)))
+            .collect();
+        let policy_table: PolicyTable = ids.into_iter().map(Arc::from).collect();
         Ok(Self {
             bundle,
             authorizer: Authorizer::new(),
@@ -173,7 +206,22 @@ impl Engine {
             analyses: DashMap::default(),
             decisions: DashMap::default(),
             routes: DashMap::default(),
+            policy_table,
+            policy_index,
         })
+    }
+
+    /// The ids [`PolicyRefs`] of this engine's verdicts index.
+    pub fn policy_table(&self) -> PolicyTable {
+        self.policy_table.clone()
+    }
+
+    /// `ids` as references into [`Self::policy_table`] (unknown ids, which
+    /// a decision of this engine cannot produce, are skipped).
+    pub fn policy_refs(&self, ids: &[String]) -> PolicyRefs {
+        ids.iter()
+            .filter_map(|id| self.policy_index.get(id).copied())
+            .collect()
     }
 
     pub fn action_uid(&self, action: &str) -> EntityUid {
@@ -341,11 +389,11 @@ impl Engine {
         }
     }
 
-    fn cache_put(&self, key: DecisionKey, allowed: bool) {
+    fn cache_put(&self, key: DecisionKey, verdict: Verdict) {
         if self.decisions.len() >= MAX_CACHED_DECISIONS {
             self.decisions.clear();
         }
-        self.decisions.insert(key, allowed);
+        self.decisions.insert(key, verdict);
     }
 }
 
@@ -409,7 +457,7 @@ struct MemoEntry {
     type_key: u32,
     resource: Option<Box<str>>,
     attrs: SmallVec<[Option<AttrValue>; 2]>,
-    allowed: bool,
+    verdict: Verdict,
 }
 
 /// Distinct answers a request remembers per (action, field). A list's
@@ -466,21 +514,41 @@ impl Decider<'_> {
     }
 
     /// May the caller perform `action` on this record (and field)?
-    ///
-    /// Asked once per record and field of a body, so answers come, in
-    /// order, from this request's memo (no hashing: a list's records repeat
-    /// a few questions), the shared cache, or Cedar. The memo compares
-    /// exactly what the shared cache key holds (the caller part is fixed for
-    /// a request and action), so both give the same answer.
     pub fn allowed(
         &mut self,
         action: FieldAction,
         field: Option<&FieldSpec>,
         resource: &ResourceRef<'_>,
     ) -> bool {
+        self.verdict(action, field, resource).allowed
+    }
+
+    /// The ids [`PolicyRefs`] of this decider's verdicts index.
+    pub fn policy_table(&self) -> PolicyTable {
+        self.engine.policy_table()
+    }
+
+    /// `ids` (of an explained decision) as [`PolicyRefs`].
+    pub fn policy_refs(&self, ids: &[String]) -> PolicyRefs {
+        self.engine.policy_refs(ids)
+    }
+
+    /// [`Self::allowed`] with the policies behind the answer.
+    ///
+    /// Asked once per record and field of a body, so answers come, in
+    /// order, from this request's memo (no hashing: a list's records repeat
+    /// a few questions), the shared cache, or Cedar. The memo compares
+    /// exactly what the shared cache key holds (the caller part is fixed for
+    /// a request and action), so both give the same answer.
+    pub fn verdict(
+        &mut self,
+        action: FieldAction,
+        field: Option<&FieldSpec>,
+        resource: &ResourceRef<'_>,
+    ) -> Verdict {
         let (applicable, who) = self.prepared(action);
         if applicable.no_permit {
-            return false;
+            return Verdict::default();
         }
         let deps = &applicable.deps;
         let resource_id = deps.resource_uid.then_some(resource.id);
@@ -490,7 +558,7 @@ impl Decider<'_> {
                 .find(|e| e.answers(resource, resource_id, &deps.resource_attrs))
         });
         if let Some(hit) = remembered {
-            return hit.allowed;
+            return hit.verdict.clone();
         }
         let attrs: SmallVec<[Option<AttrValue>; 2]> = deps
             .resource_attrs
@@ -506,10 +574,17 @@ impl Decider<'_> {
             attrs,
         };
         // The guard is dropped at once: `cache_put` takes the shard's lock.
-        let cached = self.engine.decisions.get(&key).map(|hit| *hit);
-        let allowed = match cached {
-            Some(allowed) => allowed,
-            None => self.evaluate(action, &applicable, field, resource).allowed,
+        let cached = self.engine.decisions.get(&key).map(|hit| hit.clone());
+        let fresh = cached.is_none();
+        let verdict = match cached {
+            Some(verdict) => verdict,
+            None => {
+                let d = self.evaluate(action, &applicable, field, resource);
+                Verdict {
+                    allowed: d.allowed,
+                    policies: self.engine.policy_refs(&d.policies),
+                }
+            }
         };
         let memo = &mut self.memo[action.index()];
         if memo.len() <= slot_index {
@@ -520,13 +595,13 @@ impl Decider<'_> {
                 type_key: key.resource_type,
                 resource: key.resource.clone(),
                 attrs: key.attrs.clone(),
-                allowed,
+                verdict: verdict.clone(),
             });
         }
-        if cached.is_none() {
-            self.engine.cache_put(key, allowed);
+        if fresh {
+            self.engine.cache_put(key, verdict.clone());
         }
-        allowed
+        verdict
     }
 
     /// The same question as [`Self::allowed`], uncached and with the

@@ -6,6 +6,8 @@ mod engine;
 mod entities;
 mod load;
 
-pub use engine::{Decider, Engine, FieldAction, RequestDecision, ResourceRef};
+pub use engine::{
+    Decider, Engine, FieldAction, PolicyRefs, PolicyTable, RequestDecision, ResourceRef, Verdict,
+};
 pub use entities::RequestPrincipal;
 pub use load::{PolicyBundle, PolicyInfo, load_bundle, load_bundle_except};

@@ -16,6 +16,9 @@ pub struct Stop {
     pub fields: Vec<String>,
     /// Keep the upstream's status (upstream errors on inspected routes).
     pub status: Option<http::StatusCode>,
+    /// For `budget_exceeded`: the budget (named in the body) and when to
+    /// retry (`Retry-After`).
+    pub budget: Option<crate::budget::Refused>,
 }
 
 impl From<Refusal> for Stop {
@@ -25,6 +28,7 @@ impl From<Refusal> for Stop {
             message: None,
             fields: Vec::new(),
             status: None,
+            budget: None,
         }
     }
 }
@@ -34,6 +38,9 @@ impl Stop {
         let mut r = error_response(self.refusal, request_id, self.message, &self.fields);
         if let Some(s) = self.status {
             *r.status_mut() = s;
+        }
+        if let Some(b) = &self.budget {
+            r = budget_response(request_id, b);
         }
         r
     }
@@ -68,6 +75,9 @@ pub enum Refusal {
     AmbiguousFraming,
     /// The request body did not arrive within `limits.request_body_timeout_ms`.
     RequestBodyTimeout,
+    /// The response would take the caller over a refusing bulk-read
+    /// budget (or it is used up): nothing is disclosed.
+    BudgetExceeded,
     Internal,
 }
 
@@ -91,6 +101,7 @@ impl Refusal {
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::AuditUnavailable | Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +127,7 @@ impl Refusal {
             Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::RequestBodyTimeout => "request_body_timeout",
+            Refusal::BudgetExceeded => "budget_exceeded",
             Refusal::Internal => "internal_error",
         }
     }
@@ -142,9 +154,33 @@ impl Refusal {
                 "the request's length is ambiguous (Content-Length with Transfer-Encoding)"
             }
             Refusal::RequestBodyTimeout => "the request body was not received in time",
+            Refusal::BudgetExceeded => {
+                "this response would exceed a bulk-read budget of the caller; retry later"
+            }
             Refusal::Internal => "internal error",
         }
     }
+}
+
+/// The 429 of a refusing bulk-read budget: the usual JSON error plus the
+/// budget's id, and `Retry-After` (when the budget's count first drops).
+fn budget_response(request_id: &str, b: &crate::budget::Refused) -> Response<ProxyBody> {
+    let mut resp = error_response(Refusal::BudgetExceeded, request_id, None, &[]);
+    let body = serde_json::json!({
+        "budget": b.budget,
+        "error": Refusal::BudgetExceeded.code(),
+        "message": Refusal::BudgetExceeded.default_message(),
+        "request_id": request_id,
+        "retry_after_seconds": b.retry_after_secs,
+    });
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    *resp.body_mut() = Full::new(Bytes::from(bytes))
+        .map_err(|e| match e {})
+        .boxed();
+    if let Ok(v) = HeaderValue::from_str(&b.retry_after_secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// Builds the JSON error response. `message` overrides the default text

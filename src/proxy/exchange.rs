@@ -33,8 +33,12 @@ pub struct Exchange {
     /// The proxy's own refusal code, when it answered itself.
     pub refusal: Option<&'static str>,
     pub refused_fields: Vec<FieldRefusal>,
+    /// Catalogue indexes of the fields an allowed write forwarded upstream.
+    pub written: Vec<u32>,
     /// What response filtering did.
     pub filter: Option<FilterReport>,
+    /// What the bulk-read budgets counted and flagged.
+    pub budget: Option<crate::budget::BudgetReport>,
     pub upstream_status: Option<u16>,
     pub upstream_latency: Option<Duration>,
     /// Status sent to the client.
@@ -60,7 +64,9 @@ impl Exchange {
             shadow: None,
             refusal: None,
             refused_fields: Vec::new(),
+            written: Vec::new(),
             filter: None,
+            budget: None,
             upstream_status: None,
             upstream_latency: None,
             status: 0,

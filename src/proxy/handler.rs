@@ -5,6 +5,7 @@
 //! and records what happened in an [`Exchange`].
 
 use super::body::{self, CollectError, Encoding};
+use super::budgeting;
 use super::errors::{Refusal, Stop};
 use super::exchange::{Disagreement, Exchange, ShadowReport, WouldDeny};
 use super::headers;
@@ -192,6 +193,9 @@ async fn process(
         would_deny(ex, Refusal::Forbidden, decided.decision.policies.clone());
     }
 
+    if decided.route.inspects_response() {
+        budgeting::precheck(proxy, rt, ex, !shadow)?;
+    }
     let upstream_body = if decided.route.request.is_some() {
         let bytes = collect_request(rt, &parts, body).await?;
         // A DELETE may carry no body; any other inspected write must.
@@ -202,18 +206,21 @@ async fn process(
                 let seen = pipeline::check_request_body(rt, o, is_json, &bytes);
                 compare_writes(ex, &enforced, &seen);
             }
-            if let Err((stop, fields)) = enforced {
-                if !shadow {
+            match enforced {
+                Ok(written) => ex.written = written,
+                Err((stop, fields)) if !shadow => {
                     ex.refused_fields = fields;
                     return Err(stop);
                 }
-                let report = shadow_report(ex);
-                report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
-                if report.would_deny.is_none() {
-                    report.would_deny = Some(WouldDeny {
-                        reason: stop.refusal.code(),
-                        policies: Vec::new(),
-                    });
+                Err((stop, fields)) => {
+                    let report = shadow_report(ex);
+                    report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
+                    if report.would_deny.is_none() {
+                        report.would_deny = Some(WouldDeny {
+                            reason: stop.refusal.code(),
+                            policies: Vec::new(),
+                        });
+                    }
                 }
             }
         }
@@ -243,6 +250,10 @@ async fn process(
         let observed_result = pipeline::filter_response_body(rt, o, json, &mut seen);
         compare_filters(ex, rt, &filtered, &report, &observed_result, &seen);
     }
+    if filtered.is_ok() {
+        // Refused by a budget: nothing was disclosed, so no body report.
+        budgeting::charge(proxy, rt, ex, &report, true)?;
+    }
     ex.filter = Some(report);
     Ok(filtered_response(parts, filtered?))
 }
@@ -269,13 +280,13 @@ fn would_deny(ex: &mut Exchange, refusal: Refusal, policies: Vec<String>) {
     });
 }
 
-type WriteCheck = Result<(), (Stop, Vec<crate::redact::request::Refusal>)>;
+type WriteCheck = Result<Vec<u32>, (Stop, Vec<crate::redact::request::Refusal>)>;
 
 /// Disagreements between the enforced and the observed write checks.
 fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteCheck) {
     let fields = |r: &WriteCheck| -> Vec<String> {
         match r {
-            Ok(()) => Vec::new(),
+            Ok(_) => Vec::new(),
             Err((_, f)) => f.iter().map(|x| x.field.clone()).collect(),
         }
     };
@@ -400,6 +411,8 @@ async fn shadow_filter(
     if let Err(stop) = pipeline::filter_response_body(rt, decided, json, &mut report) {
         would_deny(ex, stop.refusal, Vec::new());
     }
+    // Counted as the filter would have disclosed; never refused here.
+    let _ = budgeting::charge(proxy, rt, ex, &report, false);
     if report
         .outcomes
         .iter()

@@ -2,6 +2,7 @@
 //! request through [`handler`].
 
 pub mod body;
+mod budgeting;
 pub mod errors;
 pub mod exchange;
 mod framing;
@@ -36,6 +37,9 @@ pub struct Proxy {
     /// The audit trail; `None` only for proxies built without one (library
     /// users, tests): `fieldguard run` and `demo` always attach one.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Bulk-read budget counters: the proxy's, not a runtime's, so a
+    /// reload does not reset what principals were disclosed.
+    pub budgets: crate::budget::BudgetState,
 }
 
 impl Proxy {
@@ -51,7 +55,15 @@ impl Proxy {
             upstream,
             metrics: Arc::new(metrics),
             audit: None,
+            budgets: crate::budget::BudgetState::new(crate::budget::system_clock()),
         })
+    }
+
+    /// Counts budgets on `clock` (milliseconds) instead of the system's:
+    /// tests move time instead of waiting for windows to pass.
+    pub fn with_budget_clock(mut self, clock: crate::budget::Clock) -> Self {
+        self.budgets = crate::budget::BudgetState::new(clock);
+        self
     }
 
     /// The active runtime (policies, routes, catalogue, identity).

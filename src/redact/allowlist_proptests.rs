@@ -380,6 +380,13 @@ proptest! {
         prop_assert_eq!(&out, &tree, "stream and tree walk disagree on {}", body);
         prop_assert_eq!(&tree_report.unnamed, &stream_report.unnamed);
         prop_assert_eq!(&tree_report.misshapen, &stream_report.misshapen);
+        prop_assert_eq!(&tree_report.disclosed, &stream_report.disclosed);
+        for (&(field, outcome), _) in &tree_report.outcomes {
+            prop_assert_eq!(
+                tree_report.deciders(field, outcome),
+                stream_report.deciders(field, outcome)
+            );
+        }
 
         // The wrapper: only the record path and declared members.
         let top = out.as_object().unwrap();

@@ -73,6 +73,29 @@ impl Run {
     }
 }
 
+impl Run {
+    /// A run as an audit record writes it ([`Run::to_json`]), read back.
+    pub fn from_json(v: &serde_json::Value) -> Option<Run> {
+        match v {
+            serde_json::Value::String(id) => Some(Run::One(id.as_str().into())),
+            serde_json::Value::Array(ends) => {
+                let [first, last] = ends.as_slice() else {
+                    return None;
+                };
+                let (p1, n1, w1) = split_number(first.as_str()?)?;
+                let (p2, n2, w2) = split_number(last.as_str()?)?;
+                (p1 == p2 && w1 == w2 && n1 <= n2).then(|| Run::Range {
+                    prefix: p1.into(),
+                    first: n1,
+                    last: n2,
+                    width: w1,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `c-1001` → (`c-`, 1001, 4): the id's trailing ASCII digits as a number
 /// (at most 18 digits, so it fits), the text before them, and how many
 /// digits there are.
@@ -133,7 +156,8 @@ impl Run {
                 last,
                 width,
                 ..
-            } => split_number(id).is_some_and(|(p, n, w)| p == &**prefix && n == *last && w == *width),
+            } => split_number(id)
+                .is_some_and(|(p, n, w)| p == &**prefix && n == *last && w == *width),
         }
     }
 
@@ -157,7 +181,10 @@ impl Run {
             }
             Run::One(one) => match split_number(one) {
                 Some((op, on, ow))
-                    if op == p && ow == w && on.checked_add(1) == Some(n) && id.len() <= MAX_ID_BYTES =>
+                    if op == p
+                        && ow == w
+                        && on.checked_add(1) == Some(n)
+                        && id.len() <= MAX_ID_BYTES =>
                 {
                     *self = Run::Range {
                         prefix: p.into(),
@@ -250,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn runs_read_back_from_their_json() {
+        for v in [
+            json!("x-1"),
+            json!(["c-1001", "c-1060"]),
+            json!(["007", "008"]),
+        ] {
+            assert_eq!(Run::from_json(&v).unwrap().to_json(), v);
+        }
+        for bad in [
+            json!(["c-9", "c-10"]),
+            json!(["a-2", "a-1"]),
+            json!(1),
+            json!(["x"]),
+        ] {
+            assert!(Run::from_json(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
     fn gaps_widths_and_repeats_break_or_skip_runs() {
         let mut l = IdList::default();
         for id in [
@@ -259,7 +305,14 @@ mod tests {
         }
         assert_eq!(
             json(&l),
-            json!([["o-10011", "o-10012"], "o-10021", "x", "c-9", "c-10", ["007", "008"]])
+            json!([
+                ["o-10011", "o-10012"],
+                "o-10021",
+                "x",
+                "c-9",
+                "c-10",
+                ["007", "008"]
+            ])
         );
     }
 

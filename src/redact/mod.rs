@@ -1,6 +1,7 @@
 //! Body inspection: which records a body holds, which of their fields the
 //! caller may see (and in which form), and which fields a write may carry.
 
+pub mod disclosed;
 mod json;
 pub mod plan;
 pub mod request;
@@ -20,6 +21,10 @@ use crate::policy::ResourceRef;
 use plan::ResponsePlan;
 use std::sync::Arc;
 
+/// The record attribute naming the data subject (the customer a record is
+/// about): the one ownership policies already read.
+pub const SUBJECT_ATTRIBUTE: &str = "owner";
+
 /// What filtering one response needs besides its bytes: the route's plan
 /// and the request's resource, on which wrapper members are decided.
 #[derive(Clone, Copy)]
@@ -35,9 +40,43 @@ pub struct RecordSelector {
     pub entity: Arc<EntityCatalogue>,
     /// Attribute sources (entity defaults merged with route overrides).
     pub attributes: Vec<AttributeSource>,
+    /// Position in `attributes` of the one naming the customer a record is
+    /// about (its `owner`), when that is not the record's own id: the
+    /// audit trail names it beside the record id.
+    pub subject: Option<usize>,
 }
 
 impl RecordSelector {
+    /// A selector for `entity`'s records at `path`, with these attribute
+    /// sources; the data subject is the `owner` attribute (an entity
+    /// reference read from the record), unless it is the record id itself.
+    pub fn new(
+        path: RecordPath,
+        entity: Arc<EntityCatalogue>,
+        attributes: Vec<AttributeSource>,
+    ) -> Self {
+        let subject = attributes.iter().position(|a| {
+            a.name == SUBJECT_ATTRIBUTE
+                && a.kind == crate::config::AttributeKind::Entity
+                && (a.from_root || entity.id_field.as_deref() != Some(a.path.as_slice()))
+        });
+        Self {
+            path,
+            entity,
+            attributes,
+            subject,
+        }
+    }
+
+    /// The customer a record with these attribute `values` is about, when
+    /// the selector names one apart from the record id.
+    pub(crate) fn subject_of<'a>(&self, values: &'a [AttrValue]) -> Option<&'a str> {
+        match values.get(self.subject?)? {
+            AttrValue::Entity(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// The Cedar resource of one of this selector's records.
     pub(crate) fn resource<'a>(
         &'a self,

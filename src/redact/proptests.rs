@@ -414,6 +414,13 @@ proptest! {
         prop_assert_eq!(&tree_report.outcomes, &stream_report.outcomes);
         prop_assert_eq!(&tree_report.unnamed, &stream_report.unnamed);
         prop_assert_eq!(&tree_report.misshapen, &stream_report.misshapen);
+        prop_assert_eq!(&tree_report.disclosed, &stream_report.disclosed);
+        for (&(field, outcome), _) in &tree_report.outcomes {
+            prop_assert_eq!(
+                tree_report.deciders(field, outcome),
+                stream_report.deciders(field, outcome)
+            );
+        }
     }
 
     /// Any bytes at all: no panic, and what comes out is JSON.

@@ -50,28 +50,42 @@ impl RefusalReason {
     }
 }
 
-/// Checks a parsed request body; returns the refused fields (empty:
-/// allowed). Every value the body carries must be named: the record's
-/// keys by the entity's catalogue, the body around the record by the
-/// route's record path. A body whose record is not where the rules say is
-/// refused as a whole (reported as the path, `$` for the root).
+/// What checking a write found.
+#[derive(Debug, Default)]
+pub struct WriteCheck {
+    /// Fields the body may not carry (empty: the write is allowed).
+    pub refused: Vec<Refusal>,
+    /// Catalogue indexes of the fields the body writes, each once, in the
+    /// order first met: what the audit record names (CDM-4.2.3), as
+    /// catalogue paths rather than the client's keys.
+    pub written: Vec<u32>,
+}
+
+/// Checks a parsed request body. Every value the body carries must be
+/// named: the record's keys by the entity's catalogue, the body around the
+/// record by the route's record path. A body whose record is not where the
+/// rules say is refused as a whole (reported as the path, `$` for the root).
 pub fn check_write(
     doc: &Value,
     rules: &WriteRules,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     target: &ResourceRef<'_>,
-) -> Vec<Refusal> {
+) -> WriteCheck {
     let mut ctx = WriteCtx {
         rules,
         decider,
         catalogue,
         target,
         refusals: Vec::new(),
+        written: Vec::new(),
     };
     let mut at = String::from("$");
     ctx.locate(&rules.path.steps, doc, &mut at);
-    ctx.refusals
+    WriteCheck {
+        refused: ctx.refusals,
+        written: ctx.written,
+    }
 }
 
 struct WriteCtx<'r, 'd> {
@@ -80,6 +94,7 @@ struct WriteCtx<'r, 'd> {
     catalogue: &'r Catalogue,
     target: &'r ResourceRef<'r>,
     refusals: Vec<Refusal>,
+    written: Vec<u32>,
 }
 
 impl WriteCtx<'_, '_> {
@@ -192,6 +207,9 @@ impl WriteCtx<'_, '_> {
         let permitted = self
             .decider
             .allowed(FieldAction::FieldWrite, Some(spec), self.target);
+        if permitted && !self.written.contains(&field) {
+            self.written.push(field);
+        }
         (!permitted).then_some(RefusalReason::NotPermitted)
     }
 

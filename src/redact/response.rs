@@ -4,11 +4,12 @@
 //! around the records) is removed unless the route passes unknown fields,
 //! and counted either way.
 
+use super::disclosed::Disclosed;
 use super::plan::{NamePath, PlanNode};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::config::UnknownFields;
-use crate::policy::{Decider, FieldAction, ResourceRef};
+use crate::policy::{Decider, FieldAction, PolicyRefs, PolicyTable, ResourceRef, Verdict};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
@@ -39,9 +40,25 @@ pub struct FilterReport {
     pub misshapen: NameCounts,
     /// The route passes members it does not name (`unknown_fields: pass`).
     pub unknown_passed: bool,
+    /// The records shown, by entity: ids and the customers they are about
+    /// (bounded, compact), for the audit trail.
+    pub disclosed: Disclosed,
+    /// By field index: the policies behind each masked and removed
+    /// outcome (empty: no policy allowed more, Cedar's default deny).
+    deciders: Vec<FieldDeciders>,
+    /// The deciding engine's policy ids, which `deciders` index.
+    pub policy_table: Option<PolicyTable>,
     /// When `Some`, every decision is also explained here (uncached, with
     /// the determining policies): for `fieldguard explain` and policy tests.
     pub trace: Option<Vec<TraceEntry>>,
+}
+
+/// The policies behind one field's masked and removed outcomes, merged
+/// over a body's records.
+#[derive(Debug, Default, Clone)]
+struct FieldDeciders {
+    masked: PolicyRefs,
+    removed: PolicyRefs,
 }
 
 /// One explained decision of a filtered body.
@@ -141,6 +158,50 @@ impl FilterReport {
             ..Self::default()
         }
     }
+
+    /// Adds the policies behind one masked or removed field.
+    fn note_deciders(&mut self, field: u32, outcome: Outcome, by: &PolicyRefs) {
+        let i = field as usize;
+        if self.deciders.len() <= i {
+            self.deciders.resize_with(i + 1, FieldDeciders::default);
+        }
+        let slot = match outcome {
+            Outcome::Full => return,
+            Outcome::Masked => &mut self.deciders[i].masked,
+            Outcome::Removed => &mut self.deciders[i].removed,
+        };
+        for p in by {
+            if !slot.contains(p) {
+                slot.push(*p);
+            }
+        }
+    }
+
+    /// The ids of the policies behind `field`'s `outcome` in this body,
+    /// sorted; empty when no policy allowed more (default deny) or the
+    /// outcome did not occur.
+    pub fn deciders(&self, field: u32, outcome: Outcome) -> Vec<String> {
+        let Some(d) = self.deciders.get(field as usize) else {
+            return Vec::new();
+        };
+        let refs = match outcome {
+            Outcome::Full => return Vec::new(),
+            Outcome::Masked => &d.masked,
+            Outcome::Removed => &d.removed,
+        };
+        let mut ids: Vec<String> = refs
+            .iter()
+            .filter_map(|r| {
+                self.policy_table
+                    .as_ref()
+                    .and_then(|t| t.get(*r as usize))
+                    .map(|id| id.to_string())
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
 }
 
 /// Redacts `doc` in place: the tree walk (the reference the byte-stream
@@ -154,6 +215,7 @@ pub fn filter_response(
 ) -> Result<(), FilterError> {
     let plan = rules.plan;
     report.unknown_passed = plan.unknown == UnknownFields::Pass;
+    report.policy_table = Some(decider.policy_table());
     // Attributes read from the document root, before anything changes.
     let root_values: Vec<Vec<Option<AttrValue>>> = plan
         .selectors
@@ -371,6 +433,9 @@ fn filter_record(
     if !visible {
         return Ok(false);
     }
+    ctx.report
+        .disclosed
+        .add(entity.index, &id, sel.subject_of(&values));
     if let Value::Object(map) = record {
         let mut path = NamePath::default();
         let scope = Scope::Entity(entity.index);
@@ -407,13 +472,23 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     }
 
     pub(super) fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
+        self.verdict(action, field).allowed
+    }
+
+    /// The answer with the policies behind it (explained and traced when
+    /// the report asks for a trace).
+    fn verdict(&mut self, action: FieldAction, field: Option<u32>) -> Verdict {
         let spec = field.map(|i| self.catalogue.field(i));
         if self.report.trace.is_some() {
             let d = self.decider.explain(action, spec, &self.resource);
+            let verdict = Verdict {
+                allowed: d.allowed,
+                policies: self.decider.policy_refs(&d.policies),
+            };
             self.last_explained = (d.policies, d.errors);
-            return d.allowed;
+            return verdict;
         }
-        self.decider.allowed(action, spec, &self.resource)
+        self.decider.verdict(action, spec, &self.resource)
     }
 
     fn push_trace(&mut self, field: Option<u32>, outcome: &'static str) {
@@ -441,8 +516,11 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     /// Decides one field of this record and counts (and traces) it.
     /// `scalar`: whether the value has a masked form at all.
     pub(super) fn field_outcome(&mut self, field: u32, scalar: bool) -> Outcome {
-        let outcome = self.outcome(field, scalar);
+        let (outcome, by) = self.outcome(field, scalar);
         *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
+        if outcome != Outcome::Full {
+            self.report.note_deciders(field, outcome, &by);
+        }
         if self.report.trace.is_some() {
             self.push_trace(Some(field), outcome.as_str());
         }
@@ -450,18 +528,30 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     }
 
     /// The outcome for one field of this record: full, else masked (when
-    /// the field and the value have a masked form), else removed.
-    fn outcome(&mut self, field: u32, scalar: bool) -> Outcome {
-        if self.allowed(FieldAction::FieldRead, Some(field)) {
-            Outcome::Full
-        } else if scalar
-            && self.catalogue.field(field).mask.is_some()
-            && self.allowed(FieldAction::FieldReadMasked, Some(field))
-        {
+    /// the field and the value have a masked form), else removed; with
+    /// the policies behind a masked or removed outcome (the permits of the
+    /// masked form, and any forbid of the full or masked value).
+    fn outcome(&mut self, field: u32, scalar: bool) -> (Outcome, PolicyRefs) {
+        let full = self.verdict(FieldAction::FieldRead, Some(field));
+        if full.allowed {
+            return (Outcome::Full, PolicyRefs::new());
+        }
+        if !(scalar && self.catalogue.field(field).mask.is_some()) {
+            return (Outcome::Removed, full.policies);
+        }
+        let masked = self.verdict(FieldAction::FieldReadMasked, Some(field));
+        let mut by = masked.policies;
+        for p in full.policies {
+            if !by.contains(&p) {
+                by.push(p);
+            }
+        }
+        let outcome = if masked.allowed {
             Outcome::Masked
         } else {
             Outcome::Removed
-        }
+        };
+        (outcome, by)
     }
 
     /// Redacts a leaf value in place; `false` when it is removed. Only

@@ -54,6 +54,7 @@ pub fn redact(
 ) -> Result<Vec<u8>, StreamError> {
     let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
     report.unknown_passed = rules.plan.unknown == UnknownFields::Pass;
+    report.policy_table = Some(decider.policy_table());
     let pass = Pass {
         w: Writer {
             input,
@@ -436,6 +437,9 @@ impl Pass<'_, '_, '_> {
         if !visible {
             return Ok(false);
         }
+        ctx.report
+            .disclosed
+            .add(entity.index, &id, sel.subject_of(&values));
         let mut walk = RecordWalk {
             w: &mut self.w,
             ctx: &mut ctx,

@@ -39,6 +39,9 @@ pub struct Runtime {
     pub shadow_all: bool,
     /// A second policy set decided beside the enforced one.
     pub observer: Option<Observer>,
+    /// The bulk-read budgets (their counters live in the proxy, so they
+    /// survive reloads).
+    pub budgets: crate::budget::Budgets,
 }
 
 /// A policy set evaluated beside the enforced one, never enforced.
@@ -137,6 +140,8 @@ impl Runtime {
                 .map_err(|e| ConfigError::new(&loaded.file, line_of(&rc.path), e.to_string()))?;
         }
         upstream_url(&loaded)?;
+        let budgets = crate::budget::Budgets::compile(&cfg.budgets)
+            .map_err(|e| ConfigError::file(&loaded.file, e))?;
         let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {
             engine,
@@ -152,6 +157,7 @@ impl Runtime {
             key_fingerprint,
             shadow_all,
             observer,
+            budgets,
         })
     }
 }

@@ -248,11 +248,7 @@ impl Route {
             let mut attrs = entity_cfg.attributes;
             attrs.extend(sel.attributes.clone());
             let attributes = compile_attributes(&attrs).map_err(|m| at(line_of(&sel.path), m))?;
-            selectors.push(RecordSelector {
-                path: path_of(&sel.path)?,
-                entity,
-                attributes,
-            });
+            selectors.push(RecordSelector::new(path_of(&sel.path)?, entity, attributes));
         }
         let response = match &rc.response {
             Some(body) => {

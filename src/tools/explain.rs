@@ -96,8 +96,11 @@ pub fn explain(
     if let Some(body) = body {
         let _ = writeln!(w, "\nrequest body:");
         match pipeline::check_request_body(rt, &decided, true, body) {
-            Ok(()) => {
+            Ok(written) => {
                 let _ = writeln!(w, "  allowed (every field collectable and writable)");
+                for f in written {
+                    let _ = writeln!(w, "  {:<28} written", rt.catalogue.field(f).path);
+                }
             }
             Err((stop, refused)) => {
                 let _ = writeln!(w, "  refused: {}", stop.refusal.code());

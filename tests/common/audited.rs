@@ -35,14 +35,41 @@ pub async fn start_audited(settings: AuditSettings) -> Audited {
     start_audited_in_front_of(shop_addr, settings, |_| {}, vec![shop_task]).await
 }
 
+/// The demo shop and an audited proxy with a modified reference config,
+/// counting bulk-read budgets on `clock` (milliseconds the test moves).
+pub async fn start_audited_with_clock(
+    settings: AuditSettings,
+    modify: impl FnOnce(&mut Config),
+    clock: fieldguard::budget::Clock,
+) -> Audited {
+    let shop_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_addr = shop_listener.local_addr().unwrap();
+    let shop_task = tokio::spawn(async move {
+        let _ = shop::serve(shop_listener, shop::Shop::new(DEMO_CUSTOMERS)).await;
+    });
+    let proxy = Proxy::new(super::reference_runtime(shop_addr, modify))
+        .unwrap()
+        .with_budget_clock(clock);
+    serve_audited(proxy, shop_addr, settings, vec![shop_task]).await
+}
+
 /// An audited proxy (and its admin listener) in front of any upstream.
 pub async fn start_audited_in_front_of(
     upstream: SocketAddr,
     settings: AuditSettings,
     modify: impl FnOnce(&mut Config),
-    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Audited {
     let proxy = Proxy::new(super::reference_runtime(upstream, modify)).unwrap();
+    serve_audited(proxy, upstream, settings, tasks).await
+}
+
+async fn serve_audited(
+    proxy: Proxy,
+    upstream: SocketAddr,
+    settings: AuditSettings,
+    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Audited {
     let (log, writer) = audit::start(&settings, proxy.metrics.audit.clone()).unwrap();
     let proxy = Arc::new(proxy.with_audit(log));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

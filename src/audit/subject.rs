@@ -1,0 +1,316 @@
+//! `fieldguard audit subject ID FILES…`: everything the audit trail says
+//! about one customer's data (CDM-4.2.3 every operation traceable,
+//! CDM-1.2.2 the customer's right to know): who read, changed or deleted
+//! it, when, through which route, with which outcome, and who was refused.
+//!
+//! The files are verified as one hash chain first ([`super::verify_files`]);
+//! a broken chain is an error, not a report. A record concerns the
+//! customer when its request-level resource is the customer's id (every
+//! `/customers/{id}…` route), or its `response_body.disclosed` names the
+//! customer among the records shown (as a record id, or as the customer a
+//! record is about). A listing that disclosed more records than its audit
+//! record names (`omitted`) is reported as *possibly* concerning them.
+
+use super::verify::{VerifyOptions, verify_files};
+use crate::redact::disclosed::Run;
+use serde::Serialize;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+/// What a request did to the customer's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Change,
+    Delete,
+}
+
+impl Access {
+    fn of(method: &str) -> Self {
+        match method {
+            "DELETE" => Access::Delete,
+            "GET" | "HEAD" | "OPTIONS" => Access::Read,
+            _ => Access::Change,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Change => "change",
+            Access::Delete => "delete",
+        }
+    }
+}
+
+/// How a record was found to concern the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matched {
+    /// The request named the customer (its resource id).
+    Resource,
+    /// The response showed the customer's record, or a record about them.
+    Disclosed,
+    /// A listing disclosed more records than its audit record names.
+    Possibly,
+}
+
+/// One request that concerned the customer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    pub time: String,
+    pub request_id: String,
+    pub principal: Option<String>,
+    pub roles: Vec<String>,
+    pub method: String,
+    pub route: Option<String>,
+    pub access: Access,
+    pub status: u64,
+    /// `allowed`, or the proxy's refusal code (`forbidden`, …).
+    pub outcome: String,
+    pub matched: Matched,
+    /// Records of the customer shown, as `Entity` names (reads).
+    pub records: Vec<String>,
+    /// Fields an allowed write carried (changes).
+    pub written: Vec<String>,
+}
+
+/// The report: every event, oldest first, and what was verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub subject: String,
+    pub records_verified: u64,
+    pub last_hash: String,
+    pub events: Vec<Event>,
+}
+
+/// Verifies `files` as one chain, then finds every record concerning
+/// `subject`. `Err` names a broken chain or an unreadable file.
+pub fn subject_report(
+    subject: &str,
+    files: &[PathBuf],
+    opts: &VerifyOptions,
+) -> Result<Report, String> {
+    let verified = verify_files(files, opts).map_err(|f| format!("audit chain broken at {f}"))?;
+    let mut events = Vec::new();
+    let mut seen = 0u64;
+    let mut last_hash = String::new();
+    for file in files {
+        let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for line in BufReader::new(f).lines() {
+            let line = line.map_err(|e| format!("{}: {e}", file.display()))?;
+            let rec: Value = serde_json::from_str(&line)
+                .map_err(|e| format!("{}: not a JSON record ({e})", file.display()))?;
+            seen += 1;
+            if let Some(h) = rec.get("hash").and_then(Value::as_str) {
+                last_hash = h.to_string();
+            }
+            if let Some(event) = event(&rec, subject) {
+                events.push(event);
+            }
+        }
+    }
+    // The files were read twice: they must not have changed in between.
+    if seen != verified.records || (seen > 0 && last_hash != verified.last_hash) {
+        return Err("the audit files changed while they were read; run again".into());
+    }
+    Ok(Report {
+        subject: subject.to_string(),
+        records_verified: verified.records,
+        last_hash: verified.last_hash,
+        events,
+    })
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn lists(v: Option<&Value>, subject: &str) -> bool {
+    v.and_then(Value::as_array).is_some_and(|runs| {
+        runs.iter()
+            .filter_map(Run::from_json)
+            .any(|r| r.contains(subject))
+    })
+}
+
+/// The event a record is for `subject`, if it concerns them.
+fn event(rec: &Value, subject: &str) -> Option<Event> {
+    let resource = rec
+        .get("resource")
+        .and_then(|r| str_of(r, "id"))
+        .is_some_and(|id| id == subject);
+    let disclosed = rec
+        .get("response_body")
+        .and_then(|b| b.get("disclosed"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    let mut possibly = false;
+    for d in &disclosed {
+        let entity = str_of(d, "entity").unwrap_or("?");
+        let named = lists(d.get("ids"), subject)
+            || d.get("subjects")
+                .is_some_and(|s| lists(s.get("ids"), subject));
+        if named {
+            records.push(entity.to_string());
+        } else {
+            let omitted = |x: Option<&Value>| {
+                x.and_then(|o| o.get("omitted"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    > 0
+            };
+            possibly |= omitted(Some(d)) || omitted(d.get("subjects"));
+        }
+    }
+    let matched = if resource {
+        Matched::Resource
+    } else if !records.is_empty() {
+        Matched::Disclosed
+    } else if possibly {
+        Matched::Possibly
+    } else {
+        return None;
+    };
+    let method = str_of(rec, "method").unwrap_or("").to_string();
+    let principal = rec.get("principal");
+    Some(Event {
+        seq: rec.get("seq").and_then(Value::as_u64).unwrap_or(0),
+        time: str_of(rec, "time").unwrap_or("").to_string(),
+        request_id: str_of(rec, "request_id").unwrap_or("").to_string(),
+        principal: principal.and_then(|p| str_of(p, "id")).map(str::to_string),
+        roles: principal
+            .and_then(|p| p.get("roles"))
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        access: Access::of(&method),
+        method,
+        route: str_of(rec, "route").map(str::to_string),
+        status: rec.get("status").and_then(Value::as_u64).unwrap_or(0),
+        outcome: str_of(rec, "refusal").unwrap_or("allowed").to_string(),
+        matched,
+        records,
+        written: rec
+            .get("written")
+            .and_then(Value::as_array)
+            .map(|w| {
+                w.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+impl Report {
+    /// One line per event and a summary, for people.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for e in &self.events {
+            let who = match &e.principal {
+                Some(p) => format!("{p} [{}]", e.roles.join(",")),
+                None => "(unidentified)".to_string(),
+            };
+            let mut what = match e.matched {
+                Matched::Resource => "named in the request".to_string(),
+                Matched::Disclosed => format!("shown: {}", e.records.join(", ")),
+                Matched::Possibly => "possibly shown (a listing beyond the named ids)".to_string(),
+            };
+            if !e.written.is_empty() {
+                let _ = write!(what, "; wrote {}", e.written.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "{}  seq {:<6} {:<6} {:<40} {} {} -> {} {}  ({what}; request {})",
+                e.time,
+                e.seq,
+                e.access.as_str(),
+                who,
+                e.method,
+                e.route.as_deref().unwrap_or("-"),
+                e.status,
+                e.outcome,
+                e.request_id,
+            );
+        }
+        let count = |a: Access| {
+            self.events
+                .iter()
+                .filter(|e| e.access == a && e.outcome == "allowed")
+                .count()
+        };
+        let refused = self
+            .events
+            .iter()
+            .filter(|e| e.outcome != "allowed")
+            .count();
+        let _ = writeln!(
+            out,
+            "{}: {} reads, {} changes, {} deletions allowed, {} refused; chain ok: {} records verified, last hash {}",
+            self.subject,
+            count(Access::Read),
+            count(Access::Change),
+            count(Access::Delete),
+            refused,
+            self.records_verified,
+            self.last_hash
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_concern_a_subject_by_resource_ids_subjects_or_possibly() {
+        let base = |extra: Value| {
+            let mut r = json!({"seq": 1, "time": "t", "method": "GET", "status": 200,
+                "request_id": "r", "principal": {"id": "agent-7", "roles": ["support_agent"]}});
+            for (k, v) in extra.as_object().unwrap() {
+                r[k] = v.clone();
+            }
+            r
+        };
+        let by_resource = base(json!({"resource": {"type": "Customer", "id": "c-1001"}}));
+        assert_eq!(
+            event(&by_resource, "c-1001").unwrap().matched,
+            Matched::Resource
+        );
+        let listing = base(json!({"response_body": {"disclosed": [
+            {"entity": "Customer", "count": 60, "ids": [["c-1001", "c-1060"]]},
+            {"entity": "Order", "count": 2, "ids": ["o-1"], "subjects": {"ids": ["c-2001"]}},
+        ]}}));
+        assert_eq!(event(&listing, "c-1033").unwrap().records, ["Customer"]);
+        assert_eq!(event(&listing, "c-2001").unwrap().records, ["Order"]);
+        assert!(event(&listing, "c-1061").is_none());
+        let beyond = base(json!({"response_body": {"disclosed": [
+            {"entity": "Customer", "count": 9000, "ids": ["c-1"], "omitted": 8999},
+        ]}}));
+        assert_eq!(event(&beyond, "c-5").unwrap().matched, Matched::Possibly);
+        let delete = base(
+            json!({"method": "DELETE", "status": 403, "refusal": "forbidden",
+            "resource": {"type": "Customer", "id": "c-1001"}}),
+        );
+        let e = event(&delete, "c-1001").unwrap();
+        assert_eq!(
+            (e.access, e.outcome.as_str()),
+            (Access::Delete, "forbidden")
+        );
+    }
+}

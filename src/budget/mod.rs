@@ -1,0 +1,336 @@
+//! Bulk-read budgets (CDM-1.2.3: prevent leakage and abuse, including by
+//! insiders): per role, how much a principal (or the whole role) may be
+//! disclosed within a sliding window, counted from what responses actually
+//! disclose (records shown, fields sent in full by category and level),
+//! with limits that only alert or that refuse (429 naming the budget), in
+//! enforce or shadow mode.
+//!
+//! [`config`] is the `budgets:` section, [`window`] the constant-memory
+//! sliding window, [`state`] the bounded counters a proxy keeps across
+//! reloads; this module decides what a request may take and what it costs.
+//! Each replica counts what it served itself (see docs/configuration.md).
+
+pub mod config;
+pub mod state;
+pub mod window;
+
+pub use config::{BudgetMode, BudgetScope, BudgetsConfig, Counted, OnExceed};
+pub use state::{BudgetState, Clock, system_clock};
+
+use crate::catalogue::Catalogue;
+use crate::config::{Category, Level};
+use crate::identity::Principal;
+use crate::redact::Outcome;
+use crate::redact::response::FilterReport;
+use state::{CounterKey, Who};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Longest window accepted (a year): longer is a configuration mistake.
+const MAX_WINDOW_SECONDS: u64 = 366 * 24 * 3600;
+
+/// One budget, compiled.
+#[derive(Debug)]
+pub struct Limit {
+    pub id: Arc<str>,
+    pub role: Arc<str>,
+    pub counted: Counted,
+    pub category: Option<Category>,
+    pub min_level: Option<Level>,
+    pub window_seconds: u64,
+    pub limit: u64,
+    pub on_exceed: OnExceed,
+    pub scope: BudgetScope,
+    pub mode: BudgetMode,
+}
+
+impl Limit {
+    fn window_ms(&self) -> u64 {
+        self.window_seconds.saturating_mul(1000)
+    }
+
+    /// What this budget counts, for audit records: `records`, `fields`,
+    /// `fields:identity`, `fields:identity:3+`.
+    pub fn counts_label(&self) -> String {
+        match self.counted {
+            Counted::Records => "records".into(),
+            Counted::Fields => {
+                let mut s = String::from("fields");
+                if let Some(c) = self.category {
+                    s.push(':');
+                    s.push_str(c.as_str());
+                }
+                if let Some(l) = self.min_level {
+                    s.push_str(&format!(":{}+", l.0));
+                }
+                s
+            }
+        }
+    }
+
+    fn key(&self, principal: &Principal) -> CounterKey {
+        CounterKey {
+            budget: self.id.clone(),
+            who: match self.scope {
+                BudgetScope::Principal => Who::Principal(principal.id.as_str().into()),
+                BudgetScope::Role => Who::Role,
+            },
+        }
+    }
+
+    /// Whether a refusal of this budget is enforced (not shadow mode,
+    /// neither for the budget nor for the request's route).
+    fn refuses(&self, enforce: bool) -> bool {
+        self.on_exceed == OnExceed::Refuse && self.mode == BudgetMode::Enforce && enforce
+    }
+}
+
+/// The `budgets:` section, compiled and checked.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    pub max_counters: usize,
+    limits: Vec<Arc<Limit>>,
+}
+
+impl Budgets {
+    pub fn compile(cfg: &BudgetsConfig) -> Result<Self, String> {
+        let mut ids = BTreeSet::new();
+        let mut limits = Vec::new();
+        if cfg.max_counters == 0 {
+            return Err("budgets.max_counters must be at least 1".into());
+        }
+        for (role, rb) in &cfg.roles {
+            let at = |id: &str, m: &str| format!("budgets.roles.{role}: budget `{id}`: {m}");
+            if role.trim().is_empty() {
+                return Err("budgets.roles: a role name is empty".into());
+            }
+            for l in &rb.limits {
+                if l.id.trim().is_empty() || !ids.insert(l.id.clone()) {
+                    return Err(at(&l.id, "ids must be non-empty and unique across roles"));
+                }
+                if l.window_seconds == 0 || l.window_seconds > MAX_WINDOW_SECONDS {
+                    return Err(at(&l.id, "window_seconds must be 1 to 31622400 (a year)"));
+                }
+                if l.limit == 0 {
+                    return Err(at(&l.id, "limit must be at least 1"));
+                }
+                if l.count == Counted::Records && (l.category.is_some() || l.min_level.is_some()) {
+                    return Err(at(
+                        &l.id,
+                        "category and min_level apply to `count: fields` only",
+                    ));
+                }
+                limits.push(Arc::new(Limit {
+                    id: Arc::from(l.id.as_str()),
+                    role: Arc::from(role.as_str()),
+                    counted: l.count,
+                    category: l.category,
+                    min_level: l.min_level,
+                    window_seconds: l.window_seconds,
+                    limit: l.limit,
+                    on_exceed: l.on_exceed,
+                    scope: l.scope,
+                    mode: rb.mode.unwrap_or(cfg.mode),
+                }));
+            }
+        }
+        Ok(Self {
+            max_counters: cfg.max_counters,
+            limits,
+        })
+    }
+
+    /// Every budget, in config order (roles sorted).
+    pub fn limits(&self) -> &[Arc<Limit>] {
+        &self.limits
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty()
+    }
+
+    fn applicable<'a>(&'a self, p: &'a Principal) -> impl Iterator<Item = &'a Arc<Limit>> {
+        self.limits
+            .iter()
+            .filter(move |l| p.roles.iter().any(|r| *r == *l.role))
+    }
+}
+
+/// What one response disclosed, as budgets count it.
+#[derive(Debug, Default, Clone)]
+pub struct Disclosure {
+    pub records: u64,
+    /// Record fields sent in full: (category, level, how many).
+    pub full_fields: Vec<(Category, Level, u64)>,
+}
+
+impl Disclosure {
+    /// From a filtered body's report: the records shown, and the fields of
+    /// records (not wrapper members) sent in full.
+    pub fn of(report: &FilterReport, catalogue: &Catalogue) -> Self {
+        let full_fields = report
+            .outcomes
+            .iter()
+            .filter(|((_, o), _)| *o == Outcome::Full)
+            .filter_map(|((f, _), n)| {
+                let spec = catalogue.fields().get(*f as usize)?;
+                spec.is_record_field()
+                    .then_some((spec.category, spec.level, u64::from(*n)))
+            })
+            .collect();
+        Self {
+            records: u64::from(report.records.saturating_sub(report.records_dropped)),
+            full_fields,
+        }
+    }
+
+    fn amount(&self, l: &Limit) -> u64 {
+        match l.counted {
+            Counted::Records => self.records,
+            Counted::Fields => self
+                .full_fields
+                .iter()
+                .filter(|(c, lv, _)| {
+                    l.category.is_none_or(|want| want == *c) && l.min_level.is_none_or(|m| *lv >= m)
+                })
+                .map(|(_, _, n)| n)
+                .sum(),
+        }
+    }
+}
+
+/// Why a budget flagged a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagAction {
+    /// Over an alerting budget: served, counted, flagged.
+    Alert,
+    /// Over a refusing budget: answered 429.
+    Refuse,
+    /// Over a refusing budget in shadow mode: served, counted, flagged.
+    WouldRefuse,
+}
+
+impl FlagAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagAction::Alert => "alert",
+            FlagAction::Refuse => "refuse",
+            FlagAction::WouldRefuse => "would_refuse",
+        }
+    }
+}
+
+/// A budget over its limit for one request: its state, for the audit record.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub limit: Arc<Limit>,
+    pub action: FlagAction,
+    /// Disclosed within the window before this request.
+    pub used: u64,
+    /// What this request disclosed (or would have).
+    pub request: u64,
+}
+
+/// What the budgets did to one request.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetReport {
+    /// Budgets over their limit (audited only when non-empty).
+    pub flags: Vec<Flag>,
+    /// Amounts counted, by budget (for metrics).
+    pub counted: Vec<(Arc<str>, u64)>,
+}
+
+/// A request refused by a budget: the 429's `budget` and `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub budget: String,
+    pub retry_after_secs: u64,
+}
+
+/// The outcome of checking or charging a request.
+#[derive(Debug, Default)]
+pub struct Charge {
+    pub report: BudgetReport,
+    pub refused: Option<Refused>,
+}
+
+impl BudgetState {
+    /// Before the upstream is asked: a refusing budget the principal has
+    /// already used up refuses at once. `enforce`: false on shadow routes.
+    pub fn precheck(&self, budgets: &Budgets, principal: &Principal, enforce: bool) -> Charge {
+        let now = self.now();
+        let mut charge = Charge::default();
+        for l in budgets.applicable(principal).filter(|l| l.refuses(enforce)) {
+            let key = l.key(principal);
+            let used = self.used(&key, l.window_ms(), now);
+            if used >= l.limit {
+                charge.report.flags.push(Flag {
+                    limit: l.clone(),
+                    action: FlagAction::Refuse,
+                    used,
+                    request: 0,
+                });
+                charge.refused.get_or_insert_with(|| Refused {
+                    budget: l.id.to_string(),
+                    retry_after_secs: self.retry_after_secs(&key, now),
+                });
+            }
+        }
+        charge
+    }
+
+    /// After the response is filtered: what it disclosed is checked against
+    /// every budget of the principal's roles. A refusing budget it would
+    /// take over its limit refuses the whole response (nothing is counted);
+    /// otherwise everything is counted, and budgets over their limit are
+    /// flagged.
+    pub fn charge(
+        &self,
+        budgets: &Budgets,
+        principal: &Principal,
+        disclosed: &Disclosure,
+        enforce: bool,
+    ) -> Charge {
+        let now = self.now();
+        let mut charge = Charge::default();
+        let mut pending = Vec::new();
+        for l in budgets.applicable(principal) {
+            let amount = disclosed.amount(l);
+            if amount == 0 {
+                continue;
+            }
+            let key = self.admit(l.key(principal), budgets.max_counters, now);
+            let used = self.used(&key, l.window_ms(), now);
+            if used.saturating_add(amount) > l.limit {
+                let action = match (l.on_exceed, l.refuses(enforce)) {
+                    (OnExceed::Refuse, true) => FlagAction::Refuse,
+                    (OnExceed::Refuse, false) => FlagAction::WouldRefuse,
+                    (OnExceed::Alert, _) => FlagAction::Alert,
+                };
+                if action == FlagAction::Refuse && charge.refused.is_none() {
+                    charge.refused = Some(Refused {
+                        budget: l.id.to_string(),
+                        retry_after_secs: self.retry_after_secs(&key, now),
+                    });
+                }
+                charge.report.flags.push(Flag {
+                    limit: l.clone(),
+                    action,
+                    used,
+                    request: amount,
+                });
+            }
+            pending.push((key, l, amount));
+        }
+        if charge.refused.is_none() {
+            for (key, l, amount) in pending {
+                self.add(key, l.window_ms(), now, amount);
+                charge.report.counted.push((l.id.clone(), amount));
+            }
+        }
+        charge
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! The counters behind the budgets, shared by every request of a proxy and
+//! kept across reloads (a budget keeps its count while its `id` stays).
+//!
+//! Bounded: at most `budgets.max_counters` counters (about 130 bytes each;
+//! 100,000 take ~13 MB), plus one overflow counter per budget. Counters whose window has emptied are dropped
+//! when the bound is reached; if it is still reached, principals new to a
+//! budget share one overflow counter per budget, which fills faster than
+//! theirs would: the bound fails towards refusing, never towards
+//! forgetting what was disclosed.
+
+use super::window::Window;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Milliseconds on a monotonic clock. Injectable so tests move time
+/// instead of sleeping.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The process's monotonic clock, in milliseconds since the first call.
+pub fn system_clock() -> Clock {
+    let start = std::time::Instant::now();
+    Arc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whose counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Who {
+    Principal(Box<str>),
+    /// A role-scoped budget: every principal of the role.
+    Role,
+    /// Principals that found no room under the bound.
+    Overflow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct CounterKey {
+    pub budget: Arc<str>,
+    pub who: Who,
+}
+
+/// Hashes with foldhash, seeded per process: keys carry principal ids.
+type Hasher = foldhash::fast::RandomState;
+
+pub struct BudgetState {
+    counters: DashMap<CounterKey, Window, Hasher>,
+    clock: Clock,
+    /// Charges that went to an overflow counter (exported as a metric).
+    overflowed: AtomicU64,
+    /// When counters were last swept for emptied windows (clock ms + 1).
+    last_sweep: AtomicU64,
+}
+
+impl std::fmt::Debug for BudgetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetState")
+            .field("counters", &self.counters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sweeps for emptied windows at most this often when the bound is hit.
+const SWEEP_EVERY_MS: u64 = 1_000;
+
+impl BudgetState {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            counters: DashMap::default(),
+            clock,
+            overflowed: AtomicU64::new(0),
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Counters held now.
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+
+    /// Charges that fell into an overflow counter so far.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// The key a charge for `key` uses under the bound `max`: its own
+    /// counter if it has one or there is room, else the budget's overflow.
+    pub(super) fn admit(&self, key: CounterKey, max: usize, now: u64) -> CounterKey {
+        if self.counters.contains_key(&key) || self.counters.len() < max {
+            return key;
+        }
+        self.sweep(now);
+        if self.counters.len() < max {
+            return key;
+        }
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        CounterKey {
+            budget: key.budget,
+            who: Who::Overflow,
+        }
+    }
+
+    /// Drops counters whose window is empty (at most once per second).
+    fn sweep(&self, now: u64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if last != 0 && now < last.saturating_sub(1).saturating_add(SWEEP_EVERY_MS) {
+            return;
+        }
+        self.last_sweep
+            .store(now.saturating_add(1), Ordering::Relaxed);
+        self.counters.retain(|_, w| w.used(now) > 0);
+    }
+
+    /// What `key`'s window holds at `now` (0 for a counter never charged).
+    pub(super) fn used(&self, key: &CounterKey, window_ms: u64, now: u64) -> u64 {
+        match self.counters.get_mut(key) {
+            Some(mut w) if w.slot_ms() == Window::new(window_ms).slot_ms() => w.used(now),
+            _ => 0,
+        }
+    }
+
+    /// When `key`'s count first drops, in whole seconds from `now` (at
+    /// least 1).
+    pub(super) fn retry_after_secs(&self, key: &CounterKey, now: u64) -> u64 {
+        let ms = self
+            .counters
+            .get_mut(key)
+            .map(|mut w| w.frees_in_ms(now))
+            .unwrap_or(0);
+        ms.div_ceil(1000).max(1)
+    }
+
+    /// Adds `n` to `key`'s window (made, or remade if the budget's window
+    /// length changed in a reload).
+    pub(super) fn add(&self, key: CounterKey, window_ms: u64, now: u64, n: u64) {
+        let fresh = Window::new(window_ms);
+        let mut w = self.counters.entry(key).or_insert_with(|| fresh.clone());
+        if w.slot_ms() != fresh.slot_ms() {
+            *w = fresh;
+        }
+        w.add(now, n);
+    }
+}

@@ -1,0 +1,58 @@
+//! The bulk-read budgets at the two points of a request where they act:
+//! before the upstream is asked (a used-up refusing budget refuses at
+//! once) and after the response is filtered (what it discloses is counted,
+//! or refused whole when it would take a refusing budget over its limit).
+//! What they counted and flagged goes into the request's [`Exchange`].
+
+use super::Proxy;
+use super::errors::{Refusal, Stop};
+use super::exchange::Exchange;
+use crate::budget::{Charge, Disclosure};
+use crate::redact::response::FilterReport;
+use crate::runtime::Runtime;
+
+/// Before the upstream: `enforce` is false on shadow routes.
+pub(super) fn precheck(
+    proxy: &Proxy,
+    rt: &Runtime,
+    ex: &mut Exchange,
+    enforce: bool,
+) -> Result<(), Stop> {
+    let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
+        return Ok(());
+    };
+    let charge = proxy.budgets.precheck(&rt.budgets, principal, enforce);
+    outcome(ex, charge)
+}
+
+/// After filtering: counts what `report` says the response disclosed.
+/// `Err` (429) means the response must not be sent.
+pub(super) fn charge(
+    proxy: &Proxy,
+    rt: &Runtime,
+    ex: &mut Exchange,
+    report: &FilterReport,
+    enforce: bool,
+) -> Result<(), Stop> {
+    let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
+        return Ok(());
+    };
+    let disclosed = Disclosure::of(report, &rt.catalogue);
+    let charge = proxy
+        .budgets
+        .charge(&rt.budgets, principal, &disclosed, enforce);
+    outcome(ex, charge)
+}
+
+fn outcome(ex: &mut Exchange, charge: Charge) -> Result<(), Stop> {
+    if !charge.report.flags.is_empty() || !charge.report.counted.is_empty() {
+        ex.budget = Some(charge.report);
+    }
+    match charge.refused {
+        Some(refused) => Err(Stop {
+            budget: Some(refused),
+            ..Stop::from(Refusal::BudgetExceeded)
+        }),
+        None => Ok(()),
+    }
+}
