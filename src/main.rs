@@ -147,6 +147,10 @@ enum Command {
         /// A test file or a directory of them.
         #[arg(default_value = "policies/tests")]
         path: PathBuf,
+        /// Run every file against this configuration instead of the one its
+        /// `config:` names (e.g. a copy of the reference deployment).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Explain the decision for a request, and field by field for a response.
     Explain {
@@ -267,7 +271,7 @@ fn main() -> ExitCode {
             ttl,
         )
         .map(|t| println!("{t}")),
-        Command::Test { path } => run_policy_tests(&path),
+        Command::Test { path, config } => run_policy_tests(&path, config.as_deref()),
         Command::Explain {
             config,
             roles,
@@ -364,12 +368,15 @@ fn parse_claim(s: &str) -> Result<(String, String), String> {
 }
 
 /// Runs policy tests; the summary line is `N passed, N failed`.
-fn run_policy_tests(path: &std::path::Path) -> Result<(), String> {
+fn run_policy_tests(
+    path: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<(), String> {
     let files = tools::policy_test::discover(path).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!("{}: no test files found", path.display()));
     }
-    let results = tools::policy_test::run(&files).map_err(|e| e.to_string())?;
+    let results = tools::policy_test::run(&files, config).map_err(|e| e.to_string())?;
     let mut failed = 0;
     for r in &results {
         match &r.outcome {

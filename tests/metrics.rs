@@ -37,7 +37,7 @@ async fn counters_move_with_real_traffic() {
             Method::PATCH,
             "/customers/c-1001",
             &customer,
-            &json!({"name": "Eve", "nickname": "x"}),
+            &json!({"id_card_number": "Eve", "nickname": "x"}),
         )
         .await;
     assert_eq!(refused.status, 403);
@@ -144,7 +144,7 @@ async fn counters_move_with_real_traffic() {
     assert_eq!(
         m.value(
             "fieldguard_refused_write_fields_total",
-            &[route, ("reason", "not_permitted")]
+            &[route, ("reason", "not_collected")]
         ),
         1.0
     );

@@ -717,13 +717,22 @@ async fn passthrough_response_bodies_are_byte_identical() {
 async fn h2c_clients_get_the_same_filtered_view() {
     let h = start().await;
     let raw_record = h.upstream_get("/customers/c-1001").await.json();
-    for tok in [
-        token("support_agent", "agent-7", false, None),
-        token("marketing_analyst", "analyst-2", false, Some("marketing")),
-        token("customer", "c-1001", false, None),
+    for (tok, path) in [
+        (
+            token("support_agent", "agent-7", false, None),
+            "/customers/c-1001",
+        ),
+        (
+            token("marketing_analyst", "analyst-2", false, Some("marketing")),
+            "/customers?limit=3",
+        ),
+        (
+            token("customer", "c-1001", false, None),
+            "/customers/c-1001",
+        ),
     ] {
-        let h1 = h.get("/customers/c-1001", &tok).await;
-        let (version, h2) = h2c(h.proxy_addr, Method::GET, "/customers/c-1001", Some(&tok)).await;
+        let h1 = h.get(path, &tok).await;
+        let (version, h2) = h2c(h.proxy_addr, Method::GET, path, Some(&tok)).await;
         assert_eq!(version, Version::HTTP_2);
         assert_eq!(h2.status, h1.status, "{}", h2.text());
         assert_eq!(h2.json(), h1.json());

@@ -220,7 +220,9 @@ async fn a_candidate_set_is_decided_beside_the_active_one() {
             .all(|c| c["phone"].as_str().unwrap().contains('*')),
         "the active set is enforced"
     );
-    let partner = token("partner", "p-1", false, None);
+    // o-10011 is shipped by YTO Express: a partner of that carrier.
+    let partner =
+        common::token_with_claims("partner", "p-1", false, None, &[("carrier", "YTO Express")]);
     let same = a.h.get("/orders/o-10011", &partner).await;
     assert_eq!(same.status, 200);
 

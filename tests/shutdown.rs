@@ -119,8 +119,8 @@ fn write_config(
     text = replace(text, "secrets/", &format!("{}/secrets/", demo.display()));
     text = replace(
         text,
-        "limits:\n",
-        &format!("limits:\n  shutdown_grace_ms: {grace_ms}\n"),
+        "\nlimits:\n",
+        &format!("\nlimits:\n  shutdown_grace_ms: {grace_ms}\n"),
     );
     text.push_str(&format!(
         "\naudit:\n  file: {}\n  stdout: false\n  shutdown_timeout_ms: 1000\nadmin:\n  address: 127.0.0.1:0\n",

@@ -264,7 +264,11 @@ fn bad_config_value() {
 #[test]
 fn bad_jsonpath_in_a_route() {
     let sb = Sandbox::new();
-    edit(&sb.config, "\"$.orders[*]\"", "\"$.orders[*\"");
+    edit(
+        &sb.config,
+        "{ path: \"$.orders[*]\", entity: Order }\n      members:\n        $.customer_id",
+        "{ path: \"$.orders[*\", entity: Order }\n      members:\n        $.customer_id",
+    );
     let line = line_with(&sb.config, "$.orders[*\"");
     assert_points_at(&validate(&sb), &sb.config, line, "JSONPath");
 }

@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
-    /// The configuration under test, relative to the test file.
-    pub config: PathBuf,
+    /// The configuration under test, relative to the test file (required
+    /// unless `fieldguard test --config` names one for every file).
+    pub config: Option<PathBuf>,
     pub cases: Vec<Case>,
 }
 
@@ -160,13 +161,24 @@ pub fn load_file(path: &Path) -> Result<TestFile, ConfigError> {
 }
 
 /// Runs every case of every file; runtimes are built once per config.
-pub fn run(files: &[PathBuf]) -> Result<Vec<CaseResult>, ConfigError> {
+/// `config`: the configuration every file is run against instead of its
+/// own `config:` (a copied test folder tried against a copied deployment).
+pub fn run(files: &[PathBuf], config: Option<&Path>) -> Result<Vec<CaseResult>, ConfigError> {
     let mut runtimes: HashMap<PathBuf, Runtime> = HashMap::new();
     let mut results = Vec::new();
     for file in files {
         let tf = load_file(file)?;
         let dir = file.parent().unwrap_or(Path::new("."));
-        let config_path = dir.join(&tf.config);
+        let config_path = match (config, &tf.config) {
+            (Some(c), _) => c.to_path_buf(),
+            (None, Some(c)) => dir.join(c),
+            (None, None) => {
+                return Err(ConfigError::file(
+                    file,
+                    "no `config:` in the file; give one, or run with --config FILE",
+                ));
+            }
+        };
         let key = config_path.canonicalize().unwrap_or(config_path.clone());
         if !runtimes.contains_key(&key) {
             let rt = config::load(&config_path).and_then(Runtime::build)?;
