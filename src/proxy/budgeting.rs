@@ -50,7 +50,7 @@ fn outcome(ex: &mut Exchange, charge: Charge) -> Result<(), Stop> {
     }
     match charge.refused {
         Some(refused) => Err(Stop {
-            budget: Some(refused),
+            budget: Some(Box::new(refused)),
             ..Stop::from(Refusal::BudgetExceeded)
         }),
         None => Ok(()),

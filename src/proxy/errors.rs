@@ -18,7 +18,8 @@ pub struct Stop {
     pub status: Option<http::StatusCode>,
     /// For `budget_exceeded`: the budget (named in the body) and when to
     /// retry (`Retry-After`).
-    pub budget: Option<crate::budget::Refused>,
+    /// Boxed: refusals are returned by value on every path.
+    pub budget: Option<Box<crate::budget::Refused>>,
 }
 
 impl From<Refusal> for Stop {
