@@ -478,3 +478,161 @@ fn validate_warns_about_a_purpose_header_fallback() {
         "{err}"
     );
 }
+
+/// One block of a recipe in docs/policies.md.
+enum Step {
+    /// A `diff PATH` block: context lines (` `), removed (`-`), added (`+`).
+    Edit { path: String, lines: Vec<String> },
+    /// A `LANG PATH` block: a new file.
+    Create { path: String, text: String },
+    /// A `sh` (or `sh fails`) block's `fieldguard` commands.
+    Run { commands: Vec<String>, fails: bool },
+}
+
+/// The blocks of the recipe between `<!-- recipe:NAME:start -->` and its
+/// end, in order, with the list item's indentation removed.
+fn recipe(name: &str) -> Vec<Step> {
+    let text = section("docs/policies.md", &format!("recipe:{name}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let Some(info) = line.trim_start().strip_prefix("```") else {
+            i += 1;
+            continue;
+        };
+        let indent = line.len() - line.trim_start().len();
+        let mut body = Vec::new();
+        i += 1;
+        while !lines[i].trim_start().starts_with("```") {
+            let l = lines[i];
+            body.push(l.get(indent..).unwrap_or("").to_string());
+            i += 1;
+        }
+        i += 1;
+        let words: Vec<&str> = info.split_whitespace().collect();
+        match words.as_slice() {
+            ["sh", rest @ ..] => steps.push(Step::Run {
+                commands: body
+                    .iter()
+                    .filter(|l| l.starts_with("fieldguard "))
+                    .cloned()
+                    .collect(),
+                fails: rest == ["fails"],
+            }),
+            ["diff", path] => steps.push(Step::Edit {
+                path: path.to_string(),
+                lines: body,
+            }),
+            [_, path] => steps.push(Step::Create {
+                path: path.to_string(),
+                text: body.join("\n") + "\n",
+            }),
+            other => panic!("recipe {name}: a block without a file: {other:?}"),
+        }
+    }
+    steps
+}
+
+/// Applies a diff block: the context and `-` lines, in order, must occur
+/// exactly once in the file; they become the context and `+` lines.
+fn apply_edit(file: &Path, lines: &[String]) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let (mut from, mut to) = (Vec::new(), Vec::new());
+    for l in lines {
+        let (mark, rest) = l.split_at(l.len().min(1));
+        match mark {
+            " " | "" => {
+                from.push(rest);
+                to.push(rest);
+            }
+            "-" => from.push(rest),
+            "+" => to.push(rest),
+            other => panic!("diff line starts with {other:?}: {l}"),
+        }
+    }
+    let (from, to) = (from.join("\n") + "\n", to.join("\n") + "\n");
+    assert_eq!(
+        text.matches(&from).count(),
+        1,
+        "{}: the recipe's context must occur once:\n{from}",
+        file.display()
+    );
+    std::fs::write(file, text.replacen(&from, &to, 1)).unwrap();
+}
+
+/// Follows a recipe of docs/policies.md on `root` (a copy of the
+/// repository's policies and examples); returns each command's output.
+fn follow(name: &str, root: &Path) -> Vec<(String, String)> {
+    let mut outputs = Vec::new();
+    for step in recipe(name) {
+        match step {
+            Step::Edit { path, lines } => apply_edit(&root.join(path), &lines),
+            Step::Create { path, text } => {
+                let file = root.join(&path);
+                assert!(!file.exists(), "recipe {name} creates {path}, which exists");
+                std::fs::write(file, text).unwrap();
+            }
+            Step::Run { commands, fails } => {
+                for cmd in commands {
+                    assert!(!cmd.contains(['"', '\'']), "keep recipe commands unquoted: {cmd}");
+                    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+                    let (ok, out, err) = fieldguard(&args, root);
+                    assert_eq!(ok, !fails, "recipe {name}: `{cmd}`\n{out}{err}");
+                    outputs.push((cmd.clone(), format!("{out}{err}")));
+                }
+            }
+        }
+    }
+    outputs
+}
+
+/// docs/policies.md's "add a role" and "add a field" recipes, followed as
+/// written on a copy of the reference files: each step applies, every
+/// command succeeds (or fails where the recipe says so), and the result is
+/// what the recipe promises.
+#[test]
+fn the_policy_author_recipes_work_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("policies"), &dir.path().join("policies"));
+    copy_dir(&repo_path("examples"), &dir.path().join("examples"));
+
+    let out = follow("add-a-role", dir.path());
+    let output = |cmd: &str| {
+        out.iter()
+            .find(|(c, _)| c.contains(cmd))
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(|| panic!("the recipe runs no `{cmd}`"))
+    };
+    assert!(!output("validate").contains("warning"), "{}", output("validate"));
+    assert!(output("test --config").contains("policies/tests/auditor.yaml: nothing without MFA"));
+    assert!(output("test --config").ends_with(" 0 failed\n"));
+    assert!(output("matrix").contains("auditor +MFA"), "{}", output("matrix"));
+    assert!(output("explain").contains("payment.card_number      masked"));
+
+    let out = follow("add-a-field", dir.path());
+    assert!(out[0].1.contains("catalogue field Customer.loyalty_tier is mentioned by no policy"));
+    let last = &out.last().unwrap().1;
+    assert!(last.contains("loyalty_tier.yaml: analysts see it for consenting customers only"));
+    assert!(last.ends_with(" 0 failed\n"), "{last}");
+}
+
+/// `fieldguard test --config`: a test folder copied anywhere runs against
+/// the configuration given, whatever its files' own `config:` says.
+#[test]
+fn policy_tests_run_against_the_config_given() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("policies/tests"), &dir.path().join("my-tests"));
+    let config = repo_path("examples/demo/fieldguard.yaml");
+    let (ok, out, err) = fieldguard(
+        &["test", "--config", config.to_str().unwrap(), "my-tests"],
+        dir.path(),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.ends_with(" 0 failed\n"), "{out}");
+    // Without --config the copies point at a config that is not there.
+    let (ok, _, err) = fieldguard(&["test", "my-tests"], dir.path());
+    assert!(!ok);
+    assert!(err.contains("fieldguard.yaml"), "{err}");
+}
