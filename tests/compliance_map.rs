@@ -30,7 +30,13 @@ impl Clause {
     /// The backticked names of an item.
     fn names(&self, label: &str) -> Vec<String> {
         self.item(label)
-            .map(|t| t.split('`').skip(1).step_by(2).map(str::to_string).collect())
+            .map(|t| {
+                t.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -41,7 +47,10 @@ fn map() -> Vec<Clause> {
     for line in text.lines() {
         if let Some(heading) = line.strip_prefix("### ") {
             let id = heading.split_whitespace().next().unwrap().to_string();
-            assert!(id.starts_with("CDM-"), "a section that is not a clause: {line}");
+            assert!(
+                id.starts_with("CDM-"),
+                "a section that is not a clause: {line}"
+            );
             clauses.push(Clause {
                 id,
                 in_scope: !heading.ends_with("(out of scope)"),
@@ -101,7 +110,11 @@ fn the_evidence_map_is_honest() {
     let mut in_scope = 0;
     for c in &clauses {
         if !c.in_scope {
-            assert!(c.item("Why").is_some(), "{}: out of scope without a reason", c.id);
+            assert!(
+                c.item("Why").is_some(),
+                "{}: out of scope without a reason",
+                c.id
+            );
             continue;
         }
         in_scope += 1;
@@ -109,7 +122,11 @@ fn the_evidence_map_is_honest() {
             assert!(c.item(label).is_some(), "{}: no {label}", c.id);
         }
         let tests = c.names("Tests");
-        assert!(!tests.is_empty(), "{}: an in-scope clause without a test", c.id);
+        assert!(
+            !tests.is_empty(),
+            "{}: an in-scope clause without a test",
+            c.id
+        );
         for t in tests {
             let (file, function) = t
                 .split_once("::")
@@ -140,7 +157,11 @@ fn the_evidence_map_is_honest() {
             if name.starts_with("fieldguard_") {
                 assert!(families.contains(&name), "{}: no metric `{name}`", c.id);
             } else if name.starts_with("Fieldguard") {
-                assert!(alerts.contains(&format!("alert: {name}\n")), "{}: no alert `{name}`", c.id);
+                assert!(
+                    alerts.contains(&format!("alert: {name}\n")),
+                    "{}: no alert `{name}`",
+                    c.id
+                );
             } else {
                 for segment in name.split('.') {
                     assert!(
@@ -221,7 +242,11 @@ fn the_catalogue_classifies_data_by_the_regulations_categories() {
     // CDM-2.2 account and transaction: registration, logins, orders,
     // payment, logistics, purchases.
     for f in ["registered_at", "last_login.at", "last_login.ip"] {
-        assert_eq!(category("Customer", f), "account_transaction", "Customer.{f}");
+        assert_eq!(
+            category("Customer", f),
+            "account_transaction",
+            "Customer.{f}"
+        );
     }
     for f in [
         "status",
@@ -237,7 +262,11 @@ fn the_catalogue_classifies_data_by_the_regulations_categories() {
     }
     // CDM-2.3 behaviour and preference.
     for f in ["type", "target", "dwell_ms", "at"] {
-        assert_eq!(category("BehaviorEvent", f), "behavior", "BehaviorEvent.{f}");
+        assert_eq!(
+            category("BehaviorEvent", f),
+            "behavior",
+            "BehaviorEvent.{f}"
+        );
     }
     // CDM-2.4 interaction and feedback.
     for f in ["channel", "subject", "messages", "satisfaction"] {

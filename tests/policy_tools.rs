@@ -576,7 +576,10 @@ fn follow(name: &str, root: &Path) -> Vec<(String, String)> {
             }
             Step::Run { commands, fails } => {
                 for cmd in commands {
-                    assert!(!cmd.contains(['"', '\'']), "keep recipe commands unquoted: {cmd}");
+                    assert!(
+                        !cmd.contains(['"', '\'']),
+                        "keep recipe commands unquoted: {cmd}"
+                    );
                     let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
                     let (ok, out, err) = fieldguard(&args, root);
                     assert_eq!(ok, !fails, "recipe {name}: `{cmd}`\n{out}{err}");
@@ -605,14 +608,26 @@ fn the_policy_author_recipes_work_as_written() {
             .map(|(_, o)| o.clone())
             .unwrap_or_else(|| panic!("the recipe runs no `{cmd}`"))
     };
-    assert!(!output("validate").contains("warning"), "{}", output("validate"));
+    assert!(
+        !output("validate").contains("warning"),
+        "{}",
+        output("validate")
+    );
     assert!(output("test --config").contains("policies/tests/auditor.yaml: nothing without MFA"));
     assert!(output("test --config").ends_with(" 0 failed\n"));
-    assert!(output("matrix").contains("auditor +MFA"), "{}", output("matrix"));
+    assert!(
+        output("matrix").contains("auditor +MFA"),
+        "{}",
+        output("matrix")
+    );
     assert!(output("explain").contains("payment.card_number      masked"));
 
     let out = follow("add-a-field", dir.path());
-    assert!(out[0].1.contains("catalogue field Customer.loyalty_tier is mentioned by no policy"));
+    assert!(
+        out[0]
+            .1
+            .contains("catalogue field Customer.loyalty_tier is mentioned by no policy")
+    );
     let last = &out.last().unwrap().1;
     assert!(last.contains("loyalty_tier.yaml: analysts see it for consenting customers only"));
     assert!(last.ends_with(" 0 failed\n"), "{last}");
