@@ -25,9 +25,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, oneshot};
 
 /// The work's end: where the answer goes, and how the work learns that
-/// nobody is waiting for it any more.
+/// nobody is waiting for it any more. Dropped when the work is done (after
+/// its record is queued): until then a request whose client left counts as
+/// detached in `work`.
 pub(super) struct Reply {
-    tx: oneshot::Sender<Response<ProxyBody>>,
+    tx: Option<oneshot::Sender<Response<ProxyBody>>>,
+    work: Arc<InFlight>,
+    detached: bool,
 }
 
 /// The connection's end: the answer, once the work has one.
@@ -36,10 +40,16 @@ pub(super) struct Waiting {
     request_id: String,
 }
 
-/// A channel for one request's answer.
-pub(super) fn channel(request_id: String) -> (Reply, Waiting) {
+/// A channel for one request's answer; `work` counts the request's work
+/// (the caller holds its guard) and its detached state.
+pub(super) fn channel(request_id: String, work: &Arc<InFlight>) -> (Reply, Waiting) {
     let (tx, rx) = oneshot::channel();
-    (Reply { tx }, Waiting { rx, request_id })
+    let reply = Reply {
+        tx: Some(tx),
+        work: work.clone(),
+        detached: false,
+    };
+    (reply, Waiting { rx, request_id })
 }
 
 impl Reply {
@@ -47,24 +57,44 @@ impl Reply {
     /// `progress` at once (the work then sends nothing more upstream).
     pub async fn watch<F: Future>(&mut self, progress: &Progress, work: F) -> F::Output {
         tokio::pin!(work);
-        let mut watching = true;
         loop {
-            tokio::select! {
-                biased;
-                _ = self.tx.closed(), if watching => {
-                    progress.client_left();
-                    watching = false;
+            match self.tx.as_mut() {
+                Some(tx) if !self.detached => {
+                    tokio::select! {
+                        biased;
+                        _ = tx.closed() => {}
+                        out = &mut work => return out,
+                    }
                 }
-                out = &mut work => return out,
+                _ => return work.await,
             }
+            self.client_left(progress);
         }
     }
 
     /// Hands the answer to the connection; if the client is gone, notes it
     /// in `progress` (at the stage the exchange finished in).
-    pub fn deliver(self, resp: Response<ProxyBody>, progress: &Progress) {
-        if self.tx.send(resp).is_err() {
-            progress.client_left();
+    pub fn deliver(&mut self, resp: Response<ProxyBody>, progress: &Progress) {
+        if let Some(tx) = self.tx.take()
+            && tx.send(resp).is_err()
+        {
+            self.client_left(progress);
+        }
+    }
+
+    fn client_left(&mut self, progress: &Progress) {
+        progress.client_left();
+        if !self.detached {
+            self.detached = true;
+            self.work.detached.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.detached {
+            self.work.detached.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -81,10 +111,12 @@ impl Waiting {
 }
 
 /// A count of things under way and a way to wait until there are none:
-/// open connections, and detached request work.
+/// open connections, and requests' work.
 #[derive(Debug, Default)]
 pub(super) struct InFlight {
     n: AtomicUsize,
+    /// Of those, requests' work whose client has left.
+    detached: AtomicUsize,
     none: Notify,
 }
 
@@ -97,6 +129,11 @@ impl InFlight {
 
     pub fn count(&self) -> usize {
         self.n.load(Ordering::SeqCst)
+    }
+
+    /// Requests' work still under way after its client left.
+    pub fn detached(&self) -> usize {
+        self.detached.load(Ordering::SeqCst)
     }
 
     /// Resolves when the count is zero.

@@ -77,6 +77,9 @@ pub(super) async fn handle(
     ex.status = resp.status().as_u16();
     reply.deliver(resp, &progress);
     observe::finish(proxy, &rt, &ex, slot);
+    // `reply` goes last: a detached request counts as such until its
+    // record is queued.
+    drop(reply);
 }
 
 /// A request the listener refuses before processing it (over the

@@ -168,6 +168,12 @@ impl Server {
         self.work.count()
     }
 
+    /// Of those, requests whose client has left (seen by their work): they
+    /// finish, unanswered, for their upstream exchange and audit record.
+    pub fn detached_requests(&self) -> usize {
+        self.work.detached()
+    }
+
     async fn connection(
         self: Arc<Self>,
         stream: TcpStream,
@@ -325,7 +331,7 @@ impl Server {
             req.extensions_mut().insert(t);
         }
         let request_id = headers::request_id(req.headers());
-        let (reply, waiting) = detached::channel(request_id.clone());
+        let (reply, waiting) = detached::channel(request_id.clone(), &self.work);
         let work = self.work.enter();
         let proxy = self.proxy.clone();
         tokio::spawn(async move {
@@ -525,10 +531,11 @@ impl Server {
         self.shutdown();
         if tokio::time::timeout(grace, self.drained()).await.is_err() {
             return Err(format!(
-                "shutdown deadline of {} ms passed with {} connection(s) still open and {} request(s) under way",
+                "shutdown deadline of {} ms passed with {} connection(s) still open and {} request(s) under way ({} of them after their client left)",
                 grace.as_millis(),
                 self.open_connections(),
-                self.requests_in_progress()
+                self.requests_in_progress(),
+                self.detached_requests()
             ));
         }
         Ok(())
