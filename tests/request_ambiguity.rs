@@ -65,7 +65,8 @@ fn customer() -> String {
 
 /// An HTTP/1.1 request exactly as written (`Connection: close`).
 fn http1(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n");
+    let mut out =
+        format!("{method} {target} HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -145,8 +146,18 @@ async fn method_overrides_are_refused_on_every_route() {
     ] {
         let over = (spelling, "DELETE");
         for (method, target, headers, body) in [
-            ("PATCH", "/customers/c-1001", vec![("Authorization", auth.as_str()), json, over], &body[..]),
-            ("GET", "/customers/c-1001", vec![("Authorization", auth.as_str()), over], &b""[..]),
+            (
+                "PATCH",
+                "/customers/c-1001",
+                vec![("Authorization", auth.as_str()), json, over],
+                &body[..],
+            ),
+            (
+                "GET",
+                "/customers/c-1001",
+                vec![("Authorization", auth.as_str()), over],
+                &b""[..],
+            ),
             ("POST", "/echo", vec![json, over], &body[..]),
             ("GET", "/nowhere", vec![over], &b""[..]),
         ] {
@@ -171,24 +182,45 @@ async fn method_overrides_are_refused_on_every_route() {
         ids.push(assert_raw_refused(target, &r, 400, "method_override"));
     }
     // The same over h2c.
-    for name in ["x-http-method-override", "x_http_method_override", "x_method_override"] {
+    for name in [
+        "x-http-method-override",
+        "x_http_method_override",
+        "x_method_override",
+    ] {
         let r = over_h2c(
             &a,
             Method::PATCH,
             "/customers/c-1001",
-            &[("authorization", &auth), ("content-type", "application/json"), (name, "DELETE")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                (name, "DELETE"),
+            ],
             body,
         )
         .await;
-        ids.push(assert_refused(name, &r, StatusCode::BAD_REQUEST, "method_override"));
+        ids.push(assert_refused(
+            name,
+            &r,
+            StatusCode::BAD_REQUEST,
+            "method_override",
+        ));
     }
     let r = over_h2c(&a, Method::POST, "/echo?_method=DELETE", &[], b"").await;
-    ids.push(assert_refused("h2c _method", &r, StatusCode::BAD_REQUEST, "method_override"));
+    ids.push(assert_refused(
+        "h2c _method",
+        &r,
+        StatusCode::BAD_REQUEST,
+        "method_override",
+    ));
     assert!(up.seen().is_empty(), "the upstream saw {:?}", up.seen());
 
     // Names and parameters that merely look alike still pass.
     for (target, header) in [
-        ("/echo?method=DELETE&x=_method", ("x-http-method-overrides", "1")),
+        (
+            "/echo?method=DELETE&x=_method",
+            ("x-http-method-overrides", "1"),
+        ),
         ("/echo?_methods=1&a_method=2", ("x-method", "DELETE")),
     ] {
         let r = raw(a.h.proxy_addr, &http1("POST", target, &[header], b"")).await;
@@ -245,7 +277,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
         (
             "the same type twice",
             patch(
-                &[("Content-Type", "application/json"), ("content-type", "application/json")],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("content-type", "application/json"),
+                ],
                 body,
             ),
             400,
@@ -260,7 +295,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
         (
             "gzip",
             patch(
-                &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Encoding", "gzip"),
+                ],
                 &gzipped,
             ),
             415,
@@ -269,7 +307,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
         (
             "identity then gzip",
             patch(
-                &[("Content-Type", "application/json"), ("Content-Encoding", "identity, gzip")],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Encoding", "identity, gzip"),
+                ],
                 &gzipped,
             ),
             415,
@@ -296,8 +337,17 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
         }
         refused.push((assert_raw_refused(what, &r, status, code), code));
     }
-    let deletes = up.seen().iter().filter(|s| s.method == Method::DELETE).count();
-    assert_eq!(up.seen().len(), deletes, "only the DELETE went upstream: {:?}", up.seen());
+    let deletes = up
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::DELETE)
+        .count();
+    assert_eq!(
+        up.seen().len(),
+        deletes,
+        "only the DELETE went upstream: {:?}",
+        up.seen()
+    );
 
     // Over h2c: two content-type fields.
     let r = over_h2c(
@@ -321,7 +371,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
     // Controls: one type (with a quoted comma in a parameter), identity coding.
     for extra in [
         &[("Content-Type", "application/json; charset=\"utf-8,x\"")][..],
-        &[("Content-Type", "application/json"), ("Content-Encoding", "identity")][..],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "identity"),
+        ][..],
     ] {
         let r = raw(a.h.proxy_addr, &patch(extra, body)).await;
         assert_eq!(r.status, 200, "{extra:?}: {}", r.text());
@@ -333,7 +386,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
         &http1(
             "POST",
             "/echo",
-            &[("Content-Type", "application/json"), ("Content-Type", "text/plain")],
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Type", "text/plain"),
+            ],
             body,
         ),
     )
@@ -349,7 +405,10 @@ async fn checked_write_bodies_need_one_media_type_and_no_content_coding() {
     assert_eq!(
         m.value(
             "fieldguard_body_rejections_total",
-            &[("direction", "request"), ("reason", "ambiguous_content_type")]
+            &[
+                ("direction", "request"),
+                ("reason", "ambiguous_content_type")
+            ]
         ),
         4.0
     );
@@ -380,7 +439,15 @@ async fn in_shadow_mode_an_ambiguous_body_is_audited_and_forwarded() {
     // decision but a request the proxy cannot decide at all.
     let r = raw(
         a.h.proxy_addr,
-        &http1("GET", "/customers/c-1001", &[("Authorization", &auth), ("X_HTTP_Method_Override", "DELETE")], b""),
+        &http1(
+            "GET",
+            "/customers/c-1001",
+            &[
+                ("Authorization", &auth),
+                ("X_HTTP_Method_Override", "DELETE"),
+            ],
+            b"",
+        ),
     )
     .await;
     assert_raw_refused("shadow override", &r, 400, "method_override");
@@ -390,7 +457,10 @@ async fn in_shadow_mode_an_ambiguous_body_is_audited_and_forwarded() {
         .values()
         .find(|r| r["method"] == "PATCH")
         .expect("the PATCH record");
-    assert_eq!(patch["shadow"]["would_deny"]["reason"], "ambiguous_content_type", "{patch}");
+    assert_eq!(
+        patch["shadow"]["would_deny"]["reason"], "ambiguous_content_type",
+        "{patch}"
+    );
     assert!(patch["refusal"].is_null());
 }
 
@@ -436,7 +506,12 @@ async fn gateway_headers_in_any_spelling_from_an_untrusted_peer_are_refused() {
     ] {
         let r = raw(
             a.h.proxy_addr,
-            &http1("GET", "/customers/c-1001", &[("Authorization", &auth), (name, value)], b""),
+            &http1(
+                "GET",
+                "/customers/c-1001",
+                &[("Authorization", &auth), (name, value)],
+                b"",
+            ),
         )
         .await;
         ids.push(assert_raw_refused(name, &r, 401, "unauthenticated"));
@@ -445,12 +520,24 @@ async fn gateway_headers_in_any_spelling_from_an_untrusted_peer_are_refused() {
         &a,
         Method::GET,
         "/customers/c-1001",
-        &[("authorization", &auth), ("x_fieldguard_roles", "data_protection_officer")],
+        &[
+            ("authorization", &auth),
+            ("x_fieldguard_roles", "data_protection_officer"),
+        ],
         b"",
     )
     .await;
-    ids.push(assert_refused("h2c", &r, StatusCode::UNAUTHORIZED, "unauthenticated"));
-    assert_eq!(up.seen().len(), seen_before, "refused requests reached the upstream");
+    ids.push(assert_refused(
+        "h2c",
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    ));
+    assert_eq!(
+        up.seen().len(),
+        seen_before,
+        "refused requests reached the upstream"
+    );
 
     // On a passthrough route nothing is identified, but every spelling is
     // stripped before the upstream.
@@ -478,7 +565,11 @@ async fn gateway_headers_in_any_spelling_from_an_untrusted_peer_are_refused() {
 
     let recs = records_by_id(&mut a, dir.path()).await;
     for id in ids {
-        assert_eq!(recs[&id]["identity_error"], "untrusted_gateway_headers", "{}", recs[&id]);
+        assert_eq!(
+            recs[&id]["identity_error"], "untrusted_gateway_headers",
+            "{}",
+            recs[&id]
+        );
     }
 }
 
@@ -523,7 +614,11 @@ async fn folded_identity_and_certificate_headers_never_reach_the_upstream() {
     let seen = up.seen();
     assert_eq!(seen.len(), 3);
     for s in &seen {
-        assert_eq!(folded_hits(s, &GATEWAY_HEADERS), Vec::<String>::new(), "{s:?}");
+        assert_eq!(
+            folded_hits(s, &GATEWAY_HEADERS),
+            Vec::<String>::new(),
+            "{s:?}"
+        );
         assert_eq!(folded_hits(s, &CERT_HEADERS), Vec::<String>::new(), "{s:?}");
     }
 }

@@ -125,10 +125,18 @@ fn assert_only_allowed(what: &str, r: &Reply, configured: bool) {
         assert!(!r.headers.contains_key(k), "{what}: {k} reached the client");
     }
     let text = format!("{:?}", r.headers);
-    for secret in ["legacy-secret", "also-secret", "alice.secret", "110101199001011234"] {
+    for secret in [
+        "legacy-secret",
+        "also-secret",
+        "alice.secret",
+        "110101199001011234",
+    ] {
         assert!(!text.contains(secret), "{what}: {secret} in {text}");
     }
-    assert!(!r.headers.contains_key("etag"), "{what}: etag of the raw body");
+    assert!(
+        !r.headers.contains_key("etag"),
+        "{what}: etag of the raw body"
+    );
     assert_ne!(r.headers["x-request-id"], "upstream-made-id", "{what}");
     for (k, v) in STANDARD {
         assert_eq!(r.headers[k], v, "{what}: standard header {k}");
@@ -148,7 +156,10 @@ fn assert_only_allowed(what: &str, r: &Reply, configured: bool) {
     ]
     .into();
     for n in names(&r.headers) {
-        assert!(allowed.contains(n.as_str()), "{what}: unexpected header {n}");
+        assert!(
+            allowed.contains(n.as_str()),
+            "{what}: unexpected header {n}"
+        );
     }
 }
 
@@ -183,8 +194,8 @@ async fn h2c(a: &Audited, method: Method, path: &str, extra: &[(&str, &str)]) ->
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    let (version, reply) = h2c_request(a.h.proxy_addr, req.body(Full::new(Bytes::new())).unwrap())
-        .await;
+    let (version, reply) =
+        h2c_request(a.h.proxy_addr, req.body(Full::new(Bytes::new())).unwrap()).await;
     assert_eq!(version, Version::HTTP_2);
     reply
 }
@@ -200,7 +211,10 @@ async fn inspected_routes_pass_only_standard_configured_and_own_headers() {
     let r = a.h.get("/customers/c-1001", &tok).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["id"], "c-1001");
-    assert_eq!(r.headers["content-length"], r.body.len().to_string().as_str());
+    assert_eq!(
+        r.headers["content-length"],
+        r.body.len().to_string().as_str()
+    );
     assert_eq!(r.headers["content-type"], "application/json");
     cases.push(("GET", r, true));
     let r = h2c(&a, Method::GET, "/customers/c-1001", &[]).await;
@@ -208,20 +222,29 @@ async fn inspected_routes_pass_only_standard_configured_and_own_headers() {
     cases.push(("GET over h2c", r, true));
 
     // Relayed answers without a body: HEAD, 304, 204.
-    let r = a.h.send(Method::HEAD, "/customers/c-1001", Some(&tok), &[], None).await;
+    let r =
+        a.h.send(Method::HEAD, "/customers/c-1001", Some(&tok), &[], None)
+            .await;
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     cases.push(("HEAD", r, true));
     let inm = [("if-none-match", "\"v1\"")];
-    let r = a.h.send(Method::GET, "/customers/c-1001", Some(&tok), &inm, None).await;
+    let r =
+        a.h.send(Method::GET, "/customers/c-1001", Some(&tok), &inm, None)
+            .await;
     assert_eq!(r.status, 304);
     cases.push(("304", r, true));
     let r = h2c(&a, Method::GET, "/customers/c-1001", &inm).await;
     assert_eq!(r.status, 304);
     cases.push(("304 over h2c", r, true));
     let r =
-        a.h.send_json(Method::PATCH, "/customers/c-1001", &tok, &json!({"phone": "+86 1"}))
-            .await;
+        a.h.send_json(
+            Method::PATCH,
+            "/customers/c-1001",
+            &tok,
+            &json!({"phone": "+86 1"}),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text());
     // `x-allowed` is configured for the read route only.
     cases.push(("PATCH 204", r, false));
@@ -263,7 +286,11 @@ async fn inspected_routes_pass_only_standard_configured_and_own_headers() {
     assert_eq!(count("/customers/{id}", "set-cookie"), 6.0);
     assert_eq!(count("/customers/{id}", "x-debug-record"), 6.0);
     assert_eq!(count("/customers/{id}", "x-allowed"), 1.0, "PATCH only");
-    assert_eq!(count("/customers/{id}", "etag"), 0.0, "replaced, not reported");
+    assert_eq!(
+        count("/customers/{id}", "etag"),
+        0.0,
+        "replaced, not reported"
+    );
 }
 
 #[tokio::test]
@@ -273,9 +300,13 @@ async fn routes_without_a_response_section_are_unchanged() {
     let tok = customer();
     // DELETE /customers/{id} has no `response:` section; /catalog/products
     // is passthrough.
-    let del = a.h.send(Method::DELETE, "/customers/c-1001", Some(&tok), &[], None).await;
+    let del =
+        a.h.send(Method::DELETE, "/customers/c-1001", Some(&tok), &[], None)
+            .await;
     assert_eq!(del.status, 204, "{}", del.text());
-    let public = a.h.send(Method::GET, "/catalog/products", None, &[], None).await;
+    let public =
+        a.h.send(Method::GET, "/catalog/products", None, &[], None)
+            .await;
     assert_eq!(public.status, 200);
     for (what, r) in [("DELETE", &del), ("passthrough", &public)] {
         for (k, v) in LEAKY {
@@ -290,14 +321,21 @@ async fn routes_without_a_response_section_are_unchanged() {
         assert!(recs[&rid(r)]["response_headers_dropped"].is_null());
     }
     let m = a.scrape().await;
-    assert_eq!(m.value("fieldguard_response_headers_dropped_total", &[]), 0.0);
+    assert_eq!(
+        m.value("fieldguard_response_headers_dropped_total", &[]),
+        0.0
+    );
 }
 
 #[tokio::test]
 async fn shadow_mode_relays_the_headers_and_records_what_would_be_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, _up) = start(dir.path(), |cfg| {
-        for r in cfg.routes.iter_mut().filter(|r| r.path.value == "/customers/{id}") {
+        for r in cfg
+            .routes
+            .iter_mut()
+            .filter(|r| r.path.value == "/customers/{id}")
+        {
             r.shadow = true;
         }
     })
@@ -307,7 +345,15 @@ async fn shadow_mode_relays_the_headers_and_records_what_would_be_dropped() {
     for (k, v) in LEAKY {
         assert_eq!(r.headers[k], v, "shadow mode enforces nothing: {k}");
     }
-    let head = a.h.send(Method::HEAD, "/customers/c-1001", Some(&customer()), &[], None).await;
+    let head =
+        a.h.send(
+            Method::HEAD,
+            "/customers/c-1001",
+            Some(&customer()),
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(head.headers["x-powered-by"], "LegacyShop/1.2");
 
     a.drain().await;
@@ -326,7 +372,10 @@ async fn shadow_mode_relays_the_headers_and_records_what_would_be_dropped() {
         assert_eq!(would, expected, "{rec}");
     }
     let m = a.scrape().await;
-    assert_eq!(m.value("fieldguard_response_headers_dropped_total", &[]), 0.0);
+    assert_eq!(
+        m.value("fieldguard_response_headers_dropped_total", &[]),
+        0.0
+    );
     assert_eq!(
         m.value(
             "fieldguard_shadow_events_total",
@@ -343,8 +392,10 @@ async fn dropped_header_labels_and_record_names_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let up = Scripted::start(Arc::new(|seen: &Seen| {
         let mut a = script(seen);
-        a.headers.retain(|(k, _)| !k.starts_with("x-") || k.starts_with("x-h-"));
-        a.with("x.odd", "1").with(&format!("x-{}", "l".repeat(70)), "1")
+        a.headers
+            .retain(|(k, _)| !k.starts_with("x-") || k.starts_with("x-h-"));
+        a.with("x.odd", "1")
+            .with(&format!("x-{}", "l".repeat(70)), "1")
     }))
     .await;
     let mut a = start_audited_in_front_of(
@@ -356,7 +407,9 @@ async fn dropped_header_labels_and_record_names_are_bounded() {
     .await;
     let mut ids = Vec::new();
     for batch in 0..4 {
-        let r = a.h.get(&format!("/customers/c-1001?many={batch}"), &customer()).await;
+        let r =
+            a.h.get(&format!("/customers/c-1001?many={batch}"), &customer())
+                .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(!r.headers.keys().any(|k| k.as_str().starts_with("x-h-")));
         ids.push(rid(&r));
@@ -369,14 +422,16 @@ async fn dropped_header_labels_and_record_names_are_bounded() {
         assert_eq!(d["count"], 83, "{d}");
         let listed = d["names"].as_array().unwrap();
         assert_eq!(listed.len(), 16, "{d}");
-        assert!(listed.iter().all(|n| n.as_str().unwrap().len() <= 64 + 3), "{d}");
+        assert!(
+            listed.iter().all(|n| n.as_str().unwrap().len() <= 64 + 3),
+            "{d}"
+        );
     }
     let m = a.scrape().await;
-    let series: Vec<&str> = m
-        .0
-        .lines()
-        .filter(|l| l.starts_with("fieldguard_response_headers_dropped_total{"))
-        .collect();
+    let series: Vec<&str> =
+        m.0.lines()
+            .filter(|l| l.starts_with("fieldguard_response_headers_dropped_total{"))
+            .collect();
     let cap = fieldguard::metrics::MAX_HEADER_SERIES;
     assert_eq!(series.len(), cap + 1, "{} series", series.len());
     assert_eq!(
