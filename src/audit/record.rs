@@ -1,9 +1,10 @@
 //! One audit record per request, built from the request's [`Exchange`].
 //!
 //! A record holds names, ids and counts only: never field values, tokens,
-//! headers or query strings. Field paths come from the catalogue (by index),
-//! so even they cannot carry request data; refused write fields are body
-//! keys and are capped in number and length.
+//! header values or query strings. Field paths come from the catalogue (by
+//! index), so even they cannot carry request data; refused write fields are
+//! body keys and dropped response headers are names the upstream chose, so
+//! both are capped in number and length.
 //!
 //! Struct fields are declared in bytewise-sorted order at every level, so
 //! `serde_json::to_vec` of a record *is* its canonical form (see
@@ -75,7 +76,8 @@ pub struct AuditRecord {
     /// Shadow mode and observed policy sets: what was computed but not
     /// enforced (`would_deny`, `would_redact`) and every disagreement.
     pub shadow: Option<ShadowRecord>,
-    /// Status sent to the client.
+    /// Status of the proxy's answer: sent to the client, unless
+    /// `client_aborted` says the client had left.
     pub status: u16,
     pub time: String,
     pub upstream_status: Option<u16>,
