@@ -174,8 +174,25 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
             })
         })
         .collect();
+    // Routes that let members the configuration does not name through
+    // (`unknown_fields: pass`) or enforce nothing (shadow): what an
+    // operator must not forget is still on.
+    let routes: Vec<serde_json::Value> = rt
+        .routes
+        .iter()
+        .filter(|r| !r.passthrough)
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method,
+                "path": r.template,
+                "unknown_fields": r.response.as_ref().map(|p| p.unknown.as_str()),
+                "shadow": r.shadow || rt.shadow_all,
+            })
+        })
+        .collect();
     let last = proxy.last_reload();
     serde_json::json!({
+        "routes": routes,
         "last_reload": {
             "at": last.at.map(crate::audit::time::rfc3339_millis),
             "attempts": last.attempts,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use fieldguard::config;
 use fieldguard::demo::run::{self as demo, DemoOptions};
+use fieldguard::logging::{self, LogFormat};
 use fieldguard::proxy::Proxy;
 use fieldguard::proxy::server::Server;
 use fieldguard::runtime::Runtime;
@@ -21,6 +22,11 @@ use std::sync::Arc;
     about = "Policy-as-code enforcement sidecar for legacy HTTP/JSON services"
 )]
 struct Cli {
+    /// Format of the process log on stderr: `text` (coloured only on a
+    /// terminal) or `json` (one object per line, for log pipelines).
+    /// Default: FIELDGUARD_LOG_FORMAT, else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,8 +160,19 @@ enum MatrixFormat {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    let format = match cli.log_format {
+        Some(f) => f,
+        None => match LogFormat::from_env_value(std::env::var(logging::FORMAT_ENV).ok().as_deref())
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("fieldguard: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    logging::init(format);
     let result = match cli.command {
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Demo {
@@ -272,7 +289,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fieldguard: {e}");
+            logging::fatal(&e);
             ExitCode::FAILURE
         }
     }
@@ -301,15 +318,6 @@ fn run_policy_tests(path: &std::path::Path) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDGUARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Environment variable that fixes the number of async worker threads, so
@@ -349,7 +357,9 @@ async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> 
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    eprintln!("demo shop ({customers} customers) listening on http://{addr}");
+    logging::notice(format_args!(
+        "demo shop ({customers} customers) listening on http://{addr}"
+    ));
     let shop = fieldguard::demo::shop::Shop::new(customers);
     fieldguard::demo::shop::serve(listener, shop)
         .await
@@ -392,7 +402,9 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
     let proxy = Arc::new(proxy);
     let _watcher = service::start_reloading(&proxy, config_path.clone(), Box::new(|_| {}))?;
     let (admin, admin_task) = service::spawn_admin(admin_address, proxy.clone()).await?;
-    eprintln!("fieldguard admin on http://{admin} (/metrics /healthz /readyz /policies)");
+    logging::notice(format_args!(
+        "fieldguard admin on http://{admin} (/metrics /healthz /readyz /policies)"
+    ));
     let tls = match &proxy.runtime().config.config.tls {
         Some(t) => Some(ServerTls::load(t, &proxy.runtime().config).map_err(|e| e.to_string())?),
         None => None,
@@ -404,7 +416,10 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(l.address)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
-        eprintln!("fieldguard listening on {scheme}://{}", l.address);
+        logging::notice(format_args!(
+            "fieldguard listening on {scheme}://{}",
+            l.address
+        ));
         tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
     service::serve_until_shutdown(&server, tasks, audit_writer).await

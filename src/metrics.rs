@@ -8,7 +8,7 @@
 //! ([`HeaderLabels`]).
 
 use crate::identity::CacheStats;
-use crate::proxy::exchange::Exchange;
+use crate::proxy::exchange::{Exchange, Stage};
 use crate::redact::Outcome;
 use crate::runtime::Runtime;
 use prometheus::{
@@ -18,6 +18,8 @@ use prometheus::{
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+mod known_series;
 
 /// Latency buckets (seconds): 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -60,6 +62,11 @@ pub struct Metrics {
     /// label strings per field.
     field_handles: Mutex<FieldHandles>,
     records_hidden: IntCounterVec,
+    uncatalogued: IntCounterVec,
+    misshapen: IntCounterVec,
+    /// Label sets of `uncatalogued` and `misshapen` in use: member names
+    /// come from upstream bodies, so their number is capped.
+    member_labels: Mutex<BoundedLabels>,
     refused_write_fields: IntCounterVec,
     identity_failures: IntCounterVec,
     body_rejections: IntCounterVec,
@@ -261,10 +268,23 @@ impl Metrics {
                 "Response records hidden whole (record:read denied).",
                 &["route"],
             )?,
+            uncatalogued: counter(
+                &r,
+                "fieldguard_uncatalogued_fields_total",
+                "Response members the configuration does not name (removed, or passed on a route with unknown_fields: pass), by route, entity ((wrapper) for the body around the records) and member path; paths beyond the label cap count as _other.",
+                &["route", "entity", "field"],
+            )?,
+            misshapen: counter(
+                &r,
+                "fieldguard_misshapen_values_total",
+                "Catalogued containers (and declared wrapper objects or arrays) whose value had another shape, removed, by route, entity and path.",
+                &["route", "entity", "field"],
+            )?,
+            member_labels: Mutex::new(BoundedLabels::default()),
             refused_write_fields: counter(
                 &r,
                 "fieldguard_refused_write_fields_total",
-                "Request-body fields refused (not collectable, or not writable by the caller).",
+                "Request-body fields refused (not catalogued, wrong shape, not collectable, or not writable by the caller).",
                 &["route", "reason"],
             )?,
             identity_failures: counter(
@@ -359,6 +379,13 @@ impl Metrics {
         for reason in HTTP_REFUSAL_REASONS {
             m.http_refusals.with_label_values(&[reason]);
         }
+        for stage in [
+            Stage::BeforeUpstream,
+            Stage::DuringUpstream,
+            Stage::AfterUpstream,
+        ] {
+            m.client_aborts.with_label_values(&[stage.as_str()]);
+        }
         Ok(m)
     }
 
@@ -373,6 +400,7 @@ impl Metrics {
         self.policy_last_success
             .set(crate::audit::time::unix_seconds(at));
         self.policies_loaded.set(b.info.len() as i64);
+        self.init_known_series(rt);
     }
 
     /// Records a policy set that failed to load (the previous one stays).
@@ -461,6 +489,32 @@ impl Metrics {
                 self.records_hidden
                     .with_label_values(&[route])
                     .inc_by(u64::from(f.records_dropped));
+            }
+        }
+        // Shadow mode filters nothing, but what it would have removed is
+        // counted all the same: that is how a catalogue is completed.
+        let members = ex
+            .filter
+            .as_ref()
+            .or_else(|| ex.shadow.as_ref().and_then(|s| s.would_redact.as_ref()));
+        if let Some(f) = members.filter(|f| !f.unnamed.is_empty() || !f.misshapen.is_empty()) {
+            let mut labels = self.member_labels.lock().unwrap_or_else(|p| p.into_inner());
+            for (family, names) in [
+                (&self.uncatalogued, &f.unnamed),
+                (&self.misshapen, &f.misshapen),
+            ] {
+                for (scope, path, count) in names.sorted() {
+                    let entity = rt.catalogue.scope_name(scope);
+                    let field = labels.admit(route, entity, path);
+                    family
+                        .with_label_values(&[route, entity, field])
+                        .inc_by(u64::from(count));
+                }
+                if names.overflow > 0 {
+                    family
+                        .with_label_values(&[route, "(any)", OTHER_LABEL])
+                        .inc_by(u64::from(names.overflow));
+                }
             }
         }
         for r in &ex.refused_fields {
@@ -596,6 +650,33 @@ fn upstream_error(code: &str) -> Option<&'static str> {
         "upstream_error" => "error_status",
         _ => return None,
     })
+}
+
+/// The label standing for member paths beyond the cap.
+const OTHER_LABEL: &str = "_other";
+/// Distinct (route, entity, path) label sets of the member metrics.
+const MAX_MEMBER_LABELS: usize = 1_000;
+
+/// The member-path label sets handed out so far.
+#[derive(Default)]
+struct BoundedLabels {
+    seen: std::collections::HashSet<(String, String, String)>,
+}
+
+impl BoundedLabels {
+    /// `path` as the label to use: itself while the cap allows a new label
+    /// set (or it is one already in use), else [`OTHER_LABEL`].
+    fn admit<'a>(&mut self, route: &str, entity: &str, path: &'a str) -> &'a str {
+        let key = (route.to_string(), entity.to_string(), path.to_string());
+        if self.seen.contains(&key) {
+            return path;
+        }
+        if self.seen.len() < MAX_MEMBER_LABELS {
+            self.seen.insert(key);
+            return path;
+        }
+        OTHER_LABEL
+    }
 }
 
 /// Resolved `fieldguard_field_outcomes_total` series of one runtime.

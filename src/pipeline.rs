@@ -5,12 +5,12 @@
 
 use crate::catalogue::AttrValue;
 use crate::identity::Principal;
-use crate::policy::{Engine, RequestDecision, RequestPrincipal, ResourceRef};
+use crate::policy::{Engine, RequestDecision, RequestPrincipal};
 use crate::proxy::errors::{Refusal, Stop};
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
 use crate::redact::stream::{self, StreamError};
-use crate::redact::{BodyError, parse_json, parse_json_unique};
+use crate::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
 use crate::routing::{CanonicalPath, Match};
 use crate::runtime::{Route, Runtime};
 use std::sync::Arc;
@@ -78,13 +78,7 @@ pub fn evaluate<'rt>(
     let decision = engine.decide_route(
         &who,
         &route.action,
-        &ResourceRef {
-            type_name: &rule.type_name,
-            type_key: rule.type_key,
-            id: &resource_id,
-            sources: &rule.sources,
-            values: &resource_values,
-        },
+        &rule.resource_ref(&resource_id, &resource_values),
     );
     Ok(Decided {
         route,
@@ -113,7 +107,7 @@ pub fn check_request_body(
         return Err(plain(Refusal::UnsupportedMediaType));
     }
     // Duplicate keys are refused: the upstream might read the other copy.
-    let mut doc = parse_json_unique(bytes, rt.limits.max_json_depth).map_err(|e| {
+    let doc = parse_json_unique(bytes, rt.limits.max_json_depth).map_err(|e| {
         let message = match e {
             BodyError::Malformed => None,
             BodyError::TooDeep(_) => Some("the request body nests too deeply"),
@@ -130,15 +124,9 @@ pub fn check_request_body(
     let Some(rule) = &d.route.resource else {
         return Err(plain(Refusal::Internal));
     };
-    let target = ResourceRef {
-        type_name: &rule.type_name,
-        type_key: rule.type_key,
-        id: &d.resource_id,
-        sources: &rule.sources,
-        values: &d.resource_values,
-    };
+    let target = rule.resource_ref(&d.resource_id, &d.resource_values);
     let mut decider = d.engine.decider(&d.who);
-    let refused = check_write(&mut doc, rules, &mut decider, &rt.catalogue, &target);
+    let refused = check_write(&doc, rules, &mut decider, &rt.catalogue, &target);
     if refused.is_empty() {
         return Ok(());
     }
@@ -171,11 +159,18 @@ pub fn filter_response_body(
             unreadable()
         }
     };
+    let (Some(plan), Some(rule)) = (&d.route.response, &d.route.resource) else {
+        return Err(Stop::from(Refusal::Internal));
+    };
+    let rules = BodyRules {
+        plan,
+        resource: rule.resource_ref(&d.resource_id, &d.resource_values),
+    };
     let mut decider = d.engine.decider(&d.who);
     if report.trace.is_none() {
         return stream::redact(
             bytes,
-            &d.route.response,
+            &rules,
             &mut decider,
             &rt.catalogue,
             report,
@@ -187,13 +182,6 @@ pub fn filter_response_body(
         });
     }
     let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
-    filter_response(
-        &mut doc,
-        &d.route.response,
-        &mut decider,
-        &rt.catalogue,
-        report,
-    )
-    .map_err(refused)?;
+    filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, report).map_err(refused)?;
     serde_json::to_vec(&doc).map_err(|_| unreadable())
 }

@@ -78,7 +78,9 @@ pub async fn serve_until_shutdown(
     let result = tokio::select! {
         r = first_end => r,
         _ = shutdown_signal() => {
-            eprintln!("fieldguard: shutting down, draining the audit queue");
+            crate::logging::notice(format_args!(
+                "fieldguard: shutting down, draining the audit queue"
+            ));
             Ok(())
         }
     };

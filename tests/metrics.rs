@@ -151,7 +151,7 @@ async fn counters_move_with_real_traffic() {
     assert_eq!(
         m.value(
             "fieldguard_refused_write_fields_total",
-            &[route, ("reason", "not_collected")]
+            &[route, ("reason", "not_catalogued")]
         ),
         1.0
     );
@@ -449,4 +449,82 @@ async fn jwt_cache_lookups_and_entries_are_exported() {
         again.value("fieldguard_jwt_cache_lookups_total", &[("result", "hit")]),
         2.0
     );
+}
+
+/// The samples of `name` in a scrape, as (labels, value).
+fn series(scrape: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let Some((head, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, labels) = head.split_once('{').unwrap_or((head, ""));
+        if n != name {
+            continue;
+        }
+        let labels = labels
+            .trim_end_matches('}')
+            .split("\",")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once("=\""))
+            .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+            .collect();
+        out.push((labels, value.parse().unwrap()));
+    }
+    out
+}
+
+/// A fresh proxy's scrape already has the labelled counters whose labels
+/// the configuration fixes, at 0, so dashboards and alerts see "0" rather
+/// than "No data" before the first failure.
+#[tokio::test]
+async fn a_fresh_scrape_shows_known_label_sets_at_zero() {
+    let (a, _dir) = audited().await;
+    let m = a.scrape().await;
+    let has_zero = |name: &str, want: &[(&str, &str)]| {
+        let found = series(&m.0, name).into_iter().find(|(labels, _)| {
+            want.len() == labels.len()
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        });
+        match found {
+            Some((_, value)) => assert_eq!(value, 0.0, "{name} {want:?}"),
+            None => panic!("{name} {want:?} absent from a fresh scrape:\n{}", m.0),
+        }
+    };
+    for kind in ["unavailable", "timeout", "error_status"] {
+        has_zero(
+            "fieldguard_upstream_errors_total",
+            &[("route", "/customers/{id}"), ("kind", kind)],
+        );
+    }
+    // Passthrough routes (the catalogue) are counted under "none".
+    has_zero(
+        "fieldguard_upstream_errors_total",
+        &[("route", "none"), ("kind", "unavailable")],
+    );
+    for route in ["/customers", "/customers/{id}", "/orders/{id}"] {
+        has_zero("fieldguard_records_hidden_total", &[("route", route)]);
+    }
+    // DELETE /customers/{id} inspects nothing, yet shares its template with
+    // inspecting routes; a passthrough route gets no series of its own.
+    assert!(
+        series(&m.0, "fieldguard_records_hidden_total")
+            .iter()
+            .all(|(l, _)| l["route"] != "/catalog/products")
+    );
+    for reason in ["not_collected", "not_permitted"] {
+        has_zero(
+            "fieldguard_refused_write_fields_total",
+            &[("route", "/customers/{id}"), ("reason", reason)],
+        );
+    }
+    has_zero(
+        "fieldguard_body_rejections_total",
+        &[("direction", "response"), ("reason", "too_large")],
+    );
+    // Still a valid exposition with promtool's lint (checked in CI by
+    // `scrape_passes_promtool_check_metrics`): only the values changed.
+    assert_eq!(m.value("fieldguard_requests_total", &[]), 0.0);
 }

@@ -3,11 +3,12 @@
 //! and random mutations; the same functions can be wrapped in
 //! `libfuzzer_sys::fuzz_target!` for cargo-fuzz where nightly is available.
 
+use fieldguard::catalogue::FieldNode;
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::policy::RequestPrincipal;
 use fieldguard::redact::response::{FilterReport, filter_response};
 use fieldguard::redact::stream::{self, StreamError};
-use fieldguard::redact::{BodyError, parse_json, parse_json_unique};
+use fieldguard::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
 use fieldguard::routing;
 use fieldguard::runtime::{Route, Runtime};
 use serde_json::Value;
@@ -130,19 +131,13 @@ pub fn response_filter(data: &[u8]) {
         .map(|a| a.iter().map(|r| r["id_card_number"].clone()).collect())
         .unwrap_or_default();
     let mut report = FilterReport::default();
-    if filter_response(
-        &mut doc,
-        &route.response,
-        &mut decider,
-        &rt.catalogue,
-        &mut report,
-    )
-    .is_err()
-    {
+    let rules = listing_rules(route);
+    if filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, &mut report).is_err() {
         return;
     }
     let out = serde_json::to_vec(&doc).expect("serialises");
     serde_json::from_slice::<Value>(&out).expect("output is JSON");
+    assert_allow_listed(&doc, route);
     if let Some(list) = doc["customers"].as_array() {
         for r in list {
             if let Some(v) = r.get("id_card_number").filter(|v| v.is_string())
@@ -168,9 +163,10 @@ pub fn response_stream(data: &[u8]) {
     let depth = rt.limits.max_json_depth;
     let mut report = FilterReport::default();
     let mut decider = rt.engine.decider(&rp);
+    let rules = listing_rules(route);
     let streamed = stream::redact(
         data,
-        &route.response,
+        &rules,
         &mut decider,
         &rt.catalogue,
         &mut report,
@@ -184,6 +180,7 @@ pub fn response_stream(data: &[u8]) {
     }
     let Ok(out) = streamed else { return };
     let got: Value = serde_json::from_slice(&out).expect("output is JSON");
+    assert_allow_listed(&got, route);
     if parse_json_unique(data, depth).is_err() {
         return;
     }
@@ -192,13 +189,130 @@ pub fn response_stream(data: &[u8]) {
     let mut tree_report = FilterReport::default();
     filter_response(
         &mut doc,
-        &route.response,
+        &rules,
         &mut decider,
         &rt.catalogue,
         &mut tree_report,
     )
     .expect("the tree walk accepts what the stream accepted");
     assert_eq!(got, doc, "stream and tree walk disagree");
+}
+
+/// The rules of `GET /customers` (resource `CustomerDirectory::"all"`).
+fn listing_rules(route: &Route) -> BodyRules<'_> {
+    route.body_rules("all", &[]).expect("an inspected route")
+}
+
+/// Nothing outside the allow-list survived a filtered listing: the body
+/// holds only the declared members, every record key is catalogued, every
+/// catalogued container is an object or a list of objects.
+fn assert_allow_listed(doc: &Value, route: &Route) {
+    let Value::Object(top) = doc else {
+        panic!("the body is not an object: {doc}")
+    };
+    for key in top.keys() {
+        assert!(
+            key == "customers" || key == "total",
+            "undeclared `{key}` survived"
+        );
+    }
+    let entity = &route.selectors()[0].entity;
+    for record in top
+        .get("customers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        assert_catalogued(record, &entity.root, "");
+    }
+}
+
+fn assert_catalogued(v: &Value, node: &FieldNode, at: &str) {
+    let Value::Object(map) = v else {
+        panic!("`{at}` survived as {v}, not an object")
+    };
+    for (key, value) in map {
+        let path = format!("{at}.{key}");
+        let child = node
+            .child(key)
+            .unwrap_or_else(|| panic!("uncatalogued `{path}` survived"));
+        if child.field.is_some() {
+            continue;
+        }
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .for_each(|i| assert_catalogued(i, child, &path)),
+            other => assert_catalogued(other, child, &path),
+        }
+    }
+}
+
+/// Write checks on arbitrary bodies, for a customer correcting their own
+/// record (`PATCH /customers/c-1001`): never panics, and a body that
+/// passes carries only catalogued leaves of the catalogued shape that the
+/// route collects.
+pub fn request_write(data: &[u8]) {
+    let rt = runtime();
+    let Ok(canonical) = routing::normalize("/customers/c-1001") else {
+        return;
+    };
+    let fieldguard::pipeline::Routed::Route(m) =
+        fieldguard::pipeline::route(rt, "PATCH", &canonical)
+    else {
+        panic!("reference route missing")
+    };
+    let who = Principal {
+        id: "c-1001".into(),
+        roles: vec!["customer".into()],
+        mfa: false,
+        purpose: None,
+        attributes: BTreeMap::new(),
+        source: IdentitySource::Jwt,
+    };
+    let Ok(decided) = fieldguard::pipeline::decide(rt, &m, &who) else {
+        panic!("a customer may correct their own record")
+    };
+    if fieldguard::pipeline::check_request_body(rt, &decided, true, data).is_err() {
+        return;
+    }
+    let doc = parse_json_unique(data, rt.limits.max_json_depth).expect("accepted bodies parse");
+    let Some(rules) = &decided.route.request else {
+        panic!("a write route")
+    };
+    assert_written_catalogued(&doc, &rules.entity.root, "", rules.collect.as_deref());
+}
+
+fn assert_written_catalogued(v: &Value, node: &FieldNode, at: &str, collect: Option<&[String]>) {
+    let Value::Object(map) = v else {
+        panic!("`{at}` was written as {v}, not an object")
+    };
+    for (key, value) in map {
+        let path = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        let child = node
+            .child(key)
+            .unwrap_or_else(|| panic!("uncatalogued `{path}` was let through"));
+        if let Some(field) = child.field {
+            let spec = runtime().catalogue.field(field);
+            assert!(spec.shape.accepts(value), "`{path}` written as {value}");
+            let collected = collect.is_none_or(|c| {
+                c.iter()
+                    .any(|c| *c == path || path.starts_with(&format!("{c}.")))
+            });
+            assert!(collected, "`{path}` is not collected by the route");
+            continue;
+        }
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .for_each(|i| assert_written_catalogued(i, child, &path, collect)),
+            other => assert_written_catalogued(other, child, &path, collect),
+        }
+    }
 }
 
 /// A fuzz target: panics when an invariant breaks.
@@ -209,6 +323,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("normalize", normalize),
     ("route", route),
     ("request_json", request_json),
+    ("request_write", request_write),
     ("response_filter", response_filter),
     ("response_stream", response_stream),
 ];

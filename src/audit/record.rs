@@ -161,11 +161,41 @@ pub struct RefusedField {
 pub struct BodyRecord {
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
+    /// Catalogued containers whose value had another shape (removed);
+    /// absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub misshapen: Option<MemberNames>,
     /// Records the body held, and how many were hidden whole.
     pub records: u32,
     pub records_hidden: u32,
     /// Every masked or removed field, aggregated over the body's records.
     pub redacted: Vec<RedactedField>,
+    /// Members the configuration does not name, so operators see what the
+    /// catalogue is missing; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncatalogued: Option<MemberNames>,
+}
+
+/// Member names (never values) and how often they occurred.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberNames {
+    /// Occurrences in all (names beyond the listed ones included).
+    pub count: u64,
+    /// `passed` (the route passes unknown fields) or `removed` (in a
+    /// shadow report: what enforcement would do).
+    pub fate: &'static str,
+    pub names: Vec<MemberName>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberName {
+    pub count: u32,
+    /// The record's entity, or `(wrapper)` for the body around the records.
+    pub entity: String,
+    /// Dot path in the record (`address.id_card_number`), or JSONPath in
+    /// the wrapper (`$.page`); keys that do not look like identifiers are
+    /// written `?`.
+    pub field: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -271,7 +301,35 @@ impl AuditRecord {
     }
 }
 
+fn member_names(
+    names: &crate::redact::response::NameCounts,
+    rt: &Runtime,
+    fate: &'static str,
+) -> Option<MemberNames> {
+    if names.is_empty() {
+        return None;
+    }
+    Some(MemberNames {
+        count: names.total(),
+        fate,
+        names: names
+            .sorted()
+            .into_iter()
+            .map(|(scope, path, count)| MemberName {
+                count,
+                entity: rt.catalogue.scope_name(scope).to_string(),
+                field: path.to_string(),
+            })
+            .collect(),
+    })
+}
+
 fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyRecord {
+    let fate = if f.unknown_passed {
+        "passed"
+    } else {
+        "removed"
+    };
     let mut by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>> = BTreeMap::new();
     let mut redacted = Vec::new();
     for (&(field, outcome), &count) in &f.outcomes {
@@ -299,9 +357,11 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
     BodyRecord {
         by_category,
+        misshapen: member_names(&f.misshapen, rt, "removed"),
         records: f.records,
         records_hidden: f.records_dropped,
         redacted,
+        uncatalogued: member_names(&f.unnamed, rt, fate),
     }
 }
 
@@ -399,6 +459,16 @@ mod tests {
                     field: "phone".into(),
                     outcome: "masked",
                 }],
+                misshapen: None,
+                uncatalogued: Some(MemberNames {
+                    count: 3,
+                    fate: "removed",
+                    names: vec![MemberName {
+                        count: 3,
+                        entity: "(wrapper)".into(),
+                        field: "$.page".into(),
+                    }],
+                }),
             }),
             response_headers_dropped: Some(DroppedHeaders {
                 count: 2,

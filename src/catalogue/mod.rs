@@ -2,8 +2,12 @@
 //! catalogued field paths, each with its category, sensitivity level and
 //! masked form, and the record attributes Cedar policies may read.
 //!
-//! Walking a record consults the trie key by key, so keys that no catalogue
-//! entry mentions are skipped without descending into them.
+//! The catalogue is an allow-list: a key of a record that no entry names
+//! is not the record's (it is removed from responses and refused in
+//! writes). Every node of the trie is either a *leaf* (a field: one value,
+//! whatever its JSON shape) or a *container* (an object, or a list of
+//! objects, holding catalogued keys), never both, so "what is this value?"
+//! always has one answer.
 
 mod mask;
 pub mod record_path;
@@ -12,7 +16,8 @@ pub use mask::{HashKey, Mask};
 pub use record_path::{RecordPath, Resolve, Step};
 
 use crate::config::{
-    AttributeConfig, AttributeKind, Category, Config, EntityConfig, Level, LoadedConfig,
+    AttributeConfig, AttributeKind, Category, Config, EntityConfig, FieldConfig, Level,
+    LoadedConfig, Shape,
 };
 use crate::error::ConfigError;
 use cedar_policy::EntityTypeName;
@@ -25,20 +30,38 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct FieldSpec {
     pub index: u32,
+    /// The record's entity type; for a wrapper member, the type of the
+    /// route's resource it is decided on.
     pub entity: Arc<str>,
-    /// Dot path inside the record (`address.city`).
+    /// Dot path inside the record (`address.city`); for a wrapper member,
+    /// its JSONPath from the body's root as configured (`$.total`).
     pub path: String,
     pub category: Category,
     pub level: Level,
     pub mask: Option<Mask>,
+    /// The shape a write must give the value.
+    pub shape: Shape,
+    /// `Some(route position)` for a member of a route's response wrapper
+    /// (`response.members`) rather than a field of an entity's records.
+    pub wrapper_of: Option<usize>,
 }
 
-/// A node of the field trie: the field decided at this key path (if
-/// catalogued) and the catalogued paths below it.
+impl FieldSpec {
+    /// True for a field of an entity's records (not a wrapper member).
+    pub fn is_record_field(&self) -> bool {
+        self.wrapper_of.is_none()
+    }
+}
+
+/// A node of the field trie: a leaf (the field decided at this key path)
+/// or a container of the catalogued paths below it; the root is the
+/// record itself.
 #[derive(Debug, Default)]
 pub struct FieldNode {
+    /// Set on leaves only.
     pub field: Option<u32>,
-    /// Ordered, so walks and explanations are deterministic.
+    /// Non-empty on containers only. Ordered, so walks and explanations
+    /// are deterministic.
     pub children: BTreeMap<Box<str>, FieldNode>,
 }
 
@@ -137,22 +160,29 @@ impl EntityCatalogue {
     }
 }
 
+/// How audit records and metrics name the body around a route's records.
+pub const WRAPPER_SCOPE: &str = "(wrapper)";
+
 /// The whole compiled catalogue.
 #[derive(Debug, Default)]
 pub struct Catalogue {
     entities: HashMap<String, Arc<EntityCatalogue>>,
     fields: Vec<FieldSpec>,
+    /// For `kind: hash` masks of fields and wrapper members.
+    hash_key: Option<Arc<HashKey>>,
 }
 
 impl Catalogue {
     /// Compiles the `entities:` section. Masks that need a key get it here.
     pub fn build(loaded: &LoadedConfig) -> Result<Self, ConfigError> {
         let cfg: &Config = &loaded.config;
-        let needs_key = cfg.entities.values().any(|e| {
-            e.fields
-                .values()
-                .any(|f| matches!(f.mask, Some(crate::config::MaskConfig::Hash)))
-        });
+        let hashed = |f: &FieldConfig| matches!(f.mask, Some(crate::config::MaskConfig::Hash));
+        let needs_key = cfg.entities.values().any(|e| e.fields.values().any(hashed))
+            || cfg
+                .routes
+                .iter()
+                .filter_map(|r| r.response.as_ref())
+                .any(|r| r.members.values().any(hashed));
         let hash_key = match (&cfg.redaction.hash_key_file, needs_key) {
             (Some(path), _) => Some(Arc::new(HashKey::from_file(&loaded.resolve(path))?)),
             (None, true) => {
@@ -163,12 +193,55 @@ impl Catalogue {
             }
             (None, false) => None,
         };
-        let mut cat = Catalogue::default();
+        let mut cat = Catalogue {
+            hash_key,
+            ..Catalogue::default()
+        };
         for (index, (name, entity)) in cfg.entities.iter().enumerate() {
-            let compiled = cat.compile_entity(loaded, index, name, entity, hash_key.as_ref())?;
+            let compiled = cat.compile_entity(loaded, index, name, entity)?;
             cat.entities.insert(name.clone(), Arc::new(compiled));
         }
         Ok(cat)
+    }
+
+    /// Registers one field (of an entity, or a route's wrapper member) and
+    /// returns its index.
+    fn add_field(
+        &mut self,
+        entity: &Arc<str>,
+        path: &str,
+        field: &FieldConfig,
+        wrapper_of: Option<usize>,
+    ) -> Result<u32, String> {
+        let mask = field
+            .mask
+            .as_ref()
+            .map(|m| Mask::compile(m, self.hash_key.clone()))
+            .transpose()?;
+        let index = u32::try_from(self.fields.len()).map_err(|_| "too many fields".to_string())?;
+        self.fields.push(FieldSpec {
+            index,
+            entity: entity.clone(),
+            path: path.to_string(),
+            category: field.category,
+            level: field.level,
+            mask,
+            shape: field.shape,
+            wrapper_of,
+        });
+        Ok(index)
+    }
+
+    /// Registers a member of route `route`'s response wrapper, decided on
+    /// the route's resource type `resource_type`.
+    pub fn add_wrapper_member(
+        &mut self,
+        route: usize,
+        resource_type: &str,
+        path: &str,
+        field: &FieldConfig,
+    ) -> Result<u32, String> {
+        self.add_field(&Arc::from(resource_type), path, field, Some(route))
     }
 
     fn compile_entity(
@@ -177,7 +250,6 @@ impl Catalogue {
         index: usize,
         name: &str,
         entity: &EntityConfig,
-        hash_key: Option<&Arc<HashKey>>,
     ) -> Result<EntityCatalogue, ConfigError> {
         let err = |msg: String| ConfigError::file(&loaded.file, format!("entities.{name}: {msg}"));
         let type_name = EntityTypeName::from_str(name)
@@ -186,26 +258,19 @@ impl Catalogue {
         let mut root = FieldNode::default();
         for (path, field) in &entity.fields {
             let segments = split_dot_path(path).map_err(|m| err(format!("field `{path}`: {m}")))?;
-            let mask = field
-                .mask
-                .as_ref()
-                .map(|m| Mask::compile(m, hash_key.cloned()))
-                .transpose()
-                .map_err(|m| err(format!("field `{path}`: {m}")))?;
             let node = segments.iter().fold(&mut root, |node, seg| {
                 node.children.entry(Box::from(seg.as_str())).or_default()
             });
-            let idx =
-                u32::try_from(self.fields.len()).map_err(|_| err("too many fields".into()))?;
+            let idx = self
+                .add_field(&name_arc, path, field, None)
+                .map_err(|m| err(format!("field `{path}`: {m}")))?;
             node.field = Some(idx);
-            self.fields.push(FieldSpec {
-                index: idx,
-                entity: name_arc.clone(),
-                path: path.clone(),
-                category: field.category,
-                level: field.level,
-                mask,
-            });
+        }
+        if let Some(both) = leaf_and_container(&root, "") {
+            return Err(err(format!(
+                "`{both}` is catalogued as a field and as a container of fields below it; \
+                 catalogue either the whole value (`{both}`) or its members (`{both}.…`)"
+            )));
         }
         let attributes = compile_attributes(&entity.attributes).map_err(err)?;
         let id_field = entity
@@ -224,6 +289,20 @@ impl Catalogue {
         })
     }
 
+    /// How reports name a [`Scope`]: the entity, or `(wrapper)` for the
+    /// body around the records.
+    pub fn scope_name(&self, scope: crate::redact::response::Scope) -> &str {
+        match scope {
+            crate::redact::response::Scope::Entity(index) => self
+                .entities
+                .values()
+                .find(|e| e.index == index)
+                .map(|e| &*e.name)
+                .unwrap_or("?"),
+            crate::redact::response::Scope::Wrapper => WRAPPER_SCOPE,
+        }
+    }
+
     pub fn entity(&self, name: &str) -> Option<&Arc<EntityCatalogue>> {
         self.entities.get(name)
     }
@@ -239,6 +318,21 @@ impl Catalogue {
     pub fn entities(&self) -> impl Iterator<Item = &Arc<EntityCatalogue>> {
         self.entities.values()
     }
+}
+
+/// The first node (as a dot path) that is both a field and a container.
+fn leaf_and_container(node: &FieldNode, path: &str) -> Option<String> {
+    node.children.iter().find_map(|(key, child)| {
+        let here = if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        };
+        if child.field.is_some() && !child.children.is_empty() {
+            return Some(here);
+        }
+        leaf_and_container(child, &here)
+    })
 }
 
 /// Compiles attribute sources, with route-level `overrides` replacing or

@@ -253,6 +253,13 @@ pub struct RouteConfig {
     /// Shadow mode for this route only (see the top-level `shadow`).
     #[serde(default)]
     pub shadow: bool,
+    /// What happens to response members the configuration does not name
+    /// (record fields outside the entity's catalogue, wrapper members not
+    /// declared under `response.members`): removed unless an operator
+    /// onboarding an API explicitly chooses `pass`. Either way each one is
+    /// counted and named in the audit record.
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
     /// Cedar action id of the request-level decision (required unless passthrough).
     pub action: Option<Spanned<String>>,
     pub resource: Option<ResourceConfig>,
@@ -281,6 +288,7 @@ pub struct ResourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseBodyConfig {
+    #[serde(default)]
     pub records: Vec<RecordSelectorConfig>,
     /// Upstream response headers this route may pass on besides the
     /// standard representation and caching ones (`Content-Type`,
@@ -289,6 +297,34 @@ pub struct ResponseBodyConfig {
     /// counted and audited. Names are checked at load.
     #[serde(default)]
     pub headers: Vec<Spanned<String>>,
+    /// The body around the records (wrappers, pagination): each member by
+    /// its JSONPath from the root (`$.total`, `$.page.next`), classified
+    /// like a field and decided by Cedar on the route's resource with
+    /// `context.field.name` set to the path as written. A member of the
+    /// body that is neither on a record path nor declared here is removed.
+    #[serde(default)]
+    pub members: BTreeMap<String, FieldConfig>,
+}
+
+/// Response members the configuration does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// Removed from the response (least privilege by construction).
+    #[default]
+    Remove,
+    /// Passed through unfiltered, for onboarding an API whose catalogue is
+    /// not complete yet (`validate` warns, `/policies` shows it).
+    Pass,
+}
+
+impl UnknownFields {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownFields::Remove => "remove",
+            UnknownFields::Pass => "pass",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,8 +402,52 @@ pub struct FieldConfig {
     pub category: Category,
     pub level: Level,
     /// Masked form, used when a policy allows `field:read_masked` but not
-    /// `field:read`. Without one, such a field is removed.
+    /// `field:read`. Without one, such a field is removed. Only scalar
+    /// values have a masked form: an object or array is shown in full or
+    /// not at all.
     pub mask: Option<MaskConfig>,
+    /// The JSON shape a write must give this field (default `scalar`: a
+    /// string, number, boolean or null). A write of another shape is
+    /// refused. Responses do not depend on it: any non-scalar value is
+    /// shown only to callers who may read the field in full.
+    #[serde(default)]
+    pub shape: Shape,
+}
+
+/// The JSON shape of a catalogued field's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// A string, number, boolean or null.
+    #[default]
+    Scalar,
+    /// An array (of anything: the field is one value).
+    Array,
+    /// An object (of anything: the field is one value).
+    Object,
+    /// Any JSON value.
+    Any,
+}
+
+impl Shape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Scalar => "scalar",
+            Shape::Array => "array",
+            Shape::Object => "object",
+            Shape::Any => "any",
+        }
+    }
+
+    /// Whether a parsed value has this shape.
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        match self {
+            Shape::Any => true,
+            Shape::Array => v.is_array(),
+            Shape::Object => v.is_object(),
+            Shape::Scalar => !(v.is_array() || v.is_object()),
+        }
+    }
 }
 
 /// Data categories of the regulation (CDM-2.1 to CDM-2.4).
@@ -409,15 +489,12 @@ impl<'de> Deserialize<'de> for Level {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "RawMask")]
 pub enum MaskConfig {
     /// Keep the first/last N characters, replace the rest.
     Partial {
-        #[serde(default)]
         keep_first: usize,
-        #[serde(default)]
         keep_last: usize,
-        #[serde(default = "default_mask_char")]
         mask_char: char,
     },
     /// HMAC-SHA256 with the configured key: stable pseudonym, joinable.
@@ -430,6 +507,48 @@ pub enum MaskConfig {
 
 fn default_mask_char() -> char {
     '*'
+}
+
+/// A mask as written. `kind: null` is YAML's null, not the string "null",
+/// so the kind is read as an optional string and a null kind means the
+/// `null` mask (as documented), rather than a confusing type error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMask {
+    kind: Option<String>,
+    keep_first: Option<usize>,
+    keep_last: Option<usize>,
+    mask_char: Option<char>,
+}
+
+impl TryFrom<RawMask> for MaskConfig {
+    type Error = String;
+
+    fn try_from(raw: RawMask) -> Result<Self, String> {
+        let kind = raw.kind.as_deref().unwrap_or("null");
+        let partial_keys =
+            raw.keep_first.is_some() || raw.keep_last.is_some() || raw.mask_char.is_some();
+        if kind != "partial" && partial_keys {
+            return Err(format!(
+                "mask kind `{kind}` takes no keep_first, keep_last or mask_char (those are for `partial`)"
+            ));
+        }
+        Ok(match kind {
+            "partial" => MaskConfig::Partial {
+                keep_first: raw.keep_first.unwrap_or(0),
+                keep_last: raw.keep_last.unwrap_or(0),
+                mask_char: raw.mask_char.unwrap_or_else(default_mask_char),
+            },
+            "hash" => MaskConfig::Hash,
+            "year" => MaskConfig::Year,
+            "null" => MaskConfig::Null,
+            other => {
+                return Err(format!(
+                    "unknown mask kind `{other}`; expected partial, hash, year or null"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

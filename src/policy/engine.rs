@@ -55,6 +55,7 @@ impl FieldAction {
 }
 
 /// The resource of a record, field or write decision.
+#[derive(Clone, Copy)]
 pub struct ResourceRef<'a> {
     pub type_name: &'a EntityTypeName,
     /// Distinguishes resource types in cache keys: a catalogue entity's

@@ -435,6 +435,8 @@ async fn shadow_filter(
         .iter()
         .any(|((_, o), n)| *o != Outcome::Full && *n > 0)
         || report.records_dropped > 0
+        || !report.unnamed.is_empty()
+        || !report.misshapen.is_empty()
     {
         shadow_report(ex).would_redact = Some(report);
     }

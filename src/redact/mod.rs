@@ -2,18 +2,31 @@
 //! caller may see (and in which form), and which fields a write may carry.
 
 mod json;
+pub mod plan;
 pub mod request;
 pub mod response;
 mod scan;
 pub mod stream;
 
 #[cfg(test)]
+mod allowlist_proptests;
+#[cfg(test)]
 mod proptests;
 
 pub use json::{BodyError, parse_json, parse_json_unique};
 
 use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, RecordPath};
+use crate::policy::ResourceRef;
+use plan::ResponsePlan;
 use std::sync::Arc;
+
+/// What filtering one response needs besides its bytes: the route's plan
+/// and the request's resource, on which wrapper members are decided.
+#[derive(Clone, Copy)]
+pub struct BodyRules<'a> {
+    pub plan: &'a ResponsePlan,
+    pub resource: ResourceRef<'a>,
+}
 
 /// Where one kind of record sits in a body, compiled from a route's config.
 #[derive(Debug, Clone)]

@@ -1,11 +1,12 @@
 //! Write-side checks (CDM-3.1 minimal collection, CDM-4.2.2 least
-//! privilege): every field of a request body must be one the route may
-//! collect, and every catalogued field one the caller may write. A body that
-//! fails either is refused whole; the upstream sees nothing.
+//! privilege): every value of a request body must sit at a place the
+//! catalogue names, in the catalogued shape, be one the route may collect,
+//! and one the caller may write. A body that fails any is refused whole;
+//! the upstream sees nothing.
 
-use crate::catalogue::{Catalogue, EntityCatalogue, FieldNode, RecordPath};
+use crate::catalogue::{Catalogue, EntityCatalogue, FieldNode, RecordPath, Step};
 use crate::policy::{Decider, FieldAction, ResourceRef};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// A route's write rules, compiled.
@@ -26,6 +27,12 @@ pub struct Refusal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
+    /// The catalogue does not name this key here: nothing unnamed is
+    /// written (the upstream would store what no policy decided on).
+    NotCatalogued,
+    /// The value's shape is not the catalogued one (an object where a
+    /// scalar is catalogued, a scalar where a container is, ...).
+    WrongShape,
     /// The route may not collect this field at all.
     NotCollected,
     /// The caller may not write this field.
@@ -35,52 +42,36 @@ pub enum RefusalReason {
 impl RefusalReason {
     pub fn as_str(self) -> &'static str {
         match self {
+            RefusalReason::NotCatalogued => "not_catalogued",
+            RefusalReason::WrongShape => "wrong_shape",
             RefusalReason::NotCollected => "not_collected",
             RefusalReason::NotPermitted => "not_permitted",
         }
     }
 }
 
-/// Checks a parsed request body; returns the refused fields (empty: allowed).
-/// A body whose records are not where the rules say is refused as a whole
-/// (reported as the field `$`).
+/// Checks a parsed request body; returns the refused fields (empty:
+/// allowed). Every value the body carries must be named: the record's
+/// keys by the entity's catalogue, the body around the record by the
+/// route's record path. A body whose record is not where the rules say is
+/// refused as a whole (reported as the path, `$` for the root).
 pub fn check_write(
-    doc: &mut Value,
+    doc: &Value,
     rules: &WriteRules,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     target: &ResourceRef<'_>,
 ) -> Vec<Refusal> {
-    let mut refusals = Vec::new();
-    let mut f = |record: &mut Value| -> Result<bool, String> {
-        match record {
-            Value::Object(map) => {
-                let mut ctx = WriteCtx {
-                    rules,
-                    decider: &mut *decider,
-                    catalogue,
-                    target,
-                    refusals: &mut refusals,
-                };
-                for (key, value) in map.iter() {
-                    ctx.check(key, value, rules.entity.root.children.get(key.as_str()));
-                }
-                Ok(true)
-            }
-            _ => Err("record is not a JSON object".into()),
-        }
+    let mut ctx = WriteCtx {
+        rules,
+        decider,
+        catalogue,
+        target,
+        refusals: Vec::new(),
     };
-    let shape_ok = matches!(
-        rules.path.for_each_mut(doc, &mut f),
-        Ok(crate::catalogue::Resolve::Found)
-    );
-    if !shape_ok {
-        refusals.push(Refusal {
-            field: rules.path.text.clone(),
-            reason: RefusalReason::NotCollected,
-        });
-    }
-    refusals
+    let mut at = String::from("$");
+    ctx.locate(&rules.path.steps, doc, &mut at);
+    ctx.refusals
 }
 
 struct WriteCtx<'r, 'd> {
@@ -88,62 +79,144 @@ struct WriteCtx<'r, 'd> {
     decider: &'r mut Decider<'d>,
     catalogue: &'r Catalogue,
     target: &'r ResourceRef<'r>,
-    refusals: &'r mut Vec<Refusal>,
+    refusals: Vec<Refusal>,
 }
 
 impl WriteCtx<'_, '_> {
-    /// Checks the field at `path` (dot path) and, if it passes, what it contains.
-    fn check(&mut self, path: &str, value: &Value, node: Option<&FieldNode>) {
-        if let Some(reason) = self.refusal(path, value, node) {
-            self.refusals.push(Refusal {
-                field: path.to_string(),
-                reason,
-            });
+    fn refuse(&mut self, field: String, reason: RefusalReason) {
+        self.refusals.push(Refusal { field, reason });
+    }
+
+    /// Follows the record path from `v` (at JSONPath `at`); every member
+    /// off the path is a value nothing names.
+    fn locate(&mut self, steps: &[Step], v: &Value, at: &mut String) {
+        let Some((step, rest)) = steps.split_first() else {
+            match v {
+                Value::Object(map) => self.record(map, &self.rules.entity.root, ""),
+                _ => self.refuse(at.clone(), RefusalReason::WrongShape),
+            }
+            return;
+        };
+        let len = at.len();
+        match (step, v) {
+            (Step::Key(name), Value::Object(map)) => {
+                for (key, child) in map {
+                    at.push('.');
+                    at.push_str(key);
+                    if key == name {
+                        self.locate(rest, child, at);
+                    } else {
+                        self.refuse(at.clone(), RefusalReason::NotCatalogued);
+                    }
+                    at.truncate(len);
+                }
+                if !map.contains_key(name.as_str()) {
+                    self.refuse(self.rules.path.text.clone(), RefusalReason::WrongShape);
+                }
+            }
+            (Step::Index(i), Value::Array(items)) => {
+                for (n, item) in items.iter().enumerate() {
+                    at.push_str(&format!("[{n}]"));
+                    if n == *i {
+                        self.locate(rest, item, at);
+                    } else {
+                        self.refuse(at.clone(), RefusalReason::NotCatalogued);
+                    }
+                    at.truncate(len);
+                }
+                if items.len() <= *i {
+                    self.refuse(self.rules.path.text.clone(), RefusalReason::WrongShape);
+                }
+            }
+            (Step::Each, Value::Array(items)) => {
+                for item in items {
+                    self.locate(rest, item, at);
+                }
+            }
+            _ => self.refuse(self.rules.path.text.clone(), RefusalReason::WrongShape),
+        }
+    }
+
+    /// Checks the members of a record's object at dot path `prefix`
+    /// (empty at the record's top level) against catalogue node `node`.
+    fn record(&mut self, map: &Map<String, Value>, node: &FieldNode, prefix: &str) {
+        for (key, value) in map {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let Some(child) = node.child(key) else {
+                self.refuse(path, RefusalReason::NotCatalogued);
+                continue;
+            };
+            match child.field {
+                Some(field) => {
+                    if let Some(reason) = self.leaf_refusal(&path, value, field) {
+                        self.refuse(path, reason);
+                    }
+                }
+                None => self.container(path, value, child),
+            }
+        }
+    }
+
+    /// A catalogued container admits only its catalogued children, and
+    /// only as an object (or a list of objects).
+    fn container(&mut self, path: String, value: &Value, node: &FieldNode) {
+        if !self.mentions(&path) {
+            self.refuse(path, RefusalReason::NotCollected);
             return;
         }
-        self.check_children(path, value, node);
-    }
-
-    fn check_children(&mut self, path: &str, value: &Value, node: Option<&FieldNode>) {
         match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    let child_node = node.and_then(|n| n.children.get(key.as_str()));
-                    self.check(&format!("{path}.{key}"), child, child_node);
-                }
-            }
-            Value::Array(items) => {
+            Value::Object(map) => self.record(map, node, &path),
+            Value::Array(items) if items.iter().all(Value::is_object) => {
                 for item in items {
-                    self.check_children(path, item, node);
+                    if let Value::Object(map) = item {
+                        self.record(map, node, &path);
+                    }
                 }
             }
-            _ => {}
+            _ => self.refuse(path, RefusalReason::WrongShape),
         }
     }
 
-    fn refusal(
-        &mut self,
-        path: &str,
-        value: &Value,
-        node: Option<&FieldNode>,
-    ) -> Option<RefusalReason> {
-        if let Some(collect) = &self.rules.collect {
-            let allowed = collect.iter().any(|c| {
-                c == path
-                    || path.strip_prefix(c.as_str()).is_some_and(|r| r.starts_with('.'))
-                    // A container of collectable fields, if it really is a container.
-                    || (c.strip_prefix(path).is_some_and(|r| r.starts_with('.'))
-                        && (value.is_object() || value.is_array()))
-            });
-            if !allowed {
-                return Some(RefusalReason::NotCollected);
-            }
-        }
-        let field = node.and_then(|n| n.field)?;
+    fn leaf_refusal(&mut self, path: &str, value: &Value, field: u32) -> Option<RefusalReason> {
         let spec = self.catalogue.field(field);
+        if !spec.shape.accepts(value) {
+            return Some(RefusalReason::WrongShape);
+        }
+        if !self.collects(path) {
+            return Some(RefusalReason::NotCollected);
+        }
         let permitted = self
             .decider
             .allowed(FieldAction::FieldWrite, Some(spec), self.target);
         (!permitted).then_some(RefusalReason::NotPermitted)
     }
+
+    /// Whether the route may collect the leaf at `path`: listed itself, or
+    /// inside a listed container.
+    fn collects(&self, path: &str) -> bool {
+        self.rules
+            .collect
+            .as_ref()
+            .is_none_or(|collect| collect.iter().any(|c| c == path || is_below(path, c)))
+    }
+
+    /// Whether the collect list names the container at `path`, something
+    /// inside it, or a container around it.
+    fn mentions(&self, path: &str) -> bool {
+        self.rules.collect.as_ref().is_none_or(|collect| {
+            collect
+                .iter()
+                .any(|c| c == path || is_below(c, path) || is_below(path, c))
+        })
+    }
+}
+
+/// `a.b.c` is below `a.b` (and `a`), not below `a.bc`.
+fn is_below(path: &str, container: &str) -> bool {
+    path.strip_prefix(container)
+        .is_some_and(|rest| rest.starts_with('.'))
 }

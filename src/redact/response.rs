@@ -1,8 +1,13 @@
 //! Response filtering: for every record the route names, decide whether the
-//! caller may see it, then for every catalogued field: full, masked or removed.
+//! caller may see it, then for every catalogued field: full, masked or
+//! removed; every member the configuration does not name (in a record or
+//! around the records) is removed unless the route passes unknown fields,
+//! and counted either way.
 
-use super::{Outcome, RecordSelector, record_attributes};
+use super::plan::{NamePath, PlanNode};
+use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
+use crate::config::UnknownFields;
 use crate::policy::{Decider, FieldAction, ResourceRef};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
@@ -26,6 +31,14 @@ pub struct FilterReport {
     pub records: u32,
     pub records_dropped: u32,
     pub outcomes: FxHashMap<(u32, Outcome), u32>,
+    /// Members the configuration does not name (removed, or passed when
+    /// the route passes unknown fields), by place.
+    pub unnamed: NameCounts,
+    /// Catalogued containers (and declared wrapper objects or arrays)
+    /// whose value had another shape: removed.
+    pub misshapen: NameCounts,
+    /// The route passes members it does not name (`unknown_fields: pass`).
+    pub unknown_passed: bool,
     /// When `Some`, every decision is also explained here (uncached, with
     /// the determining policies): for `fieldguard explain` and policy tests.
     pub trace: Option<Vec<TraceEntry>>,
@@ -47,6 +60,79 @@ pub struct TraceEntry {
     pub errors: Vec<String>,
 }
 
+/// Where a member the catalogue does not describe was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// In a record of the entity with this catalogue index.
+    Entity(u16),
+    /// In the body around the records.
+    Wrapper,
+}
+
+/// Counts of member paths (as [`super::plan::key_label`] names them), by
+/// scope, bounded: a hostile upstream cannot make a report grow with the
+/// number of distinct keys it invents. Equal when the same names were
+/// counted the same number of times, in whatever order.
+#[derive(Debug, Default, Clone)]
+pub struct NameCounts {
+    /// Few entries (usually none): a scan beats hashing a path per member.
+    names: Vec<(Scope, Box<str>, u32)>,
+    /// Occurrences of further names once [`NameCounts::MAX_NAMES`] are held.
+    pub overflow: u32,
+}
+
+impl NameCounts {
+    /// Distinct names a report holds.
+    pub const MAX_NAMES: usize = 64;
+
+    /// Counts one occurrence of `path` in `scope`.
+    pub fn add(&mut self, scope: Scope, path: &str) {
+        if let Some((_, _, n)) = self
+            .names
+            .iter_mut()
+            .find(|(s, p, _)| *s == scope && **p == *path)
+        {
+            *n = n.saturating_add(1);
+        } else if self.names.len() < Self::MAX_NAMES {
+            self.names.push((scope, Box::from(path), 1));
+        } else {
+            self.overflow = self.overflow.saturating_add(1);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.overflow == 0
+    }
+
+    /// Occurrences in all.
+    pub fn total(&self) -> u64 {
+        self.names
+            .iter()
+            .map(|(_, _, n)| u64::from(*n))
+            .sum::<u64>()
+            + u64::from(self.overflow)
+    }
+
+    /// The names and counts, sorted by scope and path.
+    pub fn sorted(&self) -> Vec<(Scope, &str, u32)> {
+        let mut v: Vec<_> = self
+            .names
+            .iter()
+            .map(|(s, p, n)| (*s, p.as_ref(), *n))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl PartialEq for NameCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.overflow == other.overflow && self.sorted() == other.sorted()
+    }
+}
+
+impl Eq for NameCounts {}
+
 impl FilterReport {
     /// A report that also explains every decision.
     pub fn traced() -> Self {
@@ -57,47 +143,203 @@ impl FilterReport {
     }
 }
 
-/// Redacts `doc` in place.
+/// Redacts `doc` in place: the tree walk (the reference the byte-stream
+/// redactor is held to, and the one that explains its decisions).
 pub fn filter_response(
     doc: &mut Value,
-    selectors: &[RecordSelector],
+    rules: &BodyRules<'_>,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     report: &mut FilterReport,
 ) -> Result<(), FilterError> {
-    for sel in selectors {
-        let root_values: Vec<Option<AttrValue>> = sel
-            .attributes
-            .iter()
-            .map(|s| s.from_root.then(|| s.extract(doc, doc)).flatten())
-            .collect();
-        let single = sel.path.is_single();
-        let mut forbidden = false;
-        let mut f = |record: &mut Value| -> Result<bool, String> {
-            let keep = filter_record(record, sel, &root_values, decider, catalogue, report)?;
-            if !keep {
-                if single {
-                    forbidden = true;
-                }
-                report.records_dropped += 1;
-            }
-            Ok(keep)
-        };
-        let resolved = sel
-            .path
-            .for_each_mut(doc, &mut f)
-            .map_err(FilterError::Shape)?;
-        if resolved == crate::catalogue::record_path::Resolve::Missing {
-            return Err(FilterError::Shape(format!(
-                "no records at `{}`",
-                sel.path.text
-            )));
-        }
-        if forbidden {
-            return Err(FilterError::Forbidden);
-        }
+    let plan = rules.plan;
+    report.unknown_passed = plan.unknown == UnknownFields::Pass;
+    // Attributes read from the document root, before anything changes.
+    let root_values: Vec<Vec<Option<AttrValue>>> = plan
+        .selectors
+        .iter()
+        .map(|sel| {
+            sel.attributes
+                .iter()
+                .map(|s| s.from_root.then(|| s.extract(doc, doc)).flatten())
+                .collect()
+        })
+        .collect();
+    let mut walk = TreeWalk {
+        rules,
+        decider,
+        catalogue,
+        report,
+        root_values,
+        forbidden: false,
+        path: NamePath::wrapper(),
+    };
+    walk.place(doc, &plan.root, false)?;
+    if walk.forbidden {
+        return Err(FilterError::Forbidden);
     }
     Ok(())
+}
+
+/// One body's tree walk: the places of the plan, then each record.
+struct TreeWalk<'r, 'd> {
+    rules: &'r BodyRules<'r>,
+    decider: &'r mut Decider<'d>,
+    catalogue: &'r Catalogue,
+    report: &'r mut FilterReport,
+    root_values: Vec<Vec<Option<AttrValue>>>,
+    /// A single-record body whose record the caller may not see.
+    forbidden: bool,
+    path: NamePath,
+}
+
+impl TreeWalk<'_, '_> {
+    /// Redacts the value at `node`'s place; `false` when it goes (a hidden
+    /// list element, a removed member, a misshapen or emptied object).
+    fn place(
+        &mut self,
+        v: &mut Value,
+        node: &PlanNode,
+        in_list: bool,
+    ) -> Result<bool, FilterError> {
+        if let Some(sel) = node.record {
+            return self.records_place(v, sel, in_list);
+        }
+        if let Some(field) = node.member {
+            let mut ctx = RecordCtx::new(
+                &mut *self.decider,
+                self.catalogue,
+                self.rules.resource,
+                &mut *self.report,
+            );
+            return Ok(ctx.leaf(v, field));
+        }
+        let keep = match v {
+            Value::Object(map) if !node.is_array() => {
+                let had = !map.is_empty();
+                let mut removed: Vec<String> = Vec::new();
+                for (key, value) in map.iter_mut() {
+                    let len = self.path.push_key(key);
+                    let kept = match node.key(key) {
+                        Some(child) => self.place(value, child, false)?,
+                        None => {
+                            self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
+                            self.rules.plan.unknown == UnknownFields::Pass
+                        }
+                    };
+                    self.path.truncate(len);
+                    if !kept {
+                        removed.push(key.clone());
+                    }
+                }
+                if let Some((_, missing)) = node
+                    .keys
+                    .iter()
+                    .find(|(k, c)| c.required.is_some() && !map.contains_key(k.as_ref()))
+                {
+                    return Err(required(missing));
+                }
+                if !removed.is_empty() {
+                    map.retain(|k, _| !removed.contains(k));
+                }
+                // An object emptied by removals goes too, unless records
+                // are expected in it.
+                !(had && map.is_empty()) || node.required.is_some()
+            }
+            Value::Array(items) if node.is_array() => {
+                let mut index = 0usize;
+                let mut failed = None;
+                let count = items.len();
+                items.retain_mut(|item| {
+                    let at = index;
+                    index += 1;
+                    if failed.is_some() {
+                        return true;
+                    }
+                    let len = self.path.push_index(node.each.is_none().then_some(at));
+                    let kept = match node.element(at) {
+                        Some((child, in_list)) => match self.place(item, child, in_list) {
+                            Ok(kept) => kept,
+                            Err(e) => {
+                                failed = Some(e);
+                                true
+                            }
+                        },
+                        None => {
+                            self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
+                            self.rules.plan.unknown == UnknownFields::Pass
+                        }
+                    };
+                    self.path.truncate(len);
+                    kept
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if let Some((_, missing)) = node
+                    .indexes
+                    .iter()
+                    .find(|(i, c)| c.required.is_some() && *i >= count)
+                {
+                    return Err(required(missing));
+                }
+                true
+            }
+            _ => {
+                if node.required.is_some() {
+                    return Err(required(node));
+                }
+                self.report
+                    .misshapen
+                    .add(Scope::Wrapper, self.path.as_str());
+                false
+            }
+        };
+        Ok(keep)
+    }
+
+    /// The records of selector `sel` at this place.
+    fn records_place(
+        &mut self,
+        v: &mut Value,
+        sel: usize,
+        in_list: bool,
+    ) -> Result<bool, FilterError> {
+        let selector = &self.rules.plan.selectors[sel];
+        let shown = filter_record(
+            v,
+            selector,
+            &self.root_values[sel],
+            self.rules.plan.unknown,
+            &mut *self.decider,
+            self.catalogue,
+            &mut *self.report,
+        )?;
+        if shown {
+            return Ok(true);
+        }
+        self.report.records_dropped += 1;
+        if selector.path.is_single() {
+            self.forbidden = true;
+        }
+        if in_list {
+            return Ok(false);
+        }
+        // A hidden record that is not a list element: its place stays,
+        // its data goes.
+        *v = Value::Null;
+        Ok(true)
+    }
+}
+
+/// The shape error of a required place that is missing or misshapen.
+pub(super) fn required(node: &PlanNode) -> FilterError {
+    FilterError::Shape(
+        node.required
+            .as_deref()
+            .unwrap_or("the response body does not have the shape the route declares")
+            .to_string(),
+    )
 }
 
 /// Filters one record; `Ok(false)` when the caller may not see it at all.
@@ -105,16 +347,17 @@ fn filter_record(
     record: &mut Value,
     sel: &RecordSelector,
     root_values: &[Option<AttrValue>],
+    unknown: UnknownFields,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     report: &mut FilterReport,
-) -> Result<bool, String> {
+) -> Result<bool, FilterError> {
     report.records += 1;
     if !record.is_object() {
-        return Err(format!(
+        return Err(FilterError::Shape(format!(
             "a record at `{}` is not a JSON object",
             sel.path.text
-        ));
+        )));
     }
     let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
         tracing::warn!(entity = %sel.entity.name, "record lacks a configured attribute; hidden");
@@ -129,7 +372,9 @@ fn filter_record(
         return Ok(false);
     }
     if let Value::Object(map) = record {
-        ctx.walk_object(map, &entity.root);
+        let mut path = NamePath::default();
+        let scope = Scope::Entity(entity.index);
+        ctx.walk_object(map, &entity.root, scope, unknown, &mut path);
     }
     Ok(true)
 }
@@ -194,8 +439,9 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     }
 
     /// Decides one field of this record and counts (and traces) it.
-    pub(super) fn field_outcome(&mut self, field: u32) -> Outcome {
-        let outcome = self.outcome(field);
+    /// `scalar`: whether the value has a masked form at all.
+    pub(super) fn field_outcome(&mut self, field: u32, scalar: bool) -> Outcome {
+        let outcome = self.outcome(field, scalar);
         *self.report.outcomes.entry((field, outcome)).or_insert(0) += 1;
         if self.report.trace.is_some() {
             self.push_trace(Some(field), outcome.as_str());
@@ -204,11 +450,12 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     }
 
     /// The outcome for one field of this record: full, else masked (when
-    /// the field has a masked form), else removed.
-    fn outcome(&mut self, field: u32) -> Outcome {
+    /// the field and the value have a masked form), else removed.
+    fn outcome(&mut self, field: u32, scalar: bool) -> Outcome {
         if self.allowed(FieldAction::FieldRead, Some(field)) {
             Outcome::Full
-        } else if self.catalogue.field(field).mask.is_some()
+        } else if scalar
+            && self.catalogue.field(field).mask.is_some()
             && self.allowed(FieldAction::FieldReadMasked, Some(field))
         {
             Outcome::Masked
@@ -217,9 +464,34 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         }
     }
 
-    /// Visits the catalogued keys of `map` (not every key: uncatalogued
-    /// subtrees pass unchanged without being walked).
-    fn walk_object(&mut self, map: &mut Map<String, Value>, node: &FieldNode) {
+    /// Redacts a leaf value in place; `false` when it is removed. Only
+    /// a scalar has a masked form: an object or array (one value, whatever
+    /// it holds) is shown in full or not at all.
+    pub(super) fn leaf(&mut self, value: &mut Value, field: u32) -> bool {
+        let scalar = !(value.is_object() || value.is_array());
+        match self.field_outcome(field, scalar) {
+            Outcome::Full => true,
+            Outcome::Masked => {
+                if let Some(mask) = &self.catalogue.field(field).mask {
+                    *value = mask.apply(value);
+                }
+                true
+            }
+            Outcome::Removed => false,
+        }
+    }
+
+    /// Redacts a record's object (or an object nested in it) by the
+    /// catalogue node `node`: catalogued keys in catalogue order (so
+    /// explanations read like the catalogue), then what it does not name.
+    fn walk_object(
+        &mut self,
+        map: &mut Map<String, Value>,
+        node: &FieldNode,
+        scope: Scope,
+        unknown: UnknownFields,
+        path: &mut NamePath,
+    ) {
         // Keys to remove, removed together at the end: removing one key
         // from an order-preserving map shifts (and re-indexes) all later
         // keys, and most of a record's keys may go.
@@ -229,41 +501,63 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 continue;
             };
             if let Some(field) = child.field {
-                match self.field_outcome(field) {
-                    Outcome::Full => {}
-                    Outcome::Masked => {
-                        if let Some(mask) = &self.catalogue.field(field).mask {
-                            *value = mask.apply(value);
-                        }
-                        continue;
-                    }
-                    Outcome::Removed => {
-                        removed.push(key.as_ref());
-                        continue;
-                    }
-                }
-            }
-            if !child.children.is_empty() {
-                let had_keys = value.as_object().is_some_and(|o| !o.is_empty());
-                self.descend(value, child);
-                // An object emptied by removals goes too: `"payment": {}` would
-                // only say that something was hidden.
-                if had_keys && value.as_object().is_some_and(|o| o.is_empty()) {
+                if !self.leaf(value, field) {
                     removed.push(key.as_ref());
+                }
+                continue;
+            }
+            let len = path.push_key(key);
+            if !self.container(value, child, scope, unknown, path) {
+                removed.push(key.as_ref());
+            }
+            path.truncate(len);
+        }
+        let mut unnamed: SmallVec<[String; 4]> = SmallVec::new();
+        for key in map.keys() {
+            if node.child(key).is_none() {
+                let len = path.push_key(key);
+                self.report.unnamed.add(scope, path.as_str());
+                path.truncate(len);
+                if unknown == UnknownFields::Remove {
+                    unnamed.push(key.clone());
                 }
             }
         }
-        if !removed.is_empty() {
-            map.retain(|k, _| !removed.contains(&k.as_str()));
+        if !removed.is_empty() || !unnamed.is_empty() {
+            map.retain(|k, _| !removed.contains(&k.as_str()) && !unnamed.contains(k));
         }
     }
 
-    /// Arrays are transparent: `items.price` applies to every element.
-    fn descend(&mut self, value: &mut Value, node: &FieldNode) {
+    /// Redacts the value of a catalogued container; `false` when it goes:
+    /// not an object or a list of objects (what the catalogue describes),
+    /// or an object emptied by removals (`"payment": {}` would only say
+    /// that something was hidden). Elements of a list keep their place.
+    fn container(
+        &mut self,
+        value: &mut Value,
+        node: &FieldNode,
+        scope: Scope,
+        unknown: UnknownFields,
+        path: &mut NamePath,
+    ) -> bool {
         match value {
-            Value::Object(map) => self.walk_object(map, node),
-            Value::Array(items) => items.iter_mut().for_each(|i| self.descend(i, node)),
-            _ => {}
+            Value::Object(map) => {
+                let had = !map.is_empty();
+                self.walk_object(map, node, scope, unknown, path);
+                !(had && map.is_empty())
+            }
+            Value::Array(items) if items.iter().all(Value::is_object) => {
+                for item in items.iter_mut() {
+                    if let Value::Object(map) = item {
+                        self.walk_object(map, node, scope, unknown, path);
+                    }
+                }
+                true
+            }
+            _ => {
+                self.report.misshapen.add(scope, path.as_str());
+                false
+            }
         }
     }
 }

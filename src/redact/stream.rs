@@ -3,11 +3,13 @@
 //! Parsing a body into a `serde_json::Value` and serialising it again cost
 //! more than every policy decision of a list (one allocation per string,
 //! key and object), while most of a body passes through unchanged. This
-//! redactor walks the body once with [`Scanner`], copies every span the
+//! redactor walks the body once with [`Scanner`], following the route's
+//! [`ResponsePlan`] and the entities' catalogues, copies every span the
 //! caller may see verbatim (numbers and strings keep their exact bytes),
 //! and rewrites only what changes: records the caller may not see are
-//! dropped, fields are removed, and masked fields are decoded, masked and
-//! re-encoded one value at a time.
+//! dropped, fields and members the configuration does not name are
+//! removed, and masked fields are decoded, masked and re-encoded one value
+//! at a time.
 //!
 //! It decides exactly as the tree walk in [`super::response`] does (the
 //! same [`RecordCtx`]), which stays the reference implementation: it
@@ -20,11 +22,13 @@
 //! owner) is refused as misshapen, since a client might read the other
 //! copy than the one decided on.
 
-use super::response::{FilterError, FilterReport, RecordCtx};
+use super::BodyRules;
+use super::plan::{NamePath, PlanNode};
+use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
-use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode, Step};
-use crate::config::AttributeKind;
+use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
+use crate::config::{AttributeKind, UnknownFields};
 use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -34,60 +38,45 @@ use std::borrow::Cow;
 pub enum StreamError {
     /// Not JSON (or nested too deeply).
     Unreadable,
-    /// Valid JSON that the route's selectors do not fit, or a single
-    /// record the caller may not read.
+    /// Valid JSON that the route's plan does not fit, or a single record
+    /// the caller may not read.
     Filter(FilterError),
 }
 
-/// Redacts `input` for the caller of `decider`, selector by selector.
+/// Redacts `input` for the caller of `decider`, by the route's `rules`.
 pub fn redact(
     input: &[u8],
-    selectors: &[RecordSelector],
+    rules: &BodyRules<'_>,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     report: &mut FilterReport,
     max_depth: usize,
 ) -> Result<Vec<u8>, StreamError> {
     let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
-    let mut current: Option<Vec<u8>> = None;
-    for sel in selectors {
-        // The output of a pass is JSON this module wrote: UTF-8 again.
-        let source = match &current {
-            Some(out) => std::str::from_utf8(out).map_err(|_| StreamError::Unreadable)?,
-            None => text,
-        };
-        let pass = Pass {
-            w: Writer {
-                input: source.as_bytes(),
-                text: source,
-                out: Vec::with_capacity(source.len()),
-                max_depth,
-            },
-            sel,
-            decider: &mut *decider,
-            catalogue,
-            report: &mut *report,
-            root_values: Vec::new(),
-            members: Vec::new(),
-            forbidden: false,
-        };
-        let out = pass.run().map_err(|e| match e {
-            // A malformed body is unreadable whatever else is wrong with it.
-            Fail::Filter(_) if scan::validate(source.as_bytes(), max_depth).is_err() => {
-                StreamError::Unreadable
-            }
-            Fail::Filter(f) => StreamError::Filter(f),
-            Fail::Scan => StreamError::Unreadable,
-        })?;
-        current = Some(out);
-    }
-    match current {
-        Some(out) => Ok(out),
-        None => {
-            scan::validate(input, max_depth).map_err(|_| StreamError::Unreadable)?;
-            Ok(input.to_vec())
-        }
-    }
+    report.unknown_passed = rules.plan.unknown == UnknownFields::Pass;
+    let pass = Pass {
+        w: Writer {
+            input,
+            text,
+            out: Vec::with_capacity(input.len()),
+            max_depth,
+            pass_unknown: rules.plan.unknown == UnknownFields::Pass,
+        },
+        rules,
+        decider,
+        catalogue,
+        report,
+        root_values: Vec::new(),
+        members: Vec::new(),
+        forbidden: false,
+        path: NamePath::wrapper(),
+    };
+    pass.run().map_err(|e| match e {
+        // A malformed body is unreadable whatever else is wrong with it.
+        Fail::Filter(_) if scan::validate(input, max_depth).is_err() => StreamError::Unreadable,
+        Fail::Filter(f) => StreamError::Filter(f),
+        Fail::Scan => StreamError::Unreadable,
+    })
 }
 
 enum Fail {
@@ -102,19 +91,9 @@ impl From<ScanError> for Fail {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Resolve {
-    Found,
-    Missing,
-}
-
-impl Resolve {
-    fn found_if(found: bool) -> Self {
-        if found {
-            Resolve::Found
-        } else {
-            Resolve::Missing
-        }
+impl From<FilterError> for Fail {
+    fn from(e: FilterError) -> Self {
+        Fail::Filter(e)
     }
 }
 
@@ -125,6 +104,8 @@ struct Writer<'i> {
     text: &'i str,
     out: Vec<u8>,
     max_depth: usize,
+    /// The route passes members the configuration does not name.
+    pass_unknown: bool,
 }
 
 impl Writer<'_> {
@@ -150,6 +131,25 @@ impl Writer<'_> {
         self.copy(key.span);
         self.out.push(b':');
     }
+
+    /// Where the output stands, to [`Writer::undo`] back to.
+    #[inline]
+    fn mark(&self, written: bool) -> (usize, bool) {
+        (self.out.len(), written)
+    }
+
+    #[inline]
+    fn undo(&mut self, mark: (usize, bool), written: &mut bool) {
+        self.out.truncate(mark.0);
+        *written = mark.1;
+    }
+
+    /// The first byte of a value (after its leading whitespace, which
+    /// spans exclude).
+    #[inline]
+    fn first_byte(&self, span: Span) -> u8 {
+        self.input.get(span.start).copied().unwrap_or(b'n')
+    }
 }
 
 /// A member of the record being redacted, its key decoded once.
@@ -159,51 +159,51 @@ struct Member<'i> {
     value: Span,
 }
 
-/// One selector applied to one body.
+/// The route's plan applied to one body.
 struct Pass<'i, 'c, 'd> {
     w: Writer<'i>,
-    sel: &'c RecordSelector,
+    rules: &'c BodyRules<'c>,
     decider: &'c mut Decider<'d>,
     catalogue: &'c Catalogue,
     report: &'c mut FilterReport,
-    /// Attribute values read from the document root (by source index).
-    root_values: Vec<Option<AttrValue>>,
+    /// Attribute values read from the document root, by selector and
+    /// source index.
+    root_values: Vec<Vec<Option<AttrValue>>>,
     /// The current record's members (reused across records).
     members: Vec<Member<'i>>,
     /// A single-record body whose record the caller may not see.
     forbidden: bool,
+    /// Where the walk is in the body around the records (for reports).
+    path: NamePath,
 }
 
 impl Pass<'_, '_, '_> {
     fn run(mut self) -> Result<Vec<u8>, Fail> {
-        let input = self.w.input;
         let text = self.w.text;
         let max_depth = self.w.max_depth;
         self.root_values = self
-            .sel
-            .attributes
+            .rules
+            .plan
+            .selectors
             .iter()
-            .map(|s| {
-                if !s.from_root {
-                    return Ok(None);
-                }
-                let found = lookup_path(text, 0, 0, &s.path, max_depth)?;
-                Ok(found
-                    .and_then(|span| convert(text, span, s))
-                    .or_else(|| s.default.clone()))
+            .map(|sel| {
+                sel.attributes
+                    .iter()
+                    .map(|s| {
+                        if !s.from_root {
+                            return Ok(None);
+                        }
+                        let found = lookup_path(text, 0, 0, &s.path, max_depth)?;
+                        Ok(found
+                            .and_then(|span| convert(text, span, s))
+                            .or_else(|| s.default.clone()))
+                    })
+                    .collect::<Result<_, Fail>>()
             })
             .collect::<Result<_, Fail>>()?;
-
-        let mut sc = Scanner::new(input, 0, 0, max_depth);
-        let steps = &self.sel.path.steps;
-        // A missing step stops the walk where it is; `redact` then tells
-        // a malformed body from a misshapen one.
-        if self.walk(&mut sc, steps)? == Resolve::Missing {
-            return Err(Fail::Filter(FilterError::Shape(format!(
-                "no records at `{}`",
-                self.sel.path.text
-            ))));
-        }
+        let mut sc = Scanner::new(self.w.input, 0, 0, max_depth);
+        let plan = self.rules.plan;
+        self.place(&mut sc, &plan.root, false)?;
         sc.finish()?;
         if self.forbidden {
             return Err(Fail::Filter(FilterError::Forbidden));
@@ -211,110 +211,158 @@ impl Pass<'_, '_, '_> {
         Ok(self.w.out)
     }
 
-    /// Copies the value at `sc` to the output, redacting the records the
-    /// remaining `steps` lead to.
-    fn walk(&mut self, sc: &mut Scanner<'_>, steps: &[Step]) -> Result<Resolve, Fail> {
-        let Some((step, rest)) = steps.split_first() else {
-            // A record that is not a list element: hidden means null in
-            // its place (the tree walk does the same).
-            if !self.record(sc)? {
-                self.w.out.extend_from_slice(b"null");
-            }
-            return Ok(Resolve::Found);
-        };
-        let text = self.w.text;
-        match step {
-            Step::Key(name) => {
-                if sc.peek() != Some(b'{') {
-                    return Ok(Resolve::Missing);
+    /// Writes the value at `sc`, at `node`'s place of the plan; `false`
+    /// (nothing written) when it goes: a hidden list element, a removed
+    /// member, a misshapen or emptied object.
+    fn place(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        node: &PlanNode,
+        in_list: bool,
+    ) -> Result<bool, Fail> {
+        if let Some(sel) = node.record {
+            return self.records_place(sc, sel, in_list);
+        }
+        if let Some(field) = node.member {
+            let value = sc.value()?;
+            let mut ctx = RecordCtx::new(
+                &mut *self.decider,
+                self.catalogue,
+                self.rules.resource,
+                &mut *self.report,
+            );
+            return leaf(&mut self.w, &mut ctx, field, value);
+        }
+        match sc.peek() {
+            Some(b'{') if !node.is_array() => self.object_place(sc, node),
+            Some(b'[') if node.is_array() => self.array_place(sc, node),
+            _ => {
+                if node.required.is_some() {
+                    return Err(required(node).into());
                 }
-                sc.open_object()?;
-                self.w.push(b'{');
-                let (mut first, mut written, mut found) = (true, false, false);
-                while let Some(key) = sc.member(&mut first)? {
-                    self.w.key(&mut written, key);
-                    let named = scan::text(text, key.span, key.escaped)? == name.as_str();
-                    found |= named;
-                    if self.child(sc, named, rest)? == Resolve::Missing {
-                        return Ok(Resolve::Missing);
-                    }
-                }
-                self.w.push(b'}');
-                Ok(Resolve::found_if(found))
-            }
-            Step::Index(at) => {
-                if sc.peek() != Some(b'[') {
-                    return Ok(Resolve::Missing);
-                }
-                sc.open_array()?;
-                self.w.push(b'[');
-                let (mut first, mut index) = (true, 0usize);
-                let mut found = false;
-                while sc.element(&mut first)? {
-                    if index > 0 {
-                        self.w.push(b',');
-                    }
-                    let named = index == *at;
-                    found |= named;
-                    if self.child(sc, named, rest)? == Resolve::Missing {
-                        return Ok(Resolve::Missing);
-                    }
-                    index += 1;
-                }
-                self.w.push(b']');
-                Ok(Resolve::found_if(found))
-            }
-            Step::Each => {
-                if sc.peek() != Some(b'[') {
-                    return Ok(Resolve::Missing);
-                }
-                sc.open_array()?;
-                self.w.push(b'[');
-                let (mut first, mut written) = (true, false);
-                while sc.element(&mut first)? {
-                    let mark = self.w.out.len();
-                    if written {
-                        self.w.push(b',');
-                    }
-                    if rest.is_empty() {
-                        // A list element: a hidden record is dropped.
-                        if self.record(sc)? {
-                            written = true;
-                        } else {
-                            self.w.out.truncate(mark);
-                        }
-                    } else {
-                        written = true;
-                        if self.walk(sc, rest)? == Resolve::Missing {
-                            return Ok(Resolve::Missing);
-                        }
-                    }
-                }
-                self.w.push(b']');
-                Ok(Resolve::Found)
+                sc.value()?;
+                self.report
+                    .misshapen
+                    .add(Scope::Wrapper, self.path.as_str());
+                Ok(false)
             }
         }
     }
 
-    /// The member or element at `sc`: walked into when the step names it,
-    /// else copied as is.
-    fn child(&mut self, sc: &mut Scanner<'_>, named: bool, rest: &[Step]) -> Result<Resolve, Fail> {
-        if named {
-            return self.walk(sc, rest);
+    fn object_place(&mut self, sc: &mut Scanner<'_>, node: &PlanNode) -> Result<bool, Fail> {
+        let text = self.w.text;
+        sc.open_object()?;
+        self.w.push(b'{');
+        let (mut first, mut written, mut had) = (true, false, false);
+        let mut seen: SmallVec<[bool; 8]> = SmallVec::from_elem(false, node.keys.len());
+        while let Some(key) = sc.member(&mut first)? {
+            had = true;
+            let name = scan::text(text, key.span, key.escaped)?;
+            let len = self.path.push_key(&name);
+            let mark = self.w.mark(written);
+            self.w.key(&mut written, key);
+            let kept = match node.keys.iter().position(|(k, _)| **k == *name) {
+                Some(at) => {
+                    seen[at] = true;
+                    self.place(sc, &node.keys[at].1, false)?
+                }
+                None => {
+                    self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
+                    let value = sc.value()?;
+                    if self.w.pass_unknown {
+                        self.w.copy(value);
+                    }
+                    self.w.pass_unknown
+                }
+            };
+            if !kept {
+                self.w.undo(mark, &mut written);
+            }
+            self.path.truncate(len);
         }
-        let v = sc.value()?;
-        self.w.copy(v);
-        Ok(Resolve::Found)
+        self.w.push(b'}');
+        if let Some((_, missing)) = node
+            .keys
+            .iter()
+            .zip(&seen)
+            .find(|((_, c), seen)| c.required.is_some() && !**seen)
+            .map(|(k, _)| k)
+        {
+            return Err(required(missing).into());
+        }
+        // An object emptied by removals goes too, unless records are
+        // expected in it.
+        Ok(!had || written || node.required.is_some())
+    }
+
+    fn array_place(&mut self, sc: &mut Scanner<'_>, node: &PlanNode) -> Result<bool, Fail> {
+        sc.open_array()?;
+        self.w.push(b'[');
+        let (mut first, mut written, mut index) = (true, false, 0usize);
+        while sc.element(&mut first)? {
+            let at = index;
+            index += 1;
+            let mark = self.w.mark(written);
+            if written {
+                self.w.push(b',');
+            }
+            let len = self.path.push_index(node.each.is_none().then_some(at));
+            let kept = match node.element(at) {
+                Some((child, in_list)) => self.place(sc, child, in_list)?,
+                None => {
+                    self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
+                    let value = sc.value()?;
+                    if self.w.pass_unknown {
+                        self.w.copy(value);
+                    }
+                    self.w.pass_unknown
+                }
+            };
+            self.path.truncate(len);
+            if kept {
+                written = true;
+            } else {
+                self.w.undo(mark, &mut written);
+            }
+        }
+        self.w.push(b']');
+        if let Some((_, missing)) = node
+            .indexes
+            .iter()
+            .find(|(i, c)| c.required.is_some() && *i >= index)
+        {
+            return Err(required(missing).into());
+        }
+        Ok(true)
+    }
+
+    /// A record of selector `sel` at this place: written if shown; a hidden
+    /// one is dropped from its list, or becomes null anywhere else.
+    fn records_place(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        sel: usize,
+        in_list: bool,
+    ) -> Result<bool, Fail> {
+        if self.record(sc, sel)? {
+            return Ok(true);
+        }
+        if in_list {
+            return Ok(false);
+        }
+        self.w.out.extend_from_slice(b"null");
+        Ok(true)
     }
 
     /// Redacts the record at `sc` into the output; `false` (nothing
     /// written) when the caller may not see it at all.
-    fn record(&mut self, sc: &mut Scanner<'_>) -> Result<bool, Fail> {
+    fn record(&mut self, sc: &mut Scanner<'_>, sel: usize) -> Result<bool, Fail> {
         self.report.records += 1;
+        let selector = &self.rules.plan.selectors[sel];
         if sc.peek() != Some(b'{') {
             return Err(Fail::Filter(FilterError::Shape(format!(
                 "a record at `{}` is not a JSON object",
-                self.sel.path.text
+                selector.path.text
             ))));
         }
         let depth = sc.depth() + 1;
@@ -330,25 +378,30 @@ impl Pass<'_, '_, '_> {
                 value,
             });
         }
-        let shown = self.show_record(&members, depth);
+        let shown = self.show_record(selector, sel, &members, depth);
         self.members = members;
         let shown = shown?;
         if !shown {
             self.report.records_dropped += 1;
-            if self.sel.path.is_single() {
+            if selector.path.is_single() {
                 self.forbidden = true;
             }
         }
         Ok(shown)
     }
 
-    fn show_record(&mut self, members: &[Member<'_>], depth: usize) -> Result<bool, Fail> {
+    fn show_record(
+        &mut self,
+        sel: &RecordSelector,
+        sel_index: usize,
+        members: &[Member<'_>],
+        depth: usize,
+    ) -> Result<bool, Fail> {
         let input = self.w.input;
         let text = self.w.text;
-        let sel = self.sel;
         let entity = &sel.entity;
         let mut values: SmallVec<[AttrValue; 4]> = SmallVec::new();
-        for (source, root) in sel.attributes.iter().zip(&self.root_values) {
+        for (source, root) in sel.attributes.iter().zip(&self.root_values[sel_index]) {
             let value = if source.from_root {
                 root.clone()
             } else {
@@ -383,82 +436,159 @@ impl Pass<'_, '_, '_> {
         if !visible {
             return Ok(false);
         }
-        self.w.push(b'{');
+        let mut walk = RecordWalk {
+            w: &mut self.w,
+            ctx: &mut ctx,
+            scope: Scope::Entity(entity.index),
+            path: NamePath::default(),
+        };
+        walk.w.push(b'{');
         let mut written = false;
         for m in members {
-            let at = &entity.root;
-            member(
-                &mut self.w,
-                &mut ctx,
-                &m.name,
-                m.key,
-                m.value,
-                at,
-                depth,
-                &mut written,
-            )?;
+            walk.member(&m.name, m.key, m.value, &entity.root, depth, &mut written)?;
         }
-        self.w.push(b'}');
+        walk.w.push(b'}');
         Ok(true)
     }
 }
 
-/// Writes one member of an object whose catalogue node is `node`: as is,
-/// masked, redacted below, or not at all.
-#[allow(clippy::too_many_arguments)]
-fn member(
+/// Writes a leaf value (without its key): as is, masked, or not at all
+/// (`false`). Only a scalar has a masked form: an object or array is one
+/// value, shown in full or not at all.
+fn leaf(
     w: &mut Writer<'_>,
     ctx: &mut RecordCtx<'_, '_>,
-    name: &str,
-    key: Key,
+    field: u32,
     value: Span,
-    node: &FieldNode,
-    depth: usize,
-    written: &mut bool,
-) -> Result<(), Fail> {
-    let Some(child) = node.child(name) else {
-        w.key(written, key);
-        w.copy(value);
-        return Ok(());
-    };
-    if let Some(field) = child.field {
-        match ctx.field_outcome(field) {
-            Outcome::Full => {}
-            Outcome::Removed => return Ok(()),
-            Outcome::Masked => {
-                w.key(written, key);
-                let raw = w.input.get(value.start..value.end).unwrap_or_default();
-                let original: serde_json::Value =
-                    serde_json::from_slice(raw).map_err(|_| ScanError::Malformed)?;
-                let masked = match &ctx.catalogue.field(field).mask {
-                    Some(mask) => mask.apply(&original),
-                    None => original,
-                };
-                serde_json::to_writer(&mut w.out, &masked).map_err(|_| ScanError::Malformed)?;
-                return Ok(());
-            }
+) -> Result<bool, Fail> {
+    let first = w.first_byte(value);
+    let scalar = first != b'{' && first != b'[';
+    match ctx.field_outcome(field, scalar) {
+        Outcome::Full => {
+            w.copy(value);
+            Ok(true)
+        }
+        Outcome::Removed => Ok(false),
+        Outcome::Masked => {
+            let raw = w.input.get(value.start..value.end).unwrap_or_default();
+            let original: serde_json::Value =
+                serde_json::from_slice(raw).map_err(|_| ScanError::Malformed)?;
+            let masked = match &ctx.catalogue.field(field).mask {
+                Some(mask) => mask.apply(&original),
+                None => original,
+            };
+            serde_json::to_writer(&mut w.out, &masked).map_err(|_| ScanError::Malformed)?;
+            Ok(true)
         }
     }
-    if child.children.is_empty() {
-        w.key(written, key);
-        w.copy(value);
-        return Ok(());
-    }
-    let (mark, written_before) = (w.out.len(), *written);
-    w.key(written, key);
-    match w.input.get(value.start) {
-        Some(b'{') => {
-            // An object emptied by removals goes too: `"payment": {}`
-            // would only say that something was hidden.
-            if object(w, ctx, value.start, child, depth)? == Emptied::Yes {
-                w.out.truncate(mark);
-                *written = written_before;
+}
+
+/// One shown record being written: its members by the entity's catalogue.
+struct RecordWalk<'w, 'i, 'c, 'r, 'd> {
+    w: &'w mut Writer<'i>,
+    ctx: &'c mut RecordCtx<'r, 'd>,
+    scope: Scope,
+    /// The container being walked, as reports name it.
+    path: NamePath,
+}
+
+impl RecordWalk<'_, '_, '_, '_, '_> {
+    /// Writes one member of an object whose catalogue node is `node`: as
+    /// is, masked, redacted below, or not at all.
+    fn member(
+        &mut self,
+        name: &str,
+        key: Key,
+        value: Span,
+        node: &FieldNode,
+        depth: usize,
+        written: &mut bool,
+    ) -> Result<(), Fail> {
+        let mark = self.w.mark(*written);
+        let Some(child) = node.child(name) else {
+            let len = self.path.push_key(name);
+            self.ctx.report.unnamed.add(self.scope, self.path.as_str());
+            self.path.truncate(len);
+            if self.w.pass_unknown {
+                self.w.key(written, key);
+                self.w.copy(value);
             }
+            return Ok(());
+        };
+        self.w.key(written, key);
+        if let Some(field) = child.field {
+            if !leaf(self.w, self.ctx, field, value)? {
+                self.w.undo(mark, written);
+            }
+            return Ok(());
         }
-        Some(b'[') => array(w, ctx, value.start, child, depth)?,
-        _ => w.copy(value),
+        let len = self.path.push_key(name);
+        let kept = match self.w.first_byte(value) {
+            b'{' => self.object(value.start, child, depth)? == Emptied::No,
+            b'[' if all_objects(self.w, value.start, depth)? => {
+                self.array(value.start, child, depth)?;
+                true
+            }
+            _ => {
+                // Not what the catalogue describes: a container is an
+                // object or a list of objects.
+                self.ctx
+                    .report
+                    .misshapen
+                    .add(self.scope, self.path.as_str());
+                false
+            }
+        };
+        self.path.truncate(len);
+        if !kept {
+            self.w.undo(mark, written);
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes the object at `pos` (enclosed by `depth` containers),
+    /// redacted by `node`; says whether it had members and none is left
+    /// (then the caller removes it: `"payment": {}` would only say that
+    /// something was hidden).
+    fn object(&mut self, pos: usize, node: &FieldNode, depth: usize) -> Result<Emptied, Fail> {
+        let (input, text) = (self.w.input, self.w.text);
+        let mut sc = Scanner::new(input, pos, depth, self.w.max_depth);
+        sc.open_object()?;
+        self.w.push(b'{');
+        let (mut first, mut written, mut had) = (true, false, false);
+        while let Some(key) = sc.member(&mut first)? {
+            had = true;
+            let name = scan::text(text, key.span, key.escaped)?;
+            let value = sc.value()?;
+            self.member(&name, key, value, node, depth + 1, &mut written)?;
+        }
+        self.w.push(b'}');
+        Ok(if had && !written {
+            Emptied::Yes
+        } else {
+            Emptied::No
+        })
+    }
+
+    /// A list of objects under a catalogued container: each element is
+    /// redacted by the same node, and keeps its place (an element emptied
+    /// by removals stays `{}`).
+    fn array(&mut self, pos: usize, node: &FieldNode, depth: usize) -> Result<(), Fail> {
+        let mut sc = Scanner::new(self.w.input, pos, depth, self.w.max_depth);
+        sc.open_array()?;
+        self.w.push(b'[');
+        let (mut first, mut written) = (true, false);
+        while sc.element(&mut first)? {
+            let value = sc.value()?;
+            if written {
+                self.w.push(b',');
+            }
+            written = true;
+            self.object(value.start, node, depth + 1)?;
+        }
+        self.w.push(b']');
+        Ok(())
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -467,64 +597,17 @@ enum Emptied {
     No,
 }
 
-/// Writes the object at `pos` (enclosed by `depth` containers), redacted
-/// by `node`; says whether it had members and none is left.
-fn object(
-    w: &mut Writer<'_>,
-    ctx: &mut RecordCtx<'_, '_>,
-    pos: usize,
-    node: &FieldNode,
-    depth: usize,
-) -> Result<Emptied, Fail> {
-    let input = w.input;
-    let mut sc = Scanner::new(input, pos, depth, w.max_depth);
-    sc.open_object()?;
-    w.push(b'{');
-    let (mut first, mut written, mut had) = (true, false, false);
-    while let Some(key) = sc.member(&mut first)? {
-        had = true;
-        let name = scan::text(w.text, key.span, key.escaped)?;
-        let value = sc.value()?;
-        member(w, ctx, &name, key, value, node, depth + 1, &mut written)?;
-    }
-    w.push(b'}');
-    Ok(if had && !written {
-        Emptied::Yes
-    } else {
-        Emptied::No
-    })
-}
-
-/// Arrays are transparent: `items.price` applies to every element.
-fn array(
-    w: &mut Writer<'_>,
-    ctx: &mut RecordCtx<'_, '_>,
-    pos: usize,
-    node: &FieldNode,
-    depth: usize,
-) -> Result<(), Fail> {
-    let input = w.input;
-    let mut sc = Scanner::new(input, pos, depth, w.max_depth);
+/// Whether every element of the array at `pos` is an object.
+fn all_objects(w: &Writer<'_>, pos: usize, depth: usize) -> Result<bool, Fail> {
+    let mut sc = Scanner::new(w.input, pos, depth, w.max_depth);
     sc.open_array()?;
-    w.push(b'[');
-    let (mut first, mut written) = (true, false);
+    let mut first = true;
+    let mut all = true;
     while sc.element(&mut first)? {
-        let value = sc.value()?;
-        if written {
-            w.push(b',');
-        }
-        written = true;
-        match input.get(value.start) {
-            // An element emptied by removals stays (`{}`), keeping positions.
-            Some(b'{') => {
-                object(w, ctx, value.start, node, depth + 1)?;
-            }
-            Some(b'[') => array(w, ctx, value.start, node, depth + 1)?,
-            _ => w.copy(value),
-        }
+        all &= sc.peek() == Some(b'{');
+        sc.value()?;
     }
-    w.push(b']');
-    Ok(())
+    Ok(all)
 }
 
 /// The value at `path` inside a record, given its members. A key on the
@@ -645,6 +728,14 @@ mod tests {
 
     /// Redacts `body` as `GET /customers` for a caller with `roles`.
     fn list_as(roles: &[&str], body: &[u8]) -> (Result<Vec<u8>, StreamError>, FilterReport) {
+        list_with_mfa(roles, true, body)
+    }
+
+    fn list_with_mfa(
+        roles: &[&str],
+        mfa: bool,
+        body: &[u8],
+    ) -> (Result<Vec<u8>, StreamError>, FilterReport) {
         let rt = runtime();
         let route = rt
             .routes
@@ -654,7 +745,7 @@ mod tests {
         let who = Principal {
             id: "agent-7".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            mfa: true,
+            mfa,
             purpose: None,
             attributes: Default::default(),
             source: IdentitySource::Jwt,
@@ -662,14 +753,8 @@ mod tests {
         let rp = RequestPrincipal::new(&who, &route.action).unwrap();
         let mut decider = rt.engine.decider(&rp);
         let mut report = FilterReport::default();
-        let out = redact(
-            body,
-            &route.response,
-            &mut decider,
-            &rt.catalogue,
-            &mut report,
-            64,
-        );
+        let rules = route.body_rules("all", &[]).unwrap();
+        let out = redact(body, &rules, &mut decider, &rt.catalogue, &mut report, 64);
         (out, report)
     }
 
@@ -733,9 +818,9 @@ mod tests {
     fn visible_values_keep_their_exact_bytes() {
         // A float and an integer beyond f64 precision would change in a
         // parse-and-serialise round trip; copied spans do not.
-        let body = r#"{"customers":[],"x_total":1.50E+2,"x_big":123456789012345678901234567890,"x_s":"\u00e9\/"}"#;
+        let body = r#"{"customers":[{"id":"c-1001","name":"\u00e9\/","gender":12345678901234567890123}],"total":1.50E+2}"#;
         let (out, _) = list_as(&["support_agent"], body.as_bytes());
-        assert_eq!(out.unwrap(), body.as_bytes());
+        assert_eq!(String::from_utf8(out.unwrap()).unwrap(), body);
     }
 
     #[test]
@@ -745,7 +830,72 @@ mod tests {
             &[],
             r#"{"customers":[{"id":"c-1001","name":"A"},{"id":"c-1002"}],"x":1}"#,
         );
-        assert_eq!(v, json!({"customers": [], "x": 1}));
+        assert_eq!(v, json!({"customers": []}));
+    }
+
+    #[test]
+    fn what_the_catalogue_does_not_name_is_removed_at_any_depth() {
+        let (out, report) = list_as(
+            &["support_agent"],
+            br#"{"customers":[{"id":"c-1001","name":"A","nickname":"x","address":{"city":"X","id_card_number":"110101199001010011"}}],"total":1,"page":{"next":2},"13900131001":{"a":1}}"#,
+        );
+        let v: Value = serde_json::from_slice(&out.unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"customers":[{"id":"c-1001","name":"A","address":{"city":"X"}}],"total":1})
+        );
+        let names: Vec<(String, String)> = report
+            .unnamed
+            .sorted()
+            .into_iter()
+            .map(|(s, p, _)| (runtime().catalogue.scope_name(s).to_string(), p.to_string()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Customer", "address.id_card_number"),
+                ("Customer", "nickname"),
+                ("(wrapper)", "$.?"),
+                ("(wrapper)", "$.page"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_container_of_another_shape_is_removed_and_a_leaf_object_shown_only_in_full() {
+        for address in [
+            r#""Beijing""#,
+            "7",
+            r#"["a","b"]"#,
+            r#"[{"city":"X"},"b"]"#,
+            "null",
+        ] {
+            let body = format!(r#"{{"customers":[{{"id":"c-1001","address":{address}}}]}}"#);
+            let v = list_json(&["data_protection_officer"], &body);
+            assert_eq!(v, json!({"customers":[{"id":"c-1001"}]}), "{address}");
+        }
+        // A list of objects is what the catalogue describes: kept, redacted.
+        let v = list_json(
+            &["support_agent"],
+            r#"{"customers":[{"id":"c-1001","address":[{"city":"X","street":"S"},{"zip":1}]}]}"#,
+        );
+        assert_eq!(v["customers"][0]["address"], json!([{"city":"X"},{}]));
+        // `phone` (masked for an agent without MFA) sent as an object: a
+        // masked form of a non-scalar is removal; in full for the DPO.
+        let body = r#"{"customers":[{"id":"c-1001","phone":{"number":"+86 139 0013 1001"}}]}"#;
+        let (agent, _) = list_with_mfa(&["support_agent"], false, body.as_bytes());
+        let agent: Value = serde_json::from_slice(&agent.unwrap()).unwrap();
+        assert_eq!(agent["customers"][0].get("phone"), None);
+        let masked = r#"{"customers":[{"id":"c-1001","phone":"+86 139 0013 1001"}]}"#;
+        let (agent, _) = list_with_mfa(&["support_agent"], false, masked.as_bytes());
+        let agent: Value = serde_json::from_slice(&agent.unwrap()).unwrap();
+        assert_eq!(agent["customers"][0]["phone"], json!("+86************01"));
+        let dpo = list_json(&["data_protection_officer"], body);
+        assert_eq!(
+            dpo["customers"][0]["phone"],
+            json!({"number":"+86 139 0013 1001"})
+        );
     }
 
     #[test]

@@ -119,12 +119,18 @@ impl Runtime {
             }),
             (None, true) => None,
         };
-        let catalogue = Catalogue::build(&loaded)?;
+        let mut catalogue = Catalogue::build(&loaded)?;
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         let mut router = Router::new();
         let mut routes = Vec::new();
         for (position, rc) in cfg.routes.iter().enumerate() {
-            let route = Arc::new(Route::compile(position, rc, &loaded, &engine, &catalogue)?);
+            let route = Arc::new(Route::compile(
+                position,
+                rc,
+                &loaded,
+                &engine,
+                &mut catalogue,
+            )?);
             routes.push(route.clone());
             router
                 .insert(&rc.method.value, &rc.path.value, route)

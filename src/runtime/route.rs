@@ -4,11 +4,12 @@
 use crate::catalogue::{
     AttrValue, AttributeSource, Catalogue, EntityCatalogue, RecordPath, compile_attributes,
 };
-use crate::config::{AttributeKind, LoadedConfig, RouteConfig, line_of};
+use crate::config::{AttributeKind, LoadedConfig, RouteConfig, UnknownFields, line_of};
 use crate::error::ConfigError;
-use crate::policy::Engine;
-use crate::redact::RecordSelector;
+use crate::policy::{Engine, ResourceRef};
+use crate::redact::plan::ResponsePlan;
 use crate::redact::request::WriteRules;
+use crate::redact::{BodyRules, RecordSelector};
 use crate::routing::Params;
 use cedar_policy::EntityTypeName;
 use serde_saphyr::Spanned;
@@ -36,6 +37,27 @@ pub struct ResourceRule {
 }
 
 impl ResourceRule {
+    /// The resource `id` with these attribute `values` (from [`Self::resolve`]).
+    pub fn resource_ref<'a>(&'a self, id: &'a str, values: &'a [AttrValue]) -> ResourceRef<'a> {
+        ResourceRef {
+            type_name: &self.type_name,
+            type_key: self.type_key,
+            id,
+            sources: &self.sources,
+            values,
+        }
+    }
+
+    /// The attribute values a request for resource `id` would carry, when
+    /// the path names `id` as its owner too (for tools and tests that
+    /// decide without a request path).
+    pub fn values_for(&self, id: &str) -> Vec<AttrValue> {
+        self.owner_param
+            .iter()
+            .map(|_| AttrValue::Entity(id.into()))
+            .collect()
+    }
+
     /// Entity id and attribute values for a matched path.
     pub fn resolve(&self, params: &Params<'_>) -> (String, Vec<AttrValue>) {
         let id = match &self.id {
@@ -63,14 +85,34 @@ pub struct Route {
     pub response_headers: Option<crate::proxy::response_headers::ResponseHeaders>,
     pub action: String,
     pub resource: Option<ResourceRule>,
-    pub response: Vec<RecordSelector>,
+    /// Where records and wrapper members are in the response body, when the
+    /// route inspects it.
+    pub response: Option<Arc<ResponsePlan>>,
     pub request: Option<WriteRules>,
 }
 
 impl Route {
     /// True when the response body must be buffered and filtered.
     pub fn inspects_response(&self) -> bool {
-        !self.response.is_empty()
+        self.response.is_some()
+    }
+
+    /// The rules to filter a response of this route for resource `id`
+    /// with attribute `values` (see [`ResourceRule::values_for`]); `None`
+    /// when the route does not inspect responses.
+    pub fn body_rules<'a>(&'a self, id: &'a str, values: &'a [AttrValue]) -> Option<BodyRules<'a>> {
+        Some(BodyRules {
+            plan: self.response.as_deref()?,
+            resource: self.resource.as_ref()?.resource_ref(id, values),
+        })
+    }
+
+    /// The record selectors of the response (none when not inspected).
+    pub fn selectors(&self) -> &[RecordSelector] {
+        self.response
+            .as_deref()
+            .map(|p| p.selectors.as_slice())
+            .unwrap_or_default()
     }
 
     pub fn compile(
@@ -78,7 +120,7 @@ impl Route {
         rc: &RouteConfig,
         loaded: &LoadedConfig,
         engine: &Engine,
-        catalogue: &Catalogue,
+        catalogue: &mut Catalogue,
     ) -> Result<Self, ConfigError> {
         let at = |line: Option<usize>, m: String| {
             ConfigError::new(
@@ -89,6 +131,13 @@ impl Route {
         };
         let route_line = line_of(&rc.path);
         let template_params = template_params(&rc.path.value);
+        if rc.unknown_fields != UnknownFields::Remove && rc.response.is_none() {
+            return Err(at(
+                route_line,
+                "`unknown_fields` applies to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
         if rc.passthrough {
             if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
                 return Err(at(
@@ -104,7 +153,7 @@ impl Route {
                 response_headers: None,
                 action: String::new(),
                 resource: None,
-                response: Vec::new(),
+                response: None,
                 request: None,
             });
         }
@@ -169,7 +218,9 @@ impl Route {
             type_key: 0x8000_0000 | (position as u32 & 0x7fff_ffff),
         };
 
-        let entity_of = |name: &Spanned<String>| -> Result<Arc<EntityCatalogue>, ConfigError> {
+        let entity_of = |catalogue: &Catalogue,
+                         name: &Spanned<String>|
+         -> Result<Arc<EntityCatalogue>, ConfigError> {
             catalogue.entity(&name.value).cloned().ok_or_else(|| {
                 at(
                     line_of(name),
@@ -179,9 +230,9 @@ impl Route {
         };
         let path_of =
             |p: &Spanned<String>| RecordPath::parse(&p.value).map_err(|m| at(line_of(p), m));
-        let mut response = Vec::new();
+        let mut selectors = Vec::new();
         for sel in rc.response.iter().flat_map(|r| &r.records) {
-            let entity = entity_of(&sel.entity)?;
+            let entity = entity_of(catalogue, &sel.entity)?;
             let entity_cfg = loaded
                 .config
                 .entities
@@ -191,18 +242,51 @@ impl Route {
             let mut attrs = entity_cfg.attributes;
             attrs.extend(sel.attributes.clone());
             let attributes = compile_attributes(&attrs).map_err(|m| at(line_of(&sel.path), m))?;
-            response.push(RecordSelector {
+            selectors.push(RecordSelector {
                 path: path_of(&sel.path)?,
                 entity,
                 attributes,
             });
         }
+        let response = match &rc.response {
+            Some(body) => {
+                let mut members = Vec::new();
+                for (path, field) in &body.members {
+                    let parsed = RecordPath::parse(path)
+                        .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
+                    let index = catalogue
+                        .add_wrapper_member(position, &rr.entity_type.value, path, field)
+                        .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
+                    members.push((parsed, index));
+                }
+                let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
+                    .map_err(|m| at(route_line, format!("response: {m}")))?;
+                Some(Arc::new(plan))
+            }
+            None => None,
+        };
         let request = match &rc.request {
-            Some(req) => Some(WriteRules {
-                entity: entity_of(&req.entity)?,
-                path: path_of(&req.path)?,
-                collect: req.collect.clone(),
-            }),
+            Some(req) => {
+                let entity = entity_of(catalogue, &req.entity)?;
+                // A collect entry must name a catalogued field or container:
+                // anything else could never be written (and is likely a typo).
+                for c in req.collect.iter().flatten() {
+                    if entity.node_at(c).is_none() {
+                        return Err(at(
+                            line_of(&req.entity),
+                            format!(
+                                "request.collect names `{c}`, which the `{}` catalogue does not have",
+                                req.entity.value
+                            ),
+                        ));
+                    }
+                }
+                Some(WriteRules {
+                    entity,
+                    path: path_of(&req.path)?,
+                    collect: req.collect.clone(),
+                })
+            }
             None => None,
         };
         Ok(Self {

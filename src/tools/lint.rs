@@ -2,6 +2,7 @@
 //! can never apply and catalogue fields no policy mentions. Warnings, not
 //! errors: a blanket rule may cover an unmentioned field on purpose.
 
+use crate::config::UnknownFields;
 use crate::runtime::Runtime;
 use cedar_policy::ActionConstraint;
 use serde_json::Value;
@@ -18,6 +19,19 @@ const BUILT_IN_ACTIONS: [&str; 4] = [
 pub fn warnings(rt: &Runtime) -> Vec<String> {
     let mut out = Vec::new();
     let route_actions: BTreeSet<&str> = rt.routes.iter().map(|r| r.action.as_str()).collect();
+    for r in &rt.routes {
+        if r.response
+            .as_ref()
+            .is_some_and(|p| p.unknown == UnknownFields::Pass)
+        {
+            out.push(format!(
+                "{}: route {} {} has `unknown_fields: pass`: response members the catalogue does not name reach callers unfiltered (for onboarding only; see fieldguard_uncatalogued_fields_total, then remove the setting)",
+                rt.config.file.display(),
+                r.method,
+                r.template
+            ));
+        }
+    }
     let catalogue: BTreeSet<&str> = rt
         .catalogue
         .fields()

@@ -180,7 +180,7 @@ fn scenarios(sources: &[AttributeSource]) -> Vec<(String, Vec<AttrValue>)> {
 fn read_action(rt: &Runtime, entity: &str) -> String {
     rt.routes
         .iter()
-        .find(|r| r.method == "GET" && r.response.iter().any(|s| &*s.entity.name == entity))
+        .find(|r| r.method == "GET" && r.selectors().iter().any(|s| &*s.entity.name == entity))
         .map(|r| r.action.clone())
         .unwrap_or_default()
 }
@@ -216,7 +216,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 .catalogue
                 .fields()
                 .iter()
-                .filter(|f| f.entity == entity.name)
+                .filter(|f| f.is_record_field() && f.entity == entity.name)
                 .collect();
             specs.sort_by(|a, b| a.path.cmp(&b.path));
             for (scenario, values) in scenarios(&sources) {

@@ -1,0 +1,93 @@
+{{/*
+fieldguard.yaml as the pod sees it (root context only: it reads .Files).
+
+config.file (yours) or the reference deployment (files/demo/fieldguard.yaml,
+a copy of examples/demo/fieldguard.yaml), plus what the chart decides
+because it follows from the pod's layout: the listeners, the admin address,
+the upstream on loopback, where the policies are mounted and the audit sink.
+A config of yours that sets one of those is refused, so nothing is
+overridden silently.
+
+Rendered as JSON (which is YAML): Helm's YAML round trip would write large
+integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
+*/}}
+{{- define "fieldguard.configObject" -}}
+{{- $ports := list (int .Values.proxy.port) (int .Values.admin.port) (int .Values.app.port) -}}
+{{- if ne (len (uniq $ports)) 3 -}}
+  {{- fail (printf "proxy.port, admin.port and app.port must differ (got %v): the containers of a pod share one network namespace" $ports) -}}
+{{- end -}}
+{{- $cfg := dict -}}
+{{- if .Values.config.file -}}
+  {{- $cfg = fromYaml .Values.config.file -}}
+  {{- if hasKey $cfg "Error" -}}
+    {{- fail (printf "config.file is not valid YAML: %s" (get $cfg "Error")) -}}
+  {{- end -}}
+  {{- range $key, $why := dict "listeners" "proxy.port" "admin" "admin.port" -}}
+    {{- if hasKey $cfg $key -}}
+      {{- fail (printf "config.file sets `%s`, which the chart sets from %s: remove it from the file" $key $why) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if and (hasKey $cfg "upstream") (hasKey (get $cfg "upstream" | default dict) "url") -}}
+    {{- fail "config.file sets `upstream.url`, which the chart sets to http://127.0.0.1:<app.port> (the app listens on loopback only): remove it and set app.port" -}}
+  {{- end -}}
+  {{- with $cfg.policies -}}
+    {{- if or (hasKey . "directory") (hasKey . "schema") -}}
+      {{- fail "config.file sets `policies.directory` or `policies.schema`, which the chart sets to where it mounts the policies: remove them (policies.files or policies.existingConfigMap say which policies)" -}}
+    {{- end -}}
+  {{- end -}}
+  {{- with $cfg.audit -}}
+    {{- if or (hasKey . "file") (hasKey . "stdout") -}}
+      {{- fail "config.file sets `audit.file` or `audit.stdout`, which the chart sets from audit.sink: remove them (other audit keys are yours)" -}}
+    {{- end -}}
+  {{- end -}}
+{{- else -}}
+  {{- $cfg = fromYaml (.Files.Get "files/demo/fieldguard.yaml") -}}
+  {{- /* The reference config names its keys relative to examples/demo/ and
+         its policies relative to the repository: point them at the mounts. */ -}}
+  {{- $_ := set $cfg.identity.jwt "hs256_secret_file" (printf "%s/jwt-hs256.key" .Values.secrets.mountPath) -}}
+  {{- $_ := set $cfg.redaction "hash_key_file" (printf "%s/hash.key" .Values.secrets.mountPath) -}}
+  {{- $_ := unset $cfg.upstream "url" -}}
+  {{- $_ := unset $cfg "listeners" -}}
+  {{- $_ := unset $cfg.policies "directory" -}}
+  {{- $_ := unset $cfg.policies "schema" -}}
+{{- end -}}
+{{- $_ := set $cfg "listeners" (list (dict "address" (printf "0.0.0.0:%d" (int .Values.proxy.port)))) -}}
+{{- /* Not fieldguard's loopback default: the kubelet's probes and Prometheus
+       come from outside the container. */ -}}
+{{- $_ := set $cfg "admin" (dict "address" (printf "0.0.0.0:%d" (int .Values.admin.port))) -}}
+{{- $upstream := get $cfg "upstream" | default dict -}}
+{{- $_ := set $upstream "url" (printf "http://127.0.0.1:%d" (int .Values.app.port)) -}}
+{{- $_ := set $cfg "upstream" $upstream -}}
+{{- $policies := get $cfg "policies" | default dict -}}
+{{- $dir := include "fieldguard.policiesDir" . -}}
+{{- $_ := set $policies "directory" $dir -}}
+{{- $_ := set $policies "schema" (printf "%s/%s" $dir .Values.policies.schemaFile) -}}
+{{- $_ := set $cfg "policies" $policies -}}
+{{- $audit := get $cfg "audit" | default dict -}}
+{{- if eq .Values.audit.sink "file" -}}
+  {{- $_ := set $audit "file" (printf "%s/audit.log" .Values.audit.mountPath) -}}
+  {{- $_ := set $audit "stdout" false -}}
+{{- else -}}
+  {{- $_ := set $audit "stdout" true -}}
+{{- end -}}
+{{- $_ := set $cfg "audit" $audit -}}
+{{- toPrettyJson $cfg -}}
+{{- end -}}
+
+{{/* The policy files in the chart's ConfigMap: name -> text. */}}
+{{- define "fieldguard.policyFiles" -}}
+{{- if .Values.policies.existingConfigMap -}}
+{{- toJson dict -}}
+{{- else if .Values.policies.files -}}
+{{- if not (hasKey .Values.policies.files .Values.policies.schemaFile) -}}
+{{- fail (printf "policies.files has no %s (policies.schemaFile): the Cedar schema goes beside the policies" .Values.policies.schemaFile) -}}
+{{- end -}}
+{{- toJson .Values.policies.files -}}
+{{- else -}}
+{{- $files := dict -}}
+{{- range $path, $_ := .Files.Glob "files/policies/*" -}}
+{{- $_ := set $files (base $path) ($.Files.Get $path) -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+{{- end -}}

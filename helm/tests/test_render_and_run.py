@@ -1,0 +1,339 @@
+"""Render and run: the example release as Kubernetes would run it, on this
+machine's loopback.
+
+The ConfigMap the chart renders is laid out as the kubelet mounts it, the
+Secret as `kubectl create secret generic fieldguard-demo-keys
+--from-file=examples/demo/secrets/` (the README's command) makes it, the
+real fieldguard binary runs with exactly the container's rendered args and
+env, under its rendered securityContext (its uid/gid, no privileges, a
+read-only filesystem but for the audit volume), beside the demo shop
+started with the shop container's rendered args. Through the proxy it must
+serve the shop with the reference policies; an update of the ConfigMap
+applied as the kubelet applies it must reload the policies.
+
+Rewritten, because this is one machine and not a pod (and only these):
+the mount paths (/etc/fieldguard/..., /var/log/fieldguard) are prefixed with
+a temporary directory, and the listen addresses (0.0.0.0:8080,
+0.0.0.0:9090, 127.0.0.1:9000) become free 127.0.0.1 ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import kubelet
+from conftest import NEWEST, REPO, fieldguard_container, find, pod_spec, reference_policy_files, render
+
+# What this test renders: the example release with the audit log on its
+# volume (so the writable-volume part of the securityContext is exercised).
+VALUES = {"audit": {"sink": "file"}}
+DEADLINE_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, token: str | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_for(what: str, check, deadline_s: float = DEADLINE_S):
+    end = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < end:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, ValueError) as e:  # not listening yet, or a partial answer
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {deadline_s} s (last error: {last})")
+
+
+def stop(proc: subprocess.Popen) -> int:
+    """Stops a process this test started, by its pid."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
+class Pod:
+    """The rendered example pod, laid out under `root` and run."""
+
+    def __init__(self, image: Path, root: Path):
+        self.root = root
+        self.image = image
+        self.objs = render(VALUES, NEWEST)
+        self.spec = pod_spec(self.objs)
+        self.fg, _ = fieldguard_container(self.spec)
+        self.shop = next(c for c in self.spec["containers"] if c["name"] == "shop")
+        self.ports = {"proxy": free_port(), "admin": free_port(), "app": free_port()}
+        self.mounts = {m["name"]: m["mountPath"] for m in self.fg["volumeMounts"]}
+        self.volumes = {v["name"]: v for v in self.spec["volumes"]}
+        self.binary = image / "fieldguard"
+        self.uid = self.fg["securityContext"]["runAsUser"]
+        self.fs_group = self.spec["securityContext"]["fsGroup"]
+
+    def host_path(self, mount_path: str) -> Path:
+        return self.root / mount_path.lstrip("/")
+
+    def rewrite(self, text: str) -> str:
+        """Only the paths and addresses that differ from a pod (see the
+        module doc)."""
+        for mount_path in self.mounts.values():
+            text = text.replace(mount_path, str(self.host_path(mount_path)))
+        return (
+            text.replace("0.0.0.0:8080", f"127.0.0.1:{self.ports['proxy']}")
+            .replace("0.0.0.0:9090", f"127.0.0.1:{self.ports['admin']}")
+            .replace("127.0.0.1:9000", f"127.0.0.1:{self.ports['app']}")
+        )
+
+    def config_map_files(self, objs: list[dict]) -> dict[str, bytes]:
+        name = self.volumes["fieldguard-config"]["configMap"]["name"]
+        cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name)
+        return {k: self.rewrite(v).encode() for k, v in cm["data"].items()}
+
+    def lay_out_volumes(self) -> None:
+        for name, mount_path in self.mounts.items():
+            volume = self.volumes[name]
+            target = self.host_path(mount_path)
+            if "configMap" in volume:
+                kubelet.mount_volume(target, self.config_map_files(self.objs),
+                                     mode=volume["configMap"]["defaultMode"])
+            elif "secret" in volume:
+                assert volume["secret"]["secretName"] == "fieldguard-demo-keys"
+                keys = {p.name: p.read_bytes() for p in (REPO / "examples/demo/secrets").iterdir()}
+                kubelet.mount_volume(target, keys, mode=volume["secret"]["defaultMode"])
+            elif "emptyDir" in volume:
+                # An emptyDir under fsGroup: group-owned, group-writable, setgid.
+                target.mkdir(parents=True)
+                if os.geteuid() == 0:
+                    os.chown(target, 0, self.fs_group)
+                target.chmod(0o2775)
+            else:
+                raise AssertionError(f"unexpected volume {volume}")
+
+    def audit_dir(self) -> Path:
+        return self.host_path(self.mounts["fieldguard-audit"])
+
+    def env(self, container: dict) -> dict[str, str]:
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        # The image's PATH (the wrappers below need it; fieldguard does not).
+        env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+        return env
+
+    def start(self, sandboxed: bool) -> tuple[subprocess.Popen, subprocess.Popen]:
+        shop_argv = [str(self.binary), *[self.rewrite(a) for a in self.shop["args"]]]
+        fg_argv = [str(self.binary), *[self.rewrite(a) for a in self.fg["args"]]]
+        if sandboxed:
+            # The shop writes nothing: its one writable place is an empty
+            # folder of its own.
+            shop_scratch = self.root / "shop-scratch"
+            shop_scratch.mkdir(exist_ok=True)
+            shop_argv = kubelet.container_command(shop_argv, self.shop["securityContext"], shop_scratch)
+            fg_argv = kubelet.container_command(fg_argv, self.fg["securityContext"], self.audit_dir())
+        shop = subprocess.Popen(shop_argv, env=self.env(self.shop), cwd=self.image,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        fg = subprocess.Popen(fg_argv, env=self.env(self.fg), cwd=self.image,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return shop, fg
+
+    def url(self, port: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[port]}{path}"
+
+
+def token(binary: Path, role: str, sub: str) -> str:
+    out = subprocess.run(
+        [str(binary), "token", "--role", role, "--sub", sub,
+         "--config", str(REPO / "examples/demo/fieldguard.yaml")],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return out.stdout.strip()
+
+
+def support_agent_without_mfa_rule(files: dict[str, str]) -> dict[str, str]:
+    """The reference policies with support agents seeing phone and email
+    without MFA (the change tests/reload.rs makes)."""
+    text = files["support_agent.cedar"]
+    changed = text.replace('when { context.mfa && ["phone", "email"]', 'when { ["phone", "email"]', 1)
+    assert changed != text, "support_agent.cedar no longer has the MFA rule this test edits"
+    return {**files, "support_agent.cedar": changed}
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    why = kubelet.sandbox_unavailable()
+    if why and os.environ.get("FIELDGUARD_REQUIRE_SANDBOX"):
+        pytest.fail(f"FIELDGUARD_REQUIRE_SANDBOX is set but the container sandbox is unavailable: {why}")
+    if why:
+        print(f"\nrunning fieldguard without the container sandbox: {why}")
+    return why is None
+
+
+def world_readable_tempdir(prefix: str) -> Path:
+    # Not pytest's tmp_path: its folders are private to root, and the
+    # container's user must traverse these.
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    return d
+
+
+@pytest.fixture(scope="module")
+def image(binary):
+    """The image: the binary and nothing else, readable and executable by
+    the container's user."""
+    d = world_readable_tempdir("fieldguard-image-")
+    try:
+        shutil.copy(binary, d / "fieldguard")
+        (d / "fieldguard").chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture()
+def pod(image):
+    root = world_readable_tempdir("fieldguard-pod-")
+    try:
+        p = Pod(image, root)
+        p.lay_out_volumes()
+        yield p
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_sandbox_leaves_only_the_audit_volume_writable(pod, sandbox):
+    if not sandbox:
+        pytest.skip("the container sandbox needs root, unshare and setpriv")
+    probe = (
+        'for d in "$@"; do if touch "$d/.probe" 2>/dev/null; then echo "writable $d"; fi; done; '
+        'id -u; id -g'
+    )
+    dirs = ["/", "/tmp", str(pod.root), str(pod.image),
+            str(pod.host_path(pod.mounts["fieldguard-config"])), str(pod.audit_dir())]
+    argv = kubelet.container_command(["/bin/sh", "-c", probe, "probe", *dirs],
+                                     pod.fg["securityContext"], pod.audit_dir())
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == [f"writable {pod.audit_dir()}", str(pod.uid), str(pod.uid)], out.stdout
+    # Outside the sandbox nothing changed.
+    assert not (pod.root / ".probe").exists()
+
+
+def test_the_rendered_pod_serves_the_shop_and_reloads_a_config_map_update(pod, sandbox, binary):
+    shop, fg = pod.start(sandbox)
+    stopped = False
+    try:
+        ready = wait_for("/readyz answers 200", lambda: http("GET", pod.url("admin", "/readyz"))[0] == 200 or None)
+        assert ready
+        status, body = http("GET", pod.url("admin", "/readyz"))
+        assert json.loads(body)["audit_sink"] == "ok"
+        assert http("GET", pod.url("admin", "/healthz"))[0] == 200
+
+        if sandbox:
+            # The serving process is fieldguard itself (the wrappers exec'd
+            # it), as the container's user, without privileges.
+            status_lines = Path(f"/proc/{fg.pid}/status").read_text().splitlines()
+            fields = dict(line.split(":", 1) for line in status_lines if ":" in line)
+            assert os.readlink(f"/proc/{fg.pid}/exe") == str(pod.binary)
+            assert fields["Uid"].split()[:2] == [str(pod.uid)] * 2, fields["Uid"]
+            assert fields["Gid"].split()[0] == str(pod.fg["securityContext"]["runAsGroup"])
+            assert fields["NoNewPrivs"].strip() == "1"
+            assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+
+        agent = token(binary, "support_agent", "agent-7")
+
+        def phone() -> str | None:
+            status, body = http("GET", pod.url("proxy", "/customers/c-1001"), agent)
+            if status != 200:
+                return None
+            record = json.loads(body)
+            assert "id_card_number" not in record, "never unfiltered"
+            return record["phone"]
+
+        # The demo shop, through the proxy, with the reference policies:
+        # agents without MFA see the phone masked.
+        first = wait_for("the shop answers through the proxy", phone)
+        assert "*" in first, first
+        assert http("GET", pod.url("proxy", "/customers/c-1001"))[0] == 401
+        assert http("GET", pod.url("proxy", "/catalog/products"))[0] == 200
+        policies = json.loads(http("GET", pod.url("admin", "/policies"))[1])
+        v1 = policies["version"]
+        assert len(policies["policies"]) > 0
+
+        # A ConfigMap update as `helm upgrade --set-file ...` makes it and as
+        # the kubelet applies it: the new render, a new payload, ..data swapped.
+        files = support_agent_without_mfa_rule(reference_policy_files())
+        v2_objs = render({**VALUES, "policies": {"files": files}}, NEWEST)
+        kubelet.update_volume(pod.host_path(pod.mounts["fieldguard-config"]), pod.config_map_files(v2_objs),
+                              mode=pod.volumes["fieldguard-config"]["configMap"]["defaultMode"])
+
+        def reloaded():
+            p = json.loads(http("GET", pod.url("admin", "/policies"))[1])
+            return p["version"] != v1 and p
+        after = wait_for("the new policy version is served", reloaded)
+        assert after["last_reload"].get("error") is None, after
+        unmasked = wait_for("the decision changed", lambda: (lambda p: p if p and "*" not in p else None)(phone()))
+        assert unmasked != first
+
+        # The audit trail went to the volume, written by the container's user.
+        records = [json.loads(line) for line in (pod.audit_dir() / "audit.log").read_text().splitlines()]
+        assert {r["status"] for r in records} >= {200, 401}
+        if sandbox:
+            assert (pod.audit_dir() / "audit.log").stat().st_uid == pod.uid
+
+        # SIGTERM, as the kubelet stops the container: a clean exit.
+        assert stop(fg) == 0
+        stopped = True
+    finally:
+        if not stopped:
+            stop(fg)
+        stop(shop)
+        stderr = fg.stderr.read().decode() if fg.stderr else ""
+        fg.stdout and fg.stdout.close()
+        fg.stderr and fg.stderr.close()
+    # The chart's FIELDGUARD_LOG_FORMAT=json: every line of the process log
+    # is a JSON object, the start-up and shutdown notices included.
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    messages = [line["fields"].get("message", "") for line in lines]
+    assert any(m.startswith("fieldguard listening on http://") for m in messages), stderr
+    assert any("shutting down" in m for m in messages), stderr
+    assert any(line["level"] == "INFO" and "reload" in json.dumps(line).lower() for line in lines), stderr
+
+
+def test_the_rendered_config_validates_as_fieldguard_loads_it(pod, binary):
+    """`fieldguard validate` on the laid-out ConfigMap: what an operator runs
+    before applying a change."""
+    config = [pod.rewrite(a) for a in pod.fg["args"]][2]
+    out = subprocess.run([str(binary), "validate", "--config", config],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert ": ok (" in out.stdout
