@@ -55,8 +55,9 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves until a task ends (an error) or a shutdown signal arrives; then
-/// stops the listeners, lets `server` answer every request in flight
-/// (within `limits.shutdown_grace_ms`) and drains the audit queue.
+/// stops the listeners, lets `server` finish every request in flight,
+/// including those whose client already left (within
+/// `limits.shutdown_grace_ms`), and drains the audit queue.
 pub async fn serve_until_shutdown(
     server: &Arc<crate::proxy::server::Server>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
@@ -84,8 +85,8 @@ pub async fn serve_until_shutdown(
             Ok(())
         }
     };
-    // Requests in flight are answered (and their records queued) before
-    // the audit queue is drained.
+    // Requests in flight finish (and their records are queued), whether or
+    // not their client is still there, before the audit queue is drained.
     let drained = server.drain().await;
     for a in aborts {
         a.abort();

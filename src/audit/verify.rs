@@ -137,8 +137,16 @@ fn verify_file(
     }
 }
 
-/// One record: its own hash first (was it edited?), then its link to the
-/// previous one (was anything deleted, inserted or reordered?).
+/// One record: its own hash first (was it edited?), then its form (is the
+/// line exactly what the writer makes of what was hashed?), then its link
+/// to the previous one (was anything deleted, inserted or reordered?).
+///
+/// The form check closes a gap the hash alone leaves: the hash covers the
+/// record as *serde_json* parses it, and other readers can parse the same
+/// line differently. A key given twice is the plain case (serde_json keeps
+/// the last copy, many readers the first), so a line whose bytes differ at
+/// all from the writer's canonical rendering (a repeated key, another key
+/// order, whitespace, `1.0` for `1`, `\u0061` for `a`) is refused.
 fn check_record(
     text: &[u8],
     key: &ChainKey,
@@ -174,8 +182,16 @@ fn check_record(
         }
         _ => return Err(bad("unknown `alg`")),
     }
-    if key.digest(&prev, &chain::canonical(&v)) != hash {
+    let canonical = chain::canonical(&v);
+    if key.digest(&prev, &canonical) != hash {
         return Err(bad("hash mismatch: the record was modified"));
+    }
+    let mut written = chain::line(&hash, &canonical);
+    written.pop(); // the newline, already cut off `text`
+    if written != text {
+        return Err(bad(
+            "not in the canonical form fieldguard writes (a repeated key, reordered keys, whitespace, or another spelling of a number or string): readers could see values other than the hashed ones",
+        ));
     }
     if let Some(want) = &expect.prev
         && &prev != want
@@ -193,4 +209,105 @@ fn check_record(
         ));
     }
     Ok((seq_n, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-record chain as the writer lays it out; returns its lines.
+    fn chain_lines() -> Vec<String> {
+        let key = ChainKey::new(None);
+        let mut prev = chain::GENESIS.to_string();
+        let mut lines = Vec::new();
+        for seq in 0..2u64 {
+            let v = serde_json::json!({
+                "alg": "sha256", "decision": "allow", "n": 0, "prev": prev,
+                "s": "é/\u{1}", "seq": seq, "z": {"b": 1, "a": [true, null]},
+            });
+            let canonical = chain::canonical(&v);
+            let hash = key.digest(&prev, &canonical);
+            let line = chain::line(&hash, &canonical);
+            lines.push(String::from_utf8(line).unwrap().trim_end().to_string());
+            prev = hash;
+        }
+        lines
+    }
+
+    fn verify_lines(lines: &[String]) -> Result<VerifyReport, VerifyFailure> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        verify_files(&[file], &VerifyOptions::default())
+    }
+
+    #[test]
+    fn the_writers_own_lines_verify() {
+        assert_eq!(verify_lines(&chain_lines()).unwrap().records, 2);
+    }
+
+    /// Each edit leaves serde_json's reading of the line, and so the hash,
+    /// unchanged; only the form check can see it.
+    #[test]
+    fn any_other_spelling_of_a_hashed_record_is_refused() {
+        type Edit = fn(&str) -> String;
+        let edits: [(&str, Edit); 9] = [
+            ("a key repeated before the hashed copy", |l| {
+                l.replacen(
+                    "\"decision\":\"allow\"",
+                    "\"decision\":\"deny\",\"decision\":\"allow\"",
+                    1,
+                )
+            }),
+            ("a key repeated after it", |l| {
+                l.replacen("\"n\":0", "\"n\":0,\"n\":0", 1)
+            }),
+            ("whitespace", |l| l.replacen("\"n\":0", "\"n\": 0", 1)),
+            ("a trailing space", |l| format!("{l} ")),
+            ("reordered keys", |l| {
+                l.replacen(
+                    "\"decision\":\"allow\",\"n\":0",
+                    "\"n\":0,\"decision\":\"allow\"",
+                    1,
+                )
+            }),
+            ("hash not first", |l| {
+                let (hash, rest) = l[1..l.len() - 1].split_once(',').unwrap();
+                format!("{{{rest},{hash}}}")
+            }),
+            ("an escaped letter", |l| {
+                l.replacen("\"allow\"", "\"\\u0061llow\"", 1)
+            }),
+            ("an escaped solidus", |l| l.replacen("é/", "é\\/", 1)),
+            ("an escaped non-ASCII letter", |l| {
+                l.replacen("é/", "\\u00e9/", 1)
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut lines = chain_lines();
+            let edited = edit(&lines[0]);
+            assert_ne!(edited, lines[0], "{what}: the edit changed nothing");
+            // serde_json reads the same record, so the hash still matches…
+            let mut v: Value = serde_json::from_str(&edited).unwrap();
+            v.as_object_mut().unwrap().remove("hash");
+            let mut o: Value = serde_json::from_str(&lines[0]).unwrap();
+            o.as_object_mut().unwrap().remove("hash");
+            assert_eq!(chain::canonical(&v), chain::canonical(&o), "{what}");
+            lines[0] = edited;
+            // …and only the form check refuses it.
+            let e = verify_lines(&lines).unwrap_err();
+            assert_eq!((e.line, e.seq), (1, Some(0)), "{what}: {e}");
+            assert!(e.reason.contains("canonical form"), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_numbers_are_refused() {
+        for spelling in ["-0", "0.0", "0e0", "0E+0"] {
+            let mut lines = chain_lines();
+            lines[0] = lines[0].replacen("\"n\":0", &format!("\"n\":{spelling}"), 1);
+            let e = verify_lines(&lines).unwrap_err();
+            assert_eq!((e.line, e.seq), (1, Some(0)), "{spelling}: {e}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod audited;
+pub mod scripted;
 pub mod wire;
 
 use bytes::Bytes;
