@@ -100,6 +100,9 @@ pub struct AuditMetrics {
     pub records_lost: IntCounter,
     pub sink_up: IntGauge,
     pub last_write: Gauge,
+    pub files_deleted: IntCounter,
+    pub retention_remaining_bytes: IntGauge,
+    pub retention_capacity_bytes: IntGauge,
 }
 
 /// A registry that remembers what was registered.
@@ -204,6 +207,21 @@ impl Metrics {
                 &r,
                 "fieldguard_audit_last_write_timestamp_seconds",
                 "Unix time of the last successful audit write.",
+            )?,
+            files_deleted: int_counter(
+                &r,
+                "fieldguard_audit_files_deleted_total",
+                "Audit files deleted by retention (audit.retention: when_full: delete_oldest, or max_age_hours). Any increase is evidence leaving the node.",
+            )?,
+            retention_remaining_bytes: int_gauge(
+                &r,
+                "fieldguard_audit_retention_remaining_bytes",
+                "Bytes the audit file retention can still take before it is full (then requests are refused, or the oldest file deleted).",
+            )?,
+            retention_capacity_bytes: int_gauge(
+                &r,
+                "fieldguard_audit_retention_capacity_bytes",
+                "Bytes the audit files may hold in all (audit.retention.max_total_bytes); 0 without a file sink.",
             )?,
         };
         for reason in ["sink_failed", "queue_full", "closed"] {

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// Starts the audit writer and attaches the trail to `proxy`.
+/// Starts the audit writer and attaches the trail to `proxy`; also starts
+/// the flusher of repeated-warning summaries (a serving process's log).
 pub fn attach_audit(
     proxy: Proxy,
     settings: &AuditSettings,
 ) -> Result<(Proxy, AuditWriter), String> {
+    crate::logging::repeated::spawn_flusher();
     let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
     Ok((proxy.with_audit(log), writer))
 }

@@ -84,6 +84,29 @@ pub struct AuditRecord {
     pub v: u32,
 }
 
+/// A record of the chain that no request wrote: audit retention deleted
+/// files. Written as soon as the deletion is done, so the chain itself says
+/// which records went (`audit verify` accepts a chain that starts after
+/// them only because a record like this says so). Fields in bytewise order,
+/// like [`AuditRecord`]'s.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionEvent {
+    pub alg: &'static str,
+    pub deleted_files: u32,
+    /// `seq` of the first and last deleted record (null where a deleted
+    /// file could not be read).
+    pub deleted_seq: [Option<u64>; 2],
+    /// Always [`RETENTION_EVENT`]: what tells this record from a request's.
+    pub event: &'static str,
+    pub prev: String,
+    pub seq: u64,
+    pub time: String,
+    pub v: u32,
+}
+
+/// `event` of a [`RetentionEvent`].
+pub const RETENTION_EVENT: &str = "retention_deleted";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowRecord {
     pub disagreements: Vec<DisagreementRecord>,

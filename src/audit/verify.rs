@@ -28,6 +28,42 @@ pub struct VerifyReport {
     /// Hash of the last record: keep it elsewhere to detect a truncated log
     /// later (a chain cannot show that records were cut off its end).
     pub last_hash: String,
+    /// When the chain starts after records that audit retention deleted:
+    /// the `seq` range deleted, as the log itself records it.
+    pub deleted: Option<DeletedRange>,
+}
+
+/// Records before the first one verified that retention deleted, and the
+/// record that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The `seq` of the (last) record naming the deletion.
+    pub noted_at: u64,
+}
+
+/// What the verified records said about retention: each deleted range and
+/// the record naming it.
+#[derive(Default)]
+struct RetentionNotes(Vec<(Option<u64>, Option<u64>, u64)>);
+
+impl RetentionNotes {
+    /// Whether a note accounts for every record before `start`. Retention
+    /// deletes the oldest file first, so a deletion whose last record is
+    /// `start - 1` leaves nothing older: earlier deletions were noted in
+    /// files that are gone by now, and need not be seen.
+    fn cover(&self, start: u64) -> Option<DeletedRange> {
+        self.0
+            .iter()
+            .rev()
+            .find(|&&(_, last, _)| last.is_some_and(|l| l.saturating_add(1) == start))
+            .map(|&(_, _, at)| DeletedRange {
+                first_seq: 0,
+                last_seq: start - 1,
+                noted_at: at,
+            })
+    }
 }
 
 /// The first bad record.
@@ -64,31 +100,41 @@ pub fn verify_files(
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyFailure> {
     let key = ChainKey::new(opts.hmac_key.as_deref());
-    let mut expect = if opts.partial {
-        Expect {
-            seq: None,
-            prev: None,
-        }
-    } else {
-        Expect {
-            seq: Some(0),
-            prev: Some(chain::GENESIS.to_string()),
-        }
+    // The first record's link is checked once it is read: a chain starts at
+    // the genesis, or (retention) after records the log says it deleted.
+    let mut expect = Expect {
+        seq: None,
+        prev: None,
     };
     let mut report = VerifyReport {
         records: 0,
         first_seq: None,
         last_seq: None,
         last_hash: chain::GENESIS.to_string(),
+        deleted: None,
     };
+    let mut notes = RetentionNotes::default();
     for file in files {
-        verify_file(
-            file,
-            &key,
-            opts.hmac_key.is_some(),
-            &mut expect,
-            &mut report,
-        )?;
+        verify_file(file, &key, opts, &mut expect, &mut report, &mut notes)?;
+    }
+    if let (Some(first), false) = (report.first_seq.filter(|&s| s > 0), opts.partial) {
+        match notes.cover(first) {
+            Some(range) => report.deleted = Some(range),
+            None => {
+                return Err(VerifyFailure {
+                    file: files.first().cloned().unwrap_or_default(),
+                    line: 1,
+                    seq: Some(first),
+                    reason: format!(
+                        "the chain starts at seq {first}, so its `prev` names a record that is not \
+                         here: records 0 to {} are missing and no record says audit retention \
+                         deleted them (verify the older files too, or pass --partial if they were \
+                         moved away on purpose)",
+                        first - 1
+                    ),
+                });
+            }
+        }
     }
     Ok(report)
 }
@@ -96,10 +142,12 @@ pub fn verify_files(
 fn verify_file(
     file: &Path,
     key: &ChainKey,
-    keyed: bool,
+    opts: &VerifyOptions,
     expect: &mut Expect,
     report: &mut VerifyReport,
+    notes: &mut RetentionNotes,
 ) -> Result<(), VerifyFailure> {
+    let keyed = opts.hmac_key.is_some();
     let fail = |line: usize, seq: Option<u64>, reason: String| VerifyFailure {
         file: file.to_path_buf(),
         line,
@@ -126,8 +174,19 @@ fn verify_file(
                 "incomplete record (no final newline)".into(),
             ));
         };
-        let (seq, hash) = check_record(text, key, keyed, expect)
+        let checked = check_record(text, key, keyed, expect)
             .map_err(|(seq, reason)| fail(line_no, seq, reason))?;
+        let (seq, hash) = (checked.seq, checked.hash);
+        if report.records == 0 && !opts.partial && seq == 0 && checked.prev != chain::GENESIS {
+            return Err(fail(
+                line_no,
+                Some(0),
+                "the first record of the chain does not link to the genesis".into(),
+            ));
+        }
+        if let Some((a, b)) = checked.deleted {
+            notes.0.push((a, b, seq));
+        }
         report.records += 1;
         report.first_seq.get_or_insert(seq);
         report.last_seq = Some(seq);
@@ -147,12 +206,21 @@ fn verify_file(
 /// the last copy, many readers the first), so a line whose bytes differ at
 /// all from the writer's canonical rendering (a repeated key, another key
 /// order, whitespace, `1.0` for `1`, `\u0061` for `a`) is refused.
+/// A record that verified.
+struct Checked {
+    seq: u64,
+    hash: String,
+    prev: String,
+    /// The `seq` range it says audit retention deleted before it.
+    deleted: Option<(Option<u64>, Option<u64>)>,
+}
+
 fn check_record(
     text: &[u8],
     key: &ChainKey,
     keyed: bool,
     expect: &Expect,
-) -> Result<(u64, String), (Option<u64>, String)> {
+) -> Result<Checked, (Option<u64>, String)> {
     let mut v: Value =
         serde_json::from_slice(text).map_err(|e| (None, format!("not a JSON record ({e})")))?;
     let obj = v
@@ -208,7 +276,23 @@ fn check_record(
             format!("sequence gap: expected seq {want}, found {seq_n}"),
         ));
     }
-    Ok((seq_n, hash))
+    let deleted = v
+        .get("event")
+        .filter(|e| e.as_str() == Some(super::record::RETENTION_EVENT))
+        .and_then(|_| v.get("deleted_seq"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            (
+                a.first().and_then(Value::as_u64),
+                a.get(1).and_then(Value::as_u64),
+            )
+        });
+    Ok(Checked {
+        seq: seq_n,
+        hash,
+        prev,
+        deleted,
+    })
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ impl Server {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!("accept failed: {e}");
+                        crate::repeated_warn!(crate::logging::repeated::Kind::Accept, "accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
