@@ -17,6 +17,7 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod observed;
+pub mod onboard;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
