@@ -115,7 +115,7 @@ pub struct Flat<'a> {
     pub hints: Option<&'a Map<String, Value>>,
 }
 
-impl Flat<'_> {
+impl<'a> Flat<'a> {
     /// The JSON type a catalogue records: `object`, `array`, `string`,
     /// `integer`, `number`, `boolean`, or `any`.
     pub fn json_type(&self) -> &str {
@@ -136,7 +136,7 @@ impl Flat<'_> {
         self.json_type() == "object" && !self.properties.is_empty()
     }
 
-    pub fn property(&self, name: &str) -> Option<&Value> {
+    pub fn property(&self, name: &str) -> Option<&'a Value> {
         self.properties
             .iter()
             .find(|(n, _)| n == name)
