@@ -127,6 +127,11 @@ enum Command {
         /// Customers to generate (c-1001 onwards).
         #[arg(long, default_value_t = fieldguard::demo::data::DEMO_CUSTOMERS)]
         customers: usize,
+        /// Also send fields the reference catalogue lacks (`alt_email`,
+        /// `emergency_contact`), as a shop upgraded behind fieldguard's
+        /// back would: for trying `fieldguard onboard observed`.
+        #[arg(long)]
+        extra_fields: bool,
     },
     /// Audit-trail tools.
     Audit {
@@ -242,9 +247,11 @@ fn main() -> ExitCode {
                 policies,
             }))
         }),
-        Command::Shop { listen, customers } => {
-            runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers)))
-        }
+        Command::Shop {
+            listen,
+            customers,
+            extra_fields,
+        } => runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -474,7 +481,11 @@ fn worker_threads(value: Option<&str>) -> Result<Option<usize>, String> {
 }
 
 /// `fieldguard shop`: the demo shop alone, until the process is stopped.
-async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> {
+async fn serve_shop(
+    listen: SocketAddr,
+    customers: usize,
+    extra_fields: bool,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -482,7 +493,11 @@ async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> 
     logging::notice(format_args!(
         "demo shop ({customers} customers) listening on http://{addr}"
     ));
-    let shop = fieldguard::demo::shop::Shop::new(customers);
+    let shop = if extra_fields {
+        fieldguard::demo::shop::Shop::with_extra_fields(customers)
+    } else {
+        fieldguard::demo::shop::Shop::new(customers)
+    };
     fieldguard::demo::shop::serve(listener, shop)
         .await
         .map_err(|e| format!("demo shop stopped: {e}"))

@@ -163,10 +163,15 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
         (PathBuf::from("policies/schema.cedarschema"), schema),
         (PathBuf::from("policies/baseline.cedar"), baseline(source)),
     ];
-    Ok(Draft {
-        files,
-        notes: d.notes,
-    })
+    let fields: usize = d.entities.values().map(|e| e.fields.len()).sum();
+    let members: usize = d.routes.iter().map(|r| r.members.len()).sum();
+    let mut notes = d.notes;
+    notes.push(format!(
+        "{} routes, {} entity types, {fields} fields and {members} wrapper members drafted: every classification is proposed, review each",
+        d.routes.len(),
+        d.entities.len()
+    ));
+    Ok(Draft { files, notes })
 }
 
 /// The deployment file's text, checked to hold only deployment sections.
@@ -491,6 +496,21 @@ impl<'a> Drafter<'a> {
         }
         self.response(&mut route, op, h, at)?;
         self.request_body(&mut route, op, at)?;
+        let free: Vec<String> = route
+            .records
+            .iter()
+            .filter_map(|(_, e, _)| self.entities.get(e))
+            .flat_map(|e| &e.fields)
+            .chain(route.members.iter().map(|(_, f)| f))
+            .filter(|f| f.proposal.free_text)
+            .map(|f| format!("`{}`", f.path))
+            .collect();
+        if !free.is_empty() {
+            route.comments.push(format!(
+                "{} free text: consider `backstop: [all]` to mask personal data typed into it",
+                free.join(", ")
+            ));
+        }
         Ok(route)
     }
 
@@ -590,13 +610,34 @@ impl<'a> Drafter<'a> {
                 _ => None,
             };
             if let Some(items) = record_items {
-                let name = self.entity_for(&items, &route.resource, at)?;
+                // Inline items are named after their member (`entries`: `Entry`).
+                let fallback = Resource {
+                    type_name: type_name_of(key),
+                    ..route.resource.clone()
+                };
+                let name = self.entity_for(&items, &fallback, at)?;
                 route
                     .records
                     .push((format!("$.{key}[*]"), name, Vec::new()));
-            } else if pf.is_record_like() && pf.name.is_some() {
-                let name = self.entity_for(&pf, &route.resource, at)?;
+            } else if pf.is_record_like() && pf.property("id").is_some() {
+                let fallback = Resource {
+                    type_name: type_name_of(key),
+                    ..route.resource.clone()
+                };
+                let name = self.entity_for(&pf, &fallback, at)?;
                 route.records.push((format!("$.{key}"), name, Vec::new()));
+            } else if pf.is_record_like() {
+                // Pagination and the like: each of its members is declared
+                // (one level; anything deeper is one value).
+                for (sub, sv) in &pf.properties {
+                    if sub.contains('.') || sub.is_empty() {
+                        continue;
+                    }
+                    let sf = openapi::flatten(spec, sv, 0)?;
+                    let path = format!("$.{key}.{sub}");
+                    let field = self.field(&route.resource.type_name, &path, sub, sv, &sf)?;
+                    route.members.push((path, field));
+                }
             } else {
                 let path = format!("$.{key}");
                 let field = self.field(&route.resource.type_name, &path, key, pv, &pf)?;
@@ -704,10 +745,7 @@ impl<'a> Drafter<'a> {
             !f.path.contains('.')
                 && w.len() == 2
                 && w[1] == "id"
-                && [
-                    "customer", "user", "member", "owner", "person", "client", "patient", "account",
-                ]
-                .contains(&w[0].as_str())
+                && propose::PERSON_WORDS.contains(&w[0].as_str())
         }) {
             entity.attributes.push(Attribute {
                 name: "owner".into(),
@@ -1253,10 +1291,30 @@ fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Va
     Ok(cur)
 }
 
-/// A wrapper holds records (lists of objects, named objects) and no `id`.
+/// A wrapper holds records (lists of objects) and no `id`, and is either
+/// inline or named like one (`…Page`, `…List`, `…Response`): a named
+/// schema such as `LoyaltyAccount` with a list inside is a record.
 fn is_wrapper(spec: &Spec, flat: &Flat<'_>) -> Result<bool, String> {
     if flat.property("id").is_some() {
         return Ok(false);
+    }
+    if let Some(name) = &flat.name {
+        let last = propose::words(name).pop().unwrap_or_default();
+        let wrapper_words = [
+            "page",
+            "list",
+            "collection",
+            "response",
+            "result",
+            "results",
+            "envelope",
+            "wrapper",
+            "search",
+            "batch",
+        ];
+        if !wrapper_words.contains(&last.as_str()) {
+            return Ok(false);
+        }
     }
     for (_, pv) in &flat.properties {
         let pf = openapi::flatten(spec, pv, 0)?;
@@ -1274,7 +1332,7 @@ fn is_wrapper(spec: &Spec, flat: &Flat<'_>) -> Result<bool, String> {
 fn consent_attribute(path: &str) -> String {
     let w: Vec<String> = propose::words(path)
         .into_iter()
-        .filter(|w| w != "consent")
+        .filter(|w| !w.starts_with("consent"))
         .collect();
     if w.is_empty() {
         "consent".into()

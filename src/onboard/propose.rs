@@ -43,9 +43,9 @@ const YEAR: &str = "{ kind: year }";
 const HASH: &str = "{ kind: hash }";
 
 /// Words that make an entity (or an `…_id` reference) about a person.
-const PERSON_WORDS: [&str; 16] = [
+pub const PERSON_WORDS: [&str; 15] = [
     "customer", "user", "member", "person", "people", "client", "patient", "employee", "profile",
-    "contact", "student", "buyer", "seller", "owner", "account", "holder",
+    "contact", "student", "buyer", "seller", "owner", "holder",
 ];
 
 /// The words of a name: `lastLoginIP` and `last_login_ip` are `last`,
@@ -75,11 +75,12 @@ pub fn words(name: &str) -> Vec<String> {
     out
 }
 
-/// Whether an entity named `entity` describes a person.
+/// Whether an entity named `entity` describes a person: its head noun,
+/// the last word, is one (`CustomerProfile` is; `MemberAddress` is not).
 pub fn is_person_entity(entity: &str) -> bool {
     words(entity)
-        .iter()
-        .any(|w| PERSON_WORDS.contains(&w.as_str()))
+        .last()
+        .is_some_and(|w| PERSON_WORDS.contains(&w.as_str()))
 }
 
 /// The category most fields of an entity fall in, by its name.
@@ -132,8 +133,35 @@ fn p(category: Category, level: u8, mask: Option<&'static str>, why: String) -> 
 /// entity's category at level 2 until reviewed.
 pub fn propose(f: &FieldFacts<'_>) -> Proposal {
     let leaf = f.path.rsplit('.').next().unwrap_or(f.path);
+    if f.json_type == "boolean" {
+        // A yes/no flag holds no identifier, whatever its name says
+        // (`consents.email` is a consent, not an address).
+        let consent = words(f.path)
+            .iter()
+            .any(|w| w.starts_with("consent") || w == "opt" || w == "optin");
+        return p(
+            if consent {
+                Category::AccountTransaction
+            } else {
+                entity_category(f.entity)
+            },
+            1,
+            None,
+            if consent {
+                format!("`{}` is a yes/no consent record", f.path)
+            } else {
+                format!("`{}` is a yes/no flag", f.path)
+            },
+        );
+    }
     let mut out = by_words(&words(leaf), f, &format!("the name `{leaf}`"))
         .or_else(|| by_format(f))
+        .or_else(|| {
+            // `consent.marketing`: the containers' names say what it is.
+            (leaf != f.path)
+                .then(|| by_words(&words(f.path), f, &format!("the path `{}`", f.path)))
+                .flatten()
+        })
         .or_else(|| {
             let d = f.description?;
             by_words(&words(d), f, "its description")
@@ -402,7 +430,7 @@ fn by_words(w: &[String], f: &FieldFacts<'_>, source: &str) -> Option<Proposal> 
     }
     if any(&[
         "click", "view", "dwell", "duration", "referrer", "agent", "device", "session", "target",
-        "url", "page",
+        "url",
     ]) {
         return Some(p(Category::Behavior, 2, None, reads("behaviour data")));
     }
