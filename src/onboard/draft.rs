@@ -155,7 +155,7 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
                 .iter()
                 .flat_map(|r| r.members.iter().map(|(_, f)| f)),
         )
-        .any(|f| f.proposal.mask == Some("{ kind: hash }"));
+        .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
     let config = d.render_config(source, deployment, uses_hash)?;
     let schema = d.render_schema(source);
     let files = vec![
@@ -635,12 +635,12 @@ impl<'a> Drafter<'a> {
                     }
                     let sf = openapi::flatten(spec, sv, 0)?;
                     let path = format!("$.{key}.{sub}");
-                    let field = self.field(&route.resource.type_name, &path, sub, sv, &sf)?;
+                    let field = self.field(&route.resource.type_name, &path, sv, &sf)?;
                     route.members.push((path, field));
                 }
             } else {
                 let path = format!("$.{key}");
-                let field = self.field(&route.resource.type_name, &path, key, pv, &pf)?;
+                let field = self.field(&route.resource.type_name, &path, pv, &pf)?;
                 if pf.json_type() == "boolean" && key.to_lowercase().contains("consent") {
                     consent_members.push(key.clone());
                 }
@@ -819,7 +819,7 @@ impl<'a> Drafter<'a> {
                 }
                 continue;
             }
-            let mut field = self.field(entity, &path, key, pv, &pf)?;
+            let mut field = self.field(entity, &path, pv, &pf)?;
             if recursive {
                 field.extra.push(format!(
                     "recursive schema `{}`: catalogued as one value",
@@ -838,14 +838,7 @@ impl<'a> Drafter<'a> {
     }
 
     /// One leaf: its JSON type, shape and proposal (or the document's hints).
-    fn field(
-        &self,
-        entity: &str,
-        path: &str,
-        key: &str,
-        pv: &Value,
-        pf: &Flat<'a>,
-    ) -> Result<Field, String> {
+    fn field(&self, entity: &str, path: &str, pv: &Value, pf: &Flat<'a>) -> Result<Field, String> {
         let json_type = pf.json_type().to_string();
         let mut extra = Vec::new();
         let mut shape = match json_type.as_str() {
@@ -902,7 +895,7 @@ impl<'a> Drafter<'a> {
             if let Some(m) = h.get("mask") {
                 proposal.mask = match m {
                     Value::Null => None,
-                    Value::Object(_) => Some(leak(flow(m))),
+                    Value::Object(_) => Some(std::borrow::Cow::Owned(flow(m))),
                     _ => return Err(format!("{at}: x-fieldguard.mask must be a mapping or null")),
                 };
             }
@@ -917,7 +910,6 @@ impl<'a> Drafter<'a> {
             }
             proposal.why = "from x-fieldguard in the API document".into();
         }
-        let _ = key;
         Ok(Field {
             path: path.to_string(),
             json_type,
@@ -1402,7 +1394,7 @@ fn attribute_flow(a: &Attribute) -> String {
 fn field_flow(f: &Field) -> String {
     let p = &f.proposal;
     let mut s = format!("{{ category: {}, level: {}", p.category.as_str(), p.level.0);
-    if let Some(m) = p.mask {
+    if let Some(m) = &p.mask {
         let _ = write!(s, ", mask: {m}");
     }
     if f.shape != Shape::Scalar {
@@ -1444,11 +1436,6 @@ fn flow(v: &Value) -> String {
         Value::String(s) => yaml_str(s),
         other => other.to_string(),
     }
-}
-
-/// Masks from hints live as long as the draft (a handful per document).
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 /// A YAML scalar: plain when safe, else double-quoted JSON.

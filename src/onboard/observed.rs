@@ -263,7 +263,7 @@ fn comment(e: &Entry) -> String {
 fn flow(e: &Entry) -> String {
     let p = &e.proposal;
     let mut s = format!("{{ category: {}, level: {}", p.category.as_str(), p.level.0);
-    if let Some(m) = p.mask {
+    if let Some(m) = &p.mask {
         let _ = write!(s, ", mask: {m}");
     }
     if e.shape != Shape::Scalar {

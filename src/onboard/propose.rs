@@ -7,6 +7,7 @@
 
 use crate::config::{Category, Level};
 use crate::detect::Detector;
+use std::borrow::Cow;
 
 /// A proposed catalogue entry for one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,7 @@ pub struct Proposal {
     pub category: Category,
     pub level: Level,
     /// The mask as config text (`{ kind: partial, keep_last: 4 }`).
-    pub mask: Option<&'static str>,
+    pub mask: Option<Cow<'static, str>>,
     pub free_text: bool,
     /// Why, in a few words (for the reviewer).
     pub why: String,
@@ -122,7 +123,7 @@ fn p(category: Category, level: u8, mask: Option<&'static str>, why: String) -> 
     Proposal {
         category,
         level: Level(level),
-        mask,
+        mask: mask.map(Cow::Borrowed),
         free_text: false,
         why,
     }
@@ -547,7 +548,7 @@ mod tests {
         for (path, entity, category, level, mask) in cases {
             let got = propose(&facts(path, entity));
             assert_eq!(
-                (got.category, got.level.0, got.mask),
+                (got.category, got.level.0, got.mask.as_deref()),
                 (category, level, mask),
                 "{entity}.{path}: {}",
                 got.why
@@ -567,12 +568,12 @@ mod tests {
             format: Some("email"),
             ..facts("contact_2", "Shop")
         };
-        assert_eq!(propose(&f).mask, Some(EMAIL));
+        assert_eq!(propose(&f).mask.as_deref(), Some(EMAIL));
         let f = FieldFacts {
             description: Some("The customer's mobile phone"),
             ..facts("x1", "Shop")
         };
-        assert_eq!(propose(&f).mask, Some(PHONE));
+        assert_eq!(propose(&f).mask.as_deref(), Some(PHONE));
         let unknown = propose(&facts("zz", "Shop"));
         assert_eq!(unknown.level, Level(2));
         assert!(unknown.why.contains("until reviewed"));
