@@ -398,3 +398,52 @@ async fn the_backstop_masks_detected_values_and_the_audit_names_only_the_detecto
     let line = serde_json::to_string(rec).unwrap();
     assert!(!line.contains(raw["alt_email"].as_str().unwrap()), "{line}");
 }
+
+#[tokio::test]
+async fn a_shadow_route_observes_what_it_relays_and_an_enforcing_one_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = upgraded_shop(&dir, |c| {
+        for r in c
+            .routes
+            .iter_mut()
+            .filter(|r| r.path.value == "/customers/{id}")
+        {
+            r.shadow = true;
+        }
+    })
+    .await;
+    let dpo = token("data_protection_officer", "dpo-1", true, None);
+    let raw = a.h.upstream_get("/customers/c-1002").await.json();
+    // Shadow mode relays the body as the upstream sent it ...
+    assert_eq!(a.h.get("/customers/c-1002", &dpo).await.json(), raw);
+    // ... and an enforcing route without `observe` removes the members the
+    // catalogue lacks without recording their shapes.
+    let list = a.h.get("/customers", &dpo).await.json();
+    assert!(list["customers"][0].get("alt_email").is_none());
+    let snapshot = a.admin_get("/observed").await.json();
+    let routes: Vec<&str> = snapshot["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["route"].as_str().unwrap())
+        .collect();
+    assert!(
+        !routes.is_empty() && routes.iter().all(|r| *r == "GET /customers/{id}"),
+        "{snapshot}"
+    );
+    let fields: Vec<&str> = snapshot["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "alt_email",
+            "emergency_contact.name",
+            "emergency_contact.phone"
+        ]
+    );
+    a.drain().await;
+}
