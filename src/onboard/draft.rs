@@ -262,13 +262,14 @@ fn type_name_of(segment: &str) -> String {
 fn singular(word: &str) -> String {
     if let Some(s) = word.strip_suffix("ies") {
         format!("{s}y")
+    } else if let Some(s) = word.strip_suffix("es").filter(|s| {
+        ["sh", "ch", "x", "ss", "us", "zz"]
+            .iter()
+            .any(|e| s.ends_with(e))
+    }) {
+        s.to_string()
     } else if word.ends_with("ss") || word.ends_with("us") {
         word.to_string()
-    } else if let Some(s) = word
-        .strip_suffix("es")
-        .filter(|s| s.ends_with("sh") || s.ends_with("ch") || s.ends_with('x'))
-    {
-        s.to_string()
     } else if let Some(s) = word.strip_suffix('s') {
         s.to_string()
     } else {
@@ -1464,4 +1465,94 @@ fn cedar_str(s: &str) -> String {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_become_type_names() {
+        for (segment, name) in [
+            ("customers", "Customer"),
+            ("categories", "Category"),
+            ("addresses", "Address"),
+            ("boxes", "Box"),
+            ("order-items", "OrderItem"),
+            ("status", "Status"),
+            ("statuses", "Status"),
+            ("cases", "Case"),
+            ("analytics", "Analytic"),
+        ] {
+            assert_eq!(type_name_of(segment), name, "{segment}");
+        }
+    }
+
+    #[test]
+    fn yaml_scalars_that_would_change_meaning_are_quoted() {
+        for (s, quoted) in [
+            ("customer:list", false),
+            ("id", false),
+            ("on", true),
+            ("yes", true),
+            ("12", true),
+            ("/customers/{id}", true),
+            ("$.total", true),
+            ("a: b", true),
+            ("", true),
+        ] {
+            assert_eq!(yaml_str(s).starts_with('"'), quoted, "{s}");
+            let back: String = serde_saphyr::from_str(&yaml_str(s)).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn consent_attributes_are_named_by_what_they_consent_to() {
+        assert_eq!(consent_attribute("consent.marketing"), "marketing_consent");
+        assert_eq!(consent_attribute("marketing_consent"), "marketing_consent");
+        assert_eq!(consent_attribute("consents.sms"), "sms_consent");
+        assert_eq!(consent_attribute("consent"), "consent");
+    }
+
+    #[test]
+    fn hints_in_the_document_are_followed_and_unknown_ones_refused() {
+        let doc = serde_json::json!({
+            "openapi": "3.1.0",
+            "paths": {"/things/{tid}": {"get": {
+                "x-fieldguard": {"action": "thing:look", "resource": {"type": "Thing", "id_param": "tid", "owner_param": "tid"}},
+                "responses": {"200": {"description": "x", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "x-fieldguard": {"entity": "Gadget"},
+                    "properties": {
+                        "id": {"type": "string"},
+                        "memo": {"type": "string", "x-fieldguard": {"category": "interaction", "level": 3, "free_text": true, "mask": null}}
+                    }
+                }}}}}
+            }}}
+        });
+        let spec = Spec::from_value(doc.clone()).unwrap();
+        let d = draft(&spec, "t.yaml", None).unwrap();
+        let config = &d.files[0].1;
+        assert!(
+            config.contains("action: thing:look  # from x-fieldguard"),
+            "{config}"
+        );
+        assert!(
+            config.contains("resource: { type: Thing, id_param: tid, owner_param: tid }"),
+            "{config}"
+        );
+        assert!(
+            config.contains("- { path: \"$\", entity: Gadget }"),
+            "{config}"
+        );
+        assert!(
+            config.contains("memo: { category: interaction, level: 3, free_text: true }"),
+            "{config}"
+        );
+        let mut bad = doc;
+        bad["paths"]["/things/{tid}"]["get"]["x-fieldguard"]["acton"] = "x".into();
+        let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None).unwrap_err();
+        assert!(e.contains("unknown `x-fieldguard` key `acton`"), "{e}");
+    }
 }
