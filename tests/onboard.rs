@@ -447,3 +447,38 @@ async fn a_shadow_route_observes_what_it_relays_and_an_enforcing_one_nothing() {
     );
     a.drain().await;
 }
+
+/// Under a baseline that permits nothing (as a draft starts), every record
+/// is hidden from every caller: shadow mode must still show what the
+/// records hold, or onboarding would learn nothing.
+#[tokio::test]
+async fn records_hidden_from_the_caller_are_observed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = upgraded_shop(&dir, |c| {
+        for r in c
+            .routes
+            .iter_mut()
+            .filter(|r| r.path.value == "/customers/{id}")
+        {
+            r.shadow = true;
+        }
+    })
+    .await;
+    // A partner may not read customers at all: denied, relayed in shadow.
+    let partner = token("partner", "partner-sf-express", false, None);
+    let r = a.h.get("/customers/c-1003", &partner).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["alt_email"].is_string());
+    let snapshot = a.admin_get("/observed").await.json();
+    let alt = snapshot["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == "alt_email")
+        .unwrap_or_else(|| panic!("{snapshot}"));
+    assert_eq!(
+        (&alt["count"], &alt["detected"]["email"]),
+        (&Value::from(1), &Value::from(1))
+    );
+    a.drain().await;
+}

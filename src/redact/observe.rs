@@ -11,6 +11,7 @@
 use super::plan::NamePath;
 use super::response::Scope;
 use super::scan::{self, ScanError, Scanner, Span};
+use crate::catalogue::FieldNode;
 use crate::detect::{self, DetectorCounts, DetectorSet};
 use serde_json::Value;
 
@@ -412,4 +413,126 @@ impl Onboarding {
     pub(super) fn backstops_unnamed(self) -> bool {
         self.pass && !self.backstop.is_empty()
     }
+}
+
+/// Records the unnamed members of a record the caller may not see (it is
+/// dropped whole, so its members were never walked): what a record holds
+/// does not depend on who asked, and a route in shadow mode under a
+/// baseline that permits nothing must still show what its records hold.
+/// Catalogued containers are descended as the visible walk descends them
+/// (an object, or a list of objects); catalogued leaves are skipped.
+pub(super) fn observe_hidden(
+    obs: &mut Observed,
+    scope: Scope,
+    path: &mut NamePath,
+    map: &serde_json::Map<String, Value>,
+    node: &FieldNode,
+) {
+    for (key, value) in map {
+        let len = path.push_key(key);
+        match node.child(key) {
+            None => observe_value(obs, scope, path, value),
+            Some(child) if child.field.is_none() => match value {
+                Value::Object(m) => observe_hidden(obs, scope, path, m, child),
+                Value::Array(items) if items.iter().all(Value::is_object) => {
+                    for item in items {
+                        if let Value::Object(m) = item {
+                            observe_hidden(obs, scope, path, m, child);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Some(_) => {}
+        }
+        path.truncate(len);
+    }
+}
+
+/// The byte form of [`observe_hidden`], one member (`name`, its value at
+/// `value`, enclosed by `depth` containers) of an object whose catalogue
+/// node is `node`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn observe_hidden_member(
+    obs: &mut Observed,
+    scope: Scope,
+    path: &mut NamePath,
+    text: &str,
+    name: &str,
+    value: Span,
+    node: &FieldNode,
+    depth: usize,
+    max_depth: usize,
+) -> Result<(), ScanError> {
+    let len = path.push_key(name);
+    let input = text.as_bytes();
+    let result = match node.child(name) {
+        None => observe_span(obs, scope, path, text, value, depth, max_depth),
+        Some(child) if child.field.is_none() => match input.get(value.start) {
+            Some(b'{') => {
+                observe_hidden_object(obs, scope, path, text, value, child, depth, max_depth)
+            }
+            Some(b'[') => {
+                let mut all_objects = true;
+                for_each_element(input, value, depth, max_depth, |v| {
+                    all_objects &= input.get(v.start) == Some(&b'{');
+                    Ok(())
+                })
+                .and_then(|()| {
+                    if !all_objects {
+                        return Ok(());
+                    }
+                    for_each_element(input, value, depth, max_depth, |v| {
+                        observe_hidden_object(
+                            obs,
+                            scope,
+                            path,
+                            text,
+                            v,
+                            child,
+                            depth + 1,
+                            max_depth,
+                        )
+                    })
+                })
+            }
+            _ => Ok(()),
+        },
+        Some(_) => Ok(()),
+    };
+    path.truncate(len);
+    result
+}
+
+/// The members of the object at `span` (enclosed by `depth` containers).
+#[allow(clippy::too_many_arguments)]
+fn observe_hidden_object(
+    obs: &mut Observed,
+    scope: Scope,
+    path: &mut NamePath,
+    text: &str,
+    span: Span,
+    node: &FieldNode,
+    depth: usize,
+    max_depth: usize,
+) -> Result<(), ScanError> {
+    let mut sc = Scanner::new(text.as_bytes(), span.start, depth, max_depth);
+    sc.open_object()?;
+    let mut first = true;
+    while let Some(key) = sc.member(&mut first)? {
+        let name = scan::text(text, key.span, key.escaped)?;
+        let value = sc.value()?;
+        observe_hidden_member(
+            obs,
+            scope,
+            path,
+            text,
+            &name,
+            value,
+            node,
+            depth + 1,
+            max_depth,
+        )?;
+    }
+    Ok(())
 }

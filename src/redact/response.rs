@@ -4,7 +4,7 @@
 //! around the records) is removed unless the route passes unknown fields,
 //! and counted either way.
 
-use super::observe::{Observed, Onboarding, backstop_value, observe_value};
+use super::observe::{Observed, Onboarding, backstop_value, observe_hidden, observe_value};
 use super::plan::{NamePath, PlanNode};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
@@ -327,6 +327,19 @@ impl TreeWalk<'_, '_> {
         )?;
         if shown {
             return Ok(true);
+        }
+        if self.rules.plan.observe
+            && let Value::Object(map) = &*v
+        {
+            let scope = Scope::Entity(selector.entity.index);
+            let root = &selector.entity.root;
+            observe_hidden(
+                &mut self.report.observed,
+                scope,
+                &mut NamePath::default(),
+                map,
+                root,
+            );
         }
         self.report.records_dropped += 1;
         if selector.path.is_single() {

@@ -23,7 +23,7 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
-use super::observe::{Onboarding, copy_backstopped, observe_span};
+use super::observe::{Onboarding, copy_backstopped, observe_hidden_member, observe_span};
 use super::plan::{NamePath, PlanNode};
 use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
@@ -387,8 +387,30 @@ impl Pass<'_, '_, '_> {
             });
         }
         let shown = self.show_record(selector, sel, &members, depth);
+        let observed = match shown {
+            // A hidden record's unnamed members are observed all the same.
+            Ok(false) if self.rules.plan.observe => {
+                let scope = Scope::Entity(selector.entity.index);
+                let mut path = NamePath::default();
+                members.iter().try_for_each(|m| {
+                    observe_hidden_member(
+                        &mut self.report.observed,
+                        scope,
+                        &mut path,
+                        self.w.text,
+                        &m.name,
+                        m.value,
+                        &selector.entity.root,
+                        depth,
+                        self.w.max_depth,
+                    )
+                })
+            }
+            _ => Ok(()),
+        };
         self.members = members;
         let shown = shown?;
+        observed?;
         if !shown {
             self.report.records_dropped += 1;
             if selector.path.is_single() {
