@@ -221,7 +221,12 @@ fn finish(e: &mut Entry) {
         .iter()
         .filter_map(|(d, n)| Detector::from_name(d).map(|d| (d, *n)))
         .max_by_key(|(d, n)| (*n, std::cmp::Reverse(*d)));
-    let json_type = non_null.first().map(|s| s.as_str()).unwrap_or("null");
+    // A map keyed by data is one object, whatever its values are.
+    let json_type = match e.shape {
+        Shape::Object => "object",
+        Shape::Array => "array",
+        _ => non_null.first().map(|s| s.as_str()).unwrap_or("null"),
+    };
     let entity = if e.owner.contains(' ') { "" } else { &e.owner };
     e.proposal = match best {
         Some((d, n)) => {
@@ -493,4 +498,90 @@ fn unified(name: &str, lines: &[&str], inserts: &[(usize, Vec<String>)]) -> Stri
         i = j + 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insertions_become_hunks_with_context_and_shifted_new_lines() {
+        let text: Vec<String> = (1..=20).map(|i| format!("l{i}")).collect();
+        let lines: Vec<&str> = text.iter().map(String::as_str).collect();
+        let diff = unified(
+            "c.yaml",
+            &lines,
+            &[(5, vec!["A".into()]), (15, vec!["B".into(), "C".into()])],
+        );
+        let headers: Vec<&str> = diff.lines().filter(|l| l.starts_with("@@")).collect();
+        assert_eq!(headers, ["@@ -3,6 +3,7 @@", "@@ -13,6 +14,8 @@"], "{diff}");
+        assert!(diff.contains(" l5\n+A\n l6\n"), "{diff}");
+        assert!(diff.contains(" l15\n+B\n+C\n l16\n"), "{diff}");
+        // Close insertions share a hunk; one at the end has no context after.
+        let merged = unified(
+            "c.yaml",
+            &lines,
+            &[(5, vec!["A".into()]), (8, vec!["B".into()])],
+        );
+        assert_eq!(
+            merged.lines().filter(|l| l.starts_with("@@")).count(),
+            1,
+            "{merged}"
+        );
+        let at_end = unified("c.yaml", &lines, &[(20, vec!["Z".into()])]);
+        assert!(
+            at_end.contains("@@ -18,3 +18,4 @@\n l18\n l19\n l20\n+Z\n"),
+            "{at_end}"
+        );
+    }
+
+    #[test]
+    fn observations_are_grouped_and_proposed_from_the_commonest_kind() {
+        let entry = |route: &str, field: &str, t: &str, n: u64, d: &[(&str, u64)]| {
+            crate::observed::ObservedEntry {
+                route: route.into(),
+                entity: "Customer".into(),
+                field: field.into(),
+                json_type: t.into(),
+                count: n,
+                detected: d.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            }
+        };
+        let snapshot = ObservedSnapshot {
+            version: SNAPSHOT_VERSION,
+            entries: vec![
+                entry(
+                    "GET /a",
+                    "contact",
+                    "string",
+                    10,
+                    &[("email", 7), ("cn_mobile", 2)],
+                ),
+                entry("GET /b", "contact", "null", 3, &[]),
+                entry("GET /a", "prefs.?", "boolean", 4, &[]),
+                entry("GET /a", "?", "string", 1, &[]),
+            ],
+            overflow: 2,
+        };
+        let m = missing(&snapshot, None).unwrap();
+        let names: Vec<&str> = m.fields.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(names, ["contact", "prefs"]);
+        let contact = &m.fields[0];
+        assert_eq!(contact.kind, Some(Detector::Email));
+        assert_eq!(contact.count, 13);
+        assert_eq!(contact.routes, ["GET /a", "GET /b"]);
+        assert!(
+            contact.proposal.why.contains("in 7 of 13 values"),
+            "{}",
+            contact.proposal.why
+        );
+        assert_eq!(m.fields[1].shape, Shape::Object);
+        assert_eq!(m.unnamed_keys, ["Customer ?"]);
+        let yaml = m.to_yaml();
+        assert!(
+            yaml.contains("prefs: { category: identity, level: 2, shape: object }"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("# 2 values were at places beyond"), "{yaml}");
+    }
 }
