@@ -6,8 +6,12 @@
 //!
 //! No OpenAPI crate: the drafter reads a dozen keywords and must keep
 //! going on documents that a strict model would refuse (vendor
-//! extensions, 3.0 and 3.1 side by side, loose `type`s), so it walks the
-//! `serde_json::Value` the file parses into.
+//! extensions, 3.0 and 3.1 side by side, `type` as a string or a list,
+//! `nullable` beside `type: [.., "null"]`), so it walks the
+//! `serde_json::Value` the file parses into: YAML through serde-saphyr,
+//! which the configuration already uses (and which reports lines), JSON
+//! through serde_json. The typed OpenAPI crates model one version each
+//! and fail a whole document on one field they do not know.
 
 use serde_json::{Map, Value};
 use std::path::Path;
