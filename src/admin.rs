@@ -49,7 +49,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("admin accept failed: {e}");
+                crate::repeated_warn!(
+                    crate::logging::repeated::Kind::Accept,
+                    "admin accept failed: {e}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

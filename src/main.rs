@@ -228,6 +228,17 @@ fn main() -> ExitCode {
         },
     };
     logging::init(format);
+    match logging::repeated::interval_from_env(
+        std::env::var(logging::repeated::INTERVAL_ENV)
+            .ok()
+            .as_deref(),
+    ) {
+        Ok(interval) => logging::repeated::set_interval(interval),
+        Err(e) => {
+            logging::fatal(&e);
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Demo {
@@ -523,6 +534,12 @@ fn audit_verify(
         ),
         _ => println!("ok: no records"),
     }
+    if let Some(d) = report.deleted {
+        println!(
+            "gap: records seq {} to {} were deleted by audit retention (recorded at seq {})",
+            d.first_seq, d.last_seq, d.noted_at
+        );
+    }
     Ok(())
 }
 
@@ -553,10 +570,10 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(l.address)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
-        logging::notice(format_args!(
-            "fieldguard listening on {scheme}://{}",
-            l.address
-        ));
+        // The bound address: with port 0 in the config, the one the
+        // kernel picked.
+        let bound = listener.local_addr().unwrap_or(l.address);
+        logging::notice(format_args!("fieldguard listening on {scheme}://{bound}"));
         tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
     service::serve_until_shutdown(&server, tasks, audit_writer).await

@@ -297,11 +297,20 @@ pub struct ResourceConfig {
     pub owner_param: Option<Spanned<String>>,
 }
 
+/// A `response:` section makes the route *inspected*: its body is filtered,
+/// and its headers are allow-listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseBodyConfig {
     #[serde(default)]
     pub records: Vec<RecordSelectorConfig>,
+    /// Upstream response headers this route may pass on besides the
+    /// standard representation and caching ones (`Content-Type`,
+    /// `Cache-Control`, …; see `proxy::response_headers::STANDARD`). Any
+    /// other header (`Set-Cookie`, a custom one echoing data) is dropped,
+    /// counted and audited. Names are checked at load.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
     /// The body around the records (wrappers, pagination): each member by
     /// its JSONPath from the root (`$.total`, `$.page.next`), classified
     /// like a field and decided by Cedar on the route's resource with

@@ -24,10 +24,12 @@ const UPSTREAM_INSPECTED_KINDS: [&str; 3] = ["unavailable", "timeout", "error_st
 const WRITE_REFUSAL_REASONS: [&str; 2] = ["not_collected", "not_permitted"];
 /// `fieldguard_body_rejections_total{direction, reason}` (see
 /// `body_rejection` in the parent module).
-const BODY_REJECTIONS: [(&str, &str); 5] = [
+const BODY_REJECTIONS: [(&str, &str); 7] = [
     ("request", "too_large"),
     ("request", "malformed"),
     ("request", "unsupported_media_type"),
+    ("request", "ambiguous_content_type"),
+    ("request", "unsupported_content_encoding"),
     ("response", "too_large"),
     ("response", "unreadable"),
 ];

@@ -1,13 +1,16 @@
 //! The reverse proxy: accepts HTTP/1.1 and h2c connections and runs each
 //! request through [`handler`].
 
+mod ambiguity;
 pub mod body;
+mod detached;
 pub mod errors;
 pub mod exchange;
 mod framing;
 mod handler;
 pub mod headers;
 mod observe;
+pub mod response_headers;
 pub mod server;
 mod stall;
 pub mod upstream;

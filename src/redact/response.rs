@@ -383,7 +383,11 @@ fn filter_record(
         )));
     }
     let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
-        tracing::warn!(entity = %sel.entity.name, "record lacks a configured attribute; hidden");
+        crate::repeated_warn!(
+            crate::logging::repeated::Kind::RecordAttribute,
+            "a {} record lacks a configured attribute; hidden",
+            sel.entity.name
+        );
         return Ok(false);
     };
     let entity = &sel.entity;

@@ -442,7 +442,11 @@ impl Pass<'_, '_, '_> {
             match value {
                 Some(v) => values.push(v),
                 None => {
-                    tracing::warn!(entity = %entity.name, "record lacks a configured attribute; hidden");
+                    crate::repeated_warn!(
+                        crate::logging::repeated::Kind::RecordAttribute,
+                        "a {} record lacks a configured attribute; hidden",
+                        entity.name
+                    );
                     return Ok(false);
                 }
             }

@@ -80,6 +80,9 @@ pub struct Route {
     pub method: String,
     pub template: String,
     pub passthrough: bool,
+    /// The response-header allow-list; `Some` exactly on routes with a
+    /// `response:` section (inspected routes).
+    pub response_headers: Option<crate::proxy::response_headers::ResponseHeaders>,
     pub action: String,
     pub resource: Option<ResourceRule>,
     /// Where records and wrapper members are in the response body, when the
@@ -154,6 +157,7 @@ impl Route {
                 method: rc.method.value.clone(),
                 template: rc.path.value.clone(),
                 passthrough: true,
+                response_headers: None,
                 action: String::new(),
                 resource: None,
                 response: None,
@@ -301,6 +305,17 @@ impl Route {
             method: rc.method.value.clone(),
             template: rc.path.value.clone(),
             passthrough: false,
+            response_headers: rc
+                .response
+                .as_ref()
+                .map(|r| {
+                    crate::proxy::response_headers::ResponseHeaders::compile(
+                        &r.headers,
+                        &loaded.file,
+                        &format!("{} {}", rc.method.value, rc.path.value),
+                    )
+                })
+                .transpose()?,
             action: action.value.clone(),
             resource: Some(resource),
             response,

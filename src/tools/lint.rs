@@ -108,14 +108,20 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
     for f in rt.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
-        if !mentioned {
-            out.push(format!(
-                "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it)",
-                rt.config.file.display(),
-                f.entity,
-                f.path
-            ));
+        if mentioned {
+            continue;
         }
+        let what = match f.wrapper_of.and_then(|i| rt.routes.get(i)) {
+            Some(r) => format!(
+                "response member `{}` of route {} {}",
+                f.path, r.method, r.template
+            ),
+            None => format!("catalogue field {}.{}", f.entity, f.path),
+        };
+        out.push(format!(
+            "{}: {what} is mentioned by no policy (only blanket rules decide it)",
+            rt.config.file.display()
+        ));
     }
     out
 }

@@ -4,6 +4,7 @@
 
 pub mod audited;
 pub mod drafted;
+pub mod scripted;
 pub mod wire;
 
 use bytes::Bytes;
