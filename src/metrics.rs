@@ -64,6 +64,7 @@ pub struct Metrics {
     records_hidden: IntCounterVec,
     uncatalogued: IntCounterVec,
     misshapen: IntCounterVec,
+    backstop: IntCounterVec,
     /// Label sets of `uncatalogued` and `misshapen` in use: member names
     /// come from upstream bodies, so their number is capped.
     member_labels: Mutex<BoundedLabels>,
@@ -298,6 +299,12 @@ impl Metrics {
                 "Catalogued containers (and declared wrapper objects or arrays) whose value had another shape, removed, by route, entity and path.",
                 &["route", "entity", "field"],
             )?,
+            backstop: counter(
+                &r,
+                "fieldguard_backstop_matches_total",
+                "Values masked by a route's backstop (detector matches in passed uncatalogued members and free_text fields), by route and detector.",
+                &["route", "detector"],
+            )?,
             member_labels: Mutex::new(BoundedLabels::default()),
             refused_write_fields: counter(
                 &r,
@@ -502,6 +509,11 @@ impl Metrics {
                         c.inc_by(u64::from(count));
                     }
                 }
+            }
+            for (detector, n) in f.backstop.iter() {
+                self.backstop
+                    .with_label_values(&[route, detector.as_str()])
+                    .inc_by(u64::from(n));
             }
             if f.records_dropped > 0 {
                 self.records_hidden

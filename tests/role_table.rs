@@ -1,9 +1,13 @@
 //! Every cell of the reference role table (README, issue "The enforcement
-//! proxy"), checked through the real proxy in front of the real demo shop.
+//! proxy"), checked through the real proxy in front of the real demo shop:
+//! with the reference configuration, and with the configuration and schema
+//! `fieldguard onboard openapi` drafts from the demo shop's OpenAPI
+//! document (examples/onboarding/demo-shop.openapi.yaml) once the
+//! reference policies are added (tests/common/drafted.rs).
 
 mod common;
 
-use common::{Harness, keys, leaf_paths, start, token};
+use common::{Harness, keys, leaf_paths, token};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -37,9 +41,7 @@ async fn assert_status(h: &Harness, tok: &str, paths: &[&str], status: StatusCod
     }
 }
 
-#[tokio::test]
-async fn customer_sees_only_their_own_data_in_full() {
-    let h = start().await;
+async fn customer_sees_only_their_own_data_in_full(h: Harness) {
     let tok = token("customer", "c-1001", false, None);
 
     let own = h.get("/customers/c-1001", &tok).await;
@@ -105,9 +107,7 @@ async fn customer_sees_only_their_own_data_in_full() {
     .await;
 }
 
-#[tokio::test]
-async fn customer_writes_only_their_own_contact_details_and_consent() {
-    let h = start().await;
+async fn customer_writes_only_their_own_contact_details_and_consent(h: Harness) {
     let tok = token("customer", "c-1001", false, None);
     let patch = json!({
         "phone": "+86 139 0000 0000",
@@ -166,9 +166,7 @@ async fn customer_writes_only_their_own_contact_details_and_consent() {
     assert_eq!(h.upstream_get("/customers/c-1001").await.status, 404);
 }
 
-#[tokio::test]
-async fn registration_collects_only_the_minimum() {
-    let h = start().await;
+async fn registration_collects_only_the_minimum(h: Harness) {
     let tok = token("customer", "new-user-1", false, None);
     let ok = json!({
         "name": "Li Na", "gender": "female", "birth_date": "1990-01-01",
@@ -210,9 +208,7 @@ async fn registration_collects_only_the_minimum() {
     );
 }
 
-#[tokio::test]
-async fn support_agent_sees_contact_masked_unless_mfa() {
-    let h = start().await;
+async fn support_agent_sees_contact_masked_unless_mfa(h: Harness) {
     let raw = upstream_json(&h, "/customers/c-1001").await;
     let tok = token("support_agent", "agent-7", false, None);
     let c = h.get("/customers/c-1001", &tok).await.json();
@@ -295,9 +291,7 @@ async fn support_agent_sees_contact_masked_unless_mfa() {
     assert_eq!(r.status, 403);
 }
 
-#[tokio::test]
-async fn fulfillment_sees_shipping_but_no_customers_or_payment() {
-    let h = start().await;
+async fn fulfillment_sees_shipping_but_no_customers_or_payment(h: Harness) {
     let tok = token("fulfillment", "warehouse-3", false, None);
     assert_status(
         &h,
@@ -336,9 +330,7 @@ async fn fulfillment_sees_shipping_but_no_customers_or_payment() {
     }
 }
 
-#[tokio::test]
-async fn marketing_analyst_sees_pseudonymised_consented_data_only() {
-    let h = start().await;
+async fn marketing_analyst_sees_pseudonymised_consented_data_only(h: Harness) {
     let tok = token("marketing_analyst", "analyst-2", false, Some("marketing"));
     let raw = upstream_json(&h, "/customers").await;
     let list = h.get("/customers", &tok).await.json();
@@ -422,9 +414,7 @@ async fn marketing_analyst_sees_pseudonymised_consented_data_only() {
     assert_eq!(r.status, 200);
 }
 
-#[tokio::test]
-async fn data_protection_officer_sees_everything_only_with_mfa() {
-    let h = start().await;
+async fn data_protection_officer_sees_everything_only_with_mfa(h: Harness) {
     let tok = token("data_protection_officer", "dpo-1", true, None);
     for p in [
         "/customers/c-1001",
@@ -479,9 +469,7 @@ async fn data_protection_officer_sees_everything_only_with_mfa() {
     assert_eq!(r.status, 403);
 }
 
-#[tokio::test]
-async fn partner_reads_order_status_and_logistics_by_id_only() {
-    let h = start().await;
+async fn partner_reads_order_status_and_logistics_by_id_only(h: Harness) {
     let tok = token("partner", "partner-sf-express", false, None);
     let raw = upstream_json(&h, "/customers/c-1001/orders").await;
     let id = raw["orders"][0]["id"].as_str().unwrap();
@@ -503,9 +491,7 @@ async fn partner_reads_order_status_and_logistics_by_id_only() {
     .await;
 }
 
-#[tokio::test]
-async fn unknown_roles_get_nothing() {
-    let h = start().await;
+async fn unknown_roles_get_nothing(h: Harness) {
     let tok = token("intern", "i-1", true, Some("marketing"));
     assert_status(
         &h,
@@ -515,3 +501,37 @@ async fn unknown_roles_get_nothing() {
     )
     .await;
 }
+
+/// Each case against both deployments.
+macro_rules! role_table {
+    ($($case:ident),* $(,)?) => {
+        mod reference {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::common::start().await).await
+                }
+            )*
+        }
+        mod drafted_from_openapi {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::common::drafted::start().await).await
+                }
+            )*
+        }
+    };
+}
+
+role_table!(
+    customer_sees_only_their_own_data_in_full,
+    customer_writes_only_their_own_contact_details_and_consent,
+    registration_collects_only_the_minimum,
+    support_agent_sees_contact_masked_unless_mfa,
+    fulfillment_sees_shipping_but_no_customers_or_payment,
+    marketing_analyst_sees_pseudonymised_consented_data_only,
+    data_protection_officer_sees_everything_only_with_mfa,
+    partner_reads_order_status_and_logistics_by_id_only,
+    unknown_roles_get_nothing,
+);

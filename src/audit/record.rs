@@ -182,6 +182,10 @@ pub struct RefusedField {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BodyRecord {
+    /// Values the route's backstop masked, by detector (never the values);
+    /// absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backstop: Option<BackstopRecord>,
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
     /// Catalogued containers whose value had another shape (removed);
@@ -197,6 +201,14 @@ pub struct BodyRecord {
     /// catalogue is missing; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncatalogued: Option<MemberNames>,
+}
+
+/// What a route's backstop masked: matches by detector.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackstopRecord {
+    pub count: u64,
+    /// Matches by detector name (`cn_resident_id`, `email`, …).
+    pub detectors: BTreeMap<&'static str, u32>,
 }
 
 /// Member names (never values) and how often they occurred.
@@ -379,6 +391,10 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
     redacted
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
     BodyRecord {
+        backstop: (!f.backstop.is_empty()).then(|| BackstopRecord {
+            count: f.backstop.total(),
+            detectors: f.backstop.iter().map(|(d, n)| (d.as_str(), n)).collect(),
+        }),
         by_category,
         misshapen: member_names(&f.misshapen, rt, "removed"),
         records: f.records,
@@ -472,6 +488,10 @@ mod tests {
                 type_name: "Customer".into(),
             }),
             response_body: Some(BodyRecord {
+                backstop: Some(BackstopRecord {
+                    count: 2,
+                    detectors: BTreeMap::from([("email", 1), ("cn_resident_id", 1)]),
+                }),
                 by_category,
                 records: 2,
                 records_hidden: 1,

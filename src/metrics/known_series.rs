@@ -49,6 +49,10 @@ impl Metrics {
                     self.upstream_errors.with_label_values(&[template, kind]);
                 }
                 self.records_hidden.with_label_values(&[template]);
+                for detector in route.response.iter().flat_map(|p| p.backstop.iter()) {
+                    self.backstop
+                        .with_label_values(&[template, detector.as_str()]);
+                }
             } else {
                 for kind in UPSTREAM_STREAMING_KINDS {
                     self.upstream_errors.with_label_values(&[template, kind]);

@@ -437,6 +437,7 @@ async fn shadow_filter(
         || report.records_dropped > 0
         || !report.unnamed.is_empty()
         || !report.misshapen.is_empty()
+        || !report.backstop.is_empty()
     {
         shadow_report(ex).would_redact = Some(report);
     }

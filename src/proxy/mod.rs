@@ -39,6 +39,8 @@ pub struct Proxy {
     /// The audit trail; `None` only for proxies built without one (library
     /// users, tests): `fieldguard run` and `demo` always attach one.
     pub audit: Option<crate::audit::AuditLog>,
+    /// What observing routes saw of unnamed members (`/observed`).
+    pub observed: crate::observed::ObservedStore,
 }
 
 impl Proxy {
@@ -54,6 +56,7 @@ impl Proxy {
             upstream,
             metrics: Arc::new(metrics),
             audit: None,
+            observed: Default::default(),
         })
     }
 

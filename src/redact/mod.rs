@@ -2,6 +2,7 @@
 //! caller may see (and in which form), and which fields a write may carry.
 
 mod json;
+pub mod observe;
 pub mod plan;
 pub mod request;
 pub mod response;

@@ -138,6 +138,13 @@ impl Route {
                     .into(),
             ));
         }
+        if rc.response.is_none() && (rc.observe.is_some() || !rc.backstop.0.is_empty()) {
+            return Err(at(
+                route_line,
+                "`observe` and `backstop` apply to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
         if rc.passthrough {
             if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
                 return Err(at(
@@ -259,8 +266,12 @@ impl Route {
                         .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
                     members.push((parsed, index));
                 }
+                let observe = rc.observe.unwrap_or(
+                    rc.unknown_fields == UnknownFields::Pass || rc.shadow || loaded.config.shadow,
+                );
                 let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
-                    .map_err(|m| at(route_line, format!("response: {m}")))?;
+                    .map_err(|m| at(route_line, format!("response: {m}")))?
+                    .with_onboarding(observe, rc.backstop.0);
                 Some(Arc::new(plan))
             }
             None => None,
