@@ -213,12 +213,11 @@ impl TreeWalk<'_, '_> {
             return self.records_place(v, sel, in_list);
         }
         if let Some(field) = node.member {
-            let mut ctx = RecordCtx::new(
+            let mut ctx = RecordCtx::for_wrapper(
                 &mut *self.decider,
                 self.catalogue,
-                self.rules.resource,
+                self.rules,
                 &mut *self.report,
-                Onboarding::of(self.rules.plan),
             );
             return Ok(ctx.leaf(v, field));
         }
@@ -440,6 +439,23 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
             last_explained: Default::default(),
             onboarding,
         }
+    }
+
+    /// The decisions on the members of the body around the records: made
+    /// on the route's resource (both redactors use this).
+    pub(super) fn for_wrapper(
+        decider: &'r mut Decider<'d>,
+        catalogue: &'r Catalogue,
+        rules: &BodyRules<'r>,
+        report: &'r mut FilterReport,
+    ) -> Self {
+        Self::new(
+            decider,
+            catalogue,
+            rules.resource,
+            report,
+            Onboarding::of(rules.plan),
+        )
     }
 
     /// Whether a free-text field shown as it is goes through the backstop.

@@ -223,12 +223,11 @@ impl Pass<'_, '_, '_> {
         }
         if let Some(field) = node.member {
             let value = sc.value()?;
-            let mut ctx = RecordCtx::new(
+            let mut ctx = RecordCtx::for_wrapper(
                 &mut *self.decider,
                 self.catalogue,
-                self.rules.resource,
+                self.rules,
                 &mut *self.report,
-                Onboarding::of(self.rules.plan),
             );
             return leaf(&mut self.w, &mut ctx, field, value, sc.depth());
         }
