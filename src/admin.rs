@@ -1,7 +1,9 @@
 //! The operators' listener, apart from client traffic: `/metrics`
 //! (Prometheus text format), `/healthz` (the process is alive), `/readyz`
-//! (policies loaded and the audit sink writable: send traffic here) and
-//! `/policies` (what is enforced right now).
+//! (policies loaded and the audit sink writable: send traffic here),
+//! `/policies` (what is enforced right now) and `/observed` (what
+//! observing routes saw of members the configuration does not name, for
+//! `fieldguard onboard observed`).
 //!
 //! Bind it to loopback or a management network: it says which policies are
 //! loaded, though never any request data.
@@ -47,7 +49,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("admin accept failed: {e}");
+                crate::repeated_warn!(
+                    crate::logging::repeated::Kind::Accept,
+                    "admin accept failed: {e}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
@@ -148,6 +153,15 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             )
         }
         "/policies" => json(StatusCode::OK, &policies(proxy)),
+        // Counts only (never values): what observing routes saw of the
+        // members their configuration does not name.
+        "/observed" => match serde_json::to_value(proxy.observed.snapshot()) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(_) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": "internal"}),
+            ),
+        },
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "not_found"}),

@@ -73,6 +73,50 @@ enum SubjectFormat {
 }
 
 #[derive(Subcommand)]
+enum OnboardCommand {
+    /// Draft a configuration, Cedar schema and deny-all baseline policy
+    /// file from an OpenAPI 3.0/3.1 document (YAML or JSON), for review.
+    Openapi {
+        spec: PathBuf,
+        /// Folder to write the draft to (fieldguard.yaml, policies/).
+        #[arg(long)]
+        out: PathBuf,
+        /// A YAML file with the deployment's sections (listeners, upstream,
+        /// identity, redaction, …) to copy into the draft as written.
+        #[arg(long)]
+        deployment: Option<PathBuf>,
+        /// Replace files already in the output folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the catalogue entries still missing, from what observing
+    /// routes saw in traffic (the admin listener's /observed, or a saved
+    /// copy of it).
+    Observed {
+        /// The admin listener (`http://127.0.0.1:9090`).
+        #[arg(long, conflicts_with = "state", required_unless_present = "state")]
+        admin: Option<String>,
+        /// A saved /observed response (`curl …/observed > observed.json`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The configuration to compare with (entries it has are skipped;
+        /// `--format patch` edits it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ObservedFormat::Yaml)]
+        format: ObservedFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ObservedFormat {
+    /// Catalogue entries to paste, with why each was proposed.
+    Yaml,
+    /// A unified diff adding them to `--config` (`git apply`, `patch -p1`).
+    Patch,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the proxy with a configuration file (the main job).
     Run {
@@ -107,6 +151,11 @@ enum Command {
         /// Customers to generate (c-1001 onwards).
         #[arg(long, default_value_t = fieldguard::demo::data::DEMO_CUSTOMERS)]
         customers: usize,
+        /// Also send fields the reference catalogue lacks (`alt_email`,
+        /// `emergency_contact`), as a shop upgraded behind fieldguard's
+        /// back would: for trying `fieldguard onboard observed`.
+        #[arg(long)]
+        extra_fields: bool,
     },
     /// Audit-trail tools.
     Audit {
@@ -178,6 +227,12 @@ enum Command {
         method: String,
         path: String,
     },
+    /// Put an API under fieldguard: draft from its OpenAPI document, and
+    /// complete the catalogue from observed traffic.
+    Onboard {
+        #[command(subcommand)]
+        command: OnboardCommand,
+    },
     /// The least-privilege report: what each role sees, per field and route.
     Matrix {
         #[arg(long)]
@@ -213,6 +268,17 @@ fn main() -> ExitCode {
         },
     };
     logging::init(format);
+    match logging::repeated::interval_from_env(
+        std::env::var(logging::repeated::INTERVAL_ENV)
+            .ok()
+            .as_deref(),
+    ) {
+        Ok(interval) => logging::repeated::set_interval(interval),
+        Err(e) => {
+            logging::fatal(&e);
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Demo {
@@ -232,9 +298,11 @@ fn main() -> ExitCode {
                 policies,
             }))
         }),
-        Command::Shop { listen, customers } => {
-            runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers)))
-        }
+        Command::Shop {
+            listen,
+            customers,
+            extra_fields,
+        } => runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -272,6 +340,41 @@ fn main() -> ExitCode {
         )
         .map(|t| println!("{t}")),
         Command::Test { path, config } => run_policy_tests(&path, config.as_deref()),
+        Command::Onboard {
+            command:
+                OnboardCommand::Openapi {
+                    spec,
+                    out,
+                    deployment,
+                    force,
+                },
+        } => onboard_openapi(&spec, &out, deployment, force),
+        Command::Onboard {
+            command:
+                OnboardCommand::Observed {
+                    admin,
+                    state,
+                    config,
+                    format,
+                },
+        } => (|| {
+            let snapshot = match (&admin, &state) {
+                (Some(url), _) => runtime()?.block_on(tools_observed::fetch(url))?,
+                (None, Some(file)) => tools_observed::read_state(file)?,
+                (None, None) => return Err("give --admin URL or --state FILE".to_string()),
+            };
+            let report = tools_observed::missing(&snapshot, config.as_deref())?;
+            match format {
+                ObservedFormat::Yaml => print!("{}", report.to_yaml()),
+                ObservedFormat::Patch => {
+                    let config = config
+                        .as_deref()
+                        .ok_or("--format patch needs --config (the file to patch)")?;
+                    print!("{}", report.to_patch(config)?)
+                }
+            }
+            Ok(())
+        })(),
         Command::Explain {
             config,
             roles,
@@ -367,6 +470,43 @@ fn parse_claim(s: &str) -> Result<(String, String), String> {
     }
 }
 
+use fieldguard::onboard::observed as tools_observed;
+
+/// `fieldguard onboard openapi`: writes the draft and prints what to do next.
+fn onboard_openapi(
+    spec: &std::path::Path,
+    out: &std::path::Path,
+    deployment: Option<PathBuf>,
+    force: bool,
+) -> Result<(), String> {
+    let opts = fieldguard::onboard::draft::DraftOptions { deployment };
+    let draft = fieldguard::onboard::draft::draft_openapi(spec, &opts)?;
+    if !force {
+        for (rel, _) in &draft.files {
+            let path = out.join(rel);
+            if path.exists() {
+                return Err(format!(
+                    "{} exists; use --force to replace the draft (a reviewed config is not overwritten by default)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    draft.write(out)?;
+    for (rel, _) in &draft.files {
+        println!("wrote {}", out.join(rel).display());
+    }
+    for n in &draft.notes {
+        println!("note: {n}");
+    }
+    println!(
+        "next: review every `proposed` line of {}, then `fieldguard validate --config {}` (docs/onboarding.md)",
+        out.join("fieldguard.yaml").display(),
+        out.join("fieldguard.yaml").display()
+    );
+    Ok(())
+}
+
 /// Runs policy tests; the summary line is `N passed, N failed`.
 fn run_policy_tests(
     path: &std::path::Path,
@@ -427,7 +567,11 @@ fn worker_threads(value: Option<&str>) -> Result<Option<usize>, String> {
 }
 
 /// `fieldguard shop`: the demo shop alone, until the process is stopped.
-async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> {
+async fn serve_shop(
+    listen: SocketAddr,
+    customers: usize,
+    extra_fields: bool,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -435,7 +579,11 @@ async fn serve_shop(listen: SocketAddr, customers: usize) -> Result<(), String> 
     logging::notice(format_args!(
         "demo shop ({customers} customers) listening on http://{addr}"
     ));
-    let shop = fieldguard::demo::shop::Shop::new(customers);
+    let shop = if extra_fields {
+        fieldguard::demo::shop::Shop::with_extra_fields(customers)
+    } else {
+        fieldguard::demo::shop::Shop::new(customers)
+    };
     fieldguard::demo::shop::serve(listener, shop)
         .await
         .map_err(|e| format!("demo shop stopped: {e}"))
@@ -485,6 +633,12 @@ fn audit_verify(
         ),
         _ => println!("ok: no records"),
     }
+    if let Some(d) = report.deleted {
+        println!(
+            "gap: records seq {} to {} were deleted by audit retention (recorded at seq {})",
+            d.first_seq, d.last_seq, d.noted_at
+        );
+    }
     Ok(())
 }
 
@@ -515,10 +669,10 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(l.address)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", l.address))?;
-        logging::notice(format_args!(
-            "fieldguard listening on {scheme}://{}",
-            l.address
-        ));
+        // The bound address: with port 0 in the config, the one the
+        // kernel picked.
+        let bound = listener.local_addr().unwrap_or(l.address);
+        logging::notice(format_args!("fieldguard listening on {scheme}://{bound}"));
         tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
     service::serve_until_shutdown(&server, tasks, audit_writer).await

@@ -3,16 +3,19 @@
 //!
 //! Label values are bounded by configuration: route templates, action ids,
 //! catalogue entities and fields, refusal codes and identity-failure reasons.
-//! User ids, resource ids and raw paths are never labels.
+//! User ids, resource ids and raw paths are never labels. The one label an
+//! upstream chooses, the name of a dropped response header, is bounded here
+//! ([`HeaderLabels`]).
 
 use crate::identity::CacheStats;
-use crate::proxy::exchange::Exchange;
+use crate::proxy::exchange::{Exchange, Stage};
 use crate::redact::Outcome;
 use crate::runtime::Runtime;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -30,6 +33,17 @@ const DECISION_BUCKETS: &[f64] = &[
 
 /// Label of requests no route matched (or matched a passthrough route).
 pub const NO_ROUTE: &str = "none";
+
+/// The `header` label of a dropped response header that is not
+/// token-shaped, too long, or new after [`MAX_HEADER_SERIES`].
+pub const OTHER_HEADER: &str = "_other";
+/// Longest header name used as a label value.
+const MAX_HEADER_LABEL: usize = 64;
+/// Distinct `(route, header)` series of
+/// `fieldguard_response_headers_dropped_total` before new names share
+/// [`OTHER_HEADER`]: the upstream chooses header names, and each new one
+/// would otherwise be a new series for as long as the process lives.
+pub const MAX_HEADER_SERIES: usize = 256;
 
 pub struct Metrics {
     pub registry: Registry,
@@ -50,6 +64,7 @@ pub struct Metrics {
     records_hidden: IntCounterVec,
     uncatalogued: IntCounterVec,
     misshapen: IntCounterVec,
+    backstop: IntCounterVec,
     /// Label sets of `uncatalogued` and `misshapen` in use: member names
     /// come from upstream bodies, so their number is capped.
     member_labels: Mutex<BoundedLabels>,
@@ -58,6 +73,10 @@ pub struct Metrics {
     body_rejections: IntCounterVec,
     upstream_errors: IntCounterVec,
     refusals: IntCounterVec,
+    http_refusals: IntCounterVec,
+    client_aborts: IntCounterVec,
+    headers_dropped: IntCounterVec,
+    header_labels: Mutex<HeaderLabels>,
     shadow_events: IntCounterVec,
     policy_info: IntGaugeVec,
     policy_loads: IntCounterVec,
@@ -86,6 +105,9 @@ pub struct AuditMetrics {
     pub records_lost: IntCounter,
     pub sink_up: IntGauge,
     pub last_write: Gauge,
+    pub files_deleted: IntCounter,
+    pub retention_remaining_bytes: IntGauge,
+    pub retention_capacity_bytes: IntGauge,
 }
 
 /// A registry that remembers what was registered.
@@ -191,6 +213,21 @@ impl Metrics {
                 "fieldguard_audit_last_write_timestamp_seconds",
                 "Unix time of the last successful audit write.",
             )?,
+            files_deleted: int_counter(
+                &r,
+                "fieldguard_audit_files_deleted_total",
+                "Audit files deleted by retention (audit.retention: when_full: delete_oldest, or max_age_hours). Any increase is evidence leaving the node.",
+            )?,
+            retention_remaining_bytes: int_gauge(
+                &r,
+                "fieldguard_audit_retention_remaining_bytes",
+                "Bytes the audit file retention can still take before it is full (then requests are refused, or the oldest file deleted).",
+            )?,
+            retention_capacity_bytes: int_gauge(
+                &r,
+                "fieldguard_audit_retention_capacity_bytes",
+                "Bytes the audit files may hold in all (audit.retention.max_total_bytes); 0 without a file sink.",
+            )?,
         };
         for reason in ["sink_failed", "queue_full", "closed"] {
             audit.refused_requests.with_label_values(&[reason]);
@@ -266,6 +303,12 @@ impl Metrics {
                 "Catalogued containers (and declared wrapper objects or arrays) whose value had another shape, removed, by route, entity and path.",
                 &["route", "entity", "field"],
             )?,
+            backstop: counter(
+                &r,
+                "fieldguard_backstop_matches_total",
+                "Values masked by a route's backstop (detector matches in passed uncatalogued members and free_text fields), by route and detector.",
+                &["route", "detector"],
+            )?,
             member_labels: Mutex::new(BoundedLabels::default()),
             refused_write_fields: counter(
                 &r,
@@ -297,6 +340,25 @@ impl Metrics {
                 "Requests the proxy answered itself, by refusal code.",
                 &["code"],
             )?,
+            http_refusals: counter(
+                &r,
+                "fieldguard_http_refusals_total",
+                "Requests hyper's HTTP layer refused before the proxy's handler saw them (it answered 400/431 itself, or a request head did not arrive in time), by reason.",
+                &["reason"],
+            )?,
+            client_aborts: counter(
+                &r,
+                "fieldguard_client_aborts_total",
+                "Requests whose client left before getting the answer, by how far the exchange had got (the work still finished and was audited).",
+                &["stage"],
+            )?,
+            headers_dropped: counter(
+                &r,
+                "fieldguard_response_headers_dropped_total",
+                "Upstream response headers dropped by an inspected route's allow-list, by route and header name (bounded: see docs).",
+                &["route", "header"],
+            )?,
+            header_labels: Mutex::new(HeaderLabels::default()),
             policy_info: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -365,6 +427,16 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.policy_loads.with_label_values(&[result]);
         }
+        for reason in HTTP_REFUSAL_REASONS {
+            m.http_refusals.with_label_values(&[reason]);
+        }
+        for stage in [
+            Stage::BeforeUpstream,
+            Stage::DuringUpstream,
+            Stage::AfterUpstream,
+        ] {
+            m.client_aborts.with_label_values(&[stage.as_str()]);
+        }
         Ok(m)
     }
 
@@ -387,15 +459,36 @@ impl Metrics {
         self.policy_loads.with_label_values(&["failure"]).inc();
     }
 
+    /// A request hyper's HTTP layer refused (`reason`: one of
+    /// [`HTTP_REFUSAL_REASONS`]).
+    pub fn http_refused(&self, reason: &'static str) {
+        self.http_refusals.with_label_values(&[reason]).inc();
+    }
+
     /// Everything one finished request contributes.
     pub fn observe(&self, ex: &Exchange, rt: &Runtime) {
         let route = ex.route.as_deref().unwrap_or(NO_ROUTE);
         let action = ex.action.as_deref().unwrap_or(NO_ROUTE);
+        if let Some(stage) = ex.progress.aborted_at() {
+            self.client_aborts
+                .with_label_values(&[stage.as_str()])
+                .inc();
+        }
+        if !ex.dropped_headers.is_empty() {
+            let mut labels = self.header_labels.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &ex.dropped_headers {
+                let header = labels.label(route, name.as_str());
+                self.headers_dropped
+                    .with_label_values(&[route, header])
+                    .inc();
+            }
+        }
         if let Some(s) = &ex.shadow {
             let events = [
                 ("would_deny", s.would_deny.is_some()),
                 ("would_redact", s.would_redact.is_some()),
                 ("would_refuse", !s.would_refuse_fields.is_empty()),
+                ("would_drop_headers", !s.would_drop_headers.is_empty()),
                 ("disagreement", !s.disagreements.is_empty()),
             ];
             for (event, happened) in events {
@@ -442,6 +535,11 @@ impl Metrics {
                         c.inc_by(u64::from(count));
                     }
                 }
+            }
+            for (detector, n) in f.backstop.iter() {
+                self.backstop
+                    .with_label_values(&[route, detector.as_str()])
+                    .inc_by(u64::from(n));
             }
             if f.records_dropped > 0 {
                 self.records_hidden
@@ -564,6 +662,41 @@ impl Metrics {
     }
 }
 
+/// The `reason` values of `fieldguard_http_refusals_total`.
+pub const HTTP_REFUSAL_REASONS: [&str; 3] = ["malformed", "head_too_large", "header_timeout"];
+
+/// Which dropped-header names are label values: token-shaped (lower-case
+/// letters, digits, `-`, `_`; HTTP/1 and HTTP/2 deliver names lower-cased),
+/// at most [`MAX_HEADER_LABEL`] long, and among the first
+/// [`MAX_HEADER_SERIES`] `(route, header)` pairs seen; everything else is
+/// counted as [`OTHER_HEADER`].
+#[derive(Default)]
+struct HeaderLabels {
+    admitted: HashSet<(String, String)>,
+}
+
+impl HeaderLabels {
+    fn label<'a>(&mut self, route: &str, name: &'a str) -> &'a str {
+        let token_shaped = !name.is_empty()
+            && name.len() <= MAX_HEADER_LABEL
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !token_shaped {
+            return OTHER_HEADER;
+        }
+        let key = (route.to_string(), name.to_string());
+        if self.admitted.contains(&key) {
+            return name;
+        }
+        if self.admitted.len() < MAX_HEADER_SERIES {
+            self.admitted.insert(key);
+            return name;
+        }
+        OTHER_HEADER
+    }
+}
+
 fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -579,6 +712,8 @@ fn body_rejection(code: &str) -> Option<(&'static str, &'static str)> {
         "request_too_large" => ("request", "too_large"),
         "malformed_request_body" => ("request", "malformed"),
         "unsupported_media_type" => ("request", "unsupported_media_type"),
+        "ambiguous_content_type" => ("request", "ambiguous_content_type"),
+        "unsupported_content_encoding" => ("request", "unsupported_content_encoding"),
         "response_too_large" => ("response", "too_large"),
         "unreadable_response" => ("response", "unreadable"),
         _ => return None,
@@ -664,5 +799,26 @@ fn outcome_index(o: Outcome) -> usize {
         Outcome::Full => 0,
         Outcome::Masked => 1,
         Outcome::Removed => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_labels_are_bounded() {
+        let mut l = HeaderLabels::default();
+        assert_eq!(l.label("/r", "x-ok_1"), "x-ok_1");
+        assert_eq!(l.label("/r", "x.dot"), OTHER_HEADER);
+        assert_eq!(l.label("/r", &"a".repeat(65)), OTHER_HEADER);
+        assert_eq!(l.label("/r", &"a".repeat(64)), "a".repeat(64));
+        for i in 0..MAX_HEADER_SERIES {
+            l.label("/r", &format!("x-{i}"));
+        }
+        assert_eq!(l.label("/r", "x-new"), OTHER_HEADER);
+        // Already admitted pairs keep their label.
+        assert_eq!(l.label("/r", "x-ok_1"), "x-ok_1");
+        assert_eq!(l.label("/other", "x-ok_1"), OTHER_HEADER);
     }
 }

@@ -70,7 +70,10 @@ pub fn evaluate<'rt>(
     let route: &'rt Route = m.value;
     let internal = || Stop::from(Refusal::Internal);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
-        tracing::warn!("principal entity failed: {e}");
+        crate::repeated_warn!(
+            crate::logging::repeated::Kind::DecisionFailed,
+            "principal entity failed: {e}"
+        );
         internal()
     })?;
     let rule = route.resource.as_ref().ok_or_else(internal)?;
@@ -155,7 +158,11 @@ pub fn filter_response_body(
     let refused = |e: FilterError| match e {
         FilterError::Forbidden => Stop::from(Refusal::Forbidden),
         FilterError::Shape(m) => {
-            tracing::warn!(route = %d.route.template, "unexpected response shape: {m}");
+            crate::repeated_warn!(
+                crate::logging::repeated::Kind::ResponseShape,
+                "unexpected response shape on route {}: {m}",
+                d.route.template
+            );
             unreadable()
         }
     };

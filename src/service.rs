@@ -9,11 +9,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// Starts the audit writer and attaches the trail to `proxy`.
+/// Starts the audit writer and attaches the trail to `proxy`; also starts
+/// the flusher of repeated-warning summaries (a serving process's log).
 pub fn attach_audit(
     proxy: Proxy,
     settings: &AuditSettings,
 ) -> Result<(Proxy, AuditWriter), String> {
+    crate::logging::repeated::spawn_flusher();
     let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
     Ok((proxy.with_audit(log), writer))
 }
@@ -55,8 +57,9 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves until a task ends (an error) or a shutdown signal arrives; then
-/// stops the listeners, lets `server` answer every request in flight
-/// (within `limits.shutdown_grace_ms`) and drains the audit queue.
+/// stops the listeners, lets `server` finish every request in flight,
+/// including those whose client already left (within
+/// `limits.shutdown_grace_ms`), and drains the audit queue.
 pub async fn serve_until_shutdown(
     server: &Arc<crate::proxy::server::Server>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
@@ -84,8 +87,8 @@ pub async fn serve_until_shutdown(
             Ok(())
         }
     };
-    // Requests in flight are answered (and their records queued) before
-    // the audit queue is drained.
+    // Requests in flight finish (and their records are queued), whether or
+    // not their client is still there, before the audit queue is drained.
     let drained = server.drain().await;
     for a in aborts {
         a.abort();

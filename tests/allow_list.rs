@@ -7,66 +7,39 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::audited::{records, start_audited_in_front_of};
+use common::scripted::{Answer, Scripted};
 use common::{start, start_in_front_of, token};
 use fieldguard::audit::AuditSettings;
 use fieldguard::config::UnknownFields;
-use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 
 /// An upstream whose answers the test sets per path (as a legacy API whose
-/// answers drift would), recording the bodies it received.
+/// answers drift would), recording what it received.
 struct Drifting {
     addr: SocketAddr,
     answers: Arc<Mutex<HashMap<String, Value>>>,
-    received: Arc<Mutex<Vec<(String, Bytes)>>>,
+    upstream: Scripted,
 }
 
 impl Drifting {
     async fn start() -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
         let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-        let received: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
-        let (a, r) = (answers.clone(), received.clone());
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = l.accept().await {
-                let (a, r) = (a.clone(), r.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let (a, r) = (a.clone(), r.clone());
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            r.lock().unwrap().push((path.clone(), body));
-                            let answer = a.lock().unwrap().get(&path).cloned();
-                            let mut resp = Response::new(Full::new(Bytes::from(
-                                serde_json::to_vec(&answer.unwrap_or(json!({}))).unwrap(),
-                            )));
-                            resp.headers_mut()
-                                .insert("content-type", "application/json".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
+        let script = answers.clone();
+        let upstream = Scripted::start(Arc::new(move |seen| {
+            let path = seen.target.split('?').next().unwrap_or_default();
+            let answer = script.lock().unwrap().get(path).cloned();
+            Answer::json(&answer.unwrap_or(json!({})))
+        }))
+        .await;
         Self {
-            addr,
+            addr: upstream.addr,
             answers,
-            received,
+            upstream,
         }
     }
 
@@ -75,7 +48,7 @@ impl Drifting {
     }
 
     fn received(&self) -> usize {
-        self.received.lock().unwrap().len()
+        self.upstream.arrived()
     }
 }
 

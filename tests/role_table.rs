@@ -1,5 +1,9 @@
 //! Every cell of the reference role table (README, issue "The enforcement
-//! proxy"), checked through the real proxy in front of the real demo shop.
+//! proxy"), checked through the real proxy in front of the real demo shop:
+//! with the reference configuration, and with the configuration and schema
+//! `fieldguard onboard openapi` drafts from the demo shop's OpenAPI
+//! document (examples/onboarding/demo-shop.openapi.yaml) once the
+//! reference policies are added (tests/common/drafted.rs).
 
 mod common;
 
@@ -37,9 +41,7 @@ async fn assert_status(h: &Harness, tok: &str, paths: &[&str], status: StatusCod
     }
 }
 
-#[tokio::test]
-async fn customer_sees_only_their_own_data_in_full() {
-    let h = start().await;
+async fn customer_sees_only_their_own_data_in_full(h: Harness) {
     let tok = token("customer", "c-1001", false, None);
 
     let own = h.get("/customers/c-1001", &tok).await;
@@ -107,9 +109,7 @@ async fn customer_sees_only_their_own_data_in_full() {
 
 /// CDM-1.2.2 right to correct: name, gender, birth date and contact
 /// details of their own record; identifiers stay write-protected.
-#[tokio::test]
-async fn customer_corrects_their_own_record_but_never_its_identifiers() {
-    let h = start().await;
+async fn customer_corrects_their_own_record_but_never_its_identifiers(h: Harness) {
     let tok = token("customer", "c-1001", false, None);
     let patch = json!({
         "name": "Wang Leilei",
@@ -177,9 +177,7 @@ async fn customer_corrects_their_own_record_but_never_its_identifiers() {
     assert_eq!(h.upstream_get("/customers/c-1001").await.status, 404);
 }
 
-#[tokio::test]
-async fn registration_collects_only_the_minimum() {
-    let h = start().await;
+async fn registration_collects_only_the_minimum(h: Harness) {
     let tok = token("customer", "new-user-1", false, None);
     let ok = json!({
         "name": "Li Na", "gender": "female", "birth_date": "1990-01-01",
@@ -221,9 +219,7 @@ async fn registration_collects_only_the_minimum() {
     );
 }
 
-#[tokio::test]
-async fn support_agent_sees_contact_masked_unless_mfa() {
-    let h = start().await;
+async fn support_agent_sees_contact_masked_unless_mfa(h: Harness) {
     let raw = upstream_json(&h, "/customers/c-1001").await;
     let tok = token("support_agent", "agent-7", false, None);
     let c = h.get("/customers/c-1001", &tok).await.json();
@@ -306,9 +302,7 @@ async fn support_agent_sees_contact_masked_unless_mfa() {
     assert_eq!(r.status, 403);
 }
 
-#[tokio::test]
-async fn fulfillment_sees_shipping_but_no_customers_or_payment() {
-    let h = start().await;
+async fn fulfillment_sees_shipping_but_no_customers_or_payment(h: Harness) {
     let tok = token("fulfillment", "warehouse-3", false, None);
     assert_status(
         &h,
@@ -350,9 +344,7 @@ async fn fulfillment_sees_shipping_but_no_customers_or_payment() {
 /// CDM-3.3.2, CDM-5.1: analysts read listings only; every record they
 /// receive is of a customer who consented to marketing, and no raw customer
 /// or order identifier reaches them on any route.
-#[tokio::test]
-async fn marketing_analyst_sees_pseudonymised_consented_data_only() {
-    let h = start().await;
+async fn marketing_analyst_sees_pseudonymised_consented_data_only(h: Harness) {
     let tok = token("marketing_analyst", "analyst-2", false, Some("marketing"));
     let raw = upstream_json(&h, "/customers").await;
     let raw = raw["customers"].as_array().unwrap();
@@ -501,9 +493,7 @@ async fn the_purpose_comes_from_the_token_not_from_the_caller() {
     assert_eq!(r.status, 403, "never over the token's own claim");
 }
 
-#[tokio::test]
-async fn data_protection_officer_sees_everything_only_with_mfa() {
-    let h = start().await;
+async fn data_protection_officer_sees_everything_only_with_mfa(h: Harness) {
     let tok = token("data_protection_officer", "dpo-1", true, None);
     for p in [
         "/customers/c-1001",
@@ -558,9 +548,7 @@ async fn data_protection_officer_sees_everything_only_with_mfa() {
     assert_eq!(r.status, 403);
 }
 
-#[tokio::test]
-async fn partner_reads_order_status_and_logistics_by_id_only() {
-    let h = start().await;
+async fn partner_reads_order_status_and_logistics_by_id_only(h: Harness) {
     let tok = token_with_claims(
         "partner",
         "partner-sf-express",
@@ -596,9 +584,7 @@ async fn partner_reads_order_status_and_logistics_by_id_only() {
     .await;
 }
 
-#[tokio::test]
-async fn unknown_roles_get_nothing() {
-    let h = start().await;
+async fn unknown_roles_get_nothing(h: Harness) {
     let tok = token("intern", "i-1", true, Some("marketing"));
     assert_status(
         &h,
@@ -608,3 +594,37 @@ async fn unknown_roles_get_nothing() {
     )
     .await;
 }
+
+/// Each case against both deployments.
+macro_rules! role_table {
+    ($($case:ident),* $(,)?) => {
+        mod reference {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::common::start().await).await
+                }
+            )*
+        }
+        mod drafted_from_openapi {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::common::drafted::start().await).await
+                }
+            )*
+        }
+    };
+}
+
+role_table!(
+    customer_sees_only_their_own_data_in_full,
+    customer_corrects_their_own_record_but_never_its_identifiers,
+    registration_collects_only_the_minimum,
+    support_agent_sees_contact_masked_unless_mfa,
+    fulfillment_sees_shipping_but_no_customers_or_payment,
+    marketing_analyst_sees_pseudonymised_consented_data_only,
+    data_protection_officer_sees_everything_only_with_mfa,
+    partner_reads_order_status_and_logistics_by_id_only,
+    unknown_roles_get_nothing,
+);

@@ -274,6 +274,18 @@ fn bad_jsonpath_in_a_route() {
 }
 
 #[test]
+fn bad_response_header_name_in_a_route() {
+    let sb = Sandbox::new();
+    edit(
+        &sb.config,
+        "- { path: \"$.orders[*]\", entity: Order }\n      members:\n        $.customer_id",
+        "- { path: \"$.orders[*]\", entity: Order }\n      headers: [x-trace-id, \"x trace\"]\n      members:\n        $.customer_id",
+    );
+    let line = line_with(&sb.config, "\"x trace\"");
+    assert_points_at(&validate(&sb), &sb.config, line, "not an HTTP header name");
+}
+
+#[test]
 fn route_action_missing_from_the_schema() {
     let sb = Sandbox::new();
     edit(

@@ -222,7 +222,12 @@ def test_logs_are_json_and_environment_is_complete(defaults, everything):
 def test_audit_to_stdout_or_to_a_volume(defaults, everything):
     assert config_of(defaults)["audit"] == {"stdout": True}
     audit = config_of(everything)["audit"]
-    assert audit == {"file": "/var/log/fieldguard/audit.log", "stdout": False}
+    assert audit == {
+        "file": "/var/log/fieldguard/audit.log",
+        "stdout": False,
+        # Sized to the volume; full means refuse, never a silent deletion.
+        "retention": {"max_total_bytes": 838860800, "when_full": "refuse"},
+    }
     spec = pod_spec(everything)
     vol = next(v for v in spec["volumes"] if v["name"] == "fieldguard-audit")
     assert vol == {"name": "fieldguard-audit", "persistentVolumeClaim": {"claimName": "audit"}}

@@ -51,6 +51,59 @@ pub struct AuditConfig {
     /// Key (≥ 32 bytes) for HMAC-SHA256 record hashes: without it nobody can
     /// recompute a valid chain after editing the log.
     pub hmac_key_file: Option<PathBuf>,
+    /// How much evidence the file sink keeps, and what happens when keeping
+    /// the next record would mean deleting older records.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// Retention of the audit files: a decision, never an accident. By default
+/// nothing is ever deleted: when the files are full, requests are refused
+/// (503) until an operator (or a log shipper) moves rotated files away.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Bytes the current file and every rotated one may hold together
+    /// (default: `max_files` × `max_file_bytes`).
+    pub max_total_bytes: Option<u64>,
+    /// Rotated files last written longer ago than this are deleted at the
+    /// next rotation (a retention period chosen by the operator; counted
+    /// and noted like any deletion). Unset: no file is deleted for its age.
+    pub max_age_hours: Option<u64>,
+    /// When keeping the next record would need the oldest file deleted.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+/// What the file sink does when its retention is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Keep every record: the sink stops (requests get 503, as for any
+    /// failing sink) until space is freed, then resumes by itself.
+    #[default]
+    Refuse,
+    /// Delete the oldest file (opt-in): counted in
+    /// `fieldguard_audit_files_deleted_total`, logged, and the deleted
+    /// sequence range named in the next record.
+    DeleteOldest,
+}
+
+impl WhenFull {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::Refuse => "refuse",
+            WhenFull::DeleteOldest => "delete_oldest",
+        }
+    }
+}
+
+/// The retention in effect, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_total_bytes: u64,
+    pub max_age: Option<Duration>,
+    pub when_full: WhenFull,
 }
 
 impl Default for AuditConfig {
@@ -68,6 +121,7 @@ impl Default for AuditConfig {
             retry_interval_ms: default_retry_interval_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             hmac_key_file: None,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -134,6 +188,7 @@ pub struct AuditSettings {
     pub retry_interval: Duration,
     pub shutdown_timeout: Duration,
     pub hmac_key: Option<Vec<u8>>,
+    pub retention: Retention,
 }
 
 impl std::fmt::Debug for AuditSettings {
@@ -169,6 +224,12 @@ impl AuditSettings {
             Some(p) => Some(read_hmac_key(&loaded.resolve(p))?),
             None => None,
         };
+        let retention = retention(c);
+        if retention.max_total_bytes < c.max_file_bytes {
+            return Err(err(
+                "retention.max_total_bytes is smaller than max_file_bytes: it could not hold one file",
+            ));
+        }
         Ok(Self {
             file: c.file.as_ref().map(|p| loaded.resolve(p)),
             stdout: c.stdout.unwrap_or(c.file.is_none()),
@@ -182,6 +243,7 @@ impl AuditSettings {
             retry_interval: Duration::from_millis(c.retry_interval_ms.max(1)),
             shutdown_timeout: Duration::from_millis(c.shutdown_timeout_ms),
             hmac_key,
+            retention,
         })
     }
 
@@ -201,7 +263,22 @@ impl AuditSettings {
             retry_interval: Duration::from_millis(c.retry_interval_ms),
             shutdown_timeout: Duration::from_millis(c.shutdown_timeout_ms),
             hmac_key: None,
+            retention: retention(&c),
         }
+    }
+}
+
+/// The retention of an `audit:` section, with its default total.
+fn retention(c: &AuditConfig) -> Retention {
+    let r = &c.retention;
+    Retention {
+        max_total_bytes: r
+            .max_total_bytes
+            .unwrap_or_else(|| c.max_file_bytes.saturating_mul(u64::from(c.max_files))),
+        max_age: r
+            .max_age_hours
+            .map(|h| Duration::from_secs(h.saturating_mul(3600))),
+        when_full: r.when_full,
     }
 }
 

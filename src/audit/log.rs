@@ -11,7 +11,8 @@
 use super::chain::{ChainKey, ChainState};
 use super::config::{AuditSettings, FsyncPolicy, OnFull};
 use super::record::AuditRecord;
-use super::sink::{self, FileSink};
+use super::record::{RETENTION_EVENT, RetentionEvent};
+use super::sink::{self, Deleted, FileSink};
 use crate::metrics::AuditMetrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,7 @@ pub fn start(
                 path.clone(),
                 settings.max_file_bytes,
                 settings.max_files,
+                settings.retention,
                 settings.fsync,
             )
             .map_err(|e| format!("cannot open audit file {}: {e}", path.display()))?;
@@ -107,6 +109,15 @@ pub fn start(
     });
     metrics.sink_up.set(1);
     metrics.queue_capacity.set(settings.queue_capacity as i64);
+    if let Some(f) = &file {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics
+            .retention_capacity_bytes
+            .set(gauge(settings.retention.max_total_bytes));
+        metrics
+            .retention_remaining_bytes
+            .set(gauge(f.remaining_bytes()));
+    }
     let (stop_tx, stop_rx) = oneshot::channel();
     let writer = Writer {
         rx,
@@ -121,6 +132,7 @@ pub fn start(
         retry: settings.retry_interval,
         fsync_interval: settings.fsync_interval,
         interval_sync: settings.fsync == FsyncPolicy::Interval,
+        deleted: None,
     };
     let task = tokio::spawn(writer.run(stop_rx));
     let log = AuditLog {
@@ -248,6 +260,8 @@ struct Writer {
     retry: Duration,
     fsync_interval: Duration,
     interval_sync: bool,
+    /// Files retention deleted, to be named in the next record.
+    deleted: Option<Deleted>,
 }
 
 impl Writer {
@@ -295,6 +309,7 @@ impl Writer {
             let n = batch.len() as u64;
             let bytes = self.seal(batch);
             sinks = self.write_until_done(sinks.take(), bytes, n).await;
+            sinks = self.record_deletions(sinks.take()).await;
             if sinks.is_none() {
                 return;
             }
@@ -325,35 +340,69 @@ impl Writer {
         out
     }
 
+    /// Writes a record of each deletion retention made while writing, at
+    /// once (not with the next request's record: there may be none before
+    /// a shutdown). Writing one can rotate, and delete, again.
+    async fn record_deletions(&mut self, mut sinks: Option<Sinks>) -> Option<Sinks> {
+        while let Some(d) = self.deleted.take() {
+            let event = RetentionEvent {
+                alg: self.key.alg(),
+                deleted_files: d.files,
+                deleted_seq: [d.first_seq, d.last_seq],
+                event: RETENTION_EVENT,
+                prev: std::mem::take(&mut self.chain.last_hash),
+                seq: self.chain.next_seq,
+                time: super::time::rfc3339_millis(SystemTime::now()),
+                v: super::record::RECORD_VERSION,
+            };
+            // Plain strings and numbers: serialising cannot fail.
+            let canonical = serde_json::to_vec(&event).unwrap_or_default();
+            let hash = self.key.digest(&event.prev, &canonical);
+            let mut line = Vec::with_capacity(canonical.len() + 80);
+            super::chain::write_line(&mut line, &hash, &canonical);
+            self.chain.last_hash = hash;
+            self.chain.next_seq += 1;
+            sinks = self.write_until_done(sinks, line, 1).await;
+        }
+        sinks
+    }
+
     /// Writes one batch, retrying until every sink took it. `None`: the
     /// blocking task died and the log cannot continue (requests stay
     /// refused).
     async fn write_until_done(
-        &self,
+        &mut self,
         mut sinks: Option<Sinks>,
         bytes: Vec<u8>,
         n: u64,
     ) -> Option<Sinks> {
         let bytes = Arc::new(bytes);
-        let (mut file_done, mut stdout_done) = (false, false);
+        // How far the file has taken the batch (it may stop between
+        // records), and whether stdout has.
+        let (mut file_done, mut stdout_done) = (0usize, false);
         loop {
             let s = sinks.take()?;
             let b = bytes.clone();
             let joined = tokio::task::spawn_blocking(move || {
                 let mut s = s;
-                let file = match (&mut s.file, file_done) {
-                    (Some(f), false) => f.write(&b).map(|_| true),
-                    _ => Ok(true),
+                let file = match &mut s.file {
+                    Some(f) if file_done < b.len() => match f.write(&b[file_done..]) {
+                        Ok(()) => Ok(b.len()),
+                        Err(p) => Err((file_done + p.written, p.error)),
+                    },
+                    _ => Ok(b.len()),
                 };
                 let stdout = if s.stdout && !stdout_done {
                     sink::write_stdout(&b).map(|_| true)
                 } else {
                     Ok(true)
                 };
-                (s, file, stdout)
+                let deleted = s.file.as_mut().and_then(FileSink::take_deleted);
+                let remaining = s.file.as_ref().map(FileSink::remaining_bytes);
+                (s, file, stdout, deleted, remaining)
             })
             .await;
-            let (s, file, stdout) = match joined {
+            let (s, file, stdout, deleted, remaining) = match joined {
                 Ok(x) => x,
                 Err(e) => {
                     self.fail(&format!("audit writer task failed: {e}"));
@@ -361,9 +410,12 @@ impl Writer {
                 }
             };
             sinks = Some(s);
-            file_done |= *file.as_ref().unwrap_or(&false);
+            self.note_retention(deleted, remaining);
+            file_done = match &file {
+                Ok(n) | Err((n, _)) => *n,
+            };
             stdout_done |= *stdout.as_ref().unwrap_or(&false);
-            match file.err().or(stdout.err()) {
+            match file.err().map(|(_, e)| e).or(stdout.err()) {
                 None => {
                     self.shared.sink_ok.store(true, Ordering::Release);
                     self.metrics.sink_up.set(1);
@@ -379,6 +431,23 @@ impl Writer {
                     tokio::time::sleep(self.retry).await;
                 }
             }
+        }
+    }
+
+    /// Counts files retention deleted (to be named in the next record) and
+    /// how much room is left.
+    fn note_retention(&mut self, deleted: Option<Deleted>, remaining: Option<u64>) {
+        if let Some(d) = deleted {
+            self.metrics.files_deleted.inc_by(u64::from(d.files));
+            self.deleted = Some(match self.deleted {
+                Some(earlier) => earlier.merge(d),
+                None => d,
+            });
+        }
+        if let Some(r) = remaining {
+            self.metrics
+                .retention_remaining_bytes
+                .set(i64::try_from(r).unwrap_or(i64::MAX));
         }
     }
 
@@ -411,7 +480,7 @@ impl Writer {
         if self.shared.sink_ok.swap(false, Ordering::AcqRel) {
             tracing::error!("{message}; refusing requests until the audit sink recovers");
         } else {
-            tracing::warn!("{message}");
+            crate::repeated_warn!(crate::logging::repeated::Kind::AuditSink, "{message}");
         }
         self.metrics.sink_up.set(0);
     }

@@ -17,7 +17,7 @@ pub mod subject;
 pub mod time;
 pub mod verify;
 
-pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull};
+pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};
 pub use log::{AuditLog, AuditWriter, Slot, Unavailable, start};
 pub use record::AuditRecord;
 pub use verify::{VerifyFailure, VerifyOptions, VerifyReport, verify_files};

@@ -1,9 +1,10 @@
 //! One audit record per request, built from the request's [`Exchange`].
 //!
 //! A record holds names, ids and counts only: never field values, tokens,
-//! headers or query strings. Field paths come from the catalogue (by index),
-//! so even they cannot carry request data; refused write fields are body
-//! keys and are capped in number and length.
+//! header values or query strings. Field paths come from the catalogue (by
+//! index), so even they cannot carry request data; refused write fields are
+//! body keys and dropped response headers are names the upstream chose, so
+//! both are capped in number and length.
 //!
 //! Struct fields are declared in bytewise-sorted order at every level, so
 //! `serde_json::to_vec` of a record *is* its canonical form (see
@@ -23,6 +24,11 @@ pub const RECORD_VERSION: u32 = 1;
 const MAX_REFUSED_FIELDS: usize = 32;
 /// Refused field names longer than this are cut (they are client-chosen keys).
 const MAX_FIELD_NAME: usize = 128;
+/// At most this many dropped response-header names are listed (the count is
+/// exact); the upstream chooses them.
+const MAX_HEADER_NAMES: usize = 16;
+/// Dropped header names longer than this are cut.
+const MAX_HEADER_NAME: usize = 64;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -35,6 +41,14 @@ pub struct AuditRecord {
     pub budget: Option<Vec<BudgetFlagRecord>>,
     /// The caller's IP address (the TCP peer).
     pub client: String,
+    /// Null when the answer was handed to the client's connection. Else the
+    /// client had left, and this says how far the exchange had got when
+    /// that was seen: `before_upstream` (nothing was sent upstream, and
+    /// nothing will be), `during_upstream` (the upstream had the request;
+    /// it still finished and its status is in `upstream_status`) or
+    /// `after_upstream` (the upstream had answered). `status` is then the
+    /// status of the answer nobody received.
+    pub client_aborted: Option<&'static str>,
     /// `allow`, `deny` or `passthrough`.
     pub decision: &'static str,
     /// Why the caller could not be identified (401), else null.
@@ -57,13 +71,17 @@ pub struct AuditRecord {
     pub resource: Option<ResourceRecord>,
     /// What response filtering hid, when the response body was inspected.
     pub response_body: Option<BodyRecord>,
+    /// Upstream response headers an inspected route's allow-list dropped
+    /// (names only), null when none was.
+    pub response_headers_dropped: Option<DroppedHeaders>,
     /// Route template (never the raw path), null when no route matched.
     pub route: Option<String>,
     pub seq: u64,
     /// Shadow mode and observed policy sets: what was computed but not
     /// enforced (`would_deny`, `would_redact`) and every disagreement.
     pub shadow: Option<ShadowRecord>,
-    /// Status sent to the client.
+    /// Status of the proxy's answer: sent to the client, unless
+    /// `client_aborted` says the client had left.
     pub status: u16,
     pub time: String,
     pub upstream_status: Option<u16>,
@@ -93,6 +111,29 @@ pub struct BudgetFlagRecord {
     pub window_seconds: u64,
 }
 
+/// A record of the chain that no request wrote: audit retention deleted
+/// files. Written as soon as the deletion is done, so the chain itself says
+/// which records went (`audit verify` accepts a chain that starts after
+/// them only because a record like this says so). Fields in bytewise order,
+/// like [`AuditRecord`]'s.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionEvent {
+    pub alg: &'static str,
+    pub deleted_files: u32,
+    /// `seq` of the first and last deleted record (null where a deleted
+    /// file could not be read).
+    pub deleted_seq: [Option<u64>; 2],
+    /// Always [`RETENTION_EVENT`]: what tells this record from a request's.
+    pub event: &'static str,
+    pub prev: String,
+    pub seq: u64,
+    pub time: String,
+    pub v: u32,
+}
+
+/// `event` of a [`RetentionEvent`].
+pub const RETENTION_EVENT: &str = "retention_deleted";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowRecord {
     pub disagreements: Vec<DisagreementRecord>,
@@ -100,8 +141,18 @@ pub struct ShadowRecord {
     pub kind: &'static str,
     pub observed_version: Option<String>,
     pub would_deny: Option<WouldDenyRecord>,
+    /// Upstream response headers the allow-list would have dropped (at most
+    /// 16 names).
+    pub would_drop_headers: Vec<String>,
     pub would_redact: Option<BodyRecord>,
     pub would_refuse_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DroppedHeaders {
+    pub count: usize,
+    /// The first 16 names, each cut at 64 bytes.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +209,10 @@ pub struct RefusedField {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BodyRecord {
+    /// Values the route's backstop masked, by detector (never the values);
+    /// absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backstop: Option<BackstopRecord>,
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
     /// Which records the caller received, by entity (ids in compact runs,
@@ -207,6 +262,14 @@ pub struct IdsRecord {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// What a route's backstop masked: matches by detector.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackstopRecord {
+    pub count: u64,
+    /// Matches by detector name (`cn_resident_id`, `email`, …).
+    pub detectors: BTreeMap<&'static str, u32>,
 }
 
 /// Member names (never values) and how often they occurred.
@@ -271,6 +334,7 @@ impl AuditRecord {
                     .collect()
             }),
             client: ex.peer.ip().to_string(),
+            client_aborted: ex.progress.aborted_at().map(|s| s.as_str()),
             decision: ex.decision_label(),
             identity_error: ex.identity_error,
             latency_us: Latency {
@@ -314,6 +378,10 @@ impl AuditRecord {
                 type_name: t.clone(),
             }),
             response_body: ex.filter.as_ref().map(|f| body_record(f, rt)),
+            response_headers_dropped: (!ex.dropped_headers.is_empty()).then(|| DroppedHeaders {
+                count: ex.dropped_headers.len(),
+                names: header_names(&ex.dropped_headers),
+            }),
             route: ex.route.clone(),
             seq: 0,
             shadow: ex.shadow.as_ref().map(|s| ShadowRecord {
@@ -332,6 +400,7 @@ impl AuditRecord {
                     policies: w.policies.clone(),
                     reason: w.reason,
                 }),
+                would_drop_headers: header_names(&s.would_drop_headers),
                 would_redact: s.would_redact.as_ref().map(|f| body_record(f, rt)),
                 would_refuse_fields: s
                     .would_refuse_fields
@@ -410,6 +479,10 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
     redacted
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
     BodyRecord {
+        backstop: (!f.backstop.is_empty()).then(|| BackstopRecord {
+            count: f.backstop.total(),
+            detectors: f.backstop.iter().map(|(d, n)| (d.as_str(), n)).collect(),
+        }),
         by_category,
         disclosed: disclosed(&f.disclosed, rt),
         misshapen: member_names(&f.misshapen, rt, "removed"),
@@ -440,6 +513,15 @@ fn disclosed(d: &crate::redact::disclosed::Disclosed, rt: &Runtime) -> Vec<Discl
                 omitted: e.subjects.omitted,
             }),
         })
+        .collect()
+}
+
+/// Header names for a record: the first few, each cut to a bounded length.
+fn header_names(names: &[http::HeaderName]) -> Vec<String> {
+    names
+        .iter()
+        .take(MAX_HEADER_NAMES)
+        .map(|n| truncate(n.as_str(), MAX_HEADER_NAME))
         .collect()
 }
 
@@ -496,6 +578,7 @@ mod tests {
                 window_seconds: 86400,
             }]),
             client: "127.0.0.1".into(),
+            client_aborted: Some("during_upstream"),
             decision: "allow",
             identity_error: Some("expired"),
             latency_us: Latency {
@@ -528,6 +611,10 @@ mod tests {
                 type_name: "Customer".into(),
             }),
             response_body: Some(BodyRecord {
+                backstop: Some(BackstopRecord {
+                    count: 2,
+                    detectors: BTreeMap::from([("email", 1), ("cn_resident_id", 1)]),
+                }),
                 by_category,
                 disclosed: vec![DisclosedRecord {
                     count: 62,
@@ -563,9 +650,28 @@ mod tests {
                     }],
                 }),
             }),
+            response_headers_dropped: Some(DroppedHeaders {
+                count: 2,
+                names: vec!["set-cookie".into(), "x-customer-email".into()],
+            }),
             route: Some("/customers/{id}".into()),
             seq: 3,
-            shadow: None,
+            shadow: Some(ShadowRecord {
+                disagreements: vec![DisagreementRecord {
+                    enforced: "allow".into(),
+                    observed: "deny".into(),
+                    subject: "request".into(),
+                }],
+                kind: "shadow",
+                observed_version: None,
+                would_deny: Some(WouldDenyRecord {
+                    policies: vec![],
+                    reason: "forbidden",
+                }),
+                would_drop_headers: vec!["set-cookie".into()],
+                would_redact: None,
+                would_refuse_fields: vec!["x".into()],
+            }),
             status: 200,
             time: "2025-01-01T00:00:00.000Z".into(),
             upstream_status: Some(200),

@@ -7,9 +7,9 @@
 //! bytes can be retried until the sink recovers.
 
 use super::chain::ChainState;
-use super::config::FsyncPolicy;
+use super::config::{FsyncPolicy, Retention, WhenFull};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Largest record the resume logic will read back (records are far
@@ -23,6 +23,11 @@ pub struct FileSink {
     len: u64,
     max_bytes: u64,
     max_files: u32,
+    retention: Retention,
+    /// Bytes held by the rotated files (`FILE.1` … `FILE.N`).
+    rotated_bytes: u64,
+    /// Files deleted by retention since the writer last asked.
+    deleted: Option<Deleted>,
     fsync: FsyncPolicy,
     /// Written but not yet fsynced.
     dirty: bool,
@@ -30,12 +35,53 @@ pub struct FileSink {
     truncate_to: Option<u64>,
 }
 
+/// Audit files deleted by retention: how many, and the sequence numbers of
+/// the records they held (contiguous: always the oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub files: u32,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+impl Deleted {
+    pub fn merge(self, later: Deleted) -> Deleted {
+        Deleted {
+            files: self.files + later.files,
+            first_seq: self.first_seq.or(later.first_seq),
+            last_seq: later.last_seq.or(self.last_seq),
+        }
+    }
+}
+
+/// The sink's retention is full and it may not delete: the write fails
+/// (and is retried) until space is freed.
+#[derive(Debug)]
+pub struct RetentionFull {
+    pub files: u32,
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for RetentionFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "audit retention is full ({} rotated files, {} bytes held): keeping the next record would delete evidence; \
+             move rotated files away (or set audit.retention.when_full: delete_oldest)",
+            self.files, self.bytes
+        )
+    }
+}
+
+impl std::error::Error for RetentionFull {}
+
 impl FileSink {
     /// Opens (creating) the file for appending.
     pub fn open(
         path: PathBuf,
         max_bytes: u64,
         max_files: u32,
+        retention: Retention,
         fsync: FsyncPolicy,
     ) -> io::Result<Self> {
         let mut sink = Self {
@@ -44,12 +90,108 @@ impl FileSink {
             len: 0,
             max_bytes,
             max_files,
+            retention,
+            rotated_bytes: 0,
+            deleted: None,
             fsync,
             dirty: false,
             truncate_to: None,
         };
         sink.ensure_open()?;
+        sink.rotated_bytes = sink.measure_rotated();
         Ok(sink)
+    }
+
+    /// Bytes the retention can still take before it is full.
+    pub fn remaining_bytes(&self) -> u64 {
+        self.retention
+            .max_total_bytes
+            .saturating_sub(self.rotated_bytes + self.len)
+    }
+
+    /// What retention deleted since the last call.
+    pub fn take_deleted(&mut self) -> Option<Deleted> {
+        self.deleted.take()
+    }
+
+    /// The highest `n` with an existing `FILE.n` (0: none). Files beyond
+    /// `max_files` can be left by an earlier, larger setting: they count.
+    fn oldest_rotated(&self) -> u32 {
+        (1..=self.max_files.saturating_add(64))
+            .rev()
+            .find(|&n| numbered(&self.path, n).exists())
+            .unwrap_or(0)
+    }
+
+    fn measure_rotated(&self) -> u64 {
+        (1..=self.oldest_rotated())
+            .filter_map(|n| std::fs::metadata(numbered(&self.path, n)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Deletes the oldest rotated file, if retention allows it; notes what
+    /// it held. `Err` (retention full) when it may not, or there is none.
+    fn delete_oldest(&mut self, because_of_age: bool) -> io::Result<()> {
+        let n = self.oldest_rotated();
+        let full = || {
+            io::Error::other(RetentionFull {
+                files: n,
+                bytes: self.rotated_bytes + self.len,
+            })
+        };
+        if n == 0 || (self.retention.when_full == WhenFull::Refuse && !because_of_age) {
+            // Space may have been freed by moving files away since they
+            // were last measured: then the caller's check passes again.
+            let fresh = self.measure_rotated();
+            if fresh < self.rotated_bytes {
+                self.rotated_bytes = fresh;
+                return Ok(());
+            }
+            return Err(full());
+        }
+        let victim = numbered(&self.path, n);
+        let (first_seq, last_seq) = seq_range(&victim);
+        std::fs::remove_file(&victim)?;
+        tracing::warn!(
+            file = %victim.display(),
+            first_seq = ?first_seq,
+            last_seq = ?last_seq,
+            reason = if because_of_age { "max_age_hours" } else { "retention full" },
+            "audit retention deleted a file"
+        );
+        let d = Deleted {
+            files: 1,
+            first_seq,
+            last_seq,
+        };
+        self.deleted = Some(match self.deleted {
+            Some(earlier) => earlier.merge(d),
+            None => d,
+        });
+        self.rotated_bytes = self.measure_rotated();
+        Ok(())
+    }
+
+    /// Deletes rotated files older than `max_age`, oldest first.
+    fn expire(&mut self) -> io::Result<()> {
+        let Some(max_age) = self.retention.max_age else {
+            return Ok(());
+        };
+        loop {
+            let n = self.oldest_rotated();
+            if n == 0 {
+                return Ok(());
+            }
+            let age = std::fs::metadata(numbered(&self.path, n))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|a| a <= max_age) {
+                return Ok(());
+            }
+            self.delete_oldest(true)?;
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -80,17 +222,48 @@ impl FileSink {
             .ok_or_else(|| io::Error::other("audit file not open"))
     }
 
-    /// Appends whole records; rotates first when they would overflow the file.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Appends whole records (lines), rotating between them so that no
+    /// file grows past `max_file_bytes` (a record larger than that gets a
+    /// file of its own), and making room in the retention (or refusing)
+    /// before each part. On an error, `written` says how many bytes of
+    /// `bytes` are safely in the file: the caller retries the rest.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), PartialWrite> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let rest = &bytes[done..];
+            let n = self.write_part(rest).map_err(|error| PartialWrite {
+                written: done,
+                error,
+            })?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes the longest run of whole lines at the start of `bytes` that
+    /// fits the current file (rotating first if not even one does);
+    /// returns its length.
+    fn write_part(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.ensure_open()?;
-        if self.len > 0 && self.len.saturating_add(bytes.len() as u64) > self.max_bytes {
-            self.rotate()?;
+        let room = self.max_bytes.saturating_sub(self.len);
+        let mut part = lines_within(bytes, room);
+        if part == 0 {
+            if self.len > 0 {
+                self.rotate()?;
+            }
+            part = lines_within(bytes, self.max_bytes).max(first_line(bytes));
+        }
+        let incoming = part as u64;
+        while self.rotated_bytes + self.len + incoming > self.retention.max_total_bytes
+            && self.len + incoming <= self.retention.max_total_bytes
+        {
+            self.delete_oldest(false)?;
         }
         let good = self.len;
         let every = self.fsync == FsyncPolicy::EveryRecord;
         let file = self.ensure_open()?;
         let result = file
-            .write_all(bytes)
+            .write_all(&bytes[..part])
             .and_then(|()| if every { file.sync_data() } else { Ok(()) });
         if let Err(e) = result {
             // Cut the unconfirmed bytes off (now, and again on reopen in
@@ -100,9 +273,9 @@ impl FileSink {
             self.truncate_to = Some(good);
             return Err(e);
         }
-        self.len = good + bytes.len() as u64;
+        self.len = good + incoming;
         self.dirty = !every;
-        Ok(())
+        Ok(part)
     }
 
     /// Fsyncs if anything is unsynced.
@@ -124,9 +297,15 @@ impl FileSink {
         self.dirty
     }
 
-    /// `FILE` → `FILE.1`, `FILE.1` → `FILE.2`, …; the oldest beyond
-    /// `max_files` is overwritten. The chain simply continues in the new file.
+    /// `FILE` → `FILE.1`, `FILE.1` → `FILE.2`, …. When `max_files` are kept
+    /// already, the oldest must go first: deleted (and noted) under
+    /// `delete_oldest`, else the rotation is refused and nothing moves. The
+    /// chain simply continues in the new file.
     fn rotate(&mut self) -> io::Result<()> {
+        self.expire()?;
+        while self.oldest_rotated() >= self.max_files {
+            self.delete_oldest(false)?;
+        }
         self.sync()?;
         self.file = None;
         for i in (1..self.max_files).rev() {
@@ -142,8 +321,63 @@ impl FileSink {
             _ => {}
         }
         self.len = 0;
+        self.rotated_bytes = self.measure_rotated();
         self.ensure_open().map(|_| ())
     }
+}
+
+/// The `seq` of the first and last records of an audit file (`None` where
+/// unreadable: the deletion is still noted, with what could be read).
+pub fn seq_range(path: &Path) -> (Option<u64>, Option<u64>) {
+    let first = File::open(path).ok().and_then(|f| {
+        let mut line = Vec::new();
+        BufReader::new(f.take(MAX_RECORD_BYTES))
+            .read_until(b'\n', &mut line)
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&line)
+            .ok()?
+            .get("seq")?
+            .as_u64()
+    });
+    let last = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| last_record(path, m.len()).ok())
+        .map(|c| c.next_seq.saturating_sub(1));
+    (first, last)
+}
+
+/// A write that stopped part-way: the first `written` bytes (whole
+/// records) are in the file, the rest is not.
+#[derive(Debug)]
+pub struct PartialWrite {
+    pub written: usize,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for PartialWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Length of the longest run of whole lines at the start of `bytes` that
+/// is at most `limit` bytes long.
+fn lines_within(bytes: &[u8], limit: u64) -> usize {
+    let limit = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    bytes[..limit]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// Length of the first line (with its newline), or all of `bytes`.
+fn first_line(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1)
 }
 
 /// `FILE.n`.
@@ -223,7 +457,12 @@ mod tests {
     fn rotation_shifts_files_and_keeps_at_most_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        let mut s = FileSink::open(path.clone(), 10, 2, FsyncPolicy::Interval).unwrap();
+        let retention = Retention {
+            max_total_bytes: 1_000,
+            max_age: None,
+            when_full: WhenFull::DeleteOldest,
+        };
+        let mut s = FileSink::open(path.clone(), 10, 2, retention, FsyncPolicy::Interval).unwrap();
         for line in ["one-----\n", "two-----\n", "three---\n", "four----\n"] {
             s.write(line.as_bytes()).unwrap();
         }
@@ -261,5 +500,72 @@ mod tests {
         assert_eq!(resume(&path).unwrap().unwrap().next_seq, 6);
         std::fs::write(&path, "{\"hash\":").unwrap();
         assert!(resume(&path).unwrap_err().contains("incomplete"));
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    fn sink(dir: &Path, when_full: WhenFull) -> FileSink {
+        let retention = Retention {
+            max_total_bytes: 300,
+            max_age: None,
+            when_full,
+        };
+        FileSink::open(dir.join("a.log"), 100, 2, retention, FsyncPolicy::Interval).unwrap()
+    }
+
+    fn record(seq: u64) -> String {
+        format!("{{\"hash\":\"{}\",\"seq\":{seq:<5}}}\n", "a".repeat(64))
+    }
+
+    #[test]
+    fn a_batch_is_split_between_records_when_the_file_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::DeleteOldest);
+        // Three records of 85 bytes: one per 100-byte file.
+        let batch: String = (0..3).map(record).collect();
+        s.write(batch.as_bytes()).unwrap();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        let path = dir.path().join("a.log");
+        assert_eq!(read(numbered(&path, 2)), record(0));
+        assert_eq!(read(numbered(&path, 1)), record(1));
+        assert_eq!(read(path), record(2));
+    }
+
+    #[test]
+    fn refuse_keeps_every_file_and_resumes_when_space_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::Refuse);
+        for seq in 0..3 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        let err = s.write(record(3).as_bytes()).unwrap_err();
+        assert_eq!(err.written, 0);
+        assert!(err.error.to_string().contains("retention is full"), "{err}");
+        assert!(s.take_deleted().is_none());
+        let path = dir.path().join("a.log");
+        std::fs::rename(numbered(&path, 2), dir.path().join("shipped")).unwrap();
+        s.write(record(3).as_bytes()).unwrap();
+        assert_eq!(seq_range(&numbered(&path, 2)), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn delete_oldest_notes_the_seq_range_it_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::DeleteOldest);
+        for seq in 0..5 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        assert_eq!(
+            s.take_deleted(),
+            Some(Deleted {
+                files: 2,
+                first_seq: Some(0),
+                last_seq: Some(1),
+            })
+        );
+        assert!(s.remaining_bytes() <= 300 - 3 * 85);
     }
 }

@@ -28,6 +28,42 @@ pub struct VerifyReport {
     /// Hash of the last record: keep it elsewhere to detect a truncated log
     /// later (a chain cannot show that records were cut off its end).
     pub last_hash: String,
+    /// When the chain starts after records that audit retention deleted:
+    /// the `seq` range deleted, as the log itself records it.
+    pub deleted: Option<DeletedRange>,
+}
+
+/// Records before the first one verified that retention deleted, and the
+/// record that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The `seq` of the (last) record naming the deletion.
+    pub noted_at: u64,
+}
+
+/// What the verified records said about retention: each deleted range and
+/// the record naming it.
+#[derive(Default)]
+struct RetentionNotes(Vec<(Option<u64>, Option<u64>, u64)>);
+
+impl RetentionNotes {
+    /// Whether a note accounts for every record before `start`. Retention
+    /// deletes the oldest file first, so a deletion whose last record is
+    /// `start - 1` leaves nothing older: earlier deletions were noted in
+    /// files that are gone by now, and need not be seen.
+    fn cover(&self, start: u64) -> Option<DeletedRange> {
+        self.0
+            .iter()
+            .rev()
+            .find(|&&(_, last, _)| last.is_some_and(|l| l.saturating_add(1) == start))
+            .map(|&(_, _, at)| DeletedRange {
+                first_seq: 0,
+                last_seq: start - 1,
+                noted_at: at,
+            })
+    }
 }
 
 /// The first bad record.
@@ -64,31 +100,41 @@ pub fn verify_files(
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyFailure> {
     let key = ChainKey::new(opts.hmac_key.as_deref());
-    let mut expect = if opts.partial {
-        Expect {
-            seq: None,
-            prev: None,
-        }
-    } else {
-        Expect {
-            seq: Some(0),
-            prev: Some(chain::GENESIS.to_string()),
-        }
+    // The first record's link is checked once it is read: a chain starts at
+    // the genesis, or (retention) after records the log says it deleted.
+    let mut expect = Expect {
+        seq: None,
+        prev: None,
     };
     let mut report = VerifyReport {
         records: 0,
         first_seq: None,
         last_seq: None,
         last_hash: chain::GENESIS.to_string(),
+        deleted: None,
     };
+    let mut notes = RetentionNotes::default();
     for file in files {
-        verify_file(
-            file,
-            &key,
-            opts.hmac_key.is_some(),
-            &mut expect,
-            &mut report,
-        )?;
+        verify_file(file, &key, opts, &mut expect, &mut report, &mut notes)?;
+    }
+    if let (Some(first), false) = (report.first_seq.filter(|&s| s > 0), opts.partial) {
+        match notes.cover(first) {
+            Some(range) => report.deleted = Some(range),
+            None => {
+                return Err(VerifyFailure {
+                    file: files.first().cloned().unwrap_or_default(),
+                    line: 1,
+                    seq: Some(first),
+                    reason: format!(
+                        "the chain starts at seq {first}, so its `prev` names a record that is not \
+                         here: records 0 to {} are missing and no record says audit retention \
+                         deleted them (verify the older files too, or pass --partial if they were \
+                         moved away on purpose)",
+                        first - 1
+                    ),
+                });
+            }
+        }
     }
     Ok(report)
 }
@@ -96,10 +142,12 @@ pub fn verify_files(
 fn verify_file(
     file: &Path,
     key: &ChainKey,
-    keyed: bool,
+    opts: &VerifyOptions,
     expect: &mut Expect,
     report: &mut VerifyReport,
+    notes: &mut RetentionNotes,
 ) -> Result<(), VerifyFailure> {
+    let keyed = opts.hmac_key.is_some();
     let fail = |line: usize, seq: Option<u64>, reason: String| VerifyFailure {
         file: file.to_path_buf(),
         line,
@@ -126,8 +174,19 @@ fn verify_file(
                 "incomplete record (no final newline)".into(),
             ));
         };
-        let (seq, hash) = check_record(text, key, keyed, expect)
+        let checked = check_record(text, key, keyed, expect)
             .map_err(|(seq, reason)| fail(line_no, seq, reason))?;
+        let (seq, hash) = (checked.seq, checked.hash);
+        if report.records == 0 && !opts.partial && seq == 0 && checked.prev != chain::GENESIS {
+            return Err(fail(
+                line_no,
+                Some(0),
+                "the first record of the chain does not link to the genesis".into(),
+            ));
+        }
+        if let Some((a, b)) = checked.deleted {
+            notes.0.push((a, b, seq));
+        }
         report.records += 1;
         report.first_seq.get_or_insert(seq);
         report.last_seq = Some(seq);
@@ -137,14 +196,31 @@ fn verify_file(
     }
 }
 
-/// One record: its own hash first (was it edited?), then its link to the
-/// previous one (was anything deleted, inserted or reordered?).
+/// One record: its own hash first (was it edited?), then its form (is the
+/// line exactly what the writer makes of what was hashed?), then its link
+/// to the previous one (was anything deleted, inserted or reordered?).
+///
+/// The form check closes a gap the hash alone leaves: the hash covers the
+/// record as *serde_json* parses it, and other readers can parse the same
+/// line differently. A key given twice is the plain case (serde_json keeps
+/// the last copy, many readers the first), so a line whose bytes differ at
+/// all from the writer's canonical rendering (a repeated key, another key
+/// order, whitespace, `1.0` for `1`, `\u0061` for `a`) is refused.
+/// A record that verified.
+struct Checked {
+    seq: u64,
+    hash: String,
+    prev: String,
+    /// The `seq` range it says audit retention deleted before it.
+    deleted: Option<(Option<u64>, Option<u64>)>,
+}
+
 fn check_record(
     text: &[u8],
     key: &ChainKey,
     keyed: bool,
     expect: &Expect,
-) -> Result<(u64, String), (Option<u64>, String)> {
+) -> Result<Checked, (Option<u64>, String)> {
     let mut v: Value =
         serde_json::from_slice(text).map_err(|e| (None, format!("not a JSON record ({e})")))?;
     let obj = v
@@ -174,8 +250,16 @@ fn check_record(
         }
         _ => return Err(bad("unknown `alg`")),
     }
-    if key.digest(&prev, &chain::canonical(&v)) != hash {
+    let canonical = chain::canonical(&v);
+    if key.digest(&prev, &canonical) != hash {
         return Err(bad("hash mismatch: the record was modified"));
+    }
+    let mut written = chain::line(&hash, &canonical);
+    written.pop(); // the newline, already cut off `text`
+    if written != text {
+        return Err(bad(
+            "not in the canonical form fieldguard writes (a repeated key, reordered keys, whitespace, or another spelling of a number or string): readers could see values other than the hashed ones",
+        ));
     }
     if let Some(want) = &expect.prev
         && &prev != want
@@ -192,5 +276,122 @@ fn check_record(
             format!("sequence gap: expected seq {want}, found {seq_n}"),
         ));
     }
-    Ok((seq_n, hash))
+    let deleted = v
+        .get("event")
+        .filter(|e| e.as_str() == Some(super::record::RETENTION_EVENT))
+        .and_then(|_| v.get("deleted_seq"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            (
+                a.first().and_then(Value::as_u64),
+                a.get(1).and_then(Value::as_u64),
+            )
+        });
+    Ok(Checked {
+        seq: seq_n,
+        hash,
+        prev,
+        deleted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-record chain as the writer lays it out; returns its lines.
+    fn chain_lines() -> Vec<String> {
+        let key = ChainKey::new(None);
+        let mut prev = chain::GENESIS.to_string();
+        let mut lines = Vec::new();
+        for seq in 0..2u64 {
+            let v = serde_json::json!({
+                "alg": "sha256", "decision": "allow", "n": 0, "prev": prev,
+                "s": "é/\u{1}", "seq": seq, "z": {"b": 1, "a": [true, null]},
+            });
+            let canonical = chain::canonical(&v);
+            let hash = key.digest(&prev, &canonical);
+            let line = chain::line(&hash, &canonical);
+            lines.push(String::from_utf8(line).unwrap().trim_end().to_string());
+            prev = hash;
+        }
+        lines
+    }
+
+    fn verify_lines(lines: &[String]) -> Result<VerifyReport, VerifyFailure> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.log");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        verify_files(&[file], &VerifyOptions::default())
+    }
+
+    #[test]
+    fn the_writers_own_lines_verify() {
+        assert_eq!(verify_lines(&chain_lines()).unwrap().records, 2);
+    }
+
+    /// Each edit leaves serde_json's reading of the line, and so the hash,
+    /// unchanged; only the form check can see it.
+    #[test]
+    fn any_other_spelling_of_a_hashed_record_is_refused() {
+        type Edit = fn(&str) -> String;
+        let edits: [(&str, Edit); 9] = [
+            ("a key repeated before the hashed copy", |l| {
+                l.replacen(
+                    "\"decision\":\"allow\"",
+                    "\"decision\":\"deny\",\"decision\":\"allow\"",
+                    1,
+                )
+            }),
+            ("a key repeated after it", |l| {
+                l.replacen("\"n\":0", "\"n\":0,\"n\":0", 1)
+            }),
+            ("whitespace", |l| l.replacen("\"n\":0", "\"n\": 0", 1)),
+            ("a trailing space", |l| format!("{l} ")),
+            ("reordered keys", |l| {
+                l.replacen(
+                    "\"decision\":\"allow\",\"n\":0",
+                    "\"n\":0,\"decision\":\"allow\"",
+                    1,
+                )
+            }),
+            ("hash not first", |l| {
+                let (hash, rest) = l[1..l.len() - 1].split_once(',').unwrap();
+                format!("{{{rest},{hash}}}")
+            }),
+            ("an escaped letter", |l| {
+                l.replacen("\"allow\"", "\"\\u0061llow\"", 1)
+            }),
+            ("an escaped solidus", |l| l.replacen("é/", "é\\/", 1)),
+            ("an escaped non-ASCII letter", |l| {
+                l.replacen("é/", "\\u00e9/", 1)
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut lines = chain_lines();
+            let edited = edit(&lines[0]);
+            assert_ne!(edited, lines[0], "{what}: the edit changed nothing");
+            // serde_json reads the same record, so the hash still matches…
+            let mut v: Value = serde_json::from_str(&edited).unwrap();
+            v.as_object_mut().unwrap().remove("hash");
+            let mut o: Value = serde_json::from_str(&lines[0]).unwrap();
+            o.as_object_mut().unwrap().remove("hash");
+            assert_eq!(chain::canonical(&v), chain::canonical(&o), "{what}");
+            lines[0] = edited;
+            // …and only the form check refuses it.
+            let e = verify_lines(&lines).unwrap_err();
+            assert_eq!((e.line, e.seq), (1, Some(0)), "{what}: {e}");
+            assert!(e.reason.contains("canonical form"), "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_of_numbers_are_refused() {
+        for spelling in ["-0", "0.0", "0e0", "0E+0"] {
+            let mut lines = chain_lines();
+            lines[0] = lines[0].replacen("\"n\":0", &format!("\"n\":{spelling}"), 1);
+            let e = verify_lines(&lines).unwrap_err();
+            assert_eq!((e.line, e.seq), (1, Some(0)), "{spelling}: {e}");
+        }
+    }
 }

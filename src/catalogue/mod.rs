@@ -41,6 +41,8 @@ pub struct FieldSpec {
     pub mask: Option<Mask>,
     /// The shape a write must give the value.
     pub shape: Shape,
+    /// Free text: a route's backstop detectors look into it.
+    pub free_text: bool,
     /// `Some(route position)` for a member of a route's response wrapper
     /// (`response.members`) rather than a field of an entity's records.
     pub wrapper_of: Option<usize>,
@@ -227,6 +229,7 @@ impl Catalogue {
             level: field.level,
             mask,
             shape: field.shape,
+            free_text: field.free_text,
             wrapper_of,
         });
         Ok(index)

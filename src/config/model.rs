@@ -270,6 +270,20 @@ pub struct RouteConfig {
     /// section only.
     #[serde(default)]
     pub hide_missing: bool,
+    /// Record what the upstream returns that the configuration does not
+    /// name: member paths, JSON types and the kinds of personal data their
+    /// values look like (counts only, never values), served by the admin
+    /// listener's `/observed` for `fieldguard onboard observed`. Default:
+    /// on where the route passes unknown fields or is in shadow mode.
+    pub observe: Option<bool>,
+    /// Detectors (`cn_resident_id`, `cn_mobile`, `email`, `payment_card`,
+    /// `iban`, `ipv4`, `ipv6`, `date_of_birth`, or `all`) whose matches are
+    /// masked in values the catalogue does not describe: members passed by
+    /// `unknown_fields: pass` and fields marked `free_text`, even when the
+    /// caller may read them in full. Each match is counted and named in the
+    /// audit record by its detector. Empty (the default): no backstop.
+    #[serde(default)]
+    pub backstop: Backstop,
     /// Cedar action id of the request-level decision (required unless passthrough).
     pub action: Option<Spanned<String>>,
     pub resource: Option<ResourceConfig>,
@@ -293,11 +307,20 @@ pub struct ResourceConfig {
     pub owner_param: Option<Spanned<String>>,
 }
 
+/// A `response:` section makes the route *inspected*: its body is filtered,
+/// and its headers are allow-listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseBodyConfig {
     #[serde(default)]
     pub records: Vec<RecordSelectorConfig>,
+    /// Upstream response headers this route may pass on besides the
+    /// standard representation and caching ones (`Content-Type`,
+    /// `Cache-Control`, …; see `proxy::response_headers::STANDARD`). Any
+    /// other header (`Set-Cookie`, a custom one echoing data) is dropped,
+    /// counted and audited. Names are checked at load.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
     /// The body around the records (wrappers, pagination): each member by
     /// its JSONPath from the root (`$.total`, `$.page.next`), classified
     /// like a field and decided by Cedar on the route's resource with
@@ -413,6 +436,42 @@ pub struct FieldConfig {
     /// shown only to callers who may read the field in full.
     #[serde(default)]
     pub shape: Shape,
+    /// Free text (comments, messages, notes) that may hold personal data
+    /// typed in by anyone: a route's `backstop` masks what its detectors
+    /// find in it, even for callers who may read the field in full.
+    #[serde(default)]
+    pub free_text: bool,
+}
+
+/// A route's backstop detectors, as a set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backstop(pub crate::detect::DetectorSet);
+
+impl<'de> Deserialize<'de> for Backstop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        let mut set = crate::detect::DetectorSet::EMPTY;
+        for name in &names {
+            if name == "all" {
+                set = set.union(crate::detect::DetectorSet::all());
+                continue;
+            }
+            match crate::detect::Detector::from_name(name) {
+                Some(det) => set.insert(det),
+                None => {
+                    let known: Vec<&str> = crate::detect::Detector::ALL
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect();
+                    return Err(serde::de::Error::custom(format!(
+                        "unknown backstop detector `{name}`; expected all or one of {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Backstop(set))
+    }
 }
 
 /// The JSON shape of a catalogued field's value.

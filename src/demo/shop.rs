@@ -69,8 +69,33 @@ impl Shop {
     /// Returns an `Arc` because the server shares one shop across all
     /// connection tasks, and callers (tests, `fieldguard demo`) keep a handle.
     pub fn new(n_customers: usize) -> Arc<Self> {
+        Self::build(n_customers, false)
+    }
+
+    /// The shop after an upgrade its fieldguard catalogue has not caught
+    /// up with: every customer also carries `alt_email` and an
+    /// `emergency_contact` (name and mobile number). For onboarding demos
+    /// and tests (`fieldguard shop --extra-fields`).
+    pub fn with_extra_fields(n_customers: usize) -> Arc<Self> {
+        Self::build(n_customers, true)
+    }
+
+    fn build(n_customers: usize, extra_fields: bool) -> Arc<Self> {
         let mut customers = Map::new();
-        for record in data::customers(n_customers) {
+        for (index, mut record) in data::customers(n_customers).into_iter().enumerate() {
+            if extra_fields && let Some(fields) = record.as_object_mut() {
+                fields.insert(
+                    "alt_email".into(),
+                    json!(format!("backup{}@mail.example.net", 1001 + index)),
+                );
+                fields.insert(
+                    "emergency_contact".into(),
+                    json!({
+                        "name": "Zhang Min",
+                        "phone": format!("+86 138 {:04} {:04}", index / 10_000, index % 10_000),
+                    }),
+                );
+            }
             let id = record["id"].as_str().unwrap_or_default().to_owned();
             customers.insert(id, record);
         }

@@ -84,7 +84,13 @@ impl GatewayVerifier {
 
     pub(crate) fn identify(&self, headers: &HeaderMap, peer: IpAddr) -> GatewayOutcome {
         if !self.is_trusted(peer) {
-            if self.all.iter().any(|h| headers.contains_key(h)) {
+            // In any spelling a backend folds to the same name
+            // (`X_Fieldguard_Subject`): the upstream might read it as the
+            // gateway's assertion, so it is the same impersonation attempt.
+            if headers
+                .keys()
+                .any(|k| crate::proxy::headers::folds_to_any(k, &self.all))
+            {
                 return GatewayOutcome::Decided(Err(IdentityError::UntrustedGatewayHeaders));
             }
             return GatewayOutcome::NotApplicable;

@@ -24,10 +24,12 @@ const UPSTREAM_INSPECTED_KINDS: [&str; 3] = ["unavailable", "timeout", "error_st
 const WRITE_REFUSAL_REASONS: [&str; 2] = ["not_collected", "not_permitted"];
 /// `fieldguard_body_rejections_total{direction, reason}` (see
 /// `body_rejection` in the parent module).
-const BODY_REJECTIONS: [(&str, &str); 5] = [
+const BODY_REJECTIONS: [(&str, &str); 7] = [
     ("request", "too_large"),
     ("request", "malformed"),
     ("request", "unsupported_media_type"),
+    ("request", "ambiguous_content_type"),
+    ("request", "unsupported_content_encoding"),
     ("response", "too_large"),
     ("response", "unreadable"),
 ];
@@ -47,6 +49,10 @@ impl Metrics {
                     self.upstream_errors.with_label_values(&[template, kind]);
                 }
                 self.records_hidden.with_label_values(&[template]);
+                for detector in route.response.iter().flat_map(|p| p.backstop.iter()) {
+                    self.backstop
+                        .with_label_values(&[template, detector.as_str()]);
+                }
             } else {
                 for kind in UPSTREAM_STREAMING_KINDS {
                     self.upstream_errors.with_label_values(&[template, kind]);

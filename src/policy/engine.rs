@@ -315,9 +315,9 @@ impl Engine {
             .diagnostics()
             .errors()
             .map(|e| {
-                tracing::warn!(
-                    action,
-                    "policy evaluation error (policy counts as not applying): {e}"
+                crate::repeated_warn!(
+                    crate::logging::repeated::Kind::PolicyEvaluation,
+                    "policy evaluation error on {action} (policy counts as not applying): {e}"
                 );
                 e.to_string()
             })
@@ -398,7 +398,10 @@ impl Engine {
 }
 
 fn deny_with_error(e: String) -> RequestDecision {
-    tracing::warn!("decision failed closed: {e}");
+    crate::repeated_warn!(
+        crate::logging::repeated::Kind::DecisionFailed,
+        "decision failed closed: {e}"
+    );
     RequestDecision {
         allowed: false,
         policies: Vec::new(),

@@ -79,14 +79,31 @@ pub enum Refusal {
     /// The response would take the caller over a refusing bulk-read
     /// budget (or it is used up): nothing is disclosed.
     BudgetExceeded,
+    /// A method-override header or `_method` parameter: the upstream could
+    /// run another method than the one decided.
+    MethodOverride,
+    /// Several `Content-Type` headers, or one listing several media types,
+    /// on a route whose request body is checked.
+    AmbiguousContentType,
+    /// A non-identity `Content-Encoding` on a route whose request body is
+    /// checked: the upstream would decode bytes the proxy did not check.
+    UnsupportedContentEncoding,
+    /// The client went away before the request was sent upstream, so it
+    /// was not sent (nginx's 499; nobody receives this answer).
+    ClientClosedRequest,
     Internal,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::BadPath | Refusal::MalformedRequestBody | Refusal::AmbiguousFraming => {
-                StatusCode::BAD_REQUEST
+            Refusal::BadPath
+            | Refusal::MalformedRequestBody
+            | Refusal::AmbiguousFraming
+            | Refusal::MethodOverride
+            | Refusal::AmbiguousContentType => StatusCode::BAD_REQUEST,
+            Refusal::ClientClosedRequest => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }
             Refusal::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -94,7 +111,9 @@ impl Refusal {
                 StatusCode::FORBIDDEN
             }
             Refusal::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::UnsupportedMediaType | Refusal::UnsupportedContentEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Refusal::ResponseTooLarge
             | Refusal::UnreadableResponse
             | Refusal::UpstreamError
@@ -129,6 +148,10 @@ impl Refusal {
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::RequestBodyTimeout => "request_body_timeout",
             Refusal::BudgetExceeded => "budget_exceeded",
+            Refusal::MethodOverride => "method_override",
+            Refusal::AmbiguousContentType => "ambiguous_content_type",
+            Refusal::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Refusal::ClientClosedRequest => "client_closed_request",
             Refusal::Internal => "internal_error",
         }
     }
@@ -158,6 +181,12 @@ impl Refusal {
             Refusal::BudgetExceeded => {
                 "this response would exceed a bulk-read budget of the caller; retry later"
             }
+            Refusal::MethodOverride => {
+                "method override headers and the _method parameter are not accepted"
+            }
+            Refusal::AmbiguousContentType => "the request must carry exactly one media type",
+            Refusal::UnsupportedContentEncoding => "the request body must not be content-encoded",
+            Refusal::ClientClosedRequest => "the client closed the request",
             Refusal::Internal => "internal error",
         }
     }

@@ -7,6 +7,8 @@ use crate::policy::RequestDecision;
 use crate::redact::request::Refusal as FieldRefusal;
 use crate::redact::response::FilterReport;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug)]
@@ -41,7 +43,13 @@ pub struct Exchange {
     pub budget: Option<crate::budget::BudgetReport>,
     pub upstream_status: Option<u16>,
     pub upstream_latency: Option<Duration>,
-    /// Status sent to the client.
+    /// Upstream response headers the route's allow-list dropped (names).
+    pub dropped_headers: Vec<http::HeaderName>,
+    /// How far the exchange got, and whether the client left before its
+    /// answer: shared with the task that watches the client.
+    pub progress: Arc<Progress>,
+    /// Status of the proxy's answer (sent to the client unless
+    /// `progress` says the client had left).
     pub status: u16,
 }
 
@@ -69,6 +77,8 @@ impl Exchange {
             budget: None,
             upstream_status: None,
             upstream_latency: None,
+            dropped_headers: Vec::new(),
+            progress: Arc::default(),
             status: 0,
         }
     }
@@ -99,6 +109,8 @@ pub struct ShadowReport {
     pub would_refuse_fields: Vec<String>,
     /// What filtering would have done to the response body.
     pub would_redact: Option<FilterReport>,
+    /// Upstream response headers the allow-list would have dropped.
+    pub would_drop_headers: Vec<http::HeaderName>,
     /// Where the observed set decides differently from the enforced one.
     pub disagreements: Vec<Disagreement>,
 }
@@ -116,4 +128,75 @@ pub struct Disagreement {
     pub subject: String,
     pub enforced: String,
     pub observed: String,
+}
+
+/// How far an exchange got: the stages an aborted client's record names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Nothing sent upstream yet (and, once the client is gone, nothing
+    /// will be).
+    BeforeUpstream,
+    /// The request is on its way to, or being worked on by, the upstream.
+    DuringUpstream,
+    /// The upstream's response head arrived.
+    AfterUpstream,
+}
+
+impl Stage {
+    /// The audit record's `client_aborted` value and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::BeforeUpstream => "before_upstream",
+            Stage::DuringUpstream => "during_upstream",
+            Stage::AfterUpstream => "after_upstream",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Stage::BeforeUpstream,
+            1 => Stage::DuringUpstream,
+            _ => Stage::AfterUpstream,
+        }
+    }
+}
+
+/// The exchange's stage and, once the client is seen gone, the stage it
+/// was at then. Written by the request's work and by the task watching
+/// its client (the same task: atomics only because both hold a reference).
+#[derive(Debug, Default)]
+pub struct Progress {
+    stage: AtomicU8,
+    /// 0 while the client is there; else 1 + the stage at which it left.
+    left_at: AtomicU8,
+}
+
+impl Progress {
+    pub fn reached(&self, stage: Stage) {
+        self.stage.store(stage as u8, Ordering::Relaxed);
+    }
+
+    pub fn stage(&self) -> Stage {
+        Stage::from_u8(self.stage.load(Ordering::Relaxed))
+    }
+
+    /// Notes that the client is gone (the first time only).
+    pub fn client_left(&self) {
+        let at = self.stage.load(Ordering::Relaxed) + 1;
+        let _ = self
+            .left_at
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn client_gone(&self) -> bool {
+        self.left_at.load(Ordering::Relaxed) != 0
+    }
+
+    /// The stage at which the client was found gone, if it was.
+    pub fn aborted_at(&self) -> Option<Stage> {
+        match self.left_at.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Stage::from_u8(n - 1)),
+        }
+    }
 }

@@ -39,7 +39,7 @@ use smallvec::{SmallVec, smallvec};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -60,6 +60,8 @@ pub struct Framing {
     refuse_from: AtomicU64,
     /// Requests handed to the service so far.
     handed_over: AtomicU64,
+    /// Part of a request head has arrived and its end has not.
+    head_started: AtomicBool,
 }
 
 impl Framing {
@@ -67,7 +69,16 @@ impl Framing {
         Arc::new(Self {
             refuse_from: AtomicU64::new(NONE),
             handed_over: AtomicU64::new(0),
+            head_started: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the connection is partway through sending a request head
+    /// (HTTP/1; always false once tracking is off). What tells a client
+    /// that is too slow with a head apart from a kept-alive connection that
+    /// simply sent no next request, when hyper's header timeout ends either.
+    pub fn head_started(&self) -> bool {
+        self.head_started.load(Ordering::Relaxed)
     }
 
     /// Counts one request and says whether it must be refused. Call it
@@ -182,7 +193,17 @@ impl Tracker {
     }
 
     /// Takes the next bytes read from the connection.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    pub fn feed(&mut self, data: &[u8]) {
+        self.feed_bytes(data);
+        let started = match self.state {
+            State::Preface(matched) => matched > 0,
+            State::Head => !self.head.is_empty(),
+            _ => false,
+        };
+        self.framing.head_started.store(started, Ordering::Relaxed);
+    }
+
+    fn feed_bytes(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
                 State::Off => return,
@@ -198,7 +219,7 @@ impl Tracker {
                     } else {
                         // HTTP/1: the bytes held back so far start the first head.
                         self.state = State::Head;
-                        self.feed(&H2_PREFACE[..matched]);
+                        self.feed_bytes(&H2_PREFACE[..matched]);
                     }
                 }
                 State::Head => {

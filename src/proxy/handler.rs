@@ -4,12 +4,15 @@
 //! Decisions live in [`crate::pipeline`]; this module does the I/O around them
 //! and records what happened in an [`Exchange`].
 
+use super::ambiguity;
 use super::body::{self, CollectError, Encoding};
 use super::budgeting;
+use super::detached::Reply;
 use super::errors::{Refusal, Stop};
-use super::exchange::{Disagreement, Exchange, ShadowReport, WouldDeny};
+use super::exchange::{Disagreement, Exchange, ShadowReport, Stage, WouldDeny};
 use super::headers;
 use super::observe;
+use super::response_headers::ResponseHeaders;
 use super::stall::StallLimit;
 use super::upstream::UpstreamError;
 use super::{BoxError, Proxy, ProxyBody};
@@ -41,19 +44,27 @@ fn streamed_request(rt: &Runtime, body: Incoming) -> ProxyBody {
     StallLimit::new(body, rt.limits.request_body_timeout()).boxed()
 }
 
-pub async fn handle(
+/// One request, from its audit slot to its record; the answer goes to
+/// `reply`. Runs in its own task ([`super::detached`]): it finishes, and
+/// its record is written, whether or not the client is still there.
+pub(super) async fn handle(
     proxy: &Proxy,
     req: Request<Incoming>,
     peer: SocketAddr,
-) -> Response<ProxyBody> {
+    request_id: String,
+    mut reply: Reply,
+) {
     let rt = proxy.runtime();
-    let request_id = headers::request_id(req.headers());
     let mut ex = Exchange::new(request_id, peer, req.method().clone());
-    // No audit slot, no service: nothing reaches the upstream unaudited.
-    let (slot, result) = match observe::admit(proxy).await {
-        Ok(slot) => (slot, process(proxy, &rt, req, &mut ex).await),
-        Err((stop, _)) => (None, Err(stop)),
+    let progress = ex.progress.clone();
+    let work = async {
+        // No audit slot, no service: nothing reaches the upstream unaudited.
+        match observe::admit(proxy).await {
+            Ok(slot) => (slot, process(proxy, &rt, req, &mut ex).await),
+            Err((stop, _)) => (None, Err(stop)),
+        }
     };
+    let (slot, result) = reply.watch(&progress, work).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(stop) => {
@@ -65,8 +76,11 @@ pub async fn handle(
         resp.headers_mut().insert(headers::X_REQUEST_ID, v);
     }
     ex.status = resp.status().as_u16();
+    reply.deliver(resp, &progress);
     observe::finish(proxy, &rt, &ex, slot);
-    resp
+    // `reply` goes last: a detached request counts as such until its
+    // record is queued.
+    drop(reply);
 }
 
 /// A request the listener refuses before processing it (over the
@@ -100,6 +114,9 @@ async fn process(
     let (mut parts, body) = req.into_parts();
     let canonical =
         routing::normalize(parts.uri.path()).map_err(|_| Stop::from(Refusal::BadPath))?;
+    // Decided for the method on the request line, so the upstream must not
+    // be told another one (every route, passthrough included).
+    ambiguity::method_override(&parts.headers, parts.uri.query())?;
     let routed = pipeline::route(rt, parts.method.as_str(), &canonical);
     if let Routed::Passthrough = routed {
         ex.passthrough = true;
@@ -197,6 +214,14 @@ async fn process(
         budgeting::precheck(proxy, rt, ex, !shadow)?;
     }
     let upstream_body = if decided.route.request.is_some() {
+        if let Err(refusal) = ambiguity::checked_body(&parts.headers) {
+            if !shadow {
+                return Err(refusal.into());
+            }
+            if shadow_report(ex).would_deny.is_none() {
+                would_deny(ex, refusal, Vec::new());
+            }
+        }
         let bytes = collect_request(rt, &parts, body).await?;
         // A DELETE may carry no body; any other inspected write must.
         if !(bytes.is_empty() && parts.method == Method::DELETE) {
@@ -231,17 +256,25 @@ async fn process(
     };
 
     let inspect = decided.route.inspects_response() && parts.method != Method::HEAD;
+    let allowed_headers = decided.route.response_headers.as_ref();
     let req = upstream_request(proxy, parts, upstream_body, canonical.as_str(), ex, inspect)?;
     let resp = send(proxy, req, ex).await?;
     if !inspect || !has_body(resp.status()) {
-        return Ok(relay(resp));
+        let mut resp = relay(resp);
+        if let Some(allowed) = allowed_headers {
+            limit_headers(allowed, shadow, resp.headers_mut(), ex);
+        }
+        return Ok(resp);
     }
     if shadow {
         return shadow_filter(proxy, rt, &decided, resp, ex).await;
     }
-    let (parts, raw, decoded) = read_inspected(proxy, rt, resp)
+    let (mut parts, raw, decoded) = read_inspected(proxy, rt, resp)
         .await
         .map_err(|stop| pipeline::upstream_failure(decided.route, stop))?;
+    if let Some(allowed) = allowed_headers {
+        limit_headers(allowed, false, &mut parts.headers, ex);
+    }
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
     let filtered = pipeline::filter_response_body(rt, &decided, json, &mut report);
@@ -420,17 +453,41 @@ async fn shadow_filter(
         || report.records_dropped > 0
         || !report.unnamed.is_empty()
         || !report.misshapen.is_empty()
+        || !report.backstop.is_empty()
     {
         shadow_report(ex).would_redact = Some(report);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(allowed) = &decided.route.response_headers {
+        limit_headers(allowed, true, &mut parts.headers, ex);
+    }
     Ok(Response::from_parts(parts, full(raw)))
 }
 
-fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
-    for h in rt.identifier.identity_headers() {
-        parts.headers.remove(h);
+/// Applies an inspected route's response-header allow-list to the
+/// upstream's headers (hop-by-hop ones already gone): drops and records
+/// what it does not allow, or in shadow mode records what it would drop.
+fn limit_headers(
+    allowed: &ResponseHeaders,
+    shadow: bool,
+    headers: &mut http::HeaderMap,
+    ex: &mut Exchange,
+) {
+    let dropped = allowed.apply(headers, !shadow);
+    if dropped.is_empty() {
+        return;
     }
+    if shadow {
+        shadow_report(ex).would_drop_headers = dropped;
+    } else {
+        ex.dropped_headers = dropped;
+    }
+}
+
+/// Gateway identity headers in every spelling a backend folds to the same
+/// name: never forwarded.
+fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
+    headers::strip_folded(&mut parts.headers, rt.identifier.identity_headers());
 }
 
 async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<Bytes, Stop> {
@@ -497,6 +554,11 @@ async fn send(
     req: Request<ProxyBody>,
     ex: &mut Exchange,
 ) -> Result<Response<Incoming>, Stop> {
+    if ex.progress.client_gone() {
+        // Nobody would get the answer; an unseen write is not started.
+        return Err(Refusal::ClientClosedRequest.into());
+    }
+    ex.progress.reached(Stage::DuringUpstream);
     let started = Instant::now();
     let result = proxy.upstream.send(req).await;
     ex.upstream_latency = Some(started.elapsed());
@@ -505,6 +567,7 @@ async fn send(
         UpstreamError::Timeout => Stop::from(Refusal::UpstreamTimeout),
         UpstreamError::RequestBodyStalled => Stop::from(Refusal::RequestBodyTimeout),
     })?;
+    ex.progress.reached(Stage::AfterUpstream);
     ex.upstream_status = Some(resp.status().as_u16());
     Ok(resp)
 }

@@ -21,6 +21,12 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// True for the fixed hop-by-hop names ([`strip_hop_by_hop`] also removes
+/// the ones a `Connection` header lists).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "proxy-connection"
+}
+
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -34,6 +40,43 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(HeaderName::from_static("proxy-connection"));
+}
+
+/// True when a backend would read `a` and `b` as one header: names compared
+/// without regard to ASCII case, with `_` and `-` equivalent. CGI, WSGI,
+/// PHP and nginx (`underscores_in_headers`) turn `X-Fieldguard-Subject`
+/// and `x_fieldguard_subject` into the same variable (`HTTP_X_FIELDGUARD_SUBJECT`),
+/// so a header the proxy strips or refuses must be found in every such
+/// spelling, not only in the one it was configured with.
+pub fn same_after_folding(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// True when `name` is one of `names` in some spelling a backend folds to
+/// the same name ([`same_after_folding`]).
+pub fn folds_to_any(name: &HeaderName, names: &[HeaderName]) -> bool {
+    names
+        .iter()
+        .any(|n| same_after_folding(name.as_str(), n.as_str()))
+}
+
+/// Removes every header that folds to one of `names` (all their values).
+pub fn strip_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if names.is_empty() || !headers.keys().any(|k| folds_to_any(k, names)) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| folds_to_any(k, names))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
 }
 
 /// The client's request id when it is a sane token, else a fresh UUID.
@@ -130,6 +173,30 @@ mod tests {
         set_forwarding(&mut h, "127.0.0.1".parse().unwrap(), "http", "r1");
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn folding_ignores_case_and_dash_underscore() {
+        assert!(same_after_folding(
+            "x-fieldguard-subject",
+            "X_Fieldguard_Subject"
+        ));
+        assert!(same_after_folding("x_http_method", "X-HTTP-METHOD"));
+        assert!(!same_after_folding(
+            "x-fieldguard-subject",
+            "x-fieldguard-subjects"
+        ));
+        assert!(!same_after_folding(
+            "x-fieldguard-subject",
+            "x.fieldguard.subject"
+        ));
+        let mut h = HeaderMap::new();
+        h.insert("x_fieldguard_subject", HeaderValue::from_static("a"));
+        h.append("x-fieldguard-subject", HeaderValue::from_static("b"));
+        h.insert("x-fieldguard-subjectx", HeaderValue::from_static("c"));
+        strip_folded(&mut h, &[HeaderName::from_static("x-fieldguard-subject")]);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-fieldguard-subjectx"));
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The reverse proxy: accepts HTTP/1.1 and h2c connections and runs each
 //! request through [`handler`].
 
+mod ambiguity;
 pub mod body;
 mod budgeting;
+mod detached;
 pub mod errors;
 pub mod exchange;
 mod framing;
 mod handler;
 pub mod headers;
 mod observe;
+pub mod response_headers;
 pub mod server;
 mod stall;
 pub mod upstream;
@@ -40,6 +43,8 @@ pub struct Proxy {
     /// Bulk-read budget counters: the proxy's, not a runtime's, so a
     /// reload does not reset what principals were disclosed.
     pub budgets: crate::budget::BudgetState,
+    /// What observing routes saw of unnamed members (`/observed`).
+    pub observed: crate::observed::ObservedStore,
 }
 
 impl Proxy {
@@ -56,6 +61,7 @@ impl Proxy {
             metrics: Arc::new(metrics),
             audit: None,
             budgets: crate::budget::BudgetState::new(crate::budget::system_clock()),
+            observed: Default::default(),
         })
     }
 

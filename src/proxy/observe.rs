@@ -38,7 +38,25 @@ pub(super) fn finish(proxy: &Proxy, rt: &Runtime, ex: &Exchange, slot: Option<Sl
         "request"
     );
     proxy.metrics.observe(ex, rt);
+    record_observed(proxy, rt, ex);
     if let Some(audit) = &proxy.audit {
         audit.submit(slot, AuditRecord::from_exchange(ex, rt));
+    }
+}
+
+/// Adds what the body's unnamed members looked like to the proxy's
+/// observations: from the filter, or from what shadow mode would have
+/// filtered (a shadow route relays the body but observes it all the same).
+fn record_observed(proxy: &Proxy, rt: &Runtime, ex: &Exchange) {
+    let report = ex
+        .filter
+        .as_ref()
+        .or_else(|| ex.shadow.as_ref().and_then(|s| s.would_redact.as_ref()));
+    if let (Some(f), Some(route)) = (report, &ex.route)
+        && !f.observed.is_empty()
+    {
+        proxy
+            .observed
+            .record(&format!("{} {route}", ex.method), rt, &f.observed);
     }
 }

@@ -5,11 +5,14 @@
 //! One [`Server`] serves any number of listeners and owns the limits they
 //! share (open connections, requests in flight). [`Server::shutdown`] stops
 //! every accept loop and asks every connection to finish what it is doing;
-//! [`Server::drained`] resolves once the last connection has closed.
+//! [`Server::drained`] resolves once the last connection has closed and the
+//! last request's work (which outlives a client that left, see
+//! [`super::detached`]) has finished.
 
+use super::detached::{self, InFlight};
 use super::errors::Refusal;
 use super::framing::{Framing, FramingIo, Tracker, TrackerLimits};
-use super::{Proxy, ProxyBody, handler};
+use super::{Proxy, ProxyBody, handler, headers};
 use crate::identity::{IdentityError, Principal};
 use crate::runtime::Runtime;
 use crate::tls::{ServerTls, TlsConnection};
@@ -28,11 +31,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// Headers by which TLS-terminating proxies tell an upstream about a client
 /// certificate. fieldguard never sets them, so one on a client request can
-/// only be forged; they are removed before anything else sees the request.
+/// only be forged; they are removed, in every spelling a backend folds to
+/// the same name (`X_SSL_Client_Cert`), before anything else sees the
+/// request.
 const FORGEABLE_CERT_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-client-cert"),
     HeaderName::from_static("x-client-cert"),
@@ -65,8 +70,10 @@ pub struct Server {
     connections: Arc<Semaphore>,
     requests: Arc<Semaphore>,
     stop: watch::Sender<bool>,
-    open: AtomicUsize,
-    closed: Notify,
+    /// Open connections.
+    open: Arc<InFlight>,
+    /// Requests' work under way, whether or not their client is still there.
+    work: Arc<InFlight>,
 }
 
 impl Server {
@@ -92,8 +99,8 @@ impl Server {
             connections,
             requests,
             stop: watch::channel(false).0,
-            open: AtomicUsize::new(0),
-            closed: Notify::new(),
+            open: Arc::default(),
+            work: Arc::default(),
         })
     }
 
@@ -119,7 +126,7 @@ impl Server {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!("accept failed: {e}");
+                        crate::repeated_warn!(crate::logging::repeated::Kind::Accept, "accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -127,12 +134,11 @@ impl Server {
                 _ = stop.changed() => return Ok(()),
             };
             let _ = stream.set_nodelay(true);
-            self.open.fetch_add(1, Ordering::SeqCst);
+            let open = self.open.enter();
             let server = self.clone();
             tokio::spawn(async move {
-                let guard = OpenGuard(server.clone());
                 server.connection(stream, peer, permit).await;
-                drop(guard);
+                drop(open);
             });
         }
     }
@@ -143,23 +149,29 @@ impl Server {
         self.stop.send_replace(true);
     }
 
-    /// Resolves when no connection is open (after [`Server::shutdown`]: when
-    /// every request in flight has been answered).
+    /// Resolves when no connection is open and no request's work is under
+    /// way (after [`Server::shutdown`]: when every request in flight has
+    /// finished and queued its audit record, including those whose client
+    /// left). No new work starts once the connections are closed.
     pub async fn drained(&self) {
-        loop {
-            let notified = self.closed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.open.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.open.none_left().await;
+        self.work.none_left().await;
     }
 
     /// Connections currently open.
     pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
+        self.open.count()
+    }
+
+    /// Requests whose work is under way (answered or not, client there or not).
+    pub fn requests_in_progress(&self) -> usize {
+        self.work.count()
+    }
+
+    /// Of those, requests whose client has left (seen by their work): they
+    /// finish, unanswered, for their upstream exchange and audit record.
+    pub fn detached_requests(&self) -> usize {
+        self.work.detached()
     }
 
     async fn connection(
@@ -220,12 +232,18 @@ impl Server {
         );
         let server = self.clone();
         let conn_activity = activity.clone();
+        let framing_seen = framing.clone();
+        // The request's work starts here, when hyper hands the request over,
+        // not when hyper first polls the future: hyper drops the future of
+        // a client that left without polling it, and that request must
+        // still be recorded.
         let service = service_fn(move |req| {
-            let server = server.clone();
-            let tls = tls.clone();
-            let activity = conn_activity.clone();
-            let framing = framing.clone();
-            async move { Ok::<_, Infallible>(server.request(req, peer, tls, &activity, &framing).await) }
+            let busy = conn_activity.busy();
+            let started = server.start(req, peer, tls.clone(), &framing);
+            async move {
+                let _busy = busy;
+                Ok::<_, Infallible>(started.response().await)
+            }
         });
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -257,6 +275,9 @@ impl Server {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, "connection ended: {e}");
+                        if let Some(reason) = refused_by_http_layer(&*e, &framing_seen) {
+                            self.proxy.metrics.http_refused(reason);
+                        }
                     }
                     return;
                 }
@@ -275,44 +296,97 @@ impl Server {
         }
     }
 
-    /// One request: limits first, then the handler.
-    async fn request(
-        &self,
+    /// One request, as hyper hands it over: limits first (refused at
+    /// once), then its work in a task of its own that holds the request's
+    /// concurrency permit until it is done, even if the client leaves.
+    fn start(
+        self: &Arc<Self>,
         mut req: Request<Incoming>,
         peer: SocketAddr,
         tls: Option<TlsConnection>,
-        activity: &Activity,
         framing: &Framing,
-    ) -> Response<ProxyBody> {
-        let _busy = activity.busy();
+    ) -> Started {
         if framing.refuse_next() {
             // HTTP/1 only; hyper closes such a connection anyway, and the
             // bytes after this head must never be read as a request.
             let mut resp = handler::refuse(&self.proxy, req, peer, Refusal::AmbiguousFraming);
             close_connection(&mut resp);
-            return resp;
+            return Started::Refused(resp);
         }
         let http1 = req.version() < Version::HTTP_2;
-        for h in &FORGEABLE_CERT_HEADERS {
-            req.headers_mut().remove(h);
-        }
+        headers::strip_folded(req.headers_mut(), &FORGEABLE_CERT_HEADERS);
         if req.headers().len() > self.limits.max_headers {
             // HTTP/1.1 is refused by hyper already; this covers HTTP/2.
-            return handler::refuse(&self.proxy, req, peer, Refusal::HeadersTooLarge);
+            return Started::Refused(handler::refuse(
+                &self.proxy,
+                req,
+                peer,
+                Refusal::HeadersTooLarge,
+            ));
         }
-        let Ok(_permit) = self.requests.clone().try_acquire_owned() else {
-            return handler::refuse(&self.proxy, req, peer, Refusal::Overloaded);
+        let Ok(permit) = self.requests.clone().try_acquire_owned() else {
+            return Started::Refused(handler::refuse(&self.proxy, req, peer, Refusal::Overloaded));
         };
         if let Some(t) = tls {
             req.extensions_mut().insert(t);
         }
-        let mut resp = handler::handle(&self.proxy, req, peer).await;
-        if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
-            // The rest of a late body may still be on its way: the
-            // connection is not reused (RFC 9110 §15.5.9).
-            close_connection(&mut resp);
+        let request_id = headers::request_id(req.headers());
+        let (reply, waiting) = detached::channel(request_id.clone(), &self.work);
+        let work = self.work.enter();
+        let proxy = self.proxy.clone();
+        tokio::spawn(async move {
+            handler::handle(&proxy, req, peer, request_id, reply).await;
+            drop(permit);
+            drop(work);
+        });
+        Started::Working { waiting, http1 }
+    }
+}
+
+/// A request as [`Server::start`] left it.
+enum Started {
+    Refused(Response<ProxyBody>),
+    Working {
+        waiting: detached::Waiting,
+        http1: bool,
+    },
+}
+
+impl Started {
+    async fn response(self) -> Response<ProxyBody> {
+        match self {
+            Started::Refused(resp) => resp,
+            Started::Working { waiting, http1 } => {
+                let mut resp = waiting.response().await;
+                if http1 && resp.status() == StatusCode::REQUEST_TIMEOUT {
+                    // The rest of a late body may still be on its way: the
+                    // connection is not reused (RFC 9110 §15.5.9).
+                    close_connection(&mut resp);
+                }
+                resp
+            }
         }
-        resp
+    }
+}
+
+/// The `reason` label of a connection error that is a refusal by hyper's
+/// HTTP layer (it answered 400/431 itself, or gave up waiting for a head),
+/// for `fieldguard_http_refusals_total`. Clients that leave (resets,
+/// closes mid-message) and idle kept-alive connections timing out are not
+/// refusals: `None`.
+fn refused_by_http_layer(
+    e: &(dyn std::error::Error + 'static),
+    framing: &Framing,
+) -> Option<&'static str> {
+    let h = e.downcast_ref::<hyper::Error>()?;
+    if h.is_parse_too_large() {
+        Some("head_too_large")
+    } else if h.is_parse() {
+        Some("malformed")
+    } else if h.is_timeout() && framing.head_started() {
+        Some("header_timeout")
+    } else {
+        None
     }
 }
 
@@ -351,16 +425,6 @@ pub(crate) fn scheme(parts: &Parts) -> &'static str {
     }
 }
 
-struct OpenGuard(Arc<Server>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.closed.notify_waiters();
-        }
-    }
-}
-
 /// When a connection last moved bytes and how many requests it has open.
 struct Activity {
     started: Instant,
@@ -383,15 +447,15 @@ impl Activity {
         self.started.elapsed().saturating_sub(last)
     }
 
-    fn busy(&self) -> BusyGuard<'_> {
+    fn busy(self: &Arc<Self>) -> BusyGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        BusyGuard(self)
+        BusyGuard(self.clone())
     }
 }
 
-struct BusyGuard<'a>(&'a Activity);
+struct BusyGuard(Arc<Activity>);
 
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -467,9 +531,11 @@ impl Server {
         self.shutdown();
         if tokio::time::timeout(grace, self.drained()).await.is_err() {
             return Err(format!(
-                "shutdown deadline of {} ms passed with {} connection(s) still open",
+                "shutdown deadline of {} ms passed with {} connection(s) still open and {} request(s) under way ({} of them after their client left)",
                 grace.as_millis(),
-                self.open_connections()
+                self.open_connections(),
+                self.requests_in_progress(),
+                self.detached_requests()
             ));
         }
         Ok(())

@@ -128,7 +128,10 @@ impl Upstream {
                 Err(UpstreamError::RequestBodyStalled)
             }
             Ok(Err(e)) => {
-                tracing::warn!("upstream request failed: {e}");
+                crate::repeated_warn!(
+                    crate::logging::repeated::Kind::UpstreamFailed,
+                    "upstream request failed: {e}"
+                );
                 Err(UpstreamError::Unavailable)
             }
             Err(_) => Err(UpstreamError::Timeout),

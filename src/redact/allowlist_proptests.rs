@@ -61,6 +61,7 @@ enum Cat {
     Leaf {
         level: u8,
         mask: Option<&'static str>,
+        free_text: bool,
     },
     Node(BTreeMap<String, Cat>),
 }
@@ -69,8 +70,13 @@ fn catalogue_tree() -> impl Strategy<Value = BTreeMap<String, Cat>> {
     let leaf = (
         1u8..=4,
         prop::option::of(prop::sample::select(vec!["partial", "null"])),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(level, mask)| Cat::Leaf { level, mask });
+        .prop_map(|(level, mask, free_text)| Cat::Leaf {
+            level,
+            mask,
+            free_text,
+        });
     let tree = leaf.prop_recursive(2, 12, 3, |inner| {
         prop::collection::btree_map("[a-e]", inner, 1..4).prop_map(Cat::Node)
     });
@@ -85,14 +91,19 @@ fn field_lines(tree: &BTreeMap<String, Cat>, prefix: &str, out: &mut String) {
             format!("{prefix}.{key}")
         };
         match cat {
-            Cat::Leaf { level, mask } => {
+            Cat::Leaf {
+                level,
+                mask,
+                free_text,
+            } => {
                 let mask = match mask {
                     Some("partial") => ", mask: { kind: partial, keep_last: 2 }",
                     Some(_) => ", mask: { kind: null }",
                     None => "",
                 };
+                let free = if *free_text { ", free_text: true" } else { "" };
                 out.push_str(&format!(
-                    "      {path}: {{ category: identity, level: {level}{mask} }}\n"
+                    "      {path}: {{ category: identity, level: {level}{mask}{free} }}\n"
                 ));
             }
             Cat::Node(children) => field_lines(children, &path, out),
@@ -110,21 +121,32 @@ struct Setup {
     selector: &'static str,
     /// Declared members and their levels.
     members: Vec<(&'static str, u8)>,
+    /// `unknown_fields: pass` (else remove).
+    pass: bool,
+    /// `observe: true`.
+    observe: bool,
+    /// `backstop: [all]`.
+    backstop: bool,
 }
 
-fn setup() -> impl Strategy<Value = Setup> {
+fn setup(pass: bool) -> impl Strategy<Value = Setup> {
     (
         catalogue_tree(),
         prop::sample::select(SELECTORS.to_vec()),
         prop::collection::vec((prop::sample::select(MEMBERS.to_vec()), 1u8..=4), 0..3),
+        any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(tree, selector, mut members)| {
+        .prop_map(move |(tree, selector, mut members, observe, backstop)| {
             members.sort();
             members.dedup_by(|a, b| a.0 == b.0);
             Setup {
                 tree,
                 selector,
                 members,
+                pass,
+                observe,
+                backstop,
             }
         })
 }
@@ -144,6 +166,13 @@ fn build(s: &Setup) -> Runtime {
     } else {
         format!("      members:\n{members}")
     };
+    let mut onboarding = format!("    observe: {}\n", s.observe);
+    if s.pass {
+        onboarding.push_str("    unknown_fields: pass\n");
+    }
+    if s.backstop {
+        onboarding.push_str("    backstop: [all]\n");
+    }
     let text = format!(
         r#"
 listeners: [{{ address: "127.0.0.1:0" }}]
@@ -155,7 +184,7 @@ routes:
     path: /items
     action: list
     resource: {{ type: Coll, id: all }}
-    response:
+{onboarding}    response:
       records:
         - {{ path: "{selector}", entity: Rec }}
 {members}entities:
@@ -181,6 +210,18 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i32>().prop_map(Value::from),
         "[a-z0-9 ]{0,8}".prop_map(Value::String),
+        // Personal data the detectors know, alone and in free text.
+        prop::sample::select(vec![
+            json!("110101199001010015"),
+            json!("+86 139 0013 1001"),
+            json!(13900131001u64),
+            json!("li.na@example.org"),
+            json!("card 4111 1111 1111 1111 on file"),
+            json!("DE89 3704 0044 0532 0130 00"),
+            json!("from 10.0.0.1 and 2001:db8::1"),
+            json!("born 1990-01-31"),
+            json!("身份证 110101199001010015\n\"quoted\""),
+        ]),
     ];
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
@@ -274,8 +315,8 @@ fn body_for(s: &Setup) -> BoxedStrategy<Value> {
         .boxed()
 }
 
-fn case() -> impl Strategy<Value = (Setup, Value)> {
-    setup().prop_flat_map(|s| {
+fn case(pass: bool) -> impl Strategy<Value = (Setup, Value)> {
+    setup(pass).prop_flat_map(|s| {
         let body = body_for(&s);
         (Just(s), body)
     })
@@ -306,6 +347,7 @@ fn check_record(
     out: &Value,
     node: &FieldNode,
     cat: &Catalogue,
+    backstop: bool,
     at: &str,
 ) -> Result<(), String> {
     let (Value::Object(a), Value::Object(b)) = (orig, out) else {
@@ -327,19 +369,25 @@ fn check_record(
         if let Some(field) = child.field {
             let spec = cat.field(field);
             let masked = spec.mask.as_ref().map(|m| m.apply(o));
-            expect_leaf(o, got, spec.level.0, masked, &format!("{at}.{key}"))?;
+            // In full, a free-text field goes through the backstop.
+            let full = if spec.free_text && backstop {
+                backstopped(o)
+            } else {
+                o.clone()
+            };
+            expect_leaf(&full, got, spec.level.0, masked, &format!("{at}.{key}"))?;
             continue;
         }
         match (o, got) {
             (_, None) => {}
             (Value::Object(_), Some(g @ Value::Object(_))) => {
-                check_record(o, g, child, cat, &format!("{at}.{key}"))?
+                check_record(o, g, child, cat, backstop, &format!("{at}.{key}"))?
             }
             (Value::Array(x), Some(Value::Array(y)))
                 if x.len() == y.len() && x.iter().all(Value::is_object) =>
             {
                 for (xo, yo) in x.iter().zip(y) {
-                    check_record(xo, yo, child, cat, &format!("{at}.{key}[]"))?;
+                    check_record(xo, yo, child, cat, backstop, &format!("{at}.{key}[]"))?;
                 }
             }
             (_, Some(g)) => return Err(format!("{at}.{key}: container survived as {g} (was {o})")),
@@ -363,7 +411,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn nothing_outside_the_allow_list_survives_for_any_catalogue((s, body) in case()) {
+    fn nothing_outside_the_allow_list_survives_for_any_catalogue((s, body) in case(false)) {
         let rt = build(&s);
         let route = &rt.routes[0];
         let rp = RequestPrincipal::new(&gateway_caller(), &route.action).unwrap();
@@ -387,6 +435,9 @@ proptest! {
                 stream_report.deciders(field, outcome)
             );
         }
+        prop_assert_eq!(&tree_report.observed, &stream_report.observed);
+        prop_assert_eq!(tree_report.backstop, stream_report.backstop);
+        prop_assert_eq!(tree_report.observed.is_empty(), !s.observe || tree_report.unnamed.is_empty());
 
         // The wrapper: only the record path and declared members.
         let top = out.as_object().unwrap();
@@ -423,7 +474,7 @@ proptest! {
         prop_assert_eq!(orig_records.len(), out_records.len());
         let entity = &route.selectors()[0].entity;
         for (o, r) in orig_records.iter().zip(&out_records) {
-            if let Err(e) = check_record(o, r, &entity.root, &rt.catalogue, "$") {
+            if let Err(e) = check_record(o, r, &entity.root, &rt.catalogue, s.backstop, "$") {
                 prop_assert!(false, "{}\noriginal: {}\nfiltered: {}", e, o, r);
             }
         }
@@ -434,4 +485,63 @@ fn common_keys(v: &Value) -> Vec<String> {
     v.as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// What the backstop makes of a value (every detector).
+fn backstopped(v: &Value) -> Value {
+    let mut v = v.clone();
+    super::observe::backstop_value(
+        &mut v,
+        crate::detect::DetectorSet::all(),
+        &mut Default::default(),
+    );
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// With `unknown_fields: pass`, what the catalogue does not name is
+    /// passed, backstopped when the route has a backstop, and observed
+    /// alike by both redactors.
+    #[test]
+    fn passed_members_are_observed_and_backstopped_alike((s, body) in case(true)) {
+        let rt = build(&s);
+        let route = &rt.routes[0];
+        let rp = RequestPrincipal::new(&gateway_caller(), &route.action).unwrap();
+        let rules: BodyRules<'_> = route.body_rules("all", &[]).unwrap();
+        let bytes = serde_json::to_vec(&body).unwrap();
+
+        let mut tree = body.clone();
+        let mut tree_report = FilterReport::default();
+        let tree_result = filter_response(&mut tree, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut tree_report);
+        let mut stream_report = FilterReport::default();
+        let streamed = super::stream::redact(&bytes, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut stream_report, 64);
+        prop_assert!(tree_result.is_ok() && streamed.is_ok(), "{:?} {:?}\n{}", tree_result, streamed, body);
+        let out: Value = serde_json::from_slice(&streamed.unwrap()).unwrap();
+        prop_assert_eq!(&out, &tree, "stream and tree walk disagree on {}", body);
+        prop_assert_eq!(&tree_report.unnamed, &stream_report.unnamed);
+        prop_assert_eq!(&tree_report.observed, &stream_report.observed);
+        prop_assert_eq!(tree_report.backstop, stream_report.backstop);
+        if s.observe {
+            prop_assert_eq!(tree_report.observed.is_empty(), tree_report.unnamed.is_empty());
+        } else {
+            prop_assert!(tree_report.observed.is_empty());
+        }
+        if !s.backstop {
+            prop_assert!(tree_report.backstop.is_empty());
+        }
+
+        // Every top-level key of the body the plan does not name is
+        // passed: as it was, or backstopped.
+        let root_key = s.selector.trim_start_matches("$.").split(['.', '[']).next().unwrap();
+        for (key, orig) in body.as_object().unwrap() {
+            let declared = s.members.iter().any(|(p, _)| p.trim_start_matches("$.").split('.').next() == Some(key.as_str()));
+            if key == root_key || declared {
+                continue;
+            }
+            let expected = if s.backstop { backstopped(orig) } else { orig.clone() };
+            prop_assert_eq!(out.get(key), Some(&expected), "`{}` in {}", key, out);
+        }
+    }
 }

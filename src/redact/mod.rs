@@ -3,6 +3,7 @@
 
 pub mod disclosed;
 mod json;
+pub mod observe;
 pub mod plan;
 pub mod request;
 pub mod response;

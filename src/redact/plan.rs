@@ -7,6 +7,7 @@
 use super::RecordSelector;
 use crate::catalogue::{RecordPath, Step};
 use crate::config::UnknownFields;
+use crate::detect::DetectorSet;
 use std::sync::Arc;
 
 /// A route's response rules.
@@ -15,6 +16,12 @@ pub struct ResponsePlan {
     pub selectors: Vec<RecordSelector>,
     pub root: PlanNode,
     pub unknown: UnknownFields,
+    /// Record the shapes and detected kinds of unnamed members
+    /// ([`super::observe::Observed`]): off, nothing is looked at twice.
+    pub observe: bool,
+    /// Detectors masked in passed unnamed members and `free_text` fields
+    /// (empty: no backstop, and no value is scanned).
+    pub backstop: DetectorSet,
 }
 
 /// One place of a body. Exactly one of: the records of a selector, a
@@ -185,7 +192,17 @@ impl ResponsePlan {
             selectors,
             root,
             unknown,
+            observe: false,
+            backstop: DetectorSet::EMPTY,
         })
+    }
+
+    /// The same plan, recording unnamed members' shapes (`observe`) and
+    /// masking `backstop` detectors' matches.
+    pub fn with_onboarding(mut self, observe: bool, backstop: DetectorSet) -> Self {
+        self.observe = observe;
+        self.backstop = backstop;
+        self
     }
 }
 

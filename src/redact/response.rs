@@ -5,10 +5,12 @@
 //! and counted either way.
 
 use super::disclosed::Disclosed;
+use super::observe::{Observed, Onboarding, backstop_value, observe_hidden, observe_value};
 use super::plan::{NamePath, PlanNode};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::config::UnknownFields;
+use crate::detect::DetectorCounts;
 use crate::policy::{Decider, FieldAction, PolicyRefs, PolicyTable, ResourceRef, Verdict};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
@@ -48,6 +50,11 @@ pub struct FilterReport {
     deciders: Vec<FieldDeciders>,
     /// The deciding engine's policy ids, which `deciders` index.
     pub policy_table: Option<PolicyTable>,
+    /// What the unnamed members looked like, on a route that observes
+    /// them (`observe`): paths, JSON types, detected kinds, counts.
+    pub observed: Observed,
+    /// Matches the route's backstop masked, by detector.
+    pub backstop: DetectorCounts,
     /// When `Some`, every decision is also explained here (uncached, with
     /// the determining policies): for `fieldguard explain` and policy tests.
     pub trace: Option<Vec<TraceEntry>>,
@@ -268,10 +275,10 @@ impl TreeWalk<'_, '_> {
             return self.records_place(v, sel, in_list);
         }
         if let Some(field) = node.member {
-            let mut ctx = RecordCtx::new(
+            let mut ctx = RecordCtx::for_wrapper(
                 &mut *self.decider,
                 self.catalogue,
-                self.rules.resource,
+                self.rules,
                 &mut *self.report,
             );
             return Ok(ctx.leaf(v, field));
@@ -284,10 +291,7 @@ impl TreeWalk<'_, '_> {
                     let len = self.path.push_key(key);
                     let kept = match node.key(key) {
                         Some(child) => self.place(value, child, false)?,
-                        None => {
-                            self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
-                            self.rules.plan.unknown == UnknownFields::Pass
-                        }
+                        None => self.unnamed(value),
                     };
                     self.path.truncate(len);
                     if !kept {
@@ -327,10 +331,7 @@ impl TreeWalk<'_, '_> {
                                 true
                             }
                         },
-                        None => {
-                            self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
-                            self.rules.plan.unknown == UnknownFields::Pass
-                        }
+                        None => self.unnamed(item),
                     };
                     self.path.truncate(len);
                     kept
@@ -360,6 +361,14 @@ impl TreeWalk<'_, '_> {
         Ok(keep)
     }
 
+    /// An unnamed member of the body around the records (at `self.path`):
+    /// counted, observed, and (when passed) backstopped; whether it stays.
+    fn unnamed(&mut self, v: &mut Value) -> bool {
+        let on = Onboarding::of(self.rules.plan);
+        unnamed_member(self.report, on, Scope::Wrapper, &mut self.path, v);
+        on.pass
+    }
+
     /// The records of selector `sel` at this place.
     fn records_place(
         &mut self,
@@ -372,13 +381,26 @@ impl TreeWalk<'_, '_> {
             v,
             selector,
             &self.root_values[sel],
-            self.rules.plan.unknown,
+            Onboarding::of(self.rules.plan),
             &mut *self.decider,
             self.catalogue,
             &mut *self.report,
         )?;
         if shown {
             return Ok(true);
+        }
+        if self.rules.plan.observe
+            && let Value::Object(map) = &*v
+        {
+            let scope = Scope::Entity(selector.entity.index);
+            let root = &selector.entity.root;
+            observe_hidden(
+                &mut self.report.observed,
+                scope,
+                &mut NamePath::default(),
+                map,
+                root,
+            );
         }
         self.report.records_dropped += 1;
         if selector.path.is_single() {
@@ -409,7 +431,7 @@ fn filter_record(
     record: &mut Value,
     sel: &RecordSelector,
     root_values: &[Option<AttrValue>],
-    unknown: UnknownFields,
+    onboarding: Onboarding,
     decider: &mut Decider<'_>,
     catalogue: &Catalogue,
     report: &mut FilterReport,
@@ -422,12 +444,22 @@ fn filter_record(
         )));
     }
     let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
-        tracing::warn!(entity = %sel.entity.name, "record lacks a configured attribute; hidden");
+        crate::repeated_warn!(
+            crate::logging::repeated::Kind::RecordAttribute,
+            "a {} record lacks a configured attribute; hidden",
+            sel.entity.name
+        );
         return Ok(false);
     };
     let entity = &sel.entity;
     let id = entity.record_id(record).to_string();
-    let mut ctx = RecordCtx::new(decider, catalogue, sel.resource(&id, &values), report);
+    let mut ctx = RecordCtx::new(
+        decider,
+        catalogue,
+        sel.resource(&id, &values),
+        report,
+        onboarding,
+    );
     let visible = ctx.allowed(FieldAction::RecordRead, None);
     ctx.trace_record(visible);
     if !visible {
@@ -439,7 +471,7 @@ fn filter_record(
     if let Value::Object(map) = record {
         let mut path = NamePath::default();
         let scope = Scope::Entity(entity.index);
-        ctx.walk_object(map, &entity.root, scope, unknown, &mut path);
+        ctx.walk_object(map, &entity.root, scope, &mut path);
     }
     Ok(true)
 }
@@ -453,6 +485,7 @@ pub(super) struct RecordCtx<'r, 'd> {
     pub(super) report: &'r mut FilterReport,
     /// Policies and errors of the last explained decision (tracing only).
     pub(super) last_explained: (Vec<String>, Vec<String>),
+    pub(super) onboarding: Onboarding,
 }
 
 impl<'r, 'd> RecordCtx<'r, 'd> {
@@ -461,6 +494,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         catalogue: &'r Catalogue,
         resource: ResourceRef<'r>,
         report: &'r mut FilterReport,
+        onboarding: Onboarding,
     ) -> Self {
         Self {
             decider,
@@ -468,7 +502,30 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
             resource,
             report,
             last_explained: Default::default(),
+            onboarding,
         }
+    }
+
+    /// The decisions on the members of the body around the records: made
+    /// on the route's resource (both redactors use this).
+    pub(super) fn for_wrapper(
+        decider: &'r mut Decider<'d>,
+        catalogue: &'r Catalogue,
+        rules: &BodyRules<'r>,
+        report: &'r mut FilterReport,
+    ) -> Self {
+        Self::new(
+            decider,
+            catalogue,
+            rules.resource,
+            report,
+            Onboarding::of(rules.plan),
+        )
+    }
+
+    /// Whether a free-text field shown as it is goes through the backstop.
+    pub(super) fn backstops(&self, field: u32) -> bool {
+        !self.onboarding.backstop.is_empty() && self.catalogue.field(field).free_text
     }
 
     pub(super) fn allowed(&mut self, action: FieldAction, field: Option<u32>) -> bool {
@@ -560,7 +617,13 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     pub(super) fn leaf(&mut self, value: &mut Value, field: u32) -> bool {
         let scalar = !(value.is_object() || value.is_array());
         match self.field_outcome(field, scalar) {
-            Outcome::Full => true,
+            Outcome::Full => {
+                if self.backstops(field) {
+                    let set = self.onboarding.backstop;
+                    backstop_value(value, set, &mut self.report.backstop);
+                }
+                true
+            }
             Outcome::Masked => {
                 if let Some(mask) = &self.catalogue.field(field).mask {
                     *value = mask.apply(value);
@@ -579,7 +642,6 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         map: &mut Map<String, Value>,
         node: &FieldNode,
         scope: Scope,
-        unknown: UnknownFields,
         path: &mut NamePath,
     ) {
         // Keys to remove, removed together at the end: removing one key
@@ -597,18 +659,18 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 continue;
             }
             let len = path.push_key(key);
-            if !self.container(value, child, scope, unknown, path) {
+            if !self.container(value, child, scope, path) {
                 removed.push(key.as_ref());
             }
             path.truncate(len);
         }
         let mut unnamed: SmallVec<[String; 4]> = SmallVec::new();
-        for key in map.keys() {
+        for (key, value) in map.iter_mut() {
             if node.child(key).is_none() {
                 let len = path.push_key(key);
-                self.report.unnamed.add(scope, path.as_str());
+                unnamed_member(self.report, self.onboarding, scope, path, value);
                 path.truncate(len);
-                if unknown == UnknownFields::Remove {
+                if !self.onboarding.pass {
                     unnamed.push(key.clone());
                 }
             }
@@ -627,19 +689,18 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         value: &mut Value,
         node: &FieldNode,
         scope: Scope,
-        unknown: UnknownFields,
         path: &mut NamePath,
     ) -> bool {
         match value {
             Value::Object(map) => {
                 let had = !map.is_empty();
-                self.walk_object(map, node, scope, unknown, path);
+                self.walk_object(map, node, scope, path);
                 !(had && map.is_empty())
             }
             Value::Array(items) if items.iter().all(Value::is_object) => {
                 for item in items.iter_mut() {
                     if let Value::Object(map) = item {
-                        self.walk_object(map, node, scope, unknown, path);
+                        self.walk_object(map, node, scope, path);
                     }
                 }
                 true
@@ -649,5 +710,24 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 false
             }
         }
+    }
+}
+
+/// An unnamed member at `path` (its key pushed already): counted, its
+/// shape recorded when the route observes, its values backstopped when the
+/// route passes it.
+fn unnamed_member(
+    report: &mut FilterReport,
+    on: Onboarding,
+    scope: Scope,
+    path: &mut NamePath,
+    value: &mut Value,
+) {
+    report.unnamed.add(scope, path.as_str());
+    if on.observe {
+        observe_value(&mut report.observed, scope, path, value);
+    }
+    if on.backstops_unnamed() {
+        backstop_value(value, on.backstop, &mut report.backstop);
     }
 }

@@ -23,6 +23,7 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
+use super::observe::{Onboarding, copy_backstopped, observe_hidden_member, observe_span};
 use super::plan::{NamePath, PlanNode};
 use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
@@ -61,7 +62,6 @@ pub fn redact(
             text,
             out: Vec::with_capacity(input.len()),
             max_depth,
-            pass_unknown: rules.plan.unknown == UnknownFields::Pass,
         },
         rules,
         decider,
@@ -105,8 +105,6 @@ struct Writer<'i> {
     text: &'i str,
     out: Vec<u8>,
     max_depth: usize,
-    /// The route passes members the configuration does not name.
-    pass_unknown: bool,
 }
 
 impl Writer<'_> {
@@ -226,13 +224,13 @@ impl Pass<'_, '_, '_> {
         }
         if let Some(field) = node.member {
             let value = sc.value()?;
-            let mut ctx = RecordCtx::new(
+            let mut ctx = RecordCtx::for_wrapper(
                 &mut *self.decider,
                 self.catalogue,
-                self.rules.resource,
+                self.rules,
                 &mut *self.report,
             );
-            return leaf(&mut self.w, &mut ctx, field, value);
+            return leaf(&mut self.w, &mut ctx, field, value, sc.depth());
         }
         match sc.peek() {
             Some(b'{') if !node.is_array() => self.object_place(sc, node),
@@ -268,12 +266,8 @@ impl Pass<'_, '_, '_> {
                     self.place(sc, &node.keys[at].1, false)?
                 }
                 None => {
-                    self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
                     let value = sc.value()?;
-                    if self.w.pass_unknown {
-                        self.w.copy(value);
-                    }
-                    self.w.pass_unknown
+                    self.unnamed(value, sc.depth())?
                 }
             };
             if !kept {
@@ -311,12 +305,8 @@ impl Pass<'_, '_, '_> {
             let kept = match node.element(at) {
                 Some((child, in_list)) => self.place(sc, child, in_list)?,
                 None => {
-                    self.report.unnamed.add(Scope::Wrapper, self.path.as_str());
                     let value = sc.value()?;
-                    if self.w.pass_unknown {
-                        self.w.copy(value);
-                    }
-                    self.w.pass_unknown
+                    self.unnamed(value, sc.depth())?
                 }
             };
             self.path.truncate(len);
@@ -335,6 +325,23 @@ impl Pass<'_, '_, '_> {
             return Err(required(missing).into());
         }
         Ok(true)
+    }
+
+    /// An unnamed member of the body around the records (at `self.path`),
+    /// enclosed by `depth` containers: counted, observed, and written when
+    /// the route passes it (backstopped, when it has a backstop).
+    fn unnamed(&mut self, value: Span, depth: usize) -> Result<bool, Fail> {
+        let on = Onboarding::of(self.rules.plan);
+        unnamed_member(
+            &mut self.w,
+            self.report,
+            on,
+            Scope::Wrapper,
+            &mut self.path,
+            value,
+            depth,
+        )?;
+        Ok(on.pass)
     }
 
     /// A record of selector `sel` at this place: written if shown; a hidden
@@ -380,8 +387,30 @@ impl Pass<'_, '_, '_> {
             });
         }
         let shown = self.show_record(selector, sel, &members, depth);
+        let observed = match shown {
+            // A hidden record's unnamed members are observed all the same.
+            Ok(false) if self.rules.plan.observe => {
+                let scope = Scope::Entity(selector.entity.index);
+                let mut path = NamePath::default();
+                members.iter().try_for_each(|m| {
+                    observe_hidden_member(
+                        &mut self.report.observed,
+                        scope,
+                        &mut path,
+                        self.w.text,
+                        &m.name,
+                        m.value,
+                        &selector.entity.root,
+                        depth,
+                        self.w.max_depth,
+                    )
+                })
+            }
+            _ => Ok(()),
+        };
         self.members = members;
         let shown = shown?;
+        observed?;
         if !shown {
             self.report.records_dropped += 1;
             if selector.path.is_single() {
@@ -413,7 +442,11 @@ impl Pass<'_, '_, '_> {
             match value {
                 Some(v) => values.push(v),
                 None => {
-                    tracing::warn!(entity = %entity.name, "record lacks a configured attribute; hidden");
+                    crate::repeated_warn!(
+                        crate::logging::repeated::Kind::RecordAttribute,
+                        "a {} record lacks a configured attribute; hidden",
+                        entity.name
+                    );
                     return Ok(false);
                 }
             }
@@ -431,6 +464,7 @@ impl Pass<'_, '_, '_> {
             self.catalogue,
             resource,
             &mut *self.report,
+            Onboarding::of(self.rules.plan),
         );
         let visible = ctx.allowed(FieldAction::RecordRead, None);
         ctx.trace_record(visible);
@@ -459,15 +493,31 @@ impl Pass<'_, '_, '_> {
 /// Writes a leaf value (without its key): as is, masked, or not at all
 /// (`false`). Only a scalar has a masked form: an object or array is one
 /// value, shown in full or not at all.
+///
+/// `depth`: the containers enclosing the value.
 fn leaf(
     w: &mut Writer<'_>,
     ctx: &mut RecordCtx<'_, '_>,
     field: u32,
     value: Span,
+    depth: usize,
 ) -> Result<bool, Fail> {
     let first = w.first_byte(value);
     let scalar = first != b'{' && first != b'[';
     match ctx.field_outcome(field, scalar) {
+        Outcome::Full if ctx.backstops(field) => {
+            let set = ctx.onboarding.backstop;
+            copy_backstopped(
+                &mut w.out,
+                w.text,
+                value,
+                depth,
+                w.max_depth,
+                set,
+                &mut ctx.report.backstop,
+            )?;
+            Ok(true)
+        }
         Outcome::Full => {
             w.copy(value);
             Ok(true)
@@ -511,17 +561,25 @@ impl RecordWalk<'_, '_, '_, '_, '_> {
         let mark = self.w.mark(*written);
         let Some(child) = node.child(name) else {
             let len = self.path.push_key(name);
-            self.ctx.report.unnamed.add(self.scope, self.path.as_str());
-            self.path.truncate(len);
-            if self.w.pass_unknown {
+            let on = self.ctx.onboarding;
+            if on.pass {
                 self.w.key(written, key);
-                self.w.copy(value);
             }
-            return Ok(());
+            let result = unnamed_member(
+                self.w,
+                self.ctx.report,
+                on,
+                self.scope,
+                &mut self.path,
+                value,
+                depth,
+            );
+            self.path.truncate(len);
+            return result;
         };
         self.w.key(written, key);
         if let Some(field) = child.field {
-            if !leaf(self.w, self.ctx, field, value)? {
+            if !leaf(self.w, self.ctx, field, value, depth)? {
                 self.w.undo(mark, written);
             }
             return Ok(());
@@ -593,6 +651,47 @@ impl RecordWalk<'_, '_, '_, '_, '_> {
         self.w.push(b']');
         Ok(())
     }
+}
+
+/// An unnamed member at `path` (its key pushed, and written when passed):
+/// counted, its shape recorded when the route observes, and its value
+/// written when the route passes it, backstopped if the route has a
+/// backstop. `depth`: the containers enclosing the value.
+fn unnamed_member(
+    w: &mut Writer<'_>,
+    report: &mut FilterReport,
+    on: Onboarding,
+    scope: Scope,
+    path: &mut NamePath,
+    value: Span,
+    depth: usize,
+) -> Result<(), Fail> {
+    report.unnamed.add(scope, path.as_str());
+    if on.observe {
+        observe_span(
+            &mut report.observed,
+            scope,
+            path,
+            w.text,
+            value,
+            depth,
+            w.max_depth,
+        )?;
+    }
+    if on.backstops_unnamed() {
+        copy_backstopped(
+            &mut w.out,
+            w.text,
+            value,
+            depth,
+            w.max_depth,
+            on.backstop,
+            &mut report.backstop,
+        )?;
+    } else if on.pass {
+        w.copy(value);
+    }
+    Ok(())
 }
 
 #[derive(PartialEq, Eq)]

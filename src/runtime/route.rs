@@ -80,6 +80,9 @@ pub struct Route {
     pub method: String,
     pub template: String,
     pub passthrough: bool,
+    /// The response-header allow-list; `Some` exactly on routes with a
+    /// `response:` section (inspected routes).
+    pub response_headers: Option<crate::proxy::response_headers::ResponseHeaders>,
     pub action: String,
     pub resource: Option<ResourceRule>,
     /// Where records and wrapper members are in the response body, when the
@@ -144,6 +147,13 @@ impl Route {
                     .into(),
             ));
         }
+        if rc.response.is_none() && (rc.observe.is_some() || !rc.backstop.0.is_empty()) {
+            return Err(at(
+                route_line,
+                "`observe` and `backstop` apply to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
         if rc.passthrough {
             if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
                 return Err(at(
@@ -156,6 +166,7 @@ impl Route {
                 method: rc.method.value.clone(),
                 template: rc.path.value.clone(),
                 passthrough: true,
+                response_headers: None,
                 action: String::new(),
                 resource: None,
                 response: None,
@@ -261,8 +272,12 @@ impl Route {
                         .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
                     members.push((parsed, index));
                 }
+                let observe = rc.observe.unwrap_or(
+                    rc.unknown_fields == UnknownFields::Pass || rc.shadow || loaded.config.shadow,
+                );
                 let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
-                    .map_err(|m| at(route_line, format!("response: {m}")))?;
+                    .map_err(|m| at(route_line, format!("response: {m}")))?
+                    .with_onboarding(observe, rc.backstop.0);
                 Some(Arc::new(plan))
             }
             None => None,
@@ -296,6 +311,17 @@ impl Route {
             method: rc.method.value.clone(),
             template: rc.path.value.clone(),
             passthrough: false,
+            response_headers: rc
+                .response
+                .as_ref()
+                .map(|r| {
+                    crate::proxy::response_headers::ResponseHeaders::compile(
+                        &r.headers,
+                        &loaded.file,
+                        &format!("{} {}", rc.method.value, rc.path.value),
+                    )
+                })
+                .transpose()?,
             action: action.value.clone(),
             resource: Some(resource),
             response,

@@ -97,7 +97,10 @@ pub fn explain(
         let _ = writeln!(w, "\nrequest body:");
         match pipeline::check_request_body(rt, &decided, true, body) {
             Ok(written) => {
-                let _ = writeln!(w, "  allowed (every field collectable and writable)");
+                let _ = writeln!(
+                    w,
+                    "  allowed (every value catalogued, of its shape, collectable and writable)"
+                );
                 for f in written {
                     let _ = writeln!(w, "  {:<28} written", rt.catalogue.field(f).path);
                 }
@@ -120,6 +123,27 @@ pub fn explain(
         let result = pipeline::filter_response_body(rt, &decided, response, &mut report);
         for t in report.trace.as_deref().unwrap_or_default() {
             write_trace(rt, w, t);
+        }
+        let fate = if report.unknown_passed {
+            "passed: unknown_fields is `pass` on this route"
+        } else {
+            "removed"
+        };
+        for (what, names, fate) in [
+            ("not named by the configuration", &report.unnamed, fate),
+            (
+                "catalogued, but of another shape",
+                &report.misshapen,
+                "removed",
+            ),
+        ] {
+            for (scope, path, count) in names.sorted() {
+                let _ = writeln!(
+                    w,
+                    "  {what}: {} {path} ×{count} ({fate})",
+                    rt.catalogue.scope_name(scope)
+                );
+            }
         }
         match result {
             Ok(body) => {

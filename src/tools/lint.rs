@@ -38,6 +38,31 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
                 r.template
             ));
         }
+        // A backstop scans free-text fields and passed unnamed members:
+        // with neither, it was meant for something it cannot see.
+        if let Some(plan) = r.response.as_deref()
+            && !plan.backstop.is_empty()
+            && plan.unknown != UnknownFields::Pass
+        {
+            let free_text = plan.selectors.iter().any(|s| {
+                rt.catalogue
+                    .fields()
+                    .iter()
+                    .any(|f| f.free_text && f.is_record_field() && *f.entity == *s.entity.name)
+            }) || rt.catalogue.fields().iter().any(|f| {
+                f.free_text
+                    && f.wrapper_of
+                        .is_some_and(|i| rt.routes.get(i).is_some_and(|x| std::ptr::eq(&**x, &**r)))
+            });
+            if !free_text {
+                out.push(format!(
+                    "{}: route {} {} has a `backstop` but no `free_text` field in its records or members and does not pass unknown fields: it has nothing to scan",
+                    rt.config.file.display(),
+                    r.method,
+                    r.template
+                ));
+            }
+        }
     }
     let catalogue: BTreeSet<&str> = rt
         .catalogue
@@ -91,14 +116,20 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
     for f in rt.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
-        if !mentioned {
-            out.push(format!(
-                "{}: catalogue field {}.{} is mentioned by no policy (only blanket rules decide it); name it in the policies of the roles that need it, or remove it from the catalogue if none does",
-                rt.config.file.display(),
-                f.entity,
-                f.path
-            ));
+        if mentioned {
+            continue;
         }
+        let what = match f.wrapper_of.and_then(|i| rt.routes.get(i)) {
+            Some(r) => format!(
+                "response member `{}` of route {} {}",
+                f.path, r.method, r.template
+            ),
+            None => format!("catalogue field {}.{}", f.entity, f.path),
+        };
+        out.push(format!(
+            "{}: {what} is mentioned by no policy (only blanket rules decide it); name it in the policies of the roles that need it, or remove it from the catalogue if none does",
+            rt.config.file.display()
+        ));
     }
     out
 }

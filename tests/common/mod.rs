@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod audited;
+pub mod drafted;
+pub mod scripted;
 pub mod wire;
 
 use bytes::Bytes;
@@ -105,9 +107,33 @@ pub fn reference_runtime(upstream: SocketAddr, modify: impl FnOnce(&mut Config))
 pub async fn start_in_front_of(
     upstream: SocketAddr,
     modify: impl FnOnce(&mut Config),
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Harness {
+    serve_runtime(reference_runtime(upstream, modify), upstream, tasks).await
+}
+
+/// Starts the proxy with the configuration file `config` in front of
+/// `upstream` (its listener and upstream address replaced).
+pub async fn start_config_in_front_of(
+    config_file: &std::path::Path,
+    upstream: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Harness {
+    let mut loaded = config::load(config_file).unwrap_or_else(|e| panic!("{e}"));
+    loaded.config.upstream.url.value = format!("http://{upstream}");
+    loaded.config.listeners = vec![ListenerConfig {
+        address: "127.0.0.1:0".parse().unwrap(),
+    }];
+    let rt = Runtime::build(loaded).unwrap_or_else(|e| panic!("{e}"));
+    serve_runtime(rt, upstream, tasks).await
+}
+
+async fn serve_runtime(
+    rt: Runtime,
+    upstream: SocketAddr,
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Harness {
-    let proxy = Arc::new(Proxy::new(reference_runtime(upstream, modify)).unwrap());
+    let proxy = Arc::new(Proxy::new(rt).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
     tasks.push(tokio::spawn(async move {

@@ -174,6 +174,17 @@ pub async fn h2c(
     path: &str,
     token: Option<&str>,
 ) -> (Version, Reply) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    h2c_request(addr, req.body(Full::new(Bytes::new())).expect("request")).await
+}
+
+/// `req` (absolute URI) over its own h2c connection.
+pub async fn h2c_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> (Version, Reply) {
     tokio::time::timeout(EXCHANGE_TIMEOUT, async {
         let stream = TcpStream::connect(addr).await.expect("connect");
         let (mut sender, conn) =
@@ -181,13 +192,6 @@ pub async fn h2c(
                 .await
                 .expect("h2c handshake");
         let conn_task = tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = req.body(Full::new(Bytes::new())).expect("request");
         let resp = sender.send_request(req).await.expect("h2 response");
         let version = resp.version();
         let status = resp.status();

@@ -67,6 +67,17 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
 {{- if eq .Values.audit.sink "file" -}}
   {{- $_ := set $audit "file" (printf "%s/audit.log" .Values.audit.mountPath) -}}
   {{- $_ := set $audit "stdout" false -}}
+  {{- /* Retention sized to the volume (a config's own audit.retention wins):
+         when it is full, fieldguard refuses requests rather than delete
+         evidence, unless whenFull says delete_oldest. */ -}}
+  {{- $retention := get $audit "retention" | default dict -}}
+  {{- if not (hasKey $retention "max_total_bytes") -}}
+    {{- $_ := set $retention "max_total_bytes" (int64 .Values.audit.retention.maxTotalBytes) -}}
+  {{- end -}}
+  {{- if not (hasKey $retention "when_full") -}}
+    {{- $_ := set $retention "when_full" .Values.audit.retention.whenFull -}}
+  {{- end -}}
+  {{- $_ := set $audit "retention" $retention -}}
 {{- else -}}
   {{- $_ := set $audit "stdout" true -}}
 {{- end -}}

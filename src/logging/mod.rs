@@ -8,6 +8,8 @@
 //! the few lines `fieldguard run` prints itself (addresses bound, shutting
 //! down) go through the same format: a JSON log holds no plain-text line.
 
+pub mod repeated;
+
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 

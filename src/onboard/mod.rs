@@ -1,0 +1,10 @@
+//! `fieldguard onboard`: putting a legacy API under fieldguard as a guided,
+//! reviewable step. [`draft`] writes a first configuration, Cedar schema
+//! and deny-all baseline from the API's OpenAPI document; [`observed`]
+//! turns what observing routes saw in traffic into the catalogue entries
+//! still missing. Both propose ([`propose`]); a person reviews.
+
+pub mod draft;
+pub mod observed;
+pub mod openapi;
+pub mod propose;
