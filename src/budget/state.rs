@@ -121,7 +121,7 @@ impl BudgetState {
     /// What `key`'s window holds at `now` (0 for a counter never charged).
     pub(super) fn used(&self, key: &CounterKey, window_ms: u64, now: u64) -> u64 {
         match self.counters.get_mut(key) {
-            Some(mut w) if w.slot_ms() == Window::new(window_ms).slot_ms() => w.used(now),
+            Some(mut w) if w.slot_ms() == Window::slot_ms_of(window_ms) => w.used(now),
             _ => 0,
         }
     }
@@ -140,10 +140,12 @@ impl BudgetState {
     /// Adds `n` to `key`'s window (made, or remade if the budget's window
     /// length changed in a reload).
     pub(super) fn add(&self, key: CounterKey, window_ms: u64, now: u64, n: u64) {
-        let fresh = Window::new(window_ms);
-        let mut w = self.counters.entry(key).or_insert_with(|| fresh.clone());
-        if w.slot_ms() != fresh.slot_ms() {
-            *w = fresh;
+        let mut w = self
+            .counters
+            .entry(key)
+            .or_insert_with(|| Window::new(window_ms));
+        if w.slot_ms() != Window::slot_ms_of(window_ms) {
+            *w = Window::new(window_ms);
         }
         w.add(now, n);
     }

@@ -19,10 +19,15 @@ pub struct Window {
 impl Window {
     pub fn new(window_ms: u64) -> Self {
         Self {
-            slot_ms: window_ms.div_ceil(SLOTS as u64).max(1),
+            slot_ms: Self::slot_ms_of(window_ms),
             head: 0,
             counts: [0; SLOTS],
         }
+    }
+
+    /// The slot length of a window of `window_ms` (at least 1 ms).
+    pub fn slot_ms_of(window_ms: u64) -> u64 {
+        window_ms.div_ceil(SLOTS as u64).max(1)
     }
 
     pub fn slot_ms(&self) -> u64 {
