@@ -251,6 +251,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     outln!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
     if let Some(f) = &audit.file {
         outln!("  fieldguard audit verify {}", f.display());
+        outln!(
+            "  fieldguard audit subject c-1001 {}   # who read, changed or deleted c-1001's data",
+            f.display()
+        );
     }
     outln!();
     let server = crate::proxy::server::Server::new(proxy, None);
