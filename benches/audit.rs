@@ -50,13 +50,19 @@ fn exchange(rt: &Runtime) -> Exchange {
         source: IdentitySource::Jwt,
     };
     let path = normalize("/customers").unwrap_or_else(|e| panic!("path: {e:?}"));
-    let Routed::Route(m) = route(rt, "GET", &path) else {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &path) else {
         panic!("GET /customers has a route");
     };
-    let decided = decide(rt, &m, &principal).unwrap_or_else(|_| panic!("analyst may list"));
+    let decided =
+        decide(&rt.decisions, &m, &principal).unwrap_or_else(|_| panic!("analyst may list"));
     let mut report = FilterReport::default();
-    filter_response_body(rt, &decided, &customer_list_body(60), &mut report)
-        .unwrap_or_else(|_| panic!("list filters"));
+    filter_response_body(
+        &rt.decisions,
+        &decided,
+        &customer_list_body(60),
+        &mut report,
+    )
+    .unwrap_or_else(|_| panic!("list filters"));
     let mut ex = Exchange::new(
         "0f9c2a4e-4b8e-4c57-9d2b-3e1f7a6b5c4d".into(),
         "10.0.0.7:51234".parse().unwrap_or_else(|e| panic!("{e}")),

@@ -64,12 +64,12 @@ fn principal(id: &str, role: &str) -> Principal {
 
 fn respond(rt: &Runtime, who: &Principal, path: &str, body: &[u8]) -> (Vec<u8>, FilterReport) {
     let path = normalize(path).unwrap_or_else(|e| panic!("{e:?}"));
-    let Routed::Route(m) = route(rt, "GET", &path) else {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &path) else {
         panic!("no route");
     };
-    let decided = decide(rt, &m, who).unwrap_or_else(|_| panic!("denied"));
+    let decided = decide(&rt.decisions, &m, who).unwrap_or_else(|_| panic!("denied"));
     let mut report = FilterReport::default();
-    let out = filter_response_body(rt, &decided, body, &mut report)
+    let out = filter_response_body(&rt.decisions, &decided, body, &mut report)
         .unwrap_or_else(|e| panic!("filter refused: {e:?}"));
     (out, report)
 }

@@ -74,14 +74,14 @@ impl Request {
 /// The proxy's per-response work for a `GET`: route, request-level decision,
 /// filter (parse, walk and decisions, serialise).
 fn respond(rt: &Runtime, req: &Request, body: &[u8]) -> Vec<u8> {
-    let Routed::Route(m) = route(rt, "GET", &req.path) else {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &req.path) else {
         panic!("no route for {}", req.path.as_str());
     };
-    let Ok(decided) = decide(rt, &m, &req.principal) else {
+    let Ok(decided) = decide(&rt.decisions, &m, &req.principal) else {
         panic!("request-level decision denied {}", req.path.as_str());
     };
     let mut report = FilterReport::default();
-    match filter_response_body(rt, &decided, body, &mut report) {
+    match filter_response_body(&rt.decisions, &decided, body, &mut report) {
         Ok(out) => out,
         Err(stop) => panic!("filter refused: {stop:?}"),
     }

@@ -46,14 +46,15 @@ fn run() -> Result<String, String> {
     let principal = fieldguard::tools::principal(sub, std::slice::from_ref(role), false, None);
     let canonical = normalize(path).map_err(|e| format!("{path}: {e:?}"))?;
     // The route's query string plays no part in the decision or the filter.
-    let Routed::Route(m) = route(&rt, "GET", &canonical) else {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &canonical) else {
         return Err(format!("{path}: not an inspected route"));
     };
 
     let redact = || -> Result<usize, String> {
-        let decided = decide(&rt, &m, &principal).map_err(|_| format!("{path}: denied"))?;
+        let decided =
+            decide(&rt.decisions, &m, &principal).map_err(|_| format!("{path}: denied"))?;
         let mut report = FilterReport::default();
-        filter_response_body(&rt, &decided, black_box(&body), &mut report)
+        filter_response_body(&rt.decisions, &decided, black_box(&body), &mut report)
             .map(|out| black_box(out).len())
             .map_err(|stop| format!("filter refused: {stop:?}"))
     };

@@ -96,7 +96,7 @@ async fn reload(proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
             &serde_json::json!({
                 "reloaded": false,
                 "error": error,
-                "active_version": proxy.runtime().engine.bundle.version,
+                "active_version": proxy.runtime().decisions.engine.bundle.version,
             }),
         ),
     }
@@ -147,7 +147,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 &serde_json::json!({
                     "ready": ready,
                     "policies": "loaded",
-                    "policy_version": proxy.runtime().engine.bundle.version,
+                    "policy_version": proxy.runtime().decisions.engine.bundle.version,
                     "audit_sink": audit,
                 }),
             )
@@ -171,7 +171,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 fn policies(proxy: &Proxy) -> serde_json::Value {
     let rt = proxy.runtime();
-    let b = &rt.engine.bundle;
+    let b = &rt.decisions.engine.bundle;
     let name = |p: &std::path::Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -193,6 +193,7 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
     // (`unknown_fields: pass`) or enforce nothing (shadow): what an
     // operator must not forget is still on.
     let routes: Vec<serde_json::Value> = rt
+        .decisions
         .routes
         .iter()
         .filter(|r| !r.passthrough)
@@ -201,7 +202,7 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
                 "method": r.method,
                 "path": r.template,
                 "unknown_fields": r.response.as_ref().map(|p| p.unknown.as_str()),
-                "shadow": r.shadow || rt.shadow_all,
+                "shadow": r.shadow || rt.decisions.shadow_all,
             })
         })
         .collect();

@@ -1,31 +1,34 @@
 //! fieldguard: a policy-as-code enforcement sidecar.
 //!
-//! A request flows through the crate top to bottom:
-//! [`proxy`] accepts it, [`identity`] names the caller, [`routing`] maps the
-//! canonical path to a route, [`policy`] asks Cedar for the request-level
-//! decision, [`redact`] checks request bodies and filters response bodies field
-//! by field, and the answer goes back through [`proxy`].
+//! A request flows through the crate top to bottom: [`proxy`] accepts it
+//! and runs its phases (`proxy::handler`): [`identity`] names the caller,
+//! the decisions of the core crate ([`fieldguard_core`]: routing, Cedar,
+//! the request-body check, the response filter) decide it, the upstream
+//! answers, and [`audit`] and [`metrics`] record it. The core crate holds
+//! everything free of I/O; it is re-exported here under the same names
+//! (`fieldguard::redact`, `fieldguard::policy`, …).
 
 pub mod admin;
 pub mod audit;
 pub mod budget;
-pub mod catalogue;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod detect;
-pub mod error;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod observed;
 pub mod onboard;
-pub mod pipeline;
-pub mod policy;
 pub mod proxy;
-pub mod redact;
 pub mod reload;
-pub mod routing;
 pub mod runtime;
 pub mod service;
 pub mod tls;
 pub mod tools;
+
+#[doc(hidden)]
+pub use fieldguard_core::repeated_warn;
+pub use fieldguard_core::{
+    catalogue, decisions, detect, error, outcome, pipeline, policy, principal, redact,
+    response_headers, route, routing,
+};

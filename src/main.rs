@@ -442,8 +442,8 @@ fn main() -> ExitCode {
                 println!(
                     "{}: ok ({} policies, version {})",
                     config.display(),
-                    rt.engine.bundle.info.len(),
-                    rt.engine.bundle.version
+                    rt.decisions.engine.bundle.info.len(),
+                    rt.decisions.engine.bundle.version
                 );
                 if strict && !warnings.is_empty() {
                     return Err(format!("{} warning(s) (--strict)", warnings.len()));
@@ -649,7 +649,7 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         fieldguard::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
     let admin_address = loaded.config.admin.address;
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
-    tracing::info!(version = %runtime.engine.bundle.version, "policies loaded");
+    tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     let (proxy, audit_writer) = service::attach_audit(proxy, &audit_settings)?;
     let proxy = Arc::new(proxy);

@@ -442,7 +442,7 @@ impl Metrics {
 
     /// Records a successfully loaded policy set.
     pub fn policy_loaded(&self, rt: &Runtime, at: SystemTime) {
-        let b = &rt.engine.bundle;
+        let b = &rt.decisions.engine.bundle;
         self.policy_info.reset();
         self.policy_info
             .with_label_values(&[b.version.as_str(), b.schema_hash.as_str()])
@@ -560,7 +560,7 @@ impl Metrics {
                 (&self.misshapen, &f.misshapen),
             ] {
                 for (scope, path, count) in names.sorted() {
-                    let entity = rt.catalogue.scope_name(scope);
+                    let entity = rt.decisions.catalogue.scope_name(scope);
                     let field = labels.admit(route, entity, path);
                     family
                         .with_label_values(&[route, entity, field])
@@ -776,9 +776,9 @@ impl FieldHandles {
             self.generation = rt.generation;
             self.by_field.clear();
             self.by_field
-                .resize_with(rt.catalogue.fields().len(), Default::default);
+                .resize_with(rt.decisions.catalogue.fields().len(), Default::default);
         }
-        let spec = rt.catalogue.fields().get(field as usize)?;
+        let spec = rt.decisions.catalogue.fields().get(field as usize)?;
         let slot = self
             .by_field
             .get_mut(field as usize)?

@@ -61,7 +61,7 @@ impl ObservedStore {
         for e in obs.sorted() {
             let place = Place {
                 route: route.to_string(),
-                entity: rt.catalogue.scope_name(e.scope).to_string(),
+                entity: rt.decisions.catalogue.scope_name(e.scope).to_string(),
                 field: e.path.to_string(),
                 json_type: e.json_type,
             };

@@ -98,10 +98,10 @@ impl Proxy {
                 let active = self.runtime();
                 if matches!(trigger, Trigger::Watch) && same_set(&active, &rt) {
                     last.error = None;
-                    return Ok(active.engine.bundle.version.clone());
+                    return Ok(active.decisions.engine.bundle.version.clone());
                 }
                 warn_restart_only(&active.config, &rt.config);
-                let version = rt.engine.bundle.version.clone();
+                let version = rt.decisions.engine.bundle.version.clone();
                 self.swap_runtime(rt);
                 last.error = None;
                 tracing::info!(?trigger, version, "policies reloaded");
@@ -123,7 +123,7 @@ impl Proxy {
 
 /// Same policies, schema, configuration text and keys: nothing to swap.
 fn same_set(a: &Runtime, b: &Runtime) -> bool {
-    a.engine.bundle.version == b.engine.bundle.version
+    a.decisions.engine.bundle.version == b.decisions.engine.bundle.version
         && a.key_fingerprint == b.key_fingerprint
         && std::fs::read(&a.config.file).ok() == std::fs::read(&b.config.file).ok()
         && format!("{:?}", a.config.config) == format!("{:?}", b.config.config)

@@ -15,7 +15,7 @@ pub fn attach_audit(
     proxy: Proxy,
     settings: &AuditSettings,
 ) -> Result<(Proxy, AuditWriter), String> {
-    crate::logging::repeated::spawn_flusher();
+    crate::logging::spawn_repeated_flusher();
     let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
     Ok((proxy.with_audit(log), writer))
 }

@@ -106,7 +106,7 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
         .await;
     assert_eq!(public.status, 200);
     let raw = h.upstream_get("/customers/c-1001").await.json();
-    let version = a.proxy.runtime().engine.bundle.version.clone();
+    let version = a.proxy.runtime().decisions.engine.bundle.version.clone();
     a.drain().await;
 
     let recs = records(&file);
@@ -163,6 +163,7 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
     let customer_fields = a
         .proxy
         .runtime()
+        .decisions
         .catalogue
         .fields()
         .iter()

@@ -216,7 +216,8 @@ fn audit_record_fields() -> BTreeSet<String> {
 fn the_catalogue_classifies_data_by_the_regulations_categories() {
     let rt = common::reference_runtime("127.0.0.1:9".parse().unwrap(), |_| {});
     let category = |entity: &str, field: &str| {
-        rt.catalogue
+        rt.decisions
+            .catalogue
             .fields()
             .iter()
             .find(|f| f.is_record_field() && &*f.entity == entity && f.path == field)

@@ -32,10 +32,10 @@ fn principal(id: &str, role: &str, mfa: bool, purpose: Option<&str>) -> Principa
 
 fn filter(rt: &Runtime, who: &Principal, path: &str, body: &[u8], traced: bool) -> Value {
     let path = normalize(path).unwrap();
-    let Routed::Route(m) = route(rt, "GET", &path) else {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &path) else {
         panic!("no route for {path:?}");
     };
-    let Ok(decided) = decide(rt, &m, who) else {
+    let Ok(decided) = decide(&rt.decisions, &m, who) else {
         panic!("{path:?} denied");
     };
     let mut report = if traced {
@@ -43,7 +43,7 @@ fn filter(rt: &Runtime, who: &Principal, path: &str, body: &[u8], traced: bool) 
     } else {
         FilterReport::default()
     };
-    let out = filter_response_body(rt, &decided, body, &mut report).unwrap();
+    let out = filter_response_body(&rt.decisions, &decided, body, &mut report).unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 

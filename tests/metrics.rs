@@ -173,7 +173,7 @@ async fn counters_move_with_real_traffic() {
         m.value("fieldguard_refusals_total", &[("code", "forbidden")]),
         1.0
     );
-    let version = a.proxy.runtime().engine.bundle.version.clone();
+    let version = a.proxy.runtime().decisions.engine.bundle.version.clone();
     assert_eq!(
         m.value("fieldguard_policy_set_info", &[("version", &version)]),
         1.0
@@ -237,7 +237,7 @@ async fn admin_endpoints_report_health_readiness_and_policies() {
     assert_eq!(ready.json()["audit_sink"], "ok");
     let p = a.admin_get("/policies").await.json();
     let rt = a.proxy.runtime();
-    let bundle = &rt.engine.bundle;
+    let bundle = &rt.decisions.engine.bundle;
     assert_eq!(p["version"], bundle.version.as_str());
     assert_eq!(p["schema_hash"], bundle.schema_hash.as_str());
     assert!(p["loaded_at"].as_str().unwrap().ends_with('Z'));

@@ -68,7 +68,7 @@ pub fn route(data: &[u8]) {
         return;
     };
     let rt = runtime();
-    if let Some(found) = rt.router.at(method, &canonical) {
+    if let Some(found) = rt.decisions.router.at(method, &canonical) {
         let segments = |p: &str| p.split('/').filter(|s| !s.is_empty()).count();
         assert_eq!(
             segments(&found.value.template),
@@ -98,6 +98,7 @@ pub fn request_json(data: &[u8]) {
 /// card numbers in full) on it.
 fn support_agent_listing_customers() -> (&'static Route, RequestPrincipal) {
     let Some(route) = runtime()
+        .decisions
         .routes
         .iter()
         .find(|r| r.method == "GET" && r.template == "/customers")
@@ -121,18 +122,18 @@ fn support_agent_listing_customers() -> (&'static Route, RequestPrincipal) {
 /// no ID card number survives in full (support agents never read it).
 pub fn response_filter(data: &[u8]) {
     let rt = runtime();
-    let Ok(mut doc) = parse_json(data, rt.limits.max_json_depth) else {
+    let Ok(mut doc) = parse_json(data, rt.decisions.limits.max_json_depth) else {
         return;
     };
     let (route, rp) = support_agent_listing_customers();
-    let mut decider = rt.engine.decider(&rp);
+    let mut decider = rt.decisions.engine.decider(&rp);
     let originals: Vec<Value> = doc["customers"]
         .as_array()
         .map(|a| a.iter().map(|r| r["id_card_number"].clone()).collect())
         .unwrap_or_default();
     let mut report = FilterReport::default();
     let rules = listing_rules(route);
-    if filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, &mut report).is_err() {
+    if filter_response(&mut doc, &rules, &mut decider, &rt.decisions.catalogue, &mut report).is_err() {
         return;
     }
     let out = serde_json::to_vec(&doc).expect("serialises");
@@ -160,15 +161,15 @@ pub fn response_filter(data: &[u8]) {
 pub fn response_stream(data: &[u8]) {
     let rt = runtime();
     let (route, rp) = support_agent_listing_customers();
-    let depth = rt.limits.max_json_depth;
+    let depth = rt.decisions.limits.max_json_depth;
     let mut report = FilterReport::default();
-    let mut decider = rt.engine.decider(&rp);
+    let mut decider = rt.decisions.engine.decider(&rp);
     let rules = listing_rules(route);
     let streamed = stream::redact(
         data,
         &rules,
         &mut decider,
-        &rt.catalogue,
+        &rt.decisions.catalogue,
         &mut report,
         depth,
     );
@@ -185,13 +186,13 @@ pub fn response_stream(data: &[u8]) {
         return;
     }
     let mut doc = parsed.expect("checked above");
-    let mut decider = rt.engine.decider(&rp);
+    let mut decider = rt.decisions.engine.decider(&rp);
     let mut tree_report = FilterReport::default();
     filter_response(
         &mut doc,
         &rules,
         &mut decider,
-        &rt.catalogue,
+        &rt.decisions.catalogue,
         &mut tree_report,
     )
     .expect("the tree walk accepts what the stream accepted");
@@ -258,7 +259,7 @@ pub fn request_write(data: &[u8]) {
         return;
     };
     let fieldguard::pipeline::Routed::Route(m) =
-        fieldguard::pipeline::route(rt, "PATCH", &canonical)
+        fieldguard::pipeline::route(&rt.decisions, "PATCH", &canonical)
     else {
         panic!("reference route missing")
     };
@@ -270,13 +271,13 @@ pub fn request_write(data: &[u8]) {
         attributes: BTreeMap::new(),
         source: IdentitySource::Jwt,
     };
-    let Ok(decided) = fieldguard::pipeline::decide(rt, &m, &who) else {
+    let Ok(decided) = fieldguard::pipeline::decide(&rt.decisions, &m, &who) else {
         panic!("a customer may correct their own record")
     };
-    if fieldguard::pipeline::check_request_body(rt, &decided, true, data).is_err() {
+    if fieldguard::pipeline::check_request_body(&rt.decisions, &decided, true, data).is_err() {
         return;
     }
-    let doc = parse_json_unique(data, rt.limits.max_json_depth).expect("accepted bodies parse");
+    let doc = parse_json_unique(data, rt.decisions.limits.max_json_depth).expect("accepted bodies parse");
     let Some(rules) = &decided.route.request else {
         panic!("a write route")
     };
@@ -297,7 +298,7 @@ fn assert_written_catalogued(v: &Value, node: &FieldNode, at: &str, collect: Opt
             .child(key)
             .unwrap_or_else(|| panic!("uncatalogued `{path}` was let through"));
         if let Some(field) = child.field {
-            let spec = runtime().catalogue.field(field);
+            let spec = runtime().decisions.catalogue.field(field);
             assert!(spec.shape.accepts(value), "`{path}` written as {value}");
             let collected = collect.is_none_or(|c| {
                 c.iter()

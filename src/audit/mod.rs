@@ -14,7 +14,8 @@ pub mod log;
 pub mod record;
 pub mod sink;
 pub mod subject;
-pub mod time;
+/// Timestamps (shared with the core crate, whose warnings carry them).
+pub use fieldguard_core::time;
 pub mod verify;
 
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};

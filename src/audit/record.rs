@@ -346,7 +346,7 @@ impl AuditRecord {
             policy_errors: decision
                 .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
                 .unwrap_or_default(),
-            policy_version: rt.engine.bundle.version.clone(),
+            policy_version: rt.decisions.engine.bundle.version.clone(),
             prev: String::new(),
             principal: ex.principal.as_ref().map(|p| PrincipalRecord {
                 id: p.id.clone(),
@@ -416,7 +416,7 @@ impl AuditRecord {
             written: ex
                 .written
                 .iter()
-                .filter_map(|f| rt.catalogue.fields().get(*f as usize))
+                .filter_map(|f| rt.decisions.catalogue.fields().get(*f as usize))
                 .map(|spec| spec.path.clone())
                 .collect(),
         }
@@ -439,7 +439,7 @@ fn member_names(
             .into_iter()
             .map(|(scope, path, count)| MemberName {
                 count,
-                entity: rt.catalogue.scope_name(scope).to_string(),
+                entity: rt.decisions.catalogue.scope_name(scope).to_string(),
                 field: path.to_string(),
             })
             .collect(),
@@ -455,7 +455,7 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
     let mut by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>> = BTreeMap::new();
     let mut redacted = Vec::new();
     for (&(field, outcome), &count) in &f.outcomes {
-        let Some(spec) = rt.catalogue.fields().get(field as usize) else {
+        let Some(spec) = rt.decisions.catalogue.fields().get(field as usize) else {
             continue;
         };
         let category = spec.category.as_str();
@@ -505,7 +505,7 @@ fn disclosed(d: &crate::redact::disclosed::Disclosed, rt: &Runtime) -> Vec<Discl
         .into_iter()
         .map(|(scope, e)| DisclosedRecord {
             count: e.count,
-            entity: rt.catalogue.scope_name(scope).to_string(),
+            entity: rt.decisions.catalogue.scope_name(scope).to_string(),
             ids: id_runs(&e.ids),
             omitted: e.ids.omitted,
             subjects: (!e.subjects.is_empty()).then(|| IdsRecord {

@@ -39,6 +39,22 @@ impl LoadedConfig {
         files.iter().map(|f| self.resolve(f)).collect()
     }
 
+    /// The sections the decisions (core crate) are built from.
+    pub fn decision_config(&self) -> DecisionConfig<'_> {
+        let c = &self.config;
+        DecisionConfig {
+            file: &self.file,
+            base_dir: &self.base_dir,
+            limits: &c.limits,
+            policies: &c.policies,
+            redaction: &c.redaction,
+            unmatched: c.unmatched,
+            shadow: c.shadow,
+            routes: &c.routes,
+            entities: &c.entities,
+        }
+    }
+
     /// Resolves a path written in the config relative to the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -83,12 +99,6 @@ fn first_line(rendered: &str) -> String {
         .unwrap_or(rendered)
         .trim_start_matches("error: ")
         .to_string()
-}
-
-/// Line (1-based) of a spanned config value, when the parser knew it.
-pub fn line_of<T>(v: &serde_saphyr::Spanned<T>) -> Option<usize> {
-    let line = v.referenced.line() as usize;
-    (line > 0).then_some(line)
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     });
     audit.stdout = false;
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
-    let version = runtime.engine.bundle.version.clone();
+    let version = runtime.decisions.engine.bundle.version.clone();
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     let (proxy, audit_writer) = crate::service::attach_audit(proxy, &audit)?;
     let proxy = Arc::new(proxy);

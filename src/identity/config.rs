@@ -111,7 +111,10 @@ pub struct PublicKeyConfig {
 }
 
 /// Asymmetric algorithms accepted for configured public keys.
-#[allow(clippy::upper_case_acronyms)]
+#[allow(
+    clippy::upper_case_acronyms,
+    reason = "RS256 and ES256 are the algorithms' names as operators write them in the config"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum PublicKeyAlgorithm {
     RS256,

@@ -28,52 +28,12 @@ pub use config::{GatewayConfig, IdentityConfig, JwtConfig, PublicKeyAlgorithm, P
 
 use crate::error::ConfigError;
 pub use cache::CacheStats;
+pub use fieldguard_core::principal::{AttrValue, IdentitySource, Principal};
 use gateway::{GatewayOutcome, GatewayVerifier};
 use http::{HeaderMap, HeaderName, header};
 use jwt::JwtVerifier;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-
-/// The caller as policy sees it. Only identity facts live here; whether the
-/// caller may do something is decided later by the policy engine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
-    /// JWT `sub` or the gateway subject header.
-    pub id: String,
-    /// Sorted and deduplicated so that policies and audit logs see one
-    /// canonical form regardless of how the issuer ordered them.
-    pub roles: Vec<String>,
-    pub mfa: bool,
-    /// Purpose of use: the token's claim (or the trusted gateway's
-    /// header); a request header only where the operator opted in
-    /// (`identity.jwt.purpose_fallback_header`), and never over a claim.
-    pub purpose: Option<String>,
-    /// Only the claims the operator listed in `attribute_claims`, so policies
-    /// cannot come to depend on incidental token contents.
-    pub attributes: BTreeMap<String, AttrValue>,
-    pub source: IdentitySource,
-}
-
-/// Attribute values restricted to what the policy language can compare.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    String(String),
-    Long(i64),
-    Bool(bool),
-    /// Sorted and deduplicated.
-    Set(Vec<String>),
-}
-
-/// Recorded in audit logs: a gateway assertion and a verified token carry
-/// different assurance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentitySource {
-    Jwt,
-    Gateway,
-    /// A verified TLS client certificate listed as a service principal.
-    ClientCertificate,
-}
 
 /// Why a request could not be attributed to a caller; every variant becomes
 /// a 401. Display text is for operator logs; clients only ever get

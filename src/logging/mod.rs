@@ -8,7 +8,9 @@
 //! the few lines `fieldguard run` prints itself (addresses bound, shutting
 //! down) go through the same format: a JSON log holds no plain-text line.
 
-pub mod repeated;
+/// Per-request warnings logged once, then summarised (in the core crate:
+/// the decisions log them too).
+pub use fieldguard_core::repeated;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -87,6 +89,19 @@ pub fn fatal(message: &str) {
         LogFormat::Text => eprintln!("fieldguard: {message}"),
         LogFormat::Json => tracing::error!(target: NOTICE_TARGET, "{message}"),
     }
+}
+
+/// Flushes due summaries of repeated warnings every second, for as long as
+/// the runtime runs (a burst of warnings that stops is still told).
+pub fn spawn_repeated_flusher() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            repeated::flush();
+        }
+    })
 }
 
 #[cfg(test)]

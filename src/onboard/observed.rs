@@ -181,15 +181,16 @@ fn catalogued(rt: &Runtime, wrapper: bool, route: &str, entity: &str, field: &st
         let Some((method, template)) = route.split_once(' ') else {
             return false;
         };
-        return rt.catalogue.fields().iter().any(|f| {
+        return rt.decisions.catalogue.fields().iter().any(|f| {
             f.wrapper_of.is_some_and(|i| {
-                rt.routes
+                rt.decisions
+                    .routes
                     .get(i)
                     .is_some_and(|r| r.method == method && r.template == template)
             }) && (field == f.path || field.starts_with(&format!("{}.", f.path)))
         });
     }
-    let Some(e) = rt.catalogue.entity(entity) else {
+    let Some(e) = rt.decisions.catalogue.entity(entity) else {
         return false;
     };
     let mut node = &e.root;

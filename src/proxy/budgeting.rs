@@ -37,7 +37,7 @@ pub(super) fn charge(
     let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
         return Ok(());
     };
-    let disclosed = Disclosure::of(report, &rt.catalogue);
+    let disclosed = Disclosure::of(report, &rt.decisions.catalogue);
     let charge = proxy
         .budgets
         .charge(&rt.budgets, principal, &disclosed, enforce);

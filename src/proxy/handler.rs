@@ -8,7 +8,7 @@ use super::ambiguity;
 use super::body::{self, CollectError, Encoding};
 use super::budgeting;
 use super::detached::Reply;
-use super::errors::{Refusal, Stop};
+use super::errors::{Denied, Refusal, Stop};
 use super::exchange::{Disagreement, Exchange, ShadowReport, Stage, WouldDeny};
 use super::headers;
 use super::observe;
@@ -21,7 +21,7 @@ use crate::pipeline::{self, Decided, Routed};
 use crate::redact::Outcome;
 use crate::redact::response::FilterReport;
 use crate::routing;
-use crate::runtime::Runtime;
+use crate::runtime::{Route, Runtime};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
@@ -41,7 +41,7 @@ fn streamed(body: Incoming) -> ProxyBody {
 /// A client's request body on its way upstream as it arrives, ended with
 /// an error if the client stalls (`limits.request_body_timeout_ms`).
 fn streamed_request(rt: &Runtime, body: Incoming) -> ProxyBody {
-    StallLimit::new(body, rt.limits.request_body_timeout()).boxed()
+    StallLimit::new(body, rt.decisions.limits.request_body_timeout()).boxed()
 }
 
 /// One request, from its audit slot to its record; the answer goes to
@@ -117,7 +117,7 @@ async fn process(
     // Decided for the method on the request line, so the upstream must not
     // be told another one (every route, passthrough included).
     ambiguity::method_override(&parts.headers, parts.uri.query())?;
-    let routed = pipeline::route(rt, parts.method.as_str(), &canonical);
+    let routed = pipeline::route(&rt.decisions, parts.method.as_str(), &canonical);
     if let Routed::Passthrough = routed {
         ex.passthrough = true;
         strip_identity_headers(rt, &mut parts);
@@ -136,7 +136,7 @@ async fn process(
         Ok(p) => p,
         Err(e) => {
             ex.identity_error = Some(e.reason());
-            if rt.shadow_all || shadow_route {
+            if rt.decisions.shadow_all || shadow_route {
                 // Shadow mode: not enforced, but nothing can be decided
                 // without a caller either; relay it and say so.
                 would_deny(ex, Refusal::Unauthenticated, Vec::new());
@@ -153,12 +153,12 @@ async fn process(
     let m = match routed {
         Routed::Route(m) => m,
         _ => {
-            return match rt.unmatched {
+            return match rt.decisions.unmatched {
                 UnmatchedPolicy::Passthrough => {
                     ex.passthrough = true;
                     forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
                 }
-                UnmatchedPolicy::Deny if rt.shadow_all => {
+                UnmatchedPolicy::Deny if rt.decisions.shadow_all => {
                     would_deny(ex, Refusal::NoRoute, Vec::new());
                     forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
                 }
@@ -174,13 +174,13 @@ async fn process(
         ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
     }
     let decide_started = Instant::now();
-    let shadow = rt.shadow_all || m.value.shadow;
-    let evaluated = pipeline::evaluate(&rt.engine, &m, principal);
+    let shadow = rt.decisions.shadow_all || m.value.shadow;
+    let evaluated = pipeline::evaluate(&rt.decisions.engine, &m, principal);
     ex.decision_latency = Some(decide_started.elapsed());
     let decided = evaluated?;
     ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
     ex.decision = Some(decided.decision.clone());
-    let observed = match &rt.observer {
+    let observed = match &rt.decisions.observer {
         Some(o) => {
             let d = pipeline::evaluate(&o.engine, &m, principal)?;
             let report = ex.shadow.get_or_insert_with(Default::default);
@@ -226,16 +226,16 @@ async fn process(
         // A DELETE may carry no body; any other inspected write must.
         if !(bytes.is_empty() && parts.method == Method::DELETE) {
             let is_json = headers::is_json(&parts.headers);
-            let enforced = pipeline::check_request_body(rt, &decided, is_json, &bytes);
+            let enforced = pipeline::check_request_body(&rt.decisions, &decided, is_json, &bytes);
             if let Some(o) = &observed {
-                let seen = pipeline::check_request_body(rt, o, is_json, &bytes);
+                let seen = pipeline::check_request_body(&rt.decisions, o, is_json, &bytes);
                 compare_writes(ex, &enforced, &seen);
             }
             match enforced {
                 Ok(written) => ex.written = written,
                 Err((stop, fields)) if !shadow => {
                     ex.refused_fields = fields;
-                    return Err(stop);
+                    return Err(stop.into());
                 }
                 Err((stop, fields)) => {
                     let report = shadow_report(ex);
@@ -271,16 +271,16 @@ async fn process(
     }
     let (mut parts, raw, decoded) = read_inspected(proxy, rt, resp)
         .await
-        .map_err(|stop| pipeline::upstream_failure(decided.route, stop))?;
+        .map_err(|stop| upstream_failure(decided.route, stop))?;
     if let Some(allowed) = allowed_headers {
         limit_headers(allowed, false, &mut parts.headers, ex);
     }
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
-    let filtered = pipeline::filter_response_body(rt, &decided, json, &mut report);
+    let filtered = pipeline::filter_response_body(&rt.decisions, &decided, json, &mut report);
     if let Some(o) = &observed {
         let mut seen = FilterReport::default();
-        let observed_result = pipeline::filter_response_body(rt, o, json, &mut seen);
+        let observed_result = pipeline::filter_response_body(&rt.decisions, o, json, &mut seen);
         compare_filters(ex, rt, &filtered, &report, &observed_result, &seen);
     }
     if filtered.is_ok() {
@@ -313,7 +313,7 @@ fn would_deny(ex: &mut Exchange, refusal: Refusal, policies: Vec<String>) {
     });
 }
 
-type WriteCheck = Result<Vec<u32>, (Stop, Vec<crate::redact::request::Refusal>)>;
+type WriteCheck = Result<Vec<u32>, (Denied, Vec<crate::redact::request::Refusal>)>;
 
 /// Disagreements between the enforced and the observed write checks.
 fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteCheck) {
@@ -355,13 +355,13 @@ fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteChec
 fn compare_filters(
     ex: &mut Exchange,
     rt: &Runtime,
-    enforced: &Result<Vec<u8>, Stop>,
+    enforced: &Result<Vec<u8>, Denied>,
     e: &FilterReport,
-    observed: &Result<Vec<u8>, Stop>,
+    observed: &Result<Vec<u8>, Denied>,
     o: &FilterReport,
 ) {
     let report = ex.shadow.get_or_insert_with(Default::default);
-    let outcome = |r: &Result<Vec<u8>, Stop>| match r {
+    let outcome = |r: &Result<Vec<u8>, Denied>| match r {
         Ok(_) => "ok".to_string(),
         Err(s) => s.refusal.code().to_string(),
     };
@@ -393,7 +393,7 @@ fn compare_filters(
     for field in fields {
         let (se, so) = (summary(e, field), summary(o, field));
         if se != so {
-            let spec = rt.catalogue.field(field);
+            let spec = rt.decisions.catalogue.field(field);
             report.disagreements.push(Disagreement {
                 subject: format!("field:{}.{}", spec.entity, spec.path),
                 enforced: se,
@@ -432,7 +432,7 @@ async fn shadow_filter(
     let (mut parts, raw, decoded) = match read_inspected(proxy, rt, resp).await {
         Ok(x) => x,
         Err(stop) => {
-            let stop = pipeline::upstream_failure(decided.route, stop);
+            let stop = upstream_failure(decided.route, stop);
             // The body could not be inspected; relaying what was not read
             // is impossible, so this is the one refusal shadow mode keeps.
             would_deny(ex, stop.refusal, Vec::new());
@@ -441,7 +441,7 @@ async fn shadow_filter(
     };
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
-    if let Err(stop) = pipeline::filter_response_body(rt, decided, json, &mut report) {
+    if let Err(stop) = pipeline::filter_response_body(&rt.decisions, decided, json, &mut report) {
         would_deny(ex, stop.refusal, Vec::new());
     }
     // Counted as the filter would have disclosed; never refused here.
@@ -491,13 +491,13 @@ fn strip_identity_headers(rt: &Runtime, parts: &mut Parts) {
 }
 
 async fn collect_request(rt: &Runtime, parts: &Parts, body: Incoming) -> Result<Bytes, Stop> {
-    let limit = rt.limits.max_request_body_bytes;
+    let limit = rt.decisions.limits.max_request_body_bytes;
     if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
         return Err(Refusal::RequestTooLarge.into());
     }
     // The whole inspected body (bounded in size) within the time limit.
     tokio::time::timeout(
-        rt.limits.request_body_timeout(),
+        rt.decisions.limits.request_body_timeout(),
         body::collect_limited(body, limit),
     )
     .await
@@ -614,7 +614,7 @@ async fn read_inspected(
             ..Stop::from(Refusal::UpstreamError)
         });
     }
-    let limit = rt.limits.max_response_body_bytes;
+    let limit = rt.decisions.limits.max_response_body_bytes;
     let unreadable = || Stop::from(Refusal::UnreadableResponse);
     let encoding = body::encoding(&parts.headers);
     if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
@@ -653,4 +653,17 @@ fn filtered_response(mut parts: http::response::Parts, out: Vec<u8>) -> Response
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, full(out))
+}
+
+/// What the client learns of an upstream failure on an inspected route: on
+/// a `hide_missing` route a 404 becomes the 403 an unreadable record gets,
+/// so probing ids cannot tell "missing" from "not yours".
+fn upstream_failure(route: &Route, stop: Stop) -> Stop {
+    if route.hide_missing
+        && stop.refusal == Refusal::UpstreamError
+        && stop.status == Some(StatusCode::NOT_FOUND)
+    {
+        return Stop::from(Refusal::Forbidden);
+    }
+    stop
 }

@@ -11,7 +11,8 @@ mod framing;
 mod handler;
 pub mod headers;
 mod observe;
-pub mod response_headers;
+/// The response-header allow-list (its rules live with the routes).
+pub use fieldguard_core::response_headers;
 pub mod server;
 mod stall;
 pub mod upstream;

@@ -80,7 +80,7 @@ impl Server {
     /// `tls`: terminate TLS on every listener with this config.
     pub fn new(proxy: Arc<Proxy>, tls: Option<Arc<ServerTls>>) -> Arc<Self> {
         let rt = proxy.runtime();
-        let l = &rt.limits;
+        let l = &rt.decisions.limits;
         let limits = Limits {
             header_read_timeout: Duration::from_millis(l.header_read_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(l.idle_timeout_ms.max(1)),
@@ -527,7 +527,7 @@ impl Server {
     /// `limits.shutdown_grace_ms` for them. `Err` when that deadline passed
     /// with connections still open (their requests are cut off).
     pub async fn drain(&self) -> Result<(), String> {
-        let grace = Duration::from_millis(self.proxy.runtime().limits.shutdown_grace_ms);
+        let grace = Duration::from_millis(self.proxy.runtime().decisions.limits.shutdown_grace_ms);
         self.shutdown();
         if tokio::time::timeout(grace, self.drained()).await.is_err() {
             return Err(format!(

@@ -1,30 +1,20 @@
-//! Everything a request needs, compiled from the configuration and policy
-//! files and checked as a whole: routes, policies, catalogue, identity.
-//! Built once at start-up (and, later, on reload); a [`Runtime`] that exists
-//! is complete and valid.
+//! Everything a request needs, compiled from the configuration, the policy
+//! and key files, and checked as a whole: the decisions (core crate), who
+//! the callers are, and the bulk-read budgets. Built once at start-up (and
+//! on reload); a [`Runtime`] that exists is complete and valid.
 
-mod route;
+pub use fieldguard_core::decisions::{Decisions, Observer, ObserverKind};
+pub use fieldguard_core::route::{IdSource, ResourceRule, Route};
 
-pub use route::{IdSource, ResourceRule, Route};
-
-use crate::catalogue::Catalogue;
-use crate::config::{LimitsConfig, LoadedConfig, UnmatchedPolicy, line_of};
+use crate::config::{LoadedConfig, line_of};
 use crate::error::ConfigError;
 use crate::identity::Identifier;
-use crate::policy::{Engine, load_bundle, load_bundle_except};
-use crate::routing::Router;
-use std::sync::Arc;
 
 pub struct Runtime {
     pub config: LoadedConfig,
-    pub engine: Engine,
-    pub catalogue: Catalogue,
+    /// Policies, catalogue and routes: what decides each request.
+    pub decisions: Decisions,
     pub identifier: Identifier,
-    pub router: Router<Arc<Route>>,
-    /// Every route in config order (for tools that enumerate them).
-    pub routes: Vec<Arc<Route>>,
-    pub unmatched: UnmatchedPolicy,
-    pub limits: LimitsConfig,
     /// When this runtime was built (shown by `/policies`).
     pub loaded_at: std::time::SystemTime,
     /// Unique per runtime built in this process: what caches derived from
@@ -35,128 +25,41 @@ pub struct Runtime {
     /// ([`LoadedConfig::key_files`]): a reload whose config and policies are
     /// unchanged still swaps when a key was rotated.
     pub key_fingerprint: [u8; 32],
-    /// Shadow mode everywhere: nothing enforced, everything audited.
-    pub shadow_all: bool,
-    /// A second policy set decided beside the enforced one.
-    pub observer: Option<Observer>,
     /// The bulk-read budgets (their counters live in the proxy, so they
     /// survive reloads).
     pub budgets: crate::budget::Budgets,
-}
-
-/// A policy set evaluated beside the enforced one, never enforced.
-pub struct Observer {
-    pub kind: ObserverKind,
-    pub engine: Engine,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObserverKind {
-    /// The enforced set plus `policies.shadow_files`.
-    ShadowPolicies,
-    /// `policies.candidate`.
-    Candidate,
-}
-
-impl ObserverKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObserverKind::ShadowPolicies => "shadow_policies",
-            ObserverKind::Candidate => "candidate",
-        }
-    }
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("config", &self.config.file)
-            .field("policy_version", &self.engine.bundle.version)
+            .field("policy_version", &self.decisions.engine.bundle.version)
             .finish_non_exhaustive()
     }
 }
 
 impl Runtime {
-    /// Loads policies and compiles the config. Any error names a file and,
-    /// where known, a line.
+    /// Loads policies and keys and compiles the config. Any error names a
+    /// file and, where known, a line.
     pub fn build(loaded: LoadedConfig) -> Result<Self, ConfigError> {
         let cfg = &loaded.config;
         if cfg.listeners.is_empty() {
             return Err(ConfigError::file(&loaded.file, "`listeners` is empty"));
         }
-        let shadow_all = cfg.shadow;
-        let (dir, schema) = (
-            loaded.resolve(&cfg.policies.directory),
-            loaded.resolve(&cfg.policies.schema),
-        );
-        let engine_of = |bundle| Engine::new(bundle).map_err(|e| ConfigError::file(&schema, e));
-        let engine = engine_of(load_bundle_except(
-            &dir,
-            &schema,
-            &cfg.policies.shadow_files,
-        )?)?;
-        let observer = match (
-            &cfg.policies.candidate,
-            cfg.policies.shadow_files.is_empty(),
-        ) {
-            (Some(_), false) => {
-                return Err(ConfigError::file(
-                    &loaded.file,
-                    "policies: use either `shadow_files` or `candidate`, not both",
-                ));
-            }
-            (Some(c), true) => {
-                let c_schema = c
-                    .schema
-                    .as_ref()
-                    .map(|s| loaded.resolve(s))
-                    .unwrap_or(schema.clone());
-                Some(Observer {
-                    kind: ObserverKind::Candidate,
-                    engine: engine_of(load_bundle(&loaded.resolve(&c.directory), &c_schema)?)?,
-                })
-            }
-            (None, false) => Some(Observer {
-                kind: ObserverKind::ShadowPolicies,
-                engine: engine_of(load_bundle(&dir, &schema)?)?,
-            }),
-            (None, true) => None,
-        };
-        let mut catalogue = Catalogue::build(&loaded)?;
+        let decisions = Decisions::build(loaded.decision_config())?;
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
-        let mut router = Router::new();
-        let mut routes = Vec::new();
-        for (position, rc) in cfg.routes.iter().enumerate() {
-            let route = Arc::new(Route::compile(
-                position,
-                rc,
-                &loaded,
-                &engine,
-                &mut catalogue,
-            )?);
-            routes.push(route.clone());
-            router
-                .insert(&rc.method.value, &rc.path.value, route)
-                .map_err(|e| ConfigError::new(&loaded.file, line_of(&rc.path), e.to_string()))?;
-        }
         upstream_url(&loaded)?;
         let budgets = crate::budget::Budgets::compile(&cfg.budgets)
             .map_err(|e| ConfigError::file(&loaded.file, e))?;
         let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {
-            engine,
-            catalogue,
+            decisions,
             identifier,
-            router,
-            routes,
-            unmatched: cfg.unmatched,
-            limits: cfg.limits.clone(),
             config: loaded,
             loaded_at: std::time::SystemTime::now(),
             generation: next_generation(),
             key_fingerprint,
-            shadow_all,
-            observer,
             budgets,
         })
     }

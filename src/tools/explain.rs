@@ -38,7 +38,7 @@ pub fn explain(
         principal.mfa,
         principal.purpose.as_deref().unwrap_or("")
     );
-    let m = match pipeline::route(rt, method, &canonical) {
+    let m = match pipeline::route(&rt.decisions, method, &canonical) {
         Routed::Passthrough => {
             let _ = writeln!(
                 w,
@@ -50,7 +50,7 @@ pub fn explain(
             let _ = writeln!(
                 w,
                 "route:     none matched → {:?} (config `unmatched`)",
-                rt.unmatched
+                rt.decisions.unmatched
             );
             return Ok(out);
         }
@@ -62,12 +62,12 @@ pub fn explain(
     if !params.is_empty() {
         let _ = writeln!(w, "params:    {}", params.join(", "));
     }
-    let decided = match pipeline::decide(rt, &m, principal) {
+    let decided = match pipeline::decide(&rt.decisions, &m, principal) {
         Ok(d) => d,
-        Err((stop, decision)) => {
+        Err(denied) => {
             let _ = writeln!(w, "action:    Action::\"{}\"", route.action);
-            let _ = writeln!(w, "decision:  DENY ({})", stop.refusal.code());
-            if let Some(d) = decision {
+            let _ = writeln!(w, "decision:  DENY ({})", denied.refusal.code());
+            if let Some(d) = denied.decision {
                 write_policies(rt, w, &d.policies, &d.errors);
             }
             return Ok(out);
@@ -95,14 +95,14 @@ pub fn explain(
 
     if let Some(body) = body {
         let _ = writeln!(w, "\nrequest body:");
-        match pipeline::check_request_body(rt, &decided, true, body) {
+        match pipeline::check_request_body(&rt.decisions, &decided, true, body) {
             Ok(written) => {
                 let _ = writeln!(
                     w,
                     "  allowed (every value catalogued, of its shape, collectable and writable)"
                 );
                 for f in written {
-                    let _ = writeln!(w, "  {:<28} written", rt.catalogue.field(f).path);
+                    let _ = writeln!(w, "  {:<28} written", rt.decisions.catalogue.field(f).path);
                 }
             }
             Err((stop, refused)) => {
@@ -120,7 +120,7 @@ pub fn explain(
             return Ok(out);
         }
         let mut report = FilterReport::traced();
-        let result = pipeline::filter_response_body(rt, &decided, response, &mut report);
+        let result = pipeline::filter_response_body(&rt.decisions, &decided, response, &mut report);
         for t in report.trace.as_deref().unwrap_or_default() {
             write_trace(rt, w, t);
         }
@@ -141,7 +141,7 @@ pub fn explain(
                 let _ = writeln!(
                     w,
                     "  {what}: {} {path} ×{count} ({fate})",
-                    rt.catalogue.scope_name(scope)
+                    rt.decisions.catalogue.scope_name(scope)
                 );
             }
         }
@@ -150,7 +150,12 @@ pub fn explain(
                 let _ = writeln!(w, "\nfiltered body:\n{}", String::from_utf8_lossy(&body));
             }
             Err(stop) => {
-                let _ = writeln!(w, "  → {} ({})", stop.refusal.code(), stop.refusal.status());
+                let _ = writeln!(
+                    w,
+                    "  → {} ({})",
+                    stop.refusal.code(),
+                    crate::proxy::errors::status_of(stop.refusal)
+                );
             }
         }
     }
@@ -188,7 +193,7 @@ fn by(rt: &Runtime, policies: &[String]) -> String {
     }
     let described: Vec<String> = policies
         .iter()
-        .map(|id| match rt.engine.bundle.info.get(id) {
+        .map(|id| match rt.decisions.engine.bundle.info.get(id) {
             Some(i) => format!("{} [{}]", id, i.effect),
             None => id.clone(),
         })
@@ -201,7 +206,7 @@ fn write_policies(rt: &Runtime, w: &mut String, policies: &[String], errors: &[S
         let _ = writeln!(w, "  no policy permits it: default deny");
     }
     for id in policies {
-        match rt.engine.bundle.info.get(id) {
+        match rt.decisions.engine.bundle.info.get(id) {
             Some(i) => {
                 let _ = writeln!(
                     w,

@@ -25,8 +25,13 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             rt.config.file.display()
         ));
     }
-    let route_actions: BTreeSet<&str> = rt.routes.iter().map(|r| r.action.as_str()).collect();
-    for r in &rt.routes {
+    let route_actions: BTreeSet<&str> = rt
+        .decisions
+        .routes
+        .iter()
+        .map(|r| r.action.as_str())
+        .collect();
+    for r in &rt.decisions.routes {
         if r.response
             .as_ref()
             .is_some_and(|p| p.unknown == UnknownFields::Pass)
@@ -45,14 +50,19 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             && plan.unknown != UnknownFields::Pass
         {
             let free_text = plan.selectors.iter().any(|s| {
-                rt.catalogue
+                rt.decisions
+                    .catalogue
                     .fields()
                     .iter()
                     .any(|f| f.free_text && f.is_record_field() && *f.entity == *s.entity.name)
-            }) || rt.catalogue.fields().iter().any(|f| {
+            }) || rt.decisions.catalogue.fields().iter().any(|f| {
                 f.free_text
-                    && f.wrapper_of
-                        .is_some_and(|i| rt.routes.get(i).is_some_and(|x| std::ptr::eq(&**x, &**r)))
+                    && f.wrapper_of.is_some_and(|i| {
+                        rt.decisions
+                            .routes
+                            .get(i)
+                            .is_some_and(|x| std::ptr::eq(&**x, &**r))
+                    })
             });
             if !free_text {
                 out.push(format!(
@@ -65,6 +75,7 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         }
     }
     let catalogue: BTreeSet<&str> = rt
+        .decisions
         .catalogue
         .fields()
         .iter()
@@ -72,9 +83,10 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         .collect();
     let mut literals: BTreeSet<String> = BTreeSet::new();
     let mut patterns: Vec<String> = Vec::new();
-    for p in rt.engine.bundle.policies.policies() {
+    for p in rt.decisions.engine.bundle.policies.policies() {
         let id = p.id().to_string();
         let place = rt
+            .decisions
             .engine
             .bundle
             .info
@@ -113,13 +125,13 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         patterns.extend(pats);
     }
     out.extend(level_4_without_mfa(rt));
-    for f in rt.catalogue.fields() {
+    for f in rt.decisions.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
         if mentioned {
             continue;
         }
-        let what = match f.wrapper_of.and_then(|i| rt.routes.get(i)) {
+        let what = match f.wrapper_of.and_then(|i| rt.decisions.routes.get(i)) {
             Some(r) => format!(
                 "response member `{}` of route {} {}",
                 f.path, r.method, r.template
@@ -143,6 +155,7 @@ const HIGHEST_LEVEL: u8 = 4;
 /// and record scenario). A customer's own record is theirs to see.
 fn level_4_without_mfa(rt: &Runtime) -> Vec<String> {
     let highest: BTreeSet<(String, String)> = rt
+        .decisions
         .catalogue
         .fields()
         .iter()

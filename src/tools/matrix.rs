@@ -114,7 +114,7 @@ fn roles_and_purposes(rt: &Runtime) -> (BTreeSet<String>, BTreeSet<String>) {
         }
     }
     let (mut roles, mut purposes) = (BTreeSet::new(), BTreeSet::new());
-    for p in rt.engine.bundle.policies.policies() {
+    for p in rt.decisions.engine.bundle.policies.policies() {
         if let Ok(json) = p.to_json() {
             walk(&json, &mut roles, &mut purposes);
         }
@@ -209,7 +209,8 @@ fn scenarios(
 /// The request action records of an entity are read under: the first GET
 /// route returning them (policies may distinguish routes).
 fn read_action(rt: &Runtime, entity: &str) -> String {
-    rt.routes
+    rt.decisions
+        .routes
         .iter()
         .find(|r| r.method == "GET" && r.selectors().iter().any(|s| &*s.entity.name == entity))
         .map(|r| r.action.clone())
@@ -230,7 +231,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
             }
         }
     }
-    let mut entities: Vec<_> = rt.catalogue.entities().cloned().collect();
+    let mut entities: Vec<_> = rt.decisions.catalogue.entities().cloned().collect();
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut fields = Vec::new();
     let mut routes = Vec::new();
@@ -247,8 +248,9 @@ pub fn compute(rt: &Runtime) -> Matrix {
             let Ok(who) = RequestPrincipal::new(&principal, &read_action(rt, &entity.name)) else {
                 continue;
             };
-            let mut decider = rt.engine.decider(&who);
+            let mut decider = rt.decisions.engine.decider(&who);
             let mut specs: Vec<_> = rt
+                .decisions
                 .catalogue
                 .fields()
                 .iter()
@@ -290,14 +292,14 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 }
             }
         }
-        for route in rt.routes.iter().filter(|r| !r.passthrough) {
+        for route in rt.decisions.routes.iter().filter(|r| !r.passthrough) {
             for (scenario, param) in [("own", ME), ("other", OTHER)] {
                 let path = fill_template(&route.template, param);
                 let Ok(canonical) = routing::normalize(&path) else {
                     continue;
                 };
-                let allowed = match pipeline::route(rt, &route.method, &canonical) {
-                    Routed::Route(m) => pipeline::decide(rt, &m, &principal).is_ok(),
+                let allowed = match pipeline::route(&rt.decisions, &route.method, &canonical) {
+                    Routed::Route(m) => pipeline::decide(&rt.decisions, &m, &principal).is_ok(),
                     _ => false,
                 };
                 routes.push(RouteRow {

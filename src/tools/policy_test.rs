@@ -236,7 +236,7 @@ fn evaluate(
 ) -> Result<Actual, String> {
     let mut a = Actual::default();
     let refuse = |a: &mut Actual, r: Refusal| {
-        a.status = r.status().as_u16();
+        a.status = crate::proxy::errors::status_of(r).as_u16();
         a.error = Some(r.code().to_string());
     };
     let canonical = match routing::normalize(&req.path) {
@@ -247,7 +247,7 @@ fn evaluate(
             return Ok(a);
         }
     };
-    let m = match pipeline::route(rt, &req.method, &canonical) {
+    let m = match pipeline::route(&rt.decisions, &req.method, &canonical) {
         Routed::Passthrough => {
             a.decision = "passthrough".into();
             a.status = 200;
@@ -260,12 +260,12 @@ fn evaluate(
         }
         Routed::Route(m) => m,
     };
-    let decided = match pipeline::decide(rt, &m, principal) {
+    let decided = match pipeline::decide(&rt.decisions, &m, principal) {
         Ok(d) => d,
-        Err((stop, decision)) => {
+        Err(denied) => {
             a.decision = "deny".into();
-            a.policies = decision.map(|d| d.policies).unwrap_or_default();
-            refuse(&mut a, stop.refusal);
+            a.policies = denied.decision.map(|d| d.policies).unwrap_or_default();
+            refuse(&mut a, denied.refusal);
             return Ok(a);
         }
     };
@@ -274,7 +274,9 @@ fn evaluate(
     a.status = 200;
     if let Some(body) = &req.body {
         let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        if let Err((stop, refused)) = pipeline::check_request_body(rt, &decided, true, &bytes) {
+        if let Err((stop, refused)) =
+            pipeline::check_request_body(&rt.decisions, &decided, true, &bytes)
+        {
             refuse(&mut a, stop.refusal);
             a.refused_fields = refused.into_iter().map(|r| r.field).collect();
             return Ok(a);
@@ -286,7 +288,7 @@ fn evaluate(
             return Ok(a);
         }
         let mut report = FilterReport::traced();
-        match pipeline::filter_response_body(rt, &decided, resp, &mut report) {
+        match pipeline::filter_response_body(&rt.decisions, &decided, resp, &mut report) {
             Ok(out) => a.body = serde_json::from_slice(&out).ok(),
             Err(stop) => refuse(&mut a, stop.refusal),
         }

@@ -1,6 +1,9 @@
 //! Test harness: the real demo shop and the real proxy on 127.0.0.1
 //! ephemeral ports, spoken to over real HTTP.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses only part of the shared harness"
+)]
 
 pub mod audited;
 pub mod drafted;

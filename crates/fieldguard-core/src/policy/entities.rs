@@ -5,7 +5,7 @@
 
 use super::analysis::{PRINCIPAL_TYPE, ROLE_TYPE};
 use crate::catalogue::{AttrValue, FieldSpec};
-use crate::identity::{self, Principal};
+use crate::principal::{self as identity, Principal};
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -49,7 +49,10 @@ pub fn type_name(name: &str) -> EntityTypeName {
 
 fn parse_type_name(name: &str) -> EntityTypeName {
     // The names are fixed identifiers of fieldguard's model.
-    #[allow(clippy::expect_used)]
+    #[allow(
+        clippy::expect_used,
+        reason = "the names are fixed identifiers of fieldguard's model, not input"
+    )]
     EntityTypeName::from_str(name).expect("static entity type name")
 }
 

@@ -14,6 +14,28 @@
 
 use crate::error::ConfigError;
 use http::header::{self, HeaderMap, HeaderName};
+
+/// The request id header: the proxy sets it on every answer.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the legacy ones proxies drop.
+pub const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// True for the fixed hop-by-hop names ([`strip_hop_by_hop`] also removes
+/// the ones a `Connection` header lists).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "proxy-connection"
+}
+
 use serde_saphyr::Spanned;
 use std::path::Path;
 
@@ -39,7 +61,7 @@ pub const REPLACED: [HeaderName; 5] = [
     header::CONTENT_ENCODING,
     header::ETAG,
     HeaderName::from_static("content-md5"),
-    super::headers::X_REQUEST_ID,
+    X_REQUEST_ID,
 ];
 
 /// One inspected route's allow-list: [`STANDARD`] plus the names its
@@ -74,7 +96,7 @@ impl ResponseHeaders {
                     "is set or removed by the proxy for the filtered body and cannot be passed on",
                 ));
             }
-            if super::headers::is_hop_by_hop(&name) {
+            if is_hop_by_hop(&name) {
                 return Err(err("is hop-by-hop and never forwarded"));
             }
             if !STANDARD.contains(&name) && !extra.contains(&name) {

@@ -4,7 +4,7 @@
 use crate::catalogue::{
     AttrValue, AttributeSource, Catalogue, EntityCatalogue, RecordPath, compile_attributes,
 };
-use crate::config::{AttributeKind, LoadedConfig, RouteConfig, UnknownFields, line_of};
+use crate::config::{AttributeKind, DecisionConfig, RouteConfig, UnknownFields, line_of};
 use crate::error::ConfigError;
 use crate::policy::{Engine, ResourceRef};
 use crate::redact::plan::ResponsePlan;
@@ -82,7 +82,7 @@ pub struct Route {
     pub passthrough: bool,
     /// The response-header allow-list; `Some` exactly on routes with a
     /// `response:` section (inspected routes).
-    pub response_headers: Option<crate::proxy::response_headers::ResponseHeaders>,
+    pub response_headers: Option<crate::response_headers::ResponseHeaders>,
     pub action: String,
     pub resource: Option<ResourceRule>,
     /// Where records and wrapper members are in the response body, when the
@@ -120,13 +120,13 @@ impl Route {
     pub fn compile(
         position: usize,
         rc: &RouteConfig,
-        loaded: &LoadedConfig,
+        cfg: &DecisionConfig<'_>,
         engine: &Engine,
         catalogue: &mut Catalogue,
     ) -> Result<Self, ConfigError> {
         let at = |line: Option<usize>, m: String| {
             ConfigError::new(
-                &loaded.file,
+                cfg.file,
                 line,
                 format!("route {} {}: {m}", rc.method.value, rc.path.value),
             )
@@ -250,8 +250,7 @@ impl Route {
         let mut selectors = Vec::new();
         for sel in rc.response.iter().flat_map(|r| &r.records) {
             let entity = entity_of(catalogue, &sel.entity)?;
-            let entity_cfg = loaded
-                .config
+            let entity_cfg = cfg
                 .entities
                 .get(&sel.entity.value)
                 .cloned()
@@ -272,9 +271,9 @@ impl Route {
                         .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
                     members.push((parsed, index));
                 }
-                let observe = rc.observe.unwrap_or(
-                    rc.unknown_fields == UnknownFields::Pass || rc.shadow || loaded.config.shadow,
-                );
+                let observe = rc
+                    .observe
+                    .unwrap_or(rc.unknown_fields == UnknownFields::Pass || rc.shadow || cfg.shadow);
                 let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
                     .map_err(|m| at(route_line, format!("response: {m}")))?
                     .with_onboarding(observe, rc.backstop.0);
@@ -315,9 +314,9 @@ impl Route {
                 .response
                 .as_ref()
                 .map(|r| {
-                    crate::proxy::response_headers::ResponseHeaders::compile(
+                    crate::response_headers::ResponseHeaders::compile(
                         &r.headers,
-                        &loaded.file,
+                        cfg.file,
                         &format!("{} {}", rc.method.value, rc.path.value),
                     )
                 })

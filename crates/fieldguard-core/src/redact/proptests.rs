@@ -5,9 +5,9 @@
 
 use super::response::{FilterReport, filter_response};
 use crate::catalogue::FieldNode;
-use crate::identity::{IdentitySource, Principal};
+use crate::decisions::Decisions as Runtime;
 use crate::policy::{Decider, FieldAction, RequestPrincipal};
-use crate::runtime::Runtime;
+use crate::principal::{IdentitySource, Principal};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -15,11 +15,7 @@ use std::sync::OnceLock;
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/fieldguard.yaml");
-        Runtime::build(crate::config::load(&path).unwrap()).unwrap()
-    })
+    RT.get_or_init(|| crate::testing::reference().build())
 }
 
 /// The reference deployment while being onboarded: every inspecting
@@ -28,15 +24,8 @@ fn runtime() -> &'static Runtime {
 fn onboarding_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/fieldguard.yaml");
-        let mut loaded = crate::config::load(&path).unwrap();
-        for r in loaded
-            .config
-            .routes
-            .iter_mut()
-            .filter(|r| r.response.is_some())
-        {
+        let mut loaded = crate::testing::reference();
+        for r in loaded.routes.iter_mut().filter(|r| r.response.is_some()) {
             r.unknown_fields = crate::config::UnknownFields::Pass;
             r.observe = Some(true);
             r.backstop = crate::config::Backstop(crate::detect::DetectorSet::all());
@@ -47,7 +36,6 @@ fn onboarding_runtime() -> &'static Runtime {
             ("Order", "items"),
         ] {
             if let Some(f) = loaded
-                .config
                 .entities
                 .get_mut(entity)
                 .and_then(|e| e.fields.get_mut(field))
@@ -55,7 +43,7 @@ fn onboarding_runtime() -> &'static Runtime {
                 f.free_text = true;
             }
         }
-        Runtime::build(loaded).unwrap()
+        loaded.build()
     })
 }
 

@@ -7,8 +7,9 @@
 //! hundreds of thousands; the metrics keep the exact counts.
 //!
 //! Summaries are written when the next warning of the kind arrives after
-//! the interval, and by [`spawn_flusher`] once an interval has passed with
-//! warnings still untold (so a burst that stops is reported too).
+//! the interval, and by [`flush`] (the proxy calls it every second) once an
+//! interval has passed with warnings still untold (so a burst that stops is
+//! reported too).
 
 use std::fmt;
 use std::sync::Mutex;
@@ -155,18 +156,6 @@ pub fn flush() {
     }
 }
 
-/// Flushes due summaries every second, for as long as the runtime runs.
-pub fn spawn_flusher() -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            flush();
-        }
-    })
-}
-
 /// The summary line for what `w` held back, if anything.
 fn summary(kind: Kind, w: &mut Window) -> Option<String> {
     (w.suppressed > 0).then(|| {
@@ -174,7 +163,7 @@ fn summary(kind: Kind, w: &mut Window) -> Option<String> {
             "{} more `{}` warnings since {} (not logged one by one; the metrics count each)",
             w.suppressed,
             kind.as_str(),
-            crate::audit::time::rfc3339_millis(w.since)
+            crate::time::rfc3339_millis(w.since)
         )
     })
 }
@@ -190,7 +179,7 @@ fn lock(kind: Kind) -> std::sync::MutexGuard<'static, Window> {
 #[macro_export]
 macro_rules! repeated_warn {
     ($kind:expr, $($arg:tt)+) => {
-        $crate::logging::repeated::warn($kind, format_args!($($arg)+))
+        $crate::repeated::warn($kind, format_args!($($arg)+))
     };
 }
 

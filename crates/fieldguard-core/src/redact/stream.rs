@@ -443,7 +443,7 @@ impl Pass<'_, '_, '_> {
                 Some(v) => values.push(v),
                 None => {
                     crate::repeated_warn!(
-                        crate::logging::repeated::Kind::RecordAttribute,
+                        crate::repeated::Kind::RecordAttribute,
                         "a {} record lacks a configured attribute; hidden",
                         entity.name
                     );
@@ -814,19 +814,15 @@ fn convert(text: &str, span: Span, source: &AttributeSource) -> Option<AttrValue
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{IdentitySource, Principal};
+    use crate::decisions::Decisions as Runtime;
     use crate::policy::RequestPrincipal;
-    use crate::runtime::Runtime;
+    use crate::principal::{IdentitySource, Principal};
     use serde_json::{Value, json};
     use std::sync::OnceLock;
 
     fn runtime() -> &'static Runtime {
         static RT: OnceLock<Runtime> = OnceLock::new();
-        RT.get_or_init(|| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/demo/fieldguard.yaml");
-            Runtime::build(crate::config::load(&path).unwrap()).unwrap()
-        })
+        RT.get_or_init(|| crate::testing::reference().build())
     }
 
     /// Redacts `body` as `GET /customers` for a caller with `roles`.

@@ -16,8 +16,8 @@ pub use mask::{HashKey, Mask};
 pub use record_path::{RecordPath, Resolve, Step};
 
 use crate::config::{
-    AttributeConfig, AttributeKind, Category, Config, EntityConfig, FieldConfig, Level,
-    LoadedConfig, Shape,
+    AttributeConfig, AttributeKind, Category, DecisionConfig, EntityConfig, FieldConfig, Level,
+    Shape,
 };
 use crate::error::ConfigError;
 use cedar_policy::EntityTypeName;
@@ -176,8 +176,7 @@ pub struct Catalogue {
 
 impl Catalogue {
     /// Compiles the `entities:` section. Masks that need a key get it here.
-    pub fn build(loaded: &LoadedConfig) -> Result<Self, ConfigError> {
-        let cfg: &Config = &loaded.config;
+    pub fn build(cfg: &DecisionConfig<'_>) -> Result<Self, ConfigError> {
         let hashed = |f: &FieldConfig| matches!(f.mask, Some(crate::config::MaskConfig::Hash));
         let needs_key = cfg.entities.values().any(|e| e.fields.values().any(hashed))
             || cfg
@@ -186,10 +185,10 @@ impl Catalogue {
                 .filter_map(|r| r.response.as_ref())
                 .any(|r| r.members.values().any(hashed));
         let hash_key = match (&cfg.redaction.hash_key_file, needs_key) {
-            (Some(path), _) => Some(Arc::new(HashKey::from_file(&loaded.resolve(path))?)),
+            (Some(path), _) => Some(Arc::new(HashKey::from_file(&cfg.resolve(path))?)),
             (None, true) => {
                 return Err(ConfigError::file(
-                    &loaded.file,
+                    cfg.file,
                     "a field uses `kind: hash` but `redaction.hash_key_file` is not set",
                 ));
             }
@@ -200,7 +199,7 @@ impl Catalogue {
             ..Catalogue::default()
         };
         for (index, (name, entity)) in cfg.entities.iter().enumerate() {
-            let compiled = cat.compile_entity(loaded, index, name, entity)?;
+            let compiled = cat.compile_entity(cfg, index, name, entity)?;
             cat.entities.insert(name.clone(), Arc::new(compiled));
         }
         Ok(cat)
@@ -249,12 +248,12 @@ impl Catalogue {
 
     fn compile_entity(
         &mut self,
-        loaded: &LoadedConfig,
+        cfg: &DecisionConfig<'_>,
         index: usize,
         name: &str,
         entity: &EntityConfig,
     ) -> Result<EntityCatalogue, ConfigError> {
-        let err = |msg: String| ConfigError::file(&loaded.file, format!("entities.{name}: {msg}"));
+        let err = |msg: String| ConfigError::file(cfg.file, format!("entities.{name}: {msg}"));
         let type_name = EntityTypeName::from_str(name)
             .map_err(|e| err(format!("not a valid Cedar entity type name: {e}")))?;
         let name_arc: Arc<str> = Arc::from(name);

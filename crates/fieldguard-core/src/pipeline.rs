@@ -4,15 +4,16 @@
 //! tests, explanations) call them directly, so both run the same code.
 
 use crate::catalogue::AttrValue;
-use crate::identity::Principal;
+use crate::decisions::Decisions;
+use crate::outcome::{Denied, Refusal};
 use crate::policy::{Engine, RequestDecision, RequestPrincipal};
-use crate::proxy::errors::{Refusal, Stop};
+use crate::principal::Principal;
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
 use crate::redact::stream::{self, StreamError};
 use crate::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
+use crate::route::Route;
 use crate::routing::{CanonicalPath, Match};
-use crate::runtime::{Route, Runtime};
 use std::sync::Arc;
 
 /// What the route table says about a request.
@@ -24,7 +25,7 @@ pub enum Routed<'rt> {
     Route(Match<'rt, Arc<Route>>),
 }
 
-pub fn route<'rt>(rt: &'rt Runtime, method: &str, path: &'rt CanonicalPath) -> Routed<'rt> {
+pub fn route<'rt>(rt: &'rt Decisions, method: &str, path: &'rt CanonicalPath) -> Routed<'rt> {
     match rt.router.at(method, path) {
         Some(m) if m.value.passthrough => Routed::Passthrough,
         Some(m) => Routed::Route(m),
@@ -48,13 +49,16 @@ pub struct Decided<'rt> {
 /// The request-level decision. `Err` carries the refusal and, when Cedar
 /// decided, its decision (for audit).
 pub fn decide<'rt>(
-    rt: &'rt Runtime,
+    rt: &'rt Decisions,
     m: &Match<'rt, Arc<Route>>,
     principal: &Principal,
-) -> Result<Decided<'rt>, (Stop, Option<RequestDecision>)> {
-    let decided = evaluate(&rt.engine, m, principal).map_err(|stop| (stop, None))?;
+) -> Result<Decided<'rt>, Denied> {
+    let decided = evaluate(&rt.engine, m, principal)?;
     if !decided.decision.allowed {
-        return Err((Stop::from(Refusal::Forbidden), Some(decided.decision)));
+        return Err(Denied {
+            decision: Some(Box::new(decided.decision)),
+            ..Denied::from(Refusal::Forbidden)
+        });
     }
     Ok(decided)
 }
@@ -66,12 +70,12 @@ pub fn evaluate<'rt>(
     engine: &'rt Engine,
     m: &Match<'rt, Arc<Route>>,
     principal: &Principal,
-) -> Result<Decided<'rt>, Stop> {
+) -> Result<Decided<'rt>, Denied> {
     let route: &'rt Route = m.value;
-    let internal = || Stop::from(Refusal::Internal);
+    let internal = || Denied::from(Refusal::Internal);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
         crate::repeated_warn!(
-            crate::logging::repeated::Kind::DecisionFailed,
+            crate::repeated::Kind::DecisionFailed,
             "principal entity failed: {e}"
         );
         internal()
@@ -98,15 +102,15 @@ pub fn evaluate<'rt>(
 /// whether the request declared a JSON media type. `Ok` holds the
 /// catalogue indexes of the fields an allowed write carries.
 pub fn check_request_body(
-    rt: &Runtime,
+    rt: &Decisions,
     d: &Decided<'_>,
     is_json: bool,
     bytes: &[u8],
-) -> Result<Vec<u32>, (Stop, Vec<FieldRefusal>)> {
+) -> Result<Vec<u32>, (Denied, Vec<FieldRefusal>)> {
     let Some(rules) = &d.route.request else {
         return Ok(Vec::new());
     };
-    let plain = |r: Refusal| (Stop::from(r), Vec::new());
+    let plain = |r: Refusal| (Denied::from(r), Vec::new());
     if !is_json {
         return Err(plain(Refusal::UnsupportedMediaType));
     }
@@ -118,9 +122,9 @@ pub fn check_request_body(
             BodyError::DuplicateKey => Some("the request body repeats a key in an object"),
         };
         (
-            Stop {
+            Denied {
                 message,
-                ..Stop::from(Refusal::MalformedRequestBody)
+                ..Denied::from(Refusal::MalformedRequestBody)
             },
             Vec::new(),
         )
@@ -135,9 +139,9 @@ pub fn check_request_body(
     if refused.is_empty() {
         return Ok(check.written);
     }
-    let stop = Stop {
+    let stop = Denied {
         fields: refused.iter().map(|r| r.field.clone()).collect(),
-        ..Stop::from(Refusal::ForbiddenFields)
+        ..Denied::from(Refusal::ForbiddenFields)
     };
     Err((stop, refused))
 }
@@ -149,17 +153,17 @@ pub fn check_request_body(
 /// walk, which explains every decision in catalogue order. Both decide
 /// alike (a property test holds them to it).
 pub fn filter_response_body(
-    rt: &Runtime,
+    rt: &Decisions,
     d: &Decided<'_>,
     bytes: &[u8],
     report: &mut FilterReport,
-) -> Result<Vec<u8>, Stop> {
-    let unreadable = || Stop::from(Refusal::UnreadableResponse);
+) -> Result<Vec<u8>, Denied> {
+    let unreadable = || Denied::from(Refusal::UnreadableResponse);
     let refused = |e: FilterError| match e {
-        FilterError::Forbidden => Stop::from(Refusal::Forbidden),
+        FilterError::Forbidden => Denied::from(Refusal::Forbidden),
         FilterError::Shape(m) => {
             crate::repeated_warn!(
-                crate::logging::repeated::Kind::ResponseShape,
+                crate::repeated::Kind::ResponseShape,
                 "unexpected response shape on route {}: {m}",
                 d.route.template
             );
@@ -167,7 +171,7 @@ pub fn filter_response_body(
         }
     };
     let (Some(plan), Some(rule)) = (&d.route.response, &d.route.resource) else {
-        return Err(Stop::from(Refusal::Internal));
+        return Err(Denied::from(Refusal::Internal));
     };
     let rules = BodyRules {
         plan,
@@ -191,17 +195,4 @@ pub fn filter_response_body(
     let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
     filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, report).map_err(refused)?;
     serde_json::to_vec(&doc).map_err(|_| unreadable())
-}
-
-/// What the client learns of an upstream failure on an inspected route: on
-/// a `hide_missing` route a 404 becomes the 403 an unreadable record gets,
-/// so probing ids cannot tell "missing" from "not yours".
-pub fn upstream_failure(route: &Route, stop: Stop) -> Stop {
-    if route.hide_missing
-        && stop.refusal == Refusal::UpstreamError
-        && stop.status == Some(http::StatusCode::NOT_FOUND)
-    {
-        return Stop::from(Refusal::Forbidden);
-    }
-    stop
 }

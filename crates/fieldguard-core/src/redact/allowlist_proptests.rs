@@ -11,10 +11,10 @@
 use super::BodyRules;
 use super::response::{FilterReport, filter_response};
 use crate::catalogue::{Catalogue, FieldNode};
-use crate::config::{LoadedConfig, parse};
-use crate::identity::{IdentitySource, Principal};
+use crate::decisions::Decisions as Runtime;
 use crate::policy::RequestPrincipal;
-use crate::runtime::Runtime;
+use crate::principal::{IdentitySource, Principal};
+use crate::testing::Sections;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -194,13 +194,9 @@ routes:
         selector = s.selector,
     );
     let file = dir.join("fieldguard.yaml");
-    let config = parse(&text, &file).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    Runtime::build(LoadedConfig {
-        file,
-        base_dir: dir.clone(),
-        config,
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    Sections::parse(&text, &file)
+        .try_build()
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// Any JSON, small.

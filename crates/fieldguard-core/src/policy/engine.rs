@@ -316,7 +316,7 @@ impl Engine {
             .errors()
             .map(|e| {
                 crate::repeated_warn!(
-                    crate::logging::repeated::Kind::PolicyEvaluation,
+                    crate::repeated::Kind::PolicyEvaluation,
                     "policy evaluation error on {action} (policy counts as not applying): {e}"
                 );
                 e.to_string()
@@ -399,7 +399,7 @@ impl Engine {
 
 fn deny_with_error(e: String) -> RequestDecision {
     crate::repeated_warn!(
-        crate::logging::repeated::Kind::DecisionFailed,
+        crate::repeated::Kind::DecisionFailed,
         "decision failed closed: {e}"
     );
     RequestDecision {

@@ -452,7 +452,10 @@ pub(super) fn observe_hidden(
 /// The byte form of [`observe_hidden`], one member (`name`, its value at
 /// `value`, enclosed by `depth` containers) of an object whose catalogue
 /// node is `node`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the byte walk's state (input, depth, catalogue node, report) travels as plain arguments, as in the stream redactor"
+)]
 pub(super) fn observe_hidden_member(
     obs: &mut Observed,
     scope: Scope,
@@ -505,7 +508,10 @@ pub(super) fn observe_hidden_member(
 }
 
 /// The members of the object at `span` (enclosed by `depth` containers).
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the byte walk's state (input, depth, catalogue node, report) travels as plain arguments, as in the stream redactor"
+)]
 fn observe_hidden_object(
     obs: &mut Observed,
     scope: Scope,

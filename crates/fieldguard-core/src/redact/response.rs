@@ -445,7 +445,7 @@ fn filter_record(
     }
     let Some(values) = record_attributes(&sel.attributes, record, root_values) else {
         crate::repeated_warn!(
-            crate::logging::repeated::Kind::RecordAttribute,
+            crate::repeated::Kind::RecordAttribute,
             "a {} record lacks a configured attribute; hidden",
             sel.entity.name
         );

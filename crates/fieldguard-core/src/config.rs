@@ -1,0 +1,557 @@
+//! The parts of the configuration the decisions are built from: limits,
+//! policies, redaction keys, routes and the field catalogue. The file as a
+//! whole (listeners, upstream, identity, TLS, audit, admin, reload) is
+//! composed from these and the serving parts' own types in the proxy crate.
+//! Defaults are the safe choice: deny unmatched routes, bounded bodies.
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The sections of a configuration the decisions are built from, borrowed
+/// from the whole file (composed in the proxy crate), and where it came
+/// from: errors name `file`, relative paths resolve against `base_dir`.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionConfig<'a> {
+    pub file: &'a Path,
+    pub base_dir: &'a Path,
+    pub limits: &'a LimitsConfig,
+    pub policies: &'a PoliciesConfig,
+    pub redaction: &'a RedactionConfig,
+    pub unmatched: UnmatchedPolicy,
+    pub shadow: bool,
+    pub routes: &'a [RouteConfig],
+    pub entities: &'a BTreeMap<String, EntityConfig>,
+}
+
+impl DecisionConfig<'_> {
+    /// A path written in the config, relative to the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body buffered for inspection; larger gets 413.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: usize,
+    /// Largest response body buffered for redaction (after decompression);
+    /// larger gets 502, because passing it unfiltered would leak.
+    #[serde(default = "default_max_response_body")]
+    pub max_response_body_bytes: usize,
+    /// Deepest JSON nesting accepted in an inspected body.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+    /// Time a client has to send a request's headers (and, on TLS, finish
+    /// the handshake); on HTTP/1.1 it also bounds the wait for the next
+    /// request on a kept-alive connection. Slow-loris defence.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no traffic for this long
+    /// is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2); larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Open client connections; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests being processed at once; any beyond get 503 at once rather
+    /// than queueing without bound.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Time to receive a request body, so a client trickling one cannot
+    /// hold a request slot (and an upstream connection) open. An inspected
+    /// body must arrive whole within it (else 408, nothing sent upstream);
+    /// a streamed body may not stall for longer than this between two
+    /// reads (else the upstream request is aborted and the client gets 408).
+    #[serde(default = "default_request_body_timeout_ms")]
+    pub request_body_timeout_ms: u64,
+}
+
+impl LimitsConfig {
+    /// `request_body_timeout_ms` as a duration (at least 1 ms): the bound on
+    /// a whole inspected body and on each stall of a streamed one.
+    pub fn request_body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_body_timeout_ms.max(1))
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: default_max_request_body(),
+            max_response_body_bytes: default_max_response_body(),
+            max_json_depth: default_max_json_depth(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_connections: default_max_connections(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+            request_body_timeout_ms: default_request_body_timeout_ms(),
+        }
+    }
+}
+
+fn default_request_body_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_request_body() -> usize {
+    1024 * 1024
+}
+fn default_max_response_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_json_depth() -> usize {
+    64
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+fn default_shutdown_grace_ms() -> u64 {
+    20_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// Folder whose `*.cedar` files form the policy set.
+    pub directory: PathBuf,
+    /// The one Cedar schema (`.cedarschema`) every policy is validated against.
+    pub schema: PathBuf,
+    /// Policy files (names in `directory`) evaluated and audited beside the
+    /// others but not enforced: how a new rule is tried on live traffic.
+    #[serde(default)]
+    pub shadow_files: Vec<String>,
+    /// A whole candidate policy set decided beside the active one; only the
+    /// active one is enforced, every disagreement is audited and counted.
+    pub candidate: Option<CandidateConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    pub directory: PathBuf,
+    /// Defaults to the active set's schema.
+    pub schema: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// Key for keyed-hash masks (HMAC-SHA256). Required when any field uses
+    /// `kind: hash`.
+    pub hash_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedPolicy {
+    #[default]
+    Deny,
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Upper-case HTTP method, or `*`.
+    pub method: Spanned<String>,
+    /// Path template, `{name}` for a parameter segment.
+    pub path: Spanned<String>,
+    /// Forward without identity, decision or inspection (public content only).
+    #[serde(default)]
+    pub passthrough: bool,
+    /// Shadow mode for this route only (see the top-level `shadow`).
+    #[serde(default)]
+    pub shadow: bool,
+    /// What happens to response members the configuration does not name
+    /// (record fields outside the entity's catalogue, wrapper members not
+    /// declared under `response.members`): removed unless an operator
+    /// onboarding an API explicitly chooses `pass`. Either way each one is
+    /// counted and named in the audit record.
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+    /// Answer an upstream 404 with the proxy's 403 `forbidden`, exactly as
+    /// a record the caller may not read, so that walking ids (sequential
+    /// order numbers) does not tell which exist. Routes with a `response:`
+    /// section only.
+    #[serde(default)]
+    pub hide_missing: bool,
+    /// Record what the upstream returns that the configuration does not
+    /// name: member paths, JSON types and the kinds of personal data their
+    /// values look like (counts only, never values), served by the admin
+    /// listener's `/observed` for `fieldguard onboard observed`. Default:
+    /// on where the route passes unknown fields or is in shadow mode.
+    pub observe: Option<bool>,
+    /// Detectors (`cn_resident_id`, `cn_mobile`, `email`, `payment_card`,
+    /// `iban`, `ipv4`, `ipv6`, `date_of_birth`, or `all`) whose matches are
+    /// masked in values the catalogue does not describe: members passed by
+    /// `unknown_fields: pass` and fields marked `free_text`, even when the
+    /// caller may read them in full. Each match is counted and named in the
+    /// audit record by its detector. Empty (the default): no backstop.
+    #[serde(default)]
+    pub backstop: Backstop,
+    /// Cedar action id of the request-level decision (required unless passthrough).
+    pub action: Option<Spanned<String>>,
+    pub resource: Option<ResourceConfig>,
+    /// Records in the response body to redact field by field.
+    pub response: Option<ResponseBodyConfig>,
+    /// Fields in the request body to check before anything reaches the upstream.
+    pub request: Option<RequestBodyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Cedar entity type of the request-level resource.
+    #[serde(rename = "type")]
+    pub entity_type: Spanned<String>,
+    /// Literal entity id (for collections such as `CustomerDirectory::"all"`).
+    pub id: Option<String>,
+    /// Path parameter holding the entity id.
+    pub id_param: Option<Spanned<String>>,
+    /// Path parameter naming the owning principal (`resource.owner`).
+    pub owner_param: Option<Spanned<String>>,
+}
+
+/// A `response:` section makes the route *inspected*: its body is filtered,
+/// and its headers are allow-listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseBodyConfig {
+    #[serde(default)]
+    pub records: Vec<RecordSelectorConfig>,
+    /// Upstream response headers this route may pass on besides the
+    /// standard representation and caching ones (`Content-Type`,
+    /// `Cache-Control`, …; see `proxy::response_headers::STANDARD`). Any
+    /// other header (`Set-Cookie`, a custom one echoing data) is dropped,
+    /// counted and audited. Names are checked at load.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+    /// The body around the records (wrappers, pagination): each member by
+    /// its JSONPath from the root (`$.total`, `$.page.next`), classified
+    /// like a field and decided by Cedar on the route's resource with
+    /// `context.field.name` set to the path as written. A member of the
+    /// body that is neither on a record path nor declared here is removed.
+    #[serde(default)]
+    pub members: BTreeMap<String, FieldConfig>,
+}
+
+/// Response members the configuration does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    /// Removed from the response (least privilege by construction).
+    #[default]
+    Remove,
+    /// Passed through unfiltered, for onboarding an API whose catalogue is
+    /// not complete yet (`validate` warns, `/policies` shows it).
+    Pass,
+}
+
+impl UnknownFields {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownFields::Remove => "remove",
+            UnknownFields::Pass => "pass",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSelectorConfig {
+    /// JSONPath of the records: `$` for one record, `$.customers[*]` for a list.
+    pub path: Spanned<String>,
+    /// Cedar entity type of each record; its catalogue entry lists the fields.
+    pub entity: Spanned<String>,
+    /// Extra or overriding attribute sources for this route.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBodyConfig {
+    /// Catalogue entity type whose fields the body carries.
+    pub entity: Spanned<String>,
+    /// Where the record is in the body (default `$`).
+    #[serde(default = "default_root_path")]
+    pub path: Spanned<String>,
+    /// The fields this route may collect at all (minimal collection). A body
+    /// field outside the list is refused. Absent: no collection limit.
+    pub collect: Option<Vec<String>>,
+}
+
+fn default_root_path() -> Spanned<String> {
+    Spanned::new(
+        "$".to_string(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityConfig {
+    /// Record field holding the entity id (used as the Cedar resource id).
+    pub id_field: Option<String>,
+    /// Record fields that become Cedar attributes of the record.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeConfig>,
+    /// Field path (dots for nesting) → how it is classified and masked.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeConfig {
+    /// Dot path inside the record, or `$.a.b` from the document root.
+    pub field: String,
+    #[serde(rename = "type")]
+    pub kind: AttributeKind,
+    /// For `type: entity`: the entity type of the reference (default `User`).
+    pub entity_type: Option<String>,
+    /// Used when the record lacks the field. Without a default a missing
+    /// attribute makes the record unreadable (fail closed).
+    pub default: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeKind {
+    String,
+    Bool,
+    Long,
+    Entity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    pub category: Category,
+    pub level: Level,
+    /// Masked form, used when a policy allows `field:read_masked` but not
+    /// `field:read`. Without one, such a field is removed. Only scalar
+    /// values have a masked form: an object or array is shown in full or
+    /// not at all.
+    pub mask: Option<MaskConfig>,
+    /// The JSON shape a write must give this field (default `scalar`: a
+    /// string, number, boolean or null). A write of another shape is
+    /// refused. Responses do not depend on it: any non-scalar value is
+    /// shown only to callers who may read the field in full.
+    #[serde(default)]
+    pub shape: Shape,
+    /// Free text (comments, messages, notes) that may hold personal data
+    /// typed in by anyone: a route's `backstop` masks what its detectors
+    /// find in it, even for callers who may read the field in full.
+    #[serde(default)]
+    pub free_text: bool,
+}
+
+/// A route's backstop detectors, as a set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backstop(pub crate::detect::DetectorSet);
+
+impl<'de> Deserialize<'de> for Backstop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        let mut set = crate::detect::DetectorSet::EMPTY;
+        for name in &names {
+            if name == "all" {
+                set = set.union(crate::detect::DetectorSet::all());
+                continue;
+            }
+            match crate::detect::Detector::from_name(name) {
+                Some(det) => set.insert(det),
+                None => {
+                    let known: Vec<&str> = crate::detect::Detector::ALL
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect();
+                    return Err(serde::de::Error::custom(format!(
+                        "unknown backstop detector `{name}`; expected all or one of {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Backstop(set))
+    }
+}
+
+/// The JSON shape of a catalogued field's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// A string, number, boolean or null.
+    #[default]
+    Scalar,
+    /// An array (of anything: the field is one value).
+    Array,
+    /// An object (of anything: the field is one value).
+    Object,
+    /// Any JSON value.
+    Any,
+}
+
+impl Shape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Scalar => "scalar",
+            Shape::Array => "array",
+            Shape::Object => "object",
+            Shape::Any => "any",
+        }
+    }
+
+    /// Whether a parsed value has this shape.
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        match self {
+            Shape::Any => true,
+            Shape::Array => v.is_array(),
+            Shape::Object => v.is_object(),
+            Shape::Scalar => !(v.is_array() || v.is_object()),
+        }
+    }
+}
+
+/// Data categories of the regulation (CDM-2.1 to CDM-2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Identity,
+    AccountTransaction,
+    Behavior,
+    Interaction,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Identity => "identity",
+            Category::AccountTransaction => "account_transaction",
+            Category::Behavior => "behavior",
+            Category::Interaction => "interaction",
+        }
+    }
+}
+
+/// Sensitivity level 1 (low) to 4 (highest), CDM-4.1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Level(pub u8);
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if (1..=4).contains(&v) {
+            Ok(Level(v as u8))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "sensitivity level must be 1 to 4, got {v}"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawMask")]
+pub enum MaskConfig {
+    /// Keep the first/last N characters, replace the rest.
+    Partial {
+        keep_first: usize,
+        keep_last: usize,
+        mask_char: char,
+    },
+    /// HMAC-SHA256 with the configured key: stable pseudonym, joinable.
+    Hash,
+    /// A date generalised to its year.
+    Year,
+    /// The value replaced by `null`.
+    Null,
+}
+
+fn default_mask_char() -> char {
+    '*'
+}
+
+/// A mask as written. `kind: null` is YAML's null, not the string "null",
+/// so the kind is read as an optional string and a null kind means the
+/// `null` mask (as documented), rather than a confusing type error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMask {
+    kind: Option<String>,
+    keep_first: Option<usize>,
+    keep_last: Option<usize>,
+    mask_char: Option<char>,
+}
+
+impl TryFrom<RawMask> for MaskConfig {
+    type Error = String;
+
+    fn try_from(raw: RawMask) -> Result<Self, String> {
+        let kind = raw.kind.as_deref().unwrap_or("null");
+        let partial_keys =
+            raw.keep_first.is_some() || raw.keep_last.is_some() || raw.mask_char.is_some();
+        if kind != "partial" && partial_keys {
+            return Err(format!(
+                "mask kind `{kind}` takes no keep_first, keep_last or mask_char (those are for `partial`)"
+            ));
+        }
+        Ok(match kind {
+            "partial" => MaskConfig::Partial {
+                keep_first: raw.keep_first.unwrap_or(0),
+                keep_last: raw.keep_last.unwrap_or(0),
+                mask_char: raw.mask_char.unwrap_or_else(default_mask_char),
+            },
+            "hash" => MaskConfig::Hash,
+            "year" => MaskConfig::Year,
+            "null" => MaskConfig::Null,
+            other => {
+                return Err(format!(
+                    "unknown mask kind `{other}`; expected partial, hash, year or null"
+                ));
+            }
+        })
+    }
+}
+
+/// Line (1-based) of a spanned config value, when the parser knew it.
+pub fn line_of<T>(v: &Spanned<T>) -> Option<usize> {
+    let line = v.referenced.line() as usize;
+    (line > 0).then_some(line)
+}
