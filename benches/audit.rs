@@ -68,8 +68,8 @@ fn exchange(rt: &Runtime) -> Exchange {
         "10.0.0.7:51234".parse().unwrap_or_else(|e| panic!("{e}")),
         http::Method::GET,
     );
-    ex.route = Some(m.value.template.clone());
-    ex.action = Some(m.value.action.clone());
+    ex.route = Some(m.route.template.clone());
+    ex.action = Some(m.route.action.clone());
     ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
     ex.decision = Some(decided.decision.clone());
     ex.principal = Some(principal);

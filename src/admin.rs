@@ -196,7 +196,6 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
         .decisions
         .routes
         .iter()
-        .filter(|r| !r.passthrough)
         .map(|r| {
             serde_json::json!({
                 "method": r.method,

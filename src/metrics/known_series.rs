@@ -42,7 +42,7 @@ impl Metrics {
             // Passthrough routes and unmatched requests are labelled "none".
             self.upstream_errors.with_label_values(&[NO_ROUTE, kind]);
         }
-        for route in rt.decisions.routes.iter().filter(|r| !r.passthrough) {
+        for route in rt.decisions.routes.iter() {
             let template = route.template.as_str();
             if route.inspects_response() {
                 for kind in UPSTREAM_INSPECTED_KINDS {

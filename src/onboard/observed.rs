@@ -185,8 +185,8 @@ fn catalogued(rt: &Runtime, wrapper: bool, route: &str, entity: &str, field: &st
             f.wrapper_of.is_some_and(|i| {
                 rt.decisions
                     .routes
-                    .get(i)
-                    .is_some_and(|r| r.method == method && r.template == template)
+                    .iter()
+                    .any(|r| r.position == i && r.method == method && r.template == template)
             }) && (field == f.path || field.starts_with(&format!("{}.", f.path)))
         });
     }

@@ -129,7 +129,7 @@ async fn process(
     let identified = super::server::identify(rt, &parts, ex.peer.ip());
     strip_identity_headers(rt, &mut parts);
     let shadow_route = match &routed {
-        Routed::Route(m) => m.value.shadow,
+        Routed::Route(m) => m.route.shadow,
         _ => false,
     };
     let principal = match identified {
@@ -166,15 +166,14 @@ async fn process(
             };
         }
     };
-    ex.route = Some(m.value.template.clone());
-    ex.action = Some(m.value.action.clone());
+    ex.route = Some(m.route.template.clone());
+    ex.action = Some(m.route.action.clone());
     let principal = ex.principal.as_ref().ok_or(Refusal::Internal)?;
     // Named before deciding, so a denied request's record says what was asked for.
-    if let Some(rule) = &m.value.resource {
-        ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
-    }
+    let rule = &m.route.resource;
+    ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
     let decide_started = Instant::now();
-    let shadow = rt.decisions.shadow_all || m.value.shadow;
+    let shadow = rt.decisions.shadow_all || m.route.shadow;
     let evaluated = pipeline::evaluate(&rt.decisions.engine, &m, principal);
     ex.decision_latency = Some(decide_started.elapsed());
     let decided = evaluated?;

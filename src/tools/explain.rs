@@ -56,7 +56,7 @@ pub fn explain(
         }
         Routed::Route(m) => m,
     };
-    let route = m.value;
+    let route = m.route;
     let _ = writeln!(w, "route:     {} {}", route.method, route.template);
     let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !params.is_empty() {
@@ -82,8 +82,8 @@ pub fn explain(
         decided.resource_id,
         route
             .resource
+            .owner_param
             .as_ref()
-            .and_then(|r| r.owner_param.as_ref())
             .and_then(|p| m.params.get(p))
             .map(|o| format!(" {{owner: User::\"{o}\"}}"))
             .unwrap_or_default(),

@@ -55,15 +55,12 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
                     .fields()
                     .iter()
                     .any(|f| f.free_text && f.is_record_field() && *f.entity == *s.entity.name)
-            }) || rt.decisions.catalogue.fields().iter().any(|f| {
-                f.free_text
-                    && f.wrapper_of.is_some_and(|i| {
-                        rt.decisions
-                            .routes
-                            .get(i)
-                            .is_some_and(|x| std::ptr::eq(&**x, &**r))
-                    })
-            });
+            }) || rt
+                .decisions
+                .catalogue
+                .fields()
+                .iter()
+                .any(|f| f.free_text && f.wrapper_of == Some(r.position));
             if !free_text {
                 out.push(format!(
                     "{}: route {} {} has a `backstop` but no `free_text` field in its records or members and does not pass unknown fields: it has nothing to scan",
@@ -131,7 +128,10 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         if mentioned {
             continue;
         }
-        let what = match f.wrapper_of.and_then(|i| rt.decisions.routes.get(i)) {
+        let what = match f
+            .wrapper_of
+            .and_then(|i| rt.decisions.routes.iter().find(|r| r.position == i))
+        {
             Some(r) => format!(
                 "response member `{}` of route {} {}",
                 f.path, r.method, r.template

@@ -292,7 +292,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 }
             }
         }
-        for route in rt.decisions.routes.iter().filter(|r| !r.passthrough) {
+        for route in rt.decisions.routes.iter() {
             for (scenario, param) in [("own", ME), ("other", OTHER)] {
                 let path = fill_template(&route.template, param);
                 let Ok(canonical) = routing::normalize(&path) else {

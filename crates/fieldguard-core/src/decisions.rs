@@ -9,15 +9,16 @@ use crate::catalogue::Catalogue;
 use crate::config::{DecisionConfig, LimitsConfig, UnmatchedPolicy, line_of};
 use crate::error::ConfigError;
 use crate::policy::{Engine, load_bundle, load_bundle_except};
-use crate::route::Route;
+use crate::route::{Route, RouteEntry};
 use crate::routing::Router;
 use std::sync::Arc;
 
 pub struct Decisions {
     pub engine: Engine,
     pub catalogue: Catalogue,
-    pub router: Router<Arc<Route>>,
-    /// Every route in config order (for tools that enumerate them).
+    pub router: Router<RouteEntry>,
+    /// Every protected route in config order (for tools that enumerate
+    /// them; passthrough routes are only in the router).
     pub routes: Vec<Arc<Route>>,
     pub unmatched: UnmatchedPolicy,
     pub limits: LimitsConfig,
@@ -103,10 +104,12 @@ impl Decisions {
         let mut router = Router::new();
         let mut routes = Vec::new();
         for (position, rc) in cfg.routes.iter().enumerate() {
-            let route = Arc::new(Route::compile(position, rc, &cfg, &engine, &mut catalogue)?);
-            routes.push(route.clone());
+            let entry = Route::compile(position, rc, &cfg, &engine, &mut catalogue)?;
+            if let RouteEntry::Protected(route) = &entry {
+                routes.push(route.clone());
+            }
             router
-                .insert(&rc.method.value, &rc.path.value, route)
+                .insert(&rc.method.value, &rc.path.value, entry)
                 .map_err(|e| ConfigError::new(cfg.file, line_of(&rc.path), e.to_string()))?;
         }
         Ok(Self {

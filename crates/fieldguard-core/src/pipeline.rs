@@ -12,8 +12,8 @@ use crate::redact::request::{Refusal as FieldRefusal, check_write};
 use crate::redact::response::{FilterError, FilterReport, filter_response};
 use crate::redact::stream::{self, StreamError};
 use crate::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
-use crate::route::Route;
-use crate::routing::{CanonicalPath, Match};
+use crate::route::{Route, RouteEntry};
+use crate::routing::{CanonicalPath, Match, Params};
 use std::sync::Arc;
 
 /// What the route table says about a request.
@@ -22,13 +22,23 @@ pub enum Routed<'rt> {
     Passthrough,
     /// No route: denied unless the config passes unmatched requests through.
     Unmatched,
-    Route(Match<'rt, Arc<Route>>),
+    Route(RouteMatch<'rt>),
+}
+
+/// A protected route matched, with the path's parameters.
+pub struct RouteMatch<'rt> {
+    pub route: &'rt Arc<Route>,
+    pub params: Params<'rt>,
 }
 
 pub fn route<'rt>(rt: &'rt Decisions, method: &str, path: &'rt CanonicalPath) -> Routed<'rt> {
     match rt.router.at(method, path) {
-        Some(m) if m.value.passthrough => Routed::Passthrough,
-        Some(m) => Routed::Route(m),
+        Some(Match {
+            value: RouteEntry::Protected(route),
+            params,
+            ..
+        }) => Routed::Route(RouteMatch { route, params }),
+        Some(_) => Routed::Passthrough,
         None => Routed::Unmatched,
     }
 }
@@ -50,7 +60,7 @@ pub struct Decided<'rt> {
 /// decided, its decision (for audit).
 pub fn decide<'rt>(
     rt: &'rt Decisions,
-    m: &Match<'rt, Arc<Route>>,
+    m: &RouteMatch<'rt>,
     principal: &Principal,
 ) -> Result<Decided<'rt>, Denied> {
     let decided = evaluate(&rt.engine, m, principal)?;
@@ -68,10 +78,10 @@ pub fn decide<'rt>(
 /// decision could be made.
 pub fn evaluate<'rt>(
     engine: &'rt Engine,
-    m: &Match<'rt, Arc<Route>>,
+    m: &RouteMatch<'rt>,
     principal: &Principal,
 ) -> Result<Decided<'rt>, Denied> {
-    let route: &'rt Route = m.value;
+    let route: &'rt Route = m.route;
     let internal = || Denied::from(Refusal::Internal);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
         crate::repeated_warn!(
@@ -80,7 +90,7 @@ pub fn evaluate<'rt>(
         );
         internal()
     })?;
-    let rule = route.resource.as_ref().ok_or_else(internal)?;
+    let rule = &route.resource;
     let (resource_id, resource_values) = rule.resolve(&m.params);
     let decision = engine.decide_route(
         &who,
@@ -129,9 +139,7 @@ pub fn check_request_body(
             Vec::new(),
         )
     })?;
-    let Some(rule) = &d.route.resource else {
-        return Err(plain(Refusal::Internal));
-    };
+    let rule = &d.route.resource;
     let target = rule.resource_ref(&d.resource_id, &d.resource_values);
     let mut decider = d.engine.decider(&d.who);
     let check = check_write(&doc, rules, &mut decider, &rt.catalogue, &target);
@@ -170,9 +178,10 @@ pub fn filter_response_body(
             unreadable()
         }
     };
-    let (Some(plan), Some(rule)) = (&d.route.response, &d.route.resource) else {
+    let Some(plan) = &d.route.response else {
         return Err(Denied::from(Refusal::Internal));
     };
+    let rule = &d.route.resource;
     let rules = BodyRules {
         plan,
         resource: rule.resource_ref(&d.resource_id, &d.resource_values),

@@ -73,18 +73,31 @@ impl ResourceRule {
     }
 }
 
+/// What the route table holds for a method and a path template: a route
+/// forwarded as is, or a protected one. A passthrough route has no action
+/// or resource to forget, and a protected one always has both.
+#[derive(Debug, Clone)]
+pub enum RouteEntry {
+    /// Public content: no identity, no decision, no inspection.
+    Passthrough,
+    Protected(Arc<Route>),
+}
+
+/// A protected route: its Cedar action and resource, and what to inspect.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Where the route stands in the config (response members are
+    /// catalogued under it).
+    pub position: usize,
     /// Decisions on this route are audited, not enforced.
     pub shadow: bool,
     pub method: String,
     pub template: String,
-    pub passthrough: bool,
     /// The response-header allow-list; `Some` exactly on routes with a
     /// `response:` section (inspected routes).
     pub response_headers: Option<crate::response_headers::ResponseHeaders>,
     pub action: String,
-    pub resource: Option<ResourceRule>,
+    pub resource: ResourceRule,
     /// Where records and wrapper members are in the response body, when the
     /// route inspects it.
     pub response: Option<Arc<ResponsePlan>>,
@@ -105,7 +118,7 @@ impl Route {
     pub fn body_rules<'a>(&'a self, id: &'a str, values: &'a [AttrValue]) -> Option<BodyRules<'a>> {
         Some(BodyRules {
             plan: self.response.as_deref()?,
-            resource: self.resource.as_ref()?.resource_ref(id, values),
+            resource: self.resource.resource_ref(id, values),
         })
     }
 
@@ -123,7 +136,7 @@ impl Route {
         cfg: &DecisionConfig<'_>,
         engine: &Engine,
         catalogue: &mut Catalogue,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<RouteEntry, ConfigError> {
         let at = |line: Option<usize>, m: String| {
             ConfigError::new(
                 cfg.file,
@@ -161,18 +174,7 @@ impl Route {
                     "a passthrough route takes no action, response or request rules".into(),
                 ));
             }
-            return Ok(Self {
-                shadow: false,
-                method: rc.method.value.clone(),
-                template: rc.path.value.clone(),
-                passthrough: true,
-                response_headers: None,
-                action: String::new(),
-                resource: None,
-                response: None,
-                request: None,
-                hide_missing: false,
-            });
+            return Ok(RouteEntry::Passthrough);
         }
         let action = rc.action.as_ref().ok_or_else(|| {
             at(
@@ -305,11 +307,11 @@ impl Route {
             }
             None => None,
         };
-        Ok(Self {
+        Ok(RouteEntry::Protected(Arc::new(Self {
+            position,
             shadow: rc.shadow,
             method: rc.method.value.clone(),
             template: rc.path.value.clone(),
-            passthrough: false,
             response_headers: rc
                 .response
                 .as_ref()
@@ -322,11 +324,11 @@ impl Route {
                 })
                 .transpose()?,
             action: action.value.clone(),
-            resource: Some(resource),
+            resource,
             response,
             request,
             hide_missing: rc.hide_missing,
-        })
+        })))
     }
 }
 

@@ -423,7 +423,7 @@ proptest! {
         let route = &rt.routes[route];
         let rp = RequestPrincipal::new(&who, &route.action).unwrap();
 
-        let values = route.resource.as_ref().unwrap().values_for("c-1001");
+        let values = route.resource.values_for("c-1001");
         let rules = route.body_rules("c-1001", &values).unwrap();
         let mut tree_doc: Value = serde_json::from_slice(&body).unwrap();
         let mut tree_report = FilterReport::default();
@@ -478,7 +478,7 @@ proptest! {
         let mut damaged = body[..at].to_vec();
         damaged.extend_from_slice(&noise);
         damaged.extend_from_slice(&body[at..]);
-        let values = route.resource.as_ref().unwrap().values_for("c-1001");
+        let values = route.resource.values_for("c-1001");
         let rules = route.body_rules("c-1001", &values).unwrap();
         let mut report = FilterReport::default();
         let mut decider = rt.engine.decider(&rp);
