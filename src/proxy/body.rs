@@ -1,9 +1,11 @@
 //! Buffering bodies that must be inspected, always with a limit, and
 //! decoding the one content encoding the proxy reads (gzip).
 
+use super::{BoxError, ProxyBody};
 use bytes::Bytes;
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use std::io::Read;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,16 @@ pub fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Collec
         return Err(CollectError::TooLarge);
     }
     Ok(out)
+}
+
+/// A buffered body (a filtered response, a checked request, an error).
+pub(super) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|e| match e {}).boxed()
+}
+
+/// A body passed on as it arrives.
+pub(super) fn streamed(body: Incoming) -> ProxyBody {
+    body.map_err(|e| Box::new(e) as BoxError).boxed()
 }
 
 #[cfg(test)]

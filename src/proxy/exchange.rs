@@ -54,6 +54,39 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The report of what was computed but not enforced, made on first
+    /// use (kind `shadow` unless an observed set named it).
+    pub fn shadow_report(&mut self) -> &mut ShadowReport {
+        let report = self.shadow.get_or_insert_with(Default::default);
+        if report.kind.is_empty() {
+            report.kind = "shadow";
+        }
+        report
+    }
+
+    /// Shadow mode: notes the refusal that enforcement would have made.
+    pub fn would_deny(&mut self, refusal: crate::outcome::Refusal, policies: Vec<String>) {
+        let report = self.shadow_report();
+        report.kind = "shadow";
+        report.would_deny = Some(WouldDeny {
+            reason: refusal.code(),
+            policies,
+        });
+    }
+
+    /// Notes the response headers an inspected route's allow-list dropped
+    /// (or, in shadow mode, would have dropped).
+    pub fn note_dropped_headers(&mut self, dropped: Vec<http::HeaderName>, shadow: bool) {
+        if dropped.is_empty() {
+            return;
+        }
+        if shadow {
+            self.shadow_report().would_drop_headers = dropped;
+        } else {
+            self.dropped_headers = dropped;
+        }
+    }
+
     pub fn new(request_id: String, peer: SocketAddr, method: http::Method) -> Self {
         Self {
             request_id,

@@ -1,42 +1,35 @@
-//! The path of one request, top to bottom:
-//! canonical path → route → identity → Cedar request decision → request body
-//! check → upstream → response body filter → client.
-//! Decisions live in [`crate::pipeline`]; this module does the I/O around them
-//! and records what happened in an [`Exchange`].
+//! The path of one request, in named phases driven in order by
+//! [`process`]: route → identify → decide → check body → forward → filter;
+//! [`handle`] records it (audit and metrics). The decisions themselves live
+//! in the core crate ([`crate::pipeline`]); the phases do the I/O around
+//! them and note what happened in an [`Exchange`]. Shadow mode and an
+//! observed policy set are noted by [`super::shadow`].
 
 use super::ambiguity;
-use super::body::{self, CollectError, Encoding};
+use super::body::{self, CollectError, full, streamed};
 use super::budgeting;
 use super::detached::Reply;
-use super::errors::{Denied, Refusal, Stop};
-use super::exchange::{Disagreement, Exchange, ShadowReport, Stage, WouldDeny};
+use super::errors::{Refusal, Stop};
+use super::exchange::{Exchange, Stage, WouldDeny};
 use super::headers;
+use super::inspect::{filtered_response, limit_headers, read_inspected, upstream_failure};
 use super::observe;
-use super::response_headers::ResponseHeaders;
+use super::shadow;
 use super::stall::StallLimit;
 use super::upstream::UpstreamError;
-use super::{BoxError, Proxy, ProxyBody};
+use super::{Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
-use crate::pipeline::{self, Decided, Routed};
-use crate::redact::Outcome;
+use crate::pipeline::{self, Decided, RouteMatch, Routed};
 use crate::redact::response::FilterReport;
-use crate::routing;
-use crate::runtime::{Route, Runtime};
+use crate::routing::{self, CanonicalPath};
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|e| match e {}).boxed()
-}
-
-fn streamed(body: Incoming) -> ProxyBody {
-    body.map_err(|e| Box::new(e) as BoxError).boxed()
-}
 
 /// A client's request body on its way upstream as it arrives, ended with
 /// an error if the client stalls (`limits.request_body_timeout_ms`).
@@ -105,6 +98,8 @@ pub(super) fn refuse(
     resp
 }
 
+/// The phases of one request, in order. Each returns what the next needs,
+/// or a [`Stop`] (the proxy's own answer).
 async fn process(
     proxy: &Proxy,
     rt: &Runtime,
@@ -112,161 +107,217 @@ async fn process(
     ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Stop> {
     let (mut parts, body) = req.into_parts();
-    let canonical =
-        routing::normalize(parts.uri.path()).map_err(|_| Stop::from(Refusal::BadPath))?;
-    // Decided for the method on the request line, so the upstream must not
-    // be told another one (every route, passthrough included).
+    let path = canonical_path(&parts)?;
+    let routed = pipeline::route(&rt.decisions, parts.method.as_str(), &path);
+    let Some(m) = identify(rt, &mut parts, routed, ex)? else {
+        return relay_request(proxy, rt, parts, body, &path, ex).await;
+    };
+    let verdict = decide(rt, &m, ex)?;
+    let upstream_body = check_body(proxy, rt, &parts, body, &verdict, ex).await?;
+    let inspect = verdict.decided.route.inspects_response() && parts.method != Method::HEAD;
+    let resp = forward(proxy, parts, upstream_body, &path, inspect, ex).await?;
+    filter(proxy, rt, &verdict, resp, inspect, ex).await
+}
+
+/// The path as decided and forwarded: one canonical spelling. A request
+/// that asks for another method than its request line (override headers,
+/// `_method`) is refused on every route: the upstream could run that one.
+fn canonical_path(parts: &Parts) -> Result<CanonicalPath, Stop> {
+    let path = routing::normalize(parts.uri.path()).map_err(|_| Stop::from(Refusal::BadPath))?;
     ambiguity::method_override(&parts.headers, parts.uri.query())?;
-    let routed = pipeline::route(&rt.decisions, parts.method.as_str(), &canonical);
+    Ok(path)
+}
+
+/// Who is calling, and the protected route they called; `None`: forward
+/// the request as it is (a passthrough route, unmatched requests passed
+/// through, or shadow mode relaying what it cannot decide). Every request
+/// but a passthrough one needs an identity, even before it is told there
+/// is no route (anonymous callers learn nothing about the route table).
+/// Identity headers are never forwarded.
+fn identify<'rt>(
+    rt: &'rt Runtime,
+    parts: &mut Parts,
+    routed: Routed<'rt>,
+    ex: &mut Exchange,
+) -> Result<Option<RouteMatch<'rt>>, Stop> {
     if let Routed::Passthrough = routed {
         ex.passthrough = true;
-        strip_identity_headers(rt, &mut parts);
-        return forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await;
+        strip_identity_headers(rt, parts);
+        return Ok(None);
     }
-
-    // Every other request needs an identity, even before we say there is no
-    // route (anonymous callers learn nothing about the route table).
-    let identified = super::server::identify(rt, &parts, ex.peer.ip());
-    strip_identity_headers(rt, &mut parts);
-    let shadow_route = match &routed {
-        Routed::Route(m) => m.route.shadow,
-        _ => false,
-    };
-    let principal = match identified {
-        Ok(p) => p,
+    let identified = super::server::identify(rt, parts, ex.peer.ip());
+    strip_identity_headers(rt, parts);
+    let shadow_route = matches!(&routed, Routed::Route(m) if m.route.shadow);
+    match identified {
+        Ok(p) => ex.principal = Some(p),
         Err(e) => {
             ex.identity_error = Some(e.reason());
             if rt.decisions.shadow_all || shadow_route {
                 // Shadow mode: not enforced, but nothing can be decided
                 // without a caller either; relay it and say so.
-                would_deny(ex, Refusal::Unauthenticated, Vec::new());
-                return forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await;
+                ex.would_deny(Refusal::Unauthenticated, Vec::new());
+                return Ok(None);
             }
             return Err(Stop {
                 message: Some(e.client_message()),
                 ..Stop::from(Refusal::Unauthenticated)
             });
         }
-    };
-    ex.principal = Some(principal);
+    }
+    match routed {
+        Routed::Route(m) => Ok(Some(m)),
+        _ => match rt.decisions.unmatched {
+            UnmatchedPolicy::Passthrough => {
+                ex.passthrough = true;
+                Ok(None)
+            }
+            UnmatchedPolicy::Deny if rt.decisions.shadow_all => {
+                ex.would_deny(Refusal::NoRoute, Vec::new());
+                Ok(None)
+            }
+            UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
+        },
+    }
+}
 
-    let m = match routed {
-        Routed::Route(m) => m,
-        _ => {
-            return match rt.decisions.unmatched {
-                UnmatchedPolicy::Passthrough => {
-                    ex.passthrough = true;
-                    forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
-                }
-                UnmatchedPolicy::Deny if rt.decisions.shadow_all => {
-                    would_deny(ex, Refusal::NoRoute, Vec::new());
-                    forward_streaming(proxy, rt, parts, body, canonical.as_str(), ex).await
-                }
-                UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
-            };
-        }
-    };
+/// The request-level decision, and the observed set's beside it.
+struct Verdict<'rt> {
+    decided: Decided<'rt>,
+    observed: Option<Decided<'rt>>,
+    /// Decisions are audited, not enforced (shadow mode).
+    shadow: bool,
+}
+
+/// Cedar's request-level decision (default deny): refused unless allowed
+/// or in shadow mode, where it is noted instead.
+fn decide<'rt>(
+    rt: &'rt Runtime,
+    m: &RouteMatch<'rt>,
+    ex: &mut Exchange,
+) -> Result<Verdict<'rt>, Stop> {
     ex.route = Some(m.route.template.clone());
     ex.action = Some(m.route.action.clone());
-    let principal = ex.principal.as_ref().ok_or(Refusal::Internal)?;
     // Named before deciding, so a denied request's record says what was asked for.
     let rule = &m.route.resource;
     ex.resource = Some((rule.type_name.to_string(), rule.resolve(&m.params).0));
-    let decide_started = Instant::now();
-    let shadow = rt.decisions.shadow_all || m.route.shadow;
-    let evaluated = pipeline::evaluate(&rt.decisions.engine, &m, principal);
-    ex.decision_latency = Some(decide_started.elapsed());
+    let principal = ex.principal.clone().ok_or(Refusal::Internal)?;
+    let started = Instant::now();
+    let evaluated = pipeline::evaluate(&rt.decisions.engine, m, &principal);
+    ex.decision_latency = Some(started.elapsed());
     let decided = evaluated?;
     ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
     ex.decision = Some(decided.decision.clone());
-    let observed = match &rt.decisions.observer {
-        Some(o) => {
-            let d = pipeline::evaluate(&o.engine, &m, principal)?;
-            let report = ex.shadow.get_or_insert_with(Default::default);
-            report.kind = o.kind.as_str();
-            report.observed_version = Some(o.engine.bundle.version.clone());
-            if d.decision.allowed != decided.decision.allowed {
-                report.disagreements.push(Disagreement {
-                    subject: "request".into(),
-                    enforced: allow_label(decided.decision.allowed),
-                    observed: allow_label(d.decision.allowed),
-                });
-                if !d.decision.allowed {
-                    report.would_deny = Some(WouldDeny {
-                        reason: Refusal::Forbidden.code(),
-                        policies: d.decision.policies.clone(),
-                    });
-                }
-            }
-            Some(d)
-        }
-        None => None,
-    };
+    let observed = shadow::observe_request(rt, m, &principal, &decided, ex)?;
+    let shadow = rt.decisions.shadow_all || m.route.shadow;
     if !decided.decision.allowed {
         if !shadow {
             return Err(Refusal::Forbidden.into());
         }
-        would_deny(ex, Refusal::Forbidden, decided.decision.policies.clone());
+        ex.would_deny(Refusal::Forbidden, decided.decision.policies.clone());
     }
+    Ok(Verdict {
+        decided,
+        observed,
+        shadow,
+    })
+}
 
+/// What goes upstream: an inspected write's body, buffered and checked
+/// (every value catalogued, collected and writable; one media type, no
+/// content coding), or any other body streamed as it arrives. A route
+/// whose responses a bulk-read budget counts is refused here when the
+/// budget is used up.
+async fn check_body(
+    proxy: &Proxy,
+    rt: &Runtime,
+    parts: &Parts,
+    body: Incoming,
+    verdict: &Verdict<'_>,
+    ex: &mut Exchange,
+) -> Result<ProxyBody, Stop> {
+    let (decided, shadow) = (&verdict.decided, verdict.shadow);
     if decided.route.inspects_response() {
         budgeting::precheck(proxy, rt, ex, !shadow)?;
     }
-    let upstream_body = if decided.route.request.is_some() {
-        if let Err(refusal) = ambiguity::checked_body(&parts.headers) {
-            if !shadow {
-                return Err(refusal.into());
+    if decided.route.request.is_none() {
+        return Ok(streamed_request(rt, body));
+    }
+    if let Err(refusal) = ambiguity::checked_body(&parts.headers) {
+        if !shadow {
+            return Err(refusal.into());
+        }
+        if ex.shadow_report().would_deny.is_none() {
+            ex.would_deny(refusal, Vec::new());
+        }
+    }
+    let bytes = collect_request(rt, parts, body).await?;
+    // A DELETE may carry no body; any other inspected write must.
+    if !(bytes.is_empty() && parts.method == Method::DELETE) {
+        let is_json = headers::is_json(&parts.headers);
+        let enforced = pipeline::check_request_body(&rt.decisions, decided, is_json, &bytes);
+        if let Some(o) = &verdict.observed {
+            let seen = pipeline::check_request_body(&rt.decisions, o, is_json, &bytes);
+            shadow::compare_writes(ex, &enforced, &seen);
+        }
+        match enforced {
+            Ok(written) => ex.written = written,
+            Err((denied, fields)) if !shadow => {
+                ex.refused_fields = fields;
+                return Err(denied.into());
             }
-            if shadow_report(ex).would_deny.is_none() {
-                would_deny(ex, refusal, Vec::new());
+            Err((denied, fields)) => {
+                let report = ex.shadow_report();
+                report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
+                if report.would_deny.is_none() {
+                    report.would_deny = Some(WouldDeny {
+                        reason: denied.refusal.code(),
+                        policies: Vec::new(),
+                    });
+                }
             }
         }
-        let bytes = collect_request(rt, &parts, body).await?;
-        // A DELETE may carry no body; any other inspected write must.
-        if !(bytes.is_empty() && parts.method == Method::DELETE) {
-            let is_json = headers::is_json(&parts.headers);
-            let enforced = pipeline::check_request_body(&rt.decisions, &decided, is_json, &bytes);
-            if let Some(o) = &observed {
-                let seen = pipeline::check_request_body(&rt.decisions, o, is_json, &bytes);
-                compare_writes(ex, &enforced, &seen);
-            }
-            match enforced {
-                Ok(written) => ex.written = written,
-                Err((stop, fields)) if !shadow => {
-                    ex.refused_fields = fields;
-                    return Err(stop.into());
-                }
-                Err((stop, fields)) => {
-                    let report = shadow_report(ex);
-                    report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
-                    if report.would_deny.is_none() {
-                        report.would_deny = Some(WouldDeny {
-                            reason: stop.refusal.code(),
-                            policies: Vec::new(),
-                        });
-                    }
-                }
-            }
-        }
-        // The original bytes go upstream, unchanged.
-        full(bytes)
-    } else {
-        streamed_request(rt, body)
-    };
+    }
+    // The original bytes go upstream, unchanged.
+    Ok(full(bytes))
+}
 
-    let inspect = decided.route.inspects_response() && parts.method != Method::HEAD;
+/// Sends the request upstream (canonical path, forwarding headers; asking
+/// for an uncompressed body when the response will be inspected).
+async fn forward(
+    proxy: &Proxy,
+    parts: Parts,
+    body: ProxyBody,
+    path: &CanonicalPath,
+    inspect: bool,
+    ex: &mut Exchange,
+) -> Result<Response<Incoming>, Stop> {
+    let req = upstream_request(proxy, parts, body, path.as_str(), ex, inspect)?;
+    send(proxy, req, ex).await
+}
+
+/// The upstream's answer as the caller may see it: an inspected route's
+/// body filtered record by record and field by field (or, in shadow mode,
+/// relayed with what filtering would have done noted), its headers
+/// allow-listed; any other answer relayed as it streams.
+async fn filter(
+    proxy: &Proxy,
+    rt: &Runtime,
+    verdict: &Verdict<'_>,
+    resp: Response<Incoming>,
+    inspect: bool,
+    ex: &mut Exchange,
+) -> Result<Response<ProxyBody>, Stop> {
+    let decided = &verdict.decided;
     let allowed_headers = decided.route.response_headers.as_ref();
-    let req = upstream_request(proxy, parts, upstream_body, canonical.as_str(), ex, inspect)?;
-    let resp = send(proxy, req, ex).await?;
     if !inspect || !has_body(resp.status()) {
         let mut resp = relay(resp);
         if let Some(allowed) = allowed_headers {
-            limit_headers(allowed, shadow, resp.headers_mut(), ex);
+            limit_headers(allowed, verdict.shadow, resp.headers_mut(), ex);
         }
         return Ok(resp);
     }
-    if shadow {
-        return shadow_filter(proxy, rt, &decided, resp, ex).await;
+    if verdict.shadow {
+        return shadow::shadow_filter(proxy, rt, decided, resp, ex).await;
     }
     let (mut parts, raw, decoded) = read_inspected(proxy, rt, resp)
         .await
@@ -276,11 +327,11 @@ async fn process(
     }
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();
-    let filtered = pipeline::filter_response_body(&rt.decisions, &decided, json, &mut report);
-    if let Some(o) = &observed {
+    let filtered = pipeline::filter_response_body(&rt.decisions, decided, json, &mut report);
+    if let Some(o) = &verdict.observed {
         let mut seen = FilterReport::default();
         let observed_result = pipeline::filter_response_body(&rt.decisions, o, json, &mut seen);
-        compare_filters(ex, rt, &filtered, &report, &observed_result, &seen);
+        shadow::compare_filters(ex, rt, &filtered, &report, &observed_result, &seen);
     }
     if filtered.is_ok() {
         // Refused by a budget: nothing was disclosed, so no body report.
@@ -290,197 +341,24 @@ async fn process(
     Ok(filtered_response(parts, filtered?))
 }
 
-fn allow_label(allowed: bool) -> String {
-    if allowed { "allow" } else { "deny" }.to_string()
-}
-
-fn shadow_report(ex: &mut Exchange) -> &mut ShadowReport {
-    let report = ex.shadow.get_or_insert_with(Default::default);
-    if report.kind.is_empty() {
-        report.kind = "shadow";
-    }
-    report
-}
-
-/// Shadow mode: record the refusal that enforcement would have made.
-fn would_deny(ex: &mut Exchange, refusal: Refusal, policies: Vec<String>) {
-    let report = shadow_report(ex);
-    report.kind = "shadow";
-    report.would_deny = Some(WouldDeny {
-        reason: refusal.code(),
-        policies,
-    });
-}
-
-type WriteCheck = Result<Vec<u32>, (Denied, Vec<crate::redact::request::Refusal>)>;
-
-/// Disagreements between the enforced and the observed write checks.
-fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteCheck) {
-    let fields = |r: &WriteCheck| -> Vec<String> {
-        match r {
-            Ok(_) => Vec::new(),
-            Err((_, f)) => f.iter().map(|x| x.field.clone()).collect(),
-        }
-    };
-    let (e, o) = (fields(enforced), fields(observed));
-    let report = ex.shadow.get_or_insert_with(Default::default);
-    for f in e.iter().filter(|f| !o.contains(f)) {
-        report.disagreements.push(Disagreement {
-            subject: format!("write:{f}"),
-            enforced: "refuse".into(),
-            observed: "allow".into(),
-        });
-    }
-    for f in o.iter().filter(|f| !e.contains(f)) {
-        report.disagreements.push(Disagreement {
-            subject: format!("write:{f}"),
-            enforced: "allow".into(),
-            observed: "refuse".into(),
-        });
-    }
-    if report.would_deny.is_none()
-        && enforced.is_ok()
-        && let Err((stop, _)) = observed
-    {
-        report.would_deny = Some(WouldDeny {
-            reason: stop.refusal.code(),
-            policies: Vec::new(),
-        });
-    }
-}
-
-/// Disagreements between the enforced and the observed response filters:
-/// per catalogued field, the outcome counts differ.
-fn compare_filters(
-    ex: &mut Exchange,
-    rt: &Runtime,
-    enforced: &Result<Vec<u8>, Denied>,
-    e: &FilterReport,
-    observed: &Result<Vec<u8>, Denied>,
-    o: &FilterReport,
-) {
-    let report = ex.shadow.get_or_insert_with(Default::default);
-    let outcome = |r: &Result<Vec<u8>, Denied>| match r {
-        Ok(_) => "ok".to_string(),
-        Err(s) => s.refusal.code().to_string(),
-    };
-    if outcome(enforced) != outcome(observed) {
-        report.disagreements.push(Disagreement {
-            subject: "response".into(),
-            enforced: outcome(enforced),
-            observed: outcome(observed),
-        });
-    }
-    let summary = |r: &FilterReport, field: u32| -> String {
-        let mut parts: Vec<String> = r
-            .outcomes
-            .iter()
-            .filter(|((f, _), _)| *f == field)
-            .map(|((_, out), n)| format!("{}:{n}", out.as_str()))
-            .collect();
-        parts.sort();
-        parts.join(",")
-    };
-    let mut fields: Vec<u32> = e
-        .outcomes
-        .keys()
-        .chain(o.outcomes.keys())
-        .map(|(f, _)| *f)
-        .collect();
-    fields.sort_unstable();
-    fields.dedup();
-    for field in fields {
-        let (se, so) = (summary(e, field), summary(o, field));
-        if se != so {
-            let spec = rt.decisions.catalogue.field(field);
-            report.disagreements.push(Disagreement {
-                subject: format!("field:{}.{}", spec.entity, spec.path),
-                enforced: se,
-                observed: so,
-            });
-        }
-    }
-    if e.records_dropped != o.records_dropped {
-        report.disagreements.push(Disagreement {
-            subject: "records_hidden".into(),
-            enforced: e.records_dropped.to_string(),
-            observed: o.records_dropped.to_string(),
-        });
-    }
-    if o.outcomes
-        .iter()
-        .any(|((_, out), n)| *out != Outcome::Full && *n > 0)
-        && report
-            .disagreements
-            .iter()
-            .any(|d| d.subject.starts_with("field:"))
-    {
-        report.would_redact = Some(o.clone());
-    }
-}
-
-/// Shadow mode on an inspected response: compute what filtering would do,
-/// audit it, and relay the upstream's body unchanged.
-async fn shadow_filter(
+/// A request forwarded as it is, its answer streamed back.
+async fn relay_request(
     proxy: &Proxy,
     rt: &Runtime,
-    decided: &Decided<'_>,
-    resp: Response<Incoming>,
+    parts: Parts,
+    body: Incoming,
+    path: &CanonicalPath,
     ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, Stop> {
-    let (mut parts, raw, decoded) = match read_inspected(proxy, rt, resp).await {
-        Ok(x) => x,
-        Err(stop) => {
-            let stop = upstream_failure(decided.route, stop);
-            // The body could not be inspected; relaying what was not read
-            // is impossible, so this is the one refusal shadow mode keeps.
-            would_deny(ex, stop.refusal, Vec::new());
-            return Err(stop);
-        }
-    };
-    let json = decoded.as_deref().unwrap_or(&raw);
-    let mut report = FilterReport::default();
-    if let Err(stop) = pipeline::filter_response_body(&rt.decisions, decided, json, &mut report) {
-        would_deny(ex, stop.refusal, Vec::new());
-    }
-    // Counted as the filter would have disclosed; never refused here.
-    let _ = budgeting::charge(proxy, rt, ex, &report, false);
-    if report
-        .outcomes
-        .iter()
-        .any(|((_, o), n)| *o != Outcome::Full && *n > 0)
-        || report.records_dropped > 0
-        || !report.unnamed.is_empty()
-        || !report.misshapen.is_empty()
-        || !report.backstop.is_empty()
-    {
-        shadow_report(ex).would_redact = Some(report);
-    }
-    headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(allowed) = &decided.route.response_headers {
-        limit_headers(allowed, true, &mut parts.headers, ex);
-    }
-    Ok(Response::from_parts(parts, full(raw)))
-}
-
-/// Applies an inspected route's response-header allow-list to the
-/// upstream's headers (hop-by-hop ones already gone): drops and records
-/// what it does not allow, or in shadow mode records what it would drop.
-fn limit_headers(
-    allowed: &ResponseHeaders,
-    shadow: bool,
-    headers: &mut http::HeaderMap,
-    ex: &mut Exchange,
-) {
-    let dropped = allowed.apply(headers, !shadow);
-    if dropped.is_empty() {
-        return;
-    }
-    if shadow {
-        shadow_report(ex).would_drop_headers = dropped;
-    } else {
-        ex.dropped_headers = dropped;
-    }
+    let req = upstream_request(
+        proxy,
+        parts,
+        streamed_request(rt, body),
+        path.as_str(),
+        ex,
+        false,
+    )?;
+    Ok(relay(send(proxy, req, ex).await?))
 }
 
 /// Gateway identity headers in every spelling a backend folds to the same
@@ -571,18 +449,6 @@ async fn send(
     Ok(resp)
 }
 
-async fn forward_streaming(
-    proxy: &Proxy,
-    rt: &Runtime,
-    parts: Parts,
-    body: Incoming,
-    path: &str,
-    ex: &mut Exchange,
-) -> Result<Response<ProxyBody>, Stop> {
-    let req = upstream_request(proxy, parts, streamed_request(rt, body), path, ex, false)?;
-    Ok(relay(send(proxy, req, ex).await?))
-}
-
 /// Relays an upstream response as it streams.
 fn relay(resp: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
@@ -594,75 +460,4 @@ fn has_body(status: StatusCode) -> bool {
     !(status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED)
-}
-
-/// Buffers and decodes an inspected response: its head, the raw bytes and,
-/// when gzip-encoded, the decoded bytes. Anything the proxy cannot read is
-/// refused here, before a byte is passed on.
-async fn read_inspected(
-    proxy: &Proxy,
-    rt: &Runtime,
-    resp: Response<Incoming>,
-) -> Result<(http::response::Parts, Bytes, Option<Vec<u8>>), Stop> {
-    let (parts, body) = resp.into_parts();
-    if !parts.status.is_success() {
-        // Error bodies of legacy services can echo data; never relay them
-        // on an inspected route.
-        return Err(Stop {
-            status: Some(parts.status),
-            ..Stop::from(Refusal::UpstreamError)
-        });
-    }
-    let limit = rt.decisions.limits.max_response_body_bytes;
-    let unreadable = || Stop::from(Refusal::UnreadableResponse);
-    let encoding = body::encoding(&parts.headers);
-    if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
-        return Err(unreadable());
-    }
-    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
-        return Err(Refusal::ResponseTooLarge.into());
-    }
-    let read = tokio::time::timeout(
-        proxy.upstream.response_timeout(),
-        body::collect_limited(body, limit),
-    )
-    .await
-    .map_err(|_| Stop::from(Refusal::UpstreamTimeout))?;
-    let too_large_or_unreadable = |e| match e {
-        CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
-        CollectError::Read => unreadable(),
-    };
-    let raw = read.map_err(too_large_or_unreadable)?;
-    let decoded = match encoding {
-        Encoding::Gzip => Some(body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?),
-        _ => None,
-    };
-    Ok((parts, raw, decoded))
-}
-
-/// The filtered body under the upstream's head, minus what no longer holds
-/// for it (encoding, validators, length).
-fn filtered_response(mut parts: http::response::Parts, out: Vec<u8>) -> Response<ProxyBody> {
-    headers::strip_hop_by_hop(&mut parts.headers);
-    for h in [header::CONTENT_ENCODING, header::ETAG] {
-        parts.headers.remove(h);
-    }
-    parts.headers.remove("content-md5");
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Response::from_parts(parts, full(out))
-}
-
-/// What the client learns of an upstream failure on an inspected route: on
-/// a `hide_missing` route a 404 becomes the 403 an unreadable record gets,
-/// so probing ids cannot tell "missing" from "not yours".
-fn upstream_failure(route: &Route, stop: Stop) -> Stop {
-    if route.hide_missing
-        && stop.refusal == Refusal::UpstreamError
-        && stop.status == Some(StatusCode::NOT_FOUND)
-    {
-        return Stop::from(Refusal::Forbidden);
-    }
-    stop
 }

@@ -10,7 +10,9 @@ pub mod exchange;
 mod framing;
 mod handler;
 pub mod headers;
+mod inspect;
 mod observe;
+mod shadow;
 /// The response-header allow-list (its rules live with the routes).
 pub use fieldguard_core::response_headers;
 pub mod server;

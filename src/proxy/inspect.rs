@@ -1,0 +1,101 @@
+//! An inspected route's response: read whole (bounded, decoded, refused
+//! when it cannot be read), its headers allow-listed, and rewritten around
+//! the filtered body. Shared by the enforcing path and shadow mode.
+
+use super::body::{self, CollectError, Encoding, full};
+use super::errors::{Refusal, Stop};
+use super::exchange::Exchange;
+use super::headers;
+use super::response_headers::ResponseHeaders;
+use super::{Proxy, ProxyBody};
+use crate::runtime::{Route, Runtime};
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+/// Applies an inspected route's response-header allow-list to the
+/// upstream's headers (hop-by-hop ones already gone): drops and records
+/// what it does not allow, or in shadow mode records what it would drop.
+pub(super) fn limit_headers(
+    allowed: &ResponseHeaders,
+    shadow: bool,
+    headers: &mut http::HeaderMap,
+    ex: &mut Exchange,
+) {
+    let dropped = allowed.apply(headers, !shadow);
+    ex.note_dropped_headers(dropped, shadow);
+}
+
+/// Buffers and decodes an inspected response: its head, the raw bytes and,
+/// when gzip-encoded, the decoded bytes. Anything the proxy cannot read is
+/// refused here, before a byte is passed on.
+pub(super) async fn read_inspected(
+    proxy: &Proxy,
+    rt: &Runtime,
+    resp: Response<Incoming>,
+) -> Result<(http::response::Parts, Bytes, Option<Vec<u8>>), Stop> {
+    let (parts, body) = resp.into_parts();
+    if !parts.status.is_success() {
+        // Error bodies of legacy services can echo data; never relay them
+        // on an inspected route.
+        return Err(Stop {
+            status: Some(parts.status),
+            ..Stop::from(Refusal::UpstreamError)
+        });
+    }
+    let limit = rt.decisions.limits.max_response_body_bytes;
+    let unreadable = || Stop::from(Refusal::UnreadableResponse);
+    let encoding = body::encoding(&parts.headers);
+    if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
+        return Err(unreadable());
+    }
+    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::ResponseTooLarge.into());
+    }
+    let read = tokio::time::timeout(
+        proxy.upstream.response_timeout(),
+        body::collect_limited(body, limit),
+    )
+    .await
+    .map_err(|_| Stop::from(Refusal::UpstreamTimeout))?;
+    let too_large_or_unreadable = |e| match e {
+        CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
+        CollectError::Read => unreadable(),
+    };
+    let raw = read.map_err(too_large_or_unreadable)?;
+    let decoded = match encoding {
+        Encoding::Gzip => Some(body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?),
+        _ => None,
+    };
+    Ok((parts, raw, decoded))
+}
+
+/// The filtered body under the upstream's head, minus what no longer holds
+/// for it (encoding, validators, length).
+pub(super) fn filtered_response(
+    mut parts: http::response::Parts,
+    out: Vec<u8>,
+) -> Response<ProxyBody> {
+    headers::strip_hop_by_hop(&mut parts.headers);
+    for h in [header::CONTENT_ENCODING, header::ETAG] {
+        parts.headers.remove(h);
+    }
+    parts.headers.remove("content-md5");
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, full(out))
+}
+
+/// What the client learns of an upstream failure on an inspected route: on
+/// a `hide_missing` route a 404 becomes the 403 an unreadable record gets,
+/// so probing ids cannot tell "missing" from "not yours".
+pub(super) fn upstream_failure(route: &Route, stop: Stop) -> Stop {
+    if route.hide_missing
+        && stop.refusal == Refusal::UpstreamError
+        && stop.status == Some(StatusCode::NOT_FOUND)
+    {
+        return Stop::from(Refusal::Forbidden);
+    }
+    stop
+}
