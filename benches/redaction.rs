@@ -176,13 +176,26 @@ fn check_case(case: &str, sent: &[u8], out: &[u8]) {
                         && c["phone"].as_str().is_some_and(|p| p.contains('*'))
                 })
         }
+        // Only customers who consent to marketing, each under a pseudonym,
+        // with no name or phone (records without consent are dropped whole).
         "marketing_analyst" => {
-            customers.len() == records(&sent_doc, "customers").len()
-                && customers
-                    .iter()
-                    .all(|c| c.get("name").is_none() && c.get("phone").is_none())
+            let sent_customers = records(&sent_doc, "customers");
+            let consenting = sent_customers
+                .iter()
+                .filter(|c| c["consent"]["marketing"] == json!(true))
+                .count();
+            let sent_ids: std::collections::HashSet<&Value> =
+                sent_customers.iter().map(|c| &c["id"]).collect();
+            consenting > 0
+                && consenting < sent_customers.len()
+                && customers.len() == consenting
+                && customers.iter().all(|c| {
+                    c.get("name").is_none()
+                        && c.get("phone").is_none()
+                        && c["id"].is_string()
+                        && !sent_ids.contains(&c["id"])
+                })
                 && customers.iter().any(|c| c.get("gender").is_some())
-                && customers.iter().any(|c| c.get("gender").is_none())
         }
         // Everything in full: the filter must give back the parsed body.
         "data_protection_officer" => out == parse_and_serialise(sent),

@@ -121,37 +121,20 @@ impl Proxy {
     }
 }
 
-/// Same policies, schema, configuration text and keys: nothing to swap.
+/// Same policies and schema, configuration text and keys, by content:
+/// nothing to swap.
 fn same_set(a: &Runtime, b: &Runtime) -> bool {
     a.decisions.engine.bundle.version == b.decisions.engine.bundle.version
         && a.key_fingerprint == b.key_fingerprint
-        && std::fs::read(&a.config.file).ok() == std::fs::read(&b.config.file).ok()
-        && format!("{:?}", a.config.config) == format!("{:?}", b.config.config)
+        && a.config.content.sha256 == b.config.content.sha256
 }
 
+/// Sections bound at start: a reload cannot apply them.
+const RESTART_ONLY: [&str; 5] = ["listeners", "upstream", "tls", "admin", "audit"];
+
 fn warn_restart_only(old: &LoadedConfig, new: &LoadedConfig) {
-    let (o, n) = (&old.config, &new.config);
-    let changed = [
-        (
-            "listeners",
-            format!("{:?}", o.listeners) != format!("{:?}", n.listeners),
-        ),
-        (
-            "upstream",
-            format!("{:?}", o.upstream) != format!("{:?}", n.upstream),
-        ),
-        ("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls)),
-        (
-            "admin",
-            format!("{:?}", o.admin) != format!("{:?}", n.admin),
-        ),
-        (
-            "audit",
-            format!("{:?}", o.audit) != format!("{:?}", n.audit),
-        ),
-    ];
-    for (section, differs) in changed {
-        if differs {
+    for section in RESTART_ONLY {
+        if old.content.section_changed(&new.content, section) {
             tracing::warn!("`{section}` changed: it takes effect on restart, not on reload");
         }
     }
@@ -279,5 +262,63 @@ pub async fn reload_on_sighup(proxy: Arc<Proxy>) {
     {
         let _ = proxy;
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference deployment, from `text` written beside the real file
+    /// (so its relative paths resolve).
+    fn runtime_of(text: &str, dir: &Path) -> Runtime {
+        let file = dir.join("fieldguard.yaml");
+        std::fs::write(&file, text).unwrap();
+        Runtime::build(config::load(&file).unwrap()).unwrap()
+    }
+
+    fn reference_text() -> (String, PathBuf) {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+        let text = std::fs::read_to_string(demo.join("fieldguard.yaml")).unwrap();
+        (text, demo)
+    }
+
+    #[test]
+    fn a_rebuild_is_the_same_set_only_when_the_content_is() {
+        let (text, demo) = reference_text();
+        let dir = tempfile::tempdir().unwrap();
+        let text = text
+            .replace(
+                "../../policies",
+                &demo.join("../../policies").display().to_string(),
+            )
+            .replace("secrets/", &format!("{}/secrets/", demo.display()));
+        let a = runtime_of(&text, dir.path());
+        let b = runtime_of(&text, dir.path());
+        assert!(same_set(&a, &b));
+        // Only a limit changes (same policies, same keys): a different set.
+        let c = runtime_of(
+            &text.replace(
+                "max_request_body_bytes: 65536",
+                "max_request_body_bytes: 65537",
+            ),
+            dir.path(),
+        );
+        assert!(!same_set(&a, &c));
+    }
+
+    #[test]
+    fn restart_only_sections_are_compared_by_content() {
+        let base = "listeners:\n  - address: 127.0.0.1:8080\nupstream: { url: http://127.0.0.1:9000, connect_timeout_ms: 5 }\n";
+        let moved = "upstream: { connect_timeout_ms: 5, url: http://127.0.0.1:9000 }\n\n\nlisteners:\n  - address: 127.0.0.1:8080\n";
+        let other = "listeners:\n  - address: 127.0.0.1:8081\nupstream: { url: http://127.0.0.1:9000, connect_timeout_ms: 5 }\n";
+        let (a, b, c) = (
+            config::Content::of(base),
+            config::Content::of(moved),
+            config::Content::of(other),
+        );
+        assert!(!a.section_changed(&b, "listeners") && !a.section_changed(&b, "upstream"));
+        assert!(a.section_changed(&c, "listeners") && !a.section_changed(&c, "upstream"));
+        assert_ne!(a.sha256, b.sha256);
     }
 }

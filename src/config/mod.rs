@@ -21,6 +21,39 @@ pub struct LoadedConfig {
     pub file: PathBuf,
     pub base_dir: PathBuf,
     pub config: Config,
+    /// What the file said, for telling what a reload changed by content
+    /// (not by comparing parsed structures).
+    pub content: Content,
+}
+
+/// A configuration file's content: a digest of its text, and its top-level
+/// sections as plain values (map order does not matter when comparing
+/// them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Content {
+    pub sha256: [u8; 32],
+    pub sections: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Content {
+    /// The content of `text` (sections empty if it is not a YAML mapping;
+    /// the typed parse reports why).
+    pub fn of(text: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let sections = match serde_saphyr::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        Self {
+            sha256: Sha256::digest(text.as_bytes()).into(),
+            sections,
+        }
+    }
+
+    /// Whether the top-level section `name` differs between two contents.
+    pub fn section_changed(&self, other: &Content, name: &str) -> bool {
+        self.sections.get(name) != other.sections.get(name)
+    }
 }
 
 impl LoadedConfig {
@@ -78,6 +111,7 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
         file: file.to_path_buf(),
         base_dir,
         config,
+        content: Content::of(&text),
     })
 }
 
