@@ -626,7 +626,14 @@ fn audit_verify(
     let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
     let report = fieldguard::audit::verify_files(files, &opts)
         .map_err(|f| format!("audit chain broken at {f}"))?;
+    let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) if report.definitions > 0 => println!(
+            "ok: {} records and {}, seq {first} to {last}, last hash {}",
+            report.records,
+            plural(report.definitions, "definition"),
+            report.last_hash
+        ),
         (Some(first), Some(last)) => println!(
             "ok: {} records, seq {first} to {last}, last hash {}",
             report.records, report.last_hash

@@ -4,13 +4,16 @@
 //! it, when, through which route, with which outcome, and who was refused.
 //!
 //! The files are verified as one hash chain first ([`super::verify_files`]);
-//! a broken chain is an error, not a report. A record concerns the
+//! a broken chain is an error, not a report. Records are read with their
+//! definitions merged in ([`super::expand`]), so the report is the same
+//! whether the log was written compacted or not. A record concerns the
 //! customer when its request-level resource is the customer's id (every
 //! `/customers/{id}…` route), or its `response_body.disclosed` names the
 //! customer among the records shown (as a record id, or as the customer a
 //! record is about). A listing that disclosed more records than its audit
 //! record names (`omitted`) is reported as *possibly* concerning them.
 
+use super::expand::Resolver;
 use super::verify::{VerifyOptions, verify_files};
 use crate::redact::disclosed::Run;
 use serde::Serialize;
@@ -98,6 +101,9 @@ pub fn subject_report(
     let mut events = Vec::new();
     let mut seen = 0u64;
     let mut last_hash = String::new();
+    let mut defs = Resolver::default();
+    let changed =
+        |e: String| format!("{e}: the audit files changed while they were read; run again");
     for file in files {
         let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
         for line in BufReader::new(f).lines() {
@@ -108,13 +114,19 @@ pub fn subject_report(
             if let Some(h) = rec.get("hash").and_then(Value::as_str) {
                 last_hash = h.to_string();
             }
+            if defs.define(&rec).map_err(changed)? {
+                continue;
+            }
+            let rec = defs.expand(rec).map_err(changed)?;
             if let Some(event) = event(&rec, subject) {
                 events.push(event);
             }
         }
     }
     // The files were read twice: they must not have changed in between.
-    if seen != verified.records || (seen > 0 && last_hash != verified.last_hash) {
+    if seen != verified.records + verified.definitions
+        || (seen > 0 && last_hash != verified.last_hash)
+    {
         return Err("the audit files changed while they were read; run again".into());
     }
     Ok(Report {
