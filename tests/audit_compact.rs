@@ -393,6 +393,38 @@ async fn audit_subject_says_the_same_of_a_compacted_log_as_of_the_records_in_ful
         assert_eq!(events(&compact), events(&whole), "{subject}");
         assert!(!events(&compact).is_empty(), "{subject}");
     }
+    // `audit expand` prints the records in full, one per line: the same
+    // as the test's own reader, and the same for both logs but the chain.
+    let expand = |f: &Path| -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+            .args(["audit", "expand"])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let compact = expand(&file);
+    assert_eq!(compact, records(&file));
+    let unchained = |recs: Vec<Value>| -> Vec<Value> {
+        recs.into_iter()
+            .map(|mut r| {
+                for k in ["hash", "prev", "seq"] {
+                    r.as_object_mut().unwrap().remove(k);
+                }
+                r
+            })
+            .collect()
+    };
+    assert_eq!(unchained(compact), unchained(expand(&full)));
     let reads = subject_json("c-1001", &file);
     let first = &reads["events"][0];
     assert_eq!(

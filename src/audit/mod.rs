@@ -7,14 +7,16 @@
 //! writes it, [`seal`] chains it and writes what requests of one kind share
 //! once per file as a definition ([`define`] remembers which), [`chain`]
 //! links records by hash, [`sink`] owns the file and its rotation,
-//! [`verify`] checks a written log, [`expand`] resolves definitions for
-//! readers, [`subject`] finds what a log says about one customer.
+//! [`verify`] checks a written log, [`expand`] resolves definitions,
+//! [`read`] hands verified records in full to readers, and [`subject`]
+//! finds what a log says about one customer.
 
 pub mod chain;
 pub mod config;
 pub mod define;
 pub mod expand;
 pub mod log;
+pub mod read;
 pub mod record;
 pub mod seal;
 pub mod sink;

@@ -115,7 +115,7 @@ pub struct RequestLine {
 /// is written once per file as a definition and merged back into each
 /// record that refers to it. Counts are part of it, so a 60-record and a
 /// 100-record page of the same list are two definitions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Shared {
     pub action: Option<String>,
     /// Bulk-read budgets the request took over their limit, as configured
@@ -179,7 +179,7 @@ pub const DEFINITION_EVENT: &str = "definition";
 
 /// A budget a request took over its limit, as configured (shared by every
 /// request that took it over).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct BudgetFlagRecord {
     /// `alert`, `refuse` (answered 429) or `would_refuse` (shadow mode).
     pub action: &'static str,
@@ -227,7 +227,7 @@ pub const RETENTION_EVENT: &str = "retention_deleted";
 
 /// What shadow mode computed and did not enforce, as shared by requests
 /// of one kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ShadowShared {
     pub disagreements: Vec<DisagreementRecord>,
     /// `shadow`, `shadow_policies` or `candidate`.
@@ -254,21 +254,21 @@ pub struct ShadowFacts {
     pub would_refuse_fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct DroppedHeaders {
     pub count: usize,
     /// The first 16 names, each cut at 64 bytes.
     pub names: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct DisagreementRecord {
     pub enforced: String,
     pub observed: String,
     pub subject: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct WouldDenyRecord {
     pub policies: Vec<String>,
     pub reason: &'static str,
@@ -289,7 +289,7 @@ pub struct PrincipalId {
 }
 
 /// The principal's roles and attributes, shared by its requests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct PrincipalShared {
     pub mfa: bool,
     pub purpose: Option<String>,
@@ -303,20 +303,20 @@ pub struct ResourceId {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ResourceType {
     #[serde(rename = "type")]
     pub type_name: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct RefusedFields {
     pub count: usize,
     /// The first few refused fields, each `{field, reason}`.
     pub fields: Vec<RefusedField>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RefusedField {
     pub field: String,
     /// `not_collected` or `not_permitted`.
@@ -337,7 +337,7 @@ pub struct BodyFacts {
 }
 
 /// What response filtering did, shared by responses of the same shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct BodyShared {
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
@@ -395,7 +395,7 @@ pub struct BackstopRecord {
 }
 
 /// Member names (never values) and how often they occurred.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MemberNames {
     /// Occurrences in all (names beyond the listed ones included).
     pub count: u64,
@@ -405,7 +405,7 @@ pub struct MemberNames {
     pub names: Vec<MemberName>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MemberName {
     pub count: u32,
     /// The record's entity, or `(wrapper)` for the body around the records.
@@ -416,7 +416,7 @@ pub struct MemberName {
     pub field: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RedactedField {
     pub category: &'static str,
     pub count: u32,
@@ -437,7 +437,8 @@ impl AuditRecord {
     pub fn from_exchange(ex: &Exchange, rt: &Runtime) -> Self {
         let decision = ex.decision.as_ref();
         let flags = ex.budget.as_ref().map(|b| &b.flags[..]).unwrap_or(&[]);
-        let refused = (!ex.refused_fields.is_empty()).then(|| RefusedFields {
+        let none_refused = ex.refused_fields.is_empty();
+        let refused = (!none_refused).then(|| RefusedFields {
             count: ex.refused_fields.len(),
             fields: ex
                 .refused_fields
@@ -449,10 +450,22 @@ impl AuditRecord {
                 })
                 .collect(),
         });
-        let body = ex.filter.as_ref().map(|f| body_parts(f, rt));
+        let (body_shared, body_facts) = match &ex.filter {
+            Some(f) => {
+                let (shared, facts) = body_parts(f, rt);
+                (Some(shared), facts)
+            }
+            None => (None, None),
+        };
         let (shadow_shared, shadow_facts) = match &ex.shadow {
             Some(s) => {
-                let would = s.would_redact.as_ref().map(|f| body_parts(f, rt));
+                let (would_shared, would_facts) = match &s.would_redact {
+                    Some(f) => {
+                        let (shared, facts) = body_parts(f, rt);
+                        (Some(shared), facts)
+                    }
+                    None => (None, None),
+                };
                 let refuse: Vec<String> = s
                     .would_refuse_fields
                     .iter()
@@ -476,12 +489,11 @@ impl AuditRecord {
                         reason: w.reason,
                     }),
                     would_drop_headers: header_names(&s.would_drop_headers),
-                    would_redact: would.as_ref().map(|(shared, _)| shared.clone()),
+                    would_redact: would_shared,
                     would_refuse_fields: refuse.is_empty().then(Vec::new),
                 };
-                let would_redact = would.and_then(|(_, facts)| facts);
-                let facts = (would_redact.is_some() || !refuse.is_empty()).then_some(ShadowFacts {
-                    would_redact,
+                let facts = (would_facts.is_some() || !refuse.is_empty()).then_some(ShadowFacts {
+                    would_redact: would_facts,
                     would_refuse_fields: refuse,
                 });
                 (Some(shared), facts)
@@ -512,13 +524,13 @@ impl AuditRecord {
                 .principal
                 .as_ref()
                 .map(|p| PrincipalId { id: p.id.clone() }),
-            refused_fields: refused.clone(),
+            refused_fields: refused,
             request_id: ex.request_id.clone(),
             resource: ex
                 .resource
                 .as_ref()
                 .map(|(_, id)| ResourceId { id: id.clone() }),
-            response_body: body.as_ref().and_then(|(_, facts)| facts.clone()),
+            response_body: body_facts,
             seq: 0,
             shadow: shadow_facts,
             status: ex.status,
@@ -566,11 +578,11 @@ impl AuditRecord {
                 },
             }),
             refusal: ex.refusal,
-            refused_fields: refused.is_none().then(RefusedFields::default),
+            refused_fields: none_refused.then(RefusedFields::default),
             resource: ex.resource.as_ref().map(|(t, _)| ResourceType {
                 type_name: t.clone(),
             }),
-            response_body: body.map(|(shared, _)| shared),
+            response_body: body_shared,
             response_headers_dropped: (!ex.dropped_headers.is_empty()).then(|| DroppedHeaders {
                 count: ex.dropped_headers.len(),
                 names: header_names(&ex.dropped_headers),

@@ -13,7 +13,7 @@ use super::chain::{ChainKey, ChainState};
 use super::define::{Definitions, MAX_DEFINITIONS};
 use super::record::{
     AuditRecord, DEFINITION_EVENT, DefinitionRecord, RECORD_VERSION, RETENTION_EVENT,
-    RetentionEvent,
+    RetentionEvent, Shared,
 };
 use super::sink::Layout;
 use super::time::rfc3339_millis;
@@ -35,7 +35,7 @@ pub struct Sealed {
 pub struct Sealer {
     chain: ChainState,
     key: ChainKey,
-    defs: Definitions,
+    defs: Definitions<Shared>,
     /// The file sink's current file as sealed so far; `None` without one
     /// (stdout alone: one stream, no files to keep self-contained).
     file: Option<Layout>,
@@ -59,11 +59,8 @@ impl Sealer {
     /// Seals one request's record, preceded by its definition when the
     /// current file does not hold that yet.
     pub fn seal(&mut self, mut r: AuditRecord, out: &mut Sealed) {
-        // Plain strings, numbers, lists and maps with string keys:
-        // serialising cannot fail.
-        let shared = serde_json::to_vec(&r.shared).unwrap_or_default();
         self.place(out, |s, bytes| {
-            let (id, write) = s.defs.id_for(&shared);
+            let (id, write) = s.defs.id_for(&r.shared);
             if write {
                 let d = DefinitionRecord {
                     alg: s.key.alg(),
