@@ -63,6 +63,20 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
         format: SubjectFormat,
     },
+    /// Print every record of audit log files (oldest first) in full, one
+    /// JSON object per line: each request record with the definition it
+    /// refers to merged in, for tools that read records one by one. The
+    /// chain is verified first; a broken chain is an error.
+    Expand {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The key of a log written with `audit.hmac_key_file`.
+        #[arg(long)]
+        hmac_key_file: Option<PathBuf>,
+        /// The first file does not start the chain.
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -321,6 +335,14 @@ fn main() -> ExitCode {
                     format,
                 },
         } => audit_subject(&id, &files, hmac_key_file.as_deref(), partial, format),
+        Command::Audit {
+            command:
+                AuditCommand::Expand {
+                    files,
+                    hmac_key_file,
+                    partial,
+                },
+        } => audit_expand(&files, hmac_key_file.as_deref(), partial),
         Command::Token {
             role,
             sub,
@@ -613,6 +635,36 @@ fn audit_subject(
     Ok(())
 }
 
+/// Prints the records of (verified) audit files in full, one per line.
+fn audit_expand(
+    files: &[PathBuf],
+    key_file: Option<&std::path::Path>,
+    partial: bool,
+) -> Result<(), String> {
+    use std::io::Write;
+    let hmac_key = key_file
+        .map(fieldguard::audit::config::read_hmac_key)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    fieldguard::audit::read::each_record(files, &opts, |rec| {
+        let sorted = fieldguard::audit::chain::sorted(&rec);
+        if failed.is_none()
+            && let Err(e) = serde_json::to_writer(&mut out, &sorted)
+                .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+        {
+            failed = Some(e.to_string());
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(format!("cannot write the records: {e}"));
+    }
+    out.flush()
+        .map_err(|e| format!("cannot write the records: {e}"))
+}
+
 /// Verifies audit log files; prints what verified, or names the bad record.
 fn audit_verify(
     files: &[PathBuf],
@@ -626,7 +678,14 @@ fn audit_verify(
     let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
     let report = fieldguard::audit::verify_files(files, &opts)
         .map_err(|f| format!("audit chain broken at {f}"))?;
+    let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) if report.definitions > 0 => println!(
+            "ok: {} records and {}, seq {first} to {last}, last hash {}",
+            report.records,
+            plural(report.definitions, "definition"),
+            report.last_hash
+        ),
         (Some(first), Some(last)) => println!(
             "ok: {} records, seq {first} to {last}, last hash {}",
             report.records, report.last_hash

@@ -100,6 +100,7 @@ pub struct AuditMetrics {
     pub queue_depth: IntGauge,
     pub queue_capacity: IntGauge,
     pub records_written: IntCounter,
+    pub definitions_written: IntCounter,
     pub write_failures: IntCounter,
     pub refused_requests: IntCounterVec,
     pub records_lost: IntCounter,
@@ -185,7 +186,12 @@ impl Metrics {
             records_written: int_counter(
                 &r,
                 "fieldguard_audit_records_written_total",
-                "Audit records written to every configured sink.",
+                "Audit records (requests and events) written to every configured sink.",
+            )?,
+            definitions_written: int_counter(
+                &r,
+                "fieldguard_audit_definitions_written_total",
+                "Audit definition records written: what records of one kind share, written once per file (and again when the writer's bounded memory of them forgot one).",
             )?,
             write_failures: int_counter(
                 &r,

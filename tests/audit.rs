@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::audited::{Audited, records, start_audited, start_audited_in_front_of};
+use common::audited::{Audited, chain_records, records, start_audited, start_audited_in_front_of};
 use common::token;
 use fieldguard::audit::{AuditSettings, OnFull, VerifyOptions, sink::numbered, verify_files};
 use http::{Method, Request, Response, StatusCode};
@@ -241,9 +241,11 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
     assert!(!text.contains("Eve"), "refused write values stay out");
 
     let report = verify(&[file]).unwrap();
+    // Nine records, and the definitions they refer to, in one chain.
+    assert!(report.definitions >= 1, "{report:?}");
     assert_eq!(
         (report.records, report.first_seq, report.last_seq),
-        (9, Some(0), Some(8))
+        (9, Some(0), Some(8 + report.definitions))
     );
 }
 
@@ -281,6 +283,8 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
         assert_eq!((e.line, e.seq), (line, Some(seq)), "{e}");
         assert!(e.reason.contains(why), "{e}");
     };
+    // Line 1 is the definition the six records refer to.
+    assert_eq!(chain_records(&file)[0]["event"], "definition");
     // Edited: the record's own hash no longer matches.
     check(
         &|l| l[2] = l[2].replace("\"status\":200", "\"status\":404"),
@@ -310,18 +314,36 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
     check(&|l| drop(l.remove(2)), 3, 3, "prev");
     check(&|l| l.swap(2, 3), 3, 3, "prev");
     check(&|l| l.insert(2, l[1].clone()), 3, 1, "prev");
-    check(&|l| drop(l.remove(0)), 1, 1, "prev");
-    // Cut by rotation on purpose: --partial accepts the later start.
-    rewrite(&file, &bad, |l| drop(l.remove(0)));
+    // The definition deleted: the first record that refers to it says so,
+    // whether or not the start of the chain is expected.
+    check(&|l| drop(l.remove(0)), 1, 1, "no earlier record defines");
+    check(&|l| drop(l.remove(1)), 2, 2, "prev");
     let partial = VerifyOptions {
         partial: true,
         ..VerifyOptions::default()
     };
-    assert_eq!(
-        verify_files(std::slice::from_ref(&bad), &partial)
-            .unwrap()
-            .first_seq,
-        Some(1)
+    rewrite(&file, &bad, |l| drop(l.remove(0)));
+    let e = verify_files(std::slice::from_ref(&bad), &partial).unwrap_err();
+    assert_eq!((e.line, e.seq), (1, Some(1)), "{e}");
+    assert!(e.reason.contains("no earlier record defines"), "{e}");
+    // Cut by rotation on purpose: --partial accepts the later start (each
+    // file holds the definitions its records use).
+    let rotated_dir = dir.path().join("rotated");
+    std::fs::create_dir(&rotated_dir).unwrap();
+    let rotated = rotated_dir.join("audit.log");
+    let mut s = settings(rotated.clone());
+    s.max_file_bytes = 3000;
+    s.max_files = 100;
+    let mut a = start_audited(s).await;
+    let tok = token("customer", "c-1001", false, None);
+    for _ in 0..6 {
+        assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
+    }
+    a.drain().await;
+    let last = verify_files(std::slice::from_ref(&rotated), &partial).unwrap();
+    assert!(
+        last.first_seq.unwrap() > 0 && last.definitions >= 1,
+        "{last:?}"
     );
 
     // The command line says the same.
@@ -332,7 +354,12 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
         .output()
         .unwrap();
     assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: 6 records, seq 0 to 5"));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .starts_with("ok: 6 records and 1 definition, seq 0 to 6"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     rewrite(&file, &bad, |l| l.swap(1, 2));
     let broken = std::process::Command::new(bin)
         .args(["audit", "verify"])
@@ -424,16 +451,51 @@ async fn the_chain_resumes_after_a_restart_and_across_rotated_files() {
     let files = chain_files(&file);
     assert!(files.len() >= 3, "{files:?}");
     let report = verify(&files).unwrap();
-    assert_eq!((report.records, report.last_seq), (12, Some(11)));
+    assert_eq!(
+        (report.records, report.last_seq),
+        (12, Some(11 + report.definitions))
+    );
+    // Each file resolves its own references: it verifies alone (the
+    // first one from the genesis, the others as partial chains) and
+    // expands without the others.
+    let partial = VerifyOptions {
+        partial: true,
+        ..VerifyOptions::default()
+    };
+    for (i, f) in files.iter().enumerate() {
+        let opts = if i == 0 {
+            VerifyOptions::default()
+        } else {
+            partial.clone()
+        };
+        let alone = verify_files(std::slice::from_ref(f), &opts)
+            .unwrap_or_else(|e| panic!("{} alone: {e}", f.display()));
+        assert!(alone.definitions >= 1, "{}: {alone:?}", f.display());
+        assert_eq!(
+            chain_records(f)[0]["event"],
+            "definition",
+            "{}",
+            f.display()
+        );
+    }
     let all: Vec<Value> = files.iter().flat_map(|f| records(f)).collect();
     let ids: Vec<&str> = all
         .iter()
         .map(|r| r["request_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, seen.iter().map(String::as_str).collect::<Vec<_>>());
-    // The first record of the second run links to the last of the first.
-    assert_eq!(all[6]["prev"], all[5]["hash"]);
-    assert_eq!(all[6]["seq"], 6);
+    // The first line of the second run (the definition its records use,
+    // written again: the new process remembers none) links to the last
+    // record of the first.
+    let lines: Vec<Value> = files.iter().flat_map(|f| chain_records(f)).collect();
+    let last_of_first = lines
+        .iter()
+        .position(|l| l["hash"] == all[5]["hash"])
+        .unwrap();
+    let next = &lines[last_of_first + 1];
+    assert_eq!(next["prev"], all[5]["hash"]);
+    assert_eq!(next["event"], "definition");
+    assert_eq!(next["seq"], all[5]["seq"].as_u64().unwrap() + 1);
 }
 
 /// An upstream that answers `GET /customers/{id}` only when the test opens

@@ -248,12 +248,13 @@ async fn audit_subject_names_who_read_changed_and_deleted_a_customers_data() {
     assert_eq!(first["route"], "/customers/{id}");
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
 
-    // A tampered log is not reported on: its chain is checked first.
+    // A tampered log is not reported on: its chain is checked first. (Line
+    // 1 is the definition the agent's read refers to; the read is line 2.)
     tamper(&file);
     let (ok, out, err) = fieldguard(&["audit", "subject", "c-1001", path]);
     assert!(!ok, "{out}");
     assert!(
-        err.contains("audit chain broken at") && err.contains(":1:"),
+        err.contains("audit chain broken at") && err.contains(":2:"),
         "{err}"
     );
 }

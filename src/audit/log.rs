@@ -3,15 +3,16 @@
 //! Every request reserves a slot in a bounded queue *before* it does
 //! anything (so a request that could not be audited never reaches the
 //! upstream), and fills the slot with its record when it ends. One writer
-//! task chains the records, writes them in batches off the runtime's worker
-//! threads, and retries a failing sink until it recovers; while the sink
-//! fails, [`AuditLog::reserve`] refuses new requests (503). Nothing is
-//! dropped silently: a record that cannot be queued or written is counted.
+//! task seals the records ([`super::seal`]: chained, with their definitions),
+//! writes them in batches off the runtime's worker threads, and retries a
+//! failing sink until it recovers; while the sink fails,
+//! [`AuditLog::reserve`] refuses new requests (503). Nothing is dropped
+//! silently: a record that cannot be queued or written is counted.
 
 use super::chain::{ChainKey, ChainState};
 use super::config::{AuditSettings, FsyncPolicy, OnFull};
 use super::record::AuditRecord;
-use super::record::{RETENTION_EVENT, RetentionEvent};
+use super::seal::{Sealed, Sealer};
 use super::sink::{self, Deleted, FileSink};
 use crate::metrics::AuditMetrics;
 use std::sync::Arc;
@@ -119,10 +120,12 @@ pub fn start(
             .set(gauge(f.remaining_bytes()));
     }
     let (stop_tx, stop_rx) = oneshot::channel();
+    let layout = file.as_ref().map(FileSink::layout);
+    let replaced = file.as_ref().map_or(0, FileSink::replaced);
     let writer = Writer {
         rx,
-        key: key.clone(),
-        chain,
+        sealer: Sealer::new(chain, key.clone(), layout),
+        replaced,
         sinks: Sinks {
             file,
             stdout: settings.stdout,
@@ -189,7 +192,7 @@ impl AuditLog {
     /// refused because no slot was free) wherever there is room. A record
     /// that finds no room is counted as lost.
     pub fn submit(&self, slot: Option<Slot>, mut record: AuditRecord) {
-        record.alg = self.alg;
+        record.line.alg = self.alg;
         match slot {
             Some(slot) => {
                 slot.send(record);
@@ -230,21 +233,6 @@ impl AuditWriter {
     }
 }
 
-/// Chains one record (sets `seq`, `prev`, `alg`), appends its log line to
-/// `out` and advances the chain.
-pub fn seal_record(mut r: AuditRecord, chain: &mut ChainState, key: &ChainKey, out: &mut Vec<u8>) {
-    r.seq = chain.next_seq;
-    r.prev = std::mem::take(&mut chain.last_hash);
-    r.alg = key.alg();
-    // A record is plain strings, numbers and maps with string keys:
-    // serialising it cannot fail.
-    let canonical = serde_json::to_vec(&r).unwrap_or_default();
-    let hash = key.digest(&r.prev, &canonical);
-    super::chain::write_line(out, &hash, &canonical);
-    chain.last_hash = hash;
-    chain.next_seq += 1;
-}
-
 struct Sinks {
     file: Option<FileSink>,
     stdout: bool,
@@ -252,8 +240,9 @@ struct Sinks {
 
 struct Writer {
     rx: mpsc::Receiver<AuditRecord>,
-    key: ChainKey,
-    chain: ChainState,
+    sealer: Sealer,
+    /// The file sink's count of files it found replaced, as last seen.
+    replaced: u64,
     sinks: Sinks,
     shared: Arc<Shared>,
     metrics: AuditMetrics,
@@ -306,9 +295,8 @@ impl Writer {
                     },
                 }
             }
-            let n = batch.len() as u64;
-            let bytes = self.seal(batch);
-            sinks = self.write_until_done(sinks.take(), bytes, n).await;
+            let sealed = self.seal(batch);
+            sinks = self.write_until_done(sinks.take(), sealed).await;
             sinks = self.record_deletions(sinks.take()).await;
             if sinks.is_none() {
                 return;
@@ -332,10 +320,13 @@ impl Writer {
     }
 
     /// Chains the records in order and renders their lines.
-    fn seal(&mut self, batch: Vec<AuditRecord>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(batch.len() * 1024);
+    fn seal(&mut self, batch: Vec<AuditRecord>) -> Sealed {
+        let mut out = Sealed {
+            bytes: Vec::with_capacity(batch.len() * 512),
+            ..Sealed::default()
+        };
         for r in batch {
-            seal_record(r, &mut self.chain, &self.key, &mut out);
+            self.sealer.seal(r, &mut out);
         }
         out
     }
@@ -345,24 +336,10 @@ impl Writer {
     /// a shutdown). Writing one can rotate, and delete, again.
     async fn record_deletions(&mut self, mut sinks: Option<Sinks>) -> Option<Sinks> {
         while let Some(d) = self.deleted.take() {
-            let event = RetentionEvent {
-                alg: self.key.alg(),
-                deleted_files: d.files,
-                deleted_seq: [d.first_seq, d.last_seq],
-                event: RETENTION_EVENT,
-                prev: std::mem::take(&mut self.chain.last_hash),
-                seq: self.chain.next_seq,
-                time: super::time::rfc3339_millis(SystemTime::now()),
-                v: super::record::RECORD_VERSION,
-            };
-            // Plain strings and numbers: serialising cannot fail.
-            let canonical = serde_json::to_vec(&event).unwrap_or_default();
-            let hash = self.key.digest(&event.prev, &canonical);
-            let mut line = Vec::with_capacity(canonical.len() + 80);
-            super::chain::write_line(&mut line, &hash, &canonical);
-            self.chain.last_hash = hash;
-            self.chain.next_seq += 1;
-            sinks = self.write_until_done(sinks, line, 1).await;
+            let mut sealed = Sealed::default();
+            self.sealer
+                .seal_retention(d.files, d.first_seq, d.last_seq, &mut sealed);
+            sinks = self.write_until_done(sinks, sealed).await;
         }
         sinks
     }
@@ -373,23 +350,37 @@ impl Writer {
     async fn write_until_done(
         &mut self,
         mut sinks: Option<Sinks>,
-        bytes: Vec<u8>,
-        n: u64,
+        sealed: Sealed,
     ) -> Option<Sinks> {
+        let Sealed {
+            bytes,
+            new_files,
+            records,
+            definitions,
+        } = sealed;
         let bytes = Arc::new(bytes);
+        let new_files = Arc::new(new_files);
         // How far the file has taken the batch (it may stop between
         // records), and whether stdout has.
         let (mut file_done, mut stdout_done) = (0usize, false);
         loop {
             let s = sinks.take()?;
-            let b = bytes.clone();
+            let (b, cuts) = (bytes.clone(), new_files.clone());
             let joined = tokio::task::spawn_blocking(move || {
                 let mut s = s;
                 let file = match &mut s.file {
-                    Some(f) if file_done < b.len() => match f.write(&b[file_done..]) {
-                        Ok(()) => Ok(b.len()),
-                        Err(p) => Err((file_done + p.written, p.error)),
-                    },
+                    Some(f) if file_done < b.len() => {
+                        // The plan's new files from where the file stopped.
+                        let rest: Vec<usize> = cuts
+                            .iter()
+                            .filter(|&&c| c >= file_done)
+                            .map(|&c| c - file_done)
+                            .collect();
+                        match f.write_planned(&b[file_done..], &rest) {
+                            Ok(()) => Ok(b.len()),
+                            Err(p) => Err((file_done + p.written, p.error)),
+                        }
+                    }
                     _ => Ok(b.len()),
                 };
                 let stdout = if s.stdout && !stdout_done {
@@ -399,10 +390,11 @@ impl Writer {
                 };
                 let deleted = s.file.as_mut().and_then(FileSink::take_deleted);
                 let remaining = s.file.as_ref().map(FileSink::remaining_bytes);
-                (s, file, stdout, deleted, remaining)
+                let layout = s.file.as_ref().map(|f| (f.layout(), f.replaced()));
+                (s, file, stdout, deleted, remaining, layout)
             })
             .await;
-            let (s, file, stdout, deleted, remaining) = match joined {
+            let (s, file, stdout, deleted, remaining, layout) = match joined {
                 Ok(x) => x,
                 Err(e) => {
                     self.fail(&format!("audit writer task failed: {e}"));
@@ -411,6 +403,11 @@ impl Writer {
             };
             sinks = Some(s);
             self.note_retention(deleted, remaining);
+            if let Some((layout, replaced)) = layout {
+                self.sealer
+                    .file_written(layout.len, replaced != self.replaced);
+                self.replaced = replaced;
+            }
             file_done = match &file {
                 Ok(n) | Err((n, _)) => *n,
             };
@@ -419,7 +416,8 @@ impl Writer {
                 None => {
                     self.shared.sink_ok.store(true, Ordering::Release);
                     self.metrics.sink_up.set(1);
-                    self.metrics.records_written.inc_by(n);
+                    self.metrics.records_written.inc_by(records);
+                    self.metrics.definitions_written.inc_by(definitions);
                     self.metrics
                         .last_write
                         .set(super::time::unix_seconds(SystemTime::now()));

@@ -4,14 +4,21 @@
 //! counts only, never the data itself.
 //!
 //! [`record`] builds a record from a finished request, [`log`] queues and
-//! writes it, [`chain`] links records by hash, [`sink`] owns the file and
-//! its rotation, [`verify`] checks a written log, [`subject`] finds what it
-//! says about one customer.
+//! writes it, [`seal`] chains it and writes what requests of one kind share
+//! once per file as a definition ([`define`] remembers which), [`chain`]
+//! links records by hash, [`sink`] owns the file and its rotation,
+//! [`verify`] checks a written log, [`expand`] resolves definitions,
+//! [`read`] hands verified records in full to readers, and [`subject`]
+//! finds what a log says about one customer.
 
 pub mod chain;
 pub mod config;
+pub mod define;
+pub mod expand;
 pub mod log;
+pub mod read;
 pub mod record;
+pub mod seal;
 pub mod sink;
 pub mod subject;
 /// Timestamps (shared with the core crate, whose warnings carry them).

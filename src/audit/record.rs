@@ -19,7 +19,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Version of the record format.
-pub const RECORD_VERSION: u32 = 1;
+///
+/// 2: request records refer to definition records (`def`) for what they
+/// share, and omit `client_aborted` when the client did not leave.
+pub const RECORD_VERSION: u32 = 2;
 /// At most this many refused write fields are listed (the count is exact).
 const MAX_REFUSED_FIELDS: usize = 32;
 /// Refused field names longer than this are cut (they are client-chosen keys).
@@ -30,56 +33,70 @@ const MAX_HEADER_NAMES: usize = 16;
 /// Dropped header names longer than this are cut.
 const MAX_HEADER_NAME: usize = 64;
 
-#[derive(Debug, Clone, Serialize)]
+/// One request's record, as the request's task builds it: what only this
+/// request says, and what requests of the same kind share. The writer
+/// writes `shared` once per file as a [`DefinitionRecord`] and `line`
+/// refers to it by id; readers merge them back ([`super::expand`]).
+#[derive(Debug, Clone)]
 pub struct AuditRecord {
-    pub action: Option<String>,
+    pub line: RequestLine,
+    pub shared: Shared,
+}
+
+/// The line a request writes: the facts particular to it (who, from
+/// where, which resource and records, status, timings, budget use) and the
+/// id of the definition that holds the rest. Values a client chooses
+/// (method, resource ids, refused field names) are kept here, never in a
+/// definition: otherwise varying them would make every request define
+/// something new, and the writer's memory of definitions churn.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestLine {
     /// `sha256` or `hmac-sha256`: how `hash` was computed.
     pub alg: &'static str,
-    /// Bulk-read budgets this request took (or would have taken) over
-    /// their limit, with their state; absent when none.
+    /// For each budget this request took (or would have taken) over its
+    /// limit, in the order of the definition's `budget`: what this request
+    /// disclosed and what the window held before it; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget: Option<Vec<BudgetFlagRecord>>,
+    pub budget: Option<Vec<BudgetUse>>,
     /// The caller's IP address (the TCP peer).
     pub client: String,
-    /// Null when the answer was handed to the client's connection. Else the
-    /// client had left, and this says how far the exchange had got when
+    /// Absent when the answer was handed to the client's connection. Else
+    /// the client had left, and this says how far the exchange had got when
     /// that was seen: `before_upstream` (nothing was sent upstream, and
     /// nothing will be), `during_upstream` (the upstream had the request;
     /// it still finished and its status is in `upstream_status`) or
     /// `after_upstream` (the upstream had answered). `status` is then the
     /// status of the answer nobody received.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_aborted: Option<&'static str>,
-    /// `allow`, `deny` or `passthrough`.
-    pub decision: &'static str,
-    /// Why the caller could not be identified (401), else null.
-    pub identity_error: Option<&'static str>,
+    /// Id of the definition record (earlier in the chain, and in the same
+    /// file) that holds the rest of this record; set by the writer.
+    pub def: String,
     pub latency_us: Latency,
     pub method: String,
-    /// Ids of the policies that determined the request-level decision.
-    pub policies: Vec<String>,
-    /// Policies that failed to evaluate (ids only; the error text can quote
-    /// attribute values and is logged to the operator log instead).
-    pub policy_errors: Vec<String>,
-    /// Version hash of the policy set that decided.
-    pub policy_version: String,
     pub prev: String,
-    pub principal: Option<PrincipalRecord>,
-    /// The proxy's refusal code when it answered itself, else null.
-    pub refusal: Option<&'static str>,
-    pub refused_fields: RefusedFields,
+    /// Who: the principal's id (its roles, MFA, purpose and source are in
+    /// the definition); absent when identification failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalId>,
+    /// Refused write fields, when there were any: their names are body
+    /// keys the client chose. Absent when none was refused (the definition
+    /// then holds the empty list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_fields: Option<RefusedFields>,
     pub request_id: String,
-    pub resource: Option<ResourceRecord>,
-    /// What response filtering hid, when the response body was inspected.
-    pub response_body: Option<BodyRecord>,
-    /// Upstream response headers an inspected route's allow-list dropped
-    /// (names only), null when none was.
-    pub response_headers_dropped: Option<DroppedHeaders>,
-    /// Route template (never the raw path), null when no route matched.
-    pub route: Option<String>,
+    /// The request-level resource's id (its type is in the definition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceId>,
+    /// Which records the response disclosed, and what the backstop masked;
+    /// absent when neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<BodyFacts>,
     pub seq: u64,
-    /// Shadow mode and observed policy sets: what was computed but not
-    /// enforced (`would_deny`, `would_redact`) and every disagreement.
-    pub shadow: Option<ShadowRecord>,
+    /// The same for what shadow mode would have shown, and the write
+    /// fields it would have refused; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowFacts>,
     /// Status of the proxy's answer: sent to the client, unless
     /// `client_aborted` says the client had left.
     pub status: u16,
@@ -92,8 +109,77 @@ pub struct AuditRecord {
     pub written: Vec<String>,
 }
 
-/// A budget over its limit for one request.
+/// What requests of one kind share: route and action, the decision and
+/// the policies behind it, the policy-set version, the principal's roles
+/// and attributes, and every field outcome with its deciding policies. It
+/// is written once per file as a definition and merged back into each
+/// record that refers to it. Counts are part of it, so a 60-record and a
+/// 100-record page of the same list are two definitions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Shared {
+    pub action: Option<String>,
+    /// Bulk-read budgets the request took over their limit, as configured
+    /// (what the request used is in its line); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Vec<BudgetFlagRecord>>,
+    /// `allow`, `deny` or `passthrough`.
+    pub decision: &'static str,
+    /// Why the caller could not be identified (401), else null.
+    pub identity_error: Option<&'static str>,
+    /// Ids of the policies that determined the request-level decision.
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (ids only; the error text can quote
+    /// attribute values and is logged to the operator log instead).
+    pub policy_errors: Vec<String>,
+    /// Version hash of the policy set that decided.
+    pub policy_version: String,
+    /// The principal's roles and attributes; null when identification
+    /// failed.
+    pub principal: Option<PrincipalShared>,
+    /// The proxy's refusal code when it answered itself, else null.
+    pub refusal: Option<&'static str>,
+    /// `{"count": 0, "fields": []}` when no write field was refused (else
+    /// the line holds them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_fields: Option<RefusedFields>,
+    pub resource: Option<ResourceType>,
+    /// What response filtering did, when the response body was inspected.
+    pub response_body: Option<BodyShared>,
+    /// Upstream response headers an inspected route's allow-list dropped
+    /// (names only), null when none was.
+    pub response_headers_dropped: Option<DroppedHeaders>,
+    /// Route template (never the raw path), null when no route matched.
+    pub route: Option<String>,
+    /// Shadow mode and observed policy sets: what was computed but not
+    /// enforced (`would_deny`, `would_redact`) and every disagreement.
+    pub shadow: Option<ShadowShared>,
+}
+
+/// A record of the chain that holds what the records referring to it
+/// (`def`) share. Its id is derived from its content, so the same content
+/// always gets the same id and a reader can check that the two match.
+/// Fields in bytewise order, like [`RequestLine`]'s.
 #[derive(Debug, Clone, Serialize)]
+pub struct DefinitionRecord<'a> {
+    pub alg: &'static str,
+    /// The first 16 hex digits of SHA-256 over `shared`'s canonical JSON
+    /// (all 64 if another content the writer remembers has those 16).
+    pub def: &'a str,
+    /// Always [`DEFINITION_EVENT`].
+    pub event: &'static str,
+    pub prev: String,
+    pub seq: u64,
+    pub shared: &'a Shared,
+    pub time: String,
+    pub v: u32,
+}
+
+/// `event` of a [`DefinitionRecord`].
+pub const DEFINITION_EVENT: &str = "definition";
+
+/// A budget a request took over its limit, as configured (shared by every
+/// request that took it over).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct BudgetFlagRecord {
     /// `alert`, `refuse` (answered 429) or `would_refuse` (shadow mode).
     pub action: &'static str,
@@ -101,14 +187,19 @@ pub struct BudgetFlagRecord {
     /// What it counts: `records`, `fields`, `fields:identity:3+`.
     pub counts: String,
     pub limit: u64,
-    /// What this request disclosed (or would have).
-    pub request: u64,
     pub role: String,
     /// `principal` or `role`.
     pub scope: &'static str,
+    pub window_seconds: u64,
+}
+
+/// What one request used of a budget it took over its limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetUse {
+    /// What this request disclosed (or would have).
+    pub request: u64,
     /// Disclosed within the window before this request.
     pub used: u64,
-    pub window_seconds: u64,
 }
 
 /// A record of the chain that no request wrote: audit retention deleted
@@ -134,8 +225,10 @@ pub struct RetentionEvent {
 /// `event` of a [`RetentionEvent`].
 pub const RETENTION_EVENT: &str = "retention_deleted";
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ShadowRecord {
+/// What shadow mode computed and did not enforce, as shared by requests
+/// of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ShadowShared {
     pub disagreements: Vec<DisagreementRecord>,
     /// `shadow`, `shadow_policies` or `candidate`.
     pub kind: &'static str,
@@ -144,25 +237,38 @@ pub struct ShadowRecord {
     /// Upstream response headers the allow-list would have dropped (at most
     /// 16 names).
     pub would_drop_headers: Vec<String>,
-    pub would_redact: Option<BodyRecord>,
+    pub would_redact: Option<BodyShared>,
+    /// `[]` when no write field would have been refused (else the line
+    /// holds them: client-chosen names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_refuse_fields: Option<Vec<String>>,
+}
+
+/// What shadow mode would have disclosed (and the backstop masked), and
+/// the write fields it would have refused, for one request.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowFacts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_redact: Option<BodyFacts>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_refuse_fields: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct DroppedHeaders {
     pub count: usize,
     /// The first 16 names, each cut at 64 bytes.
     pub names: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct DisagreementRecord {
     pub enforced: String,
     pub observed: String,
     pub subject: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct WouldDenyRecord {
     pub policies: Vec<String>,
     pub reason: &'static str,
@@ -176,9 +282,15 @@ pub struct Latency {
     pub upstream: Option<u64>,
 }
 
+/// Who made the request (the rest of the principal is shared).
 #[derive(Debug, Clone, Serialize)]
-pub struct PrincipalRecord {
+pub struct PrincipalId {
     pub id: String,
+}
+
+/// The principal's roles and attributes, shared by its requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PrincipalShared {
     pub mfa: bool,
     pub purpose: Option<String>,
     pub roles: Vec<String>,
@@ -187,38 +299,48 @@ pub struct PrincipalRecord {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ResourceRecord {
+pub struct ResourceId {
     pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ResourceType {
     #[serde(rename = "type")]
     pub type_name: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct RefusedFields {
     pub count: usize,
     /// The first few refused fields, each `{field, reason}`.
     pub fields: Vec<RefusedField>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RefusedField {
     pub field: String,
     /// `not_collected` or `not_permitted`.
     pub reason: &'static str,
 }
 
+/// What one response showed: per request, so never in a definition.
 #[derive(Debug, Clone, Serialize)]
-pub struct BodyRecord {
+pub struct BodyFacts {
     /// Values the route's backstop masked, by detector (never the values);
     /// absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backstop: Option<BackstopRecord>,
-    /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
-    pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
     /// Which records the caller received, by entity (ids in compact runs,
     /// bounded); absent when none was shown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disclosed: Vec<DisclosedRecord>,
+}
+
+/// What response filtering did, shared by responses of the same shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct BodyShared {
+    /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
+    pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
     /// Catalogued containers whose value had another shape (removed);
     /// absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,7 +395,7 @@ pub struct BackstopRecord {
 }
 
 /// Member names (never values) and how often they occurred.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MemberNames {
     /// Occurrences in all (names beyond the listed ones included).
     pub count: u64,
@@ -283,7 +405,7 @@ pub struct MemberNames {
     pub names: Vec<MemberName>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MemberName {
     pub count: u32,
     /// The record's entity, or `(wrapper)` for the body around the records.
@@ -294,7 +416,7 @@ pub struct MemberName {
     pub field: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RedactedField {
     pub category: &'static str,
     pub count: u32,
@@ -310,105 +432,107 @@ pub struct RedactedField {
 }
 
 impl AuditRecord {
-    /// The record of one finished request; `seq`, `prev` and `alg` are set
-    /// by the writer when it chains the record.
+    /// The record of one finished request; `seq`, `prev`, `alg` and `def`
+    /// are set by the writer when it chains the record.
     pub fn from_exchange(ex: &Exchange, rt: &Runtime) -> Self {
         let decision = ex.decision.as_ref();
-        Self {
-            action: ex.action.clone(),
-            alg: "",
-            budget: ex.budget.as_ref().filter(|b| !b.flags.is_empty()).map(|b| {
-                b.flags
+        let flags = ex.budget.as_ref().map(|b| &b.flags[..]).unwrap_or(&[]);
+        let none_refused = ex.refused_fields.is_empty();
+        let refused = (!none_refused).then(|| RefusedFields {
+            count: ex.refused_fields.len(),
+            fields: ex
+                .refused_fields
+                .iter()
+                .take(MAX_REFUSED_FIELDS)
+                .map(|r| RefusedField {
+                    field: truncate(&r.field, MAX_FIELD_NAME),
+                    reason: r.reason.as_str(),
+                })
+                .collect(),
+        });
+        let (body_shared, body_facts) = match &ex.filter {
+            Some(f) => {
+                let (shared, facts) = body_parts(f, rt);
+                (Some(shared), facts)
+            }
+            None => (None, None),
+        };
+        let (shadow_shared, shadow_facts) = match &ex.shadow {
+            Some(s) => {
+                let (would_shared, would_facts) = match &s.would_redact {
+                    Some(f) => {
+                        let (shared, facts) = body_parts(f, rt);
+                        (Some(shared), facts)
+                    }
+                    None => (None, None),
+                };
+                let refuse: Vec<String> = s
+                    .would_refuse_fields
                     .iter()
-                    .map(|f| BudgetFlagRecord {
-                        action: f.action.as_str(),
-                        budget: f.limit.id.to_string(),
-                        counts: f.limit.counts_label(),
-                        limit: f.limit.limit,
+                    .take(MAX_REFUSED_FIELDS)
+                    .map(|f| truncate(f, MAX_FIELD_NAME))
+                    .collect();
+                let shared = ShadowShared {
+                    disagreements: s
+                        .disagreements
+                        .iter()
+                        .map(|d| DisagreementRecord {
+                            enforced: d.enforced.clone(),
+                            observed: d.observed.clone(),
+                            subject: truncate(&d.subject, MAX_FIELD_NAME),
+                        })
+                        .collect(),
+                    kind: s.kind,
+                    observed_version: s.observed_version.clone(),
+                    would_deny: s.would_deny.as_ref().map(|w| WouldDenyRecord {
+                        policies: w.policies.clone(),
+                        reason: w.reason,
+                    }),
+                    would_drop_headers: header_names(&s.would_drop_headers),
+                    would_redact: would_shared,
+                    would_refuse_fields: refuse.is_empty().then(Vec::new),
+                };
+                let facts = (would_facts.is_some() || !refuse.is_empty()).then_some(ShadowFacts {
+                    would_redact: would_facts,
+                    would_refuse_fields: refuse,
+                });
+                (Some(shared), facts)
+            }
+            None => (None, None),
+        };
+        let line = RequestLine {
+            alg: "",
+            budget: (!flags.is_empty()).then(|| {
+                flags
+                    .iter()
+                    .map(|f| BudgetUse {
                         request: f.request,
-                        role: f.limit.role.to_string(),
-                        scope: f.limit.scope.as_str(),
                         used: f.used,
-                        window_seconds: f.limit.window_seconds,
                     })
                     .collect()
             }),
             client: ex.peer.ip().to_string(),
             client_aborted: ex.progress.aborted_at().map(|s| s.as_str()),
-            decision: ex.decision_label(),
-            identity_error: ex.identity_error,
+            def: String::new(),
             latency_us: Latency {
                 total: micros(ex.started.elapsed()),
                 upstream: ex.upstream_latency.map(micros),
             },
             method: ex.method.as_str().to_string(),
-            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
-            policy_errors: decision
-                .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
-                .unwrap_or_default(),
-            policy_version: rt.decisions.engine.bundle.version.clone(),
             prev: String::new(),
-            principal: ex.principal.as_ref().map(|p| PrincipalRecord {
-                id: p.id.clone(),
-                mfa: p.mfa,
-                purpose: p.purpose.clone(),
-                roles: p.roles.clone(),
-                source: match p.source {
-                    IdentitySource::Jwt => "jwt",
-                    IdentitySource::Gateway => "gateway",
-                    IdentitySource::ClientCertificate => "client_certificate",
-                },
-            }),
-            refusal: ex.refusal,
-            refused_fields: RefusedFields {
-                count: ex.refused_fields.len(),
-                fields: ex
-                    .refused_fields
-                    .iter()
-                    .take(MAX_REFUSED_FIELDS)
-                    .map(|r| RefusedField {
-                        field: truncate(&r.field, MAX_FIELD_NAME),
-                        reason: r.reason.as_str(),
-                    })
-                    .collect(),
-            },
+            principal: ex
+                .principal
+                .as_ref()
+                .map(|p| PrincipalId { id: p.id.clone() }),
+            refused_fields: refused,
             request_id: ex.request_id.clone(),
-            resource: ex.resource.as_ref().map(|(t, id)| ResourceRecord {
-                id: id.clone(),
-                type_name: t.clone(),
-            }),
-            response_body: ex.filter.as_ref().map(|f| body_record(f, rt)),
-            response_headers_dropped: (!ex.dropped_headers.is_empty()).then(|| DroppedHeaders {
-                count: ex.dropped_headers.len(),
-                names: header_names(&ex.dropped_headers),
-            }),
-            route: ex.route.clone(),
+            resource: ex
+                .resource
+                .as_ref()
+                .map(|(_, id)| ResourceId { id: id.clone() }),
+            response_body: body_facts,
             seq: 0,
-            shadow: ex.shadow.as_ref().map(|s| ShadowRecord {
-                disagreements: s
-                    .disagreements
-                    .iter()
-                    .map(|d| DisagreementRecord {
-                        enforced: d.enforced.clone(),
-                        observed: d.observed.clone(),
-                        subject: truncate(&d.subject, MAX_FIELD_NAME),
-                    })
-                    .collect(),
-                kind: s.kind,
-                observed_version: s.observed_version.clone(),
-                would_deny: s.would_deny.as_ref().map(|w| WouldDenyRecord {
-                    policies: w.policies.clone(),
-                    reason: w.reason,
-                }),
-                would_drop_headers: header_names(&s.would_drop_headers),
-                would_redact: s.would_redact.as_ref().map(|f| body_record(f, rt)),
-                would_refuse_fields: s
-                    .would_refuse_fields
-                    .iter()
-                    .take(MAX_REFUSED_FIELDS)
-                    .map(|f| truncate(f, MAX_FIELD_NAME))
-                    .collect(),
-            }),
+            shadow: shadow_facts,
             status: ex.status,
             time: rfc3339_millis(ex.time),
             upstream_status: ex.upstream_status,
@@ -419,7 +543,54 @@ impl AuditRecord {
                 .filter_map(|f| rt.decisions.catalogue.fields().get(*f as usize))
                 .map(|spec| spec.path.clone())
                 .collect(),
-        }
+        };
+        let shared = Shared {
+            action: ex.action.clone(),
+            budget: (!flags.is_empty()).then(|| {
+                flags
+                    .iter()
+                    .map(|f| BudgetFlagRecord {
+                        action: f.action.as_str(),
+                        budget: f.limit.id.to_string(),
+                        counts: f.limit.counts_label(),
+                        limit: f.limit.limit,
+                        role: f.limit.role.to_string(),
+                        scope: f.limit.scope.as_str(),
+                        window_seconds: f.limit.window_seconds,
+                    })
+                    .collect()
+            }),
+            decision: ex.decision_label(),
+            identity_error: ex.identity_error,
+            policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
+            policy_errors: decision
+                .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
+                .unwrap_or_default(),
+            policy_version: rt.decisions.engine.bundle.version.clone(),
+            principal: ex.principal.as_ref().map(|p| PrincipalShared {
+                mfa: p.mfa,
+                purpose: p.purpose.clone(),
+                roles: p.roles.clone(),
+                source: match p.source {
+                    IdentitySource::Jwt => "jwt",
+                    IdentitySource::Gateway => "gateway",
+                    IdentitySource::ClientCertificate => "client_certificate",
+                },
+            }),
+            refusal: ex.refusal,
+            refused_fields: none_refused.then(RefusedFields::default),
+            resource: ex.resource.as_ref().map(|(t, _)| ResourceType {
+                type_name: t.clone(),
+            }),
+            response_body: body_shared,
+            response_headers_dropped: (!ex.dropped_headers.is_empty()).then(|| DroppedHeaders {
+                count: ex.dropped_headers.len(),
+                names: header_names(&ex.dropped_headers),
+            }),
+            route: ex.route.clone(),
+            shadow: shadow_shared,
+        };
+        Self { line, shared }
     }
 }
 
@@ -446,7 +617,13 @@ fn member_names(
     })
 }
 
-fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyRecord {
+/// A filter report's two parts: the outcomes (shared by responses of the
+/// same shape) and, when the response showed records or the backstop
+/// masked anything, what this response showed.
+fn body_parts(
+    f: &crate::redact::response::FilterReport,
+    rt: &Runtime,
+) -> (BodyShared, Option<BodyFacts>) {
     let fate = if f.unknown_passed {
         "passed"
     } else {
@@ -478,19 +655,23 @@ fn body_record(f: &crate::redact::response::FilterReport, rt: &Runtime) -> BodyR
     // The outcome map is unordered; the record must not be.
     redacted
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
-    BodyRecord {
-        backstop: (!f.backstop.is_empty()).then(|| BackstopRecord {
-            count: f.backstop.total(),
-            detectors: f.backstop.iter().map(|(d, n)| (d.as_str(), n)).collect(),
-        }),
+    let shared = BodyShared {
         by_category,
-        disclosed: disclosed(&f.disclosed, rt),
         misshapen: member_names(&f.misshapen, rt, "removed"),
         records: f.records,
         records_hidden: f.records_dropped,
         redacted,
         uncatalogued: member_names(&f.unnamed, rt, fate),
-    }
+    };
+    let facts = BodyFacts {
+        backstop: (!f.backstop.is_empty()).then(|| BackstopRecord {
+            count: f.backstop.total(),
+            detectors: f.backstop.iter().map(|(d, n)| (d.as_str(), n)).collect(),
+        }),
+        disclosed: disclosed(&f.disclosed, rt),
+    };
+    let shown = facts.backstop.is_some() || !facts.disclosed.is_empty();
+    (shared, shown.then_some(facts))
 }
 
 fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
@@ -563,100 +744,120 @@ mod tests {
     fn full_record() -> AuditRecord {
         let mut by_category = BTreeMap::new();
         by_category.insert("identity", BTreeMap::from([("full", 1), ("masked", 2)]));
-        AuditRecord {
-            action: Some("customer:read".into()),
+        let body = BodyShared {
+            by_category,
+            records: 2,
+            records_hidden: 1,
+            redacted: vec![RedactedField {
+                category: "identity",
+                count: 2,
+                entity: "Customer".into(),
+                field: "phone".into(),
+                outcome: "masked",
+                policies: vec!["support-contact-masked".into()],
+            }],
+            misshapen: None,
+            uncatalogued: Some(MemberNames {
+                count: 3,
+                fate: "removed",
+                names: vec![MemberName {
+                    count: 3,
+                    entity: "(wrapper)".into(),
+                    field: "$.page".into(),
+                }],
+            }),
+        };
+        let facts = BodyFacts {
+            backstop: Some(BackstopRecord {
+                count: 2,
+                detectors: BTreeMap::from([("email", 1), ("cn_resident_id", 1)]),
+            }),
+            disclosed: vec![DisclosedRecord {
+                count: 62,
+                entity: "Order".into(),
+                ids: vec![
+                    serde_json::json!(["o-10011", "o-10012"]),
+                    serde_json::json!("o-1"),
+                ],
+                omitted: 57,
+                subjects: Some(IdsRecord {
+                    ids: vec![serde_json::json!(["c-1001", "c-1060"])],
+                    omitted: 0,
+                }),
+            }],
+        };
+        let line = RequestLine {
             alg: "sha256",
-            budget: Some(vec![BudgetFlagRecord {
-                action: "refuse",
-                budget: "support-records-day".into(),
-                counts: "fields:identity:3+".into(),
-                limit: 300,
+            budget: Some(vec![BudgetUse {
                 request: 60,
-                role: "support_agent".into(),
-                scope: "principal",
                 used: 270,
-                window_seconds: 86400,
             }]),
             client: "127.0.0.1".into(),
             client_aborted: Some("during_upstream"),
-            decision: "allow",
-            identity_error: Some("expired"),
+            def: "0123456789abcdef".into(),
             latency_us: Latency {
                 total: 10,
                 upstream: Some(5),
             },
             method: "GET".into(),
+            prev: chain::GENESIS.into(),
+            principal: Some(PrincipalId { id: "u".into() }),
+            refused_fields: Some(RefusedFields {
+                count: 1,
+                fields: vec![RefusedField {
+                    field: "f\"\u{e9}".into(),
+                    reason: "not_permitted",
+                }],
+            }),
+            request_id: "rid".into(),
+            resource: Some(ResourceId { id: "c-1".into() }),
+            response_body: Some(facts.clone()),
+            seq: 3,
+            shadow: Some(ShadowFacts {
+                would_redact: Some(facts),
+                would_refuse_fields: vec!["x".into()],
+            }),
+            status: 200,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            upstream_status: Some(200),
+            v: RECORD_VERSION,
+            written: vec!["consent.marketing".into(), "phone".into()],
+        };
+        let shared = Shared {
+            action: Some("customer:read".into()),
+            budget: Some(vec![BudgetFlagRecord {
+                action: "refuse",
+                budget: "support-records-day".into(),
+                counts: "fields:identity:3+".into(),
+                limit: 300,
+                role: "support_agent".into(),
+                scope: "principal",
+                window_seconds: 86400,
+            }]),
+            decision: "allow",
+            identity_error: Some("expired"),
             policies: vec!["p1".into()],
             policy_errors: vec!["policy:p2".into()],
             policy_version: "abc".into(),
-            prev: chain::GENESIS.into(),
-            principal: Some(PrincipalRecord {
-                id: "u".into(),
+            principal: Some(PrincipalShared {
                 mfa: true,
                 purpose: Some("x".into()),
                 roles: vec!["r".into()],
                 source: "jwt",
             }),
             refusal: Some("forbidden"),
-            refused_fields: RefusedFields {
-                count: 1,
-                fields: vec![RefusedField {
-                    field: "f\"\u{e9}".into(),
-                    reason: "not_permitted",
-                }],
-            },
-            request_id: "rid".into(),
-            resource: Some(ResourceRecord {
-                id: "c-1".into(),
+            // The line lists them (from_exchange puts them in one place).
+            refused_fields: None,
+            resource: Some(ResourceType {
                 type_name: "Customer".into(),
             }),
-            response_body: Some(BodyRecord {
-                backstop: Some(BackstopRecord {
-                    count: 2,
-                    detectors: BTreeMap::from([("email", 1), ("cn_resident_id", 1)]),
-                }),
-                by_category,
-                disclosed: vec![DisclosedRecord {
-                    count: 62,
-                    entity: "Order".into(),
-                    ids: vec![
-                        serde_json::json!(["o-10011", "o-10012"]),
-                        serde_json::json!("o-1"),
-                    ],
-                    omitted: 57,
-                    subjects: Some(IdsRecord {
-                        ids: vec![serde_json::json!(["c-1001", "c-1060"])],
-                        omitted: 0,
-                    }),
-                }],
-                records: 2,
-                records_hidden: 1,
-                redacted: vec![RedactedField {
-                    category: "identity",
-                    count: 2,
-                    entity: "Customer".into(),
-                    field: "phone".into(),
-                    outcome: "masked",
-                    policies: vec!["support-contact-masked".into()],
-                }],
-                misshapen: None,
-                uncatalogued: Some(MemberNames {
-                    count: 3,
-                    fate: "removed",
-                    names: vec![MemberName {
-                        count: 3,
-                        entity: "(wrapper)".into(),
-                        field: "$.page".into(),
-                    }],
-                }),
-            }),
+            response_body: Some(body.clone()),
             response_headers_dropped: Some(DroppedHeaders {
                 count: 2,
                 names: vec!["set-cookie".into(), "x-customer-email".into()],
             }),
             route: Some("/customers/{id}".into()),
-            seq: 3,
-            shadow: Some(ShadowRecord {
+            shadow: Some(ShadowShared {
                 disagreements: vec![DisagreementRecord {
                     enforced: "allow".into(),
                     observed: "deny".into(),
@@ -669,27 +870,58 @@ mod tests {
                     reason: "forbidden",
                 }),
                 would_drop_headers: vec!["set-cookie".into()],
-                would_redact: None,
-                would_refuse_fields: vec!["x".into()],
+                would_redact: Some(body),
+                would_refuse_fields: None,
             }),
-            status: 200,
-            time: "2025-01-01T00:00:00.000Z".into(),
-            upstream_status: Some(200),
-            v: RECORD_VERSION,
-            written: vec!["consent.marketing".into(), "phone".into()],
-        }
+        };
+        AuditRecord { line, shared }
     }
 
-    /// The struct's own serialisation must equal the verifier's canonical
-    /// form, or every record would fail verification.
-    #[test]
-    fn struct_serialisation_is_canonical() {
-        let bytes = serde_json::to_vec(&full_record()).unwrap();
+    fn assert_canonical(value: &impl Serialize) {
+        let bytes = serde_json::to_vec(value).unwrap();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             String::from_utf8(chain::canonical(&parsed)).unwrap(),
             String::from_utf8(bytes).unwrap()
         );
+    }
+
+    /// The structs' own serialisation must equal the verifier's canonical
+    /// form, or every record would fail verification.
+    #[test]
+    fn struct_serialisation_is_canonical() {
+        let r = full_record();
+        assert_canonical(&r.line);
+        assert_canonical(&r.shared);
+        assert_canonical(&DefinitionRecord {
+            alg: "sha256",
+            def: "0123456789abcdef",
+            event: DEFINITION_EVENT,
+            prev: chain::GENESIS.into(),
+            seq: 2,
+            shared: &r.shared,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            v: RECORD_VERSION,
+        });
+    }
+
+    /// A line and its definition never hold the same leaf, so merging
+    /// them is unambiguous (a reader refuses a record where they do).
+    #[test]
+    fn line_and_shared_part_do_not_overlap() {
+        let r = full_record();
+        let mut line = serde_json::to_value(&r.line).unwrap();
+        let shared = serde_json::to_value(&r.shared).unwrap();
+        line.as_object_mut().unwrap().remove("def");
+        crate::audit::expand::merge(&mut line, &shared).unwrap();
+        assert_eq!(line["principal"]["id"], "u");
+        assert_eq!(line["principal"]["roles"][0], "r");
+        assert_eq!(line["budget"][0]["used"], 270);
+        assert_eq!(line["budget"][0]["limit"], 300);
+        assert_eq!(line["response_body"]["disclosed"][0]["count"], 62);
+        assert_eq!(line["response_body"]["records"], 2);
+        assert_eq!(line["shadow"]["would_redact"]["records_hidden"], 1);
+        assert_eq!(line["shadow"]["would_redact"]["backstop"]["count"], 2);
     }
 
     #[test]

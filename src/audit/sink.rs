@@ -5,6 +5,10 @@
 //! A failed write never leaves half a record behind: the file is cut back to
 //! its last complete record and reopened on the next attempt, so the same
 //! bytes can be retried until the sink recovers.
+//!
+//! Where a new file starts is the writer's decision ([`FileSink::write_planned`]):
+//! it must write the definitions a file's records use into that file, so it
+//! plans the rotations with the same rule ([`Layout`]) before it seals.
 
 use super::chain::ChainState;
 use super::config::{FsyncPolicy, Retention, WhenFull};
@@ -33,6 +37,27 @@ pub struct FileSink {
     dirty: bool,
     /// After a failed write: the length of the last complete record.
     truncate_to: Option<u64>,
+    /// Files found shorter than written on reopening (moved away or
+    /// replaced while a write was retried): new files nobody planned.
+    replaced: u64,
+}
+
+/// Where the next records go: the current file's length, and the size at
+/// which a new one starts. A group of lines that must stay together (a
+/// record and the definitions it uses) goes into a new file when it does
+/// not fit in the current one, unless that is empty; a group larger than a
+/// whole file gets a file of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub len: u64,
+    pub max: u64,
+}
+
+impl Layout {
+    /// Whether a group of `bytes` must start a new file.
+    pub fn needs_new_file(&self, bytes: u64) -> bool {
+        self.len > 0 && self.len.saturating_add(bytes) > self.max
+    }
 }
 
 /// Audit files deleted by retention: how many, and the sequence numbers of
@@ -96,6 +121,7 @@ impl FileSink {
             fsync,
             dirty: false,
             truncate_to: None,
+            replaced: 0,
         };
         sink.ensure_open()?;
         sink.rotated_bytes = sink.measure_rotated();
@@ -107,6 +133,21 @@ impl FileSink {
         self.retention
             .max_total_bytes
             .saturating_sub(self.rotated_bytes + self.len)
+    }
+
+    /// The current file's length and the rotation size: where the writer's
+    /// plan starts.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            len: self.len,
+            max: self.max_bytes,
+        }
+    }
+
+    /// How many times the file was found shorter than written on
+    /// reopening (see [`FileSink::write_planned`]).
+    pub fn replaced(&self) -> u64 {
+        self.replaced
     }
 
     /// What retention deleted since the last call.
@@ -205,6 +246,11 @@ impl FileSink {
                 .append(true)
                 .open(&self.path)?;
             let mut len = f.metadata()?.len();
+            if len < self.truncate_to.unwrap_or(self.len) {
+                // Moved away or replaced since it was written: the records
+                // that follow start a file nobody planned.
+                self.replaced += 1;
+            }
             if let Some(good) = self.truncate_to {
                 // A failed write or fsync may have left bytes the caller
                 // will write again: cut back to the last good record.
@@ -222,38 +268,66 @@ impl FileSink {
             .ok_or_else(|| io::Error::other("audit file not open"))
     }
 
-    /// Appends whole records (lines), rotating between them so that no
-    /// file grows past `max_file_bytes` (a record larger than that gets a
-    /// file of its own), and making room in the retention (or refusing)
-    /// before each part. On an error, `written` says how many bytes of
-    /// `bytes` are safely in the file: the caller retries the rest.
+    /// Appends whole records (lines), each line a group of its own (see
+    /// [`Layout`]): no file grows past `max_file_bytes`, and a record larger
+    /// than that gets a file of its own.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), PartialWrite> {
+        let mut layout = self.layout();
+        let mut new_files = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let line = first_line(&bytes[at..]);
+            if layout.needs_new_file(line as u64) {
+                new_files.push(at);
+                layout.len = 0;
+            }
+            layout.len += line as u64;
+            at += line;
+        }
+        self.write_planned(bytes, &new_files)
+    }
+
+    /// Appends whole records, starting a new file (rotating) at each offset
+    /// in `new_files` (ascending) unless the current file is empty, and
+    /// nowhere else; makes room in the retention (or refuses) before each
+    /// part. On an error, `written` says how many bytes of `bytes` are
+    /// safely in the file: the caller retries the rest (a rotation that
+    /// failed is tried again, one that was done is not repeated).
+    ///
+    /// If the file was moved away while a write was being retried, the
+    /// rest goes to a new file nobody planned ([`FileSink::replaced`]
+    /// counts it): its first records may refer to definitions left in the
+    /// moved file, which `audit verify` over both files still resolves.
+    pub fn write_planned(&mut self, bytes: &[u8], new_files: &[usize]) -> Result<(), PartialWrite> {
         let mut done = 0;
+        let mut cuts = new_files.iter().copied().peekable();
         while done < bytes.len() {
-            let rest = &bytes[done..];
-            let n = self.write_part(rest).map_err(|error| PartialWrite {
-                written: done,
-                error,
-            })?;
-            done += n;
+            let mut rotate = false;
+            while let Some(&c) = cuts.peek() {
+                if c > done {
+                    break;
+                }
+                rotate |= c == done;
+                cuts.next();
+            }
+            let end = cuts.peek().copied().unwrap_or(bytes.len()).min(bytes.len());
+            self.write_part(&bytes[done..end], rotate)
+                .map_err(|error| PartialWrite {
+                    written: done,
+                    error,
+                })?;
+            done = end;
         }
         Ok(())
     }
 
-    /// Writes the longest run of whole lines at the start of `bytes` that
-    /// fits the current file (rotating first if not even one does);
-    /// returns its length.
-    fn write_part(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    /// Writes whole lines to the current file, or to a new one.
+    fn write_part(&mut self, part: &[u8], new_file: bool) -> io::Result<()> {
         self.ensure_open()?;
-        let room = self.max_bytes.saturating_sub(self.len);
-        let mut part = lines_within(bytes, room);
-        if part == 0 {
-            if self.len > 0 {
-                self.rotate()?;
-            }
-            part = lines_within(bytes, self.max_bytes).max(first_line(bytes));
+        if new_file && self.len > 0 {
+            self.rotate()?;
         }
-        let incoming = part as u64;
+        let incoming = part.len() as u64;
         while self.rotated_bytes + self.len + incoming > self.retention.max_total_bytes
             && self.len + incoming <= self.retention.max_total_bytes
         {
@@ -263,7 +337,7 @@ impl FileSink {
         let every = self.fsync == FsyncPolicy::EveryRecord;
         let file = self.ensure_open()?;
         let result = file
-            .write_all(&bytes[..part])
+            .write_all(part)
             .and_then(|()| if every { file.sync_data() } else { Ok(()) });
         if let Err(e) = result {
             // Cut the unconfirmed bytes off (now, and again on reopen in
@@ -275,7 +349,7 @@ impl FileSink {
         }
         self.len = good + incoming;
         self.dirty = !every;
-        Ok(part)
+        Ok(())
     }
 
     /// Fsyncs if anything is unsynced.
@@ -358,18 +432,6 @@ impl std::fmt::Display for PartialWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error.fmt(f)
     }
-}
-
-/// Length of the longest run of whole lines at the start of `bytes` that
-/// is at most `limit` bytes long.
-fn lines_within(bytes: &[u8], limit: u64) -> usize {
-    let limit = usize::try_from(limit)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    bytes[..limit]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1)
 }
 
 /// Length of the first line (with its newline), or all of `bytes`.

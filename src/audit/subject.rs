@@ -4,18 +4,20 @@
 //! it, when, through which route, with which outcome, and who was refused.
 //!
 //! The files are verified as one hash chain first ([`super::verify_files`]);
-//! a broken chain is an error, not a report. A record concerns the
+//! a broken chain is an error, not a report. Records are read with their
+//! definitions merged in ([`super::read`]), so the report is the same
+//! whether the log was written compacted or not. A record concerns the
 //! customer when its request-level resource is the customer's id (every
 //! `/customers/{id}…` route), or its `response_body.disclosed` names the
 //! customer among the records shown (as a record id, or as the customer a
 //! record is about). A listing that disclosed more records than its audit
 //! record names (`omitted`) is reported as *possibly* concerning them.
 
-use super::verify::{VerifyOptions, verify_files};
+use super::read::each_record;
+use super::verify::VerifyOptions;
 use crate::redact::disclosed::Run;
 use serde::Serialize;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 /// What a request did to the customer's data.
@@ -94,29 +96,12 @@ pub fn subject_report(
     files: &[PathBuf],
     opts: &VerifyOptions,
 ) -> Result<Report, String> {
-    let verified = verify_files(files, opts).map_err(|f| format!("audit chain broken at {f}"))?;
     let mut events = Vec::new();
-    let mut seen = 0u64;
-    let mut last_hash = String::new();
-    for file in files {
-        let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for line in BufReader::new(f).lines() {
-            let line = line.map_err(|e| format!("{}: {e}", file.display()))?;
-            let rec: Value = serde_json::from_str(&line)
-                .map_err(|e| format!("{}: not a JSON record ({e})", file.display()))?;
-            seen += 1;
-            if let Some(h) = rec.get("hash").and_then(Value::as_str) {
-                last_hash = h.to_string();
-            }
-            if let Some(event) = event(&rec, subject) {
-                events.push(event);
-            }
+    let verified = each_record(files, opts, |rec| {
+        if let Some(event) = event(&rec, subject) {
+            events.push(event);
         }
-    }
-    // The files were read twice: they must not have changed in between.
-    if seen != verified.records || (seen > 0 && last_hash != verified.last_hash) {
-        return Err("the audit files changed while they were read; run again".into());
-    }
+    })?;
     Ok(Report {
         subject: subject.to_string(),
         records_verified: verified.records,

@@ -1,8 +1,10 @@
 //! `fieldguard audit verify`: checks that one or more log files (oldest
-//! first, e.g. `audit.log.2 audit.log.1 audit.log`) form one unbroken chain,
-//! and names the first record that does not.
+//! first, e.g. `audit.log.2 audit.log.1 audit.log`) form one unbroken chain
+//! in which every reference to a definition resolves to one earlier in the
+//! chain, and names the first record that does not.
 
 use super::chain::{self, ChainKey};
+use super::expand::Resolver;
 use serde_json::Value;
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -16,13 +18,19 @@ pub struct VerifyOptions {
     pub hmac_key: Option<Vec<u8>>,
     /// The first file does not start the chain (older files were rotated
     /// away): accept its first record's `seq` and `prev` as given.
+    /// References must still resolve within what is read (the writer puts
+    /// in each file the definitions its records use).
     pub partial: bool,
 }
 
 /// A chain that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Records of requests and events.
     pub records: u64,
+    /// Definition records (what records of one kind share); `first_seq`
+    /// to `last_seq` counts them too.
+    pub definitions: u64,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
     /// Hash of the last record: keep it elsewhere to detect a truncated log
@@ -108,14 +116,22 @@ pub fn verify_files(
     };
     let mut report = VerifyReport {
         records: 0,
+        definitions: 0,
         first_seq: None,
         last_seq: None,
         last_hash: chain::GENESIS.to_string(),
         deleted: None,
     };
     let mut notes = RetentionNotes::default();
+    let mut defs = Resolver::default();
     for file in files {
-        verify_file(file, &key, opts, &mut expect, &mut report, &mut notes)?;
+        let mut state = State {
+            expect: &mut expect,
+            report: &mut report,
+            notes: &mut notes,
+            defs: &mut defs,
+        };
+        verify_file(file, &key, opts, &mut state)?;
     }
     if let (Some(first), false) = (report.first_seq.filter(|&s| s > 0), opts.partial) {
         match notes.cover(first) {
@@ -139,13 +155,19 @@ pub fn verify_files(
     Ok(report)
 }
 
+/// What verification carries from one record (and file) to the next.
+struct State<'a> {
+    expect: &'a mut Expect,
+    report: &'a mut VerifyReport,
+    notes: &'a mut RetentionNotes,
+    defs: &'a mut Resolver,
+}
+
 fn verify_file(
     file: &Path,
     key: &ChainKey,
     opts: &VerifyOptions,
-    expect: &mut Expect,
-    report: &mut VerifyReport,
-    notes: &mut RetentionNotes,
+    st: &mut State<'_>,
 ) -> Result<(), VerifyFailure> {
     let keyed = opts.hmac_key.is_some();
     let fail = |line: usize, seq: Option<u64>, reason: String| VerifyFailure {
@@ -174,10 +196,12 @@ fn verify_file(
                 "incomplete record (no final newline)".into(),
             ));
         };
-        let checked = check_record(text, key, keyed, expect)
+        let checked = check_record(text, key, keyed, st.expect, st.defs)
             .map_err(|(seq, reason)| fail(line_no, seq, reason))?;
         let (seq, hash) = (checked.seq, checked.hash);
-        if report.records == 0 && !opts.partial && seq == 0 && checked.prev != chain::GENESIS {
+        let report = &mut *st.report;
+        if report.first_seq.is_none() && !opts.partial && seq == 0 && checked.prev != chain::GENESIS
+        {
             return Err(fail(
                 line_no,
                 Some(0),
@@ -185,20 +209,26 @@ fn verify_file(
             ));
         }
         if let Some((a, b)) = checked.deleted {
-            notes.0.push((a, b, seq));
+            st.notes.0.push((a, b, seq));
         }
-        report.records += 1;
+        if checked.definition {
+            report.definitions += 1;
+        } else {
+            report.records += 1;
+        }
         report.first_seq.get_or_insert(seq);
         report.last_seq = Some(seq);
         report.last_hash.clone_from(&hash);
-        expect.seq = Some(seq + 1);
-        expect.prev = Some(hash);
+        st.expect.seq = Some(seq + 1);
+        st.expect.prev = Some(hash);
     }
 }
 
 /// One record: its own hash first (was it edited?), then its form (is the
 /// line exactly what the writer makes of what was hashed?), then its link
-/// to the previous one (was anything deleted, inserted or reordered?).
+/// to the previous one (was anything deleted, inserted or reordered?), then
+/// its definition: a definition's id must be derived from its content, and
+/// a record's reference must name one read before, without a key in both.
 ///
 /// The form check closes a gap the hash alone leaves: the hash covers the
 /// record as *serde_json* parses it, and other readers can parse the same
@@ -213,6 +243,8 @@ struct Checked {
     prev: String,
     /// The `seq` range it says audit retention deleted before it.
     deleted: Option<(Option<u64>, Option<u64>)>,
+    /// Whether it is a definition record.
+    definition: bool,
 }
 
 fn check_record(
@@ -220,6 +252,7 @@ fn check_record(
     key: &ChainKey,
     keyed: bool,
     expect: &Expect,
+    defs: &mut Resolver,
 ) -> Result<Checked, (Option<u64>, String)> {
     let mut v: Value =
         serde_json::from_slice(text).map_err(|e| (None, format!("not a JSON record ({e})")))?;
@@ -276,6 +309,10 @@ fn check_record(
             format!("sequence gap: expected seq {want}, found {seq_n}"),
         ));
     }
+    let definition = defs.define(&v).map_err(|e| (seq, e))?;
+    if !definition {
+        defs.check(&v).map_err(|e| (seq, e))?;
+    }
     let deleted = v
         .get("event")
         .filter(|e| e.as_str() == Some(super::record::RETENTION_EVENT))
@@ -292,6 +329,7 @@ fn check_record(
         hash,
         prev,
         deleted,
+        definition,
     })
 }
 

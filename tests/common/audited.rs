@@ -3,6 +3,7 @@
 
 use super::{Harness, Reply};
 use bytes::Bytes;
+use fieldguard::audit::expand::Resolver;
 use fieldguard::audit::{self, AuditSettings, AuditWriter};
 use fieldguard::config::Config;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
@@ -128,8 +129,26 @@ impl Audited {
     }
 }
 
-/// Every record of an audit file, parsed.
+/// Every record of an audit file (requests and events), parsed, with its
+/// definition merged in: what it says in full. The definition records
+/// themselves are not returned; each must come before the records that
+/// use it, in the same file (the writer's promise), or this panics.
 pub fn records(path: &Path) -> Vec<Value> {
+    let mut defs = Resolver::default();
+    let mut out = Vec::new();
+    for r in chain_records(path) {
+        let defined = defs.define(&r);
+        if !defined.unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            let full = defs.expand(r);
+            out.push(full.unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        }
+    }
+    out
+}
+
+/// Every line of an audit file as written, parsed: definitions included,
+/// references not expanded (for tests of the chain itself).
+pub fn chain_records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line ({e}): {l}")))

@@ -1,0 +1,162 @@
+//! Sealing: the writer's step that chains records in order and lays them
+//! out in files.
+//!
+//! Each record's `shared` part is written once per file, as a definition
+//! record right before the first record that refers to it; the record's
+//! line names it by id. Because a file must hold the definitions its
+//! records use, the sealer decides where the file sink starts a new file
+//! (with the sink's own rule, [`Layout`]): a record and the definition it
+//! needs are one group, never split between files, and a group that starts
+//! a file carries its definition again.
+
+use super::chain::{ChainKey, ChainState};
+use super::define::{Definitions, MAX_DEFINITIONS};
+use super::record::{
+    AuditRecord, DEFINITION_EVENT, DefinitionRecord, RECORD_VERSION, RETENTION_EVENT,
+    RetentionEvent, Shared,
+};
+use super::sink::Layout;
+use super::time::rfc3339_millis;
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// Lines sealed for the sinks, and where the file sink starts new files.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    pub bytes: Vec<u8>,
+    /// Offsets in `bytes` where a new file starts (ascending).
+    pub new_files: Vec<usize>,
+    /// Request and event records in `bytes`.
+    pub records: u64,
+    /// Definition records in `bytes`.
+    pub definitions: u64,
+}
+
+pub struct Sealer {
+    chain: ChainState,
+    key: ChainKey,
+    defs: Definitions<Shared>,
+    /// The file sink's current file as sealed so far; `None` without one
+    /// (stdout alone: one stream, no files to keep self-contained).
+    file: Option<Layout>,
+}
+
+impl Sealer {
+    /// Continues `chain`; `file` is where the file sink stands, if any.
+    pub fn new(chain: ChainState, key: ChainKey, file: Option<Layout>) -> Self {
+        Self {
+            chain,
+            key,
+            defs: Definitions::new(MAX_DEFINITIONS),
+            file,
+        }
+    }
+
+    pub fn chain(&self) -> &ChainState {
+        &self.chain
+    }
+
+    /// Seals one request's record, preceded by its definition when the
+    /// current file does not hold that yet.
+    pub fn seal(&mut self, mut r: AuditRecord, out: &mut Sealed) {
+        self.place(out, |s, bytes| {
+            let (id, write) = s.defs.id_for(&r.shared);
+            if write {
+                let d = DefinitionRecord {
+                    alg: s.key.alg(),
+                    def: &id,
+                    event: DEFINITION_EVENT,
+                    prev: s.chain.last_hash.clone(),
+                    seq: s.chain.next_seq,
+                    shared: &r.shared,
+                    time: rfc3339_millis(SystemTime::now()),
+                    v: RECORD_VERSION,
+                };
+                s.link(&d, bytes);
+            }
+            let line = &mut r.line;
+            line.alg = s.key.alg();
+            line.def = id;
+            line.prev = s.chain.last_hash.clone();
+            line.seq = s.chain.next_seq;
+            s.link(&*line, bytes);
+            u64::from(write)
+        });
+    }
+
+    /// Seals the record of files audit retention deleted.
+    pub fn seal_retention(
+        &mut self,
+        files: u32,
+        first_seq: Option<u64>,
+        last_seq: Option<u64>,
+        out: &mut Sealed,
+    ) {
+        let time = rfc3339_millis(SystemTime::now());
+        self.place(out, |s, bytes| {
+            let event = RetentionEvent {
+                alg: s.key.alg(),
+                deleted_files: files,
+                deleted_seq: [first_seq, last_seq],
+                event: RETENTION_EVENT,
+                prev: s.chain.last_hash.clone(),
+                seq: s.chain.next_seq,
+                time: time.clone(),
+                v: RECORD_VERSION,
+            };
+            s.link(&event, bytes);
+            0
+        });
+    }
+
+    /// What the file sink says after a write: its file's length (the plan
+    /// continues from it), and whether it had to start a file the plan did
+    /// not (then the next records write their definitions again).
+    pub fn file_written(&mut self, len: u64, unplanned_new_file: bool) {
+        if let Some(f) = &mut self.file {
+            f.len = len;
+        }
+        if unplanned_new_file {
+            self.defs.new_file();
+        }
+    }
+
+    /// Seals one group of lines with `seal` (which returns how many
+    /// definitions it wrote); when the group does not fit in the current
+    /// file, starts a new one and seals the group again there (its
+    /// definitions included, as the new file holds none).
+    fn place(&mut self, out: &mut Sealed, mut seal: impl FnMut(&mut Self, &mut Vec<u8>) -> u64) {
+        let start = out.bytes.len();
+        let before = self.file.is_some().then(|| self.chain.clone());
+        let mut definitions = seal(self, &mut out.bytes);
+        let mut group = (out.bytes.len() - start) as u64;
+        if let (Some(file), Some(before)) = (self.file, before)
+            && file.needs_new_file(group)
+        {
+            out.bytes.truncate(start);
+            self.chain = before;
+            out.new_files.push(start);
+            self.defs.new_file();
+            self.file = Some(Layout { len: 0, ..file });
+            definitions = seal(self, &mut out.bytes);
+            group = (out.bytes.len() - start) as u64;
+        }
+        if let Some(f) = &mut self.file {
+            f.len += group;
+        }
+        out.definitions += definitions;
+        out.records += 1;
+    }
+
+    /// Appends `record` (its `seq` and `prev` set from the chain) as a
+    /// line with its hash, and advances the chain.
+    fn link(&mut self, record: &impl Serialize, out: &mut Vec<u8>) {
+        // Records are plain strings, numbers, lists and maps with string
+        // keys: serialising cannot fail.
+        let canonical = serde_json::to_vec(record).unwrap_or_default();
+        let hash = self.key.digest(&self.chain.last_hash, &canonical);
+        super::chain::write_line(out, &hash, &canonical);
+        self.chain.last_hash = hash;
+        self.chain.next_seq += 1;
+    }
+}
