@@ -83,9 +83,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
 async fn reload(proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
     // Rebuilding parses and validates every file: off the async workers.
     let p = proxy.clone();
-    let result = tokio::task::spawn_blocking(move || p.reload(crate::reload::Trigger::Admin))
-        .await
-        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+    let result =
+        tokio::task::spawn_blocking(move || p.reload(crate::proxy::reload::Trigger::Admin))
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
     match result {
         Ok(version) => json(
             StatusCode::OK,
@@ -209,13 +210,13 @@ fn policies(proxy: &Proxy) -> serde_json::Value {
     serde_json::json!({
         "routes": routes,
         "last_reload": {
-            "at": last.at.map(crate::audit::time::rfc3339_millis),
+            "at": last.at.map(crate::time::rfc3339_millis),
             "attempts": last.attempts,
             "error": last.error,
         },
         "version": b.version,
         "schema_hash": b.schema_hash,
-        "loaded_at": crate::audit::time::rfc3339_millis(rt.loaded_at),
+        "loaded_at": crate::time::rfc3339_millis(rt.loaded_at),
         "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
         "policies": list,
     })

@@ -14,13 +14,14 @@ pub mod budget;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod exchange;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod observed;
 pub mod onboard;
 pub mod proxy;
-pub mod reload;
+pub use proxy::reload;
 pub mod runtime;
 pub mod service;
 pub mod tls;
@@ -29,6 +30,6 @@ pub mod tools;
 #[doc(hidden)]
 pub use fieldguard_core::repeated_warn;
 pub use fieldguard_core::{
-    catalogue, decisions, detect, error, outcome, pipeline, policy, principal, redact,
-    response_headers, route, routing,
+    catalogue, decisions, detect, error, header_names, outcome, pipeline, policy, principal,
+    redact, response_headers, route, routing, time,
 };

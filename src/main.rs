@@ -449,9 +449,12 @@ fn main() -> ExitCode {
             .and_then(|rt| {
                 // What `run` loads besides the runtime: audit settings
                 // (keys, paths) and TLS certificates.
-                fieldguard::audit::AuditSettings::from_config(&rt.config)?;
+                fieldguard::audit::AuditSettings::from_config(
+                    &rt.config.config.audit,
+                    rt.config.origin(),
+                )?;
                 if let Some(t) = &rt.config.config.tls {
-                    ServerTls::load(t, &rt.config)?;
+                    ServerTls::load(t, rt.config.origin())?;
                 }
                 Ok(rt)
             })
@@ -705,7 +708,8 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
     let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
     let listeners = loaded.config.listeners.clone();
     let audit_settings =
-        fieldguard::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
+        fieldguard::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())
+            .map_err(|e| e.to_string())?;
     let admin_address = loaded.config.admin.address;
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
     tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
@@ -718,7 +722,9 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         "fieldguard admin on http://{admin} (/metrics /healthz /readyz /policies)"
     ));
     let tls = match &proxy.runtime().config.config.tls {
-        Some(t) => Some(ServerTls::load(t, &proxy.runtime().config).map_err(|e| e.to_string())?),
+        Some(t) => {
+            Some(ServerTls::load(t, proxy.runtime().config.origin()).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -7,8 +7,8 @@
 //! upstream chooses, the name of a dropped response header, is bounded here
 //! ([`HeaderLabels`]).
 
+use crate::exchange::{Exchange, Stage};
 use crate::identity::CacheStats;
-use crate::proxy::exchange::{Exchange, Stage};
 use crate::redact::Outcome;
 use crate::runtime::Runtime;
 use prometheus::{
@@ -454,8 +454,7 @@ impl Metrics {
             .with_label_values(&[b.version.as_str(), b.schema_hash.as_str()])
             .set(1);
         self.policy_loads.with_label_values(&["success"]).inc();
-        self.policy_last_success
-            .set(crate::audit::time::unix_seconds(at));
+        self.policy_last_success.set(crate::time::unix_seconds(at));
         self.policies_loaded.set(b.info.len() as i64);
         self.init_known_series(rt);
     }

@@ -103,15 +103,15 @@ pub async fn serve_until_shutdown(
 pub fn start_reloading(
     proxy: &Arc<Proxy>,
     config: std::path::PathBuf,
-    adjust: crate::reload::Adjust,
+    adjust: crate::proxy::reload::Adjust,
 ) -> Result<Option<notify::RecommendedWatcher>, String> {
     proxy.set_reload_source(config, adjust);
-    tokio::spawn(crate::reload::reload_on_sighup(proxy.clone()));
+    tokio::spawn(crate::proxy::reload::reload_on_sighup(proxy.clone()));
     let reload = proxy.runtime().config.config.reload.clone();
     if !reload.watch {
         return Ok(None);
     }
-    crate::reload::watch(
+    crate::proxy::reload::watch(
         proxy.clone(),
         std::time::Duration::from_millis(reload.debounce_ms),
     )

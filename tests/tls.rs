@@ -220,7 +220,7 @@ async fn start_proxy(
     loaded.config.upstream.url.value = upstream_url;
     loaded.config.upstream.tls = upstream_tls;
     loaded.config.tls = Some(tls.clone());
-    let server_tls = ServerTls::load(&tls, &loaded).unwrap();
+    let server_tls = ServerTls::load(&tls, loaded.origin()).unwrap();
     let runtime = Runtime::build(loaded).unwrap();
     let proxy = Arc::new(Proxy::new(runtime).unwrap());
     let server = Server::new(proxy, Some(server_tls.clone()));
@@ -806,7 +806,7 @@ fn unreadable_or_mismatched_certificate_files_are_start_up_errors() {
         reload_interval_ms: 0,
         client_auth: None,
     };
-    let err = ServerTls::load(&mismatched, &loaded)
+    let err = ServerTls::load(&mismatched, loaded.origin())
         .unwrap_err()
         .to_string();
     assert!(err.contains("do not form a usable pair"), "{err}");
@@ -814,7 +814,9 @@ fn unreadable_or_mismatched_certificate_files_are_start_up_errors() {
         cert_file: dir.path().join("nope.crt"),
         ..mismatched
     };
-    let err = ServerTls::load(&missing, &loaded).unwrap_err().to_string();
+    let err = ServerTls::load(&missing, loaded.origin())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope.crt"), "{err}");
 }
 
@@ -933,9 +935,12 @@ fn bad_revocation_lists_are_start_up_errors_naming_the_file() {
             crl_files: vec![file],
             ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
         };
-        let err = ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded)
-            .unwrap_err()
-            .to_string();
+        let err = ServerTls::load(
+            &tls_config(dir.path(), &ca.server(), Some(auth)),
+            loaded.origin(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains(name), "{name}: {err}");
         assert!(err.contains(reason), "{name}: {err}");
     }
@@ -943,14 +948,23 @@ fn bad_revocation_lists_are_start_up_errors_naming_the_file() {
         crl_files: vec![dir.path().join("missing.crl")],
         ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
     };
-    let err = ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded)
-        .unwrap_err()
-        .to_string();
+    let err = ServerTls::load(
+        &tls_config(dir.path(), &ca.server(), Some(auth)),
+        loaded.origin(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("missing.crl"), "{err}");
     // The control: a current list loads.
     let auth = ClientAuthConfig {
         crl_files: vec![write(dir.path(), "ok.crl", &client_ca.crl(&[7], 2100))],
         ..mtls(dir.path(), &client_ca, ClientAuthMode::Required)
     };
-    assert!(ServerTls::load(&tls_config(dir.path(), &ca.server(), Some(auth)), &loaded).is_ok());
+    assert!(
+        ServerTls::load(
+            &tls_config(dir.path(), &ca.server(), Some(auth)),
+            loaded.origin()
+        )
+        .is_ok()
+    );
 }

@@ -5,8 +5,8 @@
 //! fsynced, and a full queue makes requests wait (then 503) rather than run
 //! unaudited.
 
-use crate::config::LoadedConfig;
 use crate::error::ConfigError;
+use fieldguard_core::config::Origin;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -203,9 +203,8 @@ impl std::fmt::Debug for AuditSettings {
 
 impl AuditSettings {
     /// Checks the `audit:` section of a loaded config.
-    pub fn from_config(loaded: &LoadedConfig) -> Result<Self, ConfigError> {
-        let c = &loaded.config.audit;
-        let err = |m: &str| ConfigError::file(&loaded.file, format!("audit: {m}"));
+    pub fn from_config(c: &AuditConfig, loaded: Origin<'_>) -> Result<Self, ConfigError> {
+        let err = |m: &str| ConfigError::file(loaded.file, format!("audit: {m}"));
         if c.queue_capacity == 0 {
             return Err(err("queue_capacity must be at least 1"));
         }
@@ -303,7 +302,7 @@ pub fn read_hmac_key(path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn demo() -> LoadedConfig {
+    fn demo() -> crate::config::LoadedConfig {
         crate::config::load(&crate::demo::run::default_config_path()).unwrap()
     }
 
@@ -317,7 +316,7 @@ mod tests {
         assert!(serde_saphyr::from_str::<AuditConfig>("fil: a.log\n").is_err());
 
         // No section at all: stdout, so records always go somewhere.
-        let s = AuditSettings::from_config(&demo()).unwrap();
+        let s = AuditSettings::from_config(&demo().config.audit, demo().origin()).unwrap();
         assert!(s.stdout && s.file.is_none() && s.hmac_key.is_none());
         assert_eq!(s.on_full, OnFull::Wait);
     }
@@ -326,14 +325,14 @@ mod tests {
     fn settings_resolve_paths_and_refuse_no_sink_or_weak_keys() {
         let mut loaded = demo();
         loaded.config.audit.file = Some("logs/audit.log".into());
-        let s = AuditSettings::from_config(&loaded).unwrap();
+        let s = AuditSettings::from_config(&loaded.config.audit, loaded.origin()).unwrap();
         assert_eq!(s.file, Some(loaded.base_dir.join("logs/audit.log")));
         assert!(!s.stdout, "a file alone means no stdout copy");
 
         loaded.config.audit.file = None;
         loaded.config.audit.stdout = Some(false);
         assert!(
-            AuditSettings::from_config(&loaded)
+            AuditSettings::from_config(&loaded.config.audit, loaded.origin())
                 .unwrap_err()
                 .message
                 .contains("no sink")
@@ -345,13 +344,13 @@ mod tests {
         loaded.config.audit.stdout = None;
         loaded.config.audit.hmac_key_file = Some(key.clone());
         assert!(
-            AuditSettings::from_config(&loaded)
+            AuditSettings::from_config(&loaded.config.audit, loaded.origin())
                 .unwrap_err()
                 .message
                 .contains("at least 32")
         );
         std::fs::write(&key, format!("{}\n", "k".repeat(32))).unwrap();
-        let s = AuditSettings::from_config(&loaded).unwrap();
+        let s = AuditSettings::from_config(&loaded.config.audit, loaded.origin()).unwrap();
         assert_eq!(s.hmac_key.as_deref(), Some(&b"k".repeat(32)[..]));
     }
 }

@@ -11,8 +11,8 @@
 //! [`super::chain`]); a unit test holds this.
 
 use super::time::rfc3339_millis;
+use crate::exchange::Exchange;
 use crate::identity::IdentitySource;
-use crate::proxy::exchange::Exchange;
 use crate::redact::Outcome;
 use crate::runtime::Runtime;
 use serde::Serialize;

@@ -19,7 +19,7 @@
 //!           # min_level: 3         # fields only: of this level or higher
 //! ```
 
-use crate::config::{Category, Level};
+use fieldguard_core::config::{Category, Level};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -18,10 +18,10 @@ pub use config::{BudgetMode, BudgetScope, BudgetsConfig, Counted, OnExceed};
 pub use state::{BudgetState, Clock, system_clock};
 
 use crate::catalogue::Catalogue;
-use crate::config::{Category, Level};
 use crate::identity::Principal;
 use crate::redact::Outcome;
 use crate::redact::response::FilterReport;
+use fieldguard_core::config::{Category, Level};
 use state::{CounterKey, Who};
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -90,10 +90,15 @@ impl LoadedConfig {
 
     /// Resolves a path written in the config relative to the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
+        self.origin().resolve(path)
+    }
+
+    /// Where this configuration came from, for the parts that load their
+    /// own section (audit, TLS).
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            file: &self.file,
+            base_dir: &self.base_dir,
         }
     }
 }

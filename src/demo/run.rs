@@ -157,7 +157,7 @@ fn demo_adjustments(
     shop: SocketAddr,
     listen: SocketAddr,
     policies: Option<PathBuf>,
-) -> Result<crate::reload::Adjust, String> {
+) -> Result<crate::proxy::reload::Adjust, String> {
     let policies = policies
         .map(|p| {
             p.canonicalize()
@@ -193,7 +193,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let mut loaded = config::load(&opts.config).map_err(|e| e.to_string())?;
     let adjust = demo_adjustments(shop_addr, opts.listen, opts.policies.clone())?;
     adjust(&mut loaded);
-    let mut audit = crate::audit::AuditSettings::from_config(&loaded).map_err(|e| e.to_string())?;
+    let mut audit = crate::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())
+        .map_err(|e| e.to_string())?;
     audit.file = Some(match opts.audit_file {
         Some(f) => f,
         None => demo_audit_file()?,

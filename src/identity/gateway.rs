@@ -89,7 +89,7 @@ impl GatewayVerifier {
             // gateway's assertion, so it is the same impersonation attempt.
             if headers
                 .keys()
-                .any(|k| crate::proxy::headers::folds_to_any(k, &self.all))
+                .any(|k| crate::header_names::folds_to_any(k, &self.all))
             {
                 return GatewayOutcome::Decided(Err(IdentityError::UntrustedGatewayHeaders));
             }

@@ -209,7 +209,7 @@ impl Identifier {
     /// see a client-forged gateway assertion. `Authorization` is deliberately
     /// absent: the legacy upstream may still need it. They are matched in
     /// every spelling a backend folds to the same name
-    /// ([`crate::proxy::headers::same_after_folding`]).
+    /// ([`crate::header_names::same_after_folding`]).
     pub fn identity_headers(&self) -> &[HeaderName] {
         self.gateway
             .as_ref()

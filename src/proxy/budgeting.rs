@@ -6,8 +6,8 @@
 
 use super::Proxy;
 use super::errors::{Refusal, Stop};
-use super::exchange::Exchange;
 use crate::budget::{Charge, Disclosure};
+use crate::exchange::Exchange;
 use crate::redact::response::FilterReport;
 use crate::runtime::Runtime;
 

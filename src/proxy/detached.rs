@@ -12,12 +12,12 @@
 //! before the audit queue drains.
 //!
 //! The work watches the channel: once the client is gone it notes the
-//! [`Stage`](super::exchange::Stage) the exchange had reached (the record's
+//! [`Stage`](crate::exchange::Stage) the exchange had reached (the record's
 //! `client_aborted`), and a request not yet sent upstream is not sent.
 
 use super::ProxyBody;
 use super::errors::{Refusal, Stop};
-use super::exchange::Progress;
+use crate::exchange::Progress;
 use http::Response;
 use std::future::Future;
 use std::sync::Arc;

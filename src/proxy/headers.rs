@@ -5,6 +5,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
+pub use fieldguard_core::header_names::{folds_to_any, same_after_folding, strip_folded};
 pub use fieldguard_core::response_headers::{HOP_BY_HOP, X_REQUEST_ID, is_hop_by_hop};
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -22,43 +23,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(HeaderName::from_static("proxy-connection"));
-}
-
-/// True when a backend would read `a` and `b` as one header: names compared
-/// without regard to ASCII case, with `_` and `-` equivalent. CGI, WSGI,
-/// PHP and nginx (`underscores_in_headers`) turn `X-Fieldguard-Subject`
-/// and `x_fieldguard_subject` into the same variable (`HTTP_X_FIELDGUARD_SUBJECT`),
-/// so a header the proxy strips or refuses must be found in every such
-/// spelling, not only in the one it was configured with.
-pub fn same_after_folding(a: &str, b: &str) -> bool {
-    let fold = |c: u8| match c {
-        b'_' => b'-',
-        c => c.to_ascii_lowercase(),
-    };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
-}
-
-/// True when `name` is one of `names` in some spelling a backend folds to
-/// the same name ([`same_after_folding`]).
-pub fn folds_to_any(name: &HeaderName, names: &[HeaderName]) -> bool {
-    names
-        .iter()
-        .any(|n| same_after_folding(name.as_str(), n.as_str()))
-}
-
-/// Removes every header that folds to one of `names` (all their values).
-pub fn strip_folded(headers: &mut HeaderMap, names: &[HeaderName]) {
-    if names.is_empty() || !headers.keys().any(|k| folds_to_any(k, names)) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| folds_to_any(k, names))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
 }
 
 /// The client's request id when it is a sane token, else a fresh UUID.

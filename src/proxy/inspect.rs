@@ -4,10 +4,10 @@
 
 use super::body::{self, CollectError, Encoding, full};
 use super::errors::{Refusal, Stop};
-use super::exchange::Exchange;
 use super::headers;
 use super::response_headers::ResponseHeaders;
 use super::{Proxy, ProxyBody};
+use crate::exchange::Exchange;
 use crate::runtime::{Route, Runtime};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

@@ -6,12 +6,12 @@ pub mod body;
 mod budgeting;
 mod detached;
 pub mod errors;
-pub mod exchange;
 mod framing;
 mod handler;
 pub mod headers;
 mod inspect;
 mod observe;
+pub mod reload;
 mod shadow;
 /// The response-header allow-list (its rules live with the routes).
 pub use fieldguard_core::response_headers;
@@ -37,7 +37,7 @@ pub struct Proxy {
     /// one it started with until it finishes.
     runtime: arc_swap::ArcSwap<Runtime>,
     /// Where reloads rebuild the runtime from, and how the last one went.
-    pub(crate) reload: crate::reload::ReloadState,
+    pub(crate) reload: crate::proxy::reload::ReloadState,
     upstream: Upstream,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The audit trail; `None` only for proxies built without one (library

@@ -4,8 +4,8 @@
 
 use super::Proxy;
 use super::errors::{Refusal, Stop};
-use super::exchange::Exchange;
 use crate::audit::{AuditRecord, Slot, Unavailable};
+use crate::exchange::Exchange;
 use crate::runtime::Runtime;
 
 /// Whether the request may proceed: `Ok(None)` when the proxy has no audit

@@ -8,10 +8,10 @@
 use super::body::full;
 use super::budgeting;
 use super::errors::{Denied, Refusal, Stop};
-use super::exchange::{Disagreement, Exchange, WouldDeny};
 use super::headers;
 use super::inspect::{limit_headers, read_inspected, upstream_failure};
 use super::{Proxy, ProxyBody};
+use crate::exchange::{Disagreement, Exchange, WouldDeny};
 use crate::pipeline::{self, Decided, RouteMatch};
 use crate::principal::Principal;
 use crate::redact::Outcome;

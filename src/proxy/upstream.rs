@@ -44,7 +44,7 @@ impl Upstream {
         let connector = match (&cfg.tls, https) {
             (Some(tls), true) => {
                 let builder = HttpsConnectorBuilder::new()
-                    .with_tls_config(crate::tls::client_config(tls, loaded)?)
+                    .with_tls_config(crate::tls::client_config(tls, loaded.origin())?)
                     .https_only();
                 let builder = match &tls.server_name {
                     Some(name) => {

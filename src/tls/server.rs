@@ -6,10 +6,10 @@
 use super::config::{ClientAuthMode, TlsConfig};
 use super::identity::CertIdentities;
 use super::{VERSIONS, crl, pem, provider};
-use crate::config::LoadedConfig;
 use crate::error::ConfigError;
 use crate::identity::Principal;
 use arc_swap::ArcSwap;
+use fieldguard_core::config::Origin;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use sha2::{Digest, Sha256};
@@ -130,8 +130,8 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// Builds the TLS config from `tls:`; any unreadable or mismatched file
     /// is a start-up error naming the file.
-    pub fn load(cfg: &TlsConfig, loaded: &LoadedConfig) -> Result<Arc<Self>, ConfigError> {
-        let err = |m: String| ConfigError::file(&loaded.file, format!("tls: {m}"));
+    pub fn load(cfg: &TlsConfig, loaded: Origin<'_>) -> Result<Arc<Self>, ConfigError> {
+        let err = |m: String| ConfigError::file(loaded.file, format!("tls: {m}"));
         let files = Files {
             cert: loaded.resolve(&cfg.cert_file),
             key: loaded.resolve(&cfg.key_file),

@@ -2,17 +2,17 @@
 
 use super::config::UpstreamTlsConfig;
 use super::{VERSIONS, pem, provider};
-use crate::config::LoadedConfig;
 use crate::error::ConfigError;
+use fieldguard_core::config::Origin;
 use rustls::ClientConfig;
 
 /// Builds the upstream client config: only the configured CA bundle is
 /// trusted; a client certificate is presented when one is configured.
 pub fn client_config(
     cfg: &UpstreamTlsConfig,
-    loaded: &LoadedConfig,
+    loaded: Origin<'_>,
 ) -> Result<ClientConfig, ConfigError> {
-    let err = |m: String| ConfigError::file(&loaded.file, format!("upstream.tls: {m}"));
+    let err = |m: String| ConfigError::file(loaded.file, format!("upstream.tls: {m}"));
     let roots = pem::roots(&loaded.resolve(&cfg.ca_file)).map_err(err)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)

@@ -28,6 +28,31 @@ pub struct DecisionConfig<'a> {
 impl DecisionConfig<'_> {
     /// A path written in the config, relative to the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.origin().resolve(path)
+    }
+
+    /// The file these sections came from.
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            file: self.file,
+            base_dir: self.base_dir,
+        }
+    }
+}
+
+/// Where a configuration came from: errors name `file`, and relative
+/// paths resolve against `base_dir`. Each part (audit, TLS, …) loads its
+/// own section given this, not the whole composed file, so no part depends
+/// on the composition above it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub file: &'a Path,
+    pub base_dir: &'a Path,
+}
+
+impl Origin<'_> {
+    /// A path written in the config, relative to the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()
         } else {

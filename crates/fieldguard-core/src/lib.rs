@@ -13,6 +13,7 @@ pub mod config;
 pub mod decisions;
 pub mod detect;
 pub mod error;
+pub mod header_names;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

@@ -12,8 +12,8 @@
 //! listener and the audit sink are bound at start; changes to them are
 //! logged as needing a restart.
 
+use super::Proxy;
 use crate::config::{self, LoadedConfig};
-use crate::proxy::Proxy;
 use crate::runtime::Runtime;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
