@@ -7,8 +7,13 @@
 //!
 //! Bind it to loopback or a management network: it says which policies are
 //! loaded, though never any request data.
+//!
+//! The listener is given an [`AdminHandle`], not the proxy: it can read
+//! what an operator may see and ask for a reload, and it cannot reach
+//! client traffic, identities, the upstream or the audit writer.
 
-use crate::proxy::Proxy;
+use crate::observed::ObservedSnapshot;
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -20,6 +25,7 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,8 +49,37 @@ fn default_admin_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
 
+/// What the admin listener may see and do. The proxy implements it
+/// (`proxy::admin_handle`); tests may implement it with fixed answers.
+pub trait AdminHandle: Send + Sync + 'static {
+    /// The runtime being enforced (policy set, routes).
+    fn runtime(&self) -> Arc<Runtime>;
+    /// How the most recent reload went.
+    fn last_reload(&self) -> ReloadStatus;
+    /// Rebuilds the runtime from its files and swaps it in: the new
+    /// version, or `file:line: reason` with the old one still serving.
+    /// Blocking (it parses and validates every file).
+    fn reload(&self) -> Result<String, String>;
+    /// The Prometheus exposition (text format), gauges sampled now.
+    fn metrics_text(&self) -> Vec<u8>;
+    /// The audit sink: `None` when none is configured, else whether it
+    /// accepts records.
+    fn audit_healthy(&self) -> Option<bool>;
+    /// What observing routes saw (counts, never values).
+    fn observed(&self) -> ObservedSnapshot;
+}
+
+/// The outcome of the most recent reload attempt, as `/policies` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub at: Option<SystemTime>,
+    /// `file:line: reason` of the last failed attempt, cleared by a success.
+    pub error: Option<String>,
+    pub attempts: u64,
+}
+
 /// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, proxy: Arc<dyn AdminHandle>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -65,7 +100,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
                     if req.uri().path() == "/reload" && req.method() == Method::POST {
                         return Ok::<_, Infallible>(reload(proxy).await);
                     }
-                    Ok::<_, Infallible>(handle(&proxy, &req))
+                    Ok::<_, Infallible>(handle(proxy.as_ref(), &req))
                 }
             });
             if let Err(e) = http1::Builder::new()
@@ -80,13 +115,12 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> std::io::Result<
 
 /// `POST /reload`: rebuild and swap the runtime; 422 with the reason (and
 /// the version still serving) when the new files are invalid.
-async fn reload(proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
+async fn reload(proxy: Arc<dyn AdminHandle>) -> Response<Full<Bytes>> {
     // Rebuilding parses and validates every file: off the async workers.
     let p = proxy.clone();
-    let result =
-        tokio::task::spawn_blocking(move || p.reload(crate::proxy::reload::Trigger::Admin))
-            .await
-            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+    let result = tokio::task::spawn_blocking(move || p.reload())
+        .await
+        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
     match result {
         Ok(version) => json(
             StatusCode::OK,
@@ -103,7 +137,7 @@ async fn reload(proxy: Arc<Proxy>) -> Response<Full<Bytes>> {
     }
 }
 
-fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(proxy: &dyn AdminHandle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/reload" {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -118,12 +152,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            if let Some(audit) = &proxy.audit {
-                proxy.metrics.audit.queue_depth.set(audit.depth() as i64);
-            }
-            proxy.metrics.collect_token_cache(&proxy.runtime());
-            proxy.metrics.collect_budgets(&proxy.budgets);
-            let mut r = Response::new(Full::new(Bytes::from(proxy.metrics.render())));
+            let mut r = Response::new(Full::new(Bytes::from(proxy.metrics_text())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -132,10 +161,10 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => {
-            let audit = match &proxy.audit {
+            let audit = match proxy.audit_healthy() {
                 None => "not_configured",
-                Some(a) if a.healthy() => "ok",
-                Some(_) => "failing",
+                Some(true) => "ok",
+                Some(false) => "failing",
             };
             let ready = audit != "failing";
             let status = if ready {
@@ -156,7 +185,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/policies" => json(StatusCode::OK, &policies(proxy)),
         // Counts only (never values): what observing routes saw of the
         // members their configuration does not name.
-        "/observed" => match serde_json::to_value(proxy.observed.snapshot()) {
+        "/observed" => match serde_json::to_value(proxy.observed()) {
             Ok(v) => json(StatusCode::OK, &v),
             Err(_) => json(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -170,7 +199,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-fn policies(proxy: &Proxy) -> serde_json::Value {
+fn policies(proxy: &dyn AdminHandle) -> serde_json::Value {
     let rt = proxy.runtime();
     let b = &rt.decisions.engine.bundle;
     let name = |p: &std::path::Path| {

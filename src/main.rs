@@ -1,5 +1,20 @@
 //! The `fieldguard` command line.
 
+/// `print!` to stdout through [`cli::print`]: a closed pipe ends the
+/// command quietly (`?` returns [`CliError::StdoutClosed`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        cli::print(&format!($($arg)*))?
+    };
+}
+
+/// `println!` through [`cli::println`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        cli::println(&format!($($arg)*))?
+    };
+}
+
 use clap::{Parser, Subcommand};
 use fieldguard::config;
 use fieldguard::demo::run::{self as demo, DemoOptions};
@@ -10,6 +25,7 @@ use fieldguard::runtime::Runtime;
 use fieldguard::service;
 use fieldguard::tls::ServerTls;
 use fieldguard::tools;
+use fieldguard::tools::cli::{self, CliError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -293,8 +309,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let result = match cli.command {
-        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config))),
+    let result: Result<(), CliError> = match cli.command {
+        Command::Run { config } => runtime()
+            .map_err(CliError::from)
+            .and_then(|rt| rt.block_on(run(config))),
         Command::Demo {
             listen,
             upstream_listen,
@@ -302,7 +320,7 @@ fn main() -> ExitCode {
             audit_file,
             admin_listen,
             policies,
-        } => runtime().and_then(|rt| {
+        } => runtime().map_err(CliError::from).and_then(|rt| {
             rt.block_on(demo::run(DemoOptions {
                 listen,
                 upstream_listen,
@@ -311,12 +329,15 @@ fn main() -> ExitCode {
                 admin_listen,
                 policies,
             }))
+            .map_err(CliError::from)
         }),
         Command::Shop {
             listen,
             customers,
             extra_fields,
-        } => runtime().and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
+        } => runtime()
+            .map_err(CliError::from)
+            .and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -360,7 +381,8 @@ fn main() -> ExitCode {
             &claims,
             ttl,
         )
-        .map(|t| println!("{t}")),
+        .map_err(CliError::from)
+        .and_then(|t| cli::println(&t)),
         Command::Test { path, config } => run_policy_tests(&path, config.as_deref()),
         Command::Onboard {
             command:
@@ -379,20 +401,20 @@ fn main() -> ExitCode {
                     config,
                     format,
                 },
-        } => (|| {
+        } => (|| -> Result<(), CliError> {
             let snapshot = match (&admin, &state) {
                 (Some(url), _) => runtime()?.block_on(tools_observed::fetch(url))?,
                 (None, Some(file)) => tools_observed::read_state(file)?,
-                (None, None) => return Err("give --admin URL or --state FILE".to_string()),
+                (None, None) => return Err("give --admin URL or --state FILE".into()),
             };
             let report = tools_observed::missing(&snapshot, config.as_deref())?;
             match format {
-                ObservedFormat::Yaml => print!("{}", report.to_yaml()),
+                ObservedFormat::Yaml => out!("{}", report.to_yaml()),
                 ObservedFormat::Patch => {
                     let config = config
                         .as_deref()
                         .ok_or("--format patch needs --config (the file to patch)")?;
-                    print!("{}", report.to_patch(config)?)
+                    out!("{}", report.to_patch(config)?)
                 }
             }
             Ok(())
@@ -408,10 +430,8 @@ fn main() -> ExitCode {
             body,
             method,
             path,
-        } => (|| {
-            let rt = config::load(&config)
-                .and_then(Runtime::build)
-                .map_err(|e| e.to_string())?;
+        } => (|| -> Result<(), CliError> {
+            let rt = config::load(&config).and_then(Runtime::build)?;
             let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
                 p.as_ref()
                     .map(|f| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display())))
@@ -430,20 +450,19 @@ fn main() -> ExitCode {
                 read(&body)?.as_deref(),
                 read(&response)?.as_deref(),
             )?;
-            print!("{text}");
+            out!("{text}");
             Ok(())
         })(),
-        Command::Matrix { config, format } => config::load(&config)
-            .and_then(Runtime::build)
-            .map(|rt| {
-                let m = tools::matrix::compute(&rt);
-                match format {
-                    MatrixFormat::Md => print!("{}", m.to_markdown()),
-                    MatrixFormat::Csv => print!("{}", m.to_csv()),
-                    MatrixFormat::Json => println!("{}", m.to_json()),
-                }
-            })
-            .map_err(|e| e.to_string()),
+        Command::Matrix { config, format } => (|| -> Result<(), CliError> {
+            let rt = config::load(&config).and_then(Runtime::build)?;
+            let m = tools::matrix::compute(&rt);
+            match format {
+                MatrixFormat::Md => out!("{}", m.to_markdown()),
+                MatrixFormat::Csv => out!("{}", m.to_csv()),
+                MatrixFormat::Json => outln!("{}", m.to_json()),
+            }
+            Ok(())
+        })(),
         Command::Validate { config, strict } => config::load(&config)
             .and_then(Runtime::build)
             .and_then(|rt| {
@@ -458,27 +477,31 @@ fn main() -> ExitCode {
                 }
                 Ok(rt)
             })
-            .map_err(|e| e.to_string())
+            .map_err(CliError::from)
             .and_then(|rt| {
                 let warnings = tools::lint::warnings(&rt);
                 for w in &warnings {
                     eprintln!("warning: {w}");
                 }
-                println!(
+                outln!(
                     "{}: ok ({} policies, version {})",
                     config.display(),
                     rt.decisions.engine.bundle.info.len(),
                     rt.decisions.engine.bundle.version
                 );
                 if strict && !warnings.is_empty() {
-                    return Err(format!("{} warning(s) (--strict)", warnings.len()));
+                    return Err(format!("{} warning(s) (--strict)", warnings.len()).into());
                 }
                 Ok(())
             }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(()) | Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
+        Err(CliError::Config(e)) => {
+            cli::fatal_config(&e);
+            ExitCode::FAILURE
+        }
+        Err(CliError::Message(e)) => {
             logging::fatal(&e);
             ExitCode::FAILURE
         }
@@ -503,7 +526,7 @@ fn onboard_openapi(
     out: &std::path::Path,
     deployment: Option<PathBuf>,
     force: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let opts = fieldguard::onboard::draft::DraftOptions { deployment };
     let draft = fieldguard::onboard::draft::draft_openapi(spec, &opts)?;
     if !force {
@@ -513,18 +536,19 @@ fn onboard_openapi(
                 return Err(format!(
                     "{} exists; use --force to replace the draft (a reviewed config is not overwritten by default)",
                     path.display()
-                ));
+                )
+                .into());
             }
         }
     }
     draft.write(out)?;
     for (rel, _) in &draft.files {
-        println!("wrote {}", out.join(rel).display());
+        outln!("wrote {}", out.join(rel).display());
     }
     for n in &draft.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
-    println!(
+    outln!(
         "next: review every `proposed` line of {}, then `fieldguard validate --config {}` (docs/onboarding.md)",
         out.join("fieldguard.yaml").display(),
         out.join("fieldguard.yaml").display()
@@ -536,25 +560,25 @@ fn onboard_openapi(
 fn run_policy_tests(
     path: &std::path::Path,
     config: Option<&std::path::Path>,
-) -> Result<(), String> {
-    let files = tools::policy_test::discover(path).map_err(|e| e.to_string())?;
+) -> Result<(), CliError> {
+    let files = tools::policy_cases::discover(path).map_err(|e| e.to_string())?;
     if files.is_empty() {
-        return Err(format!("{}: no test files found", path.display()));
+        return Err(format!("{}: no test files found", path.display()).into());
     }
-    let results = tools::policy_test::run(&files, config).map_err(|e| e.to_string())?;
+    let results = tools::policy_cases::run(&files, config).map_err(|e| e.to_string())?;
     let mut failed = 0;
     for r in &results {
         match &r.outcome {
-            Ok(()) => println!("ok    {}: {}", r.file.display(), r.name),
+            Ok(()) => outln!("ok    {}: {}", r.file.display(), r.name),
             Err(why) => {
                 failed += 1;
-                println!("FAIL  {}: {}\n      {why}", r.file.display(), r.name);
+                outln!("FAIL  {}: {}\n      {why}", r.file.display(), r.name);
             }
         }
     }
-    println!("{} passed, {} failed", results.len() - failed, failed);
+    outln!("{} passed, {} failed", results.len() - failed, failed);
     if failed > 0 {
-        Err(format!("{failed} policy test(s) failed"))
+        Err(format!("{failed} policy test(s) failed").into())
     } else {
         Ok(())
     }
@@ -596,7 +620,7 @@ async fn serve_shop(
     listen: SocketAddr,
     customers: usize,
     extra_fields: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -611,7 +635,7 @@ async fn serve_shop(
     };
     fieldguard::demo::shop::serve(listener, shop)
         .await
-        .map_err(|e| format!("demo shop stopped: {e}"))
+        .map_err(|e| format!("demo shop stopped: {e}").into())
 }
 
 /// Prints what the (verified) audit files say about one customer.
@@ -621,7 +645,7 @@ fn audit_subject(
     key_file: Option<&std::path::Path>,
     partial: bool,
     format: SubjectFormat,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let hmac_key = key_file
         .map(fieldguard::audit::config::read_hmac_key)
         .transpose()
@@ -629,8 +653,8 @@ fn audit_subject(
     let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
     let report = fieldguard::audit::subject::subject_report(id, files, &opts)?;
     match format {
-        SubjectFormat::Text => print!("{}", report.to_text()),
-        SubjectFormat::Json => println!(
+        SubjectFormat::Text => out!("{}", report.to_text()),
+        SubjectFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
         ),
@@ -643,7 +667,7 @@ fn audit_expand(
     files: &[PathBuf],
     key_file: Option<&std::path::Path>,
     partial: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     use std::io::Write;
     let hmac_key = key_file
         .map(fieldguard::audit::config::read_hmac_key)
@@ -651,21 +675,25 @@ fn audit_expand(
         .map_err(|e| e.to_string())?;
     let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failed = None;
+    let mut failed: Option<std::io::Error> = None;
     fieldguard::audit::read::each_record(files, &opts, |rec| {
         let sorted = fieldguard::audit::chain::sorted(&rec);
         if failed.is_none()
             && let Err(e) = serde_json::to_writer(&mut out, &sorted)
-                .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
         {
-            failed = Some(e.to_string());
+            failed = Some(e);
         }
     })?;
-    if let Some(e) = failed {
-        return Err(format!("cannot write the records: {e}"));
-    }
-    out.flush()
-        .map_err(|e| format!("cannot write the records: {e}"))
+    let written = match failed {
+        Some(e) => Err(e),
+        None => out.flush(),
+    };
+    written.map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => CliError::StdoutClosed,
+        _ => CliError::Message(format!("cannot write the records: {e}")),
+    })
 }
 
 /// Verifies audit log files; prints what verified, or names the bad record.
@@ -673,7 +701,7 @@ fn audit_verify(
     files: &[PathBuf],
     key_file: Option<&std::path::Path>,
     partial: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let hmac_key = key_file
         .map(fieldguard::audit::config::read_hmac_key)
         .transpose()
@@ -683,35 +711,37 @@ fn audit_verify(
         .map_err(|f| format!("audit chain broken at {f}"))?;
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match (report.first_seq, report.last_seq) {
-        (Some(first), Some(last)) if report.definitions > 0 => println!(
+        (Some(first), Some(last)) if report.definitions > 0 => outln!(
             "ok: {} records and {}, seq {first} to {last}, last hash {}",
             report.records,
             plural(report.definitions, "definition"),
             report.last_hash
         ),
-        (Some(first), Some(last)) => println!(
+        (Some(first), Some(last)) => outln!(
             "ok: {} records, seq {first} to {last}, last hash {}",
-            report.records, report.last_hash
+            report.records,
+            report.last_hash
         ),
-        _ => println!("ok: no records"),
+        _ => outln!("ok: no records"),
     }
     if let Some(d) = report.deleted {
-        println!(
+        outln!(
             "gap: records seq {} to {} were deleted by audit retention (recorded at seq {})",
-            d.first_seq, d.last_seq, d.noted_at
+            d.first_seq,
+            d.last_seq,
+            d.noted_at
         );
     }
     Ok(())
 }
 
-async fn run(config_path: PathBuf) -> Result<(), String> {
-    let loaded = config::load(&config_path).map_err(|e| e.to_string())?;
+async fn run(config_path: PathBuf) -> Result<(), CliError> {
+    let loaded = config::load(&config_path)?;
     let listeners = loaded.config.listeners.clone();
     let audit_settings =
-        fieldguard::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())
-            .map_err(|e| e.to_string())?;
+        fieldguard::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())?;
     let admin_address = loaded.config.admin.address;
-    let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
+    let runtime = Runtime::build(loaded)?;
     tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     let (proxy, audit_writer) = service::attach_audit(proxy, &audit_settings)?;
@@ -740,7 +770,7 @@ async fn run(config_path: PathBuf) -> Result<(), String> {
         logging::notice(format_args!("fieldguard listening on {scheme}://{bound}"));
         tasks.push(tokio::spawn(server.clone().serve(listener)));
     }
-    service::serve_until_shutdown(&server, tasks, audit_writer).await
+    Ok(service::serve_until_shutdown(&server, tasks, audit_writer).await?)
 }
 
 #[cfg(test)]

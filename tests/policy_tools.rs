@@ -651,3 +651,38 @@ fn policy_tests_run_against_the_config_given() {
     assert!(!ok);
     assert!(err.contains("fieldguard.yaml"), "{err}");
 }
+
+/// `fieldguard matrix … | head`: the reader goes away after a few bytes;
+/// the command ends quietly with success (no panic, no error message), as
+/// Unix tools do on a closed pipe. The JSON matrix (over 1 MB) is far
+/// larger than a pipe's buffer, so the write does meet the closed pipe.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+        .args([
+            "matrix",
+            "--config",
+            repo_path("examples/demo/fieldguard.yaml").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}; stderr: {stderr}");
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}

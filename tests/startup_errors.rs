@@ -458,3 +458,153 @@ fn run_refuses_to_start_on_a_broken_config() {
     assert_points_at(&out, &sb.config, line, "retries");
     assert!(!out.stderr.contains("listening"), "{}", out.stderr);
 }
+
+// ------------------------------------------------ diagnostics for operators
+//
+// `fieldguard validate` renders a config or policy error as a diagnostic:
+// the `file:line: reason` line, then the snippet with the file, line and
+// column in its header and the offending text underlined, then help.
+
+/// The run failed with a diagnostic at `file:line:column` whose help
+/// contains `help`, underlining `snippet` on that line.
+fn assert_diagnostic(out: &Outcome, file: &Path, line: usize, snippet: &str, help: &str) {
+    assert!(!out.success, "expected failure; stderr: {}", out.stderr);
+    let text = std::fs::read_to_string(file).unwrap();
+    let source_line = text.lines().nth(line - 1).unwrap();
+    let column = source_line[..source_line.find(snippet).expect("snippet on the line")]
+        .chars()
+        .count()
+        + 1;
+    let header = format!("[{}:{line}:{column}]", file.display());
+    assert!(
+        out.stderr.contains(&header),
+        "no snippet header {header} in:\n{}",
+        out.stderr
+    );
+    // The offending line is quoted under its number, and underlined.
+    assert!(
+        out.stderr.contains(&format!("{line} │ {source_line}")),
+        "line {line} not quoted in:\n{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("╰── here"), "{}", out.stderr);
+    // Help may wrap at the report's width: compare without line breaks.
+    let flat: String = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!("help: {help}")),
+        "no help {help:?} in:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn diagnostic_for_a_misspelt_key_suggests_the_key() {
+    let sb = Sandbox::new();
+    // The first route with a `response:` section, misspelt.
+    let text = std::fs::read_to_string(&sb.config).unwrap();
+    let at = text
+        .find("\n    response:\n")
+        .expect("a route response section");
+    let mut broken = text.clone();
+    broken.replace_range(at..at + "\n    response:\n".len(), "\n    respones:\n");
+    std::fs::write(&sb.config, broken).unwrap();
+    let line = line_with(&sb.config, "    respones:");
+    let out = validate(&sb);
+    assert_points_at(&out, &sb.config, line, "unknown field `respones`");
+    assert_diagnostic(
+        &out,
+        &sb.config,
+        line,
+        "respones",
+        "did you mean `response`?",
+    );
+}
+
+#[test]
+fn diagnostic_for_an_unknown_resource_type_lists_the_schema_types() {
+    let sb = Sandbox::new();
+    let text = std::fs::read_to_string(&sb.config).unwrap();
+    std::fs::write(
+        &sb.config,
+        text.replacen(
+            "resource: { type: Customer,",
+            "resource: { type: Custmer,",
+            1,
+        ),
+    )
+    .unwrap();
+    let line = line_with(&sb.config, "type: Custmer,");
+    let out = validate(&sb);
+    assert_points_at(&out, &sb.config, line, "route names entity `Custmer`");
+    assert_diagnostic(
+        &out,
+        &sb.config,
+        line,
+        "Custmer",
+        "did you mean `Customer`? known: BehaviorDirectory, BehaviorEvent, Customer,",
+    );
+}
+
+#[test]
+fn diagnostic_for_an_unknown_catalogue_entity_lists_the_catalogue() {
+    let sb = Sandbox::new();
+    edit(
+        &sb.config,
+        "{ path: \"$.orders[*]\", entity: Order }\n      members:\n        $.customer_id",
+        "{ path: \"$.orders[*]\", entity: Ordr }\n      members:\n        $.customer_id",
+    );
+    let line = line_with(&sb.config, "entity: Ordr }");
+    let out = validate(&sb);
+    assert_points_at(
+        &out,
+        &sb.config,
+        line,
+        "entity `Ordr` is not in the `entities` catalogue",
+    );
+    assert_diagnostic(
+        &out,
+        &sb.config,
+        line,
+        "Ordr",
+        "did you mean `Order`? known: BehaviorEvent, Customer, Order, Ticket",
+    );
+}
+
+#[test]
+fn diagnostic_for_an_unknown_action_suggests_the_action() {
+    let sb = Sandbox::new();
+    edit(
+        &sb.config,
+        "action: customer:tickets",
+        "action: customer:tikcets",
+    );
+    let line = line_with(&sb.config, "customer:tikcets");
+    let out = validate(&sb);
+    assert_diagnostic(
+        &out,
+        &sb.config,
+        line,
+        "customer:tikcets",
+        "did you mean `customer:tickets`?",
+    );
+}
+
+#[test]
+fn diagnostic_for_a_bad_policy_underlines_it_with_cedars_help() {
+    let sb = Sandbox::new();
+    let file = sb.policy("support_agent.cedar");
+    append(
+        &file,
+        "\n@id(\"misspelt-effect\")\npermt (\n  principal,\n  action,\n  resource\n);\n",
+    );
+    let line = line_with(&file, "permt (");
+    let out = validate(&sb);
+    assert_points_at(&out, &file, line, "invalid policy effect: permt");
+    assert_diagnostic(
+        &out,
+        &file,
+        line,
+        "permt",
+        "effect must be either `permit` or `forbid`",
+    );
+}

@@ -11,7 +11,7 @@ mod model;
 
 pub use model::*;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Location};
 use std::path::{Path, PathBuf};
 
 /// A parsed configuration and where it came from (relative paths inside it
@@ -123,21 +123,62 @@ pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {
 /// Parses configuration text; `file` is only used in error messages.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     serde_saphyr::from_str::<Config>(text).map_err(|e| {
-        let line = e.location().map(|l| l.line() as usize).filter(|&l| l > 0);
-        ConfigError::new(file, line, first_line(&e.to_string()))
+        let at = e.location().and_then(|l| Location::from_yaml(&l));
+        let reason = first_line(&e.to_string());
+        let help = unknown_key_help(&reason);
+        ConfigError::at(file, at, reason).with_help_opt(help)
     })
+}
+
+/// "did you mean" for serde's "unknown field `x`, expected one of `a`, `b`"
+/// (and the same for unknown variants): the accepted names are in the
+/// message; the closest one is the likely intent.
+fn unknown_key_help(reason: &str) -> Option<String> {
+    let rest = reason
+        .strip_prefix("unknown field `")
+        .or_else(|| reason.strip_prefix("unknown variant `"))?;
+    let (word, expected) = rest.split_once('`')?;
+    let expected = expected
+        .trim_start_matches(", expected one of ")
+        .trim_start_matches(", expected ");
+    let known: Vec<&str> = expected
+        .split(", ")
+        .flat_map(|k| k.split(" or "))
+        .map(|k| k.trim().trim_matches('`'))
+        .filter(|k| !k.is_empty())
+        .collect();
+    let guess = crate::error::closest(word, known.iter().copied())?;
+    Some(format!("did you mean `{guess}`?"))
 }
 
 /// The parser renders multi-line snippets; operators get the reason line only
 /// (the file and line are already in the error).
 fn first_line(rendered: &str) -> String {
-    rendered
+    let line = rendered
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
         .unwrap_or(rendered)
-        .trim_start_matches("error: ")
-        .to_string()
+        .trim_start_matches("error: ");
+    strip_position(line).to_string()
+}
+
+/// The parser starts some reasons with "line N column M: "; the error
+/// carries the position already.
+fn strip_position(reason: &str) -> &str {
+    let Some(rest) = reason.strip_prefix("line ") else {
+        return reason;
+    };
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits(rest);
+    let Some(rest) = rest[n..].strip_prefix(" column ") else {
+        return reason;
+    };
+    let m = digits(rest);
+    match rest[m..].strip_prefix(": ") {
+        Some(r) if n > 0 && m > 0 => r,
+        _ => reason,
+    }
 }
 
 #[cfg(test)]

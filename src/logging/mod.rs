@@ -22,7 +22,7 @@ pub const FORMAT_ENV: &str = "FIELDGUARD_LOG_FORMAT";
 pub const FILTER_ENV: &str = "FIELDGUARD_LOG";
 /// Target of [`notice`] events: enabled at `info` whatever the filter's
 /// default level, so the bound addresses are always logged.
-const NOTICE_TARGET: &str = "fieldguard::notice";
+pub(crate) const NOTICE_TARGET: &str = "fieldguard::notice";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -1,6 +1,7 @@
 //! The reverse proxy: accepts HTTP/1.1 and h2c connections and runs each
 //! request through [`handler`].
 
+mod admin_handle;
 mod ambiguity;
 pub mod body;
 mod budgeting;

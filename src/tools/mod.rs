@@ -2,10 +2,11 @@
 //! `validate`'s warnings). They evaluate the real policies through the same
 //! [`crate::pipeline`] the proxy runs, never by reading policy text.
 
+pub mod cli;
 pub mod explain;
 pub mod lint;
 pub mod matrix;
-pub mod policy_test;
+pub mod policy_cases;
 
 use crate::identity::{IdentitySource, Principal};
 use std::collections::BTreeMap;

@@ -580,3 +580,9 @@ pub fn line_of<T>(v: &Spanned<T>) -> Option<usize> {
     let line = v.referenced.line() as usize;
     (line > 0).then_some(line)
 }
+
+/// Position of a spanned config value (line, column, and the bytes of its
+/// text for a rendered snippet), when the parser knew it.
+pub fn location_of<T>(v: &Spanned<T>) -> Option<crate::error::Location> {
+    crate::error::Location::from_yaml(&v.referenced)
+}

@@ -4,8 +4,10 @@
 use crate::catalogue::{
     AttrValue, AttributeSource, Catalogue, EntityCatalogue, RecordPath, compile_attributes,
 };
-use crate::config::{AttributeKind, DecisionConfig, RouteConfig, UnknownFields, line_of};
-use crate::error::ConfigError;
+use crate::config::{
+    AttributeKind, DecisionConfig, RouteConfig, UnknownFields, line_of, location_of,
+};
+use crate::error::{ConfigError, unknown_name_help};
 use crate::policy::{Engine, ResourceRef};
 use crate::redact::plan::ResponsePlan;
 use crate::redact::request::WriteRules;
@@ -144,6 +146,14 @@ impl Route {
                 format!("route {} {}: {m}", rc.method.value, rc.path.value),
             )
         };
+        // The same, at a config value's position (line, column, snippet).
+        let at_value = |v: &Spanned<String>, m: String| {
+            ConfigError::at(
+                cfg.file,
+                location_of(v),
+                format!("route {} {}: {m}", rc.method.value, rc.path.value),
+            )
+        };
         let route_line = line_of(&rc.path);
         let template_params = template_params(&rc.path.value);
         if rc.unknown_fields != UnknownFields::Remove && rc.response.is_none() {
@@ -183,20 +193,41 @@ impl Route {
             )
         })?;
         if !engine.has_action(&action.value) {
-            return Err(at(
-                line_of(action),
+            let known = engine.action_names();
+            return Err(at_value(
+                action,
                 format!(
                     "action `{}` is not declared in the Cedar schema",
                     action.value
                 ),
-            ));
+            )
+            .with_help(unknown_name_help(
+                &action.value,
+                known.iter().map(String::as_str),
+            )));
         }
         let rr = rc
             .resource
             .as_ref()
             .ok_or_else(|| at(route_line, "`resource` is required".into()))?;
         let type_name = EntityTypeName::from_str(&rr.entity_type.value)
-            .map_err(|e| at(line_of(&rr.entity_type), format!("bad entity type: {e}")))?;
+            .map_err(|e| at_value(&rr.entity_type, format!("bad entity type: {e}")))?;
+        let known_types = engine.entity_type_names();
+        if !known_types.contains(&type_name.to_string()) {
+            // A type no policy can be written for would deny every request
+            // of the route: a typo, caught here rather than in production.
+            return Err(at_value(
+                &rr.entity_type,
+                format!(
+                    "route names entity `{}`, which the Cedar schema does not declare",
+                    rr.entity_type.value
+                ),
+            )
+            .with_help(unknown_name_help(
+                &rr.entity_type.value,
+                known_types.iter().map(String::as_str),
+            )));
+        }
         let check_param = |p: &Spanned<String>| {
             if template_params.contains(&p.value) {
                 Ok(p.value.clone())
@@ -241,10 +272,14 @@ impl Route {
                          name: &Spanned<String>|
          -> Result<Arc<EntityCatalogue>, ConfigError> {
             catalogue.entity(&name.value).cloned().ok_or_else(|| {
-                at(
-                    line_of(name),
+                at_value(
+                    name,
                     format!("entity `{}` is not in the `entities` catalogue", name.value),
                 )
+                .with_help(unknown_name_help(
+                    &name.value,
+                    cfg.entities.keys().map(String::as_str),
+                ))
             })
         };
         let path_of =

@@ -293,15 +293,15 @@ impl Catalogue {
 
     /// How reports name a [`Scope`]: the entity, or `(wrapper)` for the
     /// body around the records.
-    pub fn scope_name(&self, scope: crate::redact::response::Scope) -> &str {
+    pub fn scope_name(&self, scope: Scope) -> &str {
         match scope {
-            crate::redact::response::Scope::Entity(index) => self
+            Scope::Entity(index) => self
                 .entities
                 .values()
                 .find(|e| e.index == index)
                 .map(|e| &*e.name)
                 .unwrap_or("?"),
-            crate::redact::response::Scope::Wrapper => WRAPPER_SCOPE,
+            Scope::Wrapper => WRAPPER_SCOPE,
         }
     }
 
@@ -385,4 +385,13 @@ pub fn split_dot_path(path: &str) -> Result<Vec<String>, String> {
         return Err(format!("`{path}` is not a valid dot path"));
     }
     Ok(parts)
+}
+/// Where in a response a member was found: in a record of a catalogued
+/// entity, or in the body around the records (a route's wrapper members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// In a record of the entity with this catalogue index.
+    Entity(u16),
+    /// In the body around the records.
+    Wrapper,
 }

@@ -236,6 +236,24 @@ impl Engine {
             .any(|e| e.uid() == self.action_uid(action))
     }
 
+    /// The actions the schema declares, by name (for "did you mean").
+    pub fn action_names(&self) -> Vec<String> {
+        self.bundle
+            .schema
+            .actions()
+            .map(|a| a.id().unescaped().to_string())
+            .collect()
+    }
+
+    /// The entity types the schema declares, by name.
+    pub fn entity_type_names(&self) -> Vec<String> {
+        self.bundle
+            .schema
+            .entity_types()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     fn applicable(&self, roles_key: &str, roles: &HashSet<&str>, action: &str) -> Arc<Applicable> {
         let key = (roles_key.to_string(), action.to_string());
         if let Some(a) = self.analyses.get(&key) {

@@ -1,7 +1,7 @@
 //! Loads `*.cedar` files and the schema, strictly validated, with `@id`
 //! annotations as policy ids. Every failure names file, line and reason.
 
-use crate::error::{ConfigError, line_of_offset};
+use crate::error::{ConfigError, Location, line_of_offset};
 use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
@@ -194,25 +194,33 @@ fn first_label_line(d: &dyn Diagnostic, text: &str) -> Option<usize> {
         .map(|l| line_of_offset(text, l.offset()))
 }
 
-/// A Cedar diagnostic as an operator error: file, line of its first label,
-/// message plus help.
+/// Position of a diagnostic's first label in `text`.
+fn first_label_at(d: &dyn Diagnostic, text: &str) -> Option<Location> {
+    d.labels()
+        .and_then(|mut l| l.next())
+        .map(|l| Location::of_offset(text, l.offset(), l.len()))
+}
+
+/// A Cedar diagnostic as an operator error: file, line and column of its
+/// first label (the snippet a report underlines), message, and Cedar's help.
 fn diag_error<E: Diagnostic + std::fmt::Display>(file: &Path, text: &str, e: &E) -> ConfigError {
     let mut message = e.to_string();
     // Parse errors wrap a list; the related diagnostics carry the detail.
-    let mut line = first_label_line(e, text);
+    let mut at = first_label_at(e, text);
+    let mut help = e.help().map(|h| h.to_string());
     if let Some(first) = e.related().and_then(|mut r| r.next()) {
-        if line.is_none() {
-            line = first_label_line(first, text);
+        if at.is_none() {
+            at = first_label_at(first, text);
         }
         let inner = first.to_string();
         if !message.contains(&inner) {
             message = format!("{message}: {inner}");
         }
+        if help.is_none() {
+            help = first.help().map(|h| h.to_string());
+        }
     }
-    if let Some(help) = e.help() {
-        message = format!("{message} (help: {help})");
-    }
-    ConfigError::new(file, line, message)
+    ConfigError::at(file, at, message).with_help_opt(help)
 }
 
 /// Line of a policy's first token: where `@id` (or `permit`/`forbid`) is.

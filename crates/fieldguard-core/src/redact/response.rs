@@ -84,14 +84,7 @@ pub struct TraceEntry {
     pub errors: Vec<String>,
 }
 
-/// Where a member the catalogue does not describe was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    /// In a record of the entity with this catalogue index.
-    Entity(u16),
-    /// In the body around the records.
-    Wrapper,
-}
+pub use crate::catalogue::Scope;
 
 /// Counts of member paths (as [`super::plan::key_label`] names them), by
 /// scope, bounded: a hostile upstream cannot make a report grow with the

@@ -1,0 +1,44 @@
+//! The proxy as the admin listener sees it: the narrow [`AdminHandle`].
+
+use super::Proxy;
+use super::reload::Trigger;
+use crate::admin::{AdminHandle, ReloadStatus};
+use crate::observed::ObservedSnapshot;
+use crate::runtime::Runtime;
+use std::sync::Arc;
+
+impl AdminHandle for Proxy {
+    fn runtime(&self) -> Arc<Runtime> {
+        Proxy::runtime(self)
+    }
+
+    fn last_reload(&self) -> ReloadStatus {
+        let last = Proxy::last_reload(self);
+        ReloadStatus {
+            at: last.at,
+            error: last.error,
+            attempts: last.attempts,
+        }
+    }
+
+    fn reload(&self) -> Result<String, String> {
+        Proxy::reload(self, Trigger::Admin)
+    }
+
+    fn metrics_text(&self) -> Vec<u8> {
+        if let Some(audit) = &self.audit {
+            self.metrics.audit.queue_depth.set(audit.depth() as i64);
+        }
+        self.metrics.collect_token_cache(&Proxy::runtime(self));
+        self.metrics.collect_budgets(&self.budgets);
+        self.metrics.render()
+    }
+
+    fn audit_healthy(&self) -> Option<bool> {
+        self.audit.as_ref().map(|a| a.healthy())
+    }
+
+    fn observed(&self) -> ObservedSnapshot {
+        self.observed.snapshot()
+    }
+}
