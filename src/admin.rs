@@ -57,9 +57,9 @@ pub trait AdminHandle: Send + Sync + 'static {
     /// How the most recent reload went.
     fn last_reload(&self) -> ReloadStatus;
     /// Rebuilds the runtime from its files and swaps it in: the new
-    /// version, or `file:line: reason` with the old one still serving.
-    /// Blocking (it parses and validates every file).
-    fn reload(&self) -> Result<String, String>;
+    /// version, or why not, with the old one still serving. Blocking (it
+    /// parses and validates every file).
+    fn reload(&self) -> Result<String, ReloadRefused>;
     /// The Prometheus exposition (text format), gauges sampled now.
     fn metrics_text(&self) -> Vec<u8>;
     /// The audit sink: `None` when none is configured, else whether it
@@ -67,6 +67,16 @@ pub trait AdminHandle: Send + Sync + 'static {
     fn audit_healthy(&self) -> Option<bool>;
     /// What observing routes saw (counts, never values).
     fn observed(&self) -> ObservedSnapshot;
+}
+
+/// Why `POST /reload` changed nothing.
+#[derive(Debug)]
+pub struct ReloadRefused {
+    /// The one-line form (`file:line: reason (help: …)`).
+    pub reason: String,
+    /// The file error behind it, when a file was at fault: its position
+    /// and help go into the answer as fields.
+    pub config: Option<crate::error::ConfigError>,
 }
 
 /// The outcome of the most recent reload attempt, as `/policies` shows it.
@@ -120,17 +130,27 @@ async fn reload(proxy: Arc<dyn AdminHandle>) -> Response<Full<Bytes>> {
     let p = proxy.clone();
     let result = tokio::task::spawn_blocking(move || p.reload())
         .await
-        .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+        .unwrap_or_else(|e| {
+            Err(ReloadRefused {
+                reason: format!("reload task failed: {e}"),
+                config: None,
+            })
+        });
     match result {
         Ok(version) => json(
             StatusCode::OK,
             &serde_json::json!({"reloaded": true, "version": version}),
         ),
-        Err(error) => json(
+        Err(refused) => json(
             StatusCode::UNPROCESSABLE_ENTITY,
             &serde_json::json!({
                 "reloaded": false,
-                "error": error,
+                "error": refused.reason,
+                // Where to look, for tools: the same as in the error text.
+                "file": refused.config.as_ref().map(|e| e.file.display().to_string()),
+                "line": refused.config.as_ref().and_then(|e| e.line),
+                "column": refused.config.as_ref().and_then(|e| e.column()),
+                "help": refused.config.as_ref().and_then(|e| e.help_text()),
                 "active_version": proxy.runtime().decisions.engine.bundle.version,
             }),
         ),

@@ -1,8 +1,8 @@
 //! The proxy as the admin listener sees it: the narrow [`AdminHandle`].
 
 use super::Proxy;
-use super::reload::Trigger;
-use crate::admin::{AdminHandle, ReloadStatus};
+use super::reload::{ReloadError, Trigger};
+use crate::admin::{AdminHandle, ReloadRefused, ReloadStatus};
 use crate::observed::ObservedSnapshot;
 use crate::runtime::Runtime;
 use std::sync::Arc;
@@ -21,8 +21,14 @@ impl AdminHandle for Proxy {
         }
     }
 
-    fn reload(&self) -> Result<String, String> {
-        Proxy::reload(self, Trigger::Admin)
+    fn reload(&self) -> Result<String, ReloadRefused> {
+        Proxy::reload(self, Trigger::Admin).map_err(|e| ReloadRefused {
+            reason: e.to_string(),
+            config: match e {
+                ReloadError::Invalid(c) => Some(c),
+                ReloadError::NoSource | ReloadError::Poisoned => None,
+            },
+        })
     }
 
     fn metrics_text(&self) -> Vec<u8> {

@@ -44,6 +44,20 @@ pub struct LastReload {
     pub attempts: u64,
 }
 
+/// Why a reload did not swap the runtime; the previous one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A config, schema, policy or key file cannot be used.
+    #[error(transparent)]
+    Invalid(#[from] crate::error::ConfigError),
+    /// Built in a test or embedded without a file (no `set_reload_source`).
+    #[error("this proxy has no configuration file to reload from")]
+    NoSource,
+    /// A thread panicked while holding the reload state.
+    #[error("reload state poisoned")]
+    Poisoned,
+}
+
 /// Why a reload was asked for (for logs).
 #[derive(Debug, Clone, Copy)]
 pub enum Trigger {
@@ -71,26 +85,22 @@ impl Proxy {
     /// Rebuilds and swaps the runtime. Watch-triggered reloads skip sets
     /// identical to the active one; explicit ones always rebuild. Returns
     /// the active policy version.
-    pub fn reload(&self, trigger: Trigger) -> Result<String, String> {
+    pub fn reload(&self, trigger: Trigger) -> Result<String, ReloadError> {
         let built = {
             let source = self
                 .reload
                 .source
                 .lock()
-                .map_err(|_| "reload state poisoned")?;
+                .map_err(|_| ReloadError::Poisoned)?;
             let Some(src) = source.as_ref() else {
-                return Err("this proxy has no configuration file to reload from".into());
+                return Err(ReloadError::NoSource);
             };
             config::load(&src.config).and_then(|mut loaded| {
                 (src.adjust)(&mut loaded);
                 Runtime::build(loaded)
             })
         };
-        let mut last = self
-            .reload
-            .last
-            .lock()
-            .map_err(|_| "reload state poisoned")?;
+        let mut last = self.reload.last.lock().map_err(|_| ReloadError::Poisoned)?;
         last.attempts += 1;
         last.at = Some(SystemTime::now());
         match built {
@@ -114,8 +124,8 @@ impl Proxy {
                     "reload refused, the previous set keeps serving: {msg}"
                 );
                 self.metrics.policy_load_failed();
-                last.error = Some(msg.clone());
-                Err(msg)
+                last.error = Some(msg);
+                Err(ReloadError::Invalid(e))
             }
         }
     }
