@@ -482,12 +482,18 @@ mod tests {
 
     /// Format 3: base64url hashes, `prev` only on the first line.
     fn compact_lines(n: u64) -> Vec<String> {
+        chain_from(chain::GENESIS, 0, n).0
+    }
+
+    /// Format-3 lines `start..end` continuing from `prev` (hex); and the
+    /// last hash.
+    fn chain_from(prev: &str, start: u64, end: u64) -> (Vec<String>, String) {
         let key = ChainKey::new(None);
-        let mut prev = chain::GENESIS.to_string();
+        let mut prev = prev.to_string();
         let mut lines = Vec::new();
-        for seq in 0..n {
+        for seq in start..end {
             let mut v = serde_json::json!({"alg": "sha256", "n": seq, "seq": seq, "v": 3});
-            if seq == 0 {
+            if seq == start {
                 v["prev"] = chain::spell(&prev).into();
             } else {
                 v.as_object_mut().unwrap().remove("alg");
@@ -498,7 +504,31 @@ mod tests {
             lines.push(String::from_utf8(line).unwrap().trim_end().to_string());
             prev = hash;
         }
-        lines
+        (lines, prev)
+    }
+
+    /// A log written in hex with `prev` on every line (formats 1 and 2)
+    /// goes on in format 3 after an upgrade: one chain, over the hex form.
+    #[test]
+    fn format_3_continues_a_hex_chain() {
+        let mut lines = chain_lines();
+        let v: Value = serde_json::from_str(&lines[1]).unwrap();
+        let last = v["hash"].as_str().unwrap().to_string();
+        lines.extend(chain_from(&last, 2, 5).0);
+        let report = verify_lines(&lines).unwrap();
+        assert_eq!((report.records, report.last_seq), (5, Some(4)));
+        // The first format-3 line names its predecessor in base64url.
+        let first: Value = serde_json::from_str(&lines[2]).unwrap();
+        assert_eq!(first["prev"], chain::spell(&last));
+        // …and must name the right one.
+        let mut l = lines.clone();
+        l.remove(1);
+        assert!(
+            verify_lines(&l)
+                .unwrap_err()
+                .reason
+                .contains("`prev` does not match")
+        );
     }
 
     #[test]
