@@ -8,6 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::audited::{Audited, chain_records, records, start_audited, start_audited_in_front_of};
 use common::token;
+use fieldguard::audit::chain::{spell, unspell};
 use fieldguard::audit::{AuditSettings, OnFull, VerifyOptions, sink::numbered, verify_files};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -285,39 +286,48 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
     };
     // Line 1 is the definition the six records refer to.
     assert_eq!(chain_records(&file)[0]["event"], "definition");
+    // Request lines (format 3) carry no `prev`: their link is the line
+    // before, which the verifier hashes them with.
+    assert!(chain_records(&file)[1].get("prev").is_none());
     // Edited: the record's own hash no longer matches.
     check(
-        &|l| l[2] = l[2].replace("\"status\":200", "\"status\":404"),
+        &|l| l[2] = l[2].replace("\"client\":\"127.0.0.1\"", "\"client\":\"127.0.0.2\""),
         3,
         2,
         "modified",
     );
-    // Edited with its hash recomputed (no key): the next record's link breaks.
+    // Edited with its hash recomputed (no key): the next record, hashed
+    // with it as its link, no longer matches.
     check(
         &|l| {
+            let before: Value = serde_json::from_str(&l[1]).unwrap();
+            let prev = unspell(before["hash"].as_str().unwrap(), 3).unwrap();
             let mut v: Value = serde_json::from_str(&l[2]).unwrap();
-            v["status"] = json!(404);
-            let obj = v.as_object_mut().unwrap();
-            obj.remove("hash");
+            v["client"] = json!("10.9.9.9");
+            v.as_object_mut().unwrap().remove("hash");
             let canonical = fieldguard::audit::chain::canonical(&v);
-            let prev = v["prev"].as_str().unwrap().to_string();
             let hash = fieldguard::audit::chain::ChainKey::new(None).digest(&prev, &canonical);
-            l[2] = String::from_utf8(fieldguard::audit::chain::line(&hash, &canonical))
+            l[2] = String::from_utf8(fieldguard::audit::chain::line(&spell(&hash), &canonical))
                 .unwrap()
                 .trim_end()
                 .to_string();
         },
         4,
         3,
-        "prev",
+        "the line before it",
     );
-    check(&|l| drop(l.remove(2)), 3, 3, "prev");
-    check(&|l| l.swap(2, 3), 3, 3, "prev");
-    check(&|l| l.insert(2, l[1].clone()), 3, 1, "prev");
-    // The definition deleted: the first record that refers to it says so,
-    // whether or not the start of the chain is expected.
-    check(&|l| drop(l.remove(0)), 1, 1, "no earlier record defines");
-    check(&|l| drop(l.remove(1)), 2, 2, "prev");
+    // A middle line deleted, two lines swapped, a line repeated: the
+    // first line out of place says so.
+    let moved = "a record before it was deleted, inserted or moved";
+    check(&|l| drop(l.remove(2)), 3, 3, moved);
+    check(&|l| l.swap(2, 3), 3, 3, moved);
+    check(&|l| l.insert(2, l[1].clone()), 3, 1, moved);
+    check(&|l| drop(l.remove(1)), 2, 2, moved);
+    // The last line of the file swapped with the one before.
+    check(&|l| l.swap(5, 6), 6, 6, moved);
+    // The definition deleted: the file now starts with a line that names
+    // no record to link to.
+    check(&|l| drop(l.remove(0)), 1, 1, "no `prev`");
     let partial = VerifyOptions {
         partial: true,
         ..VerifyOptions::default()
@@ -325,7 +335,7 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
     rewrite(&file, &bad, |l| drop(l.remove(0)));
     let e = verify_files(std::slice::from_ref(&bad), &partial).unwrap_err();
     assert_eq!((e.line, e.seq), (1, Some(1)), "{e}");
-    assert!(e.reason.contains("no earlier record defines"), "{e}");
+    assert!(e.reason.contains("no `prev`"), "{e}");
     // Cut by rotation on purpose: --partial accepts the later start (each
     // file holds the definitions its records use).
     let rotated_dir = dir.path().join("rotated");
@@ -336,7 +346,7 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
     s.max_files = 100;
     let mut a = start_audited(s).await;
     let tok = token("customer", "c-1001", false, None);
-    for _ in 0..6 {
+    for _ in 0..12 {
         assert_eq!(a.h.get("/customers/c-1001", &tok).await.status, 200);
     }
     a.drain().await;

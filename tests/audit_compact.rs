@@ -11,7 +11,7 @@ mod common;
 
 use common::audited::{chain_records, records, start_audited, start_audited_in_front_of};
 use common::token;
-use fieldguard::audit::chain::{ChainKey, GENESIS, canonical, line};
+use fieldguard::audit::chain::{ChainKey, GENESIS, canonical, line, spell, spell_for, unspell};
 use fieldguard::audit::expand::content_digest;
 use fieldguard::audit::sink::numbered;
 use fieldguard::audit::{AuditSettings, VerifyOptions, verify_files};
@@ -36,21 +36,25 @@ fn lines_of(file: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `values` as a fresh chain from the genesis (each line's `seq`, `prev`
-/// and `hash` recomputed, no key), one line each: a log anyone could
+/// `values` as a fresh chain from the genesis (each line's `seq`, `hash`
+/// and, where it has one or starts the chain, `prev` recomputed, no key,
+/// spelled as its format spells them), one line each: a log anyone could
 /// write, whose chain is intact whatever the records say.
 fn rechain(values: Vec<Value>) -> String {
     let key = ChainKey::new(None);
     let mut prev = GENESIS.to_string();
     let mut out = String::new();
     for (seq, mut v) in values.into_iter().enumerate() {
+        let version = v["v"].as_u64().unwrap_or(1);
         let o = v.as_object_mut().unwrap();
         o.remove("hash");
         o.insert("seq".into(), json!(seq));
-        o.insert("prev".into(), json!(prev));
+        if seq == 0 || o.contains_key("prev") {
+            o.insert("prev".into(), json!(spell_for(&prev, version)));
+        }
         let c = canonical(&v);
         let hash = key.digest(&prev, &c);
-        out.push_str(std::str::from_utf8(&line(&hash, &c)).unwrap());
+        out.push_str(std::str::from_utf8(&line(&spell_for(&hash, version), &c)).unwrap());
         prev = hash;
     }
     out
@@ -99,19 +103,39 @@ async fn each_kind_of_request_is_defined_once_and_the_chain_verifies() {
     let mut defined = BTreeSet::new();
     let mut used = Vec::new();
     for r in &raw {
-        assert_eq!(r["v"], 2, "{r}");
+        assert_eq!(r["v"], 3, "{r}");
         if r["event"] == "definition" {
             let id = r["def"].as_str().unwrap().to_string();
-            assert_eq!(id.len(), 16, "{r}");
+            assert_eq!(id.len(), 11, "{r}");
+            assert!(r["prev"].is_string() && r["alg"] == "sha256", "{r}");
             assert!(defined.insert(id), "defined twice in one file: {r}");
         } else {
             let id = r["def"].as_str().unwrap().to_string();
             assert!(defined.contains(&id), "used before defined: {r}");
-            // What requests share is not repeated in their lines.
-            for moved in ["route", "action", "policies", "policy_version", "decision"] {
+            // What requests share is not repeated in their lines, nor is
+            // the chain's key or the link to the line above.
+            for moved in [
+                "route",
+                "action",
+                "policies",
+                "policy_version",
+                "decision",
+                "method",
+                "status",
+                "upstream_status",
+                "alg",
+                "prev",
+            ] {
                 assert!(r.get(moved).is_none(), "{moved} in a line: {r}");
             }
             assert!(r["response_body"].get("redacted").is_none(), "{r}");
+            for d in r["response_body"]["disclosed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(d.get("entity").is_none() && d.get("count").is_none(), "{r}");
+            }
             used.push(id);
         }
     }
@@ -136,6 +160,18 @@ async fn each_kind_of_request_is_defined_once_and_the_chain_verifies() {
     );
     assert_eq!(read["route"], "/customers/{id}");
     assert!(read.get("def").is_none());
+    // The link and key its line leaves out are back: the previous line's
+    // hash, the definitions' `alg`.
+    let at = raw
+        .iter()
+        .position(|r| r["request_id"] == read["request_id"])
+        .unwrap();
+    assert_eq!(read["prev"], raw[at - 1]["hash"], "{read}");
+    assert_eq!(read["alg"], "sha256");
+    assert_eq!(
+        (&read["method"], &read["status"]),
+        (&json!("GET"), &json!(200))
+    );
     assert!(
         read["response_body"]["redacted"]
             .as_array()
@@ -172,14 +208,14 @@ async fn tampering_with_a_definition_breaks_the_chain() {
     // next record's link breaks.
     let mut v: Value = serde_json::from_str(&edited[0]).unwrap();
     let old_id = v["def"].clone();
-    let new_id = content_digest(&canonical(&v["shared"]))[..16].to_string();
+    let new_id = content_digest(&canonical(&v["shared"]))[..11].to_string();
     v["def"] = json!(new_id);
     let relinked = |v: &Value| {
         let mut v = v.clone();
         v.as_object_mut().unwrap().remove("hash");
         let c = canonical(&v);
         let hash = ChainKey::new(None).digest(GENESIS, &c);
-        String::from_utf8(line(&hash, &c))
+        String::from_utf8(line(&spell(&hash), &c))
             .unwrap()
             .trim_end()
             .to_string()
@@ -188,7 +224,7 @@ async fn tampering_with_a_definition_breaks_the_chain() {
     write(&edited);
     let e = verify_files(std::slice::from_ref(&bad), &VerifyOptions::default()).unwrap_err();
     assert_eq!((e.line, e.seq), (2, Some(1)), "{e}");
-    assert!(e.reason.contains("prev"), "{e}");
+    assert!(e.reason.contains("the line before it"), "{e}");
 
     // With the whole chain recomputed as well, the records still name the
     // definition that is gone.
@@ -245,7 +281,9 @@ async fn a_reference_to_a_missing_definition_fails_naming_the_record() {
     // that it is intact: only the reference can fail.
     let list_def = values
         .iter()
-        .find(|v| v["request_id"].is_string() && v["response_body"]["disclosed"][0]["count"] == 5)
+        .find(|v| {
+            v["event"] == "definition" && v["shared"]["response_body"]["disclosed"][0]["count"] == 5
+        })
         .unwrap()["def"]
         .clone();
     let at = values
@@ -344,6 +382,109 @@ async fn after_rotation_each_file_holds_the_definitions_its_records_use() {
     // Together, the definitions were written again in each file: more
     // than the three kinds.
     assert!(whole.definitions > 3, "{whole:?}");
+}
+
+/// Files cut out, emptied of their first line, or put out of order: each
+/// file's first line names the record it continues from (`prev`), and the
+/// lines without one are hashed with the line before, across files too.
+#[tokio::test]
+async fn tampering_across_rotated_files_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let mut s = AuditSettings::for_file(file.clone());
+    s.max_file_bytes = 8 * 1024;
+    s.max_files = 100;
+    s.retention.max_total_bytes = 100 * 8 * 1024;
+    let mut a = start_audited(s).await;
+    let agent = token("support_agent", "agent-7", false, None);
+    for i in 0..60 {
+        let path = if i % 2 == 0 {
+            "/customers/c-1001"
+        } else {
+            "/customers?limit=3"
+        };
+        assert_eq!(a.h.get(path, &agent).await.status, 200);
+    }
+    a.drain().await;
+    let mut files: Vec<PathBuf> = (1..100)
+        .map(|n| numbered(&file, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    files.push(file.clone());
+    assert!(files.len() >= 4, "{files:?}");
+    assert_eq!(verify(&files).unwrap().records, 60);
+    // Each file starts with a line that names its predecessor.
+    for f in &files[1..] {
+        let first = &chain_records(f)[0];
+        assert!(first["prev"].is_string(), "{}: {first}", f.display());
+    }
+    let copy = |tag: &str| -> Vec<PathBuf> {
+        let d = dir.path().join(tag);
+        std::fs::create_dir(&d).unwrap();
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let to = d.join(format!("{i:02}.log"));
+                std::fs::copy(f, &to).unwrap();
+                to
+            })
+            .collect()
+    };
+    // `why`: any of these.
+    let fails_at = |files: &[PathBuf], file: &Path, line: usize, why: &[&str]| {
+        let e = verify_files(files, &VerifyOptions::default()).unwrap_err();
+        assert_eq!((e.file.as_path(), e.line), (file, line), "{e}");
+        assert!(why.iter().any(|w| e.reason.contains(w)), "{e}");
+    };
+
+    // A middle file's first line (a definition) deleted: its successor
+    // does not follow the previous file's last record.
+    let cut = copy("first-line");
+    let mut lines = lines_of(&cut[2]);
+    lines.remove(0);
+    std::fs::write(&cut[2], lines.join("\n") + "\n").unwrap();
+    fails_at(&cut, &cut[2], 1, &["deleted, inserted or moved"]);
+
+    // A middle file deleted: the next one's `prev` names a record that is
+    // not there.
+    let mut gone = copy("file");
+    gone.remove(2);
+    fails_at(&gone, &gone[2], 1, &["`prev` does not match"]);
+
+    // Two files swapped.
+    let mut swapped = copy("swapped");
+    swapped.swap(1, 2);
+    fails_at(&swapped, &swapped[1], 1, &["`prev` does not match"]);
+
+    // A request line in a middle file edited, and its hash recomputed
+    // (no key): the line after it fails, whether it links by `prev` (a
+    // definition) or is hashed with the edited line as its link.
+    let edited = copy("edited");
+    let mut lines = lines_of(&edited[2]);
+    let at = (1..lines.len() - 1)
+        .find(|&i| lines[i].contains("\"request_id\""))
+        .unwrap();
+    let before: Value = serde_json::from_str(&lines[at - 1]).unwrap();
+    let mut v: Value = serde_json::from_str(&lines[at]).unwrap();
+    assert!(v.get("prev").is_none(), "{v}");
+    v["principal"]["id"] = json!("someone-else");
+    v.as_object_mut().unwrap().remove("hash");
+    let c = canonical(&v);
+    let prev = unspell(before["hash"].as_str().unwrap(), 3).unwrap();
+    let hash = ChainKey::new(None).digest(&prev, &c);
+    lines[at] = String::from_utf8(line(&spell(&hash), &c))
+        .unwrap()
+        .trim_end()
+        .to_string();
+    std::fs::write(&edited[2], lines.join("\n") + "\n").unwrap();
+    fails_at(
+        &edited,
+        &edited[2],
+        at + 2,
+        &["the line before it", "`prev` does not match"],
+    );
 }
 
 /// `fieldguard audit subject ID FILE --format json`.
@@ -505,14 +646,24 @@ async fn record_sizes_of_the_load_workloads() {
         requests,
         total / requests
     );
-    // Format 1 wrote 2,154 / 2,513 B for (a) and 2,203 / 2,564 B for (c).
+    // Format 1 wrote 2,154 / 2,513 B for (a) and 2,203 / 2,564 B for (c);
+    // format 2 541 / 603 and 556 / 620. Issue #16's targets: a one-record
+    // read at most 400 B (over its budgets too, with what they held), a
+    // 100-record list with its disclosed-record evidence at most 2 KB.
     assert!(
-        sizes[&one[0]] <= 600 && sizes[&one[399]] <= 680,
-        "{sizes:?}"
+        sizes[&one[0]] <= 400 && sizes[&one[399]] <= 400,
+        "(a) {} / {} B",
+        sizes[&one[0]],
+        sizes[&one[399]]
     );
-    // A 100-record list with its disclosed-record evidence: at most 2 KB.
-    assert!(sizes[&list[0]] <= 2048 && sizes[&list[4]] <= 2048);
+    assert!(
+        sizes[&list[0]] <= 2048 && sizes[&list[4]] <= 2048,
+        "(c) {} / {} B",
+        sizes[&list[0]],
+        sizes[&list[4]]
+    );
     // Six kinds (each read within and over each budget): six definitions.
     assert_eq!(defs.len(), 6, "{defs:?}");
-    assert!(total / requests <= 700, "{total} B for {requests} requests");
+    // Definitions included (six of about 2 KB for 405 requests).
+    assert!(total / requests <= 450, "{total} B for {requests} requests");
 }

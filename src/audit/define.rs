@@ -9,7 +9,7 @@
 //! own line's (the audit benchmark's writer share stays below format 1's).
 //! The content is serialised, and its SHA-256 id computed, when it is new.
 
-use super::expand::{ID_HEX, content_digest};
+use super::expand::{ID_LEN, content_digest};
 use foldhash::fast::RandomState;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -29,8 +29,8 @@ struct Known {
 
 pub struct Definitions<K> {
     known: HashMap<Arc<K>, Known, RandomState>,
-    /// Content by id: a new content whose 16-digit id is taken by another
-    /// gets the whole digest.
+    /// Content by id: a new content whose 11-character id is taken by
+    /// another gets the whole digest.
     by_id: HashMap<String, Arc<K>, RandomState>,
     /// Contents, oldest first, to forget past the bound.
     order: VecDeque<Arc<K>>,
@@ -73,7 +73,7 @@ impl<K: Hash + Eq + Serialize + Clone> Definitions<K> {
         // Its serialisation is its canonical JSON (record.rs holds its
         // fields in bytewise order); plain values, so it cannot fail.
         let digest = content_digest(&serde_json::to_vec(shared).unwrap_or_default());
-        let short = &digest[..ID_HEX];
+        let short = &digest[..ID_LEN];
         let id = if self.by_id.contains_key(short) {
             digest.clone()
         } else {
@@ -111,7 +111,7 @@ mod tests {
         let mut d = Definitions::new(8);
         let (a, write) = d.id_for(&"a".to_string());
         assert!(write);
-        assert_eq!(a, content_digest(b"\"a\"")[..ID_HEX]);
+        assert_eq!(a, content_digest(b"\"a\"")[..ID_LEN]);
         assert_eq!(d.id_for(&"a".to_string()), (a.clone(), false));
         let (b, write) = d.id_for(&"b".to_string());
         assert!(write && b != a);

@@ -1,5 +1,5 @@
-//! Reading a compacted log (record format 2): definition records, and the
-//! records that refer to them.
+//! Reading a compacted log (record formats 2 and 3): definition records,
+//! and the records that refer to them.
 //!
 //! A request record names a definition by id in `def`; the definition
 //! record, earlier in the chain (the writer puts it in the same file,
@@ -15,23 +15,41 @@
 //! two contents), and a key may not be both in a record and in its
 //! definition (a reader would have to pick one). [`super::verify`] applies
 //! both to every record, so a log that verifies expands without error.
+//!
+//! Format 3 request lines also leave out `alg` and `prev` (see
+//! [`super::chain`]); the reader puts them back from the chain (the
+//! previous line's hash, the key named by the last record that names one),
+//! so an expanded record states its link like a format-1 record did.
 
 use super::chain;
 use super::record::DEFINITION_EVENT;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-/// Hex digits of a definition id: 64 bits, so ids of distinct contents
-/// do not meet in practice, and the writer lengthens one that would.
+/// Characters of a definition id (format 3): the first 11 base64url
+/// characters of its content's SHA-256, 66 bits, so ids of distinct
+/// contents do not meet in practice (a file holds at most a few thousand),
+/// and the writer lengthens one that would. Five bytes shorter than the
+/// 16 hex digits (64 bits) of format 2 on every request line.
+pub const ID_LEN: usize = 11;
+
+/// Hex digits of a format-2 definition id.
 pub const ID_HEX: usize = 16;
 
-/// SHA-256 of a definition's `shared` object (its canonical JSON), in hex:
-/// its id is a prefix of this, [`ID_HEX`] digits long unless the writer
-/// had to lengthen it.
+/// SHA-256 of a definition's `shared` object (its canonical JSON), in
+/// base64url (43 characters): a format-3 id is a prefix of this, [`ID_LEN`]
+/// characters long unless the writer had to lengthen it.
 pub fn content_digest(shared_canonical: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(shared_canonical))
+}
+
+/// The same in hex, as format 2 derived its ids ([`ID_HEX`] digits).
+pub fn content_digest_hex(shared_canonical: &[u8]) -> String {
     hex::encode(Sha256::digest(shared_canonical))
 }
 
@@ -42,9 +60,15 @@ pub fn is_definition(rec: &Value) -> bool {
 
 /// The definitions read so far, by id. Holds each distinct content once;
 /// its size is that of the distinct definitions in the files read.
+///
+/// It also follows the chain (the last record's `hash` and the last `alg`
+/// named), to give [`Resolver::expand`]'s records the `prev` and `alg`
+/// their lines leave out; for that it must see every record, in order.
 #[derive(Debug, Default)]
 pub struct Resolver {
     defs: HashMap<String, Arc<Value>>,
+    last_hash: Option<Value>,
+    alg: Option<Value>,
 }
 
 impl Resolver {
@@ -63,13 +87,22 @@ impl Resolver {
             .get("shared")
             .filter(|s| s.is_object())
             .ok_or("a definition without a `shared` object")?;
-        let digest = content_digest(&chain::canonical(shared));
-        if id.len() < ID_HEX || !digest.starts_with(id) {
+        // Format 3 ids are base64url, format 2 ids hex: each checked
+        // against its own spelling of the digest, and no shorter than the
+        // writer makes them.
+        let v = rec.get("v").and_then(Value::as_u64).unwrap_or(0);
+        let (digest, min) = if v >= chain::COMPACT_CHAIN_VERSION {
+            (content_digest(&chain::canonical(shared)), ID_LEN)
+        } else {
+            (content_digest_hex(&chain::canonical(shared)), ID_HEX)
+        };
+        if id.len() < min || !digest.starts_with(id) {
             return Err(format!(
                 "definition {id}: its id is not derived from its content (SHA-256 {}…)",
-                &digest[..ID_HEX]
+                &digest[..min]
             ));
         }
+        self.follow(rec);
         match self.defs.get(id) {
             // The same content again: a new file, or the writer had
             // forgotten it. One content, one id: nothing to choose.
@@ -114,9 +147,19 @@ impl Resolver {
         }
     }
 
-    /// The record with its definition merged in and `def` removed: what it
-    /// says in full. A record that refers to nothing is returned as it is.
-    pub fn expand(&self, mut rec: Value) -> Result<Value, String> {
+    /// The record with its definition merged in and `def` removed, and the
+    /// `prev` and `alg` its line leaves out put back: what it says in full.
+    /// A record that refers to nothing is returned as it is (with those
+    /// two). Call it for every record that is not a definition, in order.
+    pub fn expand(&mut self, mut rec: Value) -> Result<Value, String> {
+        if let Some(obj) = rec.as_object_mut() {
+            for (key, known) in [("prev", &self.last_hash), ("alg", &self.alg)] {
+                if let (false, Some(k)) = (obj.contains_key(key), known) {
+                    obj.insert(key.to_string(), k.clone());
+                }
+            }
+        }
+        self.follow(&rec);
         let Some((id, shared)) = self.referred(&rec)? else {
             return Ok(rec);
         };
@@ -126,6 +169,16 @@ impl Resolver {
         }
         merge(&mut rec, shared).map_err(|p| overlap(&p, &id))?;
         Ok(rec)
+    }
+
+    /// Notes the chain's position after `rec`.
+    fn follow(&mut self, rec: &Value) {
+        if let Some(h) = rec.get("hash") {
+            self.last_hash = Some(h.clone());
+        }
+        if let Some(a) = rec.get("alg") {
+            self.alg = Some(a.clone());
+        }
     }
 }
 
@@ -220,8 +273,8 @@ mod tests {
     use serde_json::json;
 
     fn definition(shared: Value) -> Value {
-        let id = content_digest(&chain::canonical(&shared))[..ID_HEX].to_string();
-        json!({"event": "definition", "def": id, "shared": shared})
+        let id = content_digest(&chain::canonical(&shared))[..ID_LEN].to_string();
+        json!({"event": "definition", "def": id, "shared": shared, "v": 3})
     }
 
     #[test]
@@ -242,6 +295,26 @@ mod tests {
         // A record without `def` (format 1, events) is as it is.
         assert!(!r.define(&json!({"seq": 2})).unwrap());
         assert_eq!(r.expand(json!({"seq": 2})).unwrap(), json!({"seq": 2}));
+    }
+
+    #[test]
+    fn expanded_records_get_back_the_link_and_key_their_lines_leave_out() {
+        let mut r = Resolver::default();
+        let mut d = definition(json!({"route": "/c"}));
+        d["hash"] = json!("h0");
+        d["alg"] = json!("sha256");
+        r.define(&d).unwrap();
+        let rec = json!({"def": d["def"], "hash": "h1", "seq": 1});
+        assert_eq!(
+            r.expand(rec).unwrap(),
+            json!({"alg": "sha256", "prev": "h0", "hash": "h1", "route": "/c", "seq": 1})
+        );
+        // The next one links to the record before it, not the definition.
+        let rec = json!({"def": d["def"], "hash": "h2", "seq": 2});
+        assert_eq!(r.expand(rec).unwrap()["prev"], "h1");
+        // What a line states stays as it is.
+        let rec = json!({"def": d["def"], "hash": "h3", "prev": "x", "seq": 3});
+        assert_eq!(r.expand(rec).unwrap()["prev"], "x");
     }
 
     #[test]
@@ -272,6 +345,15 @@ mod tests {
         let mut short = d.clone();
         short["def"] = json!(&d["def"].as_str().unwrap()[..8]);
         assert!(r.define(&short).is_err());
+        // A format-2 definition's id is hex, 16 digits at least; a
+        // base64url id in a format-2 record is not derived from it.
+        let shared = json!({"route": "/two"});
+        let hex_id = content_digest_hex(&chain::canonical(&shared))[..ID_HEX].to_string();
+        let two = json!({"event": "definition", "def": hex_id, "shared": shared, "v": 2});
+        assert!(r.define(&two).unwrap());
+        let mut b64 = two.clone();
+        b64["def"] = json!(content_digest(&chain::canonical(&shared))[..ID_LEN]);
+        assert!(r.define(&b64).unwrap_err().contains("not derived"));
         // The same content again is fine.
         assert!(r.define(&d).unwrap());
     }

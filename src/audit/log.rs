@@ -61,7 +61,6 @@ pub struct AuditLog {
     shared: Arc<Shared>,
     on_full: OnFull,
     wait_timeout: Duration,
-    alg: &'static str,
     metrics: AuditMetrics,
 }
 
@@ -124,7 +123,7 @@ pub fn start(
     let replaced = file.as_ref().map_or(0, FileSink::replaced);
     let writer = Writer {
         rx,
-        sealer: Sealer::new(chain, key.clone(), layout),
+        sealer: Sealer::new(chain, key, layout),
         replaced,
         sinks: Sinks {
             file,
@@ -143,7 +142,6 @@ pub fn start(
         shared,
         on_full: settings.on_full,
         wait_timeout: settings.wait_timeout,
-        alg: key.alg(),
         metrics: metrics.clone(),
     };
     let writer = AuditWriter {
@@ -191,8 +189,7 @@ impl AuditLog {
     /// Queues a finished request's record: into its slot, or (for a request
     /// refused because no slot was free) wherever there is room. A record
     /// that finds no room is counted as lost.
-    pub fn submit(&self, slot: Option<Slot>, mut record: AuditRecord) {
-        record.line.alg = self.alg;
+    pub fn submit(&self, slot: Option<Slot>, record: AuditRecord) {
         match slot {
             Some(slot) => {
                 slot.send(record);

@@ -22,7 +22,15 @@ use std::collections::BTreeMap;
 ///
 /// 2: request records refer to definition records (`def`) for what they
 /// share, and omit `client_aborted` when the client did not leave.
-pub const RECORD_VERSION: u32 = 2;
+///
+/// 3: what every request of a kind has in common moves into the
+/// definition too (a standard method, the statuses, each disclosed
+/// entity's name and count, what the request counted against a budget it
+/// took over); request lines carry neither `alg` nor `prev` (the previous
+/// line is their link, see [`super::chain`]); hashes and ids are spelled
+/// in base64url. A one-record read's line went from 541 to about 350
+/// bytes (docs/audit-and-metrics.md).
+pub const RECORD_VERSION: u32 = 3;
 /// At most this many refused write fields are listed (the count is exact).
 const MAX_REFUSED_FIELDS: usize = 32;
 /// Refused field names longer than this are cut (they are client-chosen keys).
@@ -44,18 +52,22 @@ pub struct AuditRecord {
 }
 
 /// The line a request writes: the facts particular to it (who, from
-/// where, which resource and records, status, timings, budget use) and the
-/// id of the definition that holds the rest. Values a client chooses
-/// (method, resource ids, refused field names) are kept here, never in a
-/// definition: otherwise varying them would make every request define
-/// something new, and the writer's memory of definitions churn.
+/// where, which resource and records, timings, budget use) and the id of
+/// the definition that holds the rest. Values a client chooses without
+/// bound (resource ids, refused field names, an extension method) are
+/// kept here, never in a definition: otherwise varying them would make
+/// every request define something new, and the writer's memory of
+/// definitions churn. Values from a small fixed set that requests of a
+/// kind share (a standard method, the statuses) go into the definition.
+///
+/// No `alg` and no `prev`: the chain's key is named by the definitions
+/// (and a verifier is told it), and the link is the hash of the line
+/// before, which a definition always precedes in its file.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestLine {
-    /// `sha256` or `hmac-sha256`: how `hash` was computed.
-    pub alg: &'static str,
     /// For each budget this request took (or would have taken) over its
-    /// limit, in the order of the definition's `budget`: what this request
-    /// disclosed and what the window held before it; absent when none.
+    /// limit, in the order of the definition's `budget`: what the window
+    /// held before it; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<Vec<BudgetUse>>,
     /// The caller's IP address (the TCP peer).
@@ -73,8 +85,10 @@ pub struct RequestLine {
     /// file) that holds the rest of this record; set by the writer.
     pub def: String,
     pub latency_us: Latency,
-    pub method: String,
-    pub prev: String,
+    /// An extension method (one a client made up); a standard one is in
+    /// the definition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Who: the principal's id (its roles, MFA, purpose and source are in
     /// the definition); absent when identification failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,11 +111,7 @@ pub struct RequestLine {
     /// fields it would have refused; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowFacts>,
-    /// Status of the proxy's answer: sent to the client, unless
-    /// `client_aborted` says the client had left.
-    pub status: u16,
     pub time: String,
-    pub upstream_status: Option<u16>,
     pub v: u32,
     /// The fields an allowed write carried upstream, as catalogue paths
     /// (names, never values); absent when the request wrote nothing.
@@ -109,12 +119,14 @@ pub struct RequestLine {
     pub written: Vec<String>,
 }
 
-/// What requests of one kind share: route and action, the decision and
-/// the policies behind it, the policy-set version, the principal's roles
-/// and attributes, and every field outcome with its deciding policies. It
-/// is written once per file as a definition and merged back into each
-/// record that refers to it. Counts are part of it, so a 60-record and a
-/// 100-record page of the same list are two definitions.
+/// What requests of one kind share: route, method and action, the
+/// decision and the policies behind it, the policy-set version, the
+/// principal's roles and attributes, every field outcome with its deciding
+/// policies, and the statuses. It is written once per file as a definition
+/// and merged back into each record that refers to it. Counts are part of
+/// it, so a 60-record and a 100-record page of the same list are two
+/// definitions; so are statuses, but a response with another status
+/// (an upstream 404, a refusal) has other outcomes anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Shared {
     pub action: Option<String>,
@@ -126,6 +138,10 @@ pub struct Shared {
     pub decision: &'static str,
     /// Why the caller could not be identified (401), else null.
     pub identity_error: Option<&'static str>,
+    /// The request's method, when it is a standard one (else the line
+    /// holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
     /// Ids of the policies that determined the request-level decision.
     pub policies: Vec<String>,
     /// Policies that failed to evaluate (ids only; the error text can quote
@@ -153,6 +169,12 @@ pub struct Shared {
     /// Shadow mode and observed policy sets: what was computed but not
     /// enforced (`would_deny`, `would_redact`) and every disagreement.
     pub shadow: Option<ShadowShared>,
+    /// Status of the proxy's answer: sent to the client, unless the line's
+    /// `client_aborted` says the client had left.
+    pub status: u16,
+    /// The upstream's status; null when nothing was forwarded or no answer
+    /// came.
+    pub upstream_status: Option<u16>,
 }
 
 /// A record of the chain that holds what the records referring to it
@@ -162,11 +184,15 @@ pub struct Shared {
 #[derive(Debug, Clone, Serialize)]
 pub struct DefinitionRecord<'a> {
     pub alg: &'static str,
-    /// The first 16 hex digits of SHA-256 over `shared`'s canonical JSON
-    /// (all 64 if another content the writer remembers has those 16).
+    /// The first 11 characters of SHA-256 over `shared`'s canonical JSON
+    /// in base64url, 66 bits (all 43 if another content the writer
+    /// remembers has those 11); see [`super::expand::ID_LEN`].
     pub def: &'a str,
     /// Always [`DEFINITION_EVENT`].
     pub event: &'static str,
+    /// The previous record's hash, spelled as `hash` is: a file's first
+    /// line is always a definition (or a retention record), so each file
+    /// names the record before it.
     pub prev: String,
     pub seq: u64,
     pub shared: &'a Shared,
@@ -187,17 +213,18 @@ pub struct BudgetFlagRecord {
     /// What it counts: `records`, `fields`, `fields:identity:3+`.
     pub counts: String,
     pub limit: u64,
+    /// What the request disclosed (or would have) as the budget counts:
+    /// set by the response's shape, like the outcome counts beside it.
+    pub request: u64,
     pub role: String,
     /// `principal` or `role`.
     pub scope: &'static str,
     pub window_seconds: u64,
 }
 
-/// What one request used of a budget it took over its limit.
+/// What a budget a request took over its limit held before it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BudgetUse {
-    /// What this request disclosed (or would have).
-    pub request: u64,
     /// Disclosed within the window before this request.
     pub used: u64,
 }
@@ -331,7 +358,8 @@ pub struct BodyFacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backstop: Option<BackstopRecord>,
     /// Which records the caller received, by entity (ids in compact runs,
-    /// bounded); absent when none was shown.
+    /// bounded), in the order of the definition's `disclosed` (which names
+    /// the entity and counts the records); absent when none was shown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub disclosed: Vec<DisclosedRecord>,
 }
@@ -341,6 +369,12 @@ pub struct BodyFacts {
 pub struct BodyShared {
     /// Field outcomes per data category: `{"identity": {"full": 3, "masked": 1}}`.
     pub by_category: BTreeMap<&'static str, BTreeMap<&'static str, u32>>,
+    /// For each entity the response disclosed records of: its name and
+    /// how many (the line lists which, in the same order); absent when
+    /// none was shown. Set by the response's shape, like the counts
+    /// beside it, so it adds no kinds of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disclosed: Vec<DisclosedCount>,
     /// Catalogued containers whose value had another shape (removed);
     /// absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -356,15 +390,22 @@ pub struct BodyShared {
     pub uncatalogued: Option<MemberNames>,
 }
 
-/// The records of one entity a response disclosed. `ids` holds record
-/// ids, and `["first", "last"]` for a run of consecutive ids (`c-1001` to
+/// One entity a response disclosed records of, as requests of a kind
+/// share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DisclosedCount {
+    /// Records shown (exact, whatever the line's lists hold).
+    pub count: u32,
+    pub entity: String,
+}
+
+/// Which records of one entity a response disclosed (the entity and the
+/// count are in the definition). `ids` holds record ids, and
+/// `["first", "last"]` for a run of consecutive ids (`c-1001` to
 /// `c-1060`); at most [`crate::redact::disclosed::MAX_RUNS`] entries, the
 /// rest counted in `omitted`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DisclosedRecord {
-    /// Records shown (exact, whatever the lists hold).
-    pub count: u32,
-    pub entity: String,
     pub ids: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "is_zero")]
     pub omitted: u32,
@@ -500,17 +541,10 @@ impl AuditRecord {
             }
             None => (None, None),
         };
+        let method = standard_method(&ex.method);
         let line = RequestLine {
-            alg: "",
-            budget: (!flags.is_empty()).then(|| {
-                flags
-                    .iter()
-                    .map(|f| BudgetUse {
-                        request: f.request,
-                        used: f.used,
-                    })
-                    .collect()
-            }),
+            budget: (!flags.is_empty())
+                .then(|| flags.iter().map(|f| BudgetUse { used: f.used }).collect()),
             client: ex.peer.ip().to_string(),
             client_aborted: ex.progress.aborted_at().map(|s| s.as_str()),
             def: String::new(),
@@ -518,8 +552,7 @@ impl AuditRecord {
                 total: micros(ex.started.elapsed()),
                 upstream: ex.upstream_latency.map(micros),
             },
-            method: ex.method.as_str().to_string(),
-            prev: String::new(),
+            method: method.is_none().then(|| ex.method.as_str().to_string()),
             principal: ex
                 .principal
                 .as_ref()
@@ -533,9 +566,7 @@ impl AuditRecord {
             response_body: body_facts,
             seq: 0,
             shadow: shadow_facts,
-            status: ex.status,
             time: rfc3339_millis(ex.time),
-            upstream_status: ex.upstream_status,
             v: RECORD_VERSION,
             written: ex
                 .written
@@ -554,6 +585,7 @@ impl AuditRecord {
                         budget: f.limit.id.to_string(),
                         counts: f.limit.counts_label(),
                         limit: f.limit.limit,
+                        request: f.request,
                         role: f.limit.role.to_string(),
                         scope: f.limit.scope.as_str(),
                         window_seconds: f.limit.window_seconds,
@@ -562,6 +594,7 @@ impl AuditRecord {
             }),
             decision: ex.decision_label(),
             identity_error: ex.identity_error,
+            method,
             policies: decision.map(|d| d.policies.clone()).unwrap_or_default(),
             policy_errors: decision
                 .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
@@ -589,6 +622,8 @@ impl AuditRecord {
             }),
             route: ex.route.clone(),
             shadow: shadow_shared,
+            status: ex.status,
+            upstream_status: ex.upstream_status,
         };
         Self { line, shared }
     }
@@ -655,8 +690,10 @@ fn body_parts(
     // The outcome map is unordered; the record must not be.
     redacted
         .sort_by(|a, b| (&a.entity, &a.field, a.outcome).cmp(&(&b.entity, &b.field, b.outcome)));
+    let (counts, lists) = disclosed(&f.disclosed, rt);
     let shared = BodyShared {
         by_category,
+        disclosed: counts,
         misshapen: member_names(&f.misshapen, rt, "removed"),
         records: f.records,
         records_hidden: f.records_dropped,
@@ -668,7 +705,7 @@ fn body_parts(
             count: f.backstop.total(),
             detectors: f.backstop.iter().map(|(d, n)| (d.as_str(), n)).collect(),
         }),
-        disclosed: disclosed(&f.disclosed, rt),
+        disclosed: lists,
     };
     let shown = facts.backstop.is_some() || !facts.disclosed.is_empty();
     (shared, shown.then_some(facts))
@@ -681,20 +718,44 @@ fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn disclosed(d: &crate::redact::disclosed::Disclosed, rt: &Runtime) -> Vec<DisclosedRecord> {
+/// The disclosed records as the definition counts them and as the line
+/// lists them: two lists of the same length and order, which a reader
+/// merges element by element.
+fn disclosed(
+    d: &crate::redact::disclosed::Disclosed,
+    rt: &Runtime,
+) -> (Vec<DisclosedCount>, Vec<DisclosedRecord>) {
     d.entities()
         .into_iter()
-        .map(|(scope, e)| DisclosedRecord {
-            count: e.count,
-            entity: rt.decisions.catalogue.scope_name(scope).to_string(),
-            ids: id_runs(&e.ids),
-            omitted: e.ids.omitted,
-            subjects: (!e.subjects.is_empty()).then(|| IdsRecord {
-                ids: id_runs(&e.subjects),
-                omitted: e.subjects.omitted,
-            }),
+        .map(|(scope, e)| {
+            let count = DisclosedCount {
+                count: e.count,
+                entity: rt.decisions.catalogue.scope_name(scope).to_string(),
+            };
+            (count, disclosed_ids(e))
         })
-        .collect()
+        .unzip()
+}
+
+fn disclosed_ids(e: &crate::redact::disclosed::EntityDisclosure) -> DisclosedRecord {
+    DisclosedRecord {
+        ids: id_runs(&e.ids),
+        omitted: e.ids.omitted,
+        subjects: (!e.subjects.is_empty()).then(|| IdsRecord {
+            ids: id_runs(&e.subjects),
+            omitted: e.subjects.omitted,
+        }),
+    }
+}
+
+/// The method as a definition holds it: one of the standard methods (a
+/// fixed set, so it adds at most a few kinds), else `None` and the line
+/// holds it (a client can make up any number of extension methods).
+fn standard_method(m: &http::Method) -> Option<&'static str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    STANDARD.into_iter().find(|s| *s == m.as_str())
 }
 
 /// Header names for a record: the first few, each cut to a bounded length.
@@ -740,12 +801,17 @@ pub fn policy_error_summary(e: &str) -> String {
 mod tests {
     use super::*;
     use crate::audit::chain;
+    use serde_json::json;
 
     fn full_record() -> AuditRecord {
         let mut by_category = BTreeMap::new();
         by_category.insert("identity", BTreeMap::from([("full", 1), ("masked", 2)]));
         let body = BodyShared {
             by_category,
+            disclosed: vec![DisclosedCount {
+                count: 62,
+                entity: "Order".into(),
+            }],
             records: 2,
             records_hidden: 1,
             redacted: vec![RedactedField {
@@ -773,8 +839,6 @@ mod tests {
                 detectors: BTreeMap::from([("email", 1), ("cn_resident_id", 1)]),
             }),
             disclosed: vec![DisclosedRecord {
-                count: 62,
-                entity: "Order".into(),
                 ids: vec![
                     serde_json::json!(["o-10011", "o-10012"]),
                     serde_json::json!("o-1"),
@@ -787,11 +851,7 @@ mod tests {
             }],
         };
         let line = RequestLine {
-            alg: "sha256",
-            budget: Some(vec![BudgetUse {
-                request: 60,
-                used: 270,
-            }]),
+            budget: Some(vec![BudgetUse { used: 270 }]),
             client: "127.0.0.1".into(),
             client_aborted: Some("during_upstream"),
             def: "0123456789abcdef".into(),
@@ -799,8 +859,7 @@ mod tests {
                 total: 10,
                 upstream: Some(5),
             },
-            method: "GET".into(),
-            prev: chain::GENESIS.into(),
+            method: Some("BREW".into()),
             principal: Some(PrincipalId { id: "u".into() }),
             refused_fields: Some(RefusedFields {
                 count: 1,
@@ -817,9 +876,7 @@ mod tests {
                 would_redact: Some(facts),
                 would_refuse_fields: vec!["x".into()],
             }),
-            status: 200,
             time: "2025-01-01T00:00:00.000Z".into(),
-            upstream_status: Some(200),
             v: RECORD_VERSION,
             written: vec!["consent.marketing".into(), "phone".into()],
         };
@@ -830,12 +887,14 @@ mod tests {
                 budget: "support-records-day".into(),
                 counts: "fields:identity:3+".into(),
                 limit: 300,
+                request: 60,
                 role: "support_agent".into(),
                 scope: "principal",
                 window_seconds: 86400,
             }]),
             decision: "allow",
             identity_error: Some("expired"),
+            method: None,
             policies: vec!["p1".into()],
             policy_errors: vec!["policy:p2".into()],
             policy_version: "abc".into(),
@@ -873,6 +932,8 @@ mod tests {
                 would_redact: Some(body),
                 would_refuse_fields: None,
             }),
+            status: 200,
+            upstream_status: Some(200),
         };
         AuditRecord { line, shared }
     }
@@ -897,7 +958,7 @@ mod tests {
             alg: "sha256",
             def: "0123456789abcdef",
             event: DEFINITION_EVENT,
-            prev: chain::GENESIS.into(),
+            prev: chain::spell(chain::GENESIS),
             seq: 2,
             shared: &r.shared,
             time: "2025-01-01T00:00:00.000Z".into(),
@@ -919,6 +980,13 @@ mod tests {
         assert_eq!(line["budget"][0]["used"], 270);
         assert_eq!(line["budget"][0]["limit"], 300);
         assert_eq!(line["response_body"]["disclosed"][0]["count"], 62);
+        assert_eq!(line["response_body"]["disclosed"][0]["entity"], "Order");
+        assert_eq!(line["response_body"]["disclosed"][0]["omitted"], 57);
+        assert_eq!(line["budget"][0]["request"], 60);
+        assert_eq!(
+            (&line["method"], &line["status"]),
+            (&json!("BREW"), &json!(200))
+        );
         assert_eq!(line["response_body"]["records"], 2);
         assert_eq!(line["shadow"]["would_redact"]["records_hidden"], 1);
         assert_eq!(line["shadow"]["would_redact"]["backstop"]["count"], 2);
@@ -937,6 +1005,15 @@ mod tests {
             "decision:context"
         );
         assert_eq!(policy_error_summary("boom secret"), "decision:other");
+    }
+
+    #[test]
+    fn standard_methods_are_shared_and_made_up_ones_are_not() {
+        assert_eq!(standard_method(&http::Method::PATCH), Some("PATCH"));
+        let brew = http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(standard_method(&brew), None);
+        let lower = http::Method::from_bytes(b"get").unwrap();
+        assert_eq!(standard_method(&lower), None);
     }
 
     #[test]

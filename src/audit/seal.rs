@@ -8,8 +8,13 @@
 //! (with the sink's own rule, [`Layout`]): a record and the definition it
 //! needs are one group, never split between files, and a group that starts
 //! a file carries its definition again.
+//!
+//! So a file's first line is always a definition (or a retention record),
+//! which names the previous record's hash (`prev`) and the key (`alg`);
+//! request lines leave both out (record format 3): their link is the line
+//! before them, which [`super::verify`] hashes them with.
 
-use super::chain::{ChainKey, ChainState};
+use super::chain::{self, ChainKey, ChainState};
 use super::define::{Definitions, MAX_DEFINITIONS};
 use super::record::{
     AuditRecord, DEFINITION_EVENT, DefinitionRecord, RECORD_VERSION, RETENTION_EVENT,
@@ -17,6 +22,8 @@ use super::record::{
 };
 use super::sink::Layout;
 use super::time::rfc3339_millis;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use std::time::SystemTime;
 
@@ -66,7 +73,7 @@ impl Sealer {
                     alg: s.key.alg(),
                     def: &id,
                     event: DEFINITION_EVENT,
-                    prev: s.chain.last_hash.clone(),
+                    prev: chain::spell(&s.chain.last_hash),
                     seq: s.chain.next_seq,
                     shared: &r.shared,
                     time: rfc3339_millis(SystemTime::now()),
@@ -75,9 +82,7 @@ impl Sealer {
                 s.link(&d, bytes);
             }
             let line = &mut r.line;
-            line.alg = s.key.alg();
             line.def = id;
-            line.prev = s.chain.last_hash.clone();
             line.seq = s.chain.next_seq;
             s.link(&*line, bytes);
             u64::from(write)
@@ -99,7 +104,7 @@ impl Sealer {
                 deleted_files: files,
                 deleted_seq: [first_seq, last_seq],
                 event: RETENTION_EVENT,
-                prev: s.chain.last_hash.clone(),
+                prev: chain::spell(&s.chain.last_hash),
                 seq: s.chain.next_seq,
                 time: time.clone(),
                 v: RECORD_VERSION,
@@ -148,15 +153,16 @@ impl Sealer {
         out.records += 1;
     }
 
-    /// Appends `record` (its `seq` and `prev` set from the chain) as a
-    /// line with its hash, and advances the chain.
+    /// Appends `record` (its `seq`, and `prev` where it has one, set from
+    /// the chain) as a line with its hash, and advances the chain.
     fn link(&mut self, record: &impl Serialize, out: &mut Vec<u8>) {
         // Records are plain strings, numbers, lists and maps with string
         // keys: serialising cannot fail.
         let canonical = serde_json::to_vec(record).unwrap_or_default();
-        let hash = self.key.digest(&self.chain.last_hash, &canonical);
-        super::chain::write_line(out, &hash, &canonical);
-        self.chain.last_hash = hash;
+        let raw = self.key.digest_raw(&self.chain.last_hash, &canonical);
+        let spelled = URL_SAFE_NO_PAD.encode(raw);
+        chain::write_line(out, &spelled, &canonical);
+        self.chain.last_hash = hex::encode(raw);
         self.chain.next_seq += 1;
     }
 }

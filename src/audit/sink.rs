@@ -497,16 +497,18 @@ fn last_record(path: &Path, len: u64) -> Result<ChainState, String> {
     let v: serde_json::Value = serde_json::from_slice(line)
         .map_err(|e| format!("the last audit record is not JSON ({e})"))?;
     let seq = v.get("seq").and_then(|s| s.as_u64());
-    let hash = v.get("hash").and_then(|h| h.as_str());
+    // Spelled as its format says (base64url from format 3, hex before);
+    // the chain continues from the hex form either way.
+    let version = v.get("v").and_then(|s| s.as_u64()).unwrap_or(1);
+    let hash = v
+        .get("hash")
+        .and_then(|h| h.as_str())
+        .and_then(|h| super::chain::unspell(h, version));
     match (seq, hash) {
-        (Some(seq), Some(hash))
-            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            Ok(ChainState {
-                next_seq: seq + 1,
-                last_hash: hash.to_string(),
-            })
-        }
+        (Some(seq), Some(hash)) => Ok(ChainState {
+            next_seq: seq + 1,
+            last_hash: hash,
+        }),
         _ => Err("the last audit record has no valid `seq` and `hash`".into()),
     }
 }
@@ -562,6 +564,19 @@ mod tests {
         assert_eq!(resume(&path).unwrap().unwrap().next_seq, 6);
         std::fs::write(&path, "{\"hash\":").unwrap();
         assert!(resume(&path).unwrap_err().contains("incomplete"));
+        // Format 3 spells the hash in base64url: the chain goes on from
+        // the same hex form.
+        let b64 = crate::audit::chain::spell(&h);
+        std::fs::write(&path, format!("{{\"hash\":\"{b64}\",\"seq\":7,\"v\":3}}\n")).unwrap();
+        assert_eq!(
+            resume(&path).unwrap(),
+            Some(ChainState {
+                next_seq: 8,
+                last_hash: h.clone()
+            })
+        );
+        std::fs::write(&path, format!("{{\"hash\":\"{h}\",\"seq\":7,\"v\":3}}\n")).unwrap();
+        assert!(resume(&path).unwrap_err().contains("no valid"));
     }
 }
 

@@ -2,6 +2,13 @@
 //! first, e.g. `audit.log.2 audit.log.1 audit.log`) form one unbroken chain
 //! in which every reference to a definition resolves to one earlier in the
 //! chain, and names the first record that does not.
+//!
+//! A record's link is its `prev` where it has one (always up to format 2;
+//! from format 3 on, the first line of each file and every definition and
+//! retention record), else the hash of the line before it, which the
+//! verifier hashes it with: an edited, deleted, inserted or moved line
+//! breaks the chain at that line either way, and each file's first line
+//! names the record it continues from.
 
 use super::chain::{self, ChainKey};
 use super::expand::Resolver;
@@ -33,8 +40,9 @@ pub struct VerifyReport {
     pub definitions: u64,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
-    /// Hash of the last record: keep it elsewhere to detect a truncated log
-    /// later (a chain cannot show that records were cut off its end).
+    /// Hash of the last record, spelled as its line spells it: keep it
+    /// elsewhere to detect a truncated log later (a chain cannot show that
+    /// records were cut off its end).
     pub last_hash: String,
     /// When the chain starts after records that audit retention deleted:
     /// the `seq` range deleted, as the log itself records it.
@@ -99,6 +107,7 @@ impl std::error::Error for VerifyFailure {}
 
 struct Expect {
     seq: Option<u64>,
+    /// The previous record's hash, in hex.
     prev: Option<String>,
 }
 
@@ -198,7 +207,7 @@ fn verify_file(
         };
         let checked = check_record(text, key, keyed, st.expect, st.defs)
             .map_err(|(seq, reason)| fail(line_no, seq, reason))?;
-        let (seq, hash) = (checked.seq, checked.hash);
+        let seq = checked.seq;
         let report = &mut *st.report;
         if report.first_seq.is_none() && !opts.partial && seq == 0 && checked.prev != chain::GENESIS
         {
@@ -218,15 +227,16 @@ fn verify_file(
         }
         report.first_seq.get_or_insert(seq);
         report.last_seq = Some(seq);
-        report.last_hash.clone_from(&hash);
+        report.last_hash = checked.spelled;
         st.expect.seq = Some(seq + 1);
-        st.expect.prev = Some(hash);
+        st.expect.prev = Some(checked.hash);
     }
 }
 
-/// One record: its own hash first (was it edited?), then its form (is the
-/// line exactly what the writer makes of what was hashed?), then its link
-/// to the previous one (was anything deleted, inserted or reordered?), then
+/// One record: its own hash first (was it edited? and, for a line without
+/// `prev`, does it follow the line before?), then its form (is the line
+/// exactly what the writer makes of what was hashed?), then its link to
+/// the previous one (was anything deleted, inserted or reordered?), then
 /// its definition: a definition's id must be derived from its content, and
 /// a record's reference must name one read before, without a key in both.
 ///
@@ -239,7 +249,11 @@ fn verify_file(
 /// A record that verified.
 struct Checked {
     seq: u64,
+    /// Its hash in hex (what the next record links to), and as its line
+    /// spells it.
     hash: String,
+    spelled: String,
+    /// The hash it links to, in hex.
     prev: String,
     /// The `seq` range it says audit retention deleted before it.
     deleted: Option<(Option<u64>, Option<u64>)>,
@@ -262,15 +276,34 @@ fn check_record(
     let seq = obj.get("seq").and_then(Value::as_u64);
     let bad = |reason: &str| (seq, reason.to_string());
     let seq_n = seq.ok_or_else(|| bad("missing `seq`"))?;
-    let hash = match obj.remove("hash") {
+    // The format decides how hashes are spelled, and whether a line may
+    // leave `prev` and `alg` to the chain.
+    let version = obj.get("v").and_then(Value::as_u64).unwrap_or(1);
+    let compact = version >= chain::COMPACT_CHAIN_VERSION;
+    let spelled = match obj.remove("hash") {
         Some(Value::String(h)) => h,
         _ => return Err(bad("missing `hash`")),
     };
-    let prev = obj
-        .get("prev")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("missing `prev`"))?
-        .to_string();
+    let hash = chain::unspell(&spelled, version).ok_or_else(|| {
+        bad("`hash` is not a SHA-256 hash spelled as this record format spells it")
+    })?;
+    let stated_prev = match obj.get("prev") {
+        Some(Value::String(p)) => Some(chain::unspell(p, version).ok_or_else(|| {
+            bad("`prev` is not a SHA-256 hash spelled as this record format spells it")
+        })?),
+        Some(_) => return Err(bad("`prev` is not a string")),
+        None if compact => None,
+        None => return Err(bad("missing `prev`")),
+    };
+    let prev = match (&stated_prev, &expect.prev) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(bad(
+                "no `prev`, and no record before it here to link to: verify it together with the \
+                 file before it",
+            ));
+        }
+    };
     match (obj.get("alg").and_then(Value::as_str), keyed) {
         (Some("hmac-sha256"), true) | (Some("sha256"), false) => {}
         (Some("hmac-sha256"), false) => {
@@ -281,21 +314,44 @@ fn check_record(
                 "the record is not HMAC-keyed although a key was given (anyone could have written it)",
             ));
         }
+        // A format-3 request line names no key: it is hashed with the one
+        // given (or none), like every record of the chain; one written
+        // otherwise does not match.
+        (None, _) if compact => {}
         _ => return Err(bad("unknown `alg`")),
     }
     let canonical = chain::canonical(&v);
     if key.digest(&prev, &canonical) != hash {
-        return Err(bad("hash mismatch: the record was modified"));
+        if stated_prev.is_some() {
+            return Err(bad("hash mismatch: the record was modified"));
+        }
+        // Its link is the line before: a line deleted, inserted or moved
+        // shows here too, and its `seq` tells which it is.
+        if let Some(want) = expect.seq
+            && seq_n != want
+        {
+            return Err((
+                seq,
+                format!(
+                    "sequence gap: expected seq {want}, found {seq_n}: a record before it was \
+                     deleted, inserted or moved"
+                ),
+            ));
+        }
+        return Err(bad(
+            "hash mismatch: the record was modified, or the line before it (its link: it has no \
+             `prev`) is not the record it followed",
+        ));
     }
-    let mut written = chain::line(&hash, &canonical);
+    let mut written = chain::line(&chain::spell_for(&hash, version), &canonical);
     written.pop(); // the newline, already cut off `text`
     if written != text {
         return Err(bad(
             "not in the canonical form fieldguard writes (a repeated key, reordered keys, whitespace, or another spelling of a number or string): readers could see values other than the hashed ones",
         ));
     }
-    if let Some(want) = &expect.prev
-        && &prev != want
+    if let (Some(stated), Some(want)) = (&stated_prev, &expect.prev)
+        && stated != want
     {
         return Err(bad(
             "`prev` does not match the previous record's hash: a record before it was deleted, inserted or moved",
@@ -327,6 +383,7 @@ fn check_record(
     Ok(Checked {
         seq: seq_n,
         hash,
+        spelled,
         prev,
         deleted,
         definition,
@@ -421,6 +478,88 @@ mod tests {
             assert_eq!((e.line, e.seq), (1, Some(0)), "{what}: {e}");
             assert!(e.reason.contains("canonical form"), "{what}: {e}");
         }
+    }
+
+    /// Format 3: base64url hashes, `prev` only on the first line.
+    fn compact_lines(n: u64) -> Vec<String> {
+        chain_from(chain::GENESIS, 0, n).0
+    }
+
+    /// Format-3 lines `start..end` continuing from `prev` (hex); and the
+    /// last hash.
+    fn chain_from(prev: &str, start: u64, end: u64) -> (Vec<String>, String) {
+        let key = ChainKey::new(None);
+        let mut prev = prev.to_string();
+        let mut lines = Vec::new();
+        for seq in start..end {
+            let mut v = serde_json::json!({"alg": "sha256", "n": seq, "seq": seq, "v": 3});
+            if seq == start {
+                v["prev"] = chain::spell(&prev).into();
+            } else {
+                v.as_object_mut().unwrap().remove("alg");
+            }
+            let canonical = chain::canonical(&v);
+            let hash = key.digest(&prev, &canonical);
+            let line = chain::line(&chain::spell(&hash), &canonical);
+            lines.push(String::from_utf8(line).unwrap().trim_end().to_string());
+            prev = hash;
+        }
+        (lines, prev)
+    }
+
+    /// A log written in hex with `prev` on every line (formats 1 and 2)
+    /// goes on in format 3 after an upgrade: one chain, over the hex form.
+    #[test]
+    fn format_3_continues_a_hex_chain() {
+        let mut lines = chain_lines();
+        let v: Value = serde_json::from_str(&lines[1]).unwrap();
+        let last = v["hash"].as_str().unwrap().to_string();
+        lines.extend(chain_from(&last, 2, 5).0);
+        let report = verify_lines(&lines).unwrap();
+        assert_eq!((report.records, report.last_seq), (5, Some(4)));
+        // The first format-3 line names its predecessor in base64url.
+        let first: Value = serde_json::from_str(&lines[2]).unwrap();
+        assert_eq!(first["prev"], chain::spell(&last));
+        // …and must name the right one.
+        let mut l = lines.clone();
+        l.remove(1);
+        assert!(
+            verify_lines(&l)
+                .unwrap_err()
+                .reason
+                .contains("`prev` does not match")
+        );
+    }
+
+    #[test]
+    fn format_3_lines_link_to_the_line_before() {
+        let lines = compact_lines(4);
+        let report = verify_lines(&lines).unwrap();
+        assert_eq!(report.records, 4);
+        assert_eq!(report.last_hash.len(), chain::HASH_B64_LEN);
+        let fails = |lines: &[String], line: usize, why: &str| {
+            let e = verify_lines(lines).unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.reason.contains(why), "{e}");
+        };
+        let mut l = lines.clone();
+        l.remove(2);
+        fails(&l, 3, "deleted, inserted or moved");
+        let mut l = lines.clone();
+        l.swap(1, 2);
+        fails(&l, 2, "deleted, inserted or moved");
+        let mut l = lines.clone();
+        l[1] = l[1].replacen("\"n\":1", "\"n\":9", 1);
+        fails(&l, 2, "modified");
+        // Nothing before the first line without `prev` to link to.
+        fails(&lines[1..], 1, "no `prev`");
+        // The same hash spelled in hex is not format 3's spelling.
+        let mut l = lines.clone();
+        let v: Value = serde_json::from_str(&l[0]).unwrap();
+        let b64 = v["hash"].as_str().unwrap();
+        let hex = chain::unspell(b64, 3).unwrap();
+        l[0] = l[0].replacen(b64, &hex, 1);
+        fails(&l, 1, "spelled");
     }
 
     #[test]
