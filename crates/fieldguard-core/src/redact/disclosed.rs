@@ -10,7 +10,7 @@
 //! `omitted`, so the count is always exact even when the names are not.
 //! Ids longer than [`MAX_ID_BYTES`] are cut (they are upstream data).
 
-use super::response::Scope;
+use crate::catalogue::Scope;
 
 /// Runs (single ids or ranges) a list keeps.
 pub const MAX_RUNS: usize = 64;

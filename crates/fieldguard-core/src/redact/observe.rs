@@ -9,9 +9,9 @@
 //! redactor); the property tests hold the two equal.
 
 use super::plan::NamePath;
-use super::response::Scope;
 use super::scan::{self, ScanError, Scanner, Span};
 use crate::catalogue::FieldNode;
+use crate::catalogue::Scope;
 use crate::detect::{self, DetectorCounts, DetectorSet};
 use serde_json::Value;
 

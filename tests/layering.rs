@@ -1,0 +1,229 @@
+//! The layering the README's layout promises, checked so it stays true:
+//! the core crate does no I/O (no tokio, hyper or proxy crate among its
+//! dependencies, none named in its source), and no two modules of either
+//! crate import each other, directly or round a loop.
+//!
+//! Imports are read from the source (`crate::a::b`, `super::x`), outside
+//! comments and `#[cfg(test)]` modules: test code may reach across.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir`, by module path (`proxy::handler`;
+/// `mod.rs`, `lib.rs` and `main.rs` name their folder or the crate root).
+fn modules(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).unwrap().with_extension("");
+                let mut parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                if parts.last().is_some_and(|p| p == "mod") {
+                    parts.pop();
+                }
+                if parts == ["lib"] || parts == ["main"] {
+                    parts.clear();
+                }
+                out.insert(parts.join("::"), std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The source without comment lines and without its test module.
+fn production_code(src: &str) -> String {
+    let cut = src.find("#[cfg(test)]\nmod tests").unwrap_or(src.len());
+    src[..cut]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Module paths written after `prefix` in `src` (`crate::`, `super::`).
+fn paths_after<'s>(src: &'s str, prefix: &str) -> Vec<&'s str> {
+    src.match_indices(prefix)
+        .filter(|(i, _)| {
+            // `crate::` alone, not `fieldguard_core::` or a longer word.
+            src[..*i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+        })
+        .map(|(i, _)| {
+            let rest = &src[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            rest[..end].trim_end_matches(':')
+        })
+        .collect()
+}
+
+/// The longest known module a path names.
+fn resolve(names: &BTreeSet<&str>, path: &[&str]) -> Option<String> {
+    (1..=path.len())
+        .rev()
+        .map(|n| path[..n].join("::"))
+        .find(|c| names.contains(c.as_str()))
+}
+
+/// Edges between modules; a module's own ancestors and descendants do not
+/// count (a child may use its parent's items, a parent declares children).
+fn import_graph(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mods = modules(dir);
+    let names: BTreeSet<&str> = mods.keys().map(String::as_str).collect();
+    let mut graph = BTreeMap::new();
+    for (name, src) in &mods {
+        let code = production_code(src);
+        let here: Vec<&str> = name.split("::").filter(|s| !s.is_empty()).collect();
+        let mut deps = BTreeSet::new();
+        let mut add = |target: Option<String>| {
+            if let Some(t) = target {
+                let related = t == *name
+                    || name.starts_with(&format!("{t}::"))
+                    || t.starts_with(&format!("{name}::"))
+                    || t.is_empty();
+                if !related {
+                    deps.insert(t);
+                }
+            }
+        };
+        for p in paths_after(&code, "crate::") {
+            add(resolve(&names, &p.split("::").collect::<Vec<_>>()));
+        }
+        // `super::` from `a::b::c` names `a::b`'s items (a file's parent).
+        let parent = &here[..here.len().saturating_sub(1)];
+        for p in paths_after(&code, "super::") {
+            let mut path: Vec<&str> = parent.to_vec();
+            path.extend(p.split("::").filter(|s| *s != "super"));
+            add(resolve(&names, &path));
+        }
+        graph.insert(name.clone(), deps);
+    }
+    graph
+}
+
+/// A loop in the graph, if there is one (depth-first search).
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(node.to_string(), 1);
+        stack.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            match state.get(next.as_str()).copied().unwrap_or(0) {
+                1 => {
+                    let from = stack.iter().position(|n| n == next).unwrap_or(0);
+                    let mut cycle = stack[from..].to_vec();
+                    cycle.push(next.clone());
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(next, graph, state, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(node.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for node in graph.keys() {
+        if state.get(node.as_str()).copied().unwrap_or(0) == 0 {
+            let mut stack = Vec::new();
+            if let Some(c) = visit(node, graph, &mut state, &mut stack) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn no_import_cycle_between_modules_of_the_proxy_crate() {
+    let graph = import_graph(&repo().join("src"));
+    assert!(graph.len() > 50, "read {} modules", graph.len());
+    // Control: imports are read (`use crate::exchange::…` in the handler,
+    // `use super::…` in the proxy's admin handle).
+    assert!(graph["proxy::handler"].contains("exchange"), "{graph:?}");
+    assert!(
+        graph["proxy::admin_handle"].contains("proxy::reload"),
+        "{graph:?}"
+    );
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn no_import_cycle_between_modules_of_the_core_crate() {
+    let graph = import_graph(&repo().join("crates/fieldguard-core/src"));
+    assert!(graph.len() > 20, "read {} modules", graph.len());
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_a_planted_cycle() {
+    // Control: the check above must be able to fail.
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    graph.insert("a".into(), ["b".to_string()].into());
+    graph.insert("b".into(), ["c".to_string()].into());
+    graph.insert("c".into(), ["a".to_string()].into());
+    assert_eq!(find_cycle(&graph).map(|c| c.len()), Some(4));
+    graph.get_mut("c").unwrap().clear();
+    assert_eq!(find_cycle(&graph), None);
+}
+
+#[test]
+fn the_core_crate_does_no_io() {
+    let core = repo().join("crates/fieldguard-core");
+    let manifest = std::fs::read_to_string(core.join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .unwrap_or("");
+    for banned in [
+        "tokio",
+        "hyper",
+        "fieldguard ",
+        "fieldguard=",
+        "rustls",
+        "notify",
+    ] {
+        assert!(
+            !deps
+                .lines()
+                .any(|l| l.trim_start().starts_with(banned.trim_end_matches('='))
+                    && !l.trim_start().starts_with("fieldguard-")),
+            "the core crate depends on {banned}"
+        );
+    }
+    for (name, src) in modules(&core.join("src")) {
+        let code = production_code(&src);
+        for banned in ["tokio::", "hyper::", "fieldguard::", "std::net::TcpStream"] {
+            assert!(!code.contains(banned), "core module {name} uses {banned}");
+        }
+    }
+}
