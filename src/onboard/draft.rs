@@ -1269,7 +1269,7 @@ fn baseline(source: &str) -> String {
 
 /// Where the JSONPath `path` (`$`, `$.a[*]`, `$.a.b`) leads in `schema`.
 fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Value, String> {
-    let parsed = crate::catalogue::RecordPath::parse(path)?;
+    let parsed = crate::catalogue::RecordPath::parse(path).map_err(|e| e.to_string())?;
     let mut cur = schema;
     for step in &parsed.steps {
         let (s, _) = spec.deref(cur)?;

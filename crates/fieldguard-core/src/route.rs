@@ -282,8 +282,9 @@ impl Route {
                 ))
             })
         };
-        let path_of =
-            |p: &Spanned<String>| RecordPath::parse(&p.value).map_err(|m| at(line_of(p), m));
+        let path_of = |p: &Spanned<String>| {
+            RecordPath::parse(&p.value).map_err(|m| at_value(p, m.to_string()))
+        };
         let mut selectors = Vec::new();
         for sel in rc.response.iter().flat_map(|r| &r.records) {
             let entity = entity_of(catalogue, &sel.entity)?;

@@ -30,17 +30,15 @@ impl HashKey {
         let bytes = std::fs::read(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read hash key: {e}")))?;
         let trimmed = bytes.trim_ascii_end();
-        Self::from_bytes(trimmed).map_err(|m| ConfigError::file(path, m))
+        Self::from_bytes(trimmed).map_err(|m| ConfigError::file(path, m.to_string()))
     }
 
-    pub fn from_bytes(key: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(key: &[u8]) -> Result<Self, MaskError> {
         if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "hash key must be at least {MIN_KEY_BYTES} bytes, got {}",
-                key.len()
-            ));
+            return Err(MaskError::ShortKey { len: key.len() });
         }
-        let mac = Hmac::<Sha256>::new_from_slice(key).map_err(|e| e.to_string())?;
+        let mac = Hmac::<Sha256>::new_from_slice(key)
+            .map_err(|_| MaskError::ShortKey { len: key.len() })?;
         Ok(Self { mac })
     }
 
@@ -52,6 +50,16 @@ impl HashKey {
         let out = mac.finalize().into_bytes();
         hex::encode(&out[..16])
     }
+}
+
+/// A mask the catalogue cannot compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaskError {
+    /// A short key makes pseudonyms guessable by brute force.
+    #[error("hash key must be at least {MIN_KEY_BYTES} bytes, got {len}")]
+    ShortKey { len: usize },
+    #[error("hash mask needs redaction.hash_key_file")]
+    NoHashKey,
 }
 
 /// A compiled masked form.
@@ -68,7 +76,7 @@ pub enum Mask {
 }
 
 impl Mask {
-    pub fn compile(cfg: &MaskConfig, key: Option<Arc<HashKey>>) -> Result<Self, String> {
+    pub fn compile(cfg: &MaskConfig, key: Option<Arc<HashKey>>) -> Result<Self, MaskError> {
         Ok(match cfg {
             MaskConfig::Partial {
                 keep_first,
@@ -79,7 +87,7 @@ impl Mask {
                 keep_last: *keep_last,
                 mask_char: *mask_char,
             },
-            MaskConfig::Hash => Mask::Hash(key.ok_or("hash mask needs redaction.hash_key_file")?),
+            MaskConfig::Hash => Mask::Hash(key.ok_or(MaskError::NoHashKey)?),
             MaskConfig::Year => Mask::Year,
             MaskConfig::Null => Mask::Null,
         })

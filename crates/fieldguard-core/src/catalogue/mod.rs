@@ -12,7 +12,7 @@
 mod mask;
 pub mod record_path;
 
-pub use mask::{HashKey, Mask};
+pub use mask::{HashKey, Mask, MaskError};
 pub use record_path::{RecordPath, Resolve, Step};
 
 use crate::config::{
@@ -213,13 +213,13 @@ impl Catalogue {
         path: &str,
         field: &FieldConfig,
         wrapper_of: Option<usize>,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, FieldError> {
         let mask = field
             .mask
             .as_ref()
             .map(|m| Mask::compile(m, self.hash_key.clone()))
             .transpose()?;
-        let index = u32::try_from(self.fields.len()).map_err(|_| "too many fields".to_string())?;
+        let index = u32::try_from(self.fields.len()).map_err(|_| FieldError::TooMany)?;
         self.fields.push(FieldSpec {
             index,
             entity: entity.clone(),
@@ -242,7 +242,7 @@ impl Catalogue {
         resource_type: &str,
         path: &str,
         field: &FieldConfig,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, FieldError> {
         self.add_field(&Arc::from(resource_type), path, field, Some(route))
     }
 
@@ -386,6 +386,16 @@ pub fn split_dot_path(path: &str) -> Result<Vec<String>, String> {
     }
     Ok(parts)
 }
+/// A catalogued field that cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error(transparent)]
+    Mask(#[from] MaskError),
+    /// Field indexes are `u32` (metrics and audit records carry them).
+    #[error("too many fields")]
+    TooMany,
+}
+
 /// Where in a response a member was found: in a record of a catalogued
 /// entity, or in the body around the records (a route's wrapper members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

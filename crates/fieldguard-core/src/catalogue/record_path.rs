@@ -28,13 +28,26 @@ pub enum Resolve {
     Missing,
 }
 
+/// A record selector the catalogue cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("invalid JSONPath `{text}`: {reason}")]
+    Invalid { text: String, reason: String },
+    /// Filters, slices, unions and `..` could miss records.
+    #[error("unsupported JSONPath segment `{segment}` in `{text}` (use names, [n] or [*])")]
+    Unsupported { segment: String, text: String },
+}
+
 impl RecordPath {
     /// Supported: `$`, `.name`, `['name']`, `[n]`, `[*]`. Filters, slices,
     /// unions and descendant (`..`) selectors are refused: a record selector
     /// must name one definite place, or the filter could miss records.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let query = jsonpath_rust::parser::parse_json_path(text)
-            .map_err(|e| format!("invalid JSONPath `{text}`: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, SelectorError> {
+        let query =
+            jsonpath_rust::parser::parse_json_path(text).map_err(|e| SelectorError::Invalid {
+                text: text.to_string(),
+                reason: e.to_string(),
+            })?;
         let mut steps = Vec::new();
         for seg in &query.segments {
             match seg {
@@ -44,9 +57,10 @@ impl RecordPath {
                     steps.push(Step::Index(*i as usize))
                 }
                 other => {
-                    return Err(format!(
-                        "unsupported JSONPath segment `{other}` in `{text}` (use names, [n] or [*])"
-                    ));
+                    return Err(SelectorError::Unsupported {
+                        segment: other.to_string(),
+                        text: text.to_string(),
+                    });
                 }
             }
         }
@@ -65,17 +79,17 @@ impl RecordPath {
     /// A record that does not stay is dropped from its `[*]` list, or
     /// replaced by null anywhere else (the caller refuses a single-record
     /// body whose record does not stay).
-    pub fn for_each_mut<F>(&self, doc: &mut Value, f: &mut F) -> Result<Resolve, String>
+    pub fn for_each_mut<F, E>(&self, doc: &mut Value, f: &mut F) -> Result<Resolve, E>
     where
-        F: FnMut(&mut Value) -> Result<bool, String>,
+        F: FnMut(&mut Value) -> Result<bool, E>,
     {
         walk(&self.steps, doc, f)
     }
 }
 
-fn walk<F>(steps: &[Step], v: &mut Value, f: &mut F) -> Result<Resolve, String>
+fn walk<F, E>(steps: &[Step], v: &mut Value, f: &mut F) -> Result<Resolve, E>
 where
-    F: FnMut(&mut Value) -> Result<bool, String>,
+    F: FnMut(&mut Value) -> Result<bool, E>,
 {
     let Some((first, rest)) = steps.split_first() else {
         // A record the caller may not see that is not an element of a
@@ -159,13 +173,14 @@ mod tests {
         let p = RecordPath::parse("$.list[*]").unwrap();
         let mut doc = json!({"list": [{"k": 1}, {"k": 2}, {"k": 3}]});
         let r = p
-            .for_each_mut(&mut doc, &mut |rec| Ok(rec["k"] != json!(2)))
+            .for_each_mut(&mut doc, &mut |rec| Ok::<_, String>(rec["k"] != json!(2)))
             .unwrap();
         assert_eq!(r, Resolve::Found);
         assert_eq!(doc, json!({"list": [{"k": 1}, {"k": 3}]}));
         let mut other = json!({"items": []});
         assert_eq!(
-            p.for_each_mut(&mut other, &mut |_| Ok(true)).unwrap(),
+            p.for_each_mut(&mut other, &mut |_| Ok::<_, String>(true))
+                .unwrap(),
             Resolve::Missing
         );
     }

@@ -69,7 +69,7 @@ pub struct ResourceRef<'a> {
 
 impl ResourceRef<'_> {
     /// The Cedar entity: `Type::"id"` with the attributes, no parents.
-    fn entity(&self) -> Result<Entity, String> {
+    fn entity(&self) -> Result<Entity, entities::InputError> {
         let uid = entities::uid(self.type_name, self.id);
         let attrs = self.sources.iter().zip(self.values).map(|(s, v)| {
             (
@@ -386,7 +386,7 @@ impl Engine {
         }
         let decision = match (r.entity(), who.request_context()) {
             (Ok(resource), Ok(ctx)) => self.evaluate(who, action, &applicable, resource, ctx),
-            (Err(e), _) | (_, Err(e)) => return deny_with_error(e),
+            (Err(e), _) | (_, Err(e)) => return deny_with_error(e.to_string()),
         };
         // Evaluation errors are logged once per distinct key, not per request.
         if self.routes.len() >= MAX_CACHED_DECISIONS {

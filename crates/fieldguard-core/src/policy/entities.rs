@@ -60,8 +60,41 @@ pub fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
 }
 
+/// A principal, resource or context Cedar will not take (an attribute
+/// value it cannot represent, a duplicate key): the decision is then a
+/// deny with this as its policy error.
+/// Boxed: Cedar's errors are large and these travel on the hot path's
+/// `Result`s, which are almost always `Ok`.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Entity(Box<cedar_policy::EntityAttrEvaluationError>),
+    #[error(transparent)]
+    Context(Box<cedar_policy::ContextCreationError>),
+    #[error(transparent)]
+    Record(Box<cedar_policy::ExpressionConstructionError>),
+}
+
+impl From<cedar_policy::EntityAttrEvaluationError> for InputError {
+    fn from(e: cedar_policy::EntityAttrEvaluationError) -> Self {
+        Self::Entity(Box::new(e))
+    }
+}
+
+impl From<cedar_policy::ContextCreationError> for InputError {
+    fn from(e: cedar_policy::ContextCreationError) -> Self {
+        Self::Context(Box::new(e))
+    }
+}
+
+impl From<cedar_policy::ExpressionConstructionError> for InputError {
+    fn from(e: cedar_policy::ExpressionConstructionError) -> Self {
+        Self::Record(Box::new(e))
+    }
+}
+
 impl RequestPrincipal {
-    pub fn new(p: &Principal, request_action: &str) -> Result<Self, String> {
+    pub fn new(p: &Principal, request_action: &str) -> Result<Self, InputError> {
         let user_type = type_name(PRINCIPAL_TYPE);
         let role_type = type_name(ROLE_TYPE);
         let uid = uid(&user_type, &p.id);
@@ -72,7 +105,7 @@ impl RequestPrincipal {
             .iter()
             .map(|(k, v)| (k.clone(), attr_expr(v)))
             .collect();
-        let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?;
+        let entity = Entity::new(uid.clone(), attrs, parents)?;
         let purpose = p.purpose.clone().unwrap_or_default();
         // Roles are sorted by the identity layer; the separators cannot occur
         // in a role or purpose (both are validated token characters).
@@ -102,15 +135,15 @@ impl RequestPrincipal {
     }
 
     /// Context of request-level decisions.
-    pub fn request_context(&self) -> Result<Context, String> {
-        Context::from_pairs(self.base_context()).map_err(|e| e.to_string())
+    pub fn request_context(&self) -> Result<Context, InputError> {
+        Ok(Context::from_pairs(self.base_context())?)
     }
 
     /// Context of record-level decisions.
-    pub fn record_context(&self) -> Result<Context, String> {
+    pub fn record_context(&self) -> Result<Context, InputError> {
         let mut pairs = self.base_context().to_vec();
         pairs.push(self.request_action_pair());
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
+        Ok(Context::from_pairs(pairs)?)
     }
 
     fn base_context(&self) -> [(String, RestrictedExpression); 2] {
@@ -131,7 +164,7 @@ impl RequestPrincipal {
     }
 
     /// Context of field decisions: the request context plus the field.
-    pub fn field_context(&self, field: &FieldSpec) -> Result<Context, String> {
+    pub fn field_context(&self, field: &FieldSpec) -> Result<Context, InputError> {
         let field_rec = RestrictedExpression::new_record([
             (
                 "name".to_string(),
@@ -145,12 +178,11 @@ impl RequestPrincipal {
                 "level".to_string(),
                 RestrictedExpression::new_long(i64::from(field.level.0)),
             ),
-        ])
-        .map_err(|e| e.to_string())?;
+        ])?;
         let mut pairs = self.base_context().to_vec();
         pairs.push(self.request_action_pair());
         pairs.push(("field".to_string(), field_rec));
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
+        Ok(Context::from_pairs(pairs)?)
     }
 }
 
@@ -189,6 +221,10 @@ pub fn record_attr_expr(
 pub fn resource_entity(
     uid: EntityUid,
     attrs: impl IntoIterator<Item = (String, RestrictedExpression)>,
-) -> Result<Entity, String> {
-    Entity::new(uid, attrs.into_iter().collect(), HashSet::new()).map_err(|e| e.to_string())
+) -> Result<Entity, InputError> {
+    Ok(Entity::new(
+        uid,
+        attrs.into_iter().collect(),
+        HashSet::new(),
+    )?)
 }
