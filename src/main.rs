@@ -646,11 +646,7 @@ fn audit_subject(
     partial: bool,
     format: SubjectFormat,
 ) -> Result<(), CliError> {
-    let hmac_key = key_file
-        .map(fieldguard::audit::config::read_hmac_key)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let opts = verify_options(key_file, partial)?;
     let report = fieldguard::audit::subject::subject_report(id, files, &opts)?;
     match format {
         SubjectFormat::Text => out!("{}", report.to_text()),
@@ -662,6 +658,18 @@ fn audit_subject(
     Ok(())
 }
 
+/// How the audit commands verify what they read: with the HMAC key if the
+/// log is keyed; `partial` accepts files that start mid-chain.
+fn verify_options(
+    key_file: Option<&std::path::Path>,
+    partial: bool,
+) -> Result<fieldguard::audit::VerifyOptions, CliError> {
+    let hmac_key = key_file
+        .map(fieldguard::audit::config::read_hmac_key)
+        .transpose()?;
+    Ok(fieldguard::audit::VerifyOptions { hmac_key, partial })
+}
+
 /// Prints the records of (verified) audit files in full, one per line.
 fn audit_expand(
     files: &[PathBuf],
@@ -669,11 +677,7 @@ fn audit_expand(
     partial: bool,
 ) -> Result<(), CliError> {
     use std::io::Write;
-    let hmac_key = key_file
-        .map(fieldguard::audit::config::read_hmac_key)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let opts = verify_options(key_file, partial)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
     fieldguard::audit::read::each_record(files, &opts, |rec| {
@@ -702,11 +706,7 @@ fn audit_verify(
     key_file: Option<&std::path::Path>,
     partial: bool,
 ) -> Result<(), CliError> {
-    let hmac_key = key_file
-        .map(fieldguard::audit::config::read_hmac_key)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let opts = fieldguard::audit::VerifyOptions { hmac_key, partial };
+    let opts = verify_options(key_file, partial)?;
     let report = fieldguard::audit::verify_files(files, &opts)
         .map_err(|f| format!("audit chain broken at {f}"))?;
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
