@@ -75,6 +75,7 @@ pub fn redact(
         plans: RecordPlans::new(rules.plan.selectors.len(), !traced),
         forbidden: false,
         path: NamePath::wrapper(),
+        record_path: NamePath::default(),
     };
     pass.run().map_err(|e| match e {
         // A malformed body is unreadable whatever else is wrong with it.
@@ -176,6 +177,9 @@ struct Pass<'i, 'c, 'd> {
     members: Vec<Member<'i>>,
     /// Record outcomes by selector and record facts.
     plans: RecordPlans,
+    /// The buffer of a record's [`RecordWalk::path`] (reused across
+    /// records: no allocation per record).
+    record_path: NamePath,
     /// A single-record body whose record the caller may not see.
     forbidden: bool,
     /// Where the walk is in the body around the records (for reports).
@@ -499,7 +503,7 @@ impl Pass<'_, '_, '_> {
             ctx: &mut ctx,
             plan,
             scope: Scope::Entity(entity.index),
-            path: NamePath::default(),
+            path: std::mem::take(&mut self.record_path),
         };
         walk.w.push(b'{');
         let mut written = false;
@@ -507,6 +511,9 @@ impl Pass<'_, '_, '_> {
             walk.member(&m.name, m.key, m.value, &entity.root, depth, &mut written)?;
         }
         walk.w.push(b'}');
+        let mut path = walk.path;
+        path.truncate(0);
+        self.record_path = path;
         Ok(true)
     }
 }
