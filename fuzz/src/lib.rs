@@ -71,11 +71,11 @@ pub fn route(data: &[u8]) {
     if let Some(found) = rt.decisions.router.at(method, &canonical) {
         let segments = |p: &str| p.split('/').filter(|s| !s.is_empty()).count();
         assert_eq!(
-            segments(&found.value.template),
+            segments(found.template),
             segments(canonical.as_str()),
             "{method} {} matched {}",
             canonical.as_str(),
-            found.value.template
+            found.template
         );
     }
 }
