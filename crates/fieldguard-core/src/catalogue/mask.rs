@@ -45,10 +45,21 @@ impl HashKey {
     /// Hex of the first 16 bytes of HMAC-SHA256(key, input): 128 bits is
     /// ample for joins and keeps tokens short.
     pub fn token(&self, input: &[u8]) -> String {
+        let mut out = Vec::with_capacity(32);
+        self.write_token(input, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`Self::token`] appended to `out`.
+    pub fn write_token(&self, input: &[u8], out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut mac = self.mac.clone();
         mac.update(input);
-        let out = mac.finalize().into_bytes();
-        hex::encode(&out[..16])
+        let digest = mac.finalize().into_bytes();
+        for b in &digest[..16] {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
     }
 }
 
@@ -133,6 +144,106 @@ impl Mask {
     }
 }
 
+impl Mask {
+    /// Appends the masked form of the JSON value `raw` (its exact text, a
+    /// valid JSON value) to `out` as JSON: the bytes
+    /// `serde_json::to_writer(out, &self.apply(&parsed))` writes. A string
+    /// without escapes (most values) is masked straight from its text,
+    /// without building a value or an intermediate string.
+    pub fn write_json(&self, raw: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        if let Some(text) = plain_string(raw) {
+            match self {
+                Mask::Null => {
+                    out.extend_from_slice(b"null");
+                    return Ok(());
+                }
+                Mask::Partial {
+                    keep_first,
+                    keep_last,
+                    mask_char,
+                } if !needs_escape(*mask_char) => {
+                    out.push(b'"');
+                    write_partial(text, *keep_first, *keep_last, *mask_char, out);
+                    out.push(b'"');
+                    return Ok(());
+                }
+                Mask::Hash(key) => {
+                    out.push(b'"');
+                    key.write_token(text.as_bytes(), out);
+                    out.push(b'"');
+                    return Ok(());
+                }
+                Mask::Year => {
+                    match year_of(text) {
+                        Some(y) => {
+                            out.push(b'"');
+                            out.extend_from_slice(y.as_bytes());
+                            out.push(b'"');
+                        }
+                        None => out.extend_from_slice(b"null"),
+                    }
+                    return Ok(());
+                }
+                Mask::Partial { .. } => {}
+            }
+        }
+        let original: Value = serde_json::from_str(raw)?;
+        serde_json::to_writer(out, &self.apply(&original))
+    }
+}
+
+/// The text of a JSON string literal that has no escapes (so its text is
+/// its value, and re-encoding it changes nothing).
+fn plain_string(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.as_bytes().contains(&b'\\')).then_some(inner)
+}
+
+/// Whether serde_json escapes this character in a string.
+fn needs_escape(c: char) -> bool {
+    c == '"' || c == '\\' || u32::from(c) < 0x20
+}
+
+/// [`partial`], written as JSON string content (no character of `text`
+/// needs escaping, nor does `mask_char`).
+fn write_partial(
+    text: &str,
+    keep_first: usize,
+    keep_last: usize,
+    mask_char: char,
+    out: &mut Vec<u8>,
+) {
+    let mut buf = [0u8; 4];
+    let mask = mask_char.encode_utf8(&mut buf).as_bytes();
+    let ascii = text.is_ascii();
+    let n = if ascii {
+        text.len()
+    } else {
+        text.chars().count()
+    };
+    if keep_first + keep_last >= n {
+        for _ in 0..n {
+            out.extend_from_slice(mask);
+        }
+        return;
+    }
+    // Byte offset of the character at `chars`.
+    let at = |chars: usize| {
+        if ascii {
+            chars
+        } else {
+            text.char_indices()
+                .nth(chars)
+                .map_or(text.len(), |(i, _)| i)
+        }
+    };
+    out.extend_from_slice(&text.as_bytes()[..at(keep_first)]);
+    for _ in keep_first..n - keep_last {
+        out.extend_from_slice(mask);
+    }
+    out.extend_from_slice(&text.as_bytes()[at(n - keep_last)..]);
+}
+
 fn scalar_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match value {
         Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
@@ -210,6 +321,63 @@ mod tests {
         assert_ne!(a, m2.apply(&json!("c-1001")));
         assert_eq!(a.as_str().unwrap().len(), 32);
         assert!(HashKey::from_bytes(b"short").is_err());
+    }
+
+    /// `write_json` writes exactly what serialising `apply`'s value does.
+    #[test]
+    fn write_json_is_apply_serialised() {
+        let key = Arc::new(HashKey::from_bytes(b"0123456789abcdef0123").unwrap());
+        let masks = [
+            Mask::Null,
+            Mask::Year,
+            Mask::Hash(key),
+            Mask::Partial {
+                keep_first: 3,
+                keep_last: 2,
+                mask_char: '*',
+            },
+            Mask::Partial {
+                keep_first: 1,
+                keep_last: 0,
+                mask_char: '\u{2022}',
+            },
+            Mask::Partial {
+                keep_first: 0,
+                keep_last: 4,
+                mask_char: '"',
+            },
+        ];
+        let values = [
+            r#""+86 139 0013 1001""#,
+            r#""王小明""#,
+            r#""ab""#,
+            r#""""#,
+            r#""1990-05-17""#,
+            r#""1990""#,
+            r#""May 1990""#,
+            r#""esc\"aped\u00e9 \n""#,
+            r#""\u0031990-01-01""#,
+            "4111111111111111",
+            "1.50E+2",
+            "-0",
+            "true",
+            "null",
+            r#"{"a":1}"#,
+            "[1,2]",
+        ];
+        for m in &masks {
+            for v in values {
+                let mut got = Vec::new();
+                m.write_json(v, &mut got).unwrap();
+                let parsed: Value = serde_json::from_str(v).unwrap();
+                let want = serde_json::to_vec(&m.apply(&parsed)).unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{m:?} {v}"
+                );
+            }
+        }
     }
 
     #[test]

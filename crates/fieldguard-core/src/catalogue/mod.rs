@@ -64,19 +64,75 @@ pub struct FieldNode {
     pub field: Option<u32>,
     /// Non-empty on containers only. Ordered, so walks and explanations
     /// are deterministic.
-    pub children: BTreeMap<Box<str>, FieldNode>,
+    pub children: Children,
 }
 
 impl FieldNode {
-    /// The node at `key` below this one. A node has a few dozen keys at
-    /// most, so a scan that compares lengths first beats the map's ordered
-    /// search (one `memcmp` per step) on the redaction hot path.
+    /// The node at `key` below this one.
     #[inline]
     pub fn child(&self, key: &str) -> Option<&FieldNode> {
-        self.children
+        self.children.get(key)
+    }
+}
+
+/// The children of a [`FieldNode`], sorted by key: one contiguous slice.
+/// A node has a few dozen keys at most, and the redactors look one up for
+/// every member of every record, so a scan of the slice comparing lengths
+/// first beats a `BTreeMap` (whose iteration walked tree nodes, and whose
+/// ordered search calls `memcmp` at every step).
+#[derive(Debug, Default)]
+pub struct Children(Vec<(Box<str>, FieldNode)>);
+
+type ChildRef<'a> = (&'a Box<str>, &'a FieldNode);
+
+impl Children {
+    /// The node at `key`.
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<&FieldNode> {
+        self.0
             .iter()
             .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
             .map(|(_, node)| node)
+    }
+
+    /// The node at `key`, added (empty, in key order) if missing.
+    pub fn get_or_default(&mut self, key: &str) -> &mut FieldNode {
+        let at = match self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (Box::from(key), FieldNode::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Keys and nodes, in key order.
+    pub fn iter(&self) -> std::iter::Map<std::slice::Iter<'_, (Box<str>, FieldNode)>, ChildFn> {
+        self.0.iter().map(child_ref)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+type ChildFn = for<'a> fn(&'a (Box<str>, FieldNode)) -> ChildRef<'a>;
+
+fn child_ref(entry: &(Box<str>, FieldNode)) -> ChildRef<'_> {
+    (&entry.0, &entry.1)
+}
+
+impl<'a> IntoIterator for &'a Children {
+    type Item = ChildRef<'a>;
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (Box<str>, FieldNode)>, ChildFn>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
     }
 }
 
@@ -260,9 +316,9 @@ impl Catalogue {
         let mut root = FieldNode::default();
         for (path, field) in &entity.fields {
             let segments = split_dot_path(path).map_err(|m| err(format!("field `{path}`: {m}")))?;
-            let node = segments.iter().fold(&mut root, |node, seg| {
-                node.children.entry(Box::from(seg.as_str())).or_default()
-            });
+            let node = segments
+                .iter()
+                .fold(&mut root, |node, seg| node.children.get_or_default(seg));
             let idx = self
                 .add_field(&name_arc, path, field, None)
                 .map_err(|m| err(format!("field `{path}`: {m}")))?;

@@ -16,6 +16,14 @@ pub const ROLE_TYPE: &str = "Role";
 pub struct Dependencies {
     /// Attributes of `resource` read by conditions.
     pub resource_attrs: BTreeSet<String>,
+    /// Those of `resource_attrs` whose value matters. The others are read
+    /// only by `resource has a` and `resource.a == principal` (or `!=`,
+    /// either way round): only whether the record has the attribute and
+    /// whether it is the caller can change an answer. Ownership rules are
+    /// of this kind, so the records of a list, each with its own owner,
+    /// share two answers (the caller's own, everyone else's) instead of
+    /// asking one question per owner.
+    pub valued_attrs: BTreeSet<String>,
     /// The resource's identity matters (`resource == …`, `resource in …`).
     pub resource_uid: bool,
     /// The principal's identity or attributes matter (beyond its roles).
@@ -26,6 +34,7 @@ impl Dependencies {
     pub fn merge(&mut self, other: &Dependencies) {
         self.resource_attrs
             .extend(other.resource_attrs.iter().cloned());
+        self.valued_attrs.extend(other.valued_attrs.iter().cloned());
         self.resource_uid |= other.resource_uid;
         self.principal |= other.principal;
     }
@@ -85,11 +94,39 @@ fn is_role_literal(v: &Value) -> bool {
     }
 }
 
+/// The attribute `a` of `resource.a`.
+fn resource_attr(v: &Value) -> Option<&str> {
+    let inner = v.get(".")?;
+    if inner.get("left").and_then(var_name) != Some("resource") {
+        return None;
+    }
+    inner.get("attr").and_then(Value::as_str)
+}
+
 fn scan(v: &Value, deps: &mut Dependencies) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| scan(i, deps)),
         Value::Object(map) => {
-            // `resource.attr` / `resource has attr`: only that attribute.
+            // `resource.attr == principal` (or `!=`, either way round):
+            // only whether the attribute is the caller.
+            for op in ["==", "!="] {
+                if let Some(inner) = map.get(op)
+                    && let (Some(left), Some(right)) = (inner.get("left"), inner.get("right"))
+                {
+                    let compared = match (var_name(left), var_name(right)) {
+                        (_, Some("principal")) => resource_attr(left),
+                        (Some("principal"), _) => resource_attr(right),
+                        _ => None,
+                    };
+                    if let Some(attr) = compared {
+                        deps.resource_attrs.insert(attr.to_string());
+                        deps.principal = true;
+                        return;
+                    }
+                }
+            }
+            // `resource.attr` / `resource has attr`: only that attribute
+            // (and only whether the record has it, for `has`).
             for op in [".", "has"] {
                 if let Some(inner) = map.get(op)
                     && let (Some(left), Some(attr)) =
@@ -98,6 +135,9 @@ fn scan(v: &Value, deps: &mut Dependencies) {
                     match var_name(left) {
                         Some("resource") => {
                             deps.resource_attrs.insert(attr.to_string());
+                            if op == "." {
+                                deps.valued_attrs.insert(attr.to_string());
+                            }
                         }
                         Some("context") => {}
                         _ => scan(left, deps),
@@ -159,6 +199,7 @@ mod tests {
             d.resource_attrs.into_iter().collect::<Vec<_>>(),
             vec!["marketing_consent".to_string()]
         );
+        assert!(d.valued_attrs.contains("marketing_consent"));
         assert!(!d.principal && !d.resource_uid);
     }
 
@@ -169,7 +210,27 @@ mod tests {
         );
         assert!(d.principal);
         assert!(d.resource_attrs.contains("owner"));
+        assert!(
+            d.valued_attrs.is_empty(),
+            "owner is only compared with the caller"
+        );
         assert!(!d.resource_uid);
+        let d = deps(
+            r#"forbid(principal, action, resource) unless { principal == resource.owner || resource.owner != principal };"#,
+        );
+        assert!(d.principal && d.valued_attrs.is_empty());
+        // Any other use of the value: the value matters.
+        for cond in [
+            r#"resource.owner == User::"c-1""#,
+            r#"resource.owner.id == principal"#,
+            r#"resource.owner == principal && resource.owner in principal"#,
+            r#"resource.owner like "c-*""#,
+        ] {
+            let d = deps(&format!(
+                "permit(principal, action, resource) when {{ {cond} }};"
+            ));
+            assert!(d.valued_attrs.contains("owner"), "{cond}");
+        }
         let d = deps(r#"permit(principal, action, resource == Customer::"x");"#);
         assert!(d.resource_uid);
         let d = deps(r#"permit(principal, action, resource) when { resource in Customer::"x" };"#);

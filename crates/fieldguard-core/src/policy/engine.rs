@@ -127,7 +127,85 @@ struct DecisionKey {
     resource_type: u32,
     field: u32,
     resource: Option<Box<str>>,
-    attrs: SmallVec<[Option<AttrValue>; 2]>,
+    attrs: SmallVec<[AttrKey; 2]>,
+}
+
+/// What a decision key holds of one resource attribute the policies read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AttrKey {
+    /// The resource has no such attribute.
+    Absent,
+    /// Its value: some policy reads it.
+    Value(AttrValue),
+    /// Whether it is the caller: the policies only test its presence or
+    /// compare it with `principal` ([`Dependencies::valued_attrs`]).
+    Caller(bool),
+}
+
+/// [`AttrKey`] borrowing the value, to compare without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKeyRef<'a> {
+    Absent,
+    Value(&'a AttrValue),
+    Caller(bool),
+}
+
+impl AttrKeyRef<'_> {
+    pub fn owned(self) -> AttrKey {
+        match self {
+            AttrKeyRef::Absent => AttrKey::Absent,
+            AttrKeyRef::Value(v) => AttrKey::Value(v.clone()),
+            AttrKeyRef::Caller(b) => AttrKey::Caller(b),
+        }
+    }
+
+    pub fn is(self, owned: &AttrKey) -> bool {
+        match (self, owned) {
+            (AttrKeyRef::Absent, AttrKey::Absent) => true,
+            (AttrKeyRef::Value(a), AttrKey::Value(b)) => a == b,
+            (AttrKeyRef::Caller(a), AttrKey::Caller(b)) => a == *b,
+            _ => false,
+        }
+    }
+}
+
+/// Whether the attribute value `v` (read by `source`) is the caller `who`
+/// as Cedar compares entities: an entity reference of the caller's type
+/// (`User` when the source names none, as
+/// [`entities::record_attr_expr`] builds it) and id. A string, number or
+/// flag never equals an entity.
+fn is_caller(v: &AttrValue, source: &AttributeSource, who: &EntityUid) -> bool {
+    let AttrValue::Entity(id) = v else {
+        return false;
+    };
+    if **id != *who.id().unescaped() {
+        return false;
+    }
+    match &source.entity_type {
+        Some(t) => t == who.type_name(),
+        None => *who.type_name() == entities::type_name(analysis::PRINCIPAL_TYPE),
+    }
+}
+
+/// The key part of the resource attribute `name` for policies with
+/// dependencies `deps`, asked by `who`.
+fn attr_key<'r>(
+    deps: &Dependencies,
+    name: &str,
+    r: &ResourceRef<'r>,
+    who: &EntityUid,
+) -> AttrKeyRef<'r> {
+    let Some(at) = r.sources.iter().position(|s| s.name == name) else {
+        return AttrKeyRef::Absent;
+    };
+    let Some(v) = r.values.get(at) else {
+        return AttrKeyRef::Absent;
+    };
+    if deps.valued_attrs.contains(name) {
+        AttrKeyRef::Value(v)
+    } else {
+        AttrKeyRef::Caller(is_caller(v, &r.sources[at], who))
+    }
 }
 
 /// The caches' hasher: foldhash, several times faster than SipHash on the
@@ -164,7 +242,7 @@ struct RouteKey {
     action: Box<str>,
     resource_type: u32,
     resource: Option<Box<str>>,
-    attrs: SmallVec<[Option<AttrValue>; 2]>,
+    attrs: SmallVec<[AttrKey; 2]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -379,7 +457,7 @@ impl Engine {
             action: action.into(),
             resource_type: r.type_key,
             resource: deps.resource_uid.then(|| r.id.into()),
-            attrs: relevant_attrs(deps, r),
+            attrs: relevant_attrs(deps, r, &who.uid),
         };
         if let Some(hit) = self.routes.get(&key) {
             return (**hit).clone();
@@ -427,17 +505,16 @@ fn deny_with_error(e: String) -> RequestDecision {
     }
 }
 
-/// The values of the record attributes the policies read, in the order of
-/// `deps.resource_attrs` (`None`: the record lacks it).
-fn relevant_attrs(deps: &Dependencies, r: &ResourceRef<'_>) -> SmallVec<[Option<AttrValue>; 2]> {
+/// What the policies read of the record's attributes, in the order of
+/// `deps.resource_attrs`.
+fn relevant_attrs(
+    deps: &Dependencies,
+    r: &ResourceRef<'_>,
+    who: &EntityUid,
+) -> SmallVec<[AttrKey; 2]> {
     deps.resource_attrs
         .iter()
-        .map(|name| {
-            r.sources
-                .iter()
-                .position(|s| &s.name == name)
-                .and_then(|i| r.values.get(i).cloned())
-        })
+        .map(|name| attr_key(deps, name, r, who).owned())
         .collect()
 }
 
@@ -455,6 +532,79 @@ fn principal_may_apply(c: &PrincipalConstraint, roles: &HashSet<&str>) -> bool {
         PrincipalConstraint::In(e) => in_ok(e),
         PrincipalConstraint::Is(t) => t.to_string() == user_type,
         PrincipalConstraint::IsIn(t, e) => t.to_string() == user_type && in_ok(e),
+    }
+}
+
+/// What one caller's record and field decisions on one kind of record can
+/// depend on ([`Decider::record_facts`]).
+#[derive(Debug, Clone)]
+pub struct RecordFacts {
+    /// Some decision reads the record's id.
+    pub uid: bool,
+    attrs: SmallVec<[FactSource; 4]>,
+    /// The caller's id, for [`AttrKey::Caller`].
+    caller: Box<str>,
+}
+
+#[derive(Debug, Clone)]
+struct FactSource {
+    /// Position among the record's attribute sources (`None`: it has none
+    /// of that name).
+    at: Option<usize>,
+    /// Some policy reads its value (else only whether it is the caller).
+    valued: bool,
+    /// An entity reference of this source can be the caller (its type is
+    /// the caller's).
+    caller_type: bool,
+}
+
+/// The facts of one record ([`RecordFacts::of`]), borrowing its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts<'r> {
+    pub id: Option<&'r str>,
+    pub attrs: SmallVec<[AttrKeyRef<'r>; 4]>,
+}
+
+/// [`Facts`] kept beyond the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedFacts {
+    id: Option<Box<str>>,
+    attrs: SmallVec<[AttrKey; 4]>,
+}
+
+impl RecordFacts {
+    /// The facts of the record `id` with these attribute `values` (aligned
+    /// with the sources this was made for).
+    pub fn of<'r>(&self, id: &'r str, values: &'r [AttrValue]) -> Facts<'r> {
+        Facts {
+            id: self.uid.then_some(id),
+            attrs: self
+                .attrs
+                .iter()
+                .map(|f| match f.at.and_then(|i| values.get(i)) {
+                    None => AttrKeyRef::Absent,
+                    Some(v) if f.valued => AttrKeyRef::Value(v),
+                    Some(v) => AttrKeyRef::Caller(
+                        f.caller_type && matches!(v, AttrValue::Entity(e) if **e == *self.caller),
+                    ),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Facts<'_> {
+    pub fn to_owned(&self) -> OwnedFacts {
+        OwnedFacts {
+            id: self.id.map(Box::from),
+            attrs: self.attrs.iter().map(|a| a.owned()).collect(),
+        }
+    }
+
+    pub fn is(&self, owned: &OwnedFacts) -> bool {
+        self.id == owned.id.as_deref()
+            && self.attrs.len() == owned.attrs.len()
+            && self.attrs.iter().zip(&owned.attrs).all(|(a, b)| a.is(b))
     }
 }
 
@@ -477,7 +627,7 @@ type MemoSlot = SmallVec<[MemoEntry; MEMO_PER_SLOT]>;
 struct MemoEntry {
     type_key: u32,
     resource: Option<Box<str>>,
-    attrs: SmallVec<[Option<AttrValue>; 2]>,
+    attrs: SmallVec<[AttrKey; 2]>,
     verdict: Verdict,
 }
 
@@ -494,26 +644,18 @@ impl MemoEntry {
         &self,
         resource: &ResourceRef<'_>,
         resource_id: Option<&str>,
-        attr_names: &BTreeSet<String>,
+        deps: &Dependencies,
+        who: &EntityUid,
     ) -> bool {
         self.type_key == resource.type_key
             && self.resource.as_deref() == resource_id
-            && self.attrs.len() == attr_names.len()
+            && self.attrs.len() == deps.resource_attrs.len()
             && self
                 .attrs
                 .iter()
-                .zip(attr_names)
-                .all(|(v, name)| v.as_ref() == attr_value(resource, name))
+                .zip(&deps.resource_attrs)
+                .all(|(v, name)| attr_key(deps, name, resource, who).is(v))
     }
-}
-
-/// The value of the resource attribute `name`, if the resource has it.
-fn attr_value<'r>(resource: &ResourceRef<'r>, name: &str) -> Option<&'r AttrValue> {
-    resource
-        .sources
-        .iter()
-        .position(|s| s.name == name)
-        .and_then(|i| resource.values.get(i))
 }
 
 impl Decider<'_> {
@@ -554,6 +696,56 @@ impl Decider<'_> {
         self.engine.policy_refs(ids)
     }
 
+    /// What this caller's record and field decisions (`record:read`,
+    /// `field:read`, `field:read_masked`) on records whose attributes come
+    /// from `sources` can depend on: the union of what the shared cache
+    /// keys of those decisions hold besides the caller, the action and the
+    /// field. Two records with equal [`Decider::facts`] get the same answer
+    /// to every such question, so a redactor may decide a record's fields
+    /// once per distinct facts (a record plan) instead of once per record.
+    pub fn record_facts(&mut self, sources: &[AttributeSource]) -> RecordFacts {
+        let mut uid = false;
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut valued: BTreeSet<String> = BTreeSet::new();
+        let mut prepared = Vec::new();
+        for action in [
+            FieldAction::RecordRead,
+            FieldAction::FieldRead,
+            FieldAction::FieldReadMasked,
+        ] {
+            prepared.push(self.prepared(action).0);
+        }
+        for applicable in &prepared {
+            // Without a permit the answer is deny whatever the record.
+            if applicable.no_permit {
+                continue;
+            }
+            uid |= applicable.deps.resource_uid;
+            names.extend(applicable.deps.resource_attrs.iter().map(String::as_str));
+            valued.extend(applicable.deps.valued_attrs.iter().cloned());
+        }
+        let attrs = names
+            .into_iter()
+            .map(|name| {
+                let at = sources.iter().position(|s| s.name == name);
+                let caller_type = at.is_some_and(|i| {
+                    let probe = AttrValue::Entity(self.who.uid.id().unescaped().into());
+                    is_caller(&probe, &sources[i], &self.who.uid)
+                });
+                FactSource {
+                    at,
+                    valued: valued.contains(name),
+                    caller_type,
+                }
+            })
+            .collect();
+        RecordFacts {
+            uid,
+            attrs,
+            caller: self.who.uid.id().unescaped().into(),
+        }
+    }
+
     /// [`Self::allowed`] with the policies behind the answer.
     ///
     /// Asked once per record and field of a body, so answers come, in
@@ -576,16 +768,12 @@ impl Decider<'_> {
         let slot_index = field.map_or(0, |f| f.index as usize + 1);
         let remembered = self.memo[action.index()].get(slot_index).and_then(|slot| {
             slot.iter()
-                .find(|e| e.answers(resource, resource_id, &deps.resource_attrs))
+                .find(|e| e.answers(resource, resource_id, deps, &self.who.uid))
         });
         if let Some(hit) = remembered {
             return hit.verdict.clone();
         }
-        let attrs: SmallVec<[Option<AttrValue>; 2]> = deps
-            .resource_attrs
-            .iter()
-            .map(|name| attr_value(resource, name).cloned())
-            .collect();
+        let attrs = relevant_attrs(deps, resource, &self.who.uid);
         let key = DecisionKey {
             who,
             action: action as u8,

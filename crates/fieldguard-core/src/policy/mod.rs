@@ -7,7 +7,8 @@ mod entities;
 mod load;
 
 pub use engine::{
-    Decider, Engine, FieldAction, PolicyRefs, PolicyTable, RequestDecision, ResourceRef, Verdict,
+    AttrKey, AttrKeyRef, Decider, Engine, Facts, FieldAction, OwnedFacts, PolicyRefs, PolicyTable,
+    RecordFacts, RequestDecision, ResourceRef, Verdict,
 };
 pub use entities::RequestPrincipal;
 pub use load::{PolicyBundle, PolicyInfo, load_bundle, load_bundle_except};

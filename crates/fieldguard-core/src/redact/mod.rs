@@ -5,6 +5,7 @@ pub mod disclosed;
 mod json;
 pub mod observe;
 pub mod plan;
+mod record_plan;
 pub mod request;
 pub mod response;
 mod scan;

@@ -434,6 +434,20 @@ proptest! {
         let mut decider = rt.engine.decider(&rp);
         let streamed = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut stream_report, 64);
 
+        // The stream decides records through record plans (one per
+        // distinct record facts) and cached answers keyed by abstracted
+        // facts (whether the owner is the caller); a traced walk asks
+        // Cedar afresh for every record and field: both must agree.
+        let mut uncached_doc: Value = serde_json::from_slice(&body).unwrap();
+        let mut uncached_report = FilterReport::traced();
+        let mut decider = rt.engine.decider(&rp);
+        let uncached = filter_response(&mut uncached_doc, &rules, &mut decider, &rt.catalogue, &mut uncached_report);
+        prop_assert_eq!(&uncached, &tree);
+        if uncached.is_ok() {
+            prop_assert_eq!(&uncached_doc, &tree_doc);
+        }
+        prop_assert_eq!(&uncached_report.outcomes, &stream_report.outcomes);
+
         match (tree, streamed) {
             (Ok(()), Ok(out)) => {
                 let got: Value = serde_json::from_slice(&out)

@@ -160,7 +160,7 @@ impl FilterReport {
     }
 
     /// Adds the policies behind one masked or removed field.
-    fn note_deciders(&mut self, field: u32, outcome: Outcome, by: &PolicyRefs) {
+    pub(super) fn note_deciders(&mut self, field: u32, outcome: Outcome, by: &PolicyRefs) {
         let i = field as usize;
         if self.deciders.len() <= i {
             self.deciders.resize_with(i + 1, FieldDeciders::default);
@@ -581,7 +581,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     /// the field and the value have a masked form), else removed; with
     /// the policies behind a masked or removed outcome (the permits of the
     /// masked form, and any forbid of the full or masked value).
-    fn outcome(&mut self, field: u32, scalar: bool) -> (Outcome, PolicyRefs) {
+    pub(super) fn outcome(&mut self, field: u32, scalar: bool) -> (Outcome, PolicyRefs) {
         let full = self.verdict(FieldAction::FieldRead, Some(field));
         if full.allowed {
             return (Outcome::Full, PolicyRefs::new());

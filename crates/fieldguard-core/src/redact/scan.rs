@@ -65,6 +65,11 @@ impl<'a> Scanner<'a> {
     /// Skips insignificant whitespace.
     #[inline]
     pub fn ws(&mut self) {
+        // Compact bodies (most) have none: every JSON whitespace byte is
+        // at most b' ', so one comparison settles the common case.
+        if self.input.get(self.pos).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
             self.pos += 1;
         }
@@ -196,7 +201,12 @@ impl<'a> Scanner<'a> {
             },
             escaped,
         };
-        self.eat(b':')?;
+        // `"key":` without whitespace (compact bodies) in one comparison.
+        if self.input.get(self.pos) == Some(&b':') {
+            self.pos += 1;
+        } else {
+            self.eat(b':')?;
+        }
         self.ws();
         Ok(Some(key))
     }

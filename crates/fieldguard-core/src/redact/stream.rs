@@ -25,6 +25,7 @@
 use super::BodyRules;
 use super::observe::{Onboarding, copy_backstopped, observe_hidden_member, observe_span};
 use super::plan::{NamePath, PlanNode};
+use super::record_plan::{Planned, RecordPlans};
 use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
@@ -56,6 +57,8 @@ pub fn redact(
     let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
     report.unknown_passed = rules.plan.unknown == UnknownFields::Pass;
     report.policy_table = Some(decider.policy_table());
+    // Traced decisions are explained one by one: no plans.
+    let traced = report.trace.is_some();
     let pass = Pass {
         w: Writer {
             input,
@@ -69,8 +72,10 @@ pub fn redact(
         report,
         root_values: Vec::new(),
         members: Vec::new(),
+        plans: RecordPlans::new(rules.plan.selectors.len(), !traced),
         forbidden: false,
         path: NamePath::wrapper(),
+        record_path: NamePath::default(),
     };
     pass.run().map_err(|e| match e {
         // A malformed body is unreadable whatever else is wrong with it.
@@ -170,6 +175,11 @@ struct Pass<'i, 'c, 'd> {
     root_values: Vec<Vec<Option<AttrValue>>>,
     /// The current record's members (reused across records).
     members: Vec<Member<'i>>,
+    /// Record outcomes by selector and record facts.
+    plans: RecordPlans,
+    /// The buffer of a record's [`RecordWalk::path`] (reused across
+    /// records: no allocation per record).
+    record_path: NamePath,
     /// A single-record body whose record the caller may not see.
     forbidden: bool,
     /// Where the walk is in the body around the records (for reports).
@@ -178,6 +188,17 @@ struct Pass<'i, 'c, 'd> {
 
 impl Pass<'_, '_, '_> {
     fn run(mut self) -> Result<Vec<u8>, Fail> {
+        let walked = self.walk();
+        // Counted whether or not the body was refused, as the tree walk counts.
+        self.plans.flush(self.report);
+        walked?;
+        if self.forbidden {
+            return Err(Fail::Filter(FilterError::Forbidden));
+        }
+        Ok(self.w.out)
+    }
+
+    fn walk(&mut self) -> Result<(), Fail> {
         let text = self.w.text;
         let max_depth = self.w.max_depth;
         self.root_values = self
@@ -204,10 +225,7 @@ impl Pass<'_, '_, '_> {
         let plan = self.rules.plan;
         self.place(&mut sc, &plan.root, false)?;
         sc.finish()?;
-        if self.forbidden {
-            return Err(Fail::Filter(FilterError::Forbidden));
-        }
-        Ok(self.w.out)
+        Ok(())
     }
 
     /// Writes the value at `sc`, at `node`'s place of the plan; `false`
@@ -230,7 +248,7 @@ impl Pass<'_, '_, '_> {
                 self.rules,
                 &mut *self.report,
             );
-            return leaf(&mut self.w, &mut ctx, field, value, sc.depth());
+            return leaf(&mut self.w, &mut ctx, None, field, value, sc.depth());
         }
         match sc.peek() {
             Some(b'{') if !node.is_array() => self.object_place(sc, node),
@@ -453,12 +471,15 @@ impl Pass<'_, '_, '_> {
         }
         let id: Cow<'_, str> = match &entity.id_field {
             Some(path) => match member_path(text, members, path, self.w.max_depth)? {
-                Some(span) if input.get(span.start) == Some(&b'"') => scan::text(text, span, true)?,
+                Some(span) if input.get(span.start) == Some(&b'"') => string_text(text, span)?,
                 _ => Cow::Borrowed(""),
             },
             None => Cow::Borrowed(""),
         };
         let resource = sel.resource(&id, &values);
+        let mut plan = self
+            .plans
+            .plan(sel_index, &sel.attributes, self.decider, &id, &values);
         let mut ctx = RecordCtx::new(
             &mut *self.decider,
             self.catalogue,
@@ -466,7 +487,10 @@ impl Pass<'_, '_, '_> {
             &mut *self.report,
             Onboarding::of(self.rules.plan),
         );
-        let visible = ctx.allowed(FieldAction::RecordRead, None);
+        let visible = match &mut plan {
+            Some(plan) => plan.visible(&mut ctx),
+            None => ctx.allowed(FieldAction::RecordRead, None),
+        };
         ctx.trace_record(visible);
         if !visible {
             return Ok(false);
@@ -477,8 +501,9 @@ impl Pass<'_, '_, '_> {
         let mut walk = RecordWalk {
             w: &mut self.w,
             ctx: &mut ctx,
+            plan,
             scope: Scope::Entity(entity.index),
-            path: NamePath::default(),
+            path: std::mem::take(&mut self.record_path),
         };
         walk.w.push(b'{');
         let mut written = false;
@@ -486,6 +511,9 @@ impl Pass<'_, '_, '_> {
             walk.member(&m.name, m.key, m.value, &entity.root, depth, &mut written)?;
         }
         walk.w.push(b'}');
+        let mut path = walk.path;
+        path.truncate(0);
+        self.record_path = path;
         Ok(true)
     }
 }
@@ -498,13 +526,18 @@ impl Pass<'_, '_, '_> {
 fn leaf(
     w: &mut Writer<'_>,
     ctx: &mut RecordCtx<'_, '_>,
+    plan: Option<&mut Planned<'_>>,
     field: u32,
     value: Span,
     depth: usize,
 ) -> Result<bool, Fail> {
     let first = w.first_byte(value);
     let scalar = first != b'{' && first != b'[';
-    match ctx.field_outcome(field, scalar) {
+    let outcome = match plan {
+        Some(plan) => plan.field_outcome(ctx, field, scalar),
+        None => ctx.field_outcome(field, scalar),
+    };
+    match outcome {
         Outcome::Full if ctx.backstops(field) => {
             let set = ctx.onboarding.backstop;
             copy_backstopped(
@@ -524,29 +557,32 @@ fn leaf(
         }
         Outcome::Removed => Ok(false),
         Outcome::Masked => {
-            let raw = w.input.get(value.start..value.end).unwrap_or_default();
-            let original: serde_json::Value =
-                serde_json::from_slice(raw).map_err(|_| ScanError::Malformed)?;
-            let masked = match &ctx.catalogue.field(field).mask {
-                Some(mask) => mask.apply(&original),
-                None => original,
-            };
-            serde_json::to_writer(&mut w.out, &masked).map_err(|_| ScanError::Malformed)?;
+            let raw = w.text.get(value.start..value.end).unwrap_or_default();
+            match &ctx.catalogue.field(field).mask {
+                // Straight into the output (no value, and for a plain
+                // string no intermediate string either).
+                Some(mask) => mask.write_json(raw, &mut w.out),
+                None => serde_json::from_str::<serde_json::Value>(raw)
+                    .and_then(|original| serde_json::to_writer(&mut w.out, &original)),
+            }
+            .map_err(|_| ScanError::Malformed)?;
             Ok(true)
         }
     }
 }
 
 /// One shown record being written: its members by the entity's catalogue.
-struct RecordWalk<'w, 'i, 'c, 'r, 'd> {
+struct RecordWalk<'w, 'i, 'c, 'r, 'd, 'p> {
     w: &'w mut Writer<'i>,
     ctx: &'c mut RecordCtx<'r, 'd>,
+    /// The record's plan, when its outcome is planned.
+    plan: Option<Planned<'p>>,
     scope: Scope,
     /// The container being walked, as reports name it.
     path: NamePath,
 }
 
-impl RecordWalk<'_, '_, '_, '_, '_> {
+impl RecordWalk<'_, '_, '_, '_, '_, '_> {
     /// Writes one member of an object whose catalogue node is `node`: as
     /// is, masked, redacted below, or not at all.
     fn member(
@@ -579,7 +615,7 @@ impl RecordWalk<'_, '_, '_, '_, '_> {
         };
         self.w.key(written, key);
         if let Some(field) = child.field {
-            if !leaf(self.w, self.ctx, field, value, depth)? {
+            if !leaf(self.w, self.ctx, self.plan.as_mut(), field, value, depth)? {
                 self.w.undo(mark, written);
             }
             return Ok(());
@@ -782,6 +818,16 @@ fn lookup_path(
     }
 }
 
+/// The text of the (validated) string literal at `span`: decoded only
+/// when it has escapes, else a slice of the body.
+fn string_text(text: &str, span: Span) -> Result<Cow<'_, str>, ScanError> {
+    let inner = text
+        .as_bytes()
+        .get(span.start + 1..span.end.saturating_sub(1))
+        .ok_or(ScanError::Malformed)?;
+    scan::text(text, span, inner.contains(&b'\\'))
+}
+
 /// A record attribute from its JSON value, as [`AttributeSource::extract`]
 /// converts it (`None` when of the wrong type).
 fn convert(text: &str, span: Span, source: &AttributeSource) -> Option<AttrValue> {
@@ -791,7 +837,7 @@ fn convert(text: &str, span: Span, source: &AttributeSource) -> Option<AttrValue
             if raw.first() != Some(&b'"') {
                 return None;
             }
-            let value: Box<str> = scan::text(text, span, true).ok()?.into();
+            let value: Box<str> = string_text(text, span).ok()?.into();
             Some(match source.kind {
                 AttributeKind::Entity => AttrValue::Entity(value),
                 _ => AttrValue::Str(value),
