@@ -8,6 +8,10 @@
 //! everything free of I/O; it is re-exported here under the same names
 //! (`fieldguard::redact`, `fieldguard::policy`, …).
 
+// Items of private modules are `pub(crate)`: what the crate offers is
+// what its public modules export, and nothing else looks public.
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod audit;
 pub mod budget;

@@ -29,7 +29,7 @@ const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 ];
 
 /// Refuses a method override, in a header or in the query's `_method`.
-pub fn method_override(headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
+pub(super) fn method_override(headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
     let in_header = headers.keys().any(|k| {
         METHOD_OVERRIDE_HEADERS
             .iter()
@@ -66,7 +66,7 @@ fn has_method_parameter(query: &str) -> bool {
 
 /// Refuses request-body headers that leave the body's meaning open: see
 /// the module docs. For routes whose request body is checked.
-pub fn checked_body(headers: &HeaderMap) -> Result<(), Refusal> {
+pub(super) fn checked_body(headers: &HeaderMap) -> Result<(), Refusal> {
     let mut types = headers.get_all(header::CONTENT_TYPE).iter();
     match (types.next(), types.next()) {
         (Some(_), Some(_)) => return Err(Refusal::AmbiguousContentType),

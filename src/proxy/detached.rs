@@ -55,7 +55,7 @@ pub(super) fn channel(request_id: String, work: &Arc<InFlight>) -> (Reply, Waiti
 impl Reply {
     /// Runs `work`; if the client goes away meanwhile, notes it in
     /// `progress` at once (the work then sends nothing more upstream).
-    pub async fn watch<F: Future>(&mut self, progress: &Progress, work: F) -> F::Output {
+    pub(super) async fn watch<F: Future>(&mut self, progress: &Progress, work: F) -> F::Output {
         tokio::pin!(work);
         loop {
             match self.tx.as_mut() {
@@ -74,7 +74,7 @@ impl Reply {
 
     /// Hands the answer to the connection; if the client is gone, notes it
     /// in `progress` (at the stage the exchange finished in).
-    pub fn deliver(&mut self, resp: Response<ProxyBody>, progress: &Progress) {
+    pub(super) fn deliver(&mut self, resp: Response<ProxyBody>, progress: &Progress) {
         if let Some(tx) = self.tx.take()
             && tx.send(resp).is_err()
         {
@@ -102,7 +102,7 @@ impl Drop for Reply {
 impl Waiting {
     /// The work's answer. Only a panic in the work leaves none: then a 500
     /// (the request's record is lost with the task, and the panic logged).
-    pub async fn response(self) -> Response<ProxyBody> {
+    pub(super) async fn response(self) -> Response<ProxyBody> {
         match self.rx.await {
             Ok(resp) => resp,
             Err(_) => Stop::from(Refusal::Internal).into_response(&self.request_id),
@@ -122,22 +122,22 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// Counts one more until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+    pub(super) fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.n.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(self.clone())
     }
 
-    pub fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.n.load(Ordering::SeqCst)
     }
 
     /// Requests' work still under way after its client left.
-    pub fn detached(&self) -> usize {
+    pub(super) fn detached(&self) -> usize {
         self.detached.load(Ordering::SeqCst)
     }
 
     /// Resolves when the count is zero.
-    pub async fn none_left(&self) {
+    pub(super) async fn none_left(&self) {
         loop {
             let notified = self.none.notified();
             tokio::pin!(notified);

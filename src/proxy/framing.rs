@@ -55,7 +55,7 @@ const KEEP_HEAD_CAPACITY: usize = 8 * 1024;
 
 /// What the request service learns from a connection's [`Tracker`].
 #[derive(Debug)]
-pub struct Framing {
+pub(super) struct Framing {
     /// Index of the first request that must be refused ([`NONE`]: none).
     refuse_from: AtomicU64,
     /// Requests handed to the service so far.
@@ -65,7 +65,7 @@ pub struct Framing {
 }
 
 impl Framing {
-    pub fn new() -> Arc<Self> {
+    pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             refuse_from: AtomicU64::new(NONE),
             handed_over: AtomicU64::new(0),
@@ -77,7 +77,7 @@ impl Framing {
     /// (HTTP/1; always false once tracking is off). What tells a client
     /// that is too slow with a head apart from a kept-alive connection that
     /// simply sent no next request, when hyper's header timeout ends either.
-    pub fn head_started(&self) -> bool {
+    pub(super) fn head_started(&self) -> bool {
         self.head_started.load(Ordering::Relaxed)
     }
 
@@ -87,7 +87,7 @@ impl Framing {
     /// heads, and only after their head has been read, so the tracker has
     /// already seen it. (On HTTP/2 nothing is ever recorded, so the count
     /// is harmless there.)
-    pub fn refuse_next(&self) -> bool {
+    pub(super) fn refuse_next(&self) -> bool {
         let index = self.handed_over.fetch_add(1, Ordering::AcqRel);
         index >= self.refuse_from.load(Ordering::Acquire)
     }
@@ -108,7 +108,7 @@ impl Framing {
 
 /// Limits the tracker mirrors from hyper's HTTP/1 configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct TrackerLimits {
+pub(super) struct TrackerLimits {
     /// Largest head kept while it arrives over several reads. hyper refuses
     /// heads past its read buffer size (`max_buf_size`) but its buffer can
     /// overshoot that by one read, so this should be twice that size.
@@ -169,7 +169,7 @@ enum Body {
 
 /// Follows the request framing on one connection (see the module docs).
 #[derive(Debug)]
-pub struct Tracker {
+pub(super) struct Tracker {
     framing: Arc<Framing>,
     limits: TrackerLimits,
     state: State,
@@ -181,7 +181,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(framing: Arc<Framing>, limits: TrackerLimits) -> Self {
+    pub(super) fn new(framing: Arc<Framing>, limits: TrackerLimits) -> Self {
         Self {
             framing,
             limits,
@@ -193,7 +193,7 @@ impl Tracker {
     }
 
     /// Takes the next bytes read from the connection.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub(super) fn feed(&mut self, data: &[u8]) {
         self.feed_bytes(data);
         let started = match self.state {
             State::Preface(matched) => matched > 0,
@@ -484,13 +484,13 @@ fn hex(b: u8) -> Option<u64> {
 }
 
 /// A downstream connection's IO with a [`Tracker`] watching what is read.
-pub struct FramingIo<I> {
+pub(super) struct FramingIo<I> {
     inner: I,
     tracker: Tracker,
 }
 
 impl<I> FramingIo<I> {
-    pub fn new(inner: I, tracker: Tracker) -> Self {
+    pub(super) fn new(inner: I, tracker: Tracker) -> Self {
         Self { inner, tracker }
     }
 }

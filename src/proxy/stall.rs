@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 /// The error a stalled body ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyStalled;
+pub(super) struct BodyStalled;
 
 impl std::fmt::Display for BodyStalled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,7 +34,7 @@ impl std::error::Error for BodyStalled {}
 
 /// Whether `err`, or any error it was caused by, is [`BodyStalled`]: the
 /// upstream request failed because the client's body stalled.
-pub fn is_stalled(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn is_stalled(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(err);
     // Bounded: error chains are short; this only guards against a cycle.
     for _ in 0..16 {
@@ -49,7 +49,7 @@ pub fn is_stalled(err: &(dyn std::error::Error + 'static)) -> bool {
 
 /// `inner`, failing with [`BodyStalled`] once a wait for its next frame
 /// exceeds `limit`.
-pub struct StallLimit<B> {
+pub(super) struct StallLimit<B> {
     inner: B,
     limit: Duration,
     /// Armed while the body waits for the client; created on the first
@@ -59,7 +59,7 @@ pub struct StallLimit<B> {
 }
 
 impl<B> StallLimit<B> {
-    pub fn new(inner: B, limit: Duration) -> Self {
+    pub(super) fn new(inner: B, limit: Duration) -> Self {
         Self {
             inner,
             limit,

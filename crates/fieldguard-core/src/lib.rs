@@ -8,6 +8,10 @@
 //! from the [`config`]'s decision sections; refusals are typed
 //! ([`outcome`]). The proxy crate does the network I/O around it.
 
+// Items of private modules are `pub(crate)`: what the crate offers is
+// what its public modules export, and nothing else looks public.
+#![warn(unreachable_pub)]
+
 pub mod catalogue;
 pub mod config;
 pub mod decisions;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The decision sections of a configuration file, owned.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Sections {
+pub(crate) struct Sections {
     #[serde(default)]
     pub limits: LimitsConfig,
     pub policies: PoliciesConfig,
@@ -32,13 +32,13 @@ pub struct Sections {
 
 impl Sections {
     /// Reads the sections of the configuration file `file`.
-    pub fn load(file: &Path) -> Self {
+    pub(crate) fn load(file: &Path) -> Self {
         let text = std::fs::read_to_string(file).unwrap();
         Self::parse(&text, file)
     }
 
     /// Parses configuration text as if it were the file `file`.
-    pub fn parse(text: &str, file: &Path) -> Self {
+    pub(crate) fn parse(text: &str, file: &Path) -> Self {
         let mut s: Sections =
             serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         s.file = file.to_path_buf();
@@ -46,11 +46,11 @@ impl Sections {
     }
 
     /// The decisions these sections build (panics on a bad config).
-    pub fn build(&self) -> Decisions {
+    pub(crate) fn build(&self) -> Decisions {
         self.try_build().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub fn try_build(&self) -> Result<Decisions, crate::error::ConfigError> {
+    pub(crate) fn try_build(&self) -> Result<Decisions, crate::error::ConfigError> {
         let base_dir = self.file.parent().unwrap_or(Path::new("."));
         Decisions::build(DecisionConfig {
             file: &self.file,
@@ -67,11 +67,11 @@ impl Sections {
 }
 
 /// `examples/demo/fieldguard.yaml` in the repository.
-pub fn reference_config() -> PathBuf {
+pub(crate) fn reference_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/fieldguard.yaml")
 }
 
 /// The reference deployment's sections.
-pub fn reference() -> Sections {
+pub(crate) fn reference() -> Sections {
     Sections::load(&reference_config())
 }

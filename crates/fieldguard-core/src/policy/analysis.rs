@@ -8,12 +8,12 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// The entity type principals have in fieldguard's model.
-pub const PRINCIPAL_TYPE: &str = "User";
+pub(super) const PRINCIPAL_TYPE: &str = "User";
 /// The entity type of roles (a principal's parents).
-pub const ROLE_TYPE: &str = "Role";
+pub(super) const ROLE_TYPE: &str = "Role";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dependencies {
+pub(super) struct Dependencies {
     /// Attributes of `resource` read by conditions.
     pub resource_attrs: BTreeSet<String>,
     /// Those of `resource_attrs` whose value matters. The others are read
@@ -31,7 +31,7 @@ pub struct Dependencies {
 }
 
 impl Dependencies {
-    pub fn merge(&mut self, other: &Dependencies) {
+    pub(super) fn merge(&mut self, other: &Dependencies) {
         self.resource_attrs
             .extend(other.resource_attrs.iter().cloned());
         self.valued_attrs.extend(other.valued_attrs.iter().cloned());
@@ -42,7 +42,7 @@ impl Dependencies {
 
 /// Reads a policy's dependencies. On any surprise (no JSON form) it says
 /// everything matters.
-pub fn dependencies(policy: &Policy) -> Dependencies {
+pub(super) fn dependencies(policy: &Policy) -> Dependencies {
     let mut deps = Dependencies::default();
     match policy.principal_constraint() {
         PrincipalConstraint::Eq(e) | PrincipalConstraint::In(e)

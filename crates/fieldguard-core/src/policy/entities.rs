@@ -32,7 +32,7 @@ pub struct RequestPrincipal {
     pub personal_key: String,
 }
 
-pub fn type_name(name: &str) -> EntityTypeName {
+pub(super) fn type_name(name: &str) -> EntityTypeName {
     // Parsing runs Cedar's grammar (microseconds); the model's own names
     // are asked for on every request, so they are parsed once.
     static USER: OnceLock<EntityTypeName> = OnceLock::new();
@@ -56,7 +56,7 @@ fn parse_type_name(name: &str) -> EntityTypeName {
     EntityTypeName::from_str(name).expect("static entity type name")
 }
 
-pub fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+pub(super) fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
 }
 
@@ -200,7 +200,7 @@ fn attr_expr(v: &identity::AttrValue) -> RestrictedExpression {
 }
 
 /// Cedar form of a record attribute; entity references use `entity_type`.
-pub fn record_attr_expr(
+pub(super) fn record_attr_expr(
     v: &AttrValue,
     entity_type: Option<&EntityTypeName>,
 ) -> RestrictedExpression {
@@ -218,7 +218,7 @@ pub fn record_attr_expr(
 }
 
 /// A resource entity with the given attributes and no parents.
-pub fn resource_entity(
+pub(super) fn resource_entity(
     uid: EntityUid,
     attrs: impl IntoIterator<Item = (String, RestrictedExpression)>,
 ) -> Result<Entity, InputError> {

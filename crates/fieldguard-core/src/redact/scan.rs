@@ -15,14 +15,14 @@ use std::borrow::Cow;
 
 /// Why a body cannot be scanned. Either way it is unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanError {
+pub(super) enum ScanError {
     Malformed,
     TooDeep,
 }
 
 /// A value's bytes: `input[start..end]`, without surrounding whitespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+pub(super) struct Span {
     pub start: usize,
     pub end: usize,
 }
@@ -30,12 +30,12 @@ pub struct Span {
 /// An object key: its span (with the quotes) and whether it has escapes
 /// (then its text must be decoded before comparing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
+pub(super) struct Key {
     pub span: Span,
     pub escaped: bool,
 }
 
-pub struct Scanner<'a> {
+pub(super) struct Scanner<'a> {
     input: &'a [u8],
     pos: usize,
     depth: usize,
@@ -48,7 +48,7 @@ impl<'a> Scanner<'a> {
     /// A scanner at `pos` of `input`, `depth` levels deep already; nesting
     /// beyond `max_depth` is refused (no unbounded recursion on hostile
     /// input).
-    pub fn new(input: &'a [u8], pos: usize, depth: usize, max_depth: usize) -> Self {
+    pub(super) fn new(input: &'a [u8], pos: usize, depth: usize, max_depth: usize) -> Self {
         Self {
             input,
             pos,
@@ -58,13 +58,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// How many open objects and arrays enclose the position.
-    pub fn depth(&self) -> usize {
+    pub(super) fn depth(&self) -> usize {
         self.depth
     }
 
     /// Skips insignificant whitespace.
     #[inline]
-    pub fn ws(&mut self) {
+    pub(super) fn ws(&mut self) {
         // Compact bodies (most) have none: every JSON whitespace byte is
         // at most b' ', so one comparison settles the common case.
         if self.input.get(self.pos).is_some_and(|&b| b > b' ') {
@@ -77,7 +77,7 @@ impl<'a> Scanner<'a> {
 
     /// The next significant byte, without consuming it.
     #[inline]
-    pub fn peek(&mut self) -> Option<u8> {
+    pub(super) fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.input.get(self.pos).copied()
     }
@@ -93,7 +93,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Only whitespace may follow the top-level value.
-    pub fn finish(&mut self) -> Result<()> {
+    pub(super) fn finish(&mut self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
             Some(_) => Err(ScanError::Malformed),
@@ -101,7 +101,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Scans (and validates) one value, returning its span.
-    pub fn value(&mut self) -> Result<Span> {
+    pub(super) fn value(&mut self) -> Result<Span> {
         let Some(c) = self.peek() else {
             return Err(ScanError::Malformed);
         };
@@ -149,20 +149,20 @@ impl<'a> Scanner<'a> {
     }
 
     /// Opens an object (the next value must be one).
-    pub fn open_object(&mut self) -> Result<()> {
+    pub(super) fn open_object(&mut self) -> Result<()> {
         self.eat(b'{')?;
         self.enter()
     }
 
     /// Opens an array (the next value must be one).
-    pub fn open_array(&mut self) -> Result<()> {
+    pub(super) fn open_array(&mut self) -> Result<()> {
         self.eat(b'[')?;
         self.enter()
     }
 
     /// The next member's key of an open object, positioned at its value;
     /// `None` (and the object closed) after the last member.
-    pub fn member(&mut self, first: &mut bool) -> Result<Option<Key>> {
+    pub(super) fn member(&mut self, first: &mut bool) -> Result<Option<Key>> {
         match self.peek() {
             // After `,` a key must follow (`key_and_colon`), so a `}` here
             // closes an empty object or follows a value.
@@ -213,7 +213,7 @@ impl<'a> Scanner<'a> {
 
     /// Whether an open array has another element (positioned at it);
     /// `false` (and the array closed) after the last one.
-    pub fn element(&mut self, first: &mut bool) -> Result<bool> {
+    pub(super) fn element(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             // After `,` the caller scans a value, and `]` is none.
             Some(b']') => {
@@ -374,7 +374,7 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
 /// The text of a key or string span (with its quotes). The input is a
 /// `str` (checked once for the whole body), so an unescaped string is a
 /// slice of it: no copy, no second UTF-8 check.
-pub fn text(input: &str, span: Span, escaped: bool) -> Result<Cow<'_, str>> {
+pub(super) fn text(input: &str, span: Span, escaped: bool) -> Result<Cow<'_, str>> {
     if escaped {
         let raw = input
             .as_bytes()
@@ -391,7 +391,7 @@ pub fn text(input: &str, span: Span, escaped: bool) -> Result<Cow<'_, str>> {
 }
 
 /// Validates a whole document: UTF-8, grammar, depth, nothing after it.
-pub fn validate(input: &[u8], max_depth: usize) -> Result<()> {
+pub(super) fn validate(input: &[u8], max_depth: usize) -> Result<()> {
     std::str::from_utf8(input).map_err(|_| ScanError::Malformed)?;
     let mut sc = Scanner::new(input, 0, 0, max_depth);
     sc.value()?;
