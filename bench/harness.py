@@ -431,8 +431,11 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb):
           f"parse + serialise; {cost['body_bytes']:,} → {cost['redacted_bytes']:,} bytes.")
     if meta.get("audit_records") is not None:
         w("")
+        per = meta.get("audit_bytes", 0) / max(meta["audit_records"], 1)
         w(f"fieldguard audit records written during the run: {meta['audit_records']:,} "
-          f"(requests sent to it: {meta['fieldguard_requests']:,}, incl. warm-up and checks).")
+          f"(requests sent to it: {meta['fieldguard_requests']:,}, incl. warm-up and checks); "
+          f"{meta.get('audit_bytes', 0):,} bytes of audit log, {per:,.0f} bytes per request "
+          f"including definition records.")
     w("")
     return "\n".join(lines)
 
@@ -613,11 +616,17 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu):
 
     # Let the audit writer's interval fsync catch up, then count records.
     time.sleep(1.5)
+    # Request records only: definition records (shared parts written once
+    # per file) and retention notes are not requests.
     audit_records = 0
+    audit_bytes = 0
     for name in os.listdir(os.path.join(tmp, "logs")):
         if name.startswith("fieldguard-audit.log"):
             with open(os.path.join(tmp, "logs", name), "rb") as f:
-                audit_records += sum(1 for _ in f)
+                for line in f:
+                    audit_bytes += len(line)
+                    if b'"request_id"' in line:
+                        audit_records += 1
 
     meta = {
         "mode": args.mode,
@@ -633,7 +642,7 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu):
         "rounds": prof["rounds"], "duration": prof["duration"], "warmup": prof["warmup"],
         "connections": prof["connections"], "load_cpu": load_cpu, "proxy_cpu": proxy_cpu,
         "body_limit": body_limit,
-        "audit_records": audit_records, "fieldguard_requests": sent_to_fg + len(WORKLOADS),
+        "audit_records": audit_records, "audit_bytes": audit_bytes, "fieldguard_requests": sent_to_fg + len(WORKLOADS),
     }
     text = report(meta, summarise(runs), cost, {k: len(v) for k, v in raw.items()}, idle_rss_mb)
     print(text)
