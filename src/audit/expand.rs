@@ -75,18 +75,18 @@ impl Resolver {
     /// When `rec` is a definition: checks that its id is derived from its
     /// content and does not name other content than before, remembers it,
     /// and returns `Ok(true)`. Anything else: `Ok(false)`.
-    pub fn define(&mut self, rec: &Value) -> Result<bool, String> {
+    pub fn define(&mut self, rec: &Value) -> Result<bool, DefinitionError> {
         if !is_definition(rec) {
             return Ok(false);
         }
         let id = rec
             .get("def")
             .and_then(Value::as_str)
-            .ok_or("a definition without a `def` id")?;
+            .ok_or(DefinitionError::NoId)?;
         let shared = rec
             .get("shared")
             .filter(|s| s.is_object())
-            .ok_or("a definition without a `shared` object")?;
+            .ok_or(DefinitionError::NoShared)?;
         // Format 3 ids are base64url, format 2 ids hex: each checked
         // against its own spelling of the digest, and no shorter than the
         // writer makes them.
@@ -97,10 +97,10 @@ impl Resolver {
             (content_digest_hex(&chain::canonical(shared)), ID_HEX)
         };
         if id.len() < min || !digest.starts_with(id) {
-            return Err(format!(
-                "definition {id}: its id is not derived from its content (SHA-256 {}…)",
-                &digest[..min]
-            ));
+            return Err(DefinitionError::NotDerived {
+                id: id.to_string(),
+                digest: digest[..min].to_string(),
+            });
         }
         self.follow(rec);
         match self.defs.get(id) {
@@ -108,9 +108,7 @@ impl Resolver {
             // forgotten it. One content, one id: nothing to choose.
             Some(known) if **known == *shared => {}
             Some(_) => {
-                return Err(format!(
-                    "definition {id} is defined again with other content"
-                ));
+                return Err(DefinitionError::Redefined { id: id.to_string() });
             }
             None => {
                 self.defs.insert(id.to_string(), Arc::new(shared.clone()));
@@ -120,28 +118,27 @@ impl Resolver {
     }
 
     /// The definition a record refers to, if it refers to one.
-    fn referred<'a>(&'a self, rec: &Value) -> Result<Option<(&'a str, &'a Value)>, String> {
+    fn referred<'a>(
+        &'a self,
+        rec: &Value,
+    ) -> Result<Option<(&'a str, &'a Value)>, DefinitionError> {
         let Some(def) = rec.get("def") else {
             return Ok(None);
         };
-        let id = def.as_str().ok_or("`def` is not a definition id")?;
+        let id = def.as_str().ok_or(DefinitionError::BadReference)?;
         match self.defs.get_key_value(id) {
             Some((id, shared)) => Ok(Some((id.as_str(), shared.as_ref()))),
-            None => Err(format!(
-                "refers to definition {id}, which no earlier record defines (each file holds \
-                 the definitions its records use, before their first use: was the file cut, \
-                 or a definition removed?)"
-            )),
+            None => Err(DefinitionError::Unresolved { id: id.to_string() }),
         }
     }
 
     /// Whether a record (not a definition) refers only to a definition read
     /// before, and merging the two leaves no key in both.
-    pub fn check(&self, rec: &Value) -> Result<(), String> {
+    pub fn check(&self, rec: &Value) -> Result<(), DefinitionError> {
         match self.referred(rec)? {
             Some((id, shared)) => {
                 let mut path = String::new();
-                disjoint(rec, shared, &mut path).map_err(|p| overlap(&p, id))
+                disjoint(rec, shared, &mut path).map_err(|o| o.in_definition(id))
             }
             None => Ok(()),
         }
@@ -151,7 +148,7 @@ impl Resolver {
     /// `prev` and `alg` its line leaves out put back: what it says in full.
     /// A record that refers to nothing is returned as it is (with those
     /// two). Call it for every record that is not a definition, in order.
-    pub fn expand(&mut self, mut rec: Value) -> Result<Value, String> {
+    pub fn expand(&mut self, mut rec: Value) -> Result<Value, DefinitionError> {
         if let Some(obj) = rec.as_object_mut() {
             for (key, known) in [("prev", &self.last_hash), ("alg", &self.alg)] {
                 if let (false, Some(k)) = (obj.contains_key(key), known) {
@@ -167,7 +164,7 @@ impl Resolver {
         if let Some(obj) = rec.as_object_mut() {
             obj.remove("def");
         }
-        merge(&mut rec, shared).map_err(|p| overlap(&p, &id))?;
+        merge(&mut rec, shared).map_err(|o| o.in_definition(&id))?;
         Ok(rec)
     }
 
@@ -182,16 +179,57 @@ impl Resolver {
     }
 }
 
-fn overlap(path: &str, id: &str) -> String {
-    format!("{path} is both in the record and in its definition {id}")
+/// Why a definition or a reference to one cannot be trusted: `audit
+/// verify` names the record, and readers stop there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("a definition without a `def` id")]
+    NoId,
+    #[error("a definition without a `shared` object")]
+    NoShared,
+    /// The id must be a prefix of the content's SHA-256: an edited
+    /// definition cannot keep its id.
+    #[error("definition {id}: its id is not derived from its content (SHA-256 {digest}…)")]
+    NotDerived { id: String, digest: String },
+    /// One id, one content: a reader would otherwise have to pick one.
+    #[error("definition {id} is defined again with other content")]
+    Redefined { id: String },
+    #[error("`def` is not a definition id")]
+    BadReference,
+    #[error(
+        "refers to definition {id}, which no earlier record defines (each file holds the \
+         definitions its records use, before their first use: was the file cut, or a \
+         definition removed?)"
+    )]
+    Unresolved { id: String },
+    /// A fact in both the line and its definition: which one is true?
+    #[error("{} is both in the record and in its definition {id}", describe(path))]
+    Overlap { path: String, id: String },
+}
+
+/// A place where a record and the content merged into it both say
+/// something; `Display` names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} is in both", describe(&self.path))]
+pub struct Overlap {
+    pub path: String,
+}
+
+impl Overlap {
+    fn in_definition(self, id: &str) -> DefinitionError {
+        DefinitionError::Overlap {
+            path: self.path,
+            id: id.to_string(),
+        }
+    }
 }
 
 /// Merges `from` into `into`: objects key by key, arrays of the same length
 /// element by element. Anything else present in both is an overlap; `Err`
 /// names where.
-pub fn merge(into: &mut Value, from: &Value) -> Result<(), String> {
+pub fn merge(into: &mut Value, from: &Value) -> Result<(), Overlap> {
     let mut path = String::new();
-    merge_at(into, from, &mut path).map_err(|()| describe(&path))
+    merge_at(into, from, &mut path).map_err(|()| Overlap { path })
 }
 
 fn merge_at(into: &mut Value, from: &Value, path: &mut String) -> Result<(), ()> {
@@ -226,7 +264,7 @@ fn merge_at(into: &mut Value, from: &Value, path: &mut String) -> Result<(), ()>
 }
 
 /// [`merge`]'s check alone, without building anything.
-fn disjoint(a: &Value, b: &Value, path: &mut String) -> Result<(), String> {
+fn disjoint(a: &Value, b: &Value, path: &mut String) -> Result<(), Overlap> {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
@@ -248,7 +286,7 @@ fn disjoint(a: &Value, b: &Value, path: &mut String) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err(describe(path)),
+        _ => Err(Overlap { path: path.clone() }),
     }
 }
 
@@ -323,11 +361,16 @@ mod tests {
         let d = definition(json!({"route": "/c", "status": 200}));
         r.define(&d).unwrap();
         let unknown = json!({"def": "00000000000000ff"});
-        assert!(r.check(&unknown).unwrap_err().contains("no earlier record"));
+        assert!(
+            r.check(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("no earlier record")
+        );
         assert!(r.expand(unknown).is_err());
         let twice = json!({"def": d["def"], "status": 500});
         assert_eq!(
-            r.check(&twice).unwrap_err(),
+            r.check(&twice).unwrap_err().to_string(),
             format!(
                 "`status` is both in the record and in its definition {}",
                 d["def"].as_str().unwrap()
@@ -337,11 +380,16 @@ mod tests {
         let uneven = definition(json!({"budget": [{"limit": 1}]}));
         r.define(&uneven).unwrap();
         let rec = json!({"def": uneven["def"], "budget": [{"used": 1}, {"used": 2}]});
-        assert!(r.check(&rec).unwrap_err().contains("`budget`"));
+        assert!(r.check(&rec).unwrap_err().to_string().contains("`budget`"));
         // Another content under a known id, or an id not derived from it.
         let mut forged = d.clone();
         forged["shared"]["status"] = json!(500);
-        assert!(r.define(&forged).unwrap_err().contains("not derived"));
+        assert!(
+            r.define(&forged)
+                .unwrap_err()
+                .to_string()
+                .contains("not derived")
+        );
         let mut short = d.clone();
         short["def"] = json!(&d["def"].as_str().unwrap()[..8]);
         assert!(r.define(&short).is_err());
@@ -353,7 +401,12 @@ mod tests {
         assert!(r.define(&two).unwrap());
         let mut b64 = two.clone();
         b64["def"] = json!(content_digest(&chain::canonical(&shared))[..ID_LEN]);
-        assert!(r.define(&b64).unwrap_err().contains("not derived"));
+        assert!(
+            r.define(&b64)
+                .unwrap_err()
+                .to_string()
+                .contains("not derived")
+        );
         // The same content again is fine.
         assert!(r.define(&d).unwrap());
     }

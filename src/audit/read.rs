@@ -38,10 +38,10 @@ pub fn each_record(
             if let Some(h) = rec.get("hash").and_then(Value::as_str) {
                 last_hash = h.to_string();
             }
-            if defs.define(&rec).map_err(changed)? {
+            if defs.define(&rec).map_err(|e| changed(e.to_string()))? {
                 continue;
             }
-            each(defs.expand(rec).map_err(changed)?);
+            each(defs.expand(rec).map_err(|e| changed(e.to_string()))?);
         }
     }
     // The files were read twice: they must not have changed in between.

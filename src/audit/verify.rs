@@ -365,9 +365,9 @@ fn check_record(
             format!("sequence gap: expected seq {want}, found {seq_n}"),
         ));
     }
-    let definition = defs.define(&v).map_err(|e| (seq, e))?;
+    let definition = defs.define(&v).map_err(|e| (seq, e.to_string()))?;
     if !definition {
-        defs.check(&v).map_err(|e| (seq, e))?;
+        defs.check(&v).map_err(|e| (seq, e.to_string()))?;
     }
     let deleted = v
         .get("event")
