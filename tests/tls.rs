@@ -892,7 +892,7 @@ async fn revoked_client_certificates_are_refused_and_revocation_lists_reload() {
 
     // A broken list on disk does not replace the working one.
     std::fs::write(&crl_file, "not a crl").unwrap();
-    let err = p.tls.reload_if_changed().unwrap_err();
+    let err = p.tls.reload_if_changed().unwrap_err().to_string();
     assert!(err.contains("clients.crl"), "{err}");
     assert_eq!(call(&good).await.unwrap().0, 200);
     assert!(call(&revoked).await.is_err());

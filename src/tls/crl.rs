@@ -6,6 +6,7 @@
 //! reason at start-up (or on reload, where the previous config stays in
 //! use) rather than as failed handshakes.
 
+use super::error::TlsError;
 use super::{pem, provider};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -20,22 +21,27 @@ use x509_parser::prelude::{ASN1Time, CertificateRevocationList, FromDer};
 pub(crate) fn load(
     files: &[PathBuf],
     roots: &Arc<RootCertStore>,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut all = Vec::new();
     let now = ASN1Time::now();
     for path in files {
         let crls = pem::crls(path)?;
         for der in &crls {
-            let (_, crl) = CertificateRevocationList::from_der(der.as_ref())
-                .map_err(|e| format!("{}: unreadable CRL: {e}", path.display()))?;
+            let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).map_err(|e| {
+                TlsError::Unusable {
+                    path: path.clone(),
+                    what: "unreadable CRL",
+                    reason: e.to_string(),
+                }
+            })?;
             if let Some(next) = crl.next_update()
                 && next < now
             {
-                return Err(format!(
-                    "{}: the CRL of {} expired at {next} (nextUpdate); put a current one in place",
-                    path.display(),
-                    crl.issuer()
-                ));
+                return Err(TlsError::ExpiredCrl {
+                    path: path.clone(),
+                    issuer: crl.issuer().to_string(),
+                    next_update: next.to_string(),
+                });
             }
         }
         // rustls' own parser is stricter (unsupported critical extensions,
@@ -44,7 +50,11 @@ pub(crate) fn load(
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .with_crls(crls.iter().cloned())
             .build()
-            .map_err(|e| format!("{}: unusable CRL: {e}", path.display()))?;
+            .map_err(|e| TlsError::Unusable {
+                path: path.clone(),
+                what: "unusable CRL",
+                reason: e.to_string(),
+            })?;
         all.extend(crls);
     }
     Ok(all)

@@ -5,6 +5,7 @@
 //! module only reads names from a certificate that already passed it.
 
 use super::config::CertPrincipalConfig;
+use super::error::TlsError;
 use crate::identity::{IdentitySource, Principal};
 use std::collections::{BTreeMap, HashMap};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -41,7 +42,7 @@ pub struct CertIdentities {
 }
 
 impl CertIdentities {
-    pub fn new(cfg: &[CertPrincipalConfig]) -> Result<Self, String> {
+    pub fn new(cfg: &[CertPrincipalConfig]) -> Result<Self, TlsError> {
         let mut by_id = HashMap::new();
         for p in cfg {
             let id = if p.id.starts_with("spiffe://") {
@@ -50,14 +51,14 @@ impl CertIdentities {
                 p.id.to_ascii_lowercase()
             };
             if id.is_empty() || id.chars().any(char::is_whitespace) {
-                return Err(format!("client_auth.principals: invalid id {:?}", p.id));
+                return Err(TlsError::InvalidPrincipal(p.id.clone()));
             }
             let mut roles: Vec<String> = p.roles.iter().map(|r| r.trim().to_string()).collect();
             roles.retain(|r| !r.is_empty());
             roles.sort();
             roles.dedup();
             if by_id.insert(id, roles).is_some() {
-                return Err(format!("client_auth.principals: {} is listed twice", p.id));
+                return Err(TlsError::DuplicatePrincipal(p.id.clone()));
             }
         }
         Ok(Self { by_id })

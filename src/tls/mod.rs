@@ -15,6 +15,7 @@
 
 mod config;
 mod crl;
+mod error;
 mod identity;
 mod pem;
 mod server;
@@ -23,6 +24,7 @@ mod upstream;
 pub use config::{
     CertPrincipalConfig, ClientAuthConfig, ClientAuthMode, TlsConfig, UpstreamTlsConfig,
 };
+pub use error::{PemProblem, TlsError};
 pub use identity::{CertIdentities, certificate_names};
 pub use server::{ServerTls, TlsConnection};
 pub use upstream::client_config;

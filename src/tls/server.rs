@@ -4,6 +4,7 @@
 //! connections while open ones carry on with what they negotiated.
 
 use super::config::{ClientAuthMode, TlsConfig};
+use super::error::TlsError;
 use super::identity::CertIdentities;
 use super::{VERSIONS, crl, pem, provider};
 use crate::error::ConfigError;
@@ -58,7 +59,7 @@ impl Files {
     /// Digest of every file's bytes: changes whenever any content changes,
     /// whatever the file system's mtime granularity or a symlink swap (as
     /// Kubernetes does for mounted secrets).
-    fn fingerprint(&self) -> Result<[u8; 32], String> {
+    fn fingerprint(&self) -> Result<[u8; 32], TlsError> {
         let mut h = Sha256::new();
         for p in self.all() {
             let bytes = pem::read(p)?;
@@ -68,12 +69,12 @@ impl Files {
         Ok(h.finalize().into())
     }
 
-    fn build(&self) -> Result<ServerConfig, String> {
+    fn build(&self) -> Result<ServerConfig, TlsError> {
         let certs = pem::certs(&self.cert)?;
         let key = pem::key(&self.key)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TlsError::Versions(e.to_string()))?;
         let builder = match &self.client_auth {
             None => builder.with_no_client_auth(),
             Some(ClientAuthFiles { ca, mode, crls }) => {
@@ -92,19 +93,21 @@ impl Files {
                 } else {
                     verifier.with_crls(crls).enforce_revocation_expiration()
                 };
-                let verifier = verifier
-                    .build()
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                let verifier = verifier.build().map_err(|e| TlsError::Unusable {
+                    path: ca.clone(),
+                    what: "client CA",
+                    reason: e.to_string(),
+                })?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-            format!(
-                "{} / {}: certificate and key do not form a usable pair: {e}",
-                self.cert.display(),
-                self.key.display()
-            )
-        })?;
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Pair {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                reason: e.to_string(),
+            })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
@@ -131,7 +134,7 @@ impl ServerTls {
     /// Builds the TLS config from `tls:`; any unreadable or mismatched file
     /// is a start-up error naming the file.
     pub fn load(cfg: &TlsConfig, loaded: Origin<'_>) -> Result<Arc<Self>, ConfigError> {
-        let err = |m: String| ConfigError::file(loaded.file, format!("tls: {m}"));
+        let err = |m: TlsError| ConfigError::file(loaded.file, format!("tls: {m}"));
         let files = Files {
             cert: loaded.resolve(&cfg.cert_file),
             key: loaded.resolve(&cfg.key_file),
@@ -164,12 +167,9 @@ impl ServerTls {
     /// Rebuilds the config if any file changed. `Ok(true)`: swapped in.
     /// On error the old config stays in use (a half-written renewal must
     /// not take the listener down) and the next check tries again.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let now = self.files.fingerprint()?;
-        let mut last = self
-            .fingerprint
-            .lock()
-            .map_err(|_| "reload state poisoned".to_string())?;
+        let mut last = self.fingerprint.lock().map_err(|_| TlsError::Poisoned)?;
         if *last == now {
             return Ok(false);
         }

@@ -13,7 +13,7 @@ pub fn client_config(
     loaded: Origin<'_>,
 ) -> Result<ClientConfig, ConfigError> {
     let err = |m: String| ConfigError::file(loaded.file, format!("upstream.tls: {m}"));
-    let roots = pem::roots(&loaded.resolve(&cfg.ca_file)).map_err(err)?;
+    let roots = pem::roots(&loaded.resolve(&cfg.ca_file)).map_err(|e| err(e.to_string()))?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| err(e.to_string()))?
@@ -21,8 +21,8 @@ pub fn client_config(
     match (&cfg.client_cert_file, &cfg.client_key_file) {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(c), Some(k)) => {
-            let certs = pem::certs(&loaded.resolve(c)).map_err(err)?;
-            let key = pem::key(&loaded.resolve(k)).map_err(err)?;
+            let certs = pem::certs(&loaded.resolve(c)).map_err(|e| err(e.to_string()))?;
+            let key = pem::key(&loaded.resolve(k)).map_err(|e| err(e.to_string()))?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| err(format!("client certificate and key do not match: {e}")))
