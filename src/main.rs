@@ -744,7 +744,8 @@ async fn run(config_path: PathBuf) -> Result<(), CliError> {
     let runtime = Runtime::build(loaded)?;
     tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
-    let (proxy, audit_writer) = service::attach_audit(proxy, &audit_settings)?;
+    let (proxy, audit_writer) =
+        service::attach_audit(proxy, &audit_settings).map_err(|e| e.to_string())?;
     let proxy = Arc::new(proxy);
     let _watcher = service::start_reloading(&proxy, config_path.clone(), Box::new(|_| {}))?;
     let (admin, admin_task) = service::spawn_admin(admin_address, proxy.clone()).await?;

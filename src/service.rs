@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub fn attach_audit(
     proxy: Proxy,
     settings: &AuditSettings,
-) -> Result<(Proxy, AuditWriter), String> {
+) -> Result<(Proxy, AuditWriter), audit::StartError> {
     crate::logging::spawn_repeated_flusher();
     let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
     Ok((proxy.with_audit(log), writer))
@@ -94,7 +94,7 @@ pub async fn serve_until_shutdown(
         a.abort();
     }
     writer.shutdown().await;
-    result.and(drained)
+    result.and(drained.map_err(|e| e.to_string()))
 }
 
 /// Makes the proxy reloadable from `config` (after `adjust`), starts the
@@ -116,4 +116,5 @@ pub fn start_reloading(
         std::time::Duration::from_millis(reload.debounce_ms),
     )
     .map(Some)
+    .map_err(|e| e.to_string())
 }

@@ -83,10 +83,24 @@ pub struct AuditWriter {
 
 /// Opens the sinks, resumes the chain from the file's last record, and
 /// starts the writer task (call inside a Tokio runtime).
+///
+/// Why the audit trail cannot start: the proxy does not serve without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Resume(#[from] super::sink::ResumeError),
+    #[error("cannot open audit file {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Fails closed: a trail that cannot be continued or opened stops start-up.
 pub fn start(
     settings: &AuditSettings,
     metrics: AuditMetrics,
-) -> Result<(AuditLog, AuditWriter), String> {
+) -> Result<(AuditLog, AuditWriter), StartError> {
     let key = ChainKey::new(settings.hmac_key.as_deref());
     let (file, chain) = match &settings.file {
         Some(path) => {
@@ -98,7 +112,10 @@ pub fn start(
                 settings.retention,
                 settings.fsync,
             )
-            .map_err(|e| format!("cannot open audit file {}: {e}", path.display()))?;
+            .map_err(|source| StartError::Open {
+                path: path.clone(),
+                source,
+            })?;
             (Some(file), chain)
         }
         None => (None, ChainState::genesis()),

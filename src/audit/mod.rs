@@ -26,6 +26,7 @@ pub use fieldguard_core::time;
 pub mod verify;
 
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};
-pub use log::{AuditLog, AuditWriter, Slot, Unavailable, start};
+pub use log::{AuditLog, AuditWriter, Slot, StartError, Unavailable, start};
 pub use record::AuditRecord;
+pub use sink::{ResumeError, TailProblem};
 pub use verify::{VerifyFailure, VerifyOptions, VerifyReport, verify_files};

@@ -461,41 +461,73 @@ pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
 /// after a rotation). `Ok(None)`: no records yet. A file that does not end
 /// with a complete record is an error: an operator must look at it (and
 /// `fieldguard audit verify` it) before the chain continues.
-pub fn resume(path: &Path) -> Result<Option<ChainState>, String> {
+pub fn resume(path: &Path) -> Result<Option<ChainState>, ResumeError> {
     for candidate in [path.to_path_buf(), numbered(path, 1)] {
         let meta = match std::fs::metadata(&candidate) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", candidate.display())),
+            Err(e) => return Err(ResumeError::new(&candidate, TailProblem::Io(e))),
         };
         if !meta.is_file() || meta.len() == 0 {
             continue;
         }
         return last_record(&candidate, meta.len())
             .map(Some)
-            .map_err(|e| format!("{}: {e}", candidate.display()));
+            .map_err(|p| ResumeError::new(&candidate, p));
     }
     Ok(None)
 }
 
-fn last_record(path: &Path, len: u64) -> Result<ChainState, String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
+/// The audit file the chain would continue cannot be continued: an
+/// operator must look at it before anything is appended.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", file.display())]
+pub struct ResumeError {
+    pub file: std::path::PathBuf,
+    pub problem: TailProblem,
+}
+
+impl ResumeError {
+    fn new(file: &Path, problem: TailProblem) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            problem,
+        }
+    }
+}
+
+/// What is wrong with the end of an audit file.
+#[derive(Debug, thiserror::Error)]
+pub enum TailProblem {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error(
+        "the last audit record is incomplete (no final newline); check the file with `fieldguard audit verify` and move it aside"
+    )]
+    Incomplete,
+    #[error("the last audit record is too long")]
+    TooLong,
+    #[error("the last audit record is not JSON ({0})")]
+    NotJson(serde_json::Error),
+    #[error("{0}")]
+    Unchained(&'static str),
+}
+
+fn last_record(path: &Path, len: u64) -> Result<ChainState, TailProblem> {
+    let mut f = File::open(path)?;
     let start = len.saturating_sub(MAX_RECORD_BYTES + 1);
-    f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::with_capacity((len - start) as usize);
-    f.read_to_end(&mut tail).map_err(|e| e.to_string())?;
+    f.read_to_end(&mut tail)?;
     let Some(body) = tail.strip_suffix(b"\n") else {
-        return Err("the last audit record is incomplete (no final newline); \
-                    check the file with `fieldguard audit verify` and move it aside"
-            .into());
+        return Err(TailProblem::Incomplete);
     };
     let line = match body.iter().rposition(|&b| b == b'\n') {
         Some(i) => &body[i + 1..],
         None if start == 0 => body,
-        None => return Err("the last audit record is too long".into()),
+        None => return Err(TailProblem::TooLong),
     };
-    let v: serde_json::Value = serde_json::from_slice(line)
-        .map_err(|e| format!("the last audit record is not JSON ({e})"))?;
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(TailProblem::NotJson)?;
     let seq = v.get("seq").and_then(|s| s.as_u64());
     // Spelled as its format says (base64url from format 3, hex before);
     // the chain continues from the hex form either way.
@@ -509,7 +541,9 @@ fn last_record(path: &Path, len: u64) -> Result<ChainState, String> {
             next_seq: seq + 1,
             last_hash: hash,
         }),
-        _ => Err("the last audit record has no valid `seq` and `hash`".into()),
+        _ => Err(TailProblem::Unchained(
+            "the last audit record has no valid `seq` and `hash`",
+        )),
     }
 }
 
@@ -563,7 +597,12 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         assert_eq!(resume(&path).unwrap().unwrap().next_seq, 6);
         std::fs::write(&path, "{\"hash\":").unwrap();
-        assert!(resume(&path).unwrap_err().contains("incomplete"));
+        assert!(
+            resume(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("incomplete")
+        );
         // Format 3 spells the hash in base64url: the chain goes on from
         // the same hex form.
         let b64 = crate::audit::chain::spell(&h);
@@ -576,7 +615,7 @@ mod tests {
             })
         );
         std::fs::write(&path, format!("{{\"hash\":\"{h}\",\"seq\":7,\"v\":3}}\n")).unwrap();
-        assert!(resume(&path).unwrap_err().contains("no valid"));
+        assert!(resume(&path).unwrap_err().to_string().contains("no valid"));
     }
 }
 

@@ -58,6 +58,15 @@ pub enum ReloadError {
     Poisoned,
 }
 
+/// The file watcher cannot start (`reload.watch: true`): start-up stops,
+/// since the operator asked for reloads that would silently not happen.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {}: {source}", path.as_ref().map_or("files".to_string(), |p| p.display().to_string()))]
+pub struct WatchError {
+    pub path: Option<PathBuf>,
+    pub source: notify::Error,
+}
+
 /// Why a reload was asked for (for logs).
 #[derive(Debug, Clone, Copy)]
 pub enum Trigger {
@@ -223,7 +232,10 @@ fn watched_paths(rt: &Runtime) -> Vec<PathBuf> {
 /// Watches the files the runtime came from and reloads on change, after a
 /// short quiet period (editors and ConfigMap updates write several files).
 /// The returned watcher must be kept alive.
-pub fn watch(proxy: Arc<Proxy>, debounce: Duration) -> Result<notify::RecommendedWatcher, String> {
+pub fn watch(
+    proxy: Arc<Proxy>,
+    debounce: Duration,
+) -> Result<notify::RecommendedWatcher, WatchError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let relevant = Relevant::of(&proxy.runtime());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -231,11 +243,14 @@ pub fn watch(proxy: Arc<Proxy>, debounce: Duration) -> Result<notify::Recommende
             let _ = tx.send(());
         }
     })
-    .map_err(|e| format!("cannot watch files: {e}"))?;
+    .map_err(|source| WatchError { path: None, source })?;
     for path in watched_paths(&proxy.runtime()) {
         watcher
             .watch(&path, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+            .map_err(|source| WatchError {
+                path: Some(path.clone()),
+                source,
+            })?;
     }
     tokio::spawn(async move {
         while rx.recv().await.is_some() {

@@ -526,18 +526,30 @@ impl Server {
     /// after its requests in flight, and waits up to
     /// `limits.shutdown_grace_ms` for them. `Err` when that deadline passed
     /// with connections still open (their requests are cut off).
-    pub async fn drain(&self) -> Result<(), String> {
+    pub async fn drain(&self) -> Result<(), DrainTimedOut> {
         let grace = Duration::from_millis(self.proxy.runtime().decisions.limits.shutdown_grace_ms);
         self.shutdown();
         if tokio::time::timeout(grace, self.drained()).await.is_err() {
-            return Err(format!(
-                "shutdown deadline of {} ms passed with {} connection(s) still open and {} request(s) under way ({} of them after their client left)",
-                grace.as_millis(),
-                self.open_connections(),
-                self.requests_in_progress(),
-                self.detached_requests()
-            ));
+            return Err(DrainTimedOut {
+                grace_ms: grace.as_millis(),
+                connections: self.open_connections(),
+                requests: self.requests_in_progress(),
+                detached: self.detached_requests(),
+            });
         }
         Ok(())
     }
+}
+
+/// Shutdown's grace period ended with work still under way (cut off).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "shutdown deadline of {grace_ms} ms passed with {connections} connection(s) still open and {requests} request(s) under way ({detached} of them after their client left)"
+)]
+pub struct DrainTimedOut {
+    pub grace_ms: u128,
+    pub connections: usize,
+    pub requests: usize,
+    /// Requests whose client had left, finished for the audit trail.
+    pub detached: usize,
 }
