@@ -47,20 +47,28 @@ struct Cli {
     command: Command,
 }
 
+/// The audit files a command reads, and how to verify them.
+#[derive(clap::Args)]
+struct AuditFiles {
+    /// Audit log files, oldest first (`audit.log.2 audit.log.1 audit.log`).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The key of a log written with `audit.hmac_key_file`.
+    #[arg(long)]
+    hmac_key_file: Option<PathBuf>,
+    /// The first file does not start the chain (older files were rotated
+    /// away).
+    #[arg(long)]
+    partial: bool,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check that audit log files, oldest first (`audit.log.2 audit.log.1
-    /// audit.log`), form one unbroken hash chain; names the first bad record.
+    /// Check that audit log files, oldest first, form one unbroken hash
+    /// chain; names the first bad record.
     Verify {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The key of a log written with `audit.hmac_key_file`.
-        #[arg(long)]
-        hmac_key_file: Option<PathBuf>,
-        /// The first file does not start the chain (older files were
-        /// rotated away).
-        #[arg(long)]
-        partial: bool,
+        #[command(flatten)]
+        input: AuditFiles,
     },
     /// Who read, changed or deleted one customer's data, when, through
     /// which route and with which outcome (FILES oldest first; their chain
@@ -68,14 +76,8 @@ enum AuditCommand {
     Subject {
         /// The customer's id (`c-1001`).
         id: String,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The key of a log written with `audit.hmac_key_file`.
-        #[arg(long)]
-        hmac_key_file: Option<PathBuf>,
-        /// The first file does not start the chain.
-        #[arg(long)]
-        partial: bool,
+        #[command(flatten)]
+        input: AuditFiles,
         #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
         format: SubjectFormat,
     },
@@ -84,14 +86,8 @@ enum AuditCommand {
     /// refers to merged in, for tools that read records one by one. The
     /// chain is verified first; a broken chain is an error.
     Expand {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The key of a log written with `audit.hmac_key_file`.
-        #[arg(long)]
-        hmac_key_file: Option<PathBuf>,
-        /// The first file does not start the chain.
-        #[arg(long)]
-        partial: bool,
+        #[command(flatten)]
+        input: AuditFiles,
     },
 }
 
@@ -339,31 +335,14 @@ fn main() -> ExitCode {
             .map_err(CliError::from)
             .and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
         Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    files,
-                    hmac_key_file,
-                    partial,
-                },
-        } => audit_verify(&files, hmac_key_file.as_deref(), partial),
+            command: AuditCommand::Verify { input },
+        } => audit_verify(&input),
         Command::Audit {
-            command:
-                AuditCommand::Subject {
-                    id,
-                    files,
-                    hmac_key_file,
-                    partial,
-                    format,
-                },
-        } => audit_subject(&id, &files, hmac_key_file.as_deref(), partial, format),
+            command: AuditCommand::Subject { id, input, format },
+        } => audit_subject(&id, &input, format),
         Command::Audit {
-            command:
-                AuditCommand::Expand {
-                    files,
-                    hmac_key_file,
-                    partial,
-                },
-        } => audit_expand(&files, hmac_key_file.as_deref(), partial),
+            command: AuditCommand::Expand { input },
+        } => audit_expand(&input),
         Command::Token {
             role,
             sub,
@@ -639,14 +618,8 @@ async fn serve_shop(
 }
 
 /// Prints what the (verified) audit files say about one customer.
-fn audit_subject(
-    id: &str,
-    files: &[PathBuf],
-    key_file: Option<&std::path::Path>,
-    partial: bool,
-    format: SubjectFormat,
-) -> Result<(), CliError> {
-    let opts = verify_options(key_file, partial)?;
+fn audit_subject(id: &str, input: &AuditFiles, format: SubjectFormat) -> Result<(), CliError> {
+    let (files, opts) = (&input.files, verify_options(input)?);
     let report = fieldguard::audit::subject::subject_report(id, files, &opts)?;
     match format {
         SubjectFormat::Text => out!("{}", report.to_text()),
@@ -660,24 +633,22 @@ fn audit_subject(
 
 /// How the audit commands verify what they read: with the HMAC key if the
 /// log is keyed; `partial` accepts files that start mid-chain.
-fn verify_options(
-    key_file: Option<&std::path::Path>,
-    partial: bool,
-) -> Result<fieldguard::audit::VerifyOptions, CliError> {
-    let hmac_key = key_file
+fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions, CliError> {
+    let hmac_key = input
+        .hmac_key_file
+        .as_deref()
         .map(fieldguard::audit::config::read_hmac_key)
         .transpose()?;
-    Ok(fieldguard::audit::VerifyOptions { hmac_key, partial })
+    Ok(fieldguard::audit::VerifyOptions {
+        hmac_key,
+        partial: input.partial,
+    })
 }
 
 /// Prints the records of (verified) audit files in full, one per line.
-fn audit_expand(
-    files: &[PathBuf],
-    key_file: Option<&std::path::Path>,
-    partial: bool,
-) -> Result<(), CliError> {
+fn audit_expand(input: &AuditFiles) -> Result<(), CliError> {
     use std::io::Write;
-    let opts = verify_options(key_file, partial)?;
+    let (files, opts) = (&input.files, verify_options(input)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
     fieldguard::audit::read::each_record(files, &opts, |rec| {
@@ -701,12 +672,8 @@ fn audit_expand(
 }
 
 /// Verifies audit log files; prints what verified, or names the bad record.
-fn audit_verify(
-    files: &[PathBuf],
-    key_file: Option<&std::path::Path>,
-    partial: bool,
-) -> Result<(), CliError> {
-    let opts = verify_options(key_file, partial)?;
+fn audit_verify(input: &AuditFiles) -> Result<(), CliError> {
+    let (files, opts) = (&input.files, verify_options(input)?);
     let report = fieldguard::audit::verify_files(files, &opts)
         .map_err(|f| format!("audit chain broken at {f}"))?;
     let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
