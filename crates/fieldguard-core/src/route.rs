@@ -212,8 +212,8 @@ impl Route {
             .ok_or_else(|| at(route_line, "`resource` is required".into()))?;
         let type_name = EntityTypeName::from_str(&rr.entity_type.value)
             .map_err(|e| at_value(&rr.entity_type, format!("bad entity type: {e}")))?;
-        let known_types = engine.entity_type_names();
-        if !known_types.contains(&type_name.to_string()) {
+        if !engine.has_entity_type(&type_name) {
+            let known_types = engine.entity_type_names();
             // A type no policy can be written for would deny every request
             // of the route: a typo, caught here rather than in production.
             return Err(at_value(

@@ -314,6 +314,12 @@ impl Engine {
             .any(|e| e.uid() == self.action_uid(action))
     }
 
+    /// True when the schema declares this entity type (route resources
+    /// are checked against it at start-up).
+    pub fn has_entity_type(&self, name: &cedar_policy::EntityTypeName) -> bool {
+        self.bundle.schema.entity_types().any(|t| t == name)
+    }
+
     /// The actions the schema declares, by name (for "did you mean").
     pub fn action_names(&self) -> Vec<String> {
         self.bundle
