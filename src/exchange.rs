@@ -42,6 +42,10 @@ pub struct Exchange {
     /// What the bulk-read budgets counted and flagged.
     pub budget: Option<crate::budget::BudgetReport>,
     pub upstream_status: Option<u16>,
+    /// The response body was redacted and sent record by record.
+    pub response_streamed: bool,
+    /// Why a streamed response was cut off after its head was sent.
+    pub response_aborted: Option<&'static str>,
     pub upstream_latency: Option<Duration>,
     /// Upstream response headers the route's allow-list dropped (names).
     pub dropped_headers: Vec<http::HeaderName>,
@@ -109,6 +113,8 @@ impl Exchange {
             filter: None,
             budget: None,
             upstream_status: None,
+            response_streamed: false,
+            response_aborted: None,
             upstream_latency: None,
             dropped_headers: Vec::new(),
             progress: Arc::default(),

@@ -45,6 +45,20 @@ const MAX_HEADER_LABEL: usize = 64;
 /// would otherwise be a new series for as long as the process lives.
 pub const MAX_HEADER_SERIES: usize = 256;
 
+/// `fieldguard_streamed_responses_total{outcome}` values: `complete` and
+/// every reason a streamed response is cut off.
+const STREAM_OUTCOMES: [&str; 9] = [
+    "complete",
+    "unreadable_response",
+    "record_too_large",
+    "response_too_large",
+    "upstream_timeout",
+    "upstream_failed",
+    "budget_exceeded",
+    "client_stalled",
+    "client_gone",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     /// Every metric family registered (a scrape omits labelled families
@@ -75,6 +89,7 @@ pub struct Metrics {
     refusals: IntCounterVec,
     http_refusals: IntCounterVec,
     client_aborts: IntCounterVec,
+    streamed_responses: IntCounterVec,
     headers_dropped: IntCounterVec,
     header_labels: Mutex<HeaderLabels>,
     shadow_events: IntCounterVec,
@@ -358,6 +373,12 @@ impl Metrics {
                 "Requests whose client left before getting the answer, by how far the exchange had got (the work still finished and was audited).",
                 &["stage"],
             )?,
+            streamed_responses: counter(
+                &r,
+                "fieldguard_streamed_responses_total",
+                "Long list responses redacted and sent record by record, by outcome: `complete`, or why the response was cut off after its head was sent (the client got an incomplete body).",
+                &["outcome"],
+            )?,
             headers_dropped: counter(
                 &r,
                 "fieldguard_response_headers_dropped_total",
@@ -443,6 +464,9 @@ impl Metrics {
         ] {
             m.client_aborts.with_label_values(&[stage.as_str()]);
         }
+        for outcome in STREAM_OUTCOMES {
+            m.streamed_responses.with_label_values(&[outcome]);
+        }
         Ok(m)
     }
 
@@ -478,6 +502,10 @@ impl Metrics {
             self.client_aborts
                 .with_label_values(&[stage.as_str()])
                 .inc();
+        }
+        if ex.response_streamed {
+            let outcome = ex.response_aborted.unwrap_or("complete");
+            self.streamed_responses.with_label_values(&[outcome]).inc();
         }
         if !ex.dropped_headers.is_empty() {
             let mut labels = self.header_labels.lock().unwrap_or_else(|p| p.into_inner());

@@ -102,10 +102,21 @@ pub struct RequestLine {
     /// The request-level resource's id (its type is in the definition).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceId>,
+    /// A streamed response cut off after its head was sent (the client
+    /// got an incomplete body, never a well-formed one): why
+    /// (`unreadable_response`, `record_too_large`, `response_too_large`,
+    /// `upstream_timeout`, `upstream_failed`, `budget_exceeded`,
+    /// `client_stalled`, `client_gone`). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_aborted: Option<&'static str>,
     /// Which records the response disclosed, and what the backstop masked;
-    /// absent when neither.
+    /// absent when neither. For a streamed response: up to where it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<BodyFacts>,
+    /// `true` when the response body was redacted and sent record by
+    /// record (a long list); absent when it was buffered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub response_streamed: bool,
     pub seq: u64,
     /// The same for what shadow mode would have shown, and the write
     /// fields it would have refused; absent when none.
@@ -563,7 +574,9 @@ impl AuditRecord {
                 .resource
                 .as_ref()
                 .map(|(_, id)| ResourceId { id: id.clone() }),
+            response_aborted: ex.response_aborted,
             response_body: body_facts,
+            response_streamed: ex.response_streamed,
             seq: 0,
             shadow: shadow_facts,
             time: rfc3339_millis(ex.time),
@@ -870,7 +883,9 @@ mod tests {
             }),
             request_id: "rid".into(),
             resource: Some(ResourceId { id: "c-1".into() }),
+            response_aborted: Some("record_too_large"),
             response_body: Some(facts.clone()),
+            response_streamed: true,
             seq: 3,
             shadow: Some(ShadowFacts {
                 would_redact: Some(facts),

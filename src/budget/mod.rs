@@ -184,6 +184,34 @@ impl Disclosure {
         }
     }
 
+    /// What `self` disclosed beyond `earlier` (a streamed response is
+    /// charged batch by batch, each time for what it added).
+    pub fn since(&self, earlier: &Disclosure) -> Disclosure {
+        let total = |d: &Disclosure, c: Category, lv: Level| -> u64 {
+            (d.full_fields.iter())
+                .filter(|(c2, lv2, _)| *c2 == c && *lv2 == lv)
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        let mut full_fields: Vec<(Category, Level, u64)> = Vec::new();
+        for &(c, lv, _) in &self.full_fields {
+            if full_fields
+                .iter()
+                .any(|(c2, lv2, _)| *c2 == c && *lv2 == lv)
+            {
+                continue;
+            }
+            let added = total(self, c, lv).saturating_sub(total(earlier, c, lv));
+            if added > 0 {
+                full_fields.push((c, lv, added));
+            }
+        }
+        Disclosure {
+            records: self.records.saturating_sub(earlier.records),
+            full_fields,
+        }
+    }
+
     fn amount(&self, l: &Limit) -> u64 {
         match l.counted {
             Counted::Records => self.records,
@@ -238,6 +266,29 @@ pub struct BudgetReport {
     pub flags: Vec<Flag>,
     /// Amounts counted, by budget (for metrics).
     pub counted: Vec<(Arc<str>, u64)>,
+}
+
+impl BudgetReport {
+    /// Adds a later charge of the same request (a streamed response's
+    /// next batch): amounts summed by budget; a budget flagged once, with
+    /// what the whole request disclosed and the latest action.
+    pub fn absorb(&mut self, later: BudgetReport) {
+        for (id, n) in later.counted {
+            match self.counted.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, total)) => *total = total.saturating_add(n),
+                None => self.counted.push((id, n)),
+            }
+        }
+        for flag in later.flags {
+            match self.flags.iter_mut().find(|f| f.limit.id == flag.limit.id) {
+                Some(f) => {
+                    f.request = f.request.saturating_add(flag.request);
+                    f.action = flag.action;
+                }
+                None => self.flags.push(flag),
+            }
+        }
+    }
 }
 
 /// A request refused by a budget: the 429's `budget` and `Retry-After`.

@@ -44,6 +44,29 @@ pub(super) fn charge(
     outcome(ex, charge)
 }
 
+/// A streamed response's next batch, before it is sent: counts what it
+/// adds (`disclosed`); `Err` means the batch must not be sent.
+pub(super) fn charge_disclosure(
+    proxy: &Proxy,
+    rt: &Runtime,
+    ex: &mut Exchange,
+    disclosed: &Disclosure,
+    enforce: bool,
+) -> Result<(), Stop> {
+    let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
+        return Ok(());
+    };
+    let mut charge = proxy
+        .budgets
+        .charge(&rt.budgets, principal, disclosed, enforce);
+    if let Some(earlier) = ex.budget.take() {
+        let later = std::mem::take(&mut charge.report);
+        charge.report = earlier;
+        charge.report.absorb(later);
+    }
+    outcome(ex, charge)
+}
+
 fn outcome(ex: &mut Exchange, charge: Charge) -> Result<(), Stop> {
     if !charge.report.flags.is_empty() || !charge.report.counted.is_empty() {
         ex.budget = Some(charge.report);

@@ -15,6 +15,7 @@ use super::inspect::{filtered_response, limit_headers, read_inspected, upstream_
 use super::observe;
 use super::shadow;
 use super::stall::StallLimit;
+use super::streaming::{self, Start, Streamed};
 use super::upstream::UpstreamError;
 use super::{Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
@@ -58,6 +59,27 @@ pub(super) async fn handle(
         }
     };
     let (slot, result) = reply.watch(&progress, work).await;
+    let (result, mut streamed) = match result {
+        Ok(Answer::Whole(resp)) => (Ok(resp), None),
+        Ok(Answer::Streamed(resp, streamed)) => (Ok(resp), Some(streamed)),
+        Err(stop) => (Err(stop), None),
+    };
+    // A streamed body's first part is redacted (and charged) before the
+    // head goes out, so a body that fails that early gets a clean error.
+    let mut running = None;
+    let result = match streamed.as_mut() {
+        Some(s) => match s.begin(proxy, &rt) {
+            Some(mut r) => match r.first(&mut ex).await {
+                Ok(()) => {
+                    running = Some(r);
+                    result
+                }
+                Err(stop) => Err(stop),
+            },
+            None => Err(Refusal::Internal.into()),
+        },
+        None => result,
+    };
     let mut resp = match result {
         Ok(resp) => resp,
         Err(stop) => {
@@ -70,6 +92,10 @@ pub(super) async fn handle(
     }
     ex.status = resp.status().as_u16();
     reply.deliver(resp, &progress);
+    if let Some(running) = running {
+        // The head is the client's; the rest follows as it is redacted.
+        running.rest(&mut ex).await;
+    }
     observe::finish(proxy, &rt, &ex, slot);
     // `reply` goes last: a detached request counts as such until its
     // record is queued.
@@ -98,25 +124,40 @@ pub(super) fn refuse(
     resp
 }
 
+/// What [`process`] answers: a whole response, or a streamed list's head
+/// with what sends its body ([`streaming`]).
+enum Answer<'rt> {
+    Whole(Response<ProxyBody>),
+    Streamed(Response<ProxyBody>, Box<Streamed<'rt>>),
+}
+
+impl From<Response<ProxyBody>> for Answer<'_> {
+    fn from(resp: Response<ProxyBody>) -> Self {
+        Answer::Whole(resp)
+    }
+}
+
 /// The phases of one request, in order. Each returns what the next needs,
 /// or a [`Stop`] (the proxy's own answer).
-async fn process(
+async fn process<'rt>(
     proxy: &Proxy,
-    rt: &Runtime,
+    rt: &'rt Runtime,
     req: Request<Incoming>,
     ex: &mut Exchange,
-) -> Result<Response<ProxyBody>, Stop> {
+) -> Result<Answer<'rt>, Stop> {
     let (mut parts, body) = req.into_parts();
     let path = canonical_path(&parts)?;
     let routed = pipeline::route(&rt.decisions, parts.method.as_str(), &path);
     let Some(m) = identify(rt, &mut parts, routed, ex)? else {
-        return relay_request(proxy, rt, parts, body, &path, ex).await;
+        return relay_request(proxy, rt, parts, body, &path, ex)
+            .await
+            .map(Answer::from);
     };
     let verdict = decide(rt, &m, ex)?;
     let upstream_body = check_body(proxy, rt, &parts, body, &verdict, ex).await?;
     let inspect = verdict.decided.route.inspects_response() && parts.method != Method::HEAD;
     let resp = forward(proxy, parts, upstream_body, &path, inspect, ex).await?;
-    filter(proxy, rt, &verdict, resp, inspect, ex).await
+    filter(proxy, rt, verdict, resp, inspect, ex).await
 }
 
 /// The path as decided and forwarded: one canonical spelling. A request
@@ -298,15 +339,16 @@ async fn forward(
 /// The upstream's answer as the caller may see it: an inspected route's
 /// body filtered record by record and field by field (or, in shadow mode,
 /// relayed with what filtering would have done noted), its headers
-/// allow-listed; any other answer relayed as it streams.
-async fn filter(
+/// allow-listed; a long list streamed as it is filtered ([`streaming`]);
+/// any other answer relayed as it streams.
+async fn filter<'rt>(
     proxy: &Proxy,
-    rt: &Runtime,
-    verdict: &Verdict<'_>,
+    rt: &'rt Runtime,
+    verdict: Verdict<'_>,
     resp: Response<Incoming>,
     inspect: bool,
     ex: &mut Exchange,
-) -> Result<Response<ProxyBody>, Stop> {
+) -> Result<Answer<'rt>, Stop> {
     let decided = &verdict.decided;
     let allowed_headers = decided.route.response_headers.as_ref();
     if !inspect || !has_body(resp.status()) {
@@ -314,14 +356,32 @@ async fn filter(
         if let Some(allowed) = allowed_headers {
             limit_headers(allowed, verdict.shadow, resp.headers_mut(), ex);
         }
-        return Ok(resp);
+        return Ok(resp.into());
     }
     if verdict.shadow {
-        return shadow::shadow_filter(proxy, rt, decided, resp, ex).await;
+        return shadow::shadow_filter(proxy, rt, decided, resp, ex)
+            .await
+            .map(Answer::from);
     }
-    let (mut parts, raw, decoded) = read_inspected(proxy, rt, resp)
-        .await
-        .map_err(|stop| upstream_failure(decided.route, stop))?;
+    let read = if streaming::streams(rt, decided, verdict.observed.is_some(), verdict.shadow) {
+        streaming::start(proxy, rt, decided, resp).await
+    } else {
+        read_inspected(proxy, rt, resp)
+            .await
+            .map(|(parts, raw, decoded)| Start::Whole(parts, raw, decoded))
+    };
+    let (mut parts, raw, decoded) =
+        match read.map_err(|stop| upstream_failure(decided.route, stop))? {
+            Start::Whole(parts, raw, decoded) => (parts, raw, decoded),
+            Start::Stream(mut parts, pending) => {
+                if let Some(allowed) = allowed_headers {
+                    limit_headers(allowed, false, &mut parts.headers, ex);
+                }
+                let decided = (verdict.decided.rebind(&rt.decisions)).ok_or(Refusal::Internal)?;
+                let (resp, streamed) = streaming::respond(parts, decided, pending);
+                return Ok(Answer::Streamed(resp, Box::new(streamed)));
+            }
+        };
     if let Some(allowed) = allowed_headers {
         limit_headers(allowed, false, &mut parts.headers, ex);
     }
@@ -338,7 +398,7 @@ async fn filter(
         budgeting::charge(proxy, rt, ex, &report, true)?;
     }
     ex.filter = Some(report);
-    Ok(filtered_response(parts, filtered?))
+    Ok(filtered_response(parts, filtered?).into())
 }
 
 /// A request forwarded as it is, its answer streamed back.

@@ -26,6 +26,28 @@ pub(super) fn limit_headers(
     ex.note_dropped_headers(dropped, shadow);
 }
 
+/// What an inspected response's head says of its body: refused here
+/// (before a byte is passed on) when the proxy could not read it: an error
+/// status, not JSON, an unknown coding, or declared over `limit`.
+pub(super) fn check_head(parts: &http::response::Parts, limit: usize) -> Result<Encoding, Stop> {
+    if !parts.status.is_success() {
+        // Error bodies of legacy services can echo data; never relay them
+        // on an inspected route.
+        return Err(Stop {
+            status: Some(parts.status),
+            ..Stop::from(Refusal::UpstreamError)
+        });
+    }
+    let encoding = body::encoding(&parts.headers);
+    if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
+        return Err(Refusal::UnreadableResponse.into());
+    }
+    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::ResponseTooLarge.into());
+    }
+    Ok(encoding)
+}
+
 /// Buffers and decodes an inspected response: its head, the raw bytes and,
 /// when gzip-encoded, the decoded bytes. Anything the proxy cannot read is
 /// refused here, before a byte is passed on.
@@ -35,39 +57,38 @@ pub(super) async fn read_inspected(
     resp: Response<Incoming>,
 ) -> Result<(http::response::Parts, Bytes, Option<Vec<u8>>), Stop> {
     let (parts, body) = resp.into_parts();
-    if !parts.status.is_success() {
-        // Error bodies of legacy services can echo data; never relay them
-        // on an inspected route.
-        return Err(Stop {
-            status: Some(parts.status),
-            ..Stop::from(Refusal::UpstreamError)
-        });
-    }
     let limit = rt.decisions.limits.max_response_body_bytes;
-    let unreadable = || Stop::from(Refusal::UnreadableResponse);
-    let encoding = body::encoding(&parts.headers);
-    if encoding == Encoding::Unsupported || !headers::is_json(&parts.headers) {
-        return Err(unreadable());
-    }
-    if body::declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
-        return Err(Refusal::ResponseTooLarge.into());
-    }
+    let encoding = check_head(&parts, limit)?;
     let read = tokio::time::timeout(
         proxy.upstream.response_timeout(),
         body::collect_limited(body, limit),
     )
     .await
     .map_err(|_| Stop::from(Refusal::UpstreamTimeout))?;
-    let too_large_or_unreadable = |e| match e {
-        CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
-        CollectError::Read => unreadable(),
-    };
     let raw = read.map_err(too_large_or_unreadable)?;
-    let decoded = match encoding {
-        Encoding::Gzip => Some(body::gunzip_limited(&raw, limit).map_err(too_large_or_unreadable)?),
-        _ => None,
-    };
+    let decoded = decode(&raw, encoding, limit)?;
     Ok((parts, raw, decoded))
+}
+
+/// The decoded form of a gzip body (`None`: the raw bytes are the body).
+pub(super) fn decode(
+    raw: &[u8],
+    encoding: Encoding,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, Stop> {
+    match encoding {
+        Encoding::Gzip => Ok(Some(
+            body::gunzip_limited(raw, limit).map_err(too_large_or_unreadable)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+pub(super) fn too_large_or_unreadable(e: CollectError) -> Stop {
+    match e {
+        CollectError::TooLarge => Stop::from(Refusal::ResponseTooLarge),
+        CollectError::Read => Stop::from(Refusal::UnreadableResponse),
+    }
 }
 
 /// The filtered body under the upstream's head, minus what no longer holds

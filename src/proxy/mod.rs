@@ -18,6 +18,7 @@ mod shadow;
 pub use fieldguard_core::response_headers;
 pub mod server;
 mod stall;
+mod streaming;
 pub mod upstream;
 
 use crate::error::ConfigError;

@@ -106,6 +106,19 @@ pub struct LimitsConfig {
     /// reads (else the upstream request is aborted and the client gets 408).
     #[serde(default = "default_request_body_timeout_ms")]
     pub request_body_timeout_ms: u64,
+    /// An inspected response larger than this, on a route whose records
+    /// are one list (`$.customers[*]`), is redacted and sent record by
+    /// record instead of buffered: memory bounded by the largest record,
+    /// not the body. `null`: every response is buffered.
+    #[serde(default = "default_stream_responses_over_bytes")]
+    pub stream_responses_over_bytes: Option<usize>,
+    /// Largest record of a streamed list (and largest part of the body
+    /// before or after the list) held at once; larger aborts the response.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Largest streamed response (after gzip decoding); larger aborts it.
+    #[serde(default = "default_max_streamed_response_bytes")]
+    pub max_streamed_response_bytes: usize,
 }
 
 impl LimitsConfig {
@@ -130,8 +143,21 @@ impl Default for LimitsConfig {
             max_concurrent_requests: default_max_concurrent_requests(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
             request_body_timeout_ms: default_request_body_timeout_ms(),
+            stream_responses_over_bytes: default_stream_responses_over_bytes(),
+            max_record_bytes: default_max_record_bytes(),
+            max_streamed_response_bytes: default_max_streamed_response_bytes(),
         }
     }
+}
+
+fn default_stream_responses_over_bytes() -> Option<usize> {
+    Some(1 << 20)
+}
+fn default_max_record_bytes() -> usize {
+    1 << 20
+}
+fn default_max_streamed_response_bytes() -> usize {
+    1 << 30
 }
 
 fn default_request_body_timeout_ms() -> u64 {

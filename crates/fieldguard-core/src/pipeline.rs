@@ -56,6 +56,27 @@ pub struct Decided<'rt> {
     pub engine: &'rt Engine,
 }
 
+impl Decided<'_> {
+    /// The same decision borrowing only `rt` (not the request path its
+    /// route was matched on), for work that outlives the path: a streamed
+    /// body. `None` unless it was decided by `rt`'s own engine and route.
+    pub fn rebind(self, rt: &Decisions) -> Option<Decided<'_>> {
+        let route: &Route = rt.routes.iter().find(|r| std::ptr::eq(&***r, self.route))?;
+        if !std::ptr::eq(self.engine, &rt.engine) {
+            return None;
+        }
+        Some(Decided {
+            route,
+            who: self.who,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            resource_values: self.resource_values,
+            decision: self.decision,
+            engine: &rt.engine,
+        })
+    }
+}
+
 /// The request-level decision. `Err` carries the refusal and, when Cedar
 /// decided, its decision (for audit).
 pub fn decide<'rt>(
@@ -204,4 +225,34 @@ pub fn filter_response_body(
     let mut doc = parse_json(bytes, rt.limits.max_json_depth).map_err(|_| unreadable())?;
     filter_response(&mut doc, &rules, &mut decider, &rt.catalogue, report).map_err(refused)?;
     serde_json::to_vec(&doc).map_err(|_| unreadable())
+}
+
+/// A streamed list response's redactor for the caller ([`ListStream`]),
+/// when the route's bodies stream (see its module docs).
+pub fn stream_response_body<'a>(
+    rt: &'a Decisions,
+    d: &'a Decided<'_>,
+) -> Option<crate::redact::list_stream::ListStream<'a, 'a>> {
+    use crate::redact::list_stream::{ListStream, StreamLimits};
+    let plan = d.route.response.as_deref()?;
+    let place = plan.stream.as_ref()?;
+    let rules = BodyRules {
+        plan,
+        resource: d
+            .route
+            .resource
+            .resource_ref(&d.resource_id, &d.resource_values),
+    };
+    let limits = StreamLimits {
+        max_depth: rt.limits.max_json_depth,
+        max_record_bytes: rt.limits.max_record_bytes,
+        max_body_bytes: rt.limits.max_streamed_response_bytes,
+    };
+    ListStream::new(
+        rules,
+        d.engine.decider(&d.who),
+        &rt.catalogue,
+        place,
+        limits,
+    )
 }

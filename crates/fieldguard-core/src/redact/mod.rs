@@ -3,6 +3,7 @@
 
 pub mod disclosed;
 mod json;
+pub mod list_stream;
 pub mod observe;
 pub mod plan;
 mod record_plan;

@@ -5,6 +5,7 @@
 //! uncatalogued (removed, unless the route passes unknown fields).
 
 use super::RecordSelector;
+use super::list_stream::ListPlace;
 use crate::catalogue::{RecordPath, Step};
 use crate::config::UnknownFields;
 use crate::detect::DetectorSet;
@@ -22,6 +23,8 @@ pub struct ResponsePlan {
     /// Detectors masked in passed unnamed members and `free_text` fields
     /// (empty: no backstop, and no value is scanned).
     pub backstop: DetectorSet,
+    /// The list its bodies can be streamed by, if any.
+    pub stream: Option<ListPlace>,
 }
 
 /// One place of a body. Exactly one of: the records of a selector, a
@@ -188,7 +191,9 @@ impl ResponsePlan {
         if let Some(c) = root.conflict("$") {
             return Err(c);
         }
+        let stream = ListPlace::of(&selectors);
         Ok(Self {
+            stream,
             selectors,
             root,
             unknown,

@@ -392,7 +392,23 @@ fn redacting_routes() -> Vec<usize> {
 }
 
 fn route_body() -> impl Strategy<Value = (usize, Vec<u8>)> {
-    prop::sample::select(redacting_routes()).prop_flat_map(|i| {
+    route_body_of(redacting_routes())
+}
+
+/// Every reference route whose lists stream, by index.
+fn streaming_routes() -> Vec<usize> {
+    let rt = runtime();
+    let streams = |i: &usize| {
+        let r = &rt.routes[*i];
+        let values = r.resource.values_for("c-1001");
+        r.body_rules("c-1001", &values)
+            .is_some_and(|rules| rules.plan.stream.is_some())
+    };
+    redacting_routes().into_iter().filter(streams).collect()
+}
+
+fn route_body_of(routes: Vec<usize>) -> impl Strategy<Value = (usize, Vec<u8>)> {
+    prop::sample::select(routes).prop_flat_map(|i| {
         let sel = &runtime().routes[i].selectors()[0];
         (
             prop::collection::vec(record_for(&sel.entity.root, 2), 1..4),
@@ -505,6 +521,108 @@ proptest! {
             }
             Err(super::stream::StreamError::Unreadable) => prop_assert!(!parses, "refused valid JSON: {}", String::from_utf8_lossy(&damaged)),
             Err(super::stream::StreamError::Filter(_)) => prop_assert!(parses),
+        }
+    }
+}
+
+/// Streams `body` through a [`super::list_stream::ListStream`] in pieces
+/// cut at `cuts` (offsets, any order): the output and report, or the
+/// error (with the output produced before it).
+fn stream_in_pieces(
+    rules: &super::BodyRules<'_>,
+    rp: &RequestPrincipal,
+    body: &[u8],
+    cuts: &[usize],
+    max_record_bytes: usize,
+) -> (
+    Vec<u8>,
+    Result<FilterReport, super::list_stream::ListStreamError>,
+) {
+    use super::list_stream::{ListStream, StreamLimits};
+    let rt = runtime();
+    let place = rules.plan.stream.as_ref().unwrap();
+    let limits = StreamLimits {
+        max_depth: 64,
+        max_record_bytes,
+        max_body_bytes: usize::MAX,
+    };
+    let mut ls =
+        ListStream::new(*rules, rt.engine.decider(rp), &rt.catalogue, place, limits).unwrap();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+    points.push(0);
+    points.push(body.len());
+    points.sort_unstable();
+    let mut out = Vec::new();
+    for w in points.windows(2) {
+        if let Err(e) = ls.feed(&body[w[0]..w[1]], &mut out) {
+            return (out, Err(e));
+        }
+    }
+    match ls.finish(&mut out) {
+        Ok(()) => (out, Ok(ls.into_report())),
+        Err(e) => (out, Err(e)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A streamed list, cut into pieces anywhere, is redacted byte for
+    /// byte as the whole body is, with the same report; a body the whole
+    /// redactor refuses is refused by the stream too, and whatever it sent
+    /// before is never a complete JSON document.
+    #[test]
+    fn streamed_lists_match_the_whole_body_redactor(
+        who in principal(),
+        (route, body) in route_body_of(streaming_routes()),
+        more in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        pretty in any::<bool>(),
+        damage in prop::option::weighted(0.3, (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..4))),
+    ) {
+        let rt = runtime();
+        let route = &rt.routes[route];
+        let values = route.resource.values_for("c-1001");
+        let rules = route.body_rules("c-1001", &values).unwrap();
+        let rp = RequestPrincipal::new(&who, &route.action).unwrap();
+        // More records (copies of the generated ones), optionally pretty.
+        let mut doc: Value = serde_json::from_slice(&body).unwrap();
+        let place = rules.plan.stream.as_ref().unwrap();
+        let mut list = &mut doc;
+        for k in &place.keys {
+            list = list.get_mut(&**k).unwrap();
+        }
+        if let Some(items) = list.as_array_mut() && !items.is_empty() {
+            for i in &more {
+                let copy = items[i.index(items.len())].clone();
+                items.push(copy);
+            }
+        }
+        let mut body = if pretty { serde_json::to_vec_pretty(&doc).unwrap() } else { serde_json::to_vec(&doc).unwrap() };
+        if let Some((at, noise)) = damage {
+            let at = at.index(body.len() + 1);
+            body.splice(at..at, noise);
+        }
+
+        let mut whole_report = FilterReport::default();
+        let mut decider = rt.engine.decider(&rp);
+        let whole = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut whole_report, 64);
+        let (out, streamed) = stream_in_pieces(&rules, &rp, &body, &cuts, 1 << 20);
+        match (whole, streamed) {
+            (Ok(expected), Ok(report)) => {
+                prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
+                prop_assert_eq!(report.records, whole_report.records);
+                prop_assert_eq!(report.records_dropped, whole_report.records_dropped);
+                prop_assert_eq!(&report.outcomes, &whole_report.outcomes);
+                prop_assert_eq!(&report.disclosed, &whole_report.disclosed);
+                prop_assert_eq!(&report.unnamed, &whole_report.unnamed);
+                prop_assert_eq!(&report.misshapen, &whole_report.misshapen);
+            }
+            (Err(_), Err(_)) => {
+                prop_assert!(serde_json::from_slice::<Value>(&out).is_err() || out.is_empty() || serde_json::from_slice::<Value>(&body).is_ok(),
+                    "a refused body's partial output parses: {}", String::from_utf8_lossy(&out));
+            }
+            (w, s) => prop_assert!(false, "whole {:?} vs streamed {:?}\nbody {}", w.map(|o| String::from_utf8_lossy(&o).into_owned()), s.map(|_| ()), String::from_utf8_lossy(&body)),
         }
     }
 }

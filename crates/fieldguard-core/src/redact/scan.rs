@@ -62,6 +62,12 @@ impl<'a> Scanner<'a> {
         self.depth
     }
 
+    /// The offset of the next significant byte.
+    pub(super) fn position(&mut self) -> usize {
+        self.ws();
+        self.pos
+    }
+
     /// Skips insignificant whitespace.
     #[inline]
     pub(super) fn ws(&mut self) {
@@ -342,7 +348,7 @@ impl<'a> Scanner<'a> {
 /// Index of the first byte at or after `i` that is a quote, a backslash or
 /// a control character (or the end), eight bytes at a time.
 #[inline]
-fn skip_plain(b: &[u8], mut i: usize) -> usize {
+pub(super) fn skip_plain(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..i + 8) {

@@ -59,36 +59,33 @@ pub fn redact(
     report.policy_table = Some(decider.policy_table());
     // Traced decisions are explained one by one: no plans.
     let traced = report.trace.is_some();
-    let pass = Pass {
-        w: Writer {
-            input,
-            text,
-            out: Vec::with_capacity(input.len()),
-            max_depth,
-        },
-        rules,
-        decider,
-        catalogue,
-        report,
-        root_values: Vec::new(),
-        members: Vec::new(),
-        plans: RecordPlans::new(rules.plan.selectors.len(), !traced),
-        forbidden: false,
-        path: NamePath::wrapper(),
-        record_path: NamePath::default(),
+    let w = Writer {
+        input,
+        text,
+        out: Vec::with_capacity(input.len()),
+        max_depth,
     };
-    pass.run().map_err(|e| match e {
-        // A malformed body is unreadable whatever else is wrong with it.
-        Fail::Filter(_) if scan::validate(input, max_depth).is_err() => StreamError::Unreadable,
-        Fail::Filter(f) => StreamError::Filter(f),
-        Fail::Scan => StreamError::Unreadable,
-    })
+    let carried = Carried::new(rules, !traced);
+    let pass = Pass::new(w, rules, decider, catalogue, report, carried);
+    pass.run().map_err(|e| e.for_body(input, max_depth))
 }
 
-enum Fail {
+pub(super) enum Fail {
     /// Malformed or too deep: the body is unreadable.
     Scan,
     Filter(FilterError),
+}
+
+impl Fail {
+    /// What a failure on `input` is: a malformed body is unreadable
+    /// whatever else is wrong with it.
+    pub(super) fn for_body(self, input: &[u8], max_depth: usize) -> StreamError {
+        match self {
+            Fail::Filter(_) if scan::validate(input, max_depth).is_err() => StreamError::Unreadable,
+            Fail::Filter(f) => StreamError::Filter(f),
+            Fail::Scan => StreamError::Unreadable,
+        }
+    }
 }
 
 impl From<ScanError> for Fail {
@@ -104,12 +101,12 @@ impl From<FilterError> for Fail {
 }
 
 /// The output being written and the input it copies from.
-struct Writer<'i> {
-    input: &'i [u8],
+pub(super) struct Writer<'i> {
+    pub(super) input: &'i [u8],
     /// The same input, as the `str` it was checked to be.
-    text: &'i str,
-    out: Vec<u8>,
-    max_depth: usize,
+    pub(super) text: &'i str,
+    pub(super) out: Vec<u8>,
+    pub(super) max_depth: usize,
 }
 
 impl Writer<'_> {
@@ -157,14 +154,76 @@ impl Writer<'_> {
 }
 
 /// A member of the record being redacted, its key decoded once.
-struct Member<'i> {
+pub(super) struct Member<'i> {
     name: Cow<'i, str>,
     key: Key,
     value: Span,
 }
 
+/// What a pass carries from one input to the next: a body is one input,
+/// but a streamed list ([`super::list_stream`]) is redacted element by
+/// element, each its own input, with the same plans and buffers.
+pub(super) struct Carried {
+    /// Attribute values read from the document root, by selector and
+    /// source index.
+    root_values: Vec<Vec<Option<AttrValue>>>,
+    /// Record outcomes by selector and record facts.
+    plans: RecordPlans,
+    /// The buffer of a record's [`RecordWalk::path`] (reused across
+    /// records: no allocation per record).
+    record_path: NamePath,
+    /// Where the walk is in the body around the records (for reports).
+    path: NamePath,
+    /// The members buffer, empty (its allocation reused).
+    members: Vec<Member<'static>>,
+}
+
+impl Carried {
+    /// Fresh state for a body of `rules`; `planned: false` decides every
+    /// record field by field (traced decisions are explained one by one).
+    pub(super) fn new(rules: &BodyRules<'_>, planned: bool) -> Self {
+        Self {
+            // Read from the root by the whole-body walk; a streamed list's
+            // selectors read none ([`super::list_stream::ListPlace`]).
+            root_values: (rules.plan.selectors.iter())
+                .map(|s| vec![None; s.attributes.len()])
+                .collect(),
+            plans: RecordPlans::new(rules.plan.selectors.len(), planned),
+            record_path: NamePath::default(),
+            path: NamePath::wrapper(),
+            members: Vec::new(),
+        }
+    }
+
+    /// Adds the field outcomes decided through plans to `report`'s counts.
+    pub(super) fn flush(&mut self, report: &mut FilterReport) {
+        self.plans.flush(report);
+    }
+}
+
+/// An empty vector of another lifetime, keeping the allocation (the
+/// standard library collects an emptied `IntoIter` in place; `filter_map`
+/// is what changes the element type without a value to map).
+#[allow(
+    clippy::unnecessary_filter_map,
+    reason = "the element type changes; no element is ever mapped"
+)]
+fn recycle<'a, 'b>(mut v: Vec<Member<'a>>) -> Vec<Member<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// Where a streamed list's elements go in the body around them: `at` is
+/// the input offset of the list's (empty) `[`; `out`, once passed, the
+/// output length just after it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hole {
+    pub(super) at: usize,
+    pub(super) out: Option<usize>,
+}
+
 /// The route's plan applied to one body.
-struct Pass<'i, 'c, 'd> {
+pub(super) struct Pass<'i, 'c, 'd> {
     w: Writer<'i>,
     rules: &'c BodyRules<'c>,
     decider: &'c mut Decider<'d>,
@@ -184,6 +243,46 @@ struct Pass<'i, 'c, 'd> {
     forbidden: bool,
     /// Where the walk is in the body around the records (for reports).
     path: NamePath,
+    /// A streamed list's place in this (skeleton) body.
+    pub(super) hole: Option<Hole>,
+}
+
+impl<'i, 'c, 'd> Pass<'i, 'c, 'd> {
+    pub(super) fn new(
+        w: Writer<'i>,
+        rules: &'c BodyRules<'c>,
+        decider: &'c mut Decider<'d>,
+        catalogue: &'c Catalogue,
+        report: &'c mut FilterReport,
+        carried: Carried,
+    ) -> Self {
+        Self {
+            w,
+            rules,
+            decider,
+            catalogue,
+            report,
+            root_values: carried.root_values,
+            members: recycle(carried.members),
+            plans: carried.plans,
+            record_path: carried.record_path,
+            forbidden: false,
+            path: carried.path,
+            hole: None,
+        }
+    }
+
+    /// The output and the state the next input's pass carries on with.
+    pub(super) fn into_parts(self) -> (Vec<u8>, Carried) {
+        let carried = Carried {
+            root_values: self.root_values,
+            plans: self.plans,
+            record_path: self.record_path,
+            path: self.path,
+            members: recycle(self.members),
+        };
+        (self.w.out, carried)
+    }
 }
 
 impl Pass<'_, '_, '_> {
@@ -196,6 +295,30 @@ impl Pass<'_, '_, '_> {
             return Err(Fail::Filter(FilterError::Forbidden));
         }
         Ok(self.w.out)
+    }
+
+    /// A whole body around a streamed list whose elements were redacted
+    /// on their own (its `[]` at [`Pass::hole`]).
+    pub(super) fn skeleton(&mut self) -> Result<(), Fail> {
+        self.walk()
+    }
+
+    /// One element of a streamed list (the whole input), at `node` (the
+    /// list's `[*]`) under the object `keys`: written into the output
+    /// unless hidden (`false`).
+    pub(super) fn element(&mut self, node: &PlanNode, keys: &[Box<str>]) -> Result<bool, Fail> {
+        let depth = keys.len() + 1;
+        let mut sc = Scanner::new(self.w.input, 0, depth, self.w.max_depth);
+        let len = self.path.as_str().len();
+        for k in keys {
+            self.path.push_key(k);
+        }
+        self.path.push_index(None);
+        let kept = self.place(&mut sc, node, true);
+        self.path.truncate(len);
+        let kept = kept?;
+        sc.finish()?;
+        Ok(kept)
     }
 
     fn walk(&mut self) -> Result<(), Fail> {
@@ -309,8 +432,12 @@ impl Pass<'_, '_, '_> {
     }
 
     fn array_place(&mut self, sc: &mut Scanner<'_>, node: &PlanNode) -> Result<bool, Fail> {
+        let at = sc.position();
         sc.open_array()?;
         self.w.push(b'[');
+        if let Some(hole) = self.hole.as_mut().filter(|h| h.at == at && h.out.is_none()) {
+            hole.out = Some(self.w.out.len());
+        }
         let (mut first, mut written, mut index) = (true, false, 0usize);
         while sc.element(&mut first)? {
             let at = index;

@@ -1,0 +1,575 @@
+//! Streamed lists: a long list's records redacted and passed on as they
+//! arrive, with memory bounded by the largest record instead of the body.
+//!
+//! A body `{"customers":[r1,r2,...],"total":5000}` is three parts: the
+//! *prefix* up to the list's `[`, the elements, and the *suffix* from its
+//! `]`. The prefix is held until the list opens; the elements are found
+//! one at a time ([`ObjectEnd`], which only tracks nesting and strings) and
+//! each is redacted on its own by the byte redactor ([`Pass::element`],
+//! strict as ever: grammar, UTF-8, depth, duplicate keys) with the plans and
+//! report it carries from the previous one; the suffix is held to the end.
+//!
+//! The body around the records (the *skeleton*, prefix + `]` + suffix,
+//! i.e. the body with an empty list) is redacted whole by the same pass as
+//! any body, which is what checks its grammar and decides its members:
+//! once when the list opens, over the prefix closed by `]}`..., to emit the
+//! redacted prefix; and again at the end over the real skeleton, whose
+//! output must begin with exactly the prefix already sent (it does: a
+//! member's output depends only on what precedes it) and whose rest is the
+//! redacted suffix.
+//!
+//! What streams: a route with one record selector whose records are the
+//! elements of a list reached through object keys (`$[*]`,
+//! `$.customers[*]`, `$.data.items[*]`) and whose attributes are read from
+//! the records themselves ([`ListPlace::of`]). Anything else, and a body
+//! that ends before its list opens, is redacted whole.
+//!
+//! Errors after output was produced cannot become a clean error answer:
+//! the caller aborts the response (see the proxy's streaming phase). The
+//! stream never emits the end of the list or the suffix before the whole
+//! body was read and found well-formed, so an aborted answer is never a
+//! well-formed JSON document.
+
+use super::BodyRules;
+use super::RecordSelector;
+use super::plan::PlanNode;
+use super::response::FilterReport;
+use super::scan::{self, Scanner};
+use super::stream::{self, Carried, Hole, Pass, StreamError, Writer};
+use crate::catalogue::{Catalogue, Step};
+use crate::policy::Decider;
+
+/// Where a route's records can be streamed from: the object keys leading
+/// to its one list of records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPlace {
+    pub keys: Vec<Box<str>>,
+}
+
+impl ListPlace {
+    /// The list a route's bodies can be streamed by, if any: one selector,
+    /// at `keys...[*]`, its attributes all read from the record.
+    pub fn of(selectors: &[RecordSelector]) -> Option<Self> {
+        let [sel] = selectors else {
+            return None;
+        };
+        if sel.attributes.iter().any(|a| a.from_root) {
+            return None;
+        }
+        let (last, keys) = sel.path.steps.split_last()?;
+        if !matches!(last, Step::Each) {
+            return None;
+        }
+        let keys = keys
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Some(Box::from(k.as_str())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { keys })
+    }
+}
+
+/// Bounds on one streamed body.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub max_depth: usize,
+    /// Largest element, and largest prefix or suffix, held at once.
+    pub max_record_bytes: usize,
+    /// Largest body in all.
+    pub max_body_bytes: usize,
+}
+
+/// Why a streamed body was abandoned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListStreamError {
+    /// Not JSON, nested too deeply, or not the route's shape.
+    Body(StreamError),
+    /// One element (or the part before or after the list) over
+    /// [`StreamLimits::max_record_bytes`].
+    RecordTooLarge,
+    /// The body over [`StreamLimits::max_body_bytes`].
+    BodyTooLarge,
+}
+
+impl From<StreamError> for ListStreamError {
+    fn from(e: StreamError) -> Self {
+        ListStreamError::Body(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the list's `[`.
+    Prefix,
+    /// Right after `[`: an element or `]`.
+    First,
+    /// After an element: `,` or `]`.
+    CommaOrEnd,
+    /// After `,`: an element.
+    Element,
+    /// Inside an element that started at `start` (of `buf`).
+    InElement { start: usize },
+    /// From the list's `]` (at `start` of `buf`) to the end.
+    Suffix { start: usize },
+}
+
+/// One streamed body being redacted: fed as it arrives, it appends what
+/// may be sent to the output it is given.
+pub struct ListStream<'a, 'd> {
+    rules: BodyRules<'a>,
+    decider: Decider<'d>,
+    catalogue: &'a Catalogue,
+    place: &'a ListPlace,
+    /// The plan's `[*]` node: each element's place.
+    each: &'a PlanNode,
+    limits: StreamLimits,
+    report: FilterReport,
+    carried: Option<Carried>,
+    /// Received, not yet consumed bytes (from [`Phase::Prefix`]: all).
+    buf: Vec<u8>,
+    /// Next byte of `buf` to look at.
+    pos: usize,
+    phase: Phase,
+    fed: usize,
+    /// Retry locating the list once `buf` holds this many bytes (each
+    /// attempt rescans the prefix: doubling keeps it linear).
+    locate_at: usize,
+    end: ObjectEnd,
+    /// The raw prefix, up to and including the list's `[`.
+    prefix: Vec<u8>,
+    /// The redacted prefix as sent.
+    sent_prefix: Vec<u8>,
+    /// An element has been written (the next one needs a comma).
+    written: bool,
+}
+
+impl<'a, 'd> ListStream<'a, 'd> {
+    pub fn new(
+        rules: BodyRules<'a>,
+        decider: Decider<'d>,
+        catalogue: &'a Catalogue,
+        place: &'a ListPlace,
+        limits: StreamLimits,
+    ) -> Option<Self> {
+        let mut node = &rules.plan.root;
+        for k in &place.keys {
+            node = node.key(k)?;
+        }
+        let each = node.each.as_deref()?;
+        let mut report = FilterReport::default();
+        report.unknown_passed = rules.plan.unknown == crate::config::UnknownFields::Pass;
+        report.policy_table = Some(decider.policy_table());
+        let carried = Carried::new(&rules, true);
+        Some(Self {
+            rules,
+            decider,
+            catalogue,
+            place,
+            each,
+            limits,
+            report,
+            carried: Some(carried),
+            buf: Vec::new(),
+            pos: 0,
+            phase: Phase::Prefix,
+            fed: 0,
+            locate_at: 0,
+            end: ObjectEnd::default(),
+            prefix: Vec::new(),
+            sent_prefix: Vec::new(),
+            written: false,
+        })
+    }
+
+    /// Whether output was produced: from then on a failure can only abort.
+    pub fn started(&self) -> bool {
+        self.phase != Phase::Prefix
+    }
+
+    /// What filtering did so far (complete after [`ListStream::finish`]).
+    pub fn report(&mut self) -> &mut FilterReport {
+        if let Some(c) = self.carried.as_mut() {
+            c.flush(&mut self.report);
+        }
+        &mut self.report
+    }
+
+    /// The report, once the stream is over (finished or abandoned).
+    pub fn into_report(mut self) -> FilterReport {
+        self.report();
+        self.report
+    }
+
+    /// Takes the next bytes of the body; appends what may be sent to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        self.fed = self.fed.saturating_add(chunk.len());
+        if self.fed > self.limits.max_body_bytes {
+            return Err(ListStreamError::BodyTooLarge);
+        }
+        self.buf.extend_from_slice(chunk);
+        self.advance(out)?;
+        self.compact();
+        Ok(())
+    }
+
+    /// The body has ended: the rest of the output, or why the body (and any
+    /// output already sent) is not to be completed. A body whose list never
+    /// opened was held whole and is redacted whole here.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        match self.phase {
+            Phase::Prefix => self.whole(out),
+            Phase::Suffix { start } => self.close(start, out),
+            _ => Err(StreamError::Unreadable.into()),
+        }
+    }
+
+    fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        loop {
+            match self.phase {
+                Phase::Prefix => {
+                    if !self.open_list(out)? {
+                        return Ok(());
+                    }
+                }
+                Phase::First | Phase::CommaOrEnd | Phase::Element => {
+                    let Some(&b) = self.skip_ws() else {
+                        return Ok(());
+                    };
+                    self.between(b)?;
+                }
+                Phase::InElement { start } => {
+                    let Some(end) = self.end.find(&self.buf, self.pos, self.limits.max_depth)?
+                    else {
+                        self.pos = self.buf.len();
+                        if self.buf.len() - start > self.limits.max_record_bytes {
+                            return Err(ListStreamError::RecordTooLarge);
+                        }
+                        return Ok(());
+                    };
+                    if end - start > self.limits.max_record_bytes {
+                        return Err(ListStreamError::RecordTooLarge);
+                    }
+                    self.element(start, end, out)?;
+                    self.pos = end;
+                    self.phase = Phase::CommaOrEnd;
+                }
+                Phase::Suffix { start } => {
+                    if self.buf.len() - start > self.limits.max_record_bytes {
+                        return Err(ListStreamError::RecordTooLarge);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The next significant byte, past whitespace.
+    fn skip_ws(&mut self) -> Option<&u8> {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.buf.get(self.pos) {
+            self.pos += 1;
+        }
+        self.buf.get(self.pos)
+    }
+
+    /// Between elements: `b` starts an element, or is `,` or `]`.
+    fn between(&mut self, b: u8) -> Result<(), ListStreamError> {
+        let unreadable = || ListStreamError::Body(StreamError::Unreadable);
+        match (self.phase, b) {
+            (Phase::First | Phase::CommaOrEnd, b']') => {
+                self.phase = Phase::Suffix { start: self.pos };
+            }
+            (Phase::CommaOrEnd, b',') => {
+                self.pos += 1;
+                self.phase = Phase::Element;
+            }
+            (Phase::First | Phase::Element, b'{') => {
+                self.end = ObjectEnd::default();
+                self.phase = Phase::InElement { start: self.pos };
+            }
+            (
+                Phase::First | Phase::Element,
+                b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n',
+            ) => {
+                return Err(
+                    StreamError::Filter(super::response::FilterError::Shape(format!(
+                        "a record at `{}` is not a JSON object",
+                        self.rules.plan.selectors[0].path.text
+                    )))
+                    .into(),
+                );
+            }
+            _ => return Err(unreadable()),
+        }
+        Ok(())
+    }
+
+    /// Looks for the list's `[` in the prefix; once found, sends the
+    /// redacted prefix. `false`: more bytes are needed.
+    fn open_list(&mut self, out: &mut Vec<u8>) -> Result<bool, ListStreamError> {
+        if self.buf.len() < self.locate_at {
+            return Ok(false);
+        }
+        let at = locate(&self.buf, &self.place.keys, self.limits.max_depth);
+        let Some(at) = at else {
+            if self.buf.len() > self.limits.max_record_bytes {
+                return Err(ListStreamError::RecordTooLarge);
+            }
+            self.locate_at = self.buf.len().saturating_mul(2).max(64);
+            return Ok(false);
+        };
+        self.prefix = self.buf[..=at].to_vec();
+        // The prefix closed (`]` then `}` per enclosing object) is a body
+        // whose output up to the list's `[` is final.
+        let mut closed = self.prefix.clone();
+        closed.push(b']');
+        closed.extend(std::iter::repeat_n(b'}', self.place.keys.len()));
+        let mut scratch = FilterReport::default();
+        let (redacted, hole) =
+            self.skeleton(&closed, at, &mut scratch, Carried::new(&self.rules, false))?;
+        self.sent_prefix = redacted[..hole].to_vec();
+        out.extend_from_slice(&self.sent_prefix);
+        self.pos = at + 1;
+        self.phase = Phase::First;
+        Ok(true)
+    }
+
+    /// Redacts one element, `buf[start..end]`, into `out`.
+    fn element(
+        &mut self,
+        start: usize,
+        end: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ListStreamError> {
+        let input = &self.buf[start..end];
+        let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+        let mark = out.len();
+        if self.written {
+            out.push(b',');
+        }
+        let w = Writer {
+            input,
+            text,
+            out: std::mem::take(out),
+            max_depth: self.limits.max_depth,
+        };
+        let carried = self
+            .carried
+            .take()
+            .unwrap_or_else(|| Carried::new(&self.rules, true));
+        let mut pass = Pass::new(
+            w,
+            &self.rules,
+            &mut self.decider,
+            self.catalogue,
+            &mut self.report,
+            carried,
+        );
+        let kept = pass.element(self.each, &self.place.keys);
+        let (written, carried) = pass.into_parts();
+        *out = written;
+        self.carried = Some(carried);
+        match kept {
+            Ok(true) => self.written = true,
+            Ok(false) => out.truncate(mark),
+            Err(e) => return Err(e.for_body(input, self.limits.max_depth).into()),
+        }
+        Ok(())
+    }
+
+    /// The end of a list whose `]` is at `start`: the skeleton redacted for
+    /// real, its rest after the list sent.
+    fn close(&mut self, start: usize, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        let mut skeleton = std::mem::take(&mut self.prefix);
+        let at = skeleton.len() - 1;
+        skeleton.extend_from_slice(&self.buf[start..]);
+        let carried = self
+            .carried
+            .take()
+            .unwrap_or_else(|| Carried::new(&self.rules, true));
+        let mut report = std::mem::take(&mut self.report);
+        let result = self.skeleton(&skeleton, at, &mut report, carried);
+        self.report = report;
+        let (redacted, hole) = result?;
+        if redacted.get(..hole) != Some(&self.sent_prefix[..]) {
+            // Cannot happen (see the module docs); never complete a body
+            // that was not redacted as sent.
+            return Err(StreamError::Unreadable.into());
+        }
+        out.extend_from_slice(&redacted[hole..]);
+        Ok(())
+    }
+
+    /// A body held whole (its list never opened): redacted as any body.
+    fn whole(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        let mut report = std::mem::take(&mut self.report);
+        let result = stream::redact(
+            &self.buf,
+            &self.rules,
+            &mut self.decider,
+            self.catalogue,
+            &mut report,
+            self.limits.max_depth,
+        );
+        self.report = report;
+        out.extend_from_slice(&result?);
+        Ok(())
+    }
+
+    /// Redacts a skeleton whose list's `[` is at `at`: its output, and
+    /// the output length just after that `[`.
+    fn skeleton(
+        &mut self,
+        input: &[u8],
+        at: usize,
+        report: &mut FilterReport,
+        carried: Carried,
+    ) -> Result<(Vec<u8>, usize), ListStreamError> {
+        let max_depth = self.limits.max_depth;
+        let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+        let w = Writer {
+            input,
+            text,
+            out: Vec::with_capacity(input.len()),
+            max_depth,
+        };
+        let mut pass = Pass::new(
+            w,
+            &self.rules,
+            &mut self.decider,
+            self.catalogue,
+            report,
+            carried,
+        );
+        pass.hole = Some(Hole { at, out: None });
+        let walked = pass.skeleton();
+        let hole = pass.hole.and_then(|h| h.out);
+        let (redacted, mut carried) = pass.into_parts();
+        carried.flush(report);
+        walked.map_err(|e| e.for_body(input, max_depth))?;
+        // The list must be where it was found (a body whose plan never
+        // reached it has another shape).
+        let hole = hole.ok_or(StreamError::Unreadable)?;
+        Ok((redacted, hole))
+    }
+
+    /// Drops consumed bytes (once per feed, not per element).
+    fn compact(&mut self) {
+        let keep_from = match self.phase {
+            Phase::Prefix => return,
+            Phase::InElement { start } | Phase::Suffix { start } => start,
+            _ => self.pos,
+        };
+        if keep_from == 0 {
+            return;
+        }
+        self.buf.drain(..keep_from);
+        self.pos -= keep_from;
+        if let Phase::InElement { start } | Phase::Suffix { start } = &mut self.phase {
+            *start -= keep_from;
+        }
+    }
+}
+
+/// Finds the end of an object whose `{` is where the search started,
+/// across calls (the bytes arrive in pieces). It only follows nesting and
+/// strings; the element's pass checks everything else.
+#[derive(Debug, Default, Clone, Copy)]
+struct ObjectEnd {
+    depth: usize,
+    in_string: bool,
+    /// The previous byte, in a string, was a backslash.
+    escape: bool,
+}
+
+impl ObjectEnd {
+    /// From `from`: the offset just past the object's closing `}`, or
+    /// `None` when `buf` ends first.
+    fn find(
+        &mut self,
+        buf: &[u8],
+        from: usize,
+        max_depth: usize,
+    ) -> Result<Option<usize>, ListStreamError> {
+        let mut i = from;
+        while i < buf.len() {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                    i += 1;
+                    continue;
+                }
+                i = scan::skip_plain(buf, i);
+                match buf.get(i) {
+                    Some(b'"') => self.in_string = false,
+                    Some(b'\\') => self.escape = true,
+                    // A control character: the element's pass refuses it.
+                    Some(_) => {}
+                    None => return Ok(None),
+                }
+                i += 1;
+                continue;
+            }
+            match buf[i] {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > max_depth {
+                        return Err(StreamError::Unreadable.into());
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Ok(Some(i + 1));
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+}
+
+impl ListPlace {
+    /// Whether a body's first bytes reach the `[` opening this list (the
+    /// bytes before it well-formed): from then on the body's answer can
+    /// be streamed.
+    pub fn opens_in(&self, first: &[u8], max_depth: usize) -> bool {
+        locate(first, &self.keys, max_depth).is_some()
+    }
+}
+
+/// The offset of the `[` opening the list at `keys` in a body's first
+/// bytes, if they reach it. `None` also when the bytes so far are not JSON
+/// (a body that ends that way is then redacted whole, and refused).
+fn locate(buf: &[u8], keys: &[Box<str>], max_depth: usize) -> Option<usize> {
+    let text = text_of(buf)?;
+    let mut sc = Scanner::new(buf, 0, 0, max_depth);
+    for (i, key) in keys.iter().enumerate() {
+        let container = if i + 1 == keys.len() { b'[' } else { b'{' };
+        sc.open_object().ok()?;
+        let mut first = true;
+        loop {
+            let k = sc.member(&mut first).ok()??;
+            let name = scan::text(text, k.span, k.escaped).ok()?;
+            if *name == **key && sc.peek() == Some(container) {
+                break;
+            }
+            sc.value().ok()?;
+        }
+    }
+    (sc.peek() == Some(b'[')).then(|| sc.position())
+}
+
+/// `buf` as text up to its last complete character (a prefix can end
+/// inside one).
+fn text_of(buf: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(buf) {
+        Ok(s) => Some(s),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&buf[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    }
+}
