@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Load benchmark: fieldguard next to Envoy and nginx, side by side in one run.
 #
-#   bench/run.sh           full run (~5 min of load; builds release), writes
+#   bench/run.sh           full run (~9 min of load: one worker per proxy,
+#                          then two; builds release), writes
 #                          bench/results/latest.md and a dated copy
-#   bench/run.sh --smoke   a few seconds per system, uses the debug build
+#   bench/run.sh --smoke   a few seconds per system (~1 min in all, the
+#                          two-worker part included), uses the debug build
 #                          `cargo test` leaves behind; writes nothing in the
 #                          tree; skips (exit 0) if a tool cannot be installed
 #
