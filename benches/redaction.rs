@@ -22,7 +22,7 @@ use criterion::{
 use fieldguard::config::{self, LoadedConfig};
 use fieldguard::demo::data::{customer, customer_id, customer_list_body, orders_for};
 use fieldguard::identity::{IdentitySource, Principal};
-use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
+use fieldguard::pipeline::{Routed, decide, filter_response_body, route, stream_response_body};
 use fieldguard::redact::response::FilterReport;
 use fieldguard::routing::{CanonicalPath, normalize};
 use fieldguard::runtime::Runtime;
@@ -85,6 +85,30 @@ fn respond(rt: &Runtime, req: &Request, body: &[u8]) -> Vec<u8> {
         Ok(out) => out,
         Err(stop) => panic!("filter refused: {stop:?}"),
     }
+}
+
+/// The same as [`respond`], through the streamed-list redactor the proxy
+/// uses for long lists, fed in 16 KiB pieces as the proxy feeds it.
+fn respond_streamed(rt: &Runtime, req: &Request, body: &[u8]) -> Vec<u8> {
+    let Routed::Route(m) = route(&rt.decisions, "GET", &req.path) else {
+        panic!("no route for {}", req.path.as_str());
+    };
+    let Ok(decided) = decide(&rt.decisions, &m, &req.principal) else {
+        panic!("request-level decision denied {}", req.path.as_str());
+    };
+    let Some(mut list) = stream_response_body(&rt.decisions, &decided) else {
+        panic!("{} does not stream", req.path.as_str());
+    };
+    let mut out = Vec::with_capacity(body.len());
+    for piece in body.chunks(16 * 1024) {
+        if let Err(e) = list.feed(piece, &mut out) {
+            panic!("stream refused: {e:?}");
+        }
+    }
+    if let Err(e) = list.finish(&mut out) {
+        panic!("stream refused: {e:?}");
+    }
+    out
 }
 
 /// The floor: what any JSON-rewriting proxy pays for the same bytes.
@@ -325,6 +349,25 @@ fn bench_redaction(c: &mut Criterion) {
         );
         g.finish();
     }
+
+    // The streamed-list path (bodies over `stream_responses_over_bytes`):
+    // the same output, record by record.
+    let mut g = c.benchmark_group("streamed/support_agent");
+    configure(&mut g, true);
+    let body = &bodies.customers_large;
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    let mut checked = false;
+    g.bench_function("customers_5000", |b| {
+        if !checked {
+            assert!(
+                respond_streamed(&rt, &support, body) == respond(&rt, &support, body),
+                "streamed and whole redaction differ"
+            );
+            checked = true;
+        }
+        b.iter(|| respond_streamed(&rt, &support, black_box(body)))
+    });
+    g.finish();
 
     let case = "customer_owner_rules";
     let mut g = c.benchmark_group(format!("filter/{case}"));

@@ -31,45 +31,12 @@
 //! well-formed JSON document.
 
 use super::BodyRules;
-use super::RecordSelector;
-use super::plan::PlanNode;
+use super::plan::{ListPlace, PlanNode};
 use super::response::FilterReport;
-use super::scan::{self, Scanner};
+use super::scan;
 use super::stream::{self, Carried, Hole, Pass, StreamError, Writer};
-use crate::catalogue::{Catalogue, Step};
+use crate::catalogue::Catalogue;
 use crate::policy::Decider;
-
-/// Where a route's records can be streamed from: the object keys leading
-/// to its one list of records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPlace {
-    pub keys: Vec<Box<str>>,
-}
-
-impl ListPlace {
-    /// The list a route's bodies can be streamed by, if any: one selector,
-    /// at `keys...[*]`, its attributes all read from the record.
-    pub fn of(selectors: &[RecordSelector]) -> Option<Self> {
-        let [sel] = selectors else {
-            return None;
-        };
-        if sel.attributes.iter().any(|a| a.from_root) {
-            return None;
-        }
-        let (last, keys) = sel.path.steps.split_last()?;
-        if !matches!(last, Step::Each) {
-            return None;
-        }
-        let keys = keys
-            .iter()
-            .map(|s| match s {
-                Step::Key(k) => Some(Box::from(k.as_str())),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self { keys })
-    }
-}
 
 /// Bounds on one streamed body.
 #[derive(Debug, Clone, Copy)]
@@ -311,7 +278,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
         if self.buf.len() < self.locate_at {
             return Ok(false);
         }
-        let at = locate(&self.buf, &self.place.keys, self.limits.max_depth);
+        let at = self.place.locate(&self.buf, self.limits.max_depth);
         let Some(at) = at else {
             if self.buf.len() > self.limits.max_record_bytes {
                 return Err(ListStreamError::RecordTooLarge);
@@ -530,46 +497,5 @@ impl ObjectEnd {
             i += 1;
         }
         Ok(None)
-    }
-}
-
-impl ListPlace {
-    /// Whether a body's first bytes reach the `[` opening this list (the
-    /// bytes before it well-formed): from then on the body's answer can
-    /// be streamed.
-    pub fn opens_in(&self, first: &[u8], max_depth: usize) -> bool {
-        locate(first, &self.keys, max_depth).is_some()
-    }
-}
-
-/// The offset of the `[` opening the list at `keys` in a body's first
-/// bytes, if they reach it. `None` also when the bytes so far are not JSON
-/// (a body that ends that way is then redacted whole, and refused).
-fn locate(buf: &[u8], keys: &[Box<str>], max_depth: usize) -> Option<usize> {
-    let text = text_of(buf)?;
-    let mut sc = Scanner::new(buf, 0, 0, max_depth);
-    for (i, key) in keys.iter().enumerate() {
-        let container = if i + 1 == keys.len() { b'[' } else { b'{' };
-        sc.open_object().ok()?;
-        let mut first = true;
-        loop {
-            let k = sc.member(&mut first).ok()??;
-            let name = scan::text(text, k.span, k.escaped).ok()?;
-            if *name == **key && sc.peek() == Some(container) {
-                break;
-            }
-            sc.value().ok()?;
-        }
-    }
-    (sc.peek() == Some(b'[')).then(|| sc.position())
-}
-
-/// `buf` as text up to its last complete character (a prefix can end
-/// inside one).
-fn text_of(buf: &[u8]) -> Option<&str> {
-    match std::str::from_utf8(buf) {
-        Ok(s) => Some(s),
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(&buf[..e.valid_up_to()]).ok(),
-        Err(_) => None,
     }
 }

@@ -5,7 +5,7 @@
 //! uncatalogued (removed, unless the route passes unknown fields).
 
 use super::RecordSelector;
-use super::list_stream::ListPlace;
+use super::scan::{self, Scanner};
 use crate::catalogue::{RecordPath, Step};
 use crate::config::UnknownFields;
 use crate::detect::DetectorSet;
@@ -266,5 +266,85 @@ impl NamePath {
 
     pub(super) fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Where a route's records can be streamed from: the object keys leading
+/// to its one list of records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPlace {
+    pub keys: Vec<Box<str>>,
+}
+
+impl ListPlace {
+    /// The list a route's bodies can be streamed by, if any: one selector,
+    /// at `keys...[*]`, its attributes all read from the record.
+    pub fn of(selectors: &[RecordSelector]) -> Option<Self> {
+        let [sel] = selectors else {
+            return None;
+        };
+        if sel.attributes.iter().any(|a| a.from_root) {
+            return None;
+        }
+        let (last, keys) = sel.path.steps.split_last()?;
+        if !matches!(last, Step::Each) {
+            return None;
+        }
+        let keys = keys
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Some(Box::from(k.as_str())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { keys })
+    }
+}
+
+impl ListPlace {
+    /// Whether a body's first bytes reach the `[` opening this list (the
+    /// bytes before it well-formed): from then on the body's answer can
+    /// be streamed.
+    pub fn opens_in(&self, first: &[u8], max_depth: usize) -> bool {
+        self.locate(first, max_depth).is_some()
+    }
+
+    /// The offset of the `[` opening this list in a body's first bytes,
+    /// if they reach it. `None` also when the bytes so far are not JSON (a
+    /// body that ends that way is then redacted whole, and refused).
+    pub(super) fn locate(&self, buf: &[u8], max_depth: usize) -> Option<usize> {
+        locate(buf, &self.keys, max_depth)
+    }
+}
+
+/// The offset of the `[` opening the list at `keys` in a body's first
+/// bytes, if they reach it. `None` also when the bytes so far are not JSON
+/// (a body that ends that way is then redacted whole, and refused).
+fn locate(buf: &[u8], keys: &[Box<str>], max_depth: usize) -> Option<usize> {
+    let text = text_of(buf)?;
+    let mut sc = Scanner::new(buf, 0, 0, max_depth);
+    for (i, key) in keys.iter().enumerate() {
+        let container = if i + 1 == keys.len() { b'[' } else { b'{' };
+        sc.open_object().ok()?;
+        let mut first = true;
+        loop {
+            let k = sc.member(&mut first).ok()??;
+            let name = scan::text(text, k.span, k.escaped).ok()?;
+            if *name == **key && sc.peek() == Some(container) {
+                break;
+            }
+            sc.value().ok()?;
+        }
+    }
+    (sc.peek() == Some(b'[')).then(|| sc.position())
+}
+
+/// `buf` as text up to its last complete character (a prefix can end
+/// inside one).
+fn text_of(buf: &[u8]) -> Option<&str> {
+    match std::str::from_utf8(buf) {
+        Ok(s) => Some(s),
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&buf[..e.valid_up_to()]).ok(),
+        Err(_) => None,
     }
 }
