@@ -488,6 +488,7 @@ impl Engine {
             roles: who.role_set(),
             per_action: Default::default(),
             memo: Default::default(),
+            asked: [0; 4],
         }
     }
 
@@ -623,12 +624,21 @@ pub struct Decider<'a> {
     /// This request's answers by action, then by field slot (0 for the
     /// record, 1 + field index for a field): see [`Decider::allowed`].
     memo: [Vec<MemoSlot>; 4],
+    /// Slots (below 64) asked once already, by action: an answer is
+    /// remembered from a slot's second question on, so a single record
+    /// (every question asked once) pays no memo at all.
+    asked: [u64; 4],
 }
 
 /// Answers to one (action, field) question in one request, one per
 /// distinct resource type, id and attribute values (only the parts the
 /// shared cache key would hold).
-type MemoSlot = SmallVec<[MemoEntry; MEMO_PER_SLOT]>;
+///
+/// A plain `Vec` (24 bytes, no allocation while empty): slots are indexed
+/// by catalogue field, and most of a catalogue's fields are never asked
+/// about in a request, so inline storage would make every request write
+/// (and grow by copying) kilobytes of empty slots.
+type MemoSlot = Vec<MemoEntry>;
 
 struct MemoEntry {
     type_key: u32,
@@ -801,11 +811,19 @@ impl Decider<'_> {
                 }
             }
         };
+        let asked = &mut self.asked[action.index()];
+        let bit = 1u64.checked_shl(slot_index as u32).unwrap_or(0);
+        let again = *asked & bit != 0 || bit == 0;
+        *asked |= bit;
         let memo = &mut self.memo[action.index()];
-        if memo.len() <= slot_index {
-            memo.resize_with(slot_index + 1, SmallVec::new);
+        if again && memo.len() <= slot_index {
+            memo.resize_with((slot_index + 1).max(64), Vec::new);
         }
-        if let Some(slot) = memo.get_mut(slot_index).filter(|s| s.len() < MEMO_PER_SLOT) {
+        if let Some(slot) = (memo.get_mut(slot_index)).filter(|s| again && s.len() < MEMO_PER_SLOT)
+        {
+            if slot.capacity() == 0 {
+                slot.reserve_exact(MEMO_PER_SLOT);
+            }
             slot.push(MemoEntry {
                 type_key: key.resource_type,
                 resource: key.resource.clone(),
