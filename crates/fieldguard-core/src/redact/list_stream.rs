@@ -34,7 +34,7 @@ use super::BodyRules;
 use super::plan::{ListPlace, PlanNode};
 use super::response::FilterReport;
 use super::scan;
-use super::stream::{self, Carried, Hole, Pass, StreamError, Writer};
+use super::stream::{self, Carried, Fail, Hole, Pass, StreamError, Writer};
 use crate::catalogue::Catalogue;
 use crate::policy::Decider;
 
@@ -103,7 +103,11 @@ pub struct ListStream<'a, 'd> {
     /// Retry locating the list once `buf` holds this many bytes (each
     /// attempt rescans the prefix: doubling keeps it linear).
     locate_at: usize,
-    end: ObjectEnd,
+    /// Try the element under way again once this many of its bytes are
+    /// there (0: at once).
+    retry_at: usize,
+    /// The body has ended: an element the bytes end inside is malformed.
+    ended: bool,
     /// The raw prefix, up to and including the list's `[`.
     prefix: Vec<u8>,
     /// The redacted prefix as sent.
@@ -143,7 +147,8 @@ impl<'a, 'd> ListStream<'a, 'd> {
             phase: Phase::Prefix,
             fed: 0,
             locate_at: 0,
-            end: ObjectEnd::default(),
+            retry_at: 0,
+            ended: false,
             prefix: Vec::new(),
             sent_prefix: Vec::new(),
             written: false,
@@ -175,16 +180,34 @@ impl<'a, 'd> ListStream<'a, 'd> {
         if self.fed > self.limits.max_body_bytes {
             return Err(ListStreamError::BodyTooLarge);
         }
+        if self.buf.is_empty() && self.phase != Phase::Prefix {
+            // Nothing pending: records whole in `chunk` are redacted from
+            // it directly, and only an incomplete one is copied.
+            self.pos = 0;
+            let result = self.advance(chunk, out);
+            self.keep(chunk);
+            return result;
+        }
         self.buf.extend_from_slice(chunk);
-        self.advance(out)?;
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.advance(&buf, out);
+        self.buf = buf;
         self.compact();
-        Ok(())
+        result
     }
 
     /// The body has ended: the rest of the output, or why the body (and any
     /// output already sent) is not to be completed. A body whose list never
     /// opened was held whole and is redacted whole here.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        self.ended = true;
+        if self.phase != Phase::Prefix {
+            // A record the last piece completed may not have been tried.
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.advance(&buf, out);
+            self.buf = buf;
+            result?;
+        }
         match self.phase {
             Phase::Prefix => self.whole(out),
             Phase::Suffix { start } => self.close(start, out),
@@ -192,52 +215,64 @@ impl<'a, 'd> ListStream<'a, 'd> {
         }
     }
 
-    fn advance(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+    /// Goes as far as `data` (the bytes from where the stream stands,
+    /// `self.pos` an offset into it) allows.
+    fn advance(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ListStreamError> {
+        // UTF-8 checked once per piece: records are read from its valid part
+        // (up to a character the piece ends inside, or an invalid byte).
+        let valid = match std::str::from_utf8(data) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
+        };
         loop {
             match self.phase {
                 Phase::Prefix => {
-                    if !self.open_list(out)? {
+                    if !self.open_list(data, out)? {
                         return Ok(());
                     }
                 }
                 Phase::First | Phase::CommaOrEnd | Phase::Element => {
-                    let Some(&b) = self.skip_ws() else {
+                    while let Some(b' ' | b'\n' | b'\r' | b'\t') = data.get(self.pos) {
+                        self.pos += 1;
+                    }
+                    let Some(&b) = data.get(self.pos) else {
                         return Ok(());
                     };
                     self.between(b)?;
                 }
                 Phase::InElement { start } => {
-                    let Some(end) = self.end.find(&self.buf, self.pos, self.limits.max_depth)?
-                    else {
-                        self.pos = self.buf.len();
-                        if self.buf.len() - start > self.limits.max_record_bytes {
-                            return Err(ListStreamError::RecordTooLarge);
-                        }
+                    let available = data.len() - start;
+                    if available < self.retry_at && !self.ended {
                         return Ok(());
-                    };
-                    if end - start > self.limits.max_record_bytes {
-                        return Err(ListStreamError::RecordTooLarge);
                     }
-                    self.element(start, end, out)?;
-                    self.pos = end;
-                    self.phase = Phase::CommaOrEnd;
+                    match self.element(data, valid, start, out)? {
+                        Some(end) => {
+                            self.pos = start + end;
+                            self.retry_at = 0;
+                            self.phase = Phase::CommaOrEnd;
+                        }
+                        None if self.ended => return Err(StreamError::Unreadable.into()),
+                        None => {
+                            if available > self.limits.max_record_bytes {
+                                return Err(ListStreamError::RecordTooLarge);
+                            }
+                            // Tried again once there is twice as much:
+                            // each record is scanned a bounded number of
+                            // times, whatever the pieces' sizes.
+                            self.retry_at = available.saturating_mul(2).max(64);
+                            self.pos = data.len();
+                            return Ok(());
+                        }
+                    }
                 }
                 Phase::Suffix { start } => {
-                    if self.buf.len() - start > self.limits.max_record_bytes {
+                    if data.len() - start > self.limits.max_record_bytes {
                         return Err(ListStreamError::RecordTooLarge);
                     }
                     return Ok(());
                 }
             }
         }
-    }
-
-    /// The next significant byte, past whitespace.
-    fn skip_ws(&mut self) -> Option<&u8> {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.buf.get(self.pos) {
-            self.pos += 1;
-        }
-        self.buf.get(self.pos)
     }
 
     /// Between elements: `b` starts an element, or is `,` or `]`.
@@ -252,7 +287,6 @@ impl<'a, 'd> ListStream<'a, 'd> {
                 self.phase = Phase::Element;
             }
             (Phase::First | Phase::Element, b'{') => {
-                self.end = ObjectEnd::default();
                 self.phase = Phase::InElement { start: self.pos };
             }
             (
@@ -274,19 +308,19 @@ impl<'a, 'd> ListStream<'a, 'd> {
 
     /// Looks for the list's `[` in the prefix; once found, sends the
     /// redacted prefix. `false`: more bytes are needed.
-    fn open_list(&mut self, out: &mut Vec<u8>) -> Result<bool, ListStreamError> {
-        if self.buf.len() < self.locate_at {
+    fn open_list(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<bool, ListStreamError> {
+        if data.len() < self.locate_at {
             return Ok(false);
         }
-        let at = self.place.locate(&self.buf, self.limits.max_depth);
+        let at = self.place.locate(data, self.limits.max_depth);
         let Some(at) = at else {
-            if self.buf.len() > self.limits.max_record_bytes {
+            if data.len() > self.limits.max_record_bytes {
                 return Err(ListStreamError::RecordTooLarge);
             }
-            self.locate_at = self.buf.len().saturating_mul(2).max(64);
+            self.locate_at = data.len().saturating_mul(2).max(64);
             return Ok(false);
         };
-        self.prefix = self.buf[..=at].to_vec();
+        self.prefix = data[..=at].to_vec();
         // The prefix closed (`]` then `}` per enclosing object) is a body
         // whose output up to the list's `[` is final.
         let mut closed = self.prefix.clone();
@@ -302,15 +336,21 @@ impl<'a, 'd> ListStream<'a, 'd> {
         Ok(true)
     }
 
-    /// Redacts one element, `buf[start..end]`, into `out`.
+    /// Redacts the element at `data[start..]` (read from `valid`, the
+    /// part of `data` checked to be UTF-8) into `out`: where it ends
+    /// (relative to `start`), or `None` when `data` ends inside it.
     fn element(
         &mut self,
+        data: &[u8],
+        valid: &str,
         start: usize,
-        end: usize,
         out: &mut Vec<u8>,
-    ) -> Result<(), ListStreamError> {
-        let input = &self.buf[start..end];
-        let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+    ) -> Result<Option<usize>, ListStreamError> {
+        let raw = &data[start..];
+        // `valid` is `data`'s UTF-8 part, and `start` a `{`: a character
+        // boundary (slicing checks it, it does not validate again).
+        let text = valid.get(start..).unwrap_or_default();
+        let input = text.as_bytes();
         let mark = out.len();
         if self.written {
             out.push(b',');
@@ -321,10 +361,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
             out: std::mem::take(out),
             max_depth: self.limits.max_depth,
         };
-        let carried = self
-            .carried
-            .take()
-            .unwrap_or_else(|| Carried::new(&self.rules, true));
+        let carried = (self.carried.take()).unwrap_or_else(|| Carried::new(&self.rules, true));
         let mut pass = Pass::new(
             w,
             &self.rules,
@@ -338,11 +375,25 @@ impl<'a, 'd> ListStream<'a, 'd> {
         *out = written;
         self.carried = Some(carried);
         match kept {
-            Ok(true) => self.written = true,
-            Ok(false) => out.truncate(mark),
-            Err(e) => return Err(e.for_body(input, self.limits.max_depth).into()),
+            Ok((true, end)) => {
+                self.written = true;
+                Ok(Some(end))
+            }
+            Ok((false, end)) => {
+                out.truncate(mark);
+                Ok(Some(end))
+            }
+            Err(Fail::Scan) => {
+                out.truncate(mark);
+                // Unreadable if the record's bytes are all there (its
+                // closing brace arrived): malformed, or not UTF-8.
+                match ObjectEnd::default().find(raw, 0, self.limits.max_depth)? {
+                    Some(_) => Err(StreamError::Unreadable.into()),
+                    None => Ok(None),
+                }
+            }
+            Err(e) => Err(e.for_body(input, self.limits.max_depth).into()),
         }
-        Ok(())
     }
 
     /// The end of a list whose `]` is at `start`: the skeleton redacted for
@@ -421,21 +472,37 @@ impl<'a, 'd> ListStream<'a, 'd> {
         Ok((redacted, hole))
     }
 
-    /// Drops consumed bytes (once per feed, not per element).
-    fn compact(&mut self) {
-        let keep_from = match self.phase {
-            Phase::Prefix => return,
-            Phase::InElement { start } | Phase::Suffix { start } => start,
-            _ => self.pos,
-        };
-        if keep_from == 0 {
-            return;
+    /// Where the bytes still needed start (`None`: all of them).
+    fn needed_from(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Prefix => None,
+            Phase::InElement { start } | Phase::Suffix { start } => Some(start),
+            _ => Some(self.pos),
         }
-        self.buf.drain(..keep_from);
-        self.pos -= keep_from;
+    }
+
+    /// Positions now count from `from`.
+    fn rebase(&mut self, from: usize) {
+        self.pos -= from;
         if let Phase::InElement { start } | Phase::Suffix { start } = &mut self.phase {
-            *start -= keep_from;
+            *start -= from;
         }
+    }
+
+    /// Drops consumed bytes of `buf` (once per feed, not per element).
+    fn compact(&mut self) {
+        let Some(from) = self.needed_from().filter(|&f| f > 0) else {
+            return;
+        };
+        self.buf.drain(..from);
+        self.rebase(from);
+    }
+
+    /// Keeps what `chunk`, worked on in place, still has to give.
+    fn keep(&mut self, chunk: &[u8]) {
+        let from = self.needed_from().unwrap_or(0).min(chunk.len());
+        self.buf.extend_from_slice(&chunk[from..]);
+        self.rebase(from);
     }
 }
 

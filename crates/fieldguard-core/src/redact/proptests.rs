@@ -626,3 +626,34 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Fed a byte at a time (every record split across pieces, nothing
+    /// ever whole in one) or all at once, a streamed list gives the whole
+    /// redactor's output.
+    #[test]
+    fn streamed_lists_fed_a_byte_at_a_time_or_whole(
+        who in principal(),
+        (route, body) in route_body_of(streaming_routes()),
+    ) {
+        let rt = runtime();
+        let route = &rt.routes[route];
+        let values = route.resource.values_for("c-1001");
+        let rules = route.body_rules("c-1001", &values).unwrap();
+        let rp = RequestPrincipal::new(&who, &route.action).unwrap();
+        let mut report = FilterReport::default();
+        let mut decider = rt.engine.decider(&rp);
+        let whole = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut report, 64);
+        let every: Vec<usize> = (0..body.len()).collect();
+        for cuts in [&every[..], &[][..]] {
+            let (out, streamed) = stream_in_pieces(&rules, &rp, &body, cuts, 1 << 20);
+            match (&whole, streamed) {
+                (Ok(expected), Ok(_)) => prop_assert_eq!(&out, expected),
+                (Err(_), Err(_)) => {}
+                (w, s) => prop_assert!(false, "whole {:?} vs streamed {:?}", w.is_ok(), s.is_ok()),
+            }
+        }
+    }
+}

@@ -303,10 +303,16 @@ impl Pass<'_, '_, '_> {
         self.walk()
     }
 
-    /// One element of a streamed list (the whole input), at `node` (the
-    /// list's `[*]`) under the object `keys`: written into the output
-    /// unless hidden (`false`).
-    pub(super) fn element(&mut self, node: &PlanNode, keys: &[Box<str>]) -> Result<bool, Fail> {
+    /// One element of a streamed list at the start of the input, at
+    /// `node` (the list's `[*]`) under the object `keys`: written into the
+    /// output unless hidden, and where it ends. Nothing is decided, counted
+    /// or written before the element was read whole, so a `Fail::Scan` on
+    /// input that ends inside it has no effect.
+    pub(super) fn element(
+        &mut self,
+        node: &PlanNode,
+        keys: &[Box<str>],
+    ) -> Result<(bool, usize), Fail> {
         let depth = keys.len() + 1;
         let mut sc = Scanner::new(self.w.input, 0, depth, self.w.max_depth);
         let len = self.path.as_str().len();
@@ -316,9 +322,7 @@ impl Pass<'_, '_, '_> {
         self.path.push_index(None);
         let kept = self.place(&mut sc, node, true);
         self.path.truncate(len);
-        let kept = kept?;
-        sc.finish()?;
-        Ok(kept)
+        Ok((kept?, sc.position()))
     }
 
     fn walk(&mut self) -> Result<(), Fail> {
@@ -510,9 +514,9 @@ impl Pass<'_, '_, '_> {
     /// Redacts the record at `sc` into the output; `false` (nothing
     /// written) when the caller may not see it at all.
     fn record(&mut self, sc: &mut Scanner<'_>, sel: usize) -> Result<bool, Fail> {
-        self.report.records += 1;
         let selector = &self.rules.plan.selectors[sel];
         if sc.peek() != Some(b'{') {
+            self.report.records += 1;
             return Err(Fail::Filter(FilterError::Shape(format!(
                 "a record at `{}` is not a JSON object",
                 selector.path.text
@@ -531,6 +535,10 @@ impl Pass<'_, '_, '_> {
                 value,
             });
         }
+        // Counted once the record was read whole: until then nothing of it
+        // has been decided or written (a streamed list tries a record on
+        // the bytes so far, and again with more if they end inside it).
+        self.report.records += 1;
         let shown = self.show_record(selector, sel, &members, depth);
         let observed = match shown {
             // A hidden record's unnamed members are observed all the same.
