@@ -3,11 +3,18 @@
 //!
 //! A body `{"customers":[r1,r2,...],"total":5000}` is three parts: the
 //! *prefix* up to the list's `[`, the elements, and the *suffix* from its
-//! `]`. The prefix is held until the list opens; the elements are found
-//! one at a time ([`ObjectEnd`], which only tracks nesting and strings) and
-//! each is redacted on its own by the byte redactor ([`Pass::element`],
-//! strict as ever: grammar, UTF-8, depth, duplicate keys) with the plans and
-//! report it carries from the previous one; the suffix is held to the end.
+//! `]`. The prefix is held until the list opens. Each element is redacted
+//! on its own by the byte redactor ([`Pass::element`], strict as ever:
+//! grammar, UTF-8, depth, duplicate keys) with the plans and report it
+//! carries from the previous one, tried on the bytes so far: the redactor
+//! reads a record whole before it decides, counts or writes anything, so
+//! bytes that end inside a record leave no trace, and the record is tried
+//! again once twice as many of its bytes are there (each record is read a
+//! bounded number of times whatever the pieces' sizes). Only a failed try
+//! asks [`ObjectEnd`] whether the record's closing brace arrived (then it
+//! is malformed) or not (more bytes are needed). Records whole in a piece
+//! are read in place; only a partial one is copied. The suffix is held to
+//! the end.
 //!
 //! The body around the records (the *skeleton*, prefix + `]` + suffix,
 //! i.e. the body with an empty list) is redacted whole by the same pass as
@@ -506,9 +513,10 @@ impl<'a, 'd> ListStream<'a, 'd> {
     }
 }
 
-/// Finds the end of an object whose `{` is where the search started,
-/// across calls (the bytes arrive in pieces). It only follows nesting and
-/// strings; the element's pass checks everything else.
+/// Finds the end of an object whose `{` is where the search starts,
+/// following only nesting and strings (whether the bytes of a record that
+/// failed to read are all there); the element's pass checks everything
+/// else.
 #[derive(Debug, Default, Clone, Copy)]
 struct ObjectEnd {
     depth: usize,
