@@ -46,6 +46,34 @@ async fn get(proxy: SocketAddr, path: &str, bearer: &str) -> Got {
         .await
         .expect("answered in time")
         .expect("answered");
+    read(resp).await
+}
+
+/// The same over an h2c connection of its own.
+async fn get_h2(proxy: SocketAddr, path: &str, bearer: &str) -> Got {
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    let conn_task = tokio::spawn(conn);
+    let req = Request::get(format!("http://{proxy}{path}"))
+        .header("authorization", format!("Bearer {bearer}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(LIMIT, sender.send_request(req))
+        .await
+        .expect("answered in time")
+        .expect("answered");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let got = read(resp).await;
+    conn_task.abort();
+    got
+}
+
+async fn read(resp: http::Response<hyper::body::Incoming>) -> Got {
     let status = resp.status().as_u16();
     let chunked = resp.headers().get("content-length").is_none();
     let mut body = resp.into_body();
@@ -173,11 +201,20 @@ async fn a_20000_customer_list_streams_filtered_and_complete() {
     assert!(small_rec.get("response_streamed").is_none(), "{small_rec}");
 }
 
-/// An upstream that answers every request with `head` then `chunks`
-/// (each sent as one chunk of a chunked body), then `end`.
+/// An upstream that answers every request with a 200 JSON head, then
+/// `chunks` (each sent as one chunk of a chunked body), then `end`.
 async fn raw_upstream(
     chunks: Vec<Vec<u8>>,
     end: &'static [u8],
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    raw_upstream_with(chunks, end, "").await
+}
+
+/// [`raw_upstream`] with `extra` head lines (each ending in CRLF).
+async fn raw_upstream_with(
+    chunks: Vec<Vec<u8>>,
+    end: &'static [u8],
+    extra: &'static str,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -196,11 +233,10 @@ async fn raw_upstream(
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
-                    )
-                    .await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n{extra}\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
                 for c in chunks {
                     let _ = conn
                         .write_all(format!("{:x}\r\n", c.len()).as_bytes())
@@ -386,4 +422,126 @@ async fn a_body_that_is_not_the_routes_shape_before_its_list_gets_a_clean_502() 
     let got = get(h.proxy_addr, "/customers", &support()).await;
     assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
     assert!(got.complete);
+}
+
+/// The proxy (streaming from 64 KiB, no budgets) in front of an upstream
+/// sending `chunks` then `end`, with `extra` head lines.
+async fn proxy_before(
+    chunks: Vec<Vec<u8>>,
+    end: &'static [u8],
+    extra: &'static str,
+) -> common::Harness {
+    let (up, up_task) = raw_upstream_with(chunks, end, extra).await;
+    common::start_in_front_of(
+        up,
+        |cfg| {
+            no_budgets(cfg);
+            cfg.limits.stream_responses_over_bytes = Some(64 * 1024);
+        },
+        vec![up_task],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn h2_clients_get_streamed_lists_and_see_aborts_as_resets() {
+    let mut whole = list_pieces(3000).await;
+    whole.push(b"]}".to_vec());
+    let h = proxy_before(whole, b"0\r\n\r\n", "").await;
+    let h1 = get(h.proxy_addr, "/customers", &support()).await;
+    let h2 = get_h2(h.proxy_addr, "/customers", &support()).await;
+    assert!(h1.complete && h2.complete);
+    assert_eq!(h2.status, 200);
+    assert!(h2.body == h1.body, "h2 and h1 answers differ");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&h2.body).unwrap()["customers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3000
+    );
+
+    let mut broken = list_pieces(3000).await;
+    broken.push(b",{\"id\":\"c-9\",\"name\":}]}".to_vec());
+    let h = proxy_before(broken, b"0\r\n\r\n", "").await;
+    let got = get_h2(h.proxy_addr, "/customers", &support()).await;
+    assert_aborted(&got);
+}
+
+#[tokio::test]
+async fn a_gzip_encoded_list_streams_decoded_and_redacted() {
+    use std::io::Write;
+    let mut plain: Vec<u8> = list_pieces(3000).await.concat();
+    plain.extend_from_slice(b"]}");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&plain).unwrap();
+    let gz = enc.finish().unwrap();
+    let gz_chunks: Vec<Vec<u8>> = gz.chunks(8 * 1024).map(|c| c.to_vec()).collect();
+    let plain_chunks: Vec<Vec<u8>> = plain.chunks(32 * 1024).map(|c| c.to_vec()).collect();
+    let zipped = proxy_before(gz_chunks, b"0\r\n\r\n", "content-encoding: gzip\r\n").await;
+    let unzipped = proxy_before(plain_chunks, b"0\r\n\r\n", "").await;
+    let a = get(zipped.proxy_addr, "/customers", &support()).await;
+    let b = get(unzipped.proxy_addr, "/customers", &support()).await;
+    assert!(a.complete && b.complete);
+    assert_eq!(a.status, 200);
+    assert!(
+        a.body == b.body,
+        "a gzip body is redacted as the same body plain"
+    );
+
+    // Corrupt gzip mid-body: aborted, never completed.
+    let mut bad = gz.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64].fill(0xff);
+    let bad_chunks: Vec<Vec<u8>> = bad.chunks(8 * 1024).map(|c| c.to_vec()).collect();
+    let h = proxy_before(bad_chunks, b"0\r\n\r\n", "content-encoding: gzip\r\n").await;
+    let got = get(h.proxy_addr, "/customers", &support()).await;
+    assert_aborted(&got);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_is_audited() {
+    let (shop_addr, shop_task) = shop_with(20_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, file) = audit_settings(&dir);
+    let mut a = start_audited_in_front_of(shop_addr, settings, no_budgets, vec![shop_task]).await;
+    let mut conn = tokio::net::TcpStream::connect(a.h.proxy_addr)
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /customers?limit=20000 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+        support()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < 256 * 1024 {
+        let n = tokio::time::timeout(LIMIT, conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream ended before the client left");
+        got += n;
+    }
+    drop(conn);
+    // The exchange finishes (its record is written) once the proxy sees
+    // the client gone; draining waits for it.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let m = a.scrape().await;
+        if m.0
+            .contains("fieldguard_streamed_responses_total{outcome=\"client_gone\"} 1")
+            || tokio::time::Instant::now() > deadline
+        {
+            break;
+        }
+    }
+    a.drain().await;
+    let rec = request_records(&file).pop().expect("a record");
+    assert_eq!(rec["response_streamed"], true, "{rec}");
+    assert_eq!(rec["response_aborted"], "client_gone", "{rec}");
+    assert_eq!(rec["client_aborted"], "after_upstream", "{rec}");
+    let shown = rec["response_body"]["records"].as_u64().unwrap();
+    assert!(shown > 0 && shown < 20_000, "{rec}");
 }
