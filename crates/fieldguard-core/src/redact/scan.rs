@@ -62,6 +62,11 @@ impl<'a> Scanner<'a> {
         self.depth
     }
 
+    /// The offset just past what was read (no whitespace skipped).
+    pub(super) fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// The offset of the next significant byte.
     pub(super) fn position(&mut self) -> usize {
         self.ws();

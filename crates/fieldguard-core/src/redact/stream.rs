@@ -158,6 +158,10 @@ pub(super) struct Member<'i> {
     name: Cow<'i, str>,
     key: Key,
     value: Span,
+    /// When the value is an object read member by member: its members,
+    /// in the record's `nested` buffer (so writing it needs no second
+    /// scan). Empty otherwise.
+    children: std::ops::Range<u32>,
 }
 
 /// What a pass carries from one input to the next: a body is one input,
@@ -174,8 +178,9 @@ pub(super) struct Carried {
     record_path: NamePath,
     /// Where the walk is in the body around the records (for reports).
     path: NamePath,
-    /// The members buffer, empty (its allocation reused).
+    /// The members buffers, empty (their allocations reused).
     members: Vec<Member<'static>>,
+    nested: Vec<Member<'static>>,
 }
 
 impl Carried {
@@ -192,6 +197,7 @@ impl Carried {
             record_path: NamePath::default(),
             path: NamePath::wrapper(),
             members: Vec::new(),
+            nested: Vec::new(),
         }
     }
 
@@ -234,6 +240,8 @@ pub(super) struct Pass<'i, 'c, 'd> {
     root_values: Vec<Vec<Option<AttrValue>>>,
     /// The current record's members (reused across records).
     members: Vec<Member<'i>>,
+    /// The members of its members that are objects.
+    nested: Vec<Member<'i>>,
     /// Record outcomes by selector and record facts.
     plans: RecordPlans,
     /// The buffer of a record's [`RecordWalk::path`] (reused across
@@ -264,6 +272,7 @@ impl<'i, 'c, 'd> Pass<'i, 'c, 'd> {
             report,
             root_values: carried.root_values,
             members: recycle(carried.members),
+            nested: recycle(carried.nested),
             plans: carried.plans,
             record_path: carried.record_path,
             forbidden: false,
@@ -280,6 +289,7 @@ impl<'i, 'c, 'd> Pass<'i, 'c, 'd> {
             record_path: self.record_path,
             path: self.path,
             members: recycle(self.members),
+            nested: recycle(self.nested),
         };
         (self.w.out, carried)
     }
@@ -525,21 +535,29 @@ impl Pass<'_, '_, '_> {
         let depth = sc.depth() + 1;
         let mut members = std::mem::take(&mut self.members);
         members.clear();
+        let mut nested = std::mem::take(&mut self.nested);
+        nested.clear();
         sc.open_object()?;
         let mut first = true;
         while let Some(key) = sc.member(&mut first)? {
-            let value = sc.value()?;
+            let name = scan::text(self.w.text, key.span, key.escaped)?;
+            let (value, children) = if sc.peek() == Some(b'{') {
+                collect_object(sc, self.w.text, &mut nested)?
+            } else {
+                (sc.value()?, 0..0)
+            };
             members.push(Member {
-                name: scan::text(self.w.text, key.span, key.escaped)?,
+                name,
                 key,
                 value,
+                children,
             });
         }
         // Counted once the record was read whole: until then nothing of it
         // has been decided or written (a streamed list tries a record on
         // the bytes so far, and again with more if they end inside it).
         self.report.records += 1;
-        let shown = self.show_record(selector, sel, &members, depth);
+        let shown = self.show_record(selector, sel, &members, &nested, depth);
         let observed = match shown {
             // A hidden record's unnamed members are observed all the same.
             Ok(false) if self.rules.plan.observe => {
@@ -562,6 +580,7 @@ impl Pass<'_, '_, '_> {
             _ => Ok(()),
         };
         self.members = members;
+        self.nested = nested;
         let shown = shown?;
         observed?;
         if !shown {
@@ -578,6 +597,7 @@ impl Pass<'_, '_, '_> {
         sel: &RecordSelector,
         sel_index: usize,
         members: &[Member<'_>],
+        nested: &[Member<'_>],
         depth: usize,
     ) -> Result<bool, Fail> {
         let input = self.w.input;
@@ -588,7 +608,7 @@ impl Pass<'_, '_, '_> {
             let value = if source.from_root {
                 root.clone()
             } else {
-                member_path(text, members, &source.path, self.w.max_depth)?
+                member_path(text, members, nested, &source.path, self.w.max_depth)?
                     .and_then(|span| convert(text, span, source))
                     .or_else(|| source.default.clone())
             };
@@ -605,7 +625,7 @@ impl Pass<'_, '_, '_> {
             }
         }
         let id: Cow<'_, str> = match &entity.id_field {
-            Some(path) => match member_path(text, members, path, self.w.max_depth)? {
+            Some(path) => match member_path(text, members, nested, path, self.w.max_depth)? {
                 Some(span) if input.get(span.start) == Some(&b'"') => string_text(text, span)?,
                 _ => Cow::Borrowed(""),
             },
@@ -639,11 +659,12 @@ impl Pass<'_, '_, '_> {
             plan,
             scope: Scope::Entity(entity.index),
             path: std::mem::take(&mut self.record_path),
+            nested,
         };
         walk.w.push(b'{');
         let mut written = false;
         for m in members {
-            walk.member(&m.name, m.key, m.value, &entity.root, depth, &mut written)?;
+            walk.member(m, &entity.root, depth, &mut written)?;
         }
         walk.w.push(b'}');
         let mut path = walk.path;
@@ -707,7 +728,7 @@ fn leaf(
 }
 
 /// One shown record being written: its members by the entity's catalogue.
-struct RecordWalk<'w, 'i, 'c, 'r, 'd, 'p> {
+struct RecordWalk<'w, 'i, 'c, 'r, 'd, 'p, 'n> {
     w: &'w mut Writer<'i>,
     ctx: &'c mut RecordCtx<'r, 'd>,
     /// The record's plan, when its outcome is planned.
@@ -715,20 +736,22 @@ struct RecordWalk<'w, 'i, 'c, 'r, 'd, 'p> {
     scope: Scope,
     /// The container being walked, as reports name it.
     path: NamePath,
+    /// The members of the record's object members, read while the record
+    /// was (see [`Member::children`]).
+    nested: &'n [Member<'n>],
 }
 
-impl RecordWalk<'_, '_, '_, '_, '_, '_> {
+impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
     /// Writes one member of an object whose catalogue node is `node`: as
     /// is, masked, redacted below, or not at all.
     fn member(
         &mut self,
-        name: &str,
-        key: Key,
-        value: Span,
+        m: &Member<'_>,
         node: &FieldNode,
         depth: usize,
         written: &mut bool,
     ) -> Result<(), Fail> {
+        let (name, key, value) = (&*m.name, m.key, m.value);
         let mark = self.w.mark(*written);
         let Some(child) = node.child(name) else {
             let len = self.path.push_key(name);
@@ -757,6 +780,9 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_> {
         }
         let len = self.path.push_key(name);
         let kept = match self.w.first_byte(value) {
+            b'{' if !m.children.is_empty() => {
+                self.object_read(m.children.clone(), child, depth)? == Emptied::No
+            }
             b'{' => self.object(value.start, child, depth)? == Emptied::No,
             b'[' if all_objects(self.w, value.start, depth)? => {
                 self.array(value.start, child, depth)?;
@@ -791,12 +817,42 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_> {
         let (mut first, mut written, mut had) = (true, false, false);
         while let Some(key) = sc.member(&mut first)? {
             had = true;
-            let name = scan::text(text, key.span, key.escaped)?;
-            let value = sc.value()?;
-            self.member(&name, key, value, node, depth + 1, &mut written)?;
+            let m = Member {
+                name: scan::text(text, key.span, key.escaped)?,
+                key,
+                value: sc.value()?,
+                children: 0..0,
+            };
+            self.member(&m, node, depth + 1, &mut written)?;
         }
         self.w.push(b'}');
         Ok(if had && !written {
+            Emptied::Yes
+        } else {
+            Emptied::No
+        })
+    }
+
+    /// [`Self::object`] for an object whose members were read with the
+    /// record (`children` of [`Self::nested`]): written without scanning it
+    /// again.
+    fn object_read(
+        &mut self,
+        children: std::ops::Range<u32>,
+        node: &FieldNode,
+        depth: usize,
+    ) -> Result<Emptied, Fail> {
+        let nested = self.nested;
+        let members = nested
+            .get(children.start as usize..children.end as usize)
+            .unwrap_or_default();
+        self.w.push(b'{');
+        let mut written = false;
+        for m in members {
+            self.member(m, node, depth + 1, &mut written)?;
+        }
+        self.w.push(b'}');
+        Ok(if !members.is_empty() && !written {
             Emptied::Yes
         } else {
             Emptied::No
@@ -871,6 +927,34 @@ enum Emptied {
     No,
 }
 
+/// Reads the object at `sc` member by member into `nested` (validated
+/// as [`Scanner::value`] would): its span, and where its members are.
+fn collect_object<'i>(
+    sc: &mut Scanner<'_>,
+    text: &'i str,
+    nested: &mut Vec<Member<'i>>,
+) -> Result<(Span, std::ops::Range<u32>), Fail> {
+    let start = sc.position();
+    sc.open_object()?;
+    let from = nested.len() as u32;
+    let mut first = true;
+    while let Some(key) = sc.member(&mut first)? {
+        let name = scan::text(text, key.span, key.escaped)?;
+        let value = sc.value()?;
+        nested.push(Member {
+            name,
+            key,
+            value,
+            children: 0..0,
+        });
+    }
+    let span = Span {
+        start,
+        end: sc.offset(),
+    };
+    Ok((span, from..nested.len() as u32))
+}
+
 /// Whether every element of the array at `pos` is an object.
 fn all_objects(w: &Writer<'_>, pos: usize, depth: usize) -> Result<bool, Fail> {
     let mut sc = Scanner::new(w.input, pos, depth, w.max_depth);
@@ -890,25 +974,45 @@ fn all_objects(w: &Writer<'_>, pos: usize, depth: usize) -> Result<bool, Fail> {
 fn member_path(
     text: &str,
     members: &[Member<'_>],
+    nested: &[Member<'_>],
     path: &[String],
     max_depth: usize,
 ) -> Result<Option<Span>, Fail> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(None);
     };
+    let Some(m) = only(members, first)? else {
+        return Ok(None);
+    };
+    let Some((second, below)) = rest.split_first() else {
+        return Ok(Some(m.value));
+    };
+    if m.children.is_empty() {
+        return lookup_path(text, m.value.start, 0, rest, max_depth);
+    }
+    // An object read with the record: its members are at hand.
+    let children = nested
+        .get(m.children.start as usize..m.children.end as usize)
+        .unwrap_or_default();
+    match only(children, second)? {
+        Some(c) if below.is_empty() => Ok(Some(c.value)),
+        Some(c) => lookup_path(text, c.value.start, 1, below, max_depth),
+        None => Ok(None),
+    }
+}
+
+/// The member named `key`; refused when there are several.
+fn only<'m, 'i>(members: &'m [Member<'i>], key: &str) -> Result<Option<&'m Member<'i>>, Fail> {
     let mut found = None;
     for m in members {
-        if m.name == first.as_str() {
+        if m.name == key {
             if found.is_some() {
-                return Err(repeated(first));
+                return Err(repeated(key));
             }
-            found = Some(m.value);
+            found = Some(m);
         }
     }
-    match found {
-        Some(span) if !rest.is_empty() => lookup_path(text, span.start, 0, rest, max_depth),
-        other => Ok(other),
-    }
+    Ok(found)
 }
 
 fn repeated(key: &str) -> Fail {
