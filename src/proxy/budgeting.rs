@@ -34,18 +34,16 @@ pub(super) fn charge(
     report: &FilterReport,
     enforce: bool,
 ) -> Result<(), Stop> {
-    let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
+    if rt.budgets.is_empty() {
         return Ok(());
-    };
+    }
     let disclosed = Disclosure::of(report, &rt.decisions.catalogue);
-    let charge = proxy
-        .budgets
-        .charge(&rt.budgets, principal, &disclosed, enforce);
-    outcome(ex, charge)
+    charge_disclosure(proxy, rt, ex, &disclosed, enforce)
 }
 
-/// A streamed response's next batch, before it is sent: counts what it
-/// adds (`disclosed`); `Err` means the batch must not be sent.
+/// Counts what a response (or a streamed response's next batch, before it
+/// is sent) discloses; a later batch's charge is added to the earlier
+/// ones'. `Err` means it must not be sent.
 pub(super) fn charge_disclosure(
     proxy: &Proxy,
     rt: &Runtime,
