@@ -329,11 +329,7 @@ async fn a_reference_to_a_missing_definition_fails_naming_the_record() {
 async fn after_rotation_each_file_holds_the_definitions_its_records_use() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.log");
-    let mut s = AuditSettings::for_file(file.clone());
-    s.max_file_bytes = 8 * 1024;
-    s.max_files = 100;
-    s.retention.max_total_bytes = 100 * 8 * 1024;
-    let mut a = start_audited(s).await;
+    let mut a = start_audited(rotating_every_8_kib(&file)).await;
     let agent = token("support_agent", "agent-7", false, None);
     let customer = token("customer", "c-1001", false, None);
     for i in 0..40 {
@@ -391,11 +387,7 @@ async fn after_rotation_each_file_holds_the_definitions_its_records_use() {
 async fn tampering_across_rotated_files_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.log");
-    let mut s = AuditSettings::for_file(file.clone());
-    s.max_file_bytes = 8 * 1024;
-    s.max_files = 100;
-    s.retention.max_total_bytes = 100 * 8 * 1024;
-    let mut a = start_audited(s).await;
+    let mut a = start_audited(rotating_every_8_kib(&file)).await;
     let agent = token("support_agent", "agent-7", false, None);
     for i in 0..60 {
         let path = if i % 2 == 0 {
@@ -666,4 +658,14 @@ async fn record_sizes_of_the_load_workloads() {
     assert_eq!(defs.len(), 6, "{defs:?}");
     // Definitions included (six of about 2 KB for 405 requests).
     assert!(total / requests <= 450, "{total} B for {requests} requests");
+}
+
+/// Audit settings for `file` that rotate every 8 KiB and keep every file
+/// (up to 100): a few dozen requests span several files.
+fn rotating_every_8_kib(file: &std::path::Path) -> AuditSettings {
+    let mut s = AuditSettings::for_file(file.to_path_buf());
+    s.max_file_bytes = 8 * 1024;
+    s.max_files = 100;
+    s.retention.max_total_bytes = 100 * 8 * 1024;
+    s
 }

@@ -59,7 +59,7 @@ pub(super) async fn handle(
         }
     };
     let (slot, result) = reply.watch(&progress, work).await;
-    let (result, mut streamed) = match result {
+    let (mut result, mut streamed) = match result {
         Ok(Answer::Whole(resp)) => (Ok(resp), None),
         Ok(Answer::Streamed(resp, streamed)) => (Ok(resp), Some(streamed)),
         Err(stop) => (Err(stop), None),
@@ -67,19 +67,12 @@ pub(super) async fn handle(
     // A streamed body's first part is redacted (and charged) before the
     // head goes out, so a body that fails that early gets a clean error.
     let mut running = None;
-    let result = match streamed.as_mut() {
-        Some(s) => match s.begin(proxy, &rt) {
-            Some(mut r) => match r.first(&mut ex).await {
-                Ok(()) => {
-                    running = Some(r);
-                    result
-                }
-                Err(stop) => Err(stop),
-            },
-            None => Err(Refusal::Internal.into()),
-        },
-        None => result,
-    };
+    if let Some(s) = streamed.as_mut() {
+        match s.begin(proxy, &rt, &mut ex) {
+            Ok(r) => running = Some(r),
+            Err(stop) => result = Err(stop),
+        }
+    }
     let mut resp = match result {
         Ok(resp) => resp,
         Err(stop) => {
@@ -363,7 +356,7 @@ async fn filter<'rt>(
             .await
             .map(Answer::from);
     }
-    let read = if streaming::streams(rt, decided, verdict.observed.is_some(), verdict.shadow) {
+    let read = if streaming::streams(rt, decided, verdict.observed.is_some()) {
         streaming::start(proxy, rt, decided, resp).await
     } else {
         read_inspected(proxy, rt, resp)

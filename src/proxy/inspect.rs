@@ -97,15 +97,25 @@ pub(super) fn filtered_response(
     mut parts: http::response::Parts,
     out: Vec<u8>,
 ) -> Response<ProxyBody> {
-    headers::strip_hop_by_hop(&mut parts.headers);
-    for h in [header::CONTENT_ENCODING, header::ETAG] {
-        parts.headers.remove(h);
-    }
-    parts.headers.remove("content-md5");
+    strip_rewritten(&mut parts.headers);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, full(out))
+}
+
+/// Removes from a head whose body the proxy rewrote what no longer holds
+/// for the new body (hop-by-hop headers, coding, validators, length).
+pub(super) fn strip_rewritten(headers: &mut http::HeaderMap) {
+    headers::strip_hop_by_hop(headers);
+    for h in [
+        header::CONTENT_ENCODING,
+        header::ETAG,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(h);
+    }
+    headers.remove("content-md5");
 }
 
 /// What the client learns of an upstream failure on an inspected route: on

@@ -24,8 +24,7 @@
 
 use super::budgeting;
 use super::errors::{Refusal, Stop};
-use super::headers;
-use super::inspect::{check_head, decode};
+use super::inspect::{check_head, decode, strip_rewritten};
 use super::{BoxError, Proxy, ProxyBody};
 use crate::budget::Disclosure;
 use crate::exchange::Exchange;
@@ -33,7 +32,7 @@ use crate::pipeline::{self, Decided};
 use crate::redact::list_stream::{ListStream, ListStreamError};
 use crate::runtime::Runtime;
 use bytes::Bytes;
-use http::{Response, header};
+use http::Response;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -68,10 +67,10 @@ pub(super) struct Pending {
     gzip: bool,
 }
 
-/// Whether `decided`'s responses may stream here at all.
-pub(super) fn streams(rt: &Runtime, decided: &Decided<'_>, observed: bool, shadow: bool) -> bool {
+/// Whether `decided`'s responses may stream here at all (shadow-mode
+/// routes never get here: they relay and note).
+pub(super) fn streams(rt: &Runtime, decided: &Decided<'_>, observed: bool) -> bool {
     !observed
-        && !shadow
         && rt.decisions.limits.stream_responses_over_bytes.is_some()
         && decided
             .route
@@ -215,8 +214,9 @@ impl std::fmt::Display for Aborted {
 
 impl std::error::Error for Aborted {}
 
-/// A streamed response, answered (head sent) but not yet redacted: driven
-/// by [`Streamed::run`] after the head is handed to the client.
+/// A streamed response whose head is ready: [`Streamed::begin`] redacts
+/// its first part before the head is handed to the client, and
+/// [`Running::rest`] the rest after.
 pub(super) struct Streamed<'rt> {
     decided: Decided<'rt>,
     pending: Option<Pending>,
@@ -230,15 +230,7 @@ pub(super) fn respond(
     decided: Decided<'_>,
     pending: Pending,
 ) -> (Response<ProxyBody>, Streamed<'_>) {
-    headers::strip_hop_by_hop(&mut parts.headers);
-    for h in [
-        header::CONTENT_ENCODING,
-        header::ETAG,
-        header::CONTENT_LENGTH,
-    ] {
-        parts.headers.remove(h);
-    }
-    parts.headers.remove("content-md5");
+    strip_rewritten(&mut parts.headers);
     // Two batches in flight at most: the redactor waits for a slow client
     // instead of buffering for it.
     let (tx, rx) = mpsc::channel(2);
@@ -258,16 +250,23 @@ pub(super) fn respond(
 }
 
 impl<'rt> Streamed<'rt> {
-    /// The redactor of this body, borrowing the decision it redacts by.
+    /// The redactor of this body (borrowing the decision it redacts by),
+    /// with the bytes read before the answer's head is sent redacted and
+    /// charged to budgets, the output held: a body that fails this early
+    /// (not the route's shape before its list, a malformed first part, a
+    /// budget the first records exceed) still gets a clean error answer.
     pub(super) fn begin<'s>(
         &'s mut self,
         proxy: &'s Proxy,
         rt: &'s Runtime,
-    ) -> Option<Running<'s>> {
-        let list = pipeline::stream_response_body(&rt.decisions, &self.decided)?;
-        let pending = self.pending.take()?;
+        ex: &mut Exchange,
+    ) -> Result<Running<'s>, Stop> {
+        let internal = || Stop::from(Refusal::Internal);
+        let list =
+            pipeline::stream_response_body(&rt.decisions, &self.decided).ok_or_else(internal)?;
+        let pending = self.pending.take().ok_or_else(internal)?;
         let gzip = pending.gzip;
-        Some(Running {
+        let mut running = Running {
             list,
             sender: Sender {
                 proxy,
@@ -280,7 +279,9 @@ impl<'rt> Streamed<'rt> {
             gunzip: gzip.then(|| flate2::write::MultiGzDecoder::new(Vec::new())),
             out: Vec::with_capacity(BATCH_BYTES * 2),
             done: &self.done,
-        })
+        };
+        running.first(ex)?;
+        Ok(running)
     }
 }
 
@@ -295,11 +296,8 @@ pub(super) struct Running<'s> {
 }
 
 impl Running<'_> {
-    /// Redacts the bytes read before the answer's head is sent and charges
-    /// them to budgets, holding the output: a body that fails this early
-    /// (not the route's shape before its list, a malformed first part, a
-    /// budget the first records exceed) still gets a clean error answer.
-    pub(super) async fn first(&mut self, ex: &mut Exchange) -> Result<(), Stop> {
+    /// The first part, for [`Streamed::begin`].
+    fn first(&mut self, ex: &mut Exchange) -> Result<(), Stop> {
         let first = std::mem::take(&mut self.pending.first);
         let fed = feed(&mut self.list, &mut self.gunzip, &first, &mut self.out);
         let stop = match fed {

@@ -137,8 +137,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
         }
         let each = node.each.as_deref()?;
         let mut report = FilterReport::default();
-        report.unknown_passed = rules.plan.unknown == crate::config::UnknownFields::Pass;
-        report.policy_table = Some(decider.policy_table());
+        report.start_body(rules.plan, &decider);
         let carried = Carried::new(&rules, true);
         Some(Self {
             rules,
@@ -160,11 +159,6 @@ impl<'a, 'd> ListStream<'a, 'd> {
             sent_prefix: Vec::new(),
             written: false,
         })
-    }
-
-    /// Whether output was produced: from then on a failure can only abort.
-    pub fn started(&self) -> bool {
-        self.phase != Phase::Prefix
     }
 
     /// What filtering did so far (complete after [`ListStream::finish`]).
@@ -225,12 +219,11 @@ impl<'a, 'd> ListStream<'a, 'd> {
     /// Goes as far as `data` (the bytes from where the stream stands,
     /// `self.pos` an offset into it) allows.
     fn advance(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), ListStreamError> {
-        // UTF-8 checked once per piece: records are read from its valid part
-        // (up to a character the piece ends inside, or an invalid byte).
-        let valid = match std::str::from_utf8(data) {
-            Ok(text) => text,
-            Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
-        };
+        // UTF-8 checked at most once per piece, and only when a record is
+        // read from it: records are read from its valid part (up to a
+        // character the piece ends inside, or an invalid byte). The part
+        // before and after the list is checked with the skeleton.
+        let mut valid: Option<&str> = None;
         loop {
             match self.phase {
                 Phase::Prefix => {
@@ -252,6 +245,10 @@ impl<'a, 'd> ListStream<'a, 'd> {
                     if available < self.retry_at && !self.ended {
                         return Ok(());
                     }
+                    let valid = *valid.get_or_insert_with(|| match std::str::from_utf8(data) {
+                        Ok(text) => text,
+                        Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
+                    });
                     match self.element(data, valid, start, out)? {
                         Some(end) => {
                             self.pos = start + end;
@@ -368,7 +365,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
             out: std::mem::take(out),
             max_depth: self.limits.max_depth,
         };
-        let carried = (self.carried.take()).unwrap_or_else(|| Carried::new(&self.rules, true));
+        let carried = self.take_carried();
         let mut pass = Pass::new(
             w,
             &self.rules,
@@ -409,10 +406,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
         let mut skeleton = std::mem::take(&mut self.prefix);
         let at = skeleton.len() - 1;
         skeleton.extend_from_slice(&self.buf[start..]);
-        let carried = self
-            .carried
-            .take()
-            .unwrap_or_else(|| Carried::new(&self.rules, true));
+        let carried = self.take_carried();
         let mut report = std::mem::take(&mut self.report);
         let result = self.skeleton(&skeleton, at, &mut report, carried);
         self.report = report;
@@ -477,6 +471,12 @@ impl<'a, 'd> ListStream<'a, 'd> {
         // reached it has another shape).
         let hole = hole.ok_or(StreamError::Unreadable)?;
         Ok((redacted, hole))
+    }
+
+    /// The state the element passes carry (held between them, consumed by
+    /// the closing skeleton).
+    fn take_carried(&mut self) -> Carried {
+        (self.carried.take()).unwrap_or_else(|| Carried::new(&self.rules, true))
     }
 
     /// Where the bytes still needed start (`None`: all of them).

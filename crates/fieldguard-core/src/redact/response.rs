@@ -6,7 +6,7 @@
 
 use super::disclosed::Disclosed;
 use super::observe::{Observed, Onboarding, backstop_value, observe_hidden, observe_value};
-use super::plan::{NamePath, PlanNode};
+use super::plan::{NamePath, PlanNode, ResponsePlan};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::config::UnknownFields;
@@ -159,6 +159,13 @@ impl FilterReport {
         }
     }
 
+    /// Notes what a body of `plan` decided by `decider` reports besides its
+    /// counts (every redactor starts a body with it).
+    pub(super) fn start_body(&mut self, plan: &ResponsePlan, decider: &Decider<'_>) {
+        self.unknown_passed = plan.unknown == UnknownFields::Pass;
+        self.policy_table = Some(decider.policy_table());
+    }
+
     /// Adds the policies behind one masked or removed field.
     pub(super) fn note_deciders(&mut self, field: u32, outcome: Outcome, by: &PolicyRefs) {
         let i = field as usize;
@@ -214,8 +221,7 @@ pub fn filter_response(
     report: &mut FilterReport,
 ) -> Result<(), FilterError> {
     let plan = rules.plan;
-    report.unknown_passed = plan.unknown == UnknownFields::Pass;
-    report.policy_table = Some(decider.policy_table());
+    report.start_body(plan, decider);
     // Attributes read from the document root, before anything changes.
     let root_values: Vec<Vec<Option<AttrValue>>> = plan
         .selectors

@@ -30,7 +30,7 @@ use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
-use crate::config::{AttributeKind, UnknownFields};
+use crate::config::AttributeKind;
 use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -55,8 +55,7 @@ pub fn redact(
     max_depth: usize,
 ) -> Result<Vec<u8>, StreamError> {
     let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
-    report.unknown_passed = rules.plan.unknown == UnknownFields::Pass;
-    report.policy_table = Some(decider.policy_table());
+    report.start_body(rules.plan, decider);
     // Traced decisions are explained one by one: no plans.
     let traced = report.trace.is_some();
     let w = Writer {
