@@ -496,3 +496,254 @@ async fn reload_keeps_the_store_and_its_counts_and_refuses_a_bad_store() {
         200
     );
 }
+
+/// What a principal's counter of `budget` holds in the store: the key is
+/// found as the proxy names it (hashed id, hash tag).
+fn stored_count(node: &RedisServer, principal: &str, budget: &str) -> u64 {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(principal.as_bytes());
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]);
+    let key = format!("fieldguard:{{p.{tag}}}:{budget}");
+    // -c: follow the Cluster's redirection to the key's node.
+    let out = Command::new("redis-cli")
+        .args(["-c", "-p", &node.port.to_string(), "hgetall", &key])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .chunks(2)
+        .filter(|kv| kv.len() == 2 && kv[0] != "w")
+        .map(|kv| kv[1].trim().parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_and_sentinel_modes_count_atomically_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "cluster_and_sentinel_modes_count_atomically_too";
+    let Some(cluster) = RedisServer::start_cluster(test, dir.path()) else {
+        return;
+    };
+    let (shop, _shop_task) = start_shop().await;
+    // A principal budget and a role budget: two hash tags, two slots, so
+    // a charge is two script calls, and a refusal by one takes back what
+    // the other added.
+    let nodes: Vec<String> = cluster
+        .iter()
+        .map(|n| format!("\"redis://127.0.0.1:{}\"", n.port))
+        .collect();
+    let budgets = format!(
+        "budgets:
+  store:
+    type: redis
+    redis:
+      mode: cluster
+      nodes: [{}]
+      timeout_ms: 500
+  roles:
+    support_agent:
+      limits:
+        - {{ id: agent-each, count: records, window_seconds: 3600, limit: 10, on_exceed: refuse }}
+        - {{ id: agents-all, count: records, window_seconds: 3600, limit: 15, on_exceed: refuse, scope: role }}
+",
+        nodes.join(", ")
+    );
+    let pod = Replica::start(dir.path(), "pod-cluster", shop, &budgets).await;
+    let a = token("support_agent", "agent-a", false, None);
+    let b = token("support_agent", "agent-b", false, None);
+    assert_eq!(get(pod.addr, "/customers?limit=4", Some(&a)).await.0, 200);
+    assert_eq!(get(pod.addr, "/customers?limit=4", Some(&a)).await.0, 200);
+    let (status, body) = get(pod.addr, "/customers?limit=4", Some(&a)).await;
+    assert_eq!(status, 429, "12 > 10 for agent-a: {body}");
+    assert!(body.contains("agent-each"), "{body}");
+    // Role total 8. agent-b: 4 (role 12), then 4 more is refused by the
+    // role budget (16 > 15): agent-b's own counter takes it back.
+    assert_eq!(get(pod.addr, "/customers?limit=4", Some(&b)).await.0, 200);
+    let (status, body) = get(pod.addr, "/customers?limit=4", Some(&b)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("agents-all"), "{body}");
+    assert_eq!(stored_count(&cluster[0], "agent-b", "agent-each"), 4);
+    assert_eq!(get(pod.addr, "/customers?limit=3", Some(&b)).await.0, 200);
+    assert_eq!(stored_count(&cluster[0], "agent-b", "agent-each"), 7);
+    assert_eq!(stored_count(&cluster[0], "agent-a", "agent-each"), 8);
+    drop(pod);
+
+    // Sentinel: the proxy asks the sentinel for the master.
+    let Some(master) = RedisServer::start(test, dir.path(), &[]) else {
+        return;
+    };
+    let Some(sentinel) = RedisServer::start_sentinel(test, dir.path(), &master) else {
+        return;
+    };
+    let budgets = format!(
+        "budgets:
+  store:
+    type: redis
+    redis:
+      mode: sentinel
+      nodes: [\"redis://127.0.0.1:{}\"]
+      master_name: mymaster
+  roles:
+    support_agent:
+      limits:
+        - {{ id: agent-each, count: records, window_seconds: 3600, limit: 10, on_exceed: refuse }}
+",
+        sentinel.port
+    );
+    let pod = Replica::start(dir.path(), "pod-sentinel", shop, &budgets).await;
+    assert_eq!(get(pod.addr, "/customers?limit=5", Some(&a)).await.0, 200);
+    assert_eq!(get(pod.addr, "/customers?limit=5", Some(&a)).await.0, 200);
+    assert_eq!(get(pod.addr, "/customers?limit=1", Some(&a)).await.0, 429);
+    assert_eq!(stored_count(&master, "agent-a", "agent-each"), 10);
+}
+
+/// A CA and a server certificate for 127.0.0.1 (PEM files in `dir`):
+/// (ca, cert, key).
+fn tls_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "budget store test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::default();
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    leaf.distinguished_name.push(DnType::CommonName, "redis");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("redis.pem"),
+        dir.join("redis.key"),
+    );
+    std::fs::write(&paths.0, issuer.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_to_the_store_is_verified_against_the_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "tls_to_the_store_is_verified_against_the_ca_file";
+    let (ca, cert, key) = tls_files(dir.path());
+    let tls_port = common::fleet::free_port().to_string();
+    let args = [
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert.display().to_string(),
+        "--tls-key-file",
+        &key.display().to_string(),
+        "--tls-ca-cert-file",
+        &ca.display().to_string(),
+        "--tls-auth-clients",
+        "no",
+    ]
+    .map(str::to_string);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(redis) = RedisServer::start(test, dir.path(), &args) else {
+        return;
+    };
+    let (shop, _shop_task) = start_shop().await;
+
+    // Verified against the CA file: counts.
+    let good = store_section(&format!(
+        "      url: rediss://127.0.0.1:{tls_port}\n      tls:\n        ca_file: {}\n",
+        ca.display()
+    ));
+    let pod = Replica::start(dir.path(), "pod-tls", shop, &good).await;
+    let agent = token("support_agent", "agent-tls", false, None);
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        200
+    );
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        429
+    );
+    drop(pod);
+
+    // The system's roots do not know the test CA: refused at start-up.
+    let (code, text, took) = failed_start(
+        dir.path(),
+        shop,
+        &store_section(&format!("      url: rediss://127.0.0.1:{tls_port}\n")),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("TLS") || text.contains("certificate"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // Plain text to the TLS port: an error within the connect timeout.
+    let (code, text, took) = failed_start(
+        dir.path(),
+        shop,
+        &store_section(&format!(
+            "      url: redis://127.0.0.1:{tls_port}\n      connect_timeout_ms: 1000\n"
+        )),
+    );
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("budgets.store.redis"), "{text}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // A CA file with a plain URL is a contradiction, said at start-up.
+    let (code, text, _) = failed_start(
+        dir.path(),
+        shop,
+        &store_section(&format!(
+            "      url: {}\n      tls:\n        ca_file: {}\n",
+            redis.url(),
+            ca.display()
+        )),
+    );
+    assert_ne!(code, 0);
+    assert!(text.contains("use rediss://"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_not_required_at_start_is_connected_when_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "a_store_not_required_at_start_is_connected_when_it_comes";
+    if common::fleet::redis_server_binary(test).is_none() {
+        return;
+    }
+    let (shop, _shop_task) = start_shop().await;
+    let port = common::fleet::free_port();
+    let budgets = store_section(&format!(
+        "      url: redis://127.0.0.1:{port}\n      connect_timeout_ms: 300\n      required_at_start: false\n"
+    ));
+    let pod = Replica::start(dir.path(), "pod-late", shop, &budgets).await;
+    assert_eq!(pod.metric("fieldguard_budget_store_up").await, Some(0.0));
+    // Meanwhile the budget counts locally (on_store_error: local, one
+    // replica): 50 records.
+    let agent = token("support_agent", "agent-late", false, None);
+    let (status, body) = get(pod.addr, "/customers?limit=30", Some(&agent)).await;
+    assert_eq!(status, 200, "{body}");
+    let Some(redis) = RedisServer::start_on(test, dir.path(), port, &[]) else {
+        return;
+    };
+    wait_metric(&pod, "fieldguard_budget_store_up", 1.0).await;
+    // The 30 counted locally were written to the store.
+    assert_eq!(stored_count(&redis, "agent-late", "support-records"), 30);
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        429
+    );
+    assert_eq!(
+        get(pod.addr, "/customers?limit=20", Some(&agent)).await.0,
+        200
+    );
+}

@@ -59,10 +59,15 @@ impl RedisServer {
     /// Starts one on a free loopback port, persistence off; `None` when
     /// the binary is missing (see [`redis_server_binary`]).
     pub fn start(test: &str, dir: &Path, extra: &[&str]) -> Option<Self> {
+        Self::start_on(test, dir, free_port(), extra)
+    }
+
+    /// The same on a given port.
+    pub fn start_on(test: &str, dir: &Path, port: u16, extra: &[&str]) -> Option<Self> {
         let binary = redis_server_binary(test)?;
         let mut s = Self {
             binary,
-            port: free_port(),
+            port,
             dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
@@ -75,15 +80,82 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A Sentinel on a free port monitoring `master` as `mymaster`.
+    pub fn start_sentinel(test: &str, dir: &Path, master: &RedisServer) -> Option<Self> {
+        let binary = redis_server_binary(test)?;
+        let port = free_port();
+        let conf = dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
+                dir.display(),
+                master.port
+            ),
+        )
+        .unwrap();
+        let mut s = Self {
+            binary,
+            port,
+            dir: dir.to_path_buf(),
+            extra: vec![conf.display().to_string(), "--sentinel".into()],
+            child: None,
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    /// Three primaries forming a Cluster (every slot covered, state ok).
+    pub fn start_cluster(test: &str, dir: &Path) -> Option<Vec<Self>> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let conf = format!("nodes-{}.conf", free_port());
+            nodes.push(Self::start(
+                test,
+                dir,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+            )?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(nodes)
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join(format!("redis-{}.log", self.port))).unwrap();
         let mut cmd = Command::new(&self.binary);
-        cmd.args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdin(Stdio::null())
+        if self.extra.iter().any(|a| a == "--sentinel") {
+            cmd.args(&self.extra);
+        } else {
+            cmd.args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .args(&self.extra);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.child = Some(cmd.spawn().unwrap());
