@@ -747,3 +747,39 @@ async fn a_store_not_required_at_start_is_connected_when_it_comes() {
         200
     );
 }
+
+/// The ACL docs/configuration.md recommends: exactly what the proxy needs.
+const DOCUMENTED_ACL: &str = "on ~fieldguard:* resetchannels -@all +ping +evalsha +eval +script|load +time +hgetall +hincrby +hset +hdel +hexists +del +pexpire";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_acl_user_with_the_documented_permissions_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "an_acl_user_with_the_documented_permissions_counts";
+    let Some(redis) = RedisServer::start(test, dir.path(), &[]) else {
+        return;
+    };
+    let mut acl: Vec<&str> = vec!["acl", "setuser", "fieldguard", ">fg-password"];
+    acl.extend(DOCUMENTED_ACL.split(' '));
+    assert_eq!(redis.cli(&acl), "OK");
+    // The default user may do nothing: only the ACL user counts.
+    assert_eq!(redis.cli(&["acl", "setuser", "default", "off"]), "OK");
+    let secret = dir.path().join("redis-password");
+    std::fs::write(&secret, "fg-password").unwrap();
+    let (shop, _shop_task) = start_shop().await;
+    let budgets = store_section(&format!(
+        "      url: {}\n      username: fieldguard\n      password_file: {}\n",
+        redis.url(),
+        secret.display()
+    ));
+    let pod = Replica::start(dir.path(), "pod-acl", shop, &budgets).await;
+    let agent = token("support_agent", "agent-acl", false, None);
+    assert_eq!(get(pod.addr, "/customers?limit=30", Some(&agent)).await.0, 200);
+    assert_eq!(get(pod.addr, "/customers?limit=30", Some(&agent)).await.0, 429);
+    assert_eq!(pod.metric("fieldguard_budget_store_up").await, Some(1.0));
+    let scrape = get(pod.admin, "/metrics", None).await.1;
+    assert_eq!(
+        text_metric_sum(&scrape, "fieldguard_budget_store_errors_total", "reason="),
+        0.0,
+        "{scrape}"
+    );
+}
