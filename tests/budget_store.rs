@@ -294,7 +294,7 @@ fn failed_start(dir: &Path, shop: std::net::SocketAddr, budgets: &str) -> (i32, 
     use common::fleet::{free_port, replica_config};
     let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = replica_config(dir, "bad", listen, admin, shop, budgets);
+    let config = replica_config(dir, "bad", listen, admin, shop, budgets, &|t| t);
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
         .args(["run", "--config"])
@@ -773,13 +773,76 @@ async fn an_acl_user_with_the_documented_permissions_counts() {
     ));
     let pod = Replica::start(dir.path(), "pod-acl", shop, &budgets).await;
     let agent = token("support_agent", "agent-acl", false, None);
-    assert_eq!(get(pod.addr, "/customers?limit=30", Some(&agent)).await.0, 200);
-    assert_eq!(get(pod.addr, "/customers?limit=30", Some(&agent)).await.0, 429);
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        200
+    );
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        429
+    );
     assert_eq!(pod.metric("fieldguard_budget_store_up").await, Some(1.0));
     let scrape = get(pod.admin, "/metrics", None).await.1;
     assert_eq!(
         text_metric_sum(&scrape, "fieldguard_budget_store_errors_total", "reason="),
         0.0,
         "{scrape}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streamed_lists_on_two_replicas_are_charged_batch_by_batch_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "streamed_lists_on_two_replicas_are_charged_batch_by_batch_in_the_store";
+    let Some(redis) = RedisServer::start(test, dir.path(), &[]) else {
+        return;
+    };
+    // 3,000 customers: lists of several 64 KiB batches, streamed.
+    let (shop, _shop_task) = common::fleet::start_shop_with(3000).await;
+    let budgets = shared_budgets(&redis, 500);
+    let streamed = |t: String| {
+        t.replace(
+            "\nlimits:\n",
+            "\nlimits:\n  stream_responses_over_bytes: 16384\n",
+        )
+    };
+    let a = Replica::start_edited(dir.path(), "pod-s1", shop, &budgets, &streamed).await;
+    let b = Replica::start_edited(dir.path(), "pod-s2", shop, &budgets, &streamed).await;
+    let agent = token("support_agent", "agent-stream", false, None);
+    // Two lists of 1,000 at once on two replicas, for a principal allowed
+    // 500: the store admits batches until the 500 are used; the rest of
+    // each stream is cut off.
+    let (ra, rb) = tokio::join!(
+        common::fleet::get_raw(a.addr, "/customers?limit=1000", Some(&agent)),
+        common::fleet::get_raw(b.addr, "/customers?limit=1000", Some(&agent)),
+    );
+    let records = |body: &[u8]| body.windows(6).filter(|w| w == b"{\"id\":").count();
+    let received = records(&ra.1) + records(&rb.1);
+    assert!(
+        received <= 500,
+        "{received} records reached the clients, limit 500"
+    );
+    assert!(received > 0);
+    // At most one of the two can be whole (1,000 > 500): the others ended
+    // in an abort, never a well-formed body.
+    assert!(!(ra.2 && rb.2), "both streams ended cleanly");
+    assert!(stored_count(&redis, "agent-stream", "support-records") <= 500);
+    let mut a = a;
+    let mut b = b;
+    a.stop();
+    b.stop();
+    let recs: Vec<Value> = a
+        .audit_records()
+        .into_iter()
+        .chain(b.audit_records())
+        .collect();
+    let aborted: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["response_aborted"] == "budget_exceeded")
+        .collect();
+    assert!(!aborted.is_empty(), "{recs:?}");
+    assert!(
+        aborted.iter().all(|r| r["response_streamed"] == true),
+        "{aborted:?}"
     );
 }

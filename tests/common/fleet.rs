@@ -255,6 +255,7 @@ pub fn replica_config(
     admin: SocketAddr,
     shop: SocketAddr,
     budgets: &str,
+    edit: &dyn Fn(String) -> String,
 ) -> PathBuf {
     let demo = repo_path("examples/demo");
     let policies = repo_path("policies");
@@ -308,7 +309,7 @@ pub fn replica_config(
         dir.join(format!("{name}.audit.log")).display()
     ));
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
     path
 }
 
@@ -316,9 +317,20 @@ impl Replica {
     /// Starts `fieldguard run` with a replica config (see
     /// [`replica_config`]) and waits until it listens.
     pub async fn start(dir: &Path, name: &str, shop: SocketAddr, budgets: &str) -> Self {
+        Self::start_edited(dir, name, shop, budgets, &|t| t).await
+    }
+
+    /// The same, with the config text edited last by `edit`.
+    pub async fn start_edited(
+        dir: &Path,
+        name: &str,
+        shop: SocketAddr,
+        budgets: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = replica_config(dir, name, addr, admin, shop, budgets);
+        let config = replica_config(dir, name, addr, admin, shop, budgets, edit);
         let mut r = Self {
             name: name.to_string(),
             addr,
@@ -475,6 +487,36 @@ pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Str
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A GET whose body may end in an abort: the status, the bytes received,
+/// and whether the body ended cleanly.
+pub async fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>, bool) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = Request::builder().uri(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("answered within 20 s")
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    loop {
+        match body.frame().await {
+            None => return (status, bytes, true),
+            Some(Err(_)) => return (status, bytes, false),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    bytes.extend_from_slice(&d);
+                }
+            }
+        }
+    }
+}
+
 /// A POST with an empty body (the admin's `/reload`).
 pub async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
     let client: Client<HttpConnector, Full<Bytes>> =
@@ -495,11 +537,16 @@ pub async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// The demo shop on an ephemeral port, served by this test's runtime.
 pub async fn start_shop() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
+    start_shop_with(fieldguard::demo::data::DEMO_CUSTOMERS).await
+}
+
+/// The demo shop with `customers` customers.
+pub async fn start_shop_with(customers: usize) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use fieldguard::demo::shop;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let _ = shop::serve(l, shop::Shop::new(DEMO_CUSTOMERS)).await;
+        let _ = shop::serve(l, shop::Shop::new(customers)).await;
     });
     (addr, task)
 }
