@@ -469,38 +469,50 @@ pub fn text_metric_sum(text: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-/// A GET over real HTTP: the status and the body text.
-pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+/// A request over real HTTP (bounded to 20 s for the head): the
+/// response, its body still to read.
+async fn send(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> http::Response<hyper::body::Incoming> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req = Request::builder().uri(format!("http://{addr}{path}"));
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+    tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
-        .expect("answered within 10 s")
-        .expect("request sent");
+        .expect("answered within 20 s")
+        .expect("request sent")
+}
+
+/// The status and the whole body as text.
+async fn text_of(resp: http::Response<hyper::body::Incoming>) -> (u16, String) {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A GET: the status and the body text.
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    text_of(send("GET", addr, path, token).await).await
+}
+
+/// A POST with an empty body (the admin's `/reload`).
+pub async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
+    text_of(send("POST", addr, path, None).await).await
+}
+
 /// A GET whose body may end in an abort: the status, the bytes received,
 /// and whether the body ended cleanly.
 pub async fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>, bool) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut req = Request::builder().uri(format!("http://{addr}{path}"));
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let req = req.body(Full::new(Bytes::new())).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .expect("answered within 20 s")
-        .expect("request sent");
+    let resp = send("GET", addr, path, token).await;
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut bytes = Vec::new();
@@ -515,24 +527,6 @@ pub async fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16,
             }
         }
     }
-}
-
-/// A POST with an empty body (the admin's `/reload`).
-pub async fn post(addr: SocketAddr, path: &str) -> (u16, String) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let req = Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{path}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .expect("answered within 10 s")
-        .expect("request sent");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The demo shop on an ephemeral port, served by this test's runtime.
