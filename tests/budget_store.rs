@@ -473,6 +473,25 @@ async fn reload_keeps_the_store_and_its_counts_and_refuses_a_bad_store() {
         429
     );
 
+    // A changed store section reconnects (the counts are the store's).
+    let text = std::fs::read_to_string(&pod.config).unwrap().replace(
+        "      password_file:",
+        "      timeout_ms: 80\n      password_file:",
+    );
+    std::fs::write(&pod.config, text).unwrap();
+    let (status, body) = post(pod.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pod.log_text()
+            .matches("budgets are counted in the shared store")
+            .count(),
+        2
+    );
+    assert_eq!(
+        get(pod.addr, "/customers?limit=30", Some(&agent)).await.0,
+        429
+    );
+
     // A reload to a store with a wrong password is refused, naming the
     // file; the running store keeps counting.
     let wrong = dir.path().join("wrong-password");

@@ -138,7 +138,9 @@ impl Counters {
         self.metrics.up.set(i64::from(up));
         self.shared.store(Some(shared.clone()));
         if up {
-            tracing::info!(store = %describe, "budgets are counted in the shared store");
+            crate::logging::notice(format_args!(
+                "fieldguard: budgets are counted in the shared store ({describe})"
+            ));
         } else {
             self.spawn_probe(shared);
         }

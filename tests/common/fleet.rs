@@ -353,7 +353,6 @@ impl Replica {
         let child = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
