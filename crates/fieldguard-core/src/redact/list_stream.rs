@@ -250,6 +250,11 @@ impl<'a, 'd> ListStream<'a, 'd> {
                         Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
                     });
                     match self.element(data, valid, start, out)? {
+                        // Read whole, but longer than a record may be: the
+                        // limit is exact whenever the record is tried.
+                        Some(end) if end > self.limits.max_record_bytes => {
+                            return Err(ListStreamError::RecordTooLarge);
+                        }
                         Some(end) => {
                             self.pos = start + end;
                             self.retry_at = 0;

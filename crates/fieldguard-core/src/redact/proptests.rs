@@ -657,3 +657,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `max_record_bytes` is exact: a list whose longest record is N bytes
+    /// streams whole with a limit of N and is cut off with N - 1, however
+    /// the body is cut into pieces (a record is tried at twice the bytes
+    /// of the last try, so an inexact check would let records up to twice
+    /// the limit through).
+    #[test]
+    fn the_record_limit_is_exact(
+        who in principal(),
+        (route, body) in route_body_of(streaming_routes()),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let rt = runtime();
+        let route = &rt.routes[route];
+        let values = route.resource.values_for("c-1001");
+        let rules = route.body_rules("c-1001", &values).unwrap();
+        let rp = RequestPrincipal::new(&who, &route.action).unwrap();
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        let body = serde_json::to_vec(&doc).unwrap();
+        let place = rules.plan.stream.as_ref().unwrap();
+        let mut list = &doc;
+        for k in &place.keys {
+            list = &list[&**k];
+        }
+        let longest = list
+            .as_array()
+            .map(|items| items.iter().map(|i| serde_json::to_vec(i).unwrap().len()).max().unwrap_or(0))
+            .unwrap_or(0);
+        // What surrounds the list is held against the same limit: only
+        // bodies whose records are the longest part say something here.
+        let open = body.iter().position(|&b| b == b'[').unwrap_or(0);
+        let close = body.len() - body.iter().rposition(|&b| b == b']').unwrap_or(body.len());
+        prop_assume!(longest > 2 && open + 1 < longest && close + 1 < longest);
+        let (_, at_limit) = stream_in_pieces(&rules, &rp, &body, &cuts, longest);
+        prop_assert!(at_limit.is_ok(), "a {}-byte record refused at its own size", longest);
+        let (_, over) = stream_in_pieces(&rules, &rp, &body, &cuts, longest - 1);
+        prop_assert!(
+            matches!(over, Err(super::list_stream::ListStreamError::RecordTooLarge)),
+            "a {}-byte record passed a limit of {}", longest, longest - 1
+        );
+    }
+}
