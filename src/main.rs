@@ -462,15 +462,22 @@ fn main() -> ExitCode {
                 for w in &warnings {
                     eprintln!("warning: {w}");
                 }
+                // Under --strict a warning fails: then no "ok" is printed
+                // (what it prints and its exit code say the same).
+                if strict && !warnings.is_empty() {
+                    return Err(format!(
+                        "{}: not ok: {} warning(s) (--strict)",
+                        config.display(),
+                        warnings.len()
+                    )
+                    .into());
+                }
                 outln!(
                     "{}: ok ({} policies, version {})",
                     config.display(),
                     rt.decisions.engine.bundle.info.len(),
                     rt.decisions.engine.bundle.version
                 );
-                if strict && !warnings.is_empty() {
-                    return Err(format!("{} warning(s) (--strict)", warnings.len()).into());
-                }
                 Ok(())
             }),
     };

@@ -865,3 +865,70 @@ async fn streamed_lists_on_two_replicas_are_charged_batch_by_batch_in_the_store(
         "{aborted:?}"
     );
 }
+
+#[test]
+fn validate_checks_the_store_section_without_connecting_and_warns_about_replicas() {
+    use common::fleet::{free_port, replica_config};
+    let dir = tempfile::tempdir().unwrap();
+    let addr = |p: u16| format!("127.0.0.1:{p}").parse().unwrap();
+    let validate = |budgets: &str| {
+        let config = replica_config(
+            dir.path(),
+            "v",
+            addr(free_port()),
+            addr(free_port()),
+            addr(9),
+            budgets,
+            &|t| t,
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+            .args(["validate", "--strict", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    // Nothing listens on port 1: validate does not connect.
+    let (ok, text) = validate(&store_section("      url: redis://127.0.0.1:1\n"));
+    assert!(ok, "{text}");
+    let (ok, text) = validate(&store_section("      url: tcp://127.0.0.1:1\n"));
+    assert!(
+        !ok && text.contains("not a redis:// or rediss:// URL"),
+        "{text}"
+    );
+    let (ok, text) = validate(&store_section(
+        "      mode: sentinel\n      nodes: [\"redis://127.0.0.1:1\"]\n",
+    ));
+    assert!(!ok && text.contains("master_name"), "{text}");
+    // A fleet's size without a shared store: each replica counts alone.
+    let (ok, text) = validate(
+        "budgets:
+  replicas: 3
+  roles:
+    support_agent:
+      limits:
+        - { id: support-records, count: records, window_seconds: 3600, limit: 50, on_exceed: refuse }
+",
+    );
+    assert!(!ok && text.contains("each replica counts alone"), "{text}");
+    // A local share of 0.
+    let (ok, text) = validate(
+        "budgets:
+  replicas: 100
+  store:
+    type: redis
+    redis:
+      url: redis://127.0.0.1:1
+  roles:
+    support_agent:
+      limits:
+        - { id: support-records, count: records, window_seconds: 3600, limit: 50, on_exceed: refuse }
+",
+    );
+    assert!(!ok && text.contains("is 0"), "{text}");
+}

@@ -374,7 +374,7 @@ fn validate_warns_about_policies_that_can_never_apply() {
     );
     assert!(ok, "warnings do not fail validation: {err}");
     assert!(out.contains(": ok ("), "{out}");
-    let (strict, _, _) = fieldguard(
+    let (strict, strict_out, strict_err) = fieldguard(
         &[
             "validate",
             "--strict",
@@ -384,6 +384,9 @@ fn validate_warns_about_policies_that_can_never_apply() {
         dir.path(),
     );
     assert!(!strict, "--strict fails on warnings");
+    // What it prints says the same as its exit code.
+    assert!(!strict_out.contains(": ok ("), "{strict_out}");
+    assert!(strict_err.contains("not ok: "), "{strict_err}");
     assert!(err.contains("extra.cedar:1: policy `export-for-dpo` can never apply: no route uses action(s) customer:export"), "{err}");
     assert!(
         err.contains(

@@ -227,6 +227,12 @@ impl ConnectError {
 }
 
 impl RedisStore {
+    /// The section checked and its files read, without connecting (what
+    /// `validate` and every config load do).
+    pub fn check(cfg: &RedisConfig, origin: Origin<'_>) -> Result<(), ConfigError> {
+        Self::target(cfg, origin).map(|_| ())
+    }
+
     /// Checks the section and reads the files it names: no network yet.
     /// Errors name the config file and the line of the offending value.
     pub fn prepare(

@@ -128,7 +128,12 @@ impl Proxy {
                 let version = rt.decisions.engine.bundle.version.clone();
                 self.swap_runtime(rt);
                 last.error = None;
-                tracing::info!(?trigger, version, "policies reloaded");
+                // Once per reload that swapped, at the default level: an
+                // operator sees that the change took (a refused one is an
+                // error below).
+                crate::logging::notice(format_args!(
+                    "fieldguard: reloaded ({trigger:?}): policy set version {version}"
+                ));
                 Ok(version)
             }
             Err(e) => {

@@ -52,6 +52,7 @@ impl Runtime {
         upstream_url(&loaded)?;
         let budgets = crate::budget::Budgets::compile(&cfg.budgets)
             .map_err(|e| ConfigError::file(&loaded.file, e))?;
+        check_budget_store(&loaded)?;
         let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {
             decisions,
@@ -89,6 +90,27 @@ pub fn upstream_url(loaded: &LoadedConfig) -> Result<http::Uri, ConfigError> {
         return Err(err("must not have a path or query"));
     }
     Ok(uri)
+}
+
+/// `budgets.store`, checked without connecting: a URL, mode and files a
+/// connection could use (the proxy connects before it serves).
+fn check_budget_store(loaded: &LoadedConfig) -> Result<(), ConfigError> {
+    use crate::budget::config::StoreKind;
+    let store = &loaded.config.budgets.store;
+    match (store.kind, &store.redis) {
+        (StoreKind::Memory, None) => Ok(()),
+        (StoreKind::Memory, Some(_)) => Err(ConfigError::file(
+            &loaded.file,
+            "budgets.store: a `redis` section with `type: memory` (the default): set `type: redis` to use it, or remove it",
+        )),
+        (StoreKind::Redis, None) => Err(ConfigError::file(
+            &loaded.file,
+            "budgets.store: `type: redis` needs a `redis` section",
+        )),
+        (StoreKind::Redis, Some(r)) => {
+            crate::budget::redis_store::RedisStore::check(r, loaded.origin())
+        }
+    }
 }
 
 fn next_generation() -> u64 {

@@ -25,6 +25,7 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             rt.config.file.display()
         ));
     }
+    budget_store_warnings(rt, &mut out);
     let route_actions: BTreeSet<&str> = rt
         .decisions
         .routes
@@ -289,6 +290,33 @@ fn like_matches(pattern: &str, s: &str) -> bool {
         }
     }
     true
+}
+
+/// A fleet's budgets: `replicas` without a shared store changes nothing,
+/// and a limit smaller than `replicas` leaves each replica a share of 0
+/// while the store is away (`on_store_error: local` then refuses all).
+fn budget_store_warnings(rt: &Runtime, out: &mut Vec<String>) {
+    let cfg = &rt.config.config.budgets;
+    let file = rt.config.file.display();
+    let shared = cfg.store.kind == crate::budget::config::StoreKind::Redis;
+    if !shared && cfg.replicas > 1 && !rt.budgets.is_empty() {
+        out.push(format!(
+            "{file}: budgets.replicas is {} but budgets.store is `memory`: each replica counts alone, so a principal may be shown up to {} x each limit; set budgets.store.type: redis to count one total",
+            cfg.replicas, cfg.replicas
+        ));
+    }
+    if shared {
+        for l in rt.budgets.limits() {
+            if l.on_store_error == crate::budget::OnStoreError::Local
+                && l.share(rt.budgets.replicas) == 0
+            {
+                out.push(format!(
+                    "{file}: budget `{}`: limit {} divided by budgets.replicas ({}) is 0: while the store is away every request it counts is refused (raise the limit, or say on_store_error: refuse)",
+                    l.id, l.limit, rt.budgets.replicas
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
