@@ -7,6 +7,8 @@ on this machine for the render-and-run tests:
   update writes a new timestamped directory, renames a new symlink over
   `..data` (one atomic step), fixes the per-key links and removes the old
   directory.
+- Environment variables from the downward API (`valueFrom.fieldRef`), from
+  the pod's fields.
 - The container's securityContext: `runAsUser`/`runAsGroup` (setpriv),
   `allowPrivilegeEscalation: false` (no_new_privs), capabilities dropped,
   and `readOnlyRootFilesystem` (every mount made read-only in a private
@@ -89,6 +91,15 @@ awk '{print $2}' /proc/self/mounts | sort -u | while read -r m; do
 done
 exec "$@"
 """
+
+
+def downward_api(value_from: dict, pod_fields: dict[str, str]) -> str:
+    """An env var's `valueFrom` as the kubelet resolves it: a `fieldRef` to
+    one of the pod's fields (only those; anything else is not modelled)."""
+    assert list(value_from) == ["fieldRef"], f"valueFrom {value_from} is not modelled"
+    path = value_from["fieldRef"]["fieldPath"]
+    assert path in pod_fields, f"fieldRef {path} is not modelled"
+    return pod_fields[path]
 
 
 def sandbox_unavailable() -> str | None:

@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,9 @@ class Pod:
         self.binary = image / "fieldguard"
         self.uid = self.fg["securityContext"]["runAsUser"]
         self.fs_group = self.spec["securityContext"]["fsGroup"]
+        # What the API server would have given the pod.
+        name = find(self.objs, "Deployment")["metadata"]["name"]
+        self.pod_fields = {"metadata.name": f"{name}-5d8f7c9b6-x2x7q", "metadata.uid": str(uuid.uuid4())}
 
     def host_path(self, mount_path: str) -> Path:
         return self.root / mount_path.lstrip("/")
@@ -145,7 +149,8 @@ class Pod:
         return self.host_path(self.mounts["fieldguard-audit"])
 
     def env(self, container: dict) -> dict[str, str]:
-        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        env = {e["name"]: e["value"] if "value" in e else kubelet.downward_api(e["valueFrom"], self.pod_fields)
+               for e in container.get("env", [])}
         # The image's PATH (the wrappers below need it; fieldguard does not).
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         return env
