@@ -8,8 +8,9 @@ folder, and its RUN step runs there:
 - always (a second or two): the COPY sources exist and are not excluded,
   `cargo metadata --locked` accepts the copied workspace (every member,
   path dependency and declared target is there, and Cargo.lock is current),
-  every file the sources `include_str!` is in the copy, and the runtime
-  stage agrees with the build stage and with the chart;
+  every file the sources `include_str!` is in the copy, every locked crate
+  the binary is built from accepts the image's Rust (its rust_version), and
+  the runtime stage agrees with the build stage and with the chart;
 - with FIELDGUARD_IMAGE_BUILD=1 (CI's image step): the RUN step itself,
   `cargo build --release --locked --bin fieldguard`, offline
   (CARGO_NET_OFFLINE: the machine's cargo registry cache, which `cargo
@@ -353,11 +354,18 @@ def test_dockerignore_patterns_as_docker_reads_them():
     assert ignored("examples/a.rs", rules) and not ignored("examples/keep.rs", rules)
 
 
-def test_the_copied_context_is_a_workspace_cargo_builds(dockerfile, tmp_path):
+@pytest.fixture(scope="module")
+def copied_context(dockerfile, tmp_path_factory):
+    """The build stage's files laid out, and `cargo metadata` of them."""
     build, _, _ = dockerfile
-    copied = lay_out(build, tmp_path)
-    workdir = host_path(build.workdir, tmp_path)
-    metadata = check_workspace(workdir)
+    root = tmp_path_factory.mktemp("build-stage")
+    copied = lay_out(build, root)
+    workdir = host_path(build.workdir, root)
+    return workdir, copied, check_workspace(workdir)
+
+
+def test_the_copied_context_is_a_workspace_cargo_builds(copied_context):
+    workdir, copied, metadata = copied_context
     local = [p for p in metadata["packages"] if p["source"] is None]
     assert sorted(p["name"] for p in local) == ["fieldguard", "fieldguard-core"]
     for pkg in local:
@@ -368,6 +376,36 @@ def test_the_copied_context_is_a_workspace_cargo_builds(dockerfile, tmp_path):
     # Nothing outside what the build needs: no test, fuzz target, example
     # or key material.
     assert not [f for f in copied if f.split("/")[0] in ("tests", "fuzz", "examples", "target", ".git")]
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def test_the_locked_dependencies_build_on_the_image_toolchain(dockerfile, copied_context):
+    """Every crate the binary is built from (normal and build dependencies,
+    as locked) accepts the image's Rust: a lock file update that pulls a
+    crate needing a newer rustc fails here, not in `docker build`. (The test
+    build itself runs this machine's newer toolchain.)"""
+    build, _, _ = dockerfile
+    _, _, metadata = copied_context
+    image_rust = version_tuple(re.match(r"rust:(\d+\.\d+)", build.base).group(1))
+    packages = {p["id"]: p for p in metadata["packages"]}
+    nodes = {n["id"]: n for n in metadata["resolve"]["nodes"]}
+    [root] = [p["id"] for p in metadata["packages"] if p["name"] == "fieldguard" and p["source"] is None]
+    built, todo = set(), [root]
+    while todo:
+        pkg = todo.pop()
+        if pkg not in built:
+            built.add(pkg)
+            todo += [d["pkg"] for d in nodes[pkg]["deps"]
+                     if any(k["kind"] in (None, "build") for k in d["dep_kinds"])]
+    assert len(built) > 100, "the dependency walk found too little"
+    too_new = sorted(f"{packages[p]['name']} {packages[p]['version']} needs rustc {packages[p]['rust_version']}"
+                     for p in built
+                     if packages[p].get("rust_version")
+                     and version_tuple(packages[p]["rust_version"])[:2] > image_rust)
+    assert not too_new, f"{build.base} is too old for: {too_new}"
 
 
 def test_the_check_catches_a_missing_workspace_member(dockerfile, tmp_path):
