@@ -103,6 +103,9 @@ CHART_REFUSALS = [
     (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379"}}},
                    "networkPolicy": {"enabled": True, "budgetStoreEgress": {"enabled": True}}}),
      "networkPolicy.budgetStoreEgress.to is required"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379"}}},
+                   "networkPolicy": {"budgetStoreEgress": {"enabled": True, "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}}),
+     "set networkPolicy.enabled too"),
 ]
 
 
