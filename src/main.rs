@@ -711,6 +711,7 @@ async fn run(config_path: PathBuf) -> Result<(), CliError> {
     let runtime = Runtime::build(loaded)?;
     tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
+    proxy.connect_budget_store().await?;
     let (proxy, audit_writer) =
         service::attach_audit(proxy, &audit_settings).map_err(|e| e.to_string())?;
     let proxy = Arc::new(proxy);

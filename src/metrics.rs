@@ -47,7 +47,7 @@ pub const MAX_HEADER_SERIES: usize = 256;
 
 /// `fieldguard_streamed_responses_total{outcome}` values: `complete` and
 /// every reason a streamed response is cut off.
-const STREAM_OUTCOMES: [&str; 9] = [
+const STREAM_OUTCOMES: [&str; 10] = [
     "complete",
     "unreadable_response",
     "record_too_large",
@@ -55,6 +55,7 @@ const STREAM_OUTCOMES: [&str; 9] = [
     "upstream_timeout",
     "upstream_failed",
     "budget_exceeded",
+    "budget_store_unavailable",
     "client_stalled",
     "client_gone",
 ];
@@ -107,7 +108,25 @@ pub struct Metrics {
     budget_counters: IntGauge,
     budget_overflow: IntCounter,
     pub audit: AuditMetrics,
+    pub budget_store: BudgetStoreMetrics,
 }
+
+/// The shared budget store's metrics, shared with the store's client.
+#[derive(Clone)]
+pub struct BudgetStoreMetrics {
+    /// 1 while the shared store answers (or no shared store is configured:
+    /// the memory store is always up), 0 while budgets follow
+    /// `on_store_error`.
+    pub up: IntGauge,
+    /// Store calls that failed, by reason (`timeout`, `connection`,
+    /// `refused`, `script`).
+    pub errors: IntCounterVec,
+    /// Round trips of store calls that answered.
+    pub duration: prometheus::Histogram,
+}
+
+/// `fieldguard_budget_store_errors_total{reason}` values.
+pub const BUDGET_STORE_ERROR_REASONS: [&str; 4] = ["timeout", "connection", "refused", "script"];
 
 /// The audit trail's metrics, shared with its writer task.
 #[derive(Clone)]
@@ -177,6 +196,41 @@ fn int_counter(r: &Reg, name: &str, help: &str) -> prometheus::Result<IntCounter
     let c = IntCounter::new(name, help)?;
     r.add(name, Box::new(c.clone()))?;
     Ok(c)
+}
+
+impl BudgetStoreMetrics {
+    fn new(r: &Reg) -> prometheus::Result<Self> {
+        let up = int_gauge(
+            r,
+            "fieldguard_budget_store_up",
+            "1 while the bulk-read budget store answers (always 1 for the memory store), 0 while budgets follow on_store_error.",
+        )?;
+        up.set(1);
+        let errors = counter(
+            r,
+            "fieldguard_budget_store_errors_total",
+            "Calls to the shared budget store that failed, by reason (timeout, connection, refused: authentication or a read-only replica, script).",
+            &["reason"],
+        )?;
+        for reason in BUDGET_STORE_ERROR_REASONS {
+            errors.with_label_values(&[reason]);
+        }
+        let duration = histogram(
+            r,
+            "fieldguard_budget_store_duration_seconds",
+            "Round trip of a shared budget store call that answered (a precheck or a charge).",
+            &[],
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+            ],
+        )?
+        .with_label_values::<&str>(&[]);
+        Ok(Self {
+            up,
+            errors,
+            duration,
+        })
+    }
 }
 
 impl Metrics {
@@ -447,6 +501,7 @@ impl Metrics {
                 "fieldguard_budget_overflow_total",
                 "Budget charges that found no room under budgets.max_counters and went to the budget's shared overflow counter.",
             )?,
+            budget_store: BudgetStoreMetrics::new(&r)?,
             audit,
             families: r.names.into_inner(),
             registry: r.registry,

@@ -106,6 +106,7 @@ pub struct RequestLine {
     /// got an incomplete body, never a well-formed one): why
     /// (`unreadable_response`, `record_too_large`, `response_too_large`,
     /// `upstream_timeout`, `upstream_failed`, `budget_exceeded`,
+    /// `budget_store_unavailable`,
     /// `client_stalled`, `client_gone`). Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_aborted: Option<&'static str>,
@@ -145,6 +146,12 @@ pub struct Shared {
     /// (what the request used is in its line); absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<Vec<BudgetFlagRecord>>,
+    /// The shared budget store could not answer for this request: what
+    /// its budgets did instead (`local`: counted by this replica against
+    /// its share of the limit; `refuse`: answered 503; `allow`: served
+    /// uncounted); absent when the store answered (or none is shared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_store_fallback: Option<Vec<&'static str>>,
     /// `allow`, `deny` or `passthrough`.
     pub decision: &'static str,
     /// Why the caller could not be identified (401), else null.
@@ -223,6 +230,9 @@ pub struct BudgetFlagRecord {
     pub budget: String,
     /// What it counts: `records`, `fields`, `fields:identity:3+`.
     pub counts: String,
+    /// The limit the count was held to: the budget's, or this replica's
+    /// share of it (`limit / budgets.replicas`) while the shared store
+    /// could not answer (`budget_store_fallback: [local]`).
     pub limit: u64,
     /// What the request disclosed (or would have) as the budget counts:
     /// set by the response's shape, like the outcome counts beside it.
@@ -597,7 +607,7 @@ impl AuditRecord {
                         action: f.action.as_str(),
                         budget: f.limit.id.to_string(),
                         counts: f.limit.counts_label(),
-                        limit: f.limit.limit,
+                        limit: f.applied_limit,
                         request: f.request,
                         role: f.limit.role.to_string(),
                         scope: f.limit.scope.as_str(),
@@ -605,6 +615,11 @@ impl AuditRecord {
                     })
                     .collect()
             }),
+            budget_store_fallback: ex
+                .budget
+                .as_ref()
+                .filter(|b| !b.store_fallback.is_empty())
+                .map(|b| b.store_fallback.iter().map(|f| f.as_str()).collect()),
             decision: ex.decision_label(),
             identity_error: ex.identity_error,
             method,
@@ -907,6 +922,7 @@ mod tests {
                 scope: "principal",
                 window_seconds: 86400,
             }]),
+            budget_store_fallback: None,
             decision: "allow",
             identity_error: Some("expired"),
             method: None,

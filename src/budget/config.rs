@@ -17,11 +17,27 @@
 //!           # scope: principal  # or role: every caller of the role together
 //!           # category: identity   # fields only: of this category
 //!           # min_level: 3         # fields only: of this level or higher
+//!           # on_store_error: refuse  # overrides budgets.on_store_error
+//! ```
+//!
+//! A fleet of replicas counts in one shared store ([`StoreConfig`]):
+//!
+//! ```yaml
+//! budgets:
+//!   replicas: 3                # the fleet's size: `local` divides limits by it
+//!   on_store_error: local      # local | refuse | allow, when the store fails
+//!   store:
+//!     type: redis              # memory (the default: this process alone)
+//!     redis:
+//!       url: redis://valkey:6379/0
+//!       password_file: /etc/fieldguard/budget-store/password
 //! ```
 
 use fieldguard_core::config::{Category, Level};
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +55,20 @@ pub struct BudgetsConfig {
     /// Budgets by role name (as in the tokens' roles claim).
     #[serde(default)]
     pub roles: BTreeMap<String, RoleBudgetsConfig>,
+    /// Where the counts live: this process's memory, or a store every
+    /// replica shares.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// How many replicas serve the same principals. Only the `local`
+    /// fallback uses it: while the shared store is unreachable each
+    /// replica allows `limit / replicas`, so the fleet together stays
+    /// within the limit.
+    #[serde(default = "default_replicas")]
+    pub replicas: u64,
+    /// What a budget does while the shared store is unreachable (each
+    /// budget may override it).
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
 }
 
 impl Default for BudgetsConfig {
@@ -47,12 +77,19 @@ impl Default for BudgetsConfig {
             mode: BudgetMode::default(),
             max_counters: default_max_counters(),
             roles: BTreeMap::new(),
+            store: StoreConfig::default(),
+            replicas: default_replicas(),
+            on_store_error: OnStoreError::default(),
         }
     }
 }
 
 fn default_max_counters() -> usize {
     100_000
+}
+
+fn default_replicas() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +119,8 @@ pub struct LimitConfig {
     pub on_exceed: OnExceed,
     #[serde(default)]
     pub scope: BudgetScope,
+    /// Overrides `budgets.on_store_error` for this budget.
+    pub on_store_error: Option<OnStoreError>,
 }
 
 /// What a budget counts.
@@ -131,4 +170,133 @@ impl BudgetScope {
             BudgetScope::Role => "role",
         }
     }
+}
+
+/// What a budget does when the shared store cannot answer (down, too slow,
+/// failing over).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Count in this replica's memory against `limit / budgets.replicas`:
+    /// the fleet together still stays within the limit.
+    #[default]
+    Local,
+    /// Refuse what the budget would count (503): fail closed.
+    Refuse,
+    /// Serve without counting (the budget does nothing until the store is
+    /// back).
+    Allow,
+}
+
+impl OnStoreError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStoreError::Local => "local",
+            OnStoreError::Refuse => "refuse",
+            OnStoreError::Allow => "allow",
+        }
+    }
+}
+
+/// `budgets.store`: where the counters live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default, rename = "type")]
+    pub kind: StoreKind,
+    /// With `type: redis`.
+    pub redis: Option<RedisConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// This process's memory: one replica, or a fleet that accepts
+    /// per-replica counts.
+    #[default]
+    Memory,
+    /// Redis or Valkey, shared by every replica.
+    Redis,
+}
+
+/// A Redis or Valkey deployment: one node (`url`), Sentinel (`nodes` are
+/// the sentinels, `master_name` the monitored master) or Cluster (`nodes`
+/// are seed nodes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// `redis://host:port/db` or `rediss://` (TLS), for `mode: standalone`.
+    pub url: Option<Spanned<String>>,
+    /// Sentinels (`mode: sentinel`) or cluster seed nodes (`mode:
+    /// cluster`), as `redis://` or `rediss://` URLs.
+    #[serde(default)]
+    pub nodes: Vec<Spanned<String>>,
+    /// The master set the sentinels monitor.
+    pub master_name: Option<String>,
+    /// ACL user (Redis 6+); with `password_file`.
+    pub username: Option<String>,
+    /// A file holding the password (mounted from a Secret); surrounding
+    /// whitespace is ignored. Never in the URL or this file.
+    pub password_file: Option<PathBuf>,
+    pub tls: Option<RedisTlsConfig>,
+    /// How long one store call may take before the request goes on with
+    /// `on_store_error` (tens of milliseconds: it sits on every request).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long connecting may take (start-up, reconnects).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Prefix of every key (several deployments may share one store).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// `false`: start even when the store cannot be reached (the budgets
+    /// then follow `on_store_error` until it can). Misconfiguration
+    /// (a bad URL, a refused password, a TLS failure) always stops start-up.
+    #[serde(default = "default_true")]
+    pub required_at_start: bool,
+}
+
+/// TLS to the store: `rediss://` URLs, verified against `ca_file` (else
+/// the system's roots).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    #[default]
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
+impl RedisMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Sentinel => "sentinel",
+            RedisMode::Cluster => "cluster",
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    50
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+
+fn default_key_prefix() -> String {
+    "fieldguard".into()
+}
+
+fn default_true() -> bool {
+    true
 }

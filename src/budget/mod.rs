@@ -7,14 +7,21 @@
 //!
 //! [`config`] is the `budgets:` section, [`window`] the constant-memory
 //! sliding window, [`state`] the bounded counters a proxy keeps across
-//! reloads; this module decides what a request may take and what it costs.
-//! Each replica counts what it served itself (see docs/configuration.md).
+//! reloads, [`redis_store`] the store a fleet of replicas shares and
+//! [`counters`] which of them counts (with the fallback while the shared
+//! one is away); this module decides what a request may take and what it
+//! costs.
 
 pub mod config;
+pub mod counters;
+pub mod redis_store;
 pub mod state;
 pub mod window;
 
-pub use config::{BudgetMode, BudgetScope, BudgetsConfig, Counted, OnExceed};
+pub use config::{
+    BudgetMode, BudgetScope, BudgetsConfig, Counted, OnExceed, OnStoreError, StoreConfig,
+};
+pub use counters::Counters;
 pub use state::{BudgetState, Clock, system_clock};
 
 use crate::catalogue::Catalogue;
@@ -25,6 +32,9 @@ use fieldguard_core::config::{Category, Level};
 use state::{CounterKey, Who};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+/// Largest fleet `budgets.replicas` accepts.
+const MAX_REPLICAS: u64 = 10_000;
 
 /// Longest window accepted (a year): longer is a configuration mistake.
 const MAX_WINDOW_SECONDS: u64 = 366 * 24 * 3600;
@@ -42,11 +52,19 @@ pub struct Limit {
     pub on_exceed: OnExceed,
     pub scope: BudgetScope,
     pub mode: BudgetMode,
+    /// What the budget does while the shared store cannot answer.
+    pub on_store_error: OnStoreError,
 }
 
 impl Limit {
-    fn window_ms(&self) -> u64 {
+    pub fn window_ms(&self) -> u64 {
         self.window_seconds.saturating_mul(1000)
+    }
+
+    /// This budget's limit for one of `share` replicas counting alone
+    /// (rounded down: the replicas together never exceed the limit).
+    pub fn share(&self, share: u64) -> u64 {
+        self.limit / share.max(1)
     }
 
     /// What this budget counts, for audit records: `records`, `fields`,
@@ -68,7 +86,7 @@ impl Limit {
         }
     }
 
-    fn key(&self, principal: &Principal) -> CounterKey {
+    pub(crate) fn key(&self, principal: &Principal) -> CounterKey {
         CounterKey {
             budget: self.id.clone(),
             who: match self.scope {
@@ -80,8 +98,14 @@ impl Limit {
 
     /// Whether a refusal of this budget is enforced (not shadow mode,
     /// neither for the budget nor for the request's route).
-    fn refuses(&self, enforce: bool) -> bool {
-        self.on_exceed == OnExceed::Refuse && self.mode == BudgetMode::Enforce && enforce
+    pub fn refuses(&self, enforce: bool) -> bool {
+        self.on_exceed == OnExceed::Refuse && self.enforced(enforce)
+    }
+
+    /// Whether this budget acts at all (neither it nor the request's
+    /// route is in shadow mode).
+    pub fn enforced(&self, enforce: bool) -> bool {
+        self.mode == BudgetMode::Enforce && enforce
     }
 }
 
@@ -89,6 +113,8 @@ impl Limit {
 #[derive(Debug, Default)]
 pub struct Budgets {
     pub max_counters: usize,
+    /// The fleet's size (`budgets.replicas`): the local fallback's divisor.
+    pub replicas: u64,
     limits: Vec<Arc<Limit>>,
 }
 
@@ -98,6 +124,11 @@ impl Budgets {
         let mut limits = Vec::new();
         if cfg.max_counters == 0 {
             return Err("budgets.max_counters must be at least 1".into());
+        }
+        if cfg.replicas == 0 || cfg.replicas > MAX_REPLICAS {
+            return Err(format!(
+                "budgets.replicas must be 1 to {MAX_REPLICAS} (the fleet's size)"
+            ));
         }
         for (role, rb) in &cfg.roles {
             let at = |id: &str, m: &str| format!("budgets.roles.{role}: budget `{id}`: {m}");
@@ -131,11 +162,13 @@ impl Budgets {
                     on_exceed: l.on_exceed,
                     scope: l.scope,
                     mode: rb.mode.unwrap_or(cfg.mode),
+                    on_store_error: l.on_store_error.unwrap_or(cfg.on_store_error),
                 }));
             }
         }
         Ok(Self {
             max_counters: cfg.max_counters,
+            replicas: cfg.replicas,
             limits,
         })
     }
@@ -149,7 +182,8 @@ impl Budgets {
         self.limits.is_empty()
     }
 
-    fn applicable<'a>(&'a self, p: &'a Principal) -> impl Iterator<Item = &'a Arc<Limit>> {
+    /// The budgets of the principal's roles.
+    pub fn applicable<'a>(&'a self, p: &'a Principal) -> impl Iterator<Item = &'a Arc<Limit>> {
         self.limits
             .iter()
             .filter(move |l| p.roles.iter().any(|r| *r == *l.role))
@@ -212,7 +246,8 @@ impl Disclosure {
         }
     }
 
-    fn amount(&self, l: &Limit) -> u64 {
+    /// What this disclosure counts against `l`.
+    pub fn amount(&self, l: &Limit) -> u64 {
         match l.counted {
             Counted::Records => self.records,
             Counted::Fields => self
@@ -257,6 +292,10 @@ pub struct Flag {
     pub used: u64,
     /// What this request disclosed (or would have).
     pub request: u64,
+    /// The limit the count was held to: the budget's, or this replica's
+    /// share of it while the shared store was unreachable
+    /// (`on_store_error: local`).
+    pub applied_limit: u64,
 }
 
 /// What the budgets did to one request.
@@ -266,6 +305,9 @@ pub struct BudgetReport {
     pub flags: Vec<Flag>,
     /// Amounts counted, by budget (for metrics).
     pub counted: Vec<(Arc<str>, u64)>,
+    /// The shared store could not answer for this request: what the
+    /// budgets did instead (each `on_store_error` taken, in order, once).
+    pub store_fallback: Vec<OnStoreError>,
 }
 
 impl BudgetReport {
@@ -284,18 +326,33 @@ impl BudgetReport {
                 Some(f) => {
                     f.request = f.request.saturating_add(flag.request);
                     f.action = flag.action;
+                    f.applied_limit = flag.applied_limit;
                 }
                 None => self.flags.push(flag),
             }
         }
+        for fallback in later.store_fallback {
+            self.note_fallback(fallback);
+        }
+    }
+
+    /// Notes that a budget took `fallback` because the store failed.
+    pub fn note_fallback(&mut self, fallback: OnStoreError) {
+        if !self.store_fallback.contains(&fallback) {
+            self.store_fallback.push(fallback);
+        }
     }
 }
 
-/// A request refused by a budget: the 429's `budget` and `Retry-After`.
+/// A request refused by a budget: the 429's `budget` and `Retry-After`
+/// (a 503 when the budget could not be checked at all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub budget: String,
     pub retry_after_secs: u64,
+    /// The shared store could not answer and the budget says
+    /// `on_store_error: refuse`.
+    pub store_unavailable: bool,
 }
 
 /// The outcome of checking or charging a request.
@@ -305,29 +362,117 @@ pub struct Charge {
     pub refused: Option<Refused>,
 }
 
+/// What one budget's counter held when a request was checked or charged,
+/// from whichever store counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// Within the window before this request.
+    pub used: u64,
+    /// When the count first drops, in milliseconds (0: nothing held).
+    pub frees_in_ms: u64,
+}
+
+impl Reading {
+    fn retry_after_secs(self) -> u64 {
+        self.frees_in_ms.div_ceil(1000).max(1)
+    }
+}
+
+impl Charge {
+    /// The precheck of `l` against what its counter holds: a refusing
+    /// budget already at its limit (`applied`) refuses.
+    pub fn precheck_one(&mut self, l: &Arc<Limit>, reading: Reading, applied: u64) {
+        if reading.used < applied {
+            return;
+        }
+        self.report.flags.push(Flag {
+            limit: l.clone(),
+            action: FlagAction::Refuse,
+            used: reading.used,
+            request: 0,
+            applied_limit: applied,
+        });
+        self.refused.get_or_insert_with(|| Refused {
+            budget: l.id.to_string(),
+            retry_after_secs: reading.retry_after_secs(),
+            store_unavailable: false,
+        });
+    }
+
+    /// The charge of `amount` to `l`, whose counter held `reading`: flagged
+    /// when it takes the budget over `applied`; a refusing one refuses the
+    /// whole response. Returns whether the budget refuses.
+    pub fn judge_one(
+        &mut self,
+        l: &Arc<Limit>,
+        reading: Reading,
+        amount: u64,
+        applied: u64,
+        enforce: bool,
+    ) -> bool {
+        if reading.used.saturating_add(amount) <= applied {
+            return false;
+        }
+        let action = match (l.on_exceed, l.refuses(enforce)) {
+            (OnExceed::Refuse, true) => FlagAction::Refuse,
+            (OnExceed::Refuse, false) => FlagAction::WouldRefuse,
+            (OnExceed::Alert, _) => FlagAction::Alert,
+        };
+        if action == FlagAction::Refuse && self.refused.is_none() {
+            self.refused = Some(Refused {
+                budget: l.id.to_string(),
+                retry_after_secs: reading.retry_after_secs(),
+                store_unavailable: false,
+            });
+        }
+        self.report.flags.push(Flag {
+            limit: l.clone(),
+            action,
+            used: reading.used,
+            request: amount,
+            applied_limit: applied,
+        });
+        action == FlagAction::Refuse
+    }
+
+    /// A budget that cannot be checked while the store is down and says
+    /// `on_store_error: refuse`.
+    pub fn refuse_unchecked(&mut self, l: &Limit, retry_after_secs: u64) {
+        self.report.note_fallback(OnStoreError::Refuse);
+        self.refused.get_or_insert_with(|| Refused {
+            budget: l.id.to_string(),
+            retry_after_secs,
+            store_unavailable: true,
+        });
+    }
+}
+
 impl BudgetState {
     /// Before the upstream is asked: a refusing budget the principal has
     /// already used up refuses at once. `enforce`: false on shadow routes.
     pub fn precheck(&self, budgets: &Budgets, principal: &Principal, enforce: bool) -> Charge {
-        let now = self.now();
         let mut charge = Charge::default();
-        for l in budgets.applicable(principal).filter(|l| l.refuses(enforce)) {
-            let key = l.key(principal);
-            let used = self.used(&key, l.window_ms(), now);
-            if used >= l.limit {
-                charge.report.flags.push(Flag {
-                    limit: l.clone(),
-                    action: FlagAction::Refuse,
-                    used,
-                    request: 0,
-                });
-                charge.refused.get_or_insert_with(|| Refused {
-                    budget: l.id.to_string(),
-                    retry_after_secs: self.retry_after_secs(&key, now),
-                });
-            }
-        }
+        let limits: Vec<_> = budgets.applicable(principal).collect();
+        self.precheck_limits(&limits, principal, enforce, 1, &mut charge);
         charge
+    }
+
+    /// [`BudgetState::precheck`] of `limits` held to `limit / share` (the
+    /// local fallback of a fleet counts each replica's share).
+    pub fn precheck_limits(
+        &self,
+        limits: &[&Arc<Limit>],
+        principal: &Principal,
+        enforce: bool,
+        share: u64,
+        charge: &mut Charge,
+    ) {
+        let now = self.now();
+        for l in limits.iter().filter(|l| l.refuses(enforce)) {
+            let key = l.key(principal);
+            let reading = self.reading(&key, l.window_ms(), now);
+            charge.precheck_one(l, reading, l.share(share));
+        }
     }
 
     /// After the response is filtered: what it disclosed is checked against
@@ -342,35 +487,47 @@ impl BudgetState {
         disclosed: &Disclosure,
         enforce: bool,
     ) -> Charge {
-        let now = self.now();
         let mut charge = Charge::default();
+        let limits: Vec<_> = budgets.applicable(principal).collect();
+        self.charge_limits(
+            &limits,
+            budgets.max_counters,
+            principal,
+            disclosed,
+            enforce,
+            1,
+            &mut charge,
+        );
+        charge
+    }
+
+    /// [`BudgetState::charge`] of `limits` held to `limit / share`; what
+    /// another store already refused (`charge.refused`) counts nothing
+    /// here either.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the charge's inputs, each one thing; a struct would only rename them"
+    )]
+    pub fn charge_limits(
+        &self,
+        limits: &[&Arc<Limit>],
+        max_counters: usize,
+        principal: &Principal,
+        disclosed: &Disclosure,
+        enforce: bool,
+        share: u64,
+        charge: &mut Charge,
+    ) {
+        let now = self.now();
         let mut pending = Vec::new();
-        for l in budgets.applicable(principal) {
+        for l in limits {
             let amount = disclosed.amount(l);
             if amount == 0 {
                 continue;
             }
-            let key = self.admit(l.key(principal), budgets.max_counters, now);
-            let used = self.used(&key, l.window_ms(), now);
-            if used.saturating_add(amount) > l.limit {
-                let action = match (l.on_exceed, l.refuses(enforce)) {
-                    (OnExceed::Refuse, true) => FlagAction::Refuse,
-                    (OnExceed::Refuse, false) => FlagAction::WouldRefuse,
-                    (OnExceed::Alert, _) => FlagAction::Alert,
-                };
-                if action == FlagAction::Refuse && charge.refused.is_none() {
-                    charge.refused = Some(Refused {
-                        budget: l.id.to_string(),
-                        retry_after_secs: self.retry_after_secs(&key, now),
-                    });
-                }
-                charge.report.flags.push(Flag {
-                    limit: l.clone(),
-                    action,
-                    used,
-                    request: amount,
-                });
-            }
+            let key = self.admit(l.key(principal), max_counters, now);
+            let reading = self.reading(&key, l.window_ms(), now);
+            charge.judge_one(l, reading, amount, l.share(share), enforce);
             pending.push((key, l, amount));
         }
         if charge.refused.is_none() {
@@ -379,7 +536,18 @@ impl BudgetState {
                 charge.report.counted.push((l.id.clone(), amount));
             }
         }
-        charge
+    }
+
+    fn reading(&self, key: &CounterKey, window_ms: u64, now: u64) -> Reading {
+        let used = self.used(key, window_ms, now);
+        Reading {
+            used,
+            frees_in_ms: if used > 0 {
+                self.frees_in_ms(key, now)
+            } else {
+                0
+            },
+        }
     }
 }
 

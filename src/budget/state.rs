@@ -25,7 +25,7 @@ pub fn system_clock() -> Clock {
 
 /// Whose counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum Who {
+pub enum Who {
     Principal(Box<str>),
     /// A role-scoped budget: every principal of the role.
     Role,
@@ -34,7 +34,7 @@ pub(super) enum Who {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct CounterKey {
+pub struct CounterKey {
     pub budget: Arc<str>,
     pub who: Who,
 }
@@ -126,15 +126,38 @@ impl BudgetState {
         }
     }
 
-    /// When `key`'s count first drops, in whole seconds from `now` (at
-    /// least 1).
-    pub(super) fn retry_after_secs(&self, key: &CounterKey, now: u64) -> u64 {
-        let ms = self
-            .counters
+    /// When `key`'s count first drops, in milliseconds from `now`.
+    pub(super) fn frees_in_ms(&self, key: &CounterKey, now: u64) -> u64 {
+        self.counters
             .get_mut(key)
             .map(|mut w| w.frees_in_ms(now))
-            .unwrap_or(0);
-        ms.div_ceil(1000).max(1)
+            .unwrap_or(0)
+    }
+
+    /// Every counter with something in its window, with its slot length
+    /// (the local fallback's counts, written to the shared store when it
+    /// is back); the counters are emptied.
+    pub fn drain_counts(&self) -> Vec<(CounterKey, u64, u64)> {
+        let now = self.now();
+        let mut out = Vec::new();
+        self.counters.retain(|k, w| {
+            let used = w.used(now);
+            if used > 0 {
+                out.push((k.clone(), w.slot_ms(), used));
+            }
+            false
+        });
+        out
+    }
+
+    /// Puts back counts [`BudgetState::drain_counts`] took that could not
+    /// be written elsewhere (counted now: they stay a whole window).
+    pub fn restore(&self, counts: &[(CounterKey, u64, u64)]) {
+        let now = self.now();
+        for (key, slot_ms, used) in counts {
+            let window_ms = slot_ms.saturating_mul(super::window::SLOTS as u64);
+            self.add(key.clone(), window_ms, now, *used);
+        }
     }
 
     /// Adds `n` to `key`'s window (made, or remade if the budget's window

@@ -69,6 +69,11 @@ impl LoadedConfig {
             files.extend(j.jwks_file.iter().cloned());
         }
         files.extend(c.redaction.hash_key_file.iter().cloned());
+        // The budget store's password and CA: rotating a Secret reconnects.
+        if let Some(r) = &c.budgets.store.redis {
+            files.extend(r.password_file.iter().cloned());
+            files.extend(r.tls.iter().filter_map(|t| t.ca_file.clone()));
+        }
         files.iter().map(|f| self.resolve(f)).collect()
     }
 

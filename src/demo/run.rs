@@ -203,6 +203,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
     let version = runtime.decisions.engine.bundle.version.clone();
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
+    proxy
+        .connect_budget_store()
+        .await
+        .map_err(|e| e.to_string())?;
     let (proxy, audit_writer) =
         crate::service::attach_audit(proxy, &audit).map_err(|e| e.to_string())?;
     let proxy = Arc::new(proxy);

@@ -36,7 +36,7 @@ impl AdminHandle for Proxy {
             self.metrics.audit.queue_depth.set(audit.depth() as i64);
         }
         self.metrics.collect_token_cache(&Proxy::runtime(self));
-        self.metrics.collect_budgets(&self.budgets);
+        self.metrics.collect_budgets(self.budgets.memory());
         self.metrics.render()
     }
 

@@ -12,7 +12,7 @@ use crate::redact::response::FilterReport;
 use crate::runtime::Runtime;
 
 /// Before the upstream: `enforce` is false on shadow routes.
-pub(super) fn precheck(
+pub(super) async fn precheck(
     proxy: &Proxy,
     rt: &Runtime,
     ex: &mut Exchange,
@@ -21,13 +21,16 @@ pub(super) fn precheck(
     let Some(principal) = ex.principal.as_ref().filter(|_| !rt.budgets.is_empty()) else {
         return Ok(());
     };
-    let charge = proxy.budgets.precheck(&rt.budgets, principal, enforce);
+    let charge = proxy
+        .budgets
+        .precheck(&rt.budgets, principal, enforce)
+        .await;
     outcome(ex, charge)
 }
 
 /// After filtering: counts what `report` says the response disclosed.
 /// `Err` (429) means the response must not be sent.
-pub(super) fn charge(
+pub(super) async fn charge(
     proxy: &Proxy,
     rt: &Runtime,
     ex: &mut Exchange,
@@ -38,13 +41,13 @@ pub(super) fn charge(
         return Ok(());
     }
     let disclosed = Disclosure::of(report, &rt.decisions.catalogue);
-    charge_disclosure(proxy, rt, ex, &disclosed, enforce)
+    charge_disclosure(proxy, rt, ex, &disclosed, enforce).await
 }
 
 /// Counts what a response (or a streamed response's next batch, before it
 /// is sent) discloses; a later batch's charge is added to the earlier
 /// ones'. `Err` means it must not be sent.
-pub(super) fn charge_disclosure(
+pub(super) async fn charge_disclosure(
     proxy: &Proxy,
     rt: &Runtime,
     ex: &mut Exchange,
@@ -56,7 +59,8 @@ pub(super) fn charge_disclosure(
     };
     let mut charge = proxy
         .budgets
-        .charge(&rt.budgets, principal, disclosed, enforce);
+        .charge(&rt.budgets, principal, disclosed, enforce)
+        .await;
     if let Some(earlier) = ex.budget.take() {
         let later = std::mem::take(&mut charge.report);
         charge.report = earlier;
@@ -66,11 +70,17 @@ pub(super) fn charge_disclosure(
 }
 
 fn outcome(ex: &mut Exchange, charge: Charge) -> Result<(), Stop> {
-    if !charge.report.flags.is_empty() || !charge.report.counted.is_empty() {
+    let report = &charge.report;
+    if !report.flags.is_empty() || !report.counted.is_empty() || !report.store_fallback.is_empty() {
         ex.budget = Some(charge.report);
     }
     match charge.refused {
         Some(refused) => Err(Stop {
+            refusal: if refused.store_unavailable {
+                Refusal::BudgetStoreUnavailable
+            } else {
+                Refusal::BudgetExceeded
+            },
             budget: Some(Box::new(refused)),
             ..Stop::from(Refusal::BudgetExceeded)
         }),

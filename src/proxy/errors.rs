@@ -81,21 +81,30 @@ pub fn status_of(refusal: Refusal) -> StatusCode {
         | Refusal::UpstreamError
         | Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-        Refusal::AuditUnavailable | Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::AuditUnavailable | Refusal::Overloaded | Refusal::BudgetStoreUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         Refusal::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
         Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// The 429 of a refusing bulk-read budget: the usual JSON error plus the
-/// budget's id, and `Retry-After` (when the budget's count first drops).
+/// The 429 of a refusing bulk-read budget (or the 503 of one that cannot
+/// be checked while the shared store is down): the usual JSON error plus
+/// the budget's id, and `Retry-After` (when the budget's count first
+/// drops, or when the store is worth asking again).
 fn budget_response(request_id: &str, b: &crate::budget::Refused) -> Response<ProxyBody> {
-    let mut resp = error_response(Refusal::BudgetExceeded, request_id, None, &[]);
+    let refusal = if b.store_unavailable {
+        Refusal::BudgetStoreUnavailable
+    } else {
+        Refusal::BudgetExceeded
+    };
+    let mut resp = error_response(refusal, request_id, None, &[]);
     let body = serde_json::json!({
         "budget": b.budget,
-        "error": Refusal::BudgetExceeded.code(),
-        "message": Refusal::BudgetExceeded.default_message(),
+        "error": refusal.code(),
+        "message": refusal.default_message(),
         "request_id": request_id,
         "retry_after_seconds": b.retry_after_secs,
     });

@@ -68,7 +68,7 @@ pub(super) async fn handle(
     // head goes out, so a body that fails that early gets a clean error.
     let mut running = None;
     if let Some(s) = streamed.as_mut() {
-        match s.begin(proxy, &rt, &mut ex) {
+        match s.begin(proxy, &rt, &mut ex).await {
             Ok(r) => running = Some(r),
             Err(stop) => result = Err(stop),
         }
@@ -271,7 +271,7 @@ async fn check_body(
 ) -> Result<ProxyBody, Stop> {
     let (decided, shadow) = (&verdict.decided, verdict.shadow);
     if decided.route.inspects_response() {
-        budgeting::precheck(proxy, rt, ex, !shadow)?;
+        budgeting::precheck(proxy, rt, ex, !shadow).await?;
     }
     if decided.route.request.is_none() {
         return Ok(streamed_request(rt, body));
@@ -388,7 +388,7 @@ async fn filter<'rt>(
     }
     if filtered.is_ok() {
         // Refused by a budget: nothing was disclosed, so no body report.
-        budgeting::charge(proxy, rt, ex, &report, true)?;
+        budgeting::charge(proxy, rt, ex, &report, true).await?;
     }
     ex.filter = Some(report);
     Ok(filtered_response(parts, filtered?).into())

@@ -45,9 +45,10 @@ pub struct Proxy {
     /// The audit trail; `None` only for proxies built without one (library
     /// users, tests): `fieldguard run` and `demo` always attach one.
     pub audit: Option<crate::audit::AuditLog>,
-    /// Bulk-read budget counters: the proxy's, not a runtime's, so a
-    /// reload does not reset what principals were disclosed.
-    pub budgets: crate::budget::BudgetState,
+    /// Bulk-read budget counters (this process's, or the fleet's shared
+    /// store): the proxy's, not a runtime's, so a reload does not reset
+    /// what principals were disclosed.
+    pub budgets: crate::budget::Counters,
     /// What observing routes saw of unnamed members (`/observed`).
     pub observed: crate::observed::ObservedStore,
 }
@@ -59,13 +60,17 @@ impl Proxy {
         let metrics = crate::metrics::Metrics::new()
             .map_err(|e| ConfigError::file(&runtime.config.file, format!("metrics: {e}")))?;
         metrics.policy_loaded(&runtime, runtime.loaded_at);
+        let budgets = crate::budget::Counters::new(
+            crate::budget::system_clock(),
+            metrics.budget_store.clone(),
+        );
         Ok(Self {
             runtime: arc_swap::ArcSwap::from_pointee(runtime),
             reload: Default::default(),
             upstream,
             metrics: Arc::new(metrics),
             audit: None,
-            budgets: crate::budget::BudgetState::new(crate::budget::system_clock()),
+            budgets,
             observed: Default::default(),
         })
     }
@@ -73,8 +78,17 @@ impl Proxy {
     /// Counts budgets on `clock` (milliseconds) instead of the system's:
     /// tests move time instead of waiting for windows to pass.
     pub fn with_budget_clock(mut self, clock: crate::budget::Clock) -> Self {
-        self.budgets = crate::budget::BudgetState::new(clock);
+        self.budgets = crate::budget::Counters::new(clock, self.metrics.budget_store.clone());
         self
+    }
+
+    /// Connects the shared budget store the active configuration names
+    /// (`budgets.store`), if any: before serving, so a misconfigured or
+    /// (unless the config allows it) unreachable store stops start-up with
+    /// the file and line at fault.
+    pub async fn connect_budget_store(&self) -> Result<(), ConfigError> {
+        let rt = self.runtime();
+        self.budgets.configure(&rt.config, true).await
     }
 
     /// The active runtime (policies, routes, catalogue, identity).

@@ -14,6 +14,7 @@
 
 use super::Proxy;
 use crate::config::{self, LoadedConfig};
+use crate::error::ConfigError;
 use crate::runtime::Runtime;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
@@ -112,6 +113,10 @@ impl Proxy {
         let mut last = self.reload.last.lock().map_err(|_| ReloadError::Poisoned)?;
         last.attempts += 1;
         last.at = Some(SystemTime::now());
+        // A changed `budgets.store` connects before anything is swapped: a
+        // store that cannot be used refuses the reload (the running one
+        // keeps counting); an unchanged one keeps its connection.
+        let built = built.and_then(|rt| self.configure_budget_store(&rt).map(|()| rt));
         match built {
             Ok(rt) => {
                 let active = self.runtime();
@@ -137,6 +142,20 @@ impl Proxy {
                 Err(ReloadError::Invalid(e))
             }
         }
+    }
+}
+
+impl Proxy {
+    /// The budget store `rt` names, connected (from the blocking thread a
+    /// reload runs on).
+    fn configure_budget_store(&self, rt: &Runtime) -> Result<(), ConfigError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::file(
+                &rt.config.file,
+                "budgets.store: a reload outside the proxy's runtime cannot connect the store",
+            )
+        })?;
+        handle.block_on(self.budgets.configure(&rt.config, false))
     }
 }
 

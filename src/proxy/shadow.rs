@@ -188,7 +188,7 @@ pub(super) async fn shadow_filter(
         ex.would_deny(stop.refusal, Vec::new());
     }
     // Counted as the filter would have disclosed; never refused here.
-    let _ = budgeting::charge(proxy, rt, ex, &report, false);
+    let _ = budgeting::charge(proxy, rt, ex, &report, false).await;
     if report
         .outcomes
         .iter()

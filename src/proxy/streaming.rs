@@ -172,6 +172,9 @@ pub(super) enum Abort {
     UpstreamFailed,
     /// A refusing bulk-read budget would be exceeded by the next records.
     BudgetExceeded,
+    /// The shared budget store could not answer and a budget the next
+    /// records count against says `on_store_error: refuse`.
+    BudgetStoreUnavailable,
     /// The client stopped reading for longer than the response timeout.
     ClientStalled,
     /// The client went away (also noted as `client_aborted`).
@@ -187,6 +190,7 @@ impl Abort {
             Abort::UpstreamTimeout => "upstream_timeout",
             Abort::UpstreamFailed => "upstream_failed",
             Abort::BudgetExceeded => "budget_exceeded",
+            Abort::BudgetStoreUnavailable => "budget_store_unavailable",
             Abort::ClientStalled => "client_stalled",
             Abort::ClientGone => "client_gone",
         }
@@ -255,7 +259,7 @@ impl<'rt> Streamed<'rt> {
     /// charged to budgets, the output held: a body that fails this early
     /// (not the route's shape before its list, a malformed first part, a
     /// budget the first records exceed) still gets a clean error answer.
-    pub(super) fn begin<'s>(
+    pub(super) async fn begin<'s>(
         &'s mut self,
         proxy: &'s Proxy,
         rt: &'s Runtime,
@@ -280,7 +284,7 @@ impl<'rt> Streamed<'rt> {
             out: Vec::with_capacity(BATCH_BYTES * 2),
             done: &self.done,
         };
-        running.first(ex)?;
+        running.first(ex).await?;
         Ok(running)
     }
 }
@@ -297,11 +301,11 @@ pub(super) struct Running<'s> {
 
 impl Running<'_> {
     /// The first part, for [`Streamed::begin`].
-    fn first(&mut self, ex: &mut Exchange) -> Result<(), Stop> {
+    async fn first(&mut self, ex: &mut Exchange) -> Result<(), Stop> {
         let first = std::mem::take(&mut self.pending.first);
         let fed = feed(&mut self.list, &mut self.gunzip, &first, &mut self.out);
         let stop = match fed {
-            Ok(()) => match self.sender.charge(&mut self.list, ex) {
+            Ok(()) => match self.sender.charge(&mut self.list, ex).await {
                 Ok(()) => return Ok(()),
                 Err(stop) => stop,
             },
@@ -403,20 +407,30 @@ impl Sender<'_> {
         out: &mut Vec<u8>,
         ex: &mut Exchange,
     ) -> Result<(), Abort> {
-        self.charge(list, ex).map_err(|_| Abort::BudgetExceeded)?;
+        self.charge(list, ex).await.map_err(|stop| {
+            if stop.budget.is_some_and(|b| b.store_unavailable) {
+                Abort::BudgetStoreUnavailable
+            } else {
+                Abort::BudgetExceeded
+            }
+        })?;
         self.send_out(out, ex).await
     }
 
     /// Charges budgets for what the list disclosed since the last charge;
     /// `Err` (429) means it must not be sent.
-    fn charge(&mut self, list: &mut ListStream<'_, '_>, ex: &mut Exchange) -> Result<(), Stop> {
+    async fn charge(
+        &mut self,
+        list: &mut ListStream<'_, '_>,
+        ex: &mut Exchange,
+    ) -> Result<(), Stop> {
         if self.rt.budgets.is_empty() {
             return Ok(());
         }
         let now = Disclosure::of(list.report(), &self.rt.decisions.catalogue);
         let added = now.since(&self.charged);
         self.charged = now;
-        budgeting::charge_disclosure(self.proxy, self.rt, ex, &added, true)
+        budgeting::charge_disclosure(self.proxy, self.rt, ex, &added, true).await
     }
 
     /// Sends `out` to the client.

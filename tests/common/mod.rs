@@ -7,6 +7,7 @@
 
 pub mod audited;
 pub mod drafted;
+pub mod fleet;
 pub mod scripted;
 pub mod wire;
 

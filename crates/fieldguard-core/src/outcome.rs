@@ -37,6 +37,9 @@ pub enum Refusal {
     /// The response would take the caller over a refusing bulk-read
     /// budget (or it is used up): nothing is disclosed.
     BudgetExceeded,
+    /// The shared budget store cannot answer and a budget the request
+    /// counts against says `on_store_error: refuse`: fail closed.
+    BudgetStoreUnavailable,
     /// A method-override header or `_method` parameter: the upstream could
     /// run another method than the one decided.
     MethodOverride,
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::RequestBodyTimeout => "request_body_timeout",
             Refusal::BudgetExceeded => "budget_exceeded",
+            Refusal::BudgetStoreUnavailable => "budget_store_unavailable",
             Refusal::MethodOverride => "method_override",
             Refusal::AmbiguousContentType => "ambiguous_content_type",
             Refusal::UnsupportedContentEncoding => "unsupported_content_encoding",
@@ -109,6 +113,9 @@ impl Refusal {
             Refusal::RequestBodyTimeout => "the request body was not received in time",
             Refusal::BudgetExceeded => {
                 "this response would exceed a bulk-read budget of the caller; retry later"
+            }
+            Refusal::BudgetStoreUnavailable => {
+                "a bulk-read budget of the caller cannot be checked right now; retry shortly"
             }
             Refusal::MethodOverride => {
                 "method override headers and the _method parameter are not accepted"
