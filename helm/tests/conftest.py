@@ -131,6 +131,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "timeoutMs": 20,
             "connectTimeoutMs": 500,
             "keyPrefix": "shop-fg",
+            "requiredAtStart": False,
         }}},
     },
     "sidecar-only": {

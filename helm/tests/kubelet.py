@@ -51,6 +51,14 @@ def _swap_data_link(volume: Path, ts: Path) -> None:
     os.rename(tmp, volume / "..data")
 
 
+def project(data: dict[str, bytes], items: list[dict] | None) -> dict[str, bytes]:
+    """A Secret's or ConfigMap's keys as its volume shows them: all of them,
+    or with `items` only those, each at its `path`."""
+    if items is None:
+        return dict(data)
+    return {item["path"]: data[item["key"]] for item in items}
+
+
 def mount_volume(volume: Path, files: dict[str, bytes], mode: int = 0o444, gid: int | None = None) -> None:
     """A ConfigMap or Secret volume as the kubelet first writes it."""
     volume.mkdir(parents=True, mode=0o755)

@@ -421,6 +421,7 @@ def test_budget_store_cluster_with_a_ca_from_a_config_map():
             "timeout_ms": 20,
             "connect_timeout_ms": 500,
             "key_prefix": "shop-fg",
+            "required_at_start": False,
         }},
     }
     mounts, volumes = store_mounts(objs)

@@ -49,6 +49,7 @@ config is one every fieldguard version reads. With redis:
         timeout_ms: 50
         connect_timeout_ms: 1000
         key_prefix: fieldguard
+        required_at_start: false         # only when requiredAtStart is false
 */}}
 {{- define "fieldguard.budgetsConfig" -}}
 {{- $b := .Values.budgets -}}
@@ -123,6 +124,9 @@ config is one every fieldguard version reads. With redis:
   {{- $_ := set $conf "timeout_ms" (int $r.timeoutMs) -}}
   {{- $_ := set $conf "connect_timeout_ms" (int $r.connectTimeoutMs) -}}
   {{- $_ := set $conf "key_prefix" $r.keyPrefix -}}
+  {{- if not $r.requiredAtStart -}}
+    {{- $_ := set $conf "required_at_start" false -}}
+  {{- end -}}
   {{- $_ := set $out "store" (dict "type" "redis" "redis" $conf) -}}
 {{- end -}}
 {{- toJson $out -}}
