@@ -7,7 +7,10 @@
 # helm/tests/test_render_and_run.py: the binary alone, run as 65532:65532
 # with no capabilities, no privilege escalation and a read-only filesystem,
 # reading only the mounted ConfigMap and Secret and writing only the audit
-# volume, serves and hot-reloads.
+# volume, serves and hot-reloads. That this file builds is tested by
+# helm/tests/test_image.py: it copies exactly what the build stage's COPY
+# lines name (less what .dockerignore excludes) into an empty folder and
+# runs the RUN step there, offline.
 #
 # Build stage: the toolchain Cargo.toml asks for (rust-version), on the same
 # Debian release as the runtime base, so the binary links against the glibc
@@ -15,6 +18,9 @@
 FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other member (Cargo.toml, [workspace] members): the core
+# crate of decisions the proxy depends on by path.
+COPY crates ./crates
 COPY src ./src
 # Cargo.toml declares the benchmarks; they are not built, but must exist.
 COPY benches ./benches

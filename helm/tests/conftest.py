@@ -98,6 +98,42 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "policies": {"files": reference_policy_files()},
     },
     "existing-policies": {"policies": {"existingConfigMap": "shop-policies"}},
+    # The budgets shared in Redis/Valkey, one scenario per mode.
+    "budget-store-standalone": {
+        "budgets": {"store": {"type": "redis", "redis": {
+            "url": "rediss://valkey.cache.svc.cluster.local:6379/0",
+            "username": "fieldguard",
+            "existingSecret": "valkey-auth",
+            "passwordKey": "fieldguard-password",
+            "tls": {"enabled": True, "caSecret": "valkey-ca"},
+        }}},
+        "networkPolicy": {"enabled": True, "budgetStoreEgress": {"enabled": True, "to": [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cache"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "valkey"}},
+        }]}},
+    },
+    "budget-store-sentinel": {
+        "budgets": {"replicas": 6, "onStoreError": "refuse", "store": {"type": "redis", "redis": {
+            "mode": "sentinel",
+            "nodes": [f"redis://redis-node-{i}.redis-headless.cache:26379" for i in range(3)],
+            "masterName": "mymaster",
+            "existingSecret": "redis-auth",
+        }}},
+        "networkPolicy": {"enabled": True, "budgetStoreEgress": {
+            "enabled": True, "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [26379, 6379], "allowDns": False,
+        }},
+    },
+    "budget-store-cluster": {
+        "budgets": {"onStoreError": "allow", "store": {"type": "redis", "redis": {
+            "mode": "cluster",
+            "nodes": ["rediss://clustercfg.shop-budgets.example.cache.amazonaws.com:6379"],
+            "tls": {"enabled": True, "caConfigMap": "cluster-trust-bundle", "caKey": "ca-bundle.pem"},
+            "timeoutMs": 20,
+            "connectTimeoutMs": 500,
+            "keyPrefix": "shop-fg",
+            "requiredAtStart": False,
+        }}},
+    },
     "sidecar-only": {
         "example": {"enabled": False},
         "podSelector": {"app": "my-api"},

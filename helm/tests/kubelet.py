@@ -7,6 +7,8 @@ on this machine for the render-and-run tests:
   update writes a new timestamped directory, renames a new symlink over
   `..data` (one atomic step), fixes the per-key links and removes the old
   directory.
+- Environment variables from the downward API (`valueFrom.fieldRef`), from
+  the pod's fields.
 - The container's securityContext: `runAsUser`/`runAsGroup` (setpriv),
   `allowPrivilegeEscalation: false` (no_new_privs), capabilities dropped,
   and `readOnlyRootFilesystem` (every mount made read-only in a private
@@ -49,6 +51,14 @@ def _swap_data_link(volume: Path, ts: Path) -> None:
     os.rename(tmp, volume / "..data")
 
 
+def project(data: dict[str, bytes], items: list[dict] | None) -> dict[str, bytes]:
+    """A Secret's or ConfigMap's keys as its volume shows them: all of them,
+    or with `items` only those, each at its `path`."""
+    if items is None:
+        return dict(data)
+    return {item["path"]: data[item["key"]] for item in items}
+
+
 def mount_volume(volume: Path, files: dict[str, bytes], mode: int = 0o444, gid: int | None = None) -> None:
     """A ConfigMap or Secret volume as the kubelet first writes it."""
     volume.mkdir(parents=True, mode=0o755)
@@ -89,6 +99,15 @@ awk '{print $2}' /proc/self/mounts | sort -u | while read -r m; do
 done
 exec "$@"
 """
+
+
+def downward_api(value_from: dict, pod_fields: dict[str, str]) -> str:
+    """An env var's `valueFrom` as the kubelet resolves it: a `fieldRef` to
+    one of the pod's fields (only those; anything else is not modelled)."""
+    assert list(value_from) == ["fieldRef"], f"valueFrom {value_from} is not modelled"
+    path = value_from["fieldRef"]["fieldPath"]
+    assert path in pod_fields, f"fieldRef {path} is not modelled"
+    return pod_fields[path]
 
 
 def sandbox_unavailable() -> str | None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import (
+    CHART,
     NEWEST,
     SCENARIOS,
     find,
@@ -207,10 +208,18 @@ def test_pod_disruption_budget_of_the_example(defaults):
     assert pdb["spec"]["selector"]["matchLabels"] == find(defaults, "Deployment")["spec"]["selector"]["matchLabels"]
 
 
+DOWNWARD_API = {
+    # The audit log's chain id: which pod of the fleet wrote a chain.
+    "FIELDGUARD_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+    "FIELDGUARD_POD_UID": {"fieldRef": {"fieldPath": "metadata.uid"}},
+}
+
+
 def test_logs_are_json_and_environment_is_complete(defaults, everything):
     fg, _ = fieldguard_container(pod_spec(defaults))
-    env = {e["name"]: e["value"] for e in fg["env"]}
-    assert env == {"FIELDGUARD_LOG_FORMAT": "json", "FIELDGUARD_LOG": "info", "FIELDGUARD_WORKER_THREADS": "2"}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in fg["env"]}
+    assert env == {"FIELDGUARD_LOG_FORMAT": "json", "FIELDGUARD_LOG": "info", "FIELDGUARD_WORKER_THREADS": "2",
+                   **DOWNWARD_API}
     fg, _ = fieldguard_container(pod_spec(everything))
     env = {e["name"]: e.get("value") for e in fg["env"]}
     assert "FIELDGUARD_WORKER_THREADS" not in env and env["RUST_BACKTRACE"] == "1"
@@ -289,3 +298,181 @@ def test_dashboard_config_map_for_the_grafana_sidecar(everything):
     source = json.loads((REPO / "examples" / "monitoring" / "grafana-dashboard.json").read_text())
     assert [p["title"] for p in dashboard["panels"]] == [p["title"] for p in source["panels"]]
     assert dashboard["links"][0]["url"] == "https://git.example.com/fieldguard/-/blob/main/docs/runbook.md"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_the_pod_name_and_uid_are_always_in_the_environment(scenario):
+    """From the downward API, whatever the values: the audit chain id."""
+    objs = render(SCENARIOS[scenario], NEWEST)
+    if scenario == "sidecar-only":
+        return  # no pod of the chart's own; the parent chart test covers a team's
+    fg, _ = fieldguard_container(pod_spec(objs))
+    env = {e["name"]: e for e in fg["env"]}
+    for name, value_from in DOWNWARD_API.items():
+        assert env[name] == {"name": name, "valueFrom": value_from}
+
+
+# --- The budgets shared in Redis/Valkey (budgets.*) ---
+
+STORE_VOLUMES = {"fieldguard-budget-store", "fieldguard-budget-store-ca"}
+
+
+def budgets_of(objs) -> dict:
+    """The config's budgets section less the roles (the config's own)."""
+    return {k: v for k, v in config_of(objs)["budgets"].items() if k not in ("mode", "roles")}
+
+
+def store_mounts(objs) -> tuple[dict, dict]:
+    spec = pod_spec(objs)
+    fg, _ = fieldguard_container(spec)
+    mounts = {m["name"]: m for m in fg["volumeMounts"] if m["name"] in STORE_VOLUMES}
+    volumes = {v["name"]: v for v in spec["volumes"] if v["name"] in STORE_VOLUMES}
+    assert set(mounts) == set(volumes)
+    return mounts, volumes
+
+
+def test_budgets_stay_per_replica_by_default(defaults, everything):
+    """No store, and nothing the config did not have before: the default
+    config is one every fieldguard version reads."""
+    for objs in (defaults, everything):
+        assert budgets_of(objs) == {}
+        assert store_mounts(objs) == ({}, {})
+    reference = yaml.safe_load((CHART / "files/demo/fieldguard.yaml").read_text())["budgets"]
+    assert config_of(defaults)["budgets"] == reference
+    assert "egress" not in find(everything, "NetworkPolicy")["spec"]
+
+
+def test_budget_store_standalone_with_password_and_tls_ca():
+    objs = render(SCENARIOS["budget-store-standalone"], NEWEST)
+    assert budgets_of(objs) == {
+        "replicas": 2,  # example.replicas
+        "on_store_error": "local",
+        "store": {"type": "redis", "redis": {
+            "mode": "standalone",
+            "url": "rediss://valkey.cache.svc.cluster.local:6379/0",
+            "username": "fieldguard",
+            "password_file": "/etc/fieldguard/budget-store/password",
+            "tls": {"ca_file": "/etc/fieldguard/budget-store-ca/ca.crt"},
+            "timeout_ms": 50,
+            "connect_timeout_ms": 1000,
+            "key_prefix": "fieldguard",
+        }},
+    }
+    # The reference config's roles and limits are kept beside them.
+    assert "support_agent" in config_of(objs)["budgets"]["roles"]
+    mounts, volumes = store_mounts(objs)
+    assert mounts == {
+        "fieldguard-budget-store": {"name": "fieldguard-budget-store", "mountPath": "/etc/fieldguard/budget-store",
+                                    "readOnly": True},
+        "fieldguard-budget-store-ca": {"name": "fieldguard-budget-store-ca",
+                                       "mountPath": "/etc/fieldguard/budget-store-ca", "readOnly": True},
+    }
+    # Only the password's key, as the file password_file names.
+    assert volumes["fieldguard-budget-store"]["secret"] == {
+        "secretName": "valkey-auth", "items": [{"key": "fieldguard-password", "path": "password"}],
+        "defaultMode": 0o444,
+    }
+    assert volumes["fieldguard-budget-store-ca"]["secret"] == {
+        "secretName": "valkey-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}], "defaultMode": 0o444,
+    }
+    np = find(objs, "NetworkPolicy")["spec"]
+    assert np["policyTypes"] == ["Ingress", "Egress"]
+    assert np["egress"] == [
+        {"to": SCENARIOS["budget-store-standalone"]["networkPolicy"]["budgetStoreEgress"]["to"],
+         "ports": [{"port": 6379, "protocol": "TCP"}]},
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+    ]
+    # Ingress is as before: only the proxy and admin ports.
+    assert [[p["port"] for p in rule["ports"]] for rule in np["ingress"]] == [[8080], [9090]]
+
+
+def test_budget_store_sentinel():
+    objs = render(SCENARIOS["budget-store-sentinel"], NEWEST)
+    assert budgets_of(objs) == {
+        "replicas": 6,
+        "on_store_error": "refuse",
+        "store": {"type": "redis", "redis": {
+            "mode": "sentinel",
+            "nodes": [f"redis://redis-node-{i}.redis-headless.cache:26379" for i in range(3)],
+            "master_name": "mymaster",
+            "password_file": "/etc/fieldguard/budget-store/password",
+            "timeout_ms": 50,
+            "connect_timeout_ms": 1000,
+            "key_prefix": "fieldguard",
+        }},
+    }
+    mounts, volumes = store_mounts(objs)
+    assert set(mounts) == {"fieldguard-budget-store"}
+    assert volumes["fieldguard-budget-store"]["secret"]["items"] == [{"key": "password", "path": "password"}]
+    np = find(objs, "NetworkPolicy")["spec"]
+    assert np["egress"] == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                             "ports": [{"port": 26379, "protocol": "TCP"}, {"port": 6379, "protocol": "TCP"}]}]
+
+
+def test_budget_store_cluster_with_a_ca_from_a_config_map():
+    objs = render(SCENARIOS["budget-store-cluster"], NEWEST)
+    assert budgets_of(objs) == {
+        "replicas": 2,
+        "on_store_error": "allow",
+        "store": {"type": "redis", "redis": {
+            "mode": "cluster",
+            "nodes": ["rediss://clustercfg.shop-budgets.example.cache.amazonaws.com:6379"],
+            "tls": {"ca_file": "/etc/fieldguard/budget-store-ca/ca.crt"},
+            "timeout_ms": 20,
+            "connect_timeout_ms": 500,
+            "key_prefix": "shop-fg",
+            "required_at_start": False,
+        }},
+    }
+    mounts, volumes = store_mounts(objs)
+    assert set(mounts) == {"fieldguard-budget-store-ca"}, "no password Secret: none mounted"
+    assert volumes["fieldguard-budget-store-ca"]["configMap"] == {
+        "name": "cluster-trust-bundle", "items": [{"key": "ca-bundle.pem", "path": "ca.crt"}], "defaultMode": 0o444,
+    }
+    # No NetworkPolicy asked for: none.
+    assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
+
+
+def test_budget_replicas_follow_the_example_unless_set():
+    store = {"store": {"type": "redis", "redis": {"url": "redis://valkey:6379/0"}}}
+    objs = render({"budgets": store, "example": {"replicas": 5}}, NEWEST)
+    assert budgets_of(objs)["replicas"] == 5 == find(objs, "Deployment")["spec"]["replicas"]
+    objs = render({"budgets": {**store, "replicas": 10}, "example": {"replicas": 5}}, NEWEST)
+    assert budgets_of(objs)["replicas"] == 10
+    # A team's Deployment: the chart does not know its replicas, so they are set.
+    team = {"budgets": {**store, "replicas": 4}, "example": {"enabled": False}, "podSelector": {"app": "my-api"}}
+    assert yaml.safe_load(find(render(team, NEWEST), "ConfigMap", "-config")["data"]["fieldguard.yaml"])[
+        "budgets"]["replicas"] == 4
+
+
+def test_memory_store_passes_only_what_is_set():
+    """Without a store the chart adds only the values a user changed."""
+    assert budgets_of(render({"budgets": {"onStoreError": "refuse"}}, NEWEST)) == {"on_store_error": "refuse"}
+    assert budgets_of(render({"budgets": {"replicas": 3}}, NEWEST)) == {"replicas": 3}
+
+
+def test_a_team_config_keeps_its_budgets_beside_the_store():
+    team = SCENARIOS["team-config"]
+    objs = render({**team, "budgets": SCENARIOS["budget-store-sentinel"]["budgets"]}, NEWEST)
+    budgets = config_of(objs)["budgets"]
+    assert budgets["store"]["redis"]["mode"] == "sentinel" and budgets["replicas"] == 6
+    assert budgets["roles"] == yaml.safe_load(team["config"]["file"])["budgets"]["roles"]
+
+
+def test_the_readme_store_example_renders_what_it_shows():
+    """The chart README's values block for a shared store renders, validates,
+    and gives the budgets section the README shows beneath it."""
+    import re
+
+    import kubernetes_validate
+
+    readme = (CHART / "README.md").read_text()
+    start = readme.index("<!-- budget-store-values")
+    values_block, shown = re.compile(r"```yaml\n(.*?)```", re.S).findall(readme[start:])[:2]
+    objs = render(yaml.safe_load(values_block), NEWEST)
+    for obj in objs:
+        kubernetes_validate.validate(obj, NEWEST, strict=True)
+    assert budgets_of(objs) == yaml.safe_load(shown)["budgets"]
+    mounts, _ = store_mounts(objs)
+    assert set(mounts) == STORE_VOLUMES
+    assert find(objs, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress", "Egress"]

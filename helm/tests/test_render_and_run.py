@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,12 +30,23 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
 import kubelet
-from conftest import NEWEST, REPO, fieldguard_container, find, pod_spec, reference_policy_files, render
+from conftest import (
+    NEWEST,
+    REPO,
+    SCENARIOS,
+    fieldguard_container,
+    find,
+    merge,
+    pod_spec,
+    reference_policy_files,
+    render,
+)
 
 # What this test renders: the example release with the audit log on its
 # volume (so the writable-volume part of the securityContext is exercised).
@@ -88,10 +100,17 @@ def stop(proc: subprocess.Popen) -> int:
 class Pod:
     """The rendered example pod, laid out under `root` and run."""
 
-    def __init__(self, image: Path, root: Path):
+    def __init__(self, image: Path, root: Path, values: dict = VALUES,
+                 secrets: dict[str, dict[str, bytes]] | None = None,
+                 config_maps: dict[str, dict[str, bytes]] | None = None):
         self.root = root
         self.image = image
-        self.objs = render(VALUES, NEWEST)
+        self.values = values
+        # The namespace's Secrets and ConfigMaps (other than the chart's
+        # own), by name: key -> bytes.
+        self.secrets = {"fieldguard-demo-keys": demo_keys(), **(secrets or {})}
+        self.config_maps = config_maps or {}
+        self.objs = render(values, NEWEST)
         self.spec = pod_spec(self.objs)
         self.fg, _ = fieldguard_container(self.spec)
         self.shop = next(c for c in self.spec["containers"] if c["name"] == "shop")
@@ -101,6 +120,9 @@ class Pod:
         self.binary = image / "fieldguard"
         self.uid = self.fg["securityContext"]["runAsUser"]
         self.fs_group = self.spec["securityContext"]["fsGroup"]
+        # What the API server would have given the pod.
+        name = find(self.objs, "Deployment")["metadata"]["name"]
+        self.pod_fields = {"metadata.name": f"{name}-5d8f7c9b6-x2x7q", "metadata.uid": str(uuid.uuid4())}
 
     def host_path(self, mount_path: str) -> Path:
         return self.root / mount_path.lstrip("/")
@@ -108,8 +130,11 @@ class Pod:
     def rewrite(self, text: str) -> str:
         """Only the paths and addresses that differ from a pod (see the
         module doc)."""
-        for mount_path in self.mounts.values():
-            text = text.replace(mount_path, str(self.host_path(mount_path)))
+        # One pass, longest first: /etc/fieldguard/budget-store is a prefix
+        # of /etc/fieldguard/budget-store-ca, and a rewritten path must not
+        # be rewritten again.
+        paths = sorted(self.mounts.values(), key=len, reverse=True)
+        text = re.sub("|".join(re.escape(p) for p in paths), lambda m: str(self.host_path(m.group(0))), text)
         return (
             text.replace("0.0.0.0:8080", f"127.0.0.1:{self.ports['proxy']}")
             .replace("0.0.0.0:9090", f"127.0.0.1:{self.ports['admin']}")
@@ -125,13 +150,17 @@ class Pod:
         for name, mount_path in self.mounts.items():
             volume = self.volumes[name]
             target = self.host_path(mount_path)
-            if "configMap" in volume:
+            if "configMap" in volume and volume["configMap"]["name"] in self.config_maps:
+                data = self.config_maps[volume["configMap"]["name"]]
+                kubelet.mount_volume(target, kubelet.project(data, volume["configMap"].get("items")),
+                                     mode=volume["configMap"]["defaultMode"])
+            elif "configMap" in volume:
                 kubelet.mount_volume(target, self.config_map_files(self.objs),
                                      mode=volume["configMap"]["defaultMode"])
             elif "secret" in volume:
-                assert volume["secret"]["secretName"] == "fieldguard-demo-keys"
-                keys = {p.name: p.read_bytes() for p in (REPO / "examples/demo/secrets").iterdir()}
-                kubelet.mount_volume(target, keys, mode=volume["secret"]["defaultMode"])
+                data = self.secrets[volume["secret"]["secretName"]]
+                kubelet.mount_volume(target, kubelet.project(data, volume["secret"].get("items")),
+                                     mode=volume["secret"]["defaultMode"])
             elif "emptyDir" in volume:
                 # An emptyDir under fsGroup: group-owned, group-writable, setgid.
                 target.mkdir(parents=True)
@@ -145,7 +174,8 @@ class Pod:
         return self.host_path(self.mounts["fieldguard-audit"])
 
     def env(self, container: dict) -> dict[str, str]:
-        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        env = {e["name"]: e["value"] if "value" in e else kubelet.downward_api(e["valueFrom"], self.pod_fields)
+               for e in container.get("env", [])}
         # The image's PATH (the wrappers below need it; fieldguard does not).
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         return env
@@ -168,6 +198,11 @@ class Pod:
 
     def url(self, port: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[port]}{path}"
+
+
+def demo_keys() -> dict[str, bytes]:
+    """The Secret the README creates from examples/demo/secrets/."""
+    return {p.name: p.read_bytes() for p in (REPO / "examples/demo/secrets").iterdir()}
 
 
 def token(binary: Path, role: str, sub: str) -> str:
@@ -342,3 +377,148 @@ def test_the_rendered_config_validates_as_fieldguard_loads_it(pod, binary):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert ": ok (" in out.stdout
+
+
+# --- The budgets in Redis, as the chart wires them ---
+
+STORE_SCENARIOS = ["budget-store-standalone", "budget-store-sentinel", "budget-store-cluster"]
+STORE_PASSWORD = b"chart-test-password\n"
+
+
+def store_objects(values: dict) -> tuple[dict, dict]:
+    """The Secrets and ConfigMaps a store scenario names, as a cluster would
+    hold them: (secrets, config maps)."""
+    redis = values["budgets"]["store"]["redis"]
+    tls = redis.get("tls", {})
+    secrets, config_maps = {}, {}
+    if redis.get("existingSecret"):
+        secrets[redis["existingSecret"]] = {redis.get("passwordKey", "password"): STORE_PASSWORD,
+                                            "unrelated": b"not mounted"}
+    ca = {tls.get("caKey", "ca.crt"): b"(a CA certificate: validate does not connect)\n"}
+    if tls.get("caSecret"):
+        secrets[tls["caSecret"]] = ca
+    if tls.get("caConfigMap"):
+        config_maps[tls["caConfigMap"]] = ca
+    return secrets, config_maps
+
+
+@pytest.mark.parametrize("scenario", STORE_SCENARIOS)
+def test_the_rendered_budget_store_config_validates_as_fieldguard_loads_it(image, binary, scenario):
+    """Every key the chart writes into budgets (store, replicas,
+    on_store_error) is one fieldguard reads, and the files it names are
+    where the pod mounts them."""
+    values = merge(VALUES, SCENARIOS[scenario])
+    root = world_readable_tempdir("fieldguard-pod-")
+    try:
+        pod = Pod(image, root, values, *store_objects(values))
+        pod.lay_out_volumes()
+        config = Path([pod.rewrite(a) for a in pod.fg["args"]][2])
+        out = subprocess.run([str(binary), "validate", "--config", str(config)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        store = json.loads(config.read_text())["budgets"]["store"]["redis"]
+        for key in ("password_file",):
+            if key in store:
+                assert Path(store[key]).read_bytes() == STORE_PASSWORD
+        if "tls" in store:
+            assert Path(store["tls"]["ca_file"]).is_file()
+        # Not a no-op: a key fieldguard does not know is refused.
+        bad = root / "bad.yaml"
+        bad.write_text(config.read_text().replace('"key_prefix"', '"keyPrefix"'))
+        out = subprocess.run([str(binary), "validate", "--config", str(bad)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "keyPrefix" in out.stderr, out.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def redis_call(port: int, *args: str, password: str | None = None):
+    """One command to a redis-server over RESP (no client library)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        f = s.makefile("rb")
+
+        def read():
+            line = f.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise RuntimeError(rest.decode())
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2].decode()
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise AssertionError(f"unexpected reply {line!r}")
+
+        def send(*words: str):
+            s.sendall(f"*{len(words)}\r\n".encode()
+                      + b"".join(f"${len(w.encode())}\r\n{w}\r\n".encode() for w in words))
+            return read()
+
+        if password:
+            send("AUTH", password)
+        return send(*args)
+
+
+@pytest.fixture()
+def redis_server():
+    """A redis-server of this test's own (Debian's package, as .ci/run
+    installs it), on a free loopback port, password set, persistence off."""
+    found = shutil.which("redis-server")
+    if not found:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed (CI=true: .ci/run installs Debian's redis-server)")
+        pytest.skip("NOT TESTED: the rendered pod against a real store: redis-server not found on PATH "
+                    "(apt-get install redis-server)")
+    port = free_port()
+    password = STORE_PASSWORD.decode().strip()
+    d = Path(tempfile.mkdtemp(prefix="fieldguard-redis-"))
+    proc = subprocess.Popen([found, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--requirepass", password, "--dir", str(d)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("redis-server answers", lambda: redis_call(port, "PING", password=password) == "PONG")
+        yield port, password
+    finally:
+        stop(proc)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_rendered_pod_counts_its_budgets_in_redis(image, sandbox, binary, redis_server):
+    """The example release with the budgets in a real redis-server: the
+    password comes from the Secret's key through the mounted file, the pod
+    starts (which needs the store: requiredAtStart), and what a support
+    agent is shown is counted under the chart's key prefix."""
+    port, password = redis_server
+    values = merge(VALUES, {"budgets": {"store": {"type": "redis", "redis": {
+        "url": f"redis://127.0.0.1:{port}/0",
+        "existingSecret": "shop-budget-store",
+        "passwordKey": "redis-password",
+        "keyPrefix": "chart-test",
+    }}}})
+    root = world_readable_tempdir("fieldguard-pod-")
+    pod = Pod(image, root, values, secrets={"shop-budget-store": {"redis-password": STORE_PASSWORD}})
+    pod.lay_out_volumes()
+    shop, fg = pod.start(sandbox)
+    try:
+        wait_for("/readyz answers 200", lambda: http("GET", pod.url("admin", "/readyz"))[0] == 200 or None)
+        agent = token(binary, "support_agent", "agent-7")
+        status, _ = wait_for("the shop answers through the proxy",
+                             lambda: (lambda r: r if r[0] == 200 else None)(
+                                 http("GET", pod.url("proxy", "/customers/c-1001"), agent)))
+        assert status == 200
+        keys = wait_for("the budgets are counted in the store",
+                        lambda: redis_call(port, "KEYS", "chart-test:*", password=password))
+        assert any(k.startswith("chart-test:{p.") and k.endswith(":support-records-day") for k in keys), keys
+        assert not redis_call(port, "KEYS", "fieldguard:*", password=password), "the default prefix was used"
+    finally:
+        stop(fg)
+        stop(shop)
+        for p in (fg,):
+            p.stdout and p.stdout.close()
+            p.stderr and p.stderr.close()
+        shutil.rmtree(root, ignore_errors=True)

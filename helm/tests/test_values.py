@@ -7,7 +7,7 @@ from __future__ import annotations
 import helm_python as helm
 import pytest
 
-from conftest import CHART, render_raw
+from conftest import CHART, merge, render_raw
 
 SCHEMA_REFUSALS = [
     ({"sidecar": {"mode": "sidecar"}}, "/sidecar/mode"),
@@ -29,6 +29,15 @@ SCHEMA_REFUSALS = [
      "/extraVolumeMounts/0"),
     ({"unknownKey": True}, "additional properties 'unknownKey' not allowed"),
     ({"metrics": {"runbookBaseUrl": "docs/"}}, "/metrics/runbookBaseUrl"),
+    ({"budgets": {"onStoreError": "ignore"}}, "/budgets/onStoreError"),
+    ({"budgets": {"store": {"type": "valkey"}}}, "/budgets/store/type"),
+    ({"budgets": {"store": {"redis": {"mode": "replicated"}}}}, "/budgets/store/redis/mode"),
+    ({"budgets": {"store": {"redis": {"url": "valkey:6379"}}}}, "/budgets/store/redis/url"),
+    ({"budgets": {"store": {"redis": {"nodes": ["sentinel-0:26379"]}}}}, "/budgets/store/redis/nodes/0"),
+    ({"budgets": {"store": {"redis": {"password": "inline"}}}}, "additional properties 'password' not allowed"),
+    ({"budgets": {"store": {"redis": {"timeoutMs": 0}}}}, "/budgets/store/redis/timeoutMs"),
+    ({"budgets": {"replicas": 0}}, "/budgets/replicas"),
+    ({"networkPolicy": {"budgetStoreEgress": {"ports": [70000]}}}, "/networkPolicy/budgetStoreEgress/ports/0"),
 ]
 
 
@@ -61,6 +70,42 @@ CHART_REFUSALS = [
      "audit.volume needs exactly one volume source"),
     ({"admin": {"port": 9000}}, "proxy.port, admin.port and app.port must differ"),
     ({"example": {"enabled": False}, "metrics": {"serviceMonitor": {"enabled": True}}}, "podSelector is required"),
+    ({"config": {"file": "budgets: {store: {type: memory}}\n"}}, "config.file sets `budgets.store`"),
+    ({"config": {"file": "budgets: {replicas: 3}\n"}}, "config.file sets `budgets.replicas`"),
+    ({"config": {"file": "budgets: {on_store_error: allow}\n"}}, "config.file sets `budgets.on_store_error`"),
+    (REDIS := {"budgets": {"store": {"type": "redis"}}}, "budgets.store.redis.url is required with mode standalone"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://a:6379", "nodes": ["redis://b:6379"]}}}}),
+     "budgets.store.redis.nodes is for modes sentinel and cluster"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"mode": "sentinel", "nodes": ["redis://s:26379"]}}}}),
+     "budgets.store.redis.masterName is required with mode sentinel"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"mode": "cluster"}}}}),
+     "budgets.store.redis.nodes is required with mode cluster"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"mode": "cluster", "nodes": ["redis://c:6379"],
+                                                   "masterName": "m"}}}}),
+     "budgets.store.redis.masterName is for mode sentinel, not cluster"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"mode": "cluster", "nodes": ["redis://c:6379"],
+                                                   "url": "redis://c:6379"}}}}),
+     "budgets.store.redis.url is for mode standalone"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379", "tls": {"enabled": True}}}}}),
+     "redis://v:6379 does not start with rediss://"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "rediss://v:6379"}}}}),
+     "rediss://v:6379 does not start with redis://"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "rediss://v:6379",
+                                                   "tls": {"enabled": True, "caSecret": "a", "caConfigMap": "b"}}}}}),
+     "set caSecret or caConfigMap, not both"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379", "tls": {"caSecret": "a"}}}}}),
+     "need tls.enabled"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379"}}},
+                   "example": {"enabled": False}, "podSelector": {"app": "my-api"}}),
+     "budgets.replicas is required with budgets.store.type redis when example.enabled is false"),
+    ({"networkPolicy": {"enabled": True, "budgetStoreEgress": {"enabled": True, "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}},
+     "networkPolicy.budgetStoreEgress.enabled is for budgets.store.type redis"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379"}}},
+                   "networkPolicy": {"enabled": True, "budgetStoreEgress": {"enabled": True}}}),
+     "networkPolicy.budgetStoreEgress.to is required"),
+    (merge(REDIS, {"budgets": {"store": {"redis": {"url": "redis://v:6379"}}},
+                   "networkPolicy": {"budgetStoreEgress": {"enabled": True, "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}}),
+     "set networkPolicy.enabled too"),
 ]
 
 

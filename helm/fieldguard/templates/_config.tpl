@@ -4,7 +4,9 @@ fieldguard.yaml as the pod sees it (root context only: it reads .Files).
 config.file (yours) or the reference deployment (files/demo/fieldguard.yaml,
 a copy of examples/demo/fieldguard.yaml), plus what the chart decides
 because it follows from the pod's layout: the listeners, the admin address,
-the upstream on loopback, where the policies are mounted and the audit sink.
+the upstream on loopback, where the policies are mounted, the audit sink and
+the shared budget store (budgets.store, budgets.replicas,
+budgets.on_store_error: from the budgets.* values, see _budgets.tpl).
 A config of yours that sets one of those is refused, so nothing is
 overridden silently.
 
@@ -38,6 +40,12 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
   {{- with $cfg.audit -}}
     {{- if or (hasKey . "file") (hasKey . "stdout") -}}
       {{- fail "config.file sets `audit.file` or `audit.stdout`, which the chart sets from audit.sink: remove them (other audit keys are yours)" -}}
+    {{- end -}}
+  {{- end -}}
+  {{- $budgets := get $cfg "budgets" | default dict -}}
+  {{- range $key, $value := dict "store" "budgets.store" "replicas" "budgets.replicas" "on_store_error" "budgets.onStoreError" -}}
+    {{- if hasKey $budgets $key -}}
+      {{- fail (printf "config.file sets `budgets.%s`, which the chart sets from the %s value: remove it (roles and limits, and a limit's own on_store_error, are yours)" $key $value) -}}
     {{- end -}}
   {{- end -}}
 {{- else -}}
@@ -82,6 +90,15 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
   {{- $_ := set $audit "stdout" true -}}
 {{- end -}}
 {{- $_ := set $cfg "audit" $audit -}}
+{{- /* The shared budget store (_budgets.tpl): added only when asked for. */ -}}
+{{- $budgetKeys := include "fieldguard.budgetsConfig" . | fromJson -}}
+{{- if $budgetKeys -}}
+  {{- $budgets := get $cfg "budgets" | default dict -}}
+  {{- range $key, $value := $budgetKeys -}}
+    {{- $_ := set $budgets $key $value -}}
+  {{- end -}}
+  {{- $_ := set $cfg "budgets" $budgets -}}
+{{- end -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}
 

@@ -88,7 +88,7 @@ checksum of the config and policy values (config.rolloutOnChange).
 {{- $_ := set $annotations "prometheus.io/path" "/metrics" -}}
 {{- end -}}
 {{- if .Values.config.rolloutOnChange -}}
-{{- $inputs := dict "config" .Values.config "policies" .Values.policies "proxy" .Values.proxy "admin" .Values.admin "app" .Values.app "audit" .Values.audit -}}
+{{- $inputs := dict "config" .Values.config "policies" .Values.policies "proxy" .Values.proxy "admin" .Values.admin "app" .Values.app "audit" .Values.audit "budgets" .Values.budgets -}}
 {{- $_ := set $annotations "checksum/config" (toJson $inputs | sha256sum) -}}
 {{- end -}}
 {{- if $annotations -}}
@@ -123,6 +123,16 @@ checksum of the config and policy values (config.rolloutOnChange).
     - name: FIELDGUARD_WORKER_THREADS
       value: {{ .Values.workerThreads | quote }}
     {{- end }}
+    # The pod's name and uid (downward API): the audit log's chain id, so
+    # every replica's hash chain is told apart.
+    - name: FIELDGUARD_POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: FIELDGUARD_POD_UID
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.uid
     {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -193,6 +203,16 @@ checksum of the config and policy values (config.rolloutOnChange).
     - name: fieldguard-audit
       mountPath: {{ .Values.audit.mountPath }}
     {{- end }}
+    {{- if include "fieldguard.budgetStorePasswordSecret" . }}
+    - name: fieldguard-budget-store
+      mountPath: {{ include "fieldguard.budgetStorePasswordDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if include "fieldguard.budgetStoreCaKind" . }}
+    - name: fieldguard-budget-store-ca
+      mountPath: {{ include "fieldguard.budgetStoreCaDir" . }}
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -248,6 +268,31 @@ checksum of the config and policy values (config.rolloutOnChange).
 {{- end }}
 - name: fieldguard-audit
   {{- toYaml $sources | nindent 2 }}
+{{- end }}
+{{- with include "fieldguard.budgetStorePasswordSecret" . }}
+- name: fieldguard-budget-store
+  secret:
+    secretName: {{ . }}
+    # Only the password, as the file budgets.store.redis.password_file names.
+    items:
+      - key: {{ $.Values.budgets.store.redis.passwordKey }}
+        path: password
+    defaultMode: 0444
+{{- end }}
+{{- with include "fieldguard.budgetStoreCaKind" . }}
+{{- $tls := $.Values.budgets.store.redis.tls }}
+- name: fieldguard-budget-store-ca
+  {{- if eq . "secret" }}
+  secret:
+    secretName: {{ $tls.caSecret }}
+  {{- else }}
+  configMap:
+    name: {{ $tls.caConfigMap }}
+  {{- end }}
+    items:
+      - key: {{ $tls.caKey }}
+        path: ca.crt
+    defaultMode: 0444
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
