@@ -383,6 +383,22 @@ def test_the_rendered_config_validates_as_fieldguard_loads_it(pod, binary):
 
 STORE_SCENARIOS = ["budget-store-standalone", "budget-store-sentinel", "budget-store-cluster"]
 STORE_PASSWORD = b"chart-test-password\n"
+# A self-signed certificate whose key was thrown away: fieldguard reads a
+# CA file at every config load (it must hold a PEM certificate), and
+# validate does not connect.
+TEST_CA_PEM = b"""-----BEGIN CERTIFICATE-----
+MIIBuDCCAV+gAwIBAgIUd4IXV3Y96pSS68WVE9J0PzhWsykwCgYIKoZIzj0EAwIw
+MTEvMC0GA1UEAwwmZmllbGRndWFyZCBjaGFydCB0ZXN0IENBIChubyBrZXkga2Vw
+dCkwIBcNMjYxMjA3MDg0NDAxWhgPMjEyNjExMTMwODQ0MDFaMDExLzAtBgNVBAMM
+JmZpZWxkZ3VhcmQgY2hhcnQgdGVzdCBDQSAobm8ga2V5IGtlcHQpMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAE0GmxDlAREwMzVLlhpA/JXtPqw6wconotWVYFITFi
+lthKV4zxLNZ/s0SDyRHvyVHyNCN3KD4xR214pJQDsGaPU6NTMFEwHQYDVR0OBBYE
+FH1/fC0Br4tOOsQCddHGPgVLf17bMB8GA1UdIwQYMBaAFH1/fC0Br4tOOsQCddHG
+PgVLf17bMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgR0zEU+Mr
+K3ZcGLJM1ZiMZZVmto6OCRgb4OPtDgoxTMUCIDizmdFC7a2esWAhP8ybq3tcxNxb
+/GTJnzNhaaAFsDfi
+-----END CERTIFICATE-----
+"""
 
 
 def store_objects(values: dict) -> tuple[dict, dict]:
@@ -394,7 +410,7 @@ def store_objects(values: dict) -> tuple[dict, dict]:
     if redis.get("existingSecret"):
         secrets[redis["existingSecret"]] = {redis.get("passwordKey", "password"): STORE_PASSWORD,
                                             "unrelated": b"not mounted"}
-    ca = {tls.get("caKey", "ca.crt"): b"(a CA certificate: validate does not connect)\n"}
+    ca = {tls.get("caKey", "ca.crt"): TEST_CA_PEM}
     if tls.get("caSecret"):
         secrets[tls["caSecret"]] = ca
     if tls.get("caConfigMap"):
