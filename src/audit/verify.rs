@@ -342,7 +342,10 @@ impl FleetReport {
             if self.problems.is_empty() {
                 String::new()
             } else {
-                format!(", {} lines in no chain", self.problems.len())
+                format!(
+                    ", {} not in any chain (unreadable, or lines of no chain)",
+                    plural(self.problems.len() as u64, "file")
+                )
             }
         ));
         out
@@ -578,6 +581,15 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
         let mut reader = BufReader::new(f);
         let mut buf = Vec::new();
         let mut line_no = 0;
+        // A file that is not an audit log at all is one problem, not one
+        // per line: the first is named, the others counted.
+        let mut astray = 0usize;
+        let mut note = |problems: &mut Vec<VerifyFailure>, failure: VerifyFailure| {
+            astray += 1;
+            if astray == 1 {
+                problems.push(failure);
+            }
+        };
         loop {
             buf.clear();
             match reader.read_until(b'\n', &mut buf) {
@@ -594,9 +606,10 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
                     Some(tag) => {
                         torn.insert(tag, fi);
                     }
-                    None => {
-                        problems.push(fail(line_no, "incomplete record (no final newline)".into()))
-                    }
+                    None => note(
+                        &mut problems,
+                        fail(line_no, "incomplete record (no final newline)".into()),
+                    ),
                 }
                 break;
             };
@@ -613,8 +626,17 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
                         });
                     }
                 }
-                Err(reason) => problems.push(fail(line_no, reason)),
+                Err(reason) => note(&mut problems, fail(line_no, reason)),
             }
+        }
+        if astray > 1
+            && let Some(first) = problems.last_mut()
+        {
+            first.reason = format!(
+                "{} (and {} more lines of this file in no chain)",
+                first.reason,
+                astray - 1
+            );
         }
     }
     // Second pass: each chain, its files in chain order.
