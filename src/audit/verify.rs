@@ -183,7 +183,7 @@ pub struct ChainReport {
     /// Its files, in chain order.
     pub files: Vec<PathBuf>,
     #[serde(skip)]
-    segments: Vec<usize>,
+    segments: Vec<Segment>,
 }
 
 impl ChainReport {
@@ -651,6 +651,7 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
             segments.sort_by_key(|s| (s.first_seq.unwrap_or(u64::MAX), s.file));
         }
         let seg_files: Vec<usize> = segments.iter().map(|s| s.file).collect();
+        let files_of_chain = seg_files.iter().map(|&i| files[i].clone()).collect();
         let mut c = ChainReport {
             tag: tag.clone(),
             genesis: None,
@@ -670,8 +671,8 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
             torn: None,
             partial: false,
             failure: None,
-            files: seg_files.iter().map(|&i| files[i].clone()).collect(),
-            segments: seg_files,
+            files: files_of_chain,
+            segments,
         };
         verify_chain(&files, &mut c, &key, opts, &mut notes);
         if let Some(t) = &tag
@@ -679,7 +680,7 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
         {
             c.torn = Some(files[fi].clone());
             if c.failure.is_none() {
-                let last_file = c.segments.last().copied();
+                let last_file = c.segments.last().map(|s| s.file);
                 let why = if c.seal.is_some() {
                     Some("an incomplete line after the chain's seal")
                 } else if last_file.is_some_and(|l| l != fi) {
@@ -847,8 +848,23 @@ fn verify_chain(
     let mut defs = Resolver::default();
     let tag = c.tag.clone();
     let segments = c.segments.clone();
-    for fi in segments {
-        let file = &files[fi];
+    for seg in segments {
+        let file = &files[seg.file];
+        // The same records twice (a file given under two names, a copy):
+        // say so rather than report the second copy's first line as a gap.
+        if let (Some(start), Some(last), Some(_)) = (seg.first_seq, c.report.last_seq, &tag)
+            && start <= last
+        {
+            c.failure = Some(VerifyFailure {
+                file: file.clone(),
+                line: 0,
+                seq: Some(start),
+                reason: format!(
+                    "holds records of this chain from seq {start}, which another file already                      held (up to seq {last}): the same records twice (a copy of a file?), or a                      chain tag shared by two chains"
+                ),
+            });
+            return;
+        }
         let mut failure = None;
         let read = chain_lines(file, tag.as_deref(), |line_no, text| {
             let fail = |seq: Option<u64>, reason: String| VerifyFailure {
@@ -997,7 +1013,10 @@ fn take_record(
     report.last_seq = Some(seq);
     report.last_hash = checked.spelled;
     Ok(Expect {
-        seq: Some(seq + 1),
+        seq: Some(
+            seq.checked_add(1)
+                .ok_or((Some(seq), "`seq` out of range".to_string()))?,
+        ),
         prev: Some(checked.hash),
     })
 }
@@ -1011,8 +1030,8 @@ pub fn read_chain(
     mut each: impl FnMut(&Path, usize, &[u8]) -> Result<(), String>,
 ) -> Result<(), String> {
     let mut failed = None;
-    for &fi in &chain.segments {
-        let Some(file) = fleet.files.get(fi) else {
+    for seg in &chain.segments {
+        let Some(file) = fleet.files.get(seg.file) else {
             continue;
         };
         chain_lines(file, chain.tag.as_deref(), |line_no, text| {
@@ -1358,5 +1377,192 @@ mod tests {
             let e = verify_lines(&lines).unwrap_err();
             assert_eq!((e.line, e.seq), (1, Some(0)), "{spelling}: {e}");
         }
+    }
+
+    /// A writer run's lines as the sealer writes them: its genesis (after
+    /// `previous`), `events` retention records (each saying it deleted
+    /// `deleted`), and its seal when `sealed`. Returns the lines and the
+    /// chain's tag.
+    fn run_lines(
+        pod: &str,
+        previous: Option<&Value>,
+        events: &[crate::audit::sink::Deleted],
+        sealed: bool,
+    ) -> (Vec<String>, String) {
+        use crate::audit::origin::ChainOrigin;
+        use crate::audit::seal::{Sealed, Sealer};
+        let origin = ChainOrigin::new(Some(pod.into()), None, None, "v1");
+        let mut sealer = Sealer::new(origin.tag.clone(), ChainKey::new(None), None);
+        let mut out = Sealed::default();
+        sealer.seal_genesis(&origin, previous, &mut out);
+        for d in events {
+            sealer.seal_retention(d, &mut out);
+        }
+        if sealed {
+            sealer.seal_end("shutdown", &mut out);
+        }
+        let text = String::from_utf8(out.bytes).unwrap();
+        (text.lines().map(str::to_string).collect(), origin.tag)
+    }
+
+    fn deleted(c: Option<&str>, first: u64, last: u64) -> crate::audit::sink::Deleted {
+        crate::audit::sink::Deleted {
+            files: 1,
+            first_seq: Some(first),
+            first_c: c.map(str::to_string),
+            last_seq: Some(last),
+            last_c: c.map(str::to_string),
+        }
+    }
+
+    fn verify_set_of(files: &[(&str, &[String])]) -> (FleetReport, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(|(name, lines)| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+                p
+            })
+            .collect();
+        (verify_set(&paths, &VerifyOptions::default()), dir)
+    }
+
+    /// After an upgrade the file holds the format-3 chain, then the new
+    /// process's chain, whose genesis names the old chain's last record:
+    /// both verify, and records cut off the old chain's end show.
+    #[test]
+    fn a_format_4_chain_after_a_format_3_one_in_the_same_file() {
+        let old = compact_lines(3);
+        let last: Value = serde_json::from_str(&old[2]).unwrap();
+        let previous = chain::sorted(&serde_json::json!({
+            "hash": last["hash"], "sealed": false, "seq": 2, "v": 3
+        }));
+        let (new, tag) = run_lines("shop-a", Some(&previous), &[], true);
+        let mut lines = old.clone();
+        lines.extend(new.clone());
+        let (fleet, _dir) = verify_set_of(&[("audit.log", &lines)]);
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        let statuses: Vec<(Option<String>, ChainStatus)> = fleet
+            .chains
+            .iter()
+            .map(|c| (c.tag.clone(), c.status))
+            .collect();
+        assert!(
+            statuses.contains(&(None, ChainStatus::Open)),
+            "{statuses:?}"
+        );
+        assert!(statuses.contains(&(Some(tag.clone()), ChainStatus::Sealed)));
+        // The old chain's last record deleted: the new genesis says it was
+        // there.
+        let mut cut = old[..2].to_vec();
+        cut.extend(new);
+        let (fleet, _dir) = verify_set_of(&[("audit.log", &cut)]);
+        let legacy = fleet.chains.iter().find(|c| c.tag.is_none()).unwrap();
+        assert_eq!(legacy.status, ChainStatus::Broken);
+        let why = &legacy.failure.as_ref().unwrap().reason;
+        assert!(why.contains("cut off its end"), "{why}");
+    }
+
+    /// Retention of one chain's files noted by a later chain: the earlier
+    /// chain verifies from where it is left. Without the note it is broken
+    /// (or, with --partial, accepted).
+    #[test]
+    fn a_deletion_noted_by_another_chain_covers_the_missing_start() {
+        let filler = [
+            deleted(None, 0, 0),
+            deleted(None, 0, 0),
+            deleted(None, 0, 0),
+        ];
+        let (a, a_tag) = run_lines("shop-a", None, &filler, false);
+        // Records 0 and 1 of a (its genesis and a first record) deleted.
+        let a_left = a[2..].to_vec();
+        let (b, _) = run_lines("shop-b", None, &[deleted(Some(&a_tag), 0, 1)], true);
+        let (fleet, _dir) = verify_set_of(&[("a.log", &a_left), ("b.log", &b)]);
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        let ca = fleet
+            .chains
+            .iter()
+            .find(|c| c.tag.as_deref() == Some(&a_tag))
+            .unwrap();
+        assert_eq!(
+            ca.report.deleted,
+            Some(DeletedRange {
+                first_seq: 0,
+                last_seq: 1,
+                noted_at: 1
+            })
+        );
+        assert!(
+            ca.to_text()
+                .contains("partial: starts at seq 2 after audit retention")
+        );
+        let (fleet, dir) = verify_set_of(&[("a.log", &a_left)]);
+        assert!(!fleet.intact());
+        assert!(
+            fleet.chains[0]
+                .failure
+                .as_ref()
+                .unwrap()
+                .reason
+                .contains("records 0 to 1 are missing")
+        );
+        let partial = VerifyOptions {
+            partial: true,
+            ..VerifyOptions::default()
+        };
+        let again = verify_set(&[dir.path().join("a.log")], &partial);
+        assert!(again.intact() && again.chains[0].partial);
+    }
+
+    /// Two chains interleaved, a copy of a file, stray lines, a seal
+    /// followed by more, a torn tail.
+    #[test]
+    fn sets_of_chains_and_what_breaks_them() {
+        let (a, a_tag) = run_lines("shop-a", None, &[deleted(None, 0, 0)], true);
+        let (b, _) = run_lines("shop-b", None, &[deleted(None, 0, 0)], true);
+        let mixed = vec![
+            a[0].clone(),
+            b[0].clone(),
+            b[1].clone(),
+            a[1].clone(),
+            a[2].clone(),
+            b[2].clone(),
+        ];
+        let (fleet, _dir) = verify_set_of(&[("mixed.log", &mixed)]);
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        assert_eq!(fleet.count(ChainStatus::Sealed), 2);
+        // The same file twice under two names.
+        let (fleet, _dir) = verify_set_of(&[("a.log", &a), ("copy.log", &a)]);
+        let why = &fleet.chains[0].failure.as_ref().unwrap().reason;
+        assert!(why.contains("the same records twice"), "{why}");
+        // A line of no chain, and a format-4 line without its tag.
+        let mut stray = a.clone();
+        stray.push("not json".into());
+        stray.push(a[1].replacen(&format!("\"c\":\"{a_tag}\","), "", 1));
+        let (fleet, _dir) = verify_set_of(&[("a.log", &stray)]);
+        assert_eq!(fleet.problems.len(), 1, "{}", fleet.to_text());
+        assert!(fleet.problems[0].reason.contains("and 1 more lines"));
+        // The seal moved before the record it follows.
+        let mut after = a.clone();
+        after.swap(1, 2);
+        let (fleet, _dir) = verify_set_of(&[("a.log", &after)]);
+        assert_eq!(fleet.chains[0].status, ChainStatus::Broken);
+        // A torn tail: open, cut off mid-record; untagged: a problem.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        let open = &a[..2];
+        std::fs::write(&p, open.join("\n") + "\n" + &a[2][..a[2].len() / 2]).unwrap();
+        let fleet = verify_set(std::slice::from_ref(&p), &VerifyOptions::default());
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        assert_eq!(fleet.chains[0].torn.as_deref(), Some(p.as_path()));
+        assert!(fleet.chains[0].to_text().contains("cut off mid-record"));
+        std::fs::write(&p, "{\"hash\":\"abc").unwrap();
+        let fleet = verify_set(std::slice::from_ref(&p), &VerifyOptions::default());
+        assert!(fleet.problems[0].reason.contains("incomplete record"));
+        // A seq that cannot be followed is refused, not a panic.
+        let line = format!("{{\"hash\":\"x\",\"seq\":{},\"v\":3}}", u64::MAX);
+        let (fleet, _dir) = verify_set_of(&[("a.log", &[line])]);
+        assert!(!fleet.intact());
     }
 }
