@@ -496,6 +496,8 @@ fn tag_in_fragment(text: &[u8]) -> Option<String> {
 struct Segment {
     file: usize,
     first_seq: Option<u64>,
+    /// Lines of the chain in the file, as the first pass counted them.
+    lines: u64,
 }
 
 /// Calls `each(line number, line)` for every complete line of `file` that
@@ -623,7 +625,11 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
                         segments.push(Segment {
                             file: fi,
                             first_seq: seq,
+                            lines: 0,
                         });
+                    }
+                    if let Some(last) = segments.last_mut() {
+                        last.lines += 1;
                     }
                 }
                 Err(reason) => note(&mut problems, fail(line_no, reason)),
@@ -866,7 +872,9 @@ fn verify_chain(
             return;
         }
         let mut failure = None;
+        let mut read_lines = 0u64;
         let read = chain_lines(file, tag.as_deref(), |line_no, text| {
+            read_lines += 1;
             let fail = |seq: Option<u64>, reason: String| VerifyFailure {
                 file: file.clone(),
                 line: line_no,
@@ -893,6 +901,21 @@ fn verify_chain(
         });
         if let Err(f) = read {
             failure = Some(f);
+        }
+        // Every line the first pass gave this chain must have been read
+        // (a line spelled otherwise, `"c" : "…"`, is not found by the
+        // second pass's search: it would go unverified).
+        if failure.is_none() && read_lines != seg.lines {
+            failure = Some(VerifyFailure {
+                file: file.clone(),
+                line: 0,
+                seq: None,
+                reason: format!(
+                    "{} of this chain's lines in this file are not in the canonical form \
+                     fieldguard writes (readers could see records no hash covers)",
+                    seg.lines.abs_diff(read_lines)
+                ),
+            });
         }
         if failure.is_some() {
             c.failure = failure;
@@ -1543,6 +1566,13 @@ mod tests {
         let (fleet, _dir) = verify_set_of(&[("a.log", &stray)]);
         assert_eq!(fleet.problems.len(), 1, "{}", fleet.to_text());
         assert!(fleet.problems[0].reason.contains("and 1 more lines"));
+        // A line of the chain spelled otherwise (which the second pass's
+        // search does not find): not left unverified.
+        let mut spaced = a.clone();
+        spaced.insert(2, a[1].replacen("\"c\":\"", "\"c\": \"", 1));
+        let (fleet, _dir) = verify_set_of(&[("a.log", &spaced)]);
+        let why = &fleet.chains[0].failure.as_ref().unwrap().reason;
+        assert!(why.contains("1 of this chain's lines"), "{why}");
         // The seal moved before the record it follows.
         let mut after = a.clone();
         after.swap(1, 2);
