@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 const MAX_BATCH: usize = 512;
 /// How long the writer waits for more records before writing a batch.
 const LINGER: Duration = Duration::from_millis(1);
+/// Room made for a chain's last records, a retention record and the seal
+/// (about 300 and 250 bytes).
+const SEAL_ROOM: u64 = 1024;
 
 /// A reserved place in the queue for one request's record.
 pub type Slot = mpsc::OwnedPermit<AuditRecord>;
@@ -372,7 +375,11 @@ impl Writer {
                 .queue_depth
                 .set((self.rx.max_capacity() - self.rx.capacity()) as i64);
         }
-        // Every record is written: the chain ends here.
+        // Every record is written: the chain ends here. Room for the seal
+        // is made first, and what that deleted recorded before it: nothing
+        // may follow the seal.
+        sinks = self.make_room_for_seal(sinks.take()).await;
+        sinks = self.record_deletions(sinks.take()).await;
         let mut end = Sealed::default();
         self.sealer.seal_end(stopping.unwrap_or("closed"), &mut end);
         sinks = self.write_until_done(sinks.take(), end).await;
@@ -400,6 +407,42 @@ impl Writer {
             self.sealer.seal(r, &mut out);
         }
         out
+    }
+
+    /// Has the file sink make room for the chain's last records (a
+    /// retention record and the seal) before they are sealed: see
+    /// [`FileSink::make_room`].
+    async fn make_room_for_seal(&mut self, sinks: Option<Sinks>) -> Option<Sinks> {
+        let mut s = sinks?;
+        if s.file.is_none() {
+            return Some(s);
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let made = s.file.as_mut().map_or(Ok(()), |f| f.make_room(SEAL_ROOM));
+            let deleted = s.file.as_mut().and_then(FileSink::take_deleted);
+            let remaining = s.file.as_ref().map(FileSink::remaining_bytes);
+            let layout = s.file.as_ref().map(|f| (f.layout(), f.replaced()));
+            (s, made, deleted, remaining, layout)
+        })
+        .await;
+        match joined {
+            Ok((s, made, deleted, remaining, layout)) => {
+                if let Err(e) = made {
+                    tracing::warn!("cannot make room for the audit chain's seal: {e}");
+                }
+                self.note_retention(deleted, remaining);
+                if let Some((layout, replaced)) = layout {
+                    // A file started here holds no definitions yet.
+                    self.sealer.file_written(layout.len, true);
+                    self.replaced = replaced;
+                }
+                Some(s)
+            }
+            Err(e) => {
+                self.fail(&format!("audit writer task failed: {e}"));
+                None
+            }
+        }
     }
 
     /// Writes a record of each deletion retention made while writing, at

@@ -258,6 +258,26 @@ impl FileSink {
         &self.path
     }
 
+    /// Makes room for `bytes` more, now: rotates when they would not fit
+    /// in the current file, and deletes the oldest files (as retention
+    /// allows) until they fit in the retention. The writer calls it before
+    /// a chain's last records (its seal), so that writing them deletes
+    /// nothing the chain could no longer record. `Err` (retention full under
+    /// `refuse`, a failed rotation): no room made; the write will fail and
+    /// be retried like any other.
+    pub fn make_room(&mut self, bytes: u64) -> io::Result<()> {
+        self.ensure_open()?;
+        if self.layout().needs_new_file(bytes) {
+            self.rotate()?;
+        }
+        while self.rotated_bytes + self.len + bytes > self.retention.max_total_bytes
+            && self.len + bytes <= self.retention.max_total_bytes
+        {
+            self.delete_oldest(false)?;
+        }
+        Ok(())
+    }
+
     /// Starts a new file (rotating the current one, if it holds anything):
     /// a new chain's first line must not be appended to a damaged one.
     pub fn start_new_file(&mut self) -> io::Result<()> {
@@ -778,6 +798,31 @@ mod retention_tests {
         s.write(record(3).as_bytes()).unwrap();
         let ends = seq_range(&numbered(&path, 2));
         assert_eq!((ends.first_seq, ends.last_seq), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn make_room_rotates_and_deletes_before_the_last_records_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::DeleteOldest);
+        for seq in 0..3 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        assert!(s.take_deleted().is_none());
+        // 85 more bytes do not fit in the current file, nor in the
+        // retention: rotated and the oldest deleted now, not by the write.
+        s.make_room(85).unwrap();
+        assert_eq!(s.layout().len, 0);
+        let d = s.take_deleted().unwrap();
+        assert_eq!((d.files, d.first_seq), (1, Some(0)));
+        s.write(record(3).as_bytes()).unwrap();
+        assert!(s.take_deleted().is_none());
+        // Under `refuse`, no room is made: the write will be refused.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::Refuse);
+        for seq in 0..3 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        assert!(s.make_room(85).is_err());
     }
 
     #[test]
