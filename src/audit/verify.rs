@@ -780,11 +780,14 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
 }
 
 /// A chain's genesis names what its file held last before it: the end of
-/// the previous run. When that run's chain is in the set, its end must be
-/// there: records cut off the end of an open chain, or its seal removed,
-/// show here (a chain alone cannot show what was cut off its end).
+/// the previous run. When that run's chain (format 4: named by its tag) is
+/// in the set, its end must be there: records cut off the end of an open
+/// chain, or its seal removed, show here (a chain alone cannot show what
+/// was cut off its end). A previous record of formats 1-3 names no chain:
+/// the lines of formats 1-3 in a set can be another process's, so they are
+/// not held to it.
 fn check_previous(chains: &mut [ChainReport]) {
-    let mut named: Vec<(Option<String>, u64, String, bool, String)> = Vec::new();
+    let mut named: Vec<(String, u64, String, bool, String)> = Vec::new();
     for c in chains.iter() {
         let Some(p) = c.genesis.as_ref().and_then(|g| g.previous.as_ref()) else {
             continue;
@@ -795,28 +798,30 @@ fn check_previous(chains: &mut [ChainReport]) {
         ) else {
             continue;
         };
-        let tag = p.get("c").and_then(Value::as_str).map(str::to_string);
+        let Some(tag) = p.get("c").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
         let sealed = p.get("sealed").and_then(Value::as_bool).unwrap_or(false);
         named.push((tag, seq, hash.to_string(), sealed, c.name()));
     }
     for (tag, seq, hash, sealed, by) in named {
         let Some(prev) = chains
             .iter_mut()
-            .find(|c| c.tag == tag && c.failure.is_none())
+            .find(|c| c.tag.as_deref() == Some(tag.as_str()) && c.failure.is_none())
         else {
             continue;
         };
         let last = prev.report.last_seq;
         let cut = match last {
+            Some(l) if sealed && prev.seal.is_none() && l.checked_add(1) == Some(seq) => Some(
+                format!("its seal was removed: chain {by} started after its seal (seq {seq})"),
+            ),
             Some(l) if l < seq => Some(format!(
                 "records were cut off its end: chain {by} started after its record seq {seq}, \
                  but the files hold it only up to seq {l}"
             )),
             Some(l) if l == seq && prev.report.last_hash != hash => Some(format!(
                 "its last record is not the one chain {by} started after (seq {seq}, hash {hash})"
-            )),
-            Some(l) if l == seq && sealed && prev.seal.is_none() => Some(format!(
-                "its seal was removed: chain {by} started after its seal (seq {seq})"
             )),
             _ => None,
         };
@@ -1476,14 +1481,46 @@ mod tests {
             "{statuses:?}"
         );
         assert!(statuses.contains(&(Some(tag.clone()), ChainStatus::Sealed)));
-        // The old chain's last record deleted: the new genesis says it was
-        // there.
+        // The old chain's last record deleted: a format 1-3 chain is not
+        // held to a genesis's `previous` (it can be another process's).
         let mut cut = old[..2].to_vec();
         cut.extend(new);
         let (fleet, _dir) = verify_set_of(&[("audit.log", &cut)]);
-        let legacy = fleet.chains.iter().find(|c| c.tag.is_none()).unwrap();
-        assert_eq!(legacy.status, ChainStatus::Broken);
-        let why = &legacy.failure.as_ref().unwrap().reason;
+        assert!(fleet.intact(), "{}", fleet.to_text());
+    }
+
+    /// The next run's genesis names the end of the run before it: records
+    /// cut off that end, or its seal removed, break the earlier chain.
+    #[test]
+    fn the_next_genesis_shows_what_was_cut_off_a_chain() {
+        let filler = [deleted(None, 0, 0), deleted(None, 0, 0)];
+        let (first, tag) = run_lines("shop-a", None, &filler, true);
+        let end: Value = serde_json::from_str(first.last().unwrap()).unwrap();
+        let previous = chain::sorted(&serde_json::json!({
+            "c": tag, "hash": end["hash"], "sealed": true, "seq": end["seq"], "v": 4
+        }));
+        let (second, _) = run_lines("shop-a", Some(&previous), &[], true);
+        let file = |first: &[String]| {
+            let mut l = first.to_vec();
+            l.extend(second.clone());
+            l
+        };
+        let (fleet, _dir) = verify_set_of(&[("audit.log", &file(&first))]);
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        // The seal removed: open on its own, broken next to the next run.
+        let unsealed = &first[..first.len() - 1];
+        let (alone, _dir) = verify_set_of(&[("audit.log", unsealed)]);
+        assert_eq!(alone.chains[0].status, ChainStatus::Open);
+        let failure = |fleet: &FleetReport| {
+            let c = fleet.chains.iter().find(|c| c.tag.as_deref() == Some(&tag));
+            c.and_then(|c| c.failure.clone()).unwrap().reason
+        };
+        let (fleet, _dir) = verify_set_of(&[("audit.log", &file(unsealed))]);
+        let why = failure(&fleet);
+        assert!(why.contains("its seal was removed"), "{why}");
+        // The seal and a record before it removed.
+        let (fleet, _dir) = verify_set_of(&[("audit.log", &file(&first[..first.len() - 2]))]);
+        let why = failure(&fleet);
         assert!(why.contains("cut off its end"), "{why}");
     }
 
