@@ -391,9 +391,9 @@ pub fn verify_files(
     }
 }
 
-/// The files named, with each directory replaced by the regular files in
-/// it (not those whose name starts with a dot), in rotation order; each
-/// file once. An unreadable directory is a problem.
+/// The files named, with each directory replaced by the regular files (or
+/// links to them) in it, not those whose name starts with a dot, in
+/// rotation order; each file once. An unreadable directory is a problem.
 pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<VerifyFailure>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
@@ -420,7 +420,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<VerifyFailure>) {
             };
             let mut in_dir: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| e.path().is_file())
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.path())
                 .collect();
