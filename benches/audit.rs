@@ -17,7 +17,7 @@
 //! Figures: docs/audit-and-metrics.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fieldguard::audit::chain::{ChainKey, ChainState};
+use fieldguard::audit::chain::ChainKey;
 use fieldguard::audit::seal::{Sealed, Sealer};
 use fieldguard::audit::{AuditRecord, AuditSettings, FsyncPolicy, OnFull, WhenFull};
 use fieldguard::config;
@@ -85,7 +85,11 @@ fn exchange(rt: &Runtime) -> Exchange {
 fn bench_audit(c: &mut Criterion) {
     let rt = runtime();
     let ex = exchange(&rt);
-    let mut sealer = Sealer::new(ChainState::genesis(), ChainKey::new(None), None);
+    let mut sealer = Sealer::new(
+        fieldguard::audit::origin::new_tag(),
+        ChainKey::new(None),
+        None,
+    );
     let mut first = Sealed::default();
     sealer.seal(AuditRecord::from_exchange(&ex, &rt), &mut first);
     let mut next = Sealed::default();
@@ -104,7 +108,7 @@ fn bench_audit(c: &mut Criterion) {
         ("build_and_seal_sha256", ChainKey::new(None)),
         ("build_and_seal_hmac", ChainKey::new(Some(&[7u8; 32]))),
     ] {
-        let mut sealer = Sealer::new(ChainState::genesis(), key, None);
+        let mut sealer = Sealer::new(fieldguard::audit::origin::new_tag(), key, None);
         let mut out = Sealed::default();
         sealer.seal(AuditRecord::from_exchange(&ex, &rt), &mut out);
         g.bench_function(name, |b| {
@@ -137,7 +141,7 @@ fn bench_audit(c: &mut Criterion) {
     settings.retention.when_full = WhenFull::DeleteOldest;
     let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
     let (log, writer) = tokio_rt
-        .block_on(async { fieldguard::audit::start(&settings, metrics.audit.clone()) })
+        .block_on(async { fieldguard::audit::start(&settings, metrics.audit.clone(), "bench") })
         .unwrap_or_else(|e| panic!("audit: {e}"));
     g.bench_function("enqueue_and_write", |b| {
         b.iter(|| {

@@ -50,29 +50,41 @@ struct Cli {
 /// The audit files a command reads, and how to verify them.
 #[derive(clap::Args)]
 struct AuditFiles {
-    /// Audit log files, oldest first (`audit.log.2 audit.log.1 audit.log`).
+    /// Audit log files and directories, of one process or of many, in any
+    /// order: lines are sorted into their chains by chain id, and each
+    /// chain's files ordered by the records they hold. Files of formats
+    /// 1-3 (no chain id) form one chain, read in the order given (a
+    /// directory's in rotation order: `audit.log.2 audit.log.1 audit.log`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// The key of a log written with `audit.hmac_key_file`.
     #[arg(long)]
     hmac_key_file: Option<PathBuf>,
-    /// The first file does not start the chain (older files were rotated
-    /// away).
+    /// Chains may start after records that are not given (older files
+    /// were moved away on purpose).
     #[arg(long)]
     partial: bool,
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check that audit log files, oldest first, form one unbroken hash
-    /// chain; names the first bad record.
+    /// Check audit log files, of one process or a fleet's, chain by chain:
+    /// each chain (one writer run) is reported sealed (stopped cleanly),
+    /// open (no seal: still running, or killed) or broken (the first bad
+    /// record named). Fails when any chain is broken.
     Verify {
         #[command(flatten)]
         input: AuditFiles,
+        /// Fail also when a chain is open (not sealed): every writer must
+        /// have stopped cleanly.
+        #[arg(long)]
+        require_sealed: bool,
+        #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
+        format: SubjectFormat,
     },
     /// Who read, changed or deleted one customer's data, when, through
-    /// which route and with which outcome (FILES oldest first; their chain
-    /// is verified first, and a broken chain is an error).
+    /// which route and with which outcome, in every chain of FILES (each
+    /// verified first: a broken chain is an error).
     Subject {
         /// The customer's id (`c-1001`).
         id: String,
@@ -81,9 +93,10 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
         format: SubjectFormat,
     },
-    /// Print every record of audit log files (oldest first) in full, one
-    /// JSON object per line: each request record with the definition it
-    /// refers to merged in, for tools that read records one by one. The
+    /// Print every record of audit log files in full, one JSON object per
+    /// line, chain by chain: each request record with the definition it
+    /// refers to merged in (its chain's tag in `c`; each chain's genesis
+    /// record names it), for tools that read records one by one. Every
     /// chain is verified first; a broken chain is an error.
     Expand {
         #[command(flatten)]
@@ -335,8 +348,13 @@ fn main() -> ExitCode {
             .map_err(CliError::from)
             .and_then(|rt| rt.block_on(serve_shop(listen, customers, extra_fields))),
         Command::Audit {
-            command: AuditCommand::Verify { input },
-        } => audit_verify(&input),
+            command:
+                AuditCommand::Verify {
+                    input,
+                    require_sealed,
+                    format,
+                },
+        } => audit_verify(&input, require_sealed, format),
         Command::Audit {
             command: AuditCommand::Subject { id, input, format },
         } => audit_subject(&id, &input, format),
@@ -658,7 +676,7 @@ fn audit_expand(input: &AuditFiles) -> Result<(), CliError> {
     let (files, opts) = (&input.files, verify_options(input)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
-    fieldguard::audit::read::each_record(files, &opts, |rec| {
+    fieldguard::audit::read::each_record(files, &opts, |_, rec| {
         let sorted = fieldguard::audit::chain::sorted(&rec);
         if failed.is_none()
             && let Err(e) = serde_json::to_writer(&mut out, &sorted)
@@ -678,33 +696,50 @@ fn audit_expand(input: &AuditFiles) -> Result<(), CliError> {
     })
 }
 
-/// Verifies audit log files; prints what verified, or names the bad record.
-fn audit_verify(input: &AuditFiles) -> Result<(), CliError> {
+/// Verifies audit log files chain by chain; prints each chain's state,
+/// and fails naming the first bad record of a broken chain (or, with
+/// `require_sealed`, the chains left open).
+fn audit_verify(
+    input: &AuditFiles,
+    require_sealed: bool,
+    format: SubjectFormat,
+) -> Result<(), CliError> {
+    use fieldguard::audit::verify::ChainStatus;
     let (files, opts) = (&input.files, verify_options(input)?);
-    let report = fieldguard::audit::verify_files(files, &opts)
-        .map_err(|f| format!("audit chain broken at {f}"))?;
-    let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    match (report.first_seq, report.last_seq) {
-        (Some(first), Some(last)) if report.definitions > 0 => outln!(
-            "ok: {} records and {}, seq {first} to {last}, last hash {}",
-            report.records,
-            plural(report.definitions, "definition"),
-            report.last_hash
+    let fleet = fieldguard::audit::verify::verify_set(files, &opts);
+    match format {
+        SubjectFormat::Text => out!("{}", fleet.to_text()),
+        SubjectFormat::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&fleet).map_err(|e| e.to_string())?
         ),
-        (Some(first), Some(last)) => outln!(
-            "ok: {} records, seq {first} to {last}, last hash {}",
-            report.records,
-            report.last_hash
-        ),
-        _ => outln!("ok: no records"),
     }
-    if let Some(d) = report.deleted {
-        outln!(
-            "gap: records seq {} to {} were deleted by audit retention (recorded at seq {})",
-            d.first_seq,
-            d.last_seq,
-            d.noted_at
-        );
+    if let Some((chain, f)) = fleet.first_failure() {
+        let which = match chain {
+            Some(c) => format!("chain {}", c.name()),
+            None => "a line in no chain".to_string(),
+        };
+        return Err(format!("audit chain broken at {f} ({which})").into());
+    }
+    if fleet.chains.is_empty() && fleet.files.is_empty() {
+        return Err("no audit files found".into());
+    }
+    if require_sealed {
+        let open: Vec<String> = fleet
+            .chains
+            .iter()
+            .filter(|c| c.status != ChainStatus::Sealed)
+            .map(|c| c.name())
+            .collect();
+        if !open.is_empty() {
+            return Err(format!(
+                "{} chain{} not sealed (--require-sealed): {}",
+                open.len(),
+                if open.len() == 1 { " is" } else { "s are" },
+                open.join(", ")
+            )
+            .into());
+        }
     }
     Ok(())
 }

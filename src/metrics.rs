@@ -143,6 +143,8 @@ pub struct AuditMetrics {
     pub files_deleted: IntCounter,
     pub retention_remaining_bytes: IntGauge,
     pub retention_capacity_bytes: IntGauge,
+    /// The audit chain this process writes (value 1), by id.
+    pub chain_info: IntGaugeVec,
 }
 
 /// A registry that remembers what was registered.
@@ -303,6 +305,17 @@ impl Metrics {
                 "fieldguard_audit_retention_capacity_bytes",
                 "Bytes the audit files may hold in all (audit.retention.max_total_bytes); 0 without a file sink.",
             )?,
+            chain_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "fieldguard_audit_chain_info",
+                        "The audit chain this process writes (value 1): its id, as `audit verify` reports it.",
+                    ),
+                    &["chain"],
+                )?;
+                r.add("fieldguard_audit_chain_info", Box::new(g.clone()))?;
+                g
+            },
         };
         for reason in ["sink_failed", "queue_full", "closed"] {
             audit.refused_requests.with_label_values(&[reason]);

@@ -16,7 +16,8 @@ pub fn attach_audit(
     settings: &AuditSettings,
 ) -> Result<(Proxy, AuditWriter), audit::StartError> {
     crate::logging::spawn_repeated_flusher();
-    let (log, writer) = audit::start(settings, proxy.metrics.audit.clone())?;
+    let version = proxy.runtime().decisions.engine.bundle.version.clone();
+    let (log, writer) = audit::start(settings, proxy.metrics.audit.clone(), &version)?;
     Ok((proxy.with_audit(log), writer))
 }
 
@@ -78,7 +79,7 @@ pub async fn serve_until_shutdown(
             Some(Ok(Err(e)) | Err(e)) => Err(e.to_string()),
         }
     };
-    let result = tokio::select! {
+    let result: Result<(), String> = tokio::select! {
         r = first_end => r,
         _ = shutdown_signal() => {
             crate::logging::notice(format_args!(
@@ -93,7 +94,10 @@ pub async fn serve_until_shutdown(
     for a in aborts {
         a.abort();
     }
-    writer.shutdown().await;
+    // The chain's seal says why it ended.
+    writer
+        .shutdown_because(if result.is_ok() { "shutdown" } else { "error" })
+        .await;
     result.and(drained.map_err(|e| e.to_string()))
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use common::audited::{Audited, chain_records, records, start_audited, start_audited_in_front_of};
 use common::token;
 use fieldguard::audit::chain::{spell, unspell};
+use fieldguard::audit::verify::ChainStatus;
 use fieldguard::audit::{AuditSettings, OnFull, VerifyOptions, sink::numbered, verify_files};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -242,11 +243,12 @@ async fn every_request_leaves_a_record_of_names_ids_and_counts_never_values() {
     assert!(!text.contains("Eve"), "refused write values stay out");
 
     let report = verify(&[file]).unwrap();
-    // Nine records, and the definitions they refer to, in one chain.
+    // Nine records, and the definitions they refer to, in one chain that
+    // starts with its genesis record (seq 0) and ends with its seal.
     assert!(report.definitions >= 1, "{report:?}");
     assert_eq!(
         (report.records, report.first_seq, report.last_seq),
-        (9, Some(0), Some(8 + report.definitions))
+        (9, Some(0), Some(10 + report.definitions))
     );
 }
 
@@ -284,58 +286,69 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
         assert_eq!((e.line, e.seq), (line, Some(seq)), "{e}");
         assert!(e.reason.contains(why), "{e}");
     };
-    // Line 1 is the definition the six records refer to.
-    assert_eq!(chain_records(&file)[0]["event"], "definition");
-    // Request lines (format 3) carry no `prev`: their link is the line
-    // before, which the verifier hashes them with.
-    assert!(chain_records(&file)[1].get("prev").is_none());
+    // Line 1 is the chain's genesis record, line 2 the definition the six
+    // records refer to, line 9 the seal.
+    assert_eq!(chain_records(&file)[0]["event"], "genesis");
+    assert_eq!(chain_records(&file)[1]["event"], "definition");
+    assert_eq!(chain_records(&file)[8]["event"], "seal");
+    // Request lines (formats 3 and 4) carry no `prev`: their link is the
+    // line of their chain before them, which the verifier hashes them with.
+    assert!(chain_records(&file)[2].get("prev").is_none());
     // Edited: the record's own hash no longer matches.
     check(
-        &|l| l[2] = l[2].replace("\"client\":\"127.0.0.1\"", "\"client\":\"127.0.0.2\""),
+        &|l| l[3] = l[3].replace("\"client\":\"127.0.0.1\"", "\"client\":\"127.0.0.2\""),
+        4,
         3,
-        2,
         "modified",
     );
     // Edited with its hash recomputed (no key): the next record, hashed
     // with it as its link, no longer matches.
     check(
         &|l| {
-            let before: Value = serde_json::from_str(&l[1]).unwrap();
+            let before: Value = serde_json::from_str(&l[2]).unwrap();
             let prev = unspell(before["hash"].as_str().unwrap(), 3).unwrap();
-            let mut v: Value = serde_json::from_str(&l[2]).unwrap();
+            let mut v: Value = serde_json::from_str(&l[3]).unwrap();
             v["client"] = json!("10.9.9.9");
             v.as_object_mut().unwrap().remove("hash");
             let canonical = fieldguard::audit::chain::canonical(&v);
             let hash = fieldguard::audit::chain::ChainKey::new(None).digest(&prev, &canonical);
-            l[2] = String::from_utf8(fieldguard::audit::chain::line(&spell(&hash), &canonical))
+            l[3] = String::from_utf8(fieldguard::audit::chain::line(&spell(&hash), &canonical))
                 .unwrap()
                 .trim_end()
                 .to_string();
         },
+        5,
         4,
-        3,
         "the line before it",
     );
     // A middle line deleted, two lines swapped, a line repeated: the
     // first line out of place says so.
     let moved = "a record before it was deleted, inserted or moved";
+    check(&|l| drop(l.remove(3)), 4, 4, moved);
+    check(&|l| l.swap(3, 4), 4, 4, moved);
+    check(&|l| l.insert(3, l[2].clone()), 4, 2, moved);
     check(&|l| drop(l.remove(2)), 3, 3, moved);
-    check(&|l| l.swap(2, 3), 3, 3, moved);
-    check(&|l| l.insert(2, l[1].clone()), 3, 1, moved);
+    // The last request line swapped with the one before, or with the seal.
+    check(&|l| l.swap(6, 7), 7, 7, moved);
+    check(&|l| l.swap(7, 8), 8, 8, moved);
+    // The definition deleted: the first request line does not follow the
+    // genesis.
     check(&|l| drop(l.remove(1)), 2, 2, moved);
-    // The last line of the file swapped with the one before.
-    check(&|l| l.swap(5, 6), 6, 6, moved);
-    // The definition deleted: the file now starts with a line that names
-    // no record to link to.
-    check(&|l| drop(l.remove(0)), 1, 1, "no `prev`");
+    // The genesis and the definition deleted: the file now starts with a
+    // line that names no record to link to.
+    check(&|l| drop(l.drain(0..2)), 1, 2, "no `prev`");
     let partial = VerifyOptions {
         partial: true,
         ..VerifyOptions::default()
     };
-    rewrite(&file, &bad, |l| drop(l.remove(0)));
+    rewrite(&file, &bad, |l| drop(l.drain(0..2)));
     let e = verify_files(std::slice::from_ref(&bad), &partial).unwrap_err();
-    assert_eq!((e.line, e.seq), (1, Some(1)), "{e}");
+    assert_eq!((e.line, e.seq), (1, Some(2)), "{e}");
     assert!(e.reason.contains("no `prev`"), "{e}");
+    // The seal deleted: an open chain (verify alone cannot tell a seal
+    // removed from a writer killed; `--require-sealed` refuses both).
+    rewrite(&file, &bad, |l| drop(l.pop()));
+    assert_eq!(verify(std::slice::from_ref(&bad)).unwrap().records, 6);
     // Cut by rotation on purpose: --partial accepts the later start (each
     // file holds the definitions its records use).
     let rotated_dir = dir.path().join("rotated");
@@ -364,13 +377,14 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
         .output()
         .unwrap();
     assert!(ok.status.success());
+    let text = String::from_utf8_lossy(&ok.stdout);
     assert!(
-        String::from_utf8_lossy(&ok.stdout)
-            .starts_with("ok: 6 records and 1 definition, seq 0 to 6"),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
+        text.starts_with("chain ")
+            && text.contains(": sealed (shutdown): 6 records, 1 definition, seq 0 to 8,")
+            && text.ends_with("1 chain: 1 sealed, 0 open, 0 broken\n"),
+        "{text}"
     );
-    rewrite(&file, &bad, |l| l.swap(1, 2));
+    rewrite(&file, &bad, |l| l.swap(2, 3));
     let broken = std::process::Command::new(bin)
         .args(["audit", "verify"])
         .arg(&bad)
@@ -378,7 +392,7 @@ async fn verify_names_the_first_bad_record_after_any_edit() {
         .unwrap();
     assert!(!broken.status.success());
     let err = String::from_utf8_lossy(&broken.stderr);
-    assert!(err.contains("bad.log:2: record seq 2:"), "{err}");
+    assert!(err.contains("bad.log:3: record seq 3:"), "{err}");
 }
 
 #[tokio::test]
@@ -440,7 +454,11 @@ fn chain_files(file: &Path) -> Vec<PathBuf> {
 }
 
 #[tokio::test]
-async fn the_chain_resumes_after_a_restart_and_across_rotated_files() {
+async fn each_run_is_a_chain_of_its_own_that_names_the_run_before_it() {
+    // Before chains were per run (record format 4), a restarted writer
+    // continued the chain from the file's last record; now it starts a
+    // chain of its own in the same files, whose genesis names where the
+    // previous run ended, and the verifier sorts the lines into chains.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.log");
     let mut s = settings(file.clone());
@@ -460,32 +478,46 @@ async fn the_chain_resumes_after_a_restart_and_across_rotated_files() {
     }
     let files = chain_files(&file);
     assert!(files.len() >= 3, "{files:?}");
-    let report = verify(&files).unwrap();
-    assert_eq!(
-        (report.records, report.last_seq),
-        (12, Some(11 + report.definitions))
-    );
-    // Each file resolves its own references: it verifies alone (the
-    // first one from the genesis, the others as partial chains) and
-    // expands without the others.
+    // Given in any order (or as the folder): two sealed chains.
+    let mut shuffled = files.clone();
+    shuffled.reverse();
+    for input in [shuffled, vec![dir.path().to_path_buf()]] {
+        let fleet = fieldguard::audit::verify::verify_set(&input, &VerifyOptions::default());
+        assert!(fleet.intact(), "{}", fleet.to_text());
+        assert_eq!(fleet.chains.len(), 2, "{}", fleet.to_text());
+        for c in &fleet.chains {
+            assert_eq!(c.status, ChainStatus::Sealed, "{}", c.to_text());
+            assert_eq!(c.report.records, 6);
+            assert_eq!(c.report.first_seq, Some(0));
+        }
+        // The second run's genesis names the first run's end.
+        let (first, second) = (&fleet.chains[0], &fleet.chains[1]);
+        let previous = second.genesis.as_ref().unwrap().previous.clone().unwrap();
+        assert_eq!(previous["c"], json!(first.tag.clone().unwrap()));
+        assert_eq!(previous["seq"], json!(first.report.last_seq.unwrap()));
+        assert_eq!(previous["hash"], json!(first.report.last_hash));
+        assert_eq!(previous["sealed"], json!(true));
+        assert_ne!(first.tag, second.tag);
+    }
+    // One set, many chains: the single-chain API says so.
+    let e = verify(&files).unwrap_err();
+    assert!(e.reason.contains("2 chains"), "{e}");
+    // Each file resolves its own references: its chains verify alone (as
+    // partial chains where they start in an earlier file).
     let partial = VerifyOptions {
         partial: true,
         ..VerifyOptions::default()
     };
-    for (i, f) in files.iter().enumerate() {
-        let opts = if i == 0 {
-            VerifyOptions::default()
-        } else {
-            partial.clone()
-        };
-        let alone = verify_files(std::slice::from_ref(f), &opts)
-            .unwrap_or_else(|e| panic!("{} alone: {e}", f.display()));
-        assert!(alone.definitions >= 1, "{}: {alone:?}", f.display());
-        assert_eq!(
-            chain_records(f)[0]["event"],
-            "definition",
+    for f in &files {
+        let alone = fieldguard::audit::verify::verify_set(std::slice::from_ref(f), &partial);
+        assert!(alone.intact(), "{} alone: {}", f.display(), alone.to_text());
+        assert!(
+            alone
+                .chains
+                .iter()
+                .all(|c| c.report.records == 0 || c.report.definitions >= 1),
             "{}",
-            f.display()
+            alone.to_text()
         );
     }
     let all: Vec<Value> = files.iter().flat_map(|f| records(f)).collect();
@@ -494,18 +526,18 @@ async fn the_chain_resumes_after_a_restart_and_across_rotated_files() {
         .map(|r| r["request_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, seen.iter().map(String::as_str).collect::<Vec<_>>());
-    // The first line of the second run (the definition its records use,
-    // written again: the new process remembers none) links to the last
-    // record of the first.
+    // Every line names its chain; the seal of the first run is followed by
+    // the genesis of the second.
     let lines: Vec<Value> = files.iter().flat_map(|f| chain_records(f)).collect();
-    let last_of_first = lines
-        .iter()
-        .position(|l| l["hash"] == all[5]["hash"])
-        .unwrap();
-    let next = &lines[last_of_first + 1];
-    assert_eq!(next["prev"], all[5]["hash"]);
-    assert_eq!(next["event"], "definition");
-    assert_eq!(next["seq"], all[5]["seq"].as_u64().unwrap() + 1);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["c"].as_str().is_some_and(|c| c.len() == 11))
+    );
+    let seal = lines.iter().position(|l| l["event"] == "seal").unwrap();
+    assert_eq!(lines[seal + 1]["event"], "genesis");
+    assert_eq!(lines[seal + 1]["seq"], 0);
+    assert_eq!(lines[seal]["count"], 6);
 }
 
 /// An upstream that answers `GET /customers/{id}` only when the test opens
@@ -753,9 +785,13 @@ async fn a_failing_sink_refuses_requests_until_it_recovers() {
 
     // One chain across the moved-away file and the new ones, with every
     // served request in it and the refused one too.
-    let mut files = vec![moved.join("audit.log")];
+    // (The genesis record has a file of its own in the moved folder: the
+    // verifier orders the chain's files itself.)
+    let mut files = chain_files(&moved.join("audit.log"));
     files.extend(chain_files(&file));
     let report = verify(&files).unwrap();
+    assert_eq!(report.records, 4);
+    let report = verify(&[dir.clone(), moved.clone()]).unwrap();
     assert_eq!(report.records, 4);
     let recs: Vec<Value> = files.iter().flat_map(|f| records(f)).collect();
     assert_eq!(status_2xx(&recs), 3);

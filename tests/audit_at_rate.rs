@@ -297,7 +297,14 @@ async fn delete_oldest_counts_logs_and_records_what_it_deleted_and_verify_report
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("were deleted by audit retention"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "partial: starts at seq {} after audit retention deleted seq 0 to {}",
+            gap.last_seq + 1,
+            gap.last_seq
+        )),
+        "{text}"
+    );
     // Without the note the same start is a broken chain.
     let first = &kept[0];
     let stripped: String = std::fs::read_to_string(first)

@@ -249,12 +249,13 @@ async fn audit_subject_names_who_read_changed_and_deleted_a_customers_data() {
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
 
     // A tampered log is not reported on: its chain is checked first. (Line
-    // 1 is the definition the agent's read refers to; the read is line 2.)
+    // 1 is the chain's genesis, line 2 the definition the agent's read
+    // refers to; the read is line 3.)
     tamper(&file);
     let (ok, out, err) = fieldguard(&["audit", "subject", "c-1001", path]);
     assert!(!ok, "{out}");
     assert!(
-        err.contains("audit chain broken at") && err.contains(":2:"),
+        err.contains("audit chain broken at") && err.contains(":3:"),
         "{err}"
     );
 }

@@ -67,6 +67,7 @@ async fn rig(modify: impl FnOnce(&mut Config)) -> Rig {
     let (log, writer) = audit::start(
         &AuditSettings::for_file(file.clone()),
         proxy.metrics.audit.clone(),
+        "test",
     )
     .unwrap();
     let proxy = Arc::new(proxy.with_audit(log));

@@ -1,17 +1,21 @@
 //! The hash chain that makes the log tamper-evident.
 //!
-//! Each record carries `seq` (0, 1, 2, … across restarts and rotated files)
-//! and `hash` = SHA-256 — or HMAC-SHA256 with the configured key — over the
-//! previous record's hash (64 ASCII hex characters; 64 zeros for the first
-//! record ever) followed by the record's canonical form. The previous hash
-//! is written as `prev` on every record up to format 2; from format 3 on
-//! only where the line before is not its predecessor in the chain (the
-//! first line of a file or of a writer's run: definition and retention
+//! Each record carries `seq` (0, 1, 2, … in its chain, across rotated
+//! files; from format 4 a chain is one writer run, see [`super::origin`],
+//! before that it went on across restarts) and `hash` = SHA-256 — or
+//! HMAC-SHA256 with the configured key — over the previous record's hash
+//! (64 ASCII hex characters; 64 zeros for a chain's first record)
+//! followed by the record's canonical form. The previous hash is written as
+//! `prev` on every record up to format 2; from format 3 on only where the
+//! line before may not be its predecessor in the chain (the first line of a
+//! file or of a writer's run: definition, retention, genesis and seal
 //! records, which always carry it), so that a request line does not spend
 //! 73 bytes repeating the line above it. A verifier takes an absent `prev`
-//! from the previous line, so the hash still covers the link.
+//! from the previous line of the same chain (format 4: the previous line
+//! with the same tag `c`; format 3: the previous line), so the hash still
+//! covers the link.
 //!
-//! Spelling: format 3 writes `hash` and `prev` in base64url without
+//! Spelling: formats 3 and 4 write `hash` and `prev` in base64url without
 //! padding (43 characters, [`spell`]), formats 1 and 2 in hex. The digest
 //! input is the hex form in every format, so the chain's arithmetic is the
 //! same whichever way a line spells it.

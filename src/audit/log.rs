@@ -9,8 +9,9 @@
 //! [`AuditLog::reserve`] refuses new requests (503). Nothing is dropped
 //! silently: a record that cannot be queued or written is counted.
 
-use super::chain::{ChainKey, ChainState};
+use super::chain::ChainKey;
 use super::config::{AuditSettings, FsyncPolicy, OnFull};
+use super::origin::ChainOrigin;
 use super::record::AuditRecord;
 use super::seal::{Sealed, Sealer};
 use super::sink::{self, Deleted, FileSink};
@@ -25,6 +26,9 @@ use tokio::task::JoinHandle;
 const MAX_BATCH: usize = 512;
 /// How long the writer waits for more records before writing a batch.
 const LINGER: Duration = Duration::from_millis(1);
+/// Room made for a chain's last records, a retention record and the seal
+/// (about 300 and 250 bytes).
+const SEAL_ROOM: u64 = 1024;
 
 /// A reserved place in the queue for one request's record.
 pub type Slot = mpsc::OwnedPermit<AuditRecord>;
@@ -73,17 +77,17 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// Owns the writer task; [`AuditWriter::shutdown`] drains the queue.
+/// Owns the writer task; [`AuditWriter::shutdown`] drains the queue and
+/// seals the chain.
 pub struct AuditWriter {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<&'static str>>,
+    /// The chain this writer run writes.
+    pub chain_id: String,
     task: JoinHandle<()>,
     timeout: Duration,
     metrics: AuditMetrics,
 }
 
-/// Opens the sinks, resumes the chain from the file's last record, and
-/// starts the writer task (call inside a Tokio runtime).
-///
 /// Why the audit trail cannot start: the proxy does not serve without it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -96,16 +100,36 @@ pub enum StartError {
     },
 }
 
-/// Fails closed: a trail that cannot be continued or opened stops start-up.
+/// Opens the sinks and starts the writer task (call inside a Tokio
+/// runtime), which begins a new chain (record format 4) named from the
+/// environment ([`ChainOrigin::from_env`]); `policy_version` is the
+/// policy set loaded at start, for the genesis record.
+///
+/// Each run is a chain of its own: a file that already holds records is
+/// continued with a new genesis record that names what the file held last
+/// ([`sink::previous`]). A file whose last line is damaged (a writer
+/// killed mid-write) is rotated away first, so the new chain starts in a
+/// file of its own. Fails closed: a trail that cannot be opened stops
+/// start-up.
 pub fn start(
     settings: &AuditSettings,
     metrics: AuditMetrics,
+    policy_version: &str,
+) -> Result<(AuditLog, AuditWriter), StartError> {
+    start_chain(settings, metrics, ChainOrigin::from_env(policy_version))
+}
+
+/// [`start`], for a chain named by the caller.
+pub fn start_chain(
+    settings: &AuditSettings,
+    metrics: AuditMetrics,
+    origin: ChainOrigin,
 ) -> Result<(AuditLog, AuditWriter), StartError> {
     let key = ChainKey::new(settings.hmac_key.as_deref());
-    let (file, chain) = match &settings.file {
+    let (file, previous) = match &settings.file {
         Some(path) => {
-            let chain = sink::resume(path)?.unwrap_or_else(ChainState::genesis);
-            let file = FileSink::open(
+            let previous = sink::previous(path)?;
+            let mut file = FileSink::open(
                 path.clone(),
                 settings.max_file_bytes,
                 settings.max_files,
@@ -116,15 +140,25 @@ pub fn start(
                 path: path.clone(),
                 source,
             })?;
-            (Some(file), chain)
+            if previous.fresh_file {
+                file.start_new_file().map_err(|source| StartError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            (Some(file), previous.record)
         }
-        None => (None, ChainState::genesis()),
+        None => (None, None),
     };
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
     let shared = Arc::new(Shared {
         sink_ok: AtomicBool::new(true),
     });
     metrics.sink_up.set(1);
+    metrics
+        .chain_info
+        .with_label_values(&[origin.id.as_str()])
+        .set(1);
     metrics.queue_capacity.set(settings.queue_capacity as i64);
     if let Some(f) = &file {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -138,9 +172,12 @@ pub fn start(
     let (stop_tx, stop_rx) = oneshot::channel();
     let layout = file.as_ref().map(FileSink::layout);
     let replaced = file.as_ref().map_or(0, FileSink::replaced);
+    let chain_id = origin.id.clone();
     let writer = Writer {
         rx,
-        sealer: Sealer::new(chain, key, layout),
+        sealer: Sealer::new(origin.tag.clone(), key, layout),
+        origin,
+        previous,
         replaced,
         sinks: Sinks {
             file,
@@ -163,6 +200,7 @@ pub fn start(
     };
     let writer = AuditWriter {
         stop: Some(stop_tx),
+        chain_id,
         task,
         timeout: settings.shutdown_timeout,
         metrics,
@@ -230,11 +268,17 @@ impl AuditLog {
 
 impl AuditWriter {
     /// Stops taking new records, writes every queued one (and those of
-    /// requests still in flight) and fsyncs; gives up after the configured
-    /// timeout, counting what was not written.
-    pub async fn shutdown(mut self) {
+    /// requests still in flight), seals the chain (reason `shutdown`) and
+    /// fsyncs; gives up after the configured timeout, counting what was not
+    /// written (the chain then stays open).
+    pub async fn shutdown(self) {
+        self.shutdown_because("shutdown").await;
+    }
+
+    /// [`AuditWriter::shutdown`], with the reason the seal record gives.
+    pub async fn shutdown_because(mut self, reason: &'static str) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(reason);
         }
         if tokio::time::timeout(self.timeout, &mut self.task)
             .await
@@ -255,6 +299,10 @@ struct Sinks {
 struct Writer {
     rx: mpsc::Receiver<AuditRecord>,
     sealer: Sealer,
+    /// Who writes the chain (its genesis record).
+    origin: ChainOrigin,
+    /// What the file held last before this chain (the genesis names it).
+    previous: Option<serde_json::Value>,
     /// The file sink's count of files it found replaced, as last seen.
     replaced: u64,
     sinks: Sinks,
@@ -268,9 +316,17 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
-        let mut stopping = false;
+    async fn run(mut self, mut stop: oneshot::Receiver<&'static str>) {
+        let mut stopping: Option<&'static str> = None;
         let mut sinks = Some(self.sinks_take());
+        // The chain's first record, before any request's.
+        let mut genesis = Sealed::default();
+        self.sealer
+            .seal_genesis(&self.origin, self.previous.as_ref(), &mut genesis);
+        sinks = self.write_until_done(sinks.take(), genesis).await;
+        if sinks.is_none() {
+            return;
+        }
         loop {
             let dirty = sinks
                 .as_ref()
@@ -282,10 +338,10 @@ impl Writer {
                     Some(r) => r,
                     None => break,
                 },
-                _ = &mut stop, if !stopping => {
+                why = &mut stop, if stopping.is_none() => {
                     // Refuse new slots; slots already taken can still be
                     // filled and are drained below.
-                    stopping = true;
+                    stopping = Some(why.unwrap_or("closed"));
                     self.rx.close();
                     continue;
                 }
@@ -302,7 +358,7 @@ impl Writer {
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
                     Ok(r) => batch.push(r),
-                    Err(_) if stopping => break,
+                    Err(_) if stopping.is_some() => break,
                     Err(_) => match tokio::time::timeout_at(linger_until, self.rx.recv()).await {
                         Ok(Some(r)) => batch.push(r),
                         Ok(None) | Err(_) => break,
@@ -319,6 +375,14 @@ impl Writer {
                 .queue_depth
                 .set((self.rx.max_capacity() - self.rx.capacity()) as i64);
         }
+        // Every record is written: the chain ends here. Room for the seal
+        // is made first, and what that deleted recorded before it: nothing
+        // may follow the seal.
+        sinks = self.make_room_for_seal(sinks.take()).await;
+        sinks = self.record_deletions(sinks.take()).await;
+        let mut end = Sealed::default();
+        self.sealer.seal_end(stopping.unwrap_or("closed"), &mut end);
+        sinks = self.write_until_done(sinks.take(), end).await;
         let _ = self.sync(sinks.take()).await;
         self.metrics.queue_depth.set(0);
     }
@@ -345,14 +409,49 @@ impl Writer {
         out
     }
 
+    /// Has the file sink make room for the chain's last records (a
+    /// retention record and the seal) before they are sealed: see
+    /// [`FileSink::make_room`].
+    async fn make_room_for_seal(&mut self, sinks: Option<Sinks>) -> Option<Sinks> {
+        let mut s = sinks?;
+        if s.file.is_none() {
+            return Some(s);
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let made = s.file.as_mut().map_or(Ok(()), |f| f.make_room(SEAL_ROOM));
+            let deleted = s.file.as_mut().and_then(FileSink::take_deleted);
+            let remaining = s.file.as_ref().map(FileSink::remaining_bytes);
+            let layout = s.file.as_ref().map(|f| (f.layout(), f.replaced()));
+            (s, made, deleted, remaining, layout)
+        })
+        .await;
+        match joined {
+            Ok((s, made, deleted, remaining, layout)) => {
+                if let Err(e) = made {
+                    tracing::warn!("cannot make room for the audit chain's seal: {e}");
+                }
+                self.note_retention(deleted, remaining);
+                if let Some((layout, replaced)) = layout {
+                    // A file started here holds no definitions yet.
+                    self.sealer.file_written(layout.len, true);
+                    self.replaced = replaced;
+                }
+                Some(s)
+            }
+            Err(e) => {
+                self.fail(&format!("audit writer task failed: {e}"));
+                None
+            }
+        }
+    }
+
     /// Writes a record of each deletion retention made while writing, at
     /// once (not with the next request's record: there may be none before
     /// a shutdown). Writing one can rotate, and delete, again.
     async fn record_deletions(&mut self, mut sinks: Option<Sinks>) -> Option<Sinks> {
         while let Some(d) = self.deleted.take() {
             let mut sealed = Sealed::default();
-            self.sealer
-                .seal_retention(d.files, d.first_seq, d.last_seq, &mut sealed);
+            self.sealer.seal_retention(&d, &mut sealed);
             sinks = self.write_until_done(sinks, sealed).await;
         }
         sinks
@@ -451,7 +550,7 @@ impl Writer {
     fn note_retention(&mut self, deleted: Option<Deleted>, remaining: Option<u64>) {
         if let Some(d) = deleted {
             self.metrics.files_deleted.inc_by(u64::from(d.files));
-            self.deleted = Some(match self.deleted {
+            self.deleted = Some(match self.deleted.take() {
                 Some(earlier) => earlier.merge(d),
                 None => d,
             });

@@ -9,13 +9,17 @@
 //! links records by hash, [`sink`] owns the file and its rotation,
 //! [`verify`] checks a written log, [`expand`] resolves definitions,
 //! [`read`] hands verified records in full to readers, and [`subject`]
-//! finds what a log says about one customer.
+//! finds what a log says about one customer. Each writer run is a chain of
+//! its own ([`origin`] names it), from a genesis record to a seal record;
+//! [`verify`] sorts the lines of many chains (a fleet's files, merged
+//! streams) into their chains and checks each.
 
 pub mod chain;
 pub mod config;
 pub mod define;
 pub mod expand;
 pub mod log;
+pub mod origin;
 pub mod read;
 pub mod record;
 pub mod seal;
@@ -26,7 +30,8 @@ pub use fieldguard_core::time;
 pub mod verify;
 
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};
-pub use log::{AuditLog, AuditWriter, Slot, StartError, Unavailable, start};
+pub use log::{AuditLog, AuditWriter, Slot, StartError, Unavailable, start, start_chain};
+pub use origin::ChainOrigin;
 pub use record::AuditRecord;
 pub use sink::{ResumeError, TailProblem};
 pub use verify::{VerifyFailure, VerifyOptions, VerifyReport, verify_files};

@@ -1,54 +1,62 @@
 //! Reading audit files for people and pipelines: every record in full.
 //!
-//! The files (oldest first) are verified as one chain first
-//! ([`super::verify_files`]; a broken chain is an error, not a reading),
-//! then read again in order with each definition merged into the records
-//! that refer to it ([`super::expand`]), so a reader sees the same records
-//! whether the log was written compacted or not. `fieldguard audit subject`
-//! and `fieldguard audit expand` read through this.
+//! The files (of one process or of many, in any order: see
+//! [`super::verify`]) are verified chain by chain first (a broken chain is
+//! an error, not a reading; open chains are read as far as they go), then
+//! each chain is read again in its order with each definition merged into
+//! the records that refer to it ([`super::expand`]), so a reader sees the
+//! same records whether the log was written compacted or not. `fieldguard
+//! audit subject` and `fieldguard audit expand` read through this.
 
 use super::expand::Resolver;
-use super::verify::{VerifyOptions, VerifyReport, verify_files};
+use super::verify::{ChainReport, FleetReport, VerifyOptions, verify_set};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 
-/// Verifies `files`, then hands each record (requests and events, not the
-/// definitions) with its definition merged in to `each`, in chain order.
-/// `Err` names a broken chain, an unreadable file, or files that changed
-/// between the two readings.
+/// Verifies `files`, then hands each record of each chain (requests and
+/// events, genesis and seal records; not the definitions) with its
+/// definition merged in to `each`, chain by chain, each in chain order,
+/// with the chain it belongs to. `Err` names a broken chain, an
+/// unreadable file, a line in no chain, or files that changed between the
+/// two readings.
 pub fn each_record(
-    files: &[PathBuf],
+    files: &[std::path::PathBuf],
     opts: &VerifyOptions,
-    mut each: impl FnMut(Value),
-) -> Result<VerifyReport, String> {
-    let verified = verify_files(files, opts).map_err(|f| format!("audit chain broken at {f}"))?;
-    let mut seen = 0u64;
-    let mut last_hash = String::new();
-    let mut defs = Resolver::default();
+    mut each: impl FnMut(&ChainReport, Value),
+) -> Result<FleetReport, String> {
+    let fleet = verify_set(files, opts);
+    if let Some((chain, f)) = fleet.first_failure() {
+        return Err(match chain {
+            Some(c) => format!("audit chain broken at {f} (chain {})", c.name()),
+            None => format!("audit chain broken at {f} (a line in no chain)"),
+        });
+    }
     let changed =
         |e: String| format!("{e}: the audit files changed while they were read; run again");
-    for file in files {
-        let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for line in BufReader::new(f).lines() {
-            let line = line.map_err(|e| format!("{}: {e}", file.display()))?;
-            let rec: Value = serde_json::from_str(&line)
-                .map_err(|e| changed(format!("{}: not a JSON record ({e})", file.display())))?;
+    for chain in &fleet.chains {
+        let mut seen = 0u64;
+        let mut last_hash = String::new();
+        let mut defs = Resolver::default();
+        super::verify::read_chain(&fleet, chain, |file, line, text| {
+            let rec: Value = serde_json::from_slice(text).map_err(|e| {
+                changed(format!(
+                    "{}:{line}: not a JSON record ({e})",
+                    file.display()
+                ))
+            })?;
             seen += 1;
             if let Some(h) = rec.get("hash").and_then(Value::as_str) {
                 last_hash = h.to_string();
             }
             if defs.define(&rec).map_err(|e| changed(e.to_string()))? {
-                continue;
+                return Ok(());
             }
-            each(defs.expand(rec).map_err(|e| changed(e.to_string()))?);
+            each(chain, defs.expand(rec).map_err(|e| changed(e.to_string()))?);
+            Ok(())
+        })?;
+        // The files were read twice: they must not have changed in between.
+        if seen != chain.report.lines || (seen > 0 && last_hash != chain.report.last_hash) {
+            return Err("the audit files changed while they were read; run again".into());
         }
     }
-    // The files were read twice: they must not have changed in between.
-    if seen != verified.records + verified.definitions
-        || (seen > 0 && last_hash != verified.last_hash)
-    {
-        return Err("the audit files changed while they were read; run again".into());
-    }
-    Ok(verified)
+    Ok(fleet)
 }

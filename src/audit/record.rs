@@ -30,7 +30,15 @@ use std::collections::BTreeMap;
 /// line is their link, see [`super::chain`]); hashes and ids are spelled
 /// in base64url. A one-record read's line went from 541 to about 350
 /// bytes (docs/audit-and-metrics.md).
-pub const RECORD_VERSION: u32 = 3;
+///
+/// 4: a chain is one writer run. It starts with a [`GenesisRecord`] that
+/// names the chain (pod, host, process, start time, policy-set version) and
+/// ends, on a clean shutdown, with a [`SealRecord`]; every line carries the
+/// chain's 11-character tag in `c`, so the lines of many chains merged into
+/// one stream (a log store) can be told apart, and a line without `prev`
+/// links to the previous line *of its chain* (see [`super::chain`]). About
+/// 18 bytes more per line than format 3.
+pub const RECORD_VERSION: u32 = 4;
 /// At most this many refused write fields are listed (the count is exact).
 const MAX_REFUSED_FIELDS: usize = 32;
 /// Refused field names longer than this are cut (they are client-chosen keys).
@@ -70,6 +78,9 @@ pub struct RequestLine {
     /// held before it; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<Vec<BudgetUse>>,
+    /// The chain's tag (set by the writer): which chain this line belongs
+    /// to when lines of several are merged.
+    pub c: String,
     /// The caller's IP address (the TCP peer).
     pub client: String,
     /// Absent when the answer was handed to the client's connection. Else
@@ -202,6 +213,8 @@ pub struct Shared {
 #[derive(Debug, Clone, Serialize)]
 pub struct DefinitionRecord<'a> {
     pub alg: &'static str,
+    /// The chain's tag.
+    pub c: &'a str,
     /// The first 11 characters of SHA-256 over `shared`'s canonical JSON
     /// in base64url, 66 bits (all 43 if another content the writer
     /// remembers has those 11); see [`super::expand::ID_LEN`].
@@ -256,8 +269,15 @@ pub struct BudgetUse {
 /// them only because a record like this says so). Fields in bytewise order,
 /// like [`AuditRecord`]'s.
 #[derive(Debug, Clone, Serialize)]
-pub struct RetentionEvent {
+pub struct RetentionEvent<'a> {
     pub alg: &'static str,
+    /// The chain's tag (of the chain writing this record).
+    pub c: &'a str,
+    /// Tags of the chains the first and last deleted records belonged to
+    /// (null for a format 1-3 line, or where unreadable). A chain that
+    /// continues in the files kept is the one of the last deleted record:
+    /// `audit verify` accepts its later start because of this.
+    pub deleted_c: [Option<String>; 2],
     pub deleted_files: u32,
     /// `seq` of the first and last deleted record (null where a deleted
     /// file could not be read).
@@ -272,6 +292,80 @@ pub struct RetentionEvent {
 
 /// `event` of a [`RetentionEvent`].
 pub const RETENTION_EVENT: &str = "retention_deleted";
+
+/// The first record of every chain (format 4): which writer run the chain
+/// is. `chain` is the full id (`<pod or host>/<tag>`); every line of the
+/// chain carries the tag alone in `c`. Fields in bytewise order.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenesisRecord<'a> {
+    pub alg: &'static str,
+    pub c: &'a str,
+    pub chain: &'a str,
+    /// Always [`GENESIS_EVENT`].
+    pub event: &'static str,
+    /// The fieldguard version that wrote the chain.
+    pub fieldguard: &'a str,
+    /// The host name (in Kubernetes: the pod's name, unless overridden).
+    pub host: &'a str,
+    pub pid: u32,
+    /// The pod (from the downward API: `FIELDGUARD_POD_NAME`,
+    /// `FIELDGUARD_POD_UID`); null outside Kubernetes.
+    pub pod: Option<PodRecord<'a>>,
+    /// Version hash of the policy set loaded at start (each record names
+    /// the version that decided it).
+    pub policy_version: &'a str,
+    /// Always the zero hash: a chain starts here.
+    pub prev: String,
+    /// What the file the writer continued held last: the run before it,
+    /// so that a run deleted between two is noticeable. Absent when the
+    /// file was new or empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<&'a serde_json::Value>,
+    /// Always 0.
+    pub seq: u64,
+    /// When the writer started.
+    pub time: String,
+    pub v: u32,
+}
+
+/// The pod a chain's writer ran in.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodRecord<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<&'a str>,
+}
+
+/// `event` of a [`GenesisRecord`].
+pub const GENESIS_EVENT: &str = "genesis";
+
+/// The last record of a chain whose writer stopped cleanly (format 4): a
+/// chain without one was cut off (the process killed) or is still being
+/// written. Fields in bytewise order.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealRecord<'a> {
+    pub alg: &'static str,
+    pub c: &'a str,
+    /// Request and event records of the chain before the seal (not the
+    /// genesis, the definitions or the seal itself).
+    pub count: u64,
+    /// Always [`SEAL_EVENT`].
+    pub event: &'static str,
+    /// `seq` of the record before the seal.
+    pub last_seq: u64,
+    pub prev: String,
+    /// Why the writer stopped: `shutdown` (SIGTERM, Ctrl-C), `error` (the
+    /// process stopped serving because a listener failed), `closed` (the
+    /// proxy let go of the audit trail).
+    pub reason: &'a str,
+    pub seq: u64,
+    pub time: String,
+    pub v: u32,
+}
+
+/// `event` of a [`SealRecord`].
+pub const SEAL_EVENT: &str = "seal";
 
 /// What shadow mode computed and did not enforce, as shared by requests
 /// of one kind.
@@ -564,6 +658,7 @@ impl AuditRecord {
         };
         let method = standard_method(&ex.method);
         let line = RequestLine {
+            c: String::new(),
             budget: (!flags.is_empty())
                 .then(|| flags.iter().map(|f| BudgetUse { used: f.used }).collect()),
             client: ex.peer.ip().to_string(),
@@ -879,6 +974,7 @@ mod tests {
             }],
         };
         let line = RequestLine {
+            c: String::new(),
             budget: Some(vec![BudgetUse { used: 270 }]),
             client: "127.0.0.1".into(),
             client_aborted: Some("during_upstream"),
@@ -987,11 +1083,58 @@ mod tests {
         assert_canonical(&r.shared);
         assert_canonical(&DefinitionRecord {
             alg: "sha256",
+            c: "AAAAAAAAAAA",
             def: "0123456789abcdef",
             event: DEFINITION_EVENT,
             prev: chain::spell(chain::GENESIS),
             seq: 2,
             shared: &r.shared,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            v: RECORD_VERSION,
+        });
+        // Sorted, as `sink::previous` hands it over (serde_json keeps
+        // insertion order).
+        let previous = chain::sorted(&json!({"c": "BBBBBBBBBBB", "seq": 9, "sealed": false}));
+        assert_canonical(&GenesisRecord {
+            alg: "sha256",
+            c: "AAAAAAAAAAA",
+            chain: "shop-0/AAAAAAAAAAA",
+            event: GENESIS_EVENT,
+            fieldguard: "0.1.0",
+            host: "shop-0",
+            pid: 7,
+            pod: Some(PodRecord {
+                name: Some("shop-0"),
+                uid: Some("u-1"),
+            }),
+            policy_version: "abc",
+            prev: chain::spell(chain::GENESIS),
+            previous: Some(&previous),
+            seq: 0,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            v: RECORD_VERSION,
+        });
+        assert_canonical(&SealRecord {
+            alg: "sha256",
+            c: "AAAAAAAAAAA",
+            count: 3,
+            event: SEAL_EVENT,
+            last_seq: 5,
+            prev: chain::spell(chain::GENESIS),
+            reason: "shutdown",
+            seq: 6,
+            time: "2025-01-01T00:00:00.000Z".into(),
+            v: RECORD_VERSION,
+        });
+        assert_canonical(&RetentionEvent {
+            alg: "sha256",
+            c: "AAAAAAAAAAA",
+            deleted_c: [Some("BBBBBBBBBBB".into()), None],
+            deleted_files: 2,
+            deleted_seq: [Some(0), Some(9)],
+            event: RETENTION_EVENT,
+            prev: chain::spell(chain::GENESIS),
+            seq: 10,
             time: "2025-01-01T00:00:00.000Z".into(),
             v: RECORD_VERSION,
         });

@@ -10,7 +10,6 @@
 //! it must write the definitions a file's records use into that file, so it
 //! plans the rotations with the same rule ([`Layout`]) before it seals.
 
-use super::chain::ChainState;
 use super::config::{FsyncPolicy, Retention, WhenFull};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -60,21 +59,38 @@ impl Layout {
     }
 }
 
-/// Audit files deleted by retention: how many, and the sequence numbers of
-/// the records they held (contiguous: always the oldest first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Audit files deleted by retention: how many, and the sequence numbers
+/// (and chain tags) of the first and last records they held (always the
+/// oldest files first). Several chains can have written to the files one
+/// after the other; only the chain of the last deleted record can go on
+/// in the files kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deleted {
     pub files: u32,
     pub first_seq: Option<u64>,
+    pub first_c: Option<String>,
     pub last_seq: Option<u64>,
+    pub last_c: Option<String>,
 }
 
 impl Deleted {
     pub fn merge(self, later: Deleted) -> Deleted {
+        let first = if self.first_seq.is_some() {
+            (self.first_seq, self.first_c)
+        } else {
+            (later.first_seq, later.first_c)
+        };
+        let last = if later.last_seq.is_some() {
+            (later.last_seq, later.last_c)
+        } else {
+            (self.last_seq, self.last_c)
+        };
         Deleted {
             files: self.files + later.files,
-            first_seq: self.first_seq.or(later.first_seq),
-            last_seq: later.last_seq.or(self.last_seq),
+            first_seq: first.0,
+            first_c: first.1,
+            last_seq: last.0,
+            last_c: last.1,
         }
     }
 }
@@ -192,21 +208,24 @@ impl FileSink {
             return Err(full());
         }
         let victim = numbered(&self.path, n);
-        let (first_seq, last_seq) = seq_range(&victim);
+        let ends = seq_range(&victim);
         std::fs::remove_file(&victim)?;
         tracing::warn!(
             file = %victim.display(),
-            first_seq = ?first_seq,
-            last_seq = ?last_seq,
+            first_seq = ?ends.first_seq,
+            last_seq = ?ends.last_seq,
+            last_chain = ?ends.last_c,
             reason = if because_of_age { "max_age_hours" } else { "retention full" },
             "audit retention deleted a file"
         );
         let d = Deleted {
             files: 1,
-            first_seq,
-            last_seq,
+            first_seq: ends.first_seq,
+            first_c: ends.first_c,
+            last_seq: ends.last_seq,
+            last_c: ends.last_c,
         };
-        self.deleted = Some(match self.deleted {
+        self.deleted = Some(match self.deleted.take() {
             Some(earlier) => earlier.merge(d),
             None => d,
         });
@@ -237,6 +256,36 @@ impl FileSink {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes room for `bytes` more, now: rotates when they would not fit
+    /// in the current file, and deletes the oldest files (as retention
+    /// allows) until they fit in the retention. The writer calls it before
+    /// a chain's last records (its seal), so that writing them deletes
+    /// nothing the chain could no longer record. `Err` (retention full under
+    /// `refuse`, a failed rotation): no room made; the write will fail and
+    /// be retried like any other.
+    pub fn make_room(&mut self, bytes: u64) -> io::Result<()> {
+        self.ensure_open()?;
+        if self.layout().needs_new_file(bytes) {
+            self.rotate()?;
+        }
+        while self.rotated_bytes + self.len + bytes > self.retention.max_total_bytes
+            && self.len + bytes <= self.retention.max_total_bytes
+        {
+            self.delete_oldest(false)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new file (rotating the current one, if it holds anything):
+    /// a new chain's first line must not be appended to a damaged one.
+    pub fn start_new_file(&mut self) -> io::Result<()> {
+        self.ensure_open()?;
+        if self.len > 0 {
+            self.rotate()?;
+        }
+        Ok(())
     }
 
     fn ensure_open(&mut self) -> io::Result<&mut File> {
@@ -400,24 +449,37 @@ impl FileSink {
     }
 }
 
-/// The `seq` of the first and last records of an audit file (`None` where
-/// unreadable: the deletion is still noted, with what could be read).
-pub fn seq_range(path: &Path) -> (Option<u64>, Option<u64>) {
+/// The `seq` and chain tag of the first and last records of an audit
+/// file (`None` where unreadable: the deletion is still noted, with what
+/// could be read).
+pub fn seq_range(path: &Path) -> Ends {
     let first = File::open(path).ok().and_then(|f| {
         let mut line = Vec::new();
         BufReader::new(f.take(MAX_RECORD_BYTES))
             .read_until(b'\n', &mut line)
             .ok()?;
-        serde_json::from_slice::<serde_json::Value>(&line)
-            .ok()?
-            .get("seq")?
-            .as_u64()
+        let v = serde_json::from_slice::<serde_json::Value>(&line).ok()?;
+        let c = v.get("c").and_then(|c| c.as_str()).map(str::to_string);
+        Some((v.get("seq")?.as_u64()?, c))
     });
     let last = std::fs::metadata(path)
         .ok()
-        .and_then(|m| last_record(path, m.len()).ok())
-        .map(|c| c.next_seq.saturating_sub(1));
-    (first, last)
+        .and_then(|m| last_record(path, m.len()).ok());
+    Ends {
+        first_seq: first.as_ref().map(|f| f.0),
+        first_c: first.and_then(|f| f.1),
+        last_seq: last.as_ref().map(|t| t.seq),
+        last_c: last.and_then(|t| t.c),
+    }
+}
+
+/// The first and last record of a file: `seq` and chain tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub first_seq: Option<u64>,
+    pub first_c: Option<String>,
+    pub last_seq: Option<u64>,
+    pub last_c: Option<String>,
 }
 
 /// A write that stopped part-way: the first `written` bytes (whole
@@ -456,12 +518,26 @@ pub fn write_stdout(bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// Where the chain stands after the records already in `path` (or, when
-/// that is empty or missing, in `path.1`, in case the process stopped right
-/// after a rotation). `Ok(None)`: no records yet. A file that does not end
-/// with a complete record is an error: an operator must look at it (and
-/// `fieldguard audit verify` it) before the chain continues.
-pub fn resume(path: &Path) -> Result<Option<ChainState>, ResumeError> {
+/// What an audit file held last, for the genesis of the chain that
+/// continues the file (`previous`): the last record's chain tag (absent
+/// for formats 1-3), `seq`, hash (as spelled) and whether it is a seal;
+/// or `{"tail": "incomplete"}` when the file ends in part of a line (a
+/// writer killed mid-write), `{"tail": "unreadable"}` when its last line is
+/// not a record. In both of those cases `fresh_file` is set: the new chain
+/// must start in a new file, so that nothing is appended to the damaged
+/// line and the damage stays where `audit verify` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Previous {
+    /// Keys sorted (it is hashed as part of the genesis record).
+    pub record: Option<serde_json::Value>,
+    pub fresh_file: bool,
+}
+
+/// Reads the end of `path` (or, when that is empty or missing, of
+/// `path.1`, in case the process stopped right after a rotation). Only a
+/// failure to read is an error: whatever the file holds, the new run
+/// starts a chain of its own.
+pub fn previous(path: &Path) -> Result<Previous, ResumeError> {
     for candidate in [path.to_path_buf(), numbered(path, 1)] {
         let meta = match std::fs::metadata(&candidate) {
             Ok(m) => m,
@@ -471,15 +547,38 @@ pub fn resume(path: &Path) -> Result<Option<ChainState>, ResumeError> {
         if !meta.is_file() || meta.len() == 0 {
             continue;
         }
-        return last_record(&candidate, meta.len())
-            .map(Some)
-            .map_err(|p| ResumeError::new(&candidate, p));
+        let in_current = candidate == path;
+        return match last_record(&candidate, meta.len()) {
+            Ok(tail) => Ok(Previous {
+                record: Some(super::chain::sorted(&tail.summary())),
+                fresh_file: false,
+            }),
+            Err(TailProblem::Io(e)) => Err(ResumeError::new(&candidate, TailProblem::Io(e))),
+            Err(problem) => {
+                tracing::warn!(
+                    file = %candidate.display(),
+                    "audit file ends badly ({problem}); the new audit chain starts in a new file"
+                );
+                let tail = match problem {
+                    TailProblem::Incomplete => "incomplete",
+                    _ => "unreadable",
+                };
+                Ok(Previous {
+                    record: Some(serde_json::json!({ "tail": tail })),
+                    // A damaged `FILE.1` stays as it is; a new `FILE` is
+                    // being started anyway.
+                    fresh_file: in_current,
+                })
+            }
+        };
     }
-    Ok(None)
+    Ok(Previous {
+        record: None,
+        fresh_file: false,
+    })
 }
 
-/// The audit file the chain would continue cannot be continued: an
-/// operator must look at it before anything is appended.
+/// The audit file's end could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", file.display())]
 pub struct ResumeError {
@@ -501,9 +600,7 @@ impl ResumeError {
 pub enum TailProblem {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error(
-        "the last audit record is incomplete (no final newline); check the file with `fieldguard audit verify` and move it aside"
-    )]
+    #[error("the last audit record is incomplete (no final newline)")]
     Incomplete,
     #[error("the last audit record is too long")]
     TooLong,
@@ -513,7 +610,34 @@ pub enum TailProblem {
     Unchained(&'static str),
 }
 
-fn last_record(path: &Path, len: u64) -> Result<ChainState, TailProblem> {
+/// The last record of a file, as far as the next chain's genesis and
+/// retention's notes need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// The chain's tag (format 4), else `None`.
+    pub c: Option<String>,
+    pub seq: u64,
+    /// The hash as the line spells it.
+    pub hash: String,
+    pub v: u64,
+    pub sealed: bool,
+}
+
+impl Tail {
+    fn summary(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(c) = &self.c {
+            m.insert("c".into(), c.clone().into());
+        }
+        m.insert("hash".into(), self.hash.clone().into());
+        m.insert("sealed".into(), self.sealed.into());
+        m.insert("seq".into(), self.seq.into());
+        m.insert("v".into(), self.v.into());
+        serde_json::Value::Object(m)
+    }
+}
+
+fn last_record(path: &Path, len: u64) -> Result<Tail, TailProblem> {
     let mut f = File::open(path)?;
     let start = len.saturating_sub(MAX_RECORD_BYTES + 1);
     f.seek(SeekFrom::Start(start))?;
@@ -529,17 +653,19 @@ fn last_record(path: &Path, len: u64) -> Result<ChainState, TailProblem> {
     };
     let v: serde_json::Value = serde_json::from_slice(line).map_err(TailProblem::NotJson)?;
     let seq = v.get("seq").and_then(|s| s.as_u64());
-    // Spelled as its format says (base64url from format 3, hex before);
-    // the chain continues from the hex form either way.
+    // Spelled as its format says (base64url from format 3, hex before).
     let version = v.get("v").and_then(|s| s.as_u64()).unwrap_or(1);
     let hash = v
         .get("hash")
         .and_then(|h| h.as_str())
-        .and_then(|h| super::chain::unspell(h, version));
+        .filter(|h| super::chain::unspell(h, version).is_some());
     match (seq, hash) {
-        (Some(seq), Some(hash)) => Ok(ChainState {
-            next_seq: seq + 1,
-            last_hash: hash,
+        (Some(seq), Some(hash)) => Ok(Tail {
+            c: v.get("c").and_then(|c| c.as_str()).map(str::to_string),
+            seq,
+            hash: hash.to_string(),
+            v: version,
+            sealed: v.get("event").and_then(|e| e.as_str()) == Some(super::record::SEAL_EVENT),
         }),
         _ => Err(TailProblem::Unchained(
             "the last audit record has no valid `seq` and `hash`",
@@ -572,10 +698,14 @@ mod tests {
     }
 
     #[test]
-    fn resume_reads_the_last_record_or_refuses_a_torn_one() {
+    fn previous_names_the_last_record_or_a_damaged_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        assert_eq!(resume(&path).unwrap(), None);
+        let none = Previous {
+            record: None,
+            fresh_file: false,
+        };
+        assert_eq!(previous(&path).unwrap(), none);
         let h = "a".repeat(64);
         std::fs::write(
             &path,
@@ -585,37 +715,39 @@ mod tests {
             ),
         )
         .unwrap();
+        let p = previous(&path).unwrap();
+        assert!(!p.fresh_file);
         assert_eq!(
-            resume(&path).unwrap(),
-            Some(ChainState {
-                next_seq: 6,
-                last_hash: h.clone()
-            })
+            p.record.unwrap(),
+            serde_json::json!({"hash": h, "sealed": false, "seq": 5, "v": 1})
         );
         // Empty current file right after a rotation: the rotated one counts.
         std::fs::rename(&path, numbered(&path, 1)).unwrap();
         std::fs::write(&path, "").unwrap();
-        assert_eq!(resume(&path).unwrap().unwrap().next_seq, 6);
+        assert_eq!(previous(&path).unwrap().record.unwrap()["seq"], 5);
+        // A torn last line (a writer killed mid-write): noted, and the new
+        // chain starts in a new file.
         std::fs::write(&path, "{\"hash\":").unwrap();
-        assert!(
-            resume(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("incomplete")
-        );
-        // Format 3 spells the hash in base64url: the chain goes on from
-        // the same hex form.
+        let p = previous(&path).unwrap();
+        assert!(p.fresh_file);
+        assert_eq!(p.record.unwrap(), serde_json::json!({"tail": "incomplete"}));
+        // Format 4: the chain's tag, and whether it was sealed.
         let b64 = crate::audit::chain::spell(&h);
-        std::fs::write(&path, format!("{{\"hash\":\"{b64}\",\"seq\":7,\"v\":3}}\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("{{\"hash\":\"{b64}\",\"c\":\"AAAAAAAAAAA\",\"event\":\"seal\",\"seq\":7,\"v\":4}}\n"),
+        )
+        .unwrap();
+        let p = previous(&path).unwrap();
         assert_eq!(
-            resume(&path).unwrap(),
-            Some(ChainState {
-                next_seq: 8,
-                last_hash: h.clone()
-            })
+            p.record.unwrap(),
+            serde_json::json!({"c": "AAAAAAAAAAA", "hash": b64, "sealed": true, "seq": 7, "v": 4})
         );
+        // A hash not spelled as its format spells it: unreadable.
         std::fs::write(&path, format!("{{\"hash\":\"{h}\",\"seq\":7,\"v\":3}}\n")).unwrap();
-        assert!(resume(&path).unwrap_err().to_string().contains("no valid"));
+        let p = previous(&path).unwrap();
+        assert!(p.fresh_file);
+        assert_eq!(p.record.unwrap()["tail"], "unreadable");
     }
 }
 
@@ -664,7 +796,33 @@ mod retention_tests {
         let path = dir.path().join("a.log");
         std::fs::rename(numbered(&path, 2), dir.path().join("shipped")).unwrap();
         s.write(record(3).as_bytes()).unwrap();
-        assert_eq!(seq_range(&numbered(&path, 2)), (Some(1), Some(1)));
+        let ends = seq_range(&numbered(&path, 2));
+        assert_eq!((ends.first_seq, ends.last_seq), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn make_room_rotates_and_deletes_before_the_last_records_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::DeleteOldest);
+        for seq in 0..3 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        assert!(s.take_deleted().is_none());
+        // 85 more bytes do not fit in the current file, nor in the
+        // retention: rotated and the oldest deleted now, not by the write.
+        s.make_room(85).unwrap();
+        assert_eq!(s.layout().len, 0);
+        let d = s.take_deleted().unwrap();
+        assert_eq!((d.files, d.first_seq), (1, Some(0)));
+        s.write(record(3).as_bytes()).unwrap();
+        assert!(s.take_deleted().is_none());
+        // Under `refuse`, no room is made: the write will be refused.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path(), WhenFull::Refuse);
+        for seq in 0..3 {
+            s.write(record(seq).as_bytes()).unwrap();
+        }
+        assert!(s.make_room(85).is_err());
     }
 
     #[test]
@@ -679,7 +837,9 @@ mod retention_tests {
             Some(Deleted {
                 files: 2,
                 first_seq: Some(0),
+                first_c: None,
                 last_seq: Some(1),
+                last_c: None,
             })
         );
         assert!(s.remaining_bytes() <= 300 - 3 * 85);

@@ -3,8 +3,11 @@
 //! CDM-1.2.2 the customer's right to know): who read, changed or deleted
 //! it, when, through which route, with which outcome, and who was refused.
 //!
-//! The files are verified as one hash chain first ([`super::verify_files`]);
-//! a broken chain is an error, not a report. Records are read with their
+//! The files — one process's, or a fleet's mixed in any order — are
+//! verified chain by chain first ([`super::verify::verify_set`]); a broken
+//! chain is an error, not a report (an open one is read as far as it
+//! goes). Events from every chain are reported together, oldest first,
+//! each naming its chain. Records are read with their
 //! definitions merged in ([`super::read`]), so the report is the same
 //! whether the log was written compacted or not. A record concerns the
 //! customer when its request-level resource is the customer's id (every
@@ -14,7 +17,7 @@
 //! record names (`omitted`) is reported as *possibly* concerning them.
 
 use super::read::each_record;
-use super::verify::VerifyOptions;
+use super::verify::{ChainStatus, VerifyOptions};
 use crate::redact::disclosed::Run;
 use serde::Serialize;
 use serde_json::Value;
@@ -62,6 +65,9 @@ pub enum Matched {
 /// One request that concerned the customer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    /// The chain the record is in (its id; for formats 1 to 3, what
+    /// [`super::verify::ChainReport::name`] says).
+    pub chain: String,
     pub seq: u64,
     pub time: String,
     pub request_id: String,
@@ -84,28 +90,63 @@ pub struct Event {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub subject: String,
+    /// Records verified, in every chain.
     pub records_verified: u64,
+    /// The last hash of the chain, when the files hold one chain; empty
+    /// otherwise (each chain's is in `chains`).
     pub last_hash: String,
+    pub chains: Vec<ChainSummary>,
     pub events: Vec<Event>,
 }
 
-/// Verifies `files` as one chain, then finds every record concerning
-/// `subject`. `Err` names a broken chain or an unreadable file.
+/// One chain read for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainSummary {
+    pub chain: String,
+    pub status: ChainStatus,
+    pub records: u64,
+    pub last_seq: Option<u64>,
+    pub last_hash: String,
+}
+
+/// Verifies `files` chain by chain, then finds every record concerning
+/// `subject`, in every chain. `Err` names a broken chain or an unreadable
+/// file.
 pub fn subject_report(
     subject: &str,
     files: &[PathBuf],
     opts: &VerifyOptions,
 ) -> Result<Report, String> {
     let mut events = Vec::new();
-    let verified = each_record(files, opts, |rec| {
-        if let Some(event) = event(&rec, subject) {
+    let fleet = each_record(files, opts, |chain, rec| {
+        if let Some(mut event) = event(&rec, subject) {
+            event.chain = chain.name();
             events.push(event);
         }
     })?;
+    // Oldest first across chains (times are RFC 3339 UTC with
+    // milliseconds: their text sorts as they do); a chain's own order
+    // where they are equal.
+    events.sort_by(|a, b| a.time.cmp(&b.time));
+    let chains: Vec<ChainSummary> = fleet
+        .chains
+        .iter()
+        .map(|c| ChainSummary {
+            chain: c.name(),
+            status: c.status,
+            records: c.report.records,
+            last_seq: c.report.last_seq,
+            last_hash: c.report.last_hash.clone(),
+        })
+        .collect();
     Ok(Report {
         subject: subject.to_string(),
-        records_verified: verified.records,
-        last_hash: verified.last_hash,
+        records_verified: chains.iter().map(|c| c.records).sum(),
+        last_hash: match chains.as_slice() {
+            [one] => one.last_hash.clone(),
+            _ => String::new(),
+        },
+        chains,
         events,
     })
 }
@@ -165,6 +206,7 @@ fn event(rec: &Value, subject: &str) -> Option<Event> {
     let method = str_of(rec, "method").unwrap_or("").to_string();
     let principal = rec.get("principal");
     Some(Event {
+        chain: String::new(),
         seq: rec.get("seq").and_then(Value::as_u64).unwrap_or(0),
         time: str_of(rec, "time").unwrap_or("").to_string(),
         request_id: str_of(rec, "request_id").unwrap_or("").to_string(),
@@ -217,9 +259,14 @@ impl Report {
             if !e.written.is_empty() {
                 let _ = write!(what, "; wrote {}", e.written.join(", "));
             }
+            let chain = if self.chains.len() > 1 {
+                format!("chain {}  ", e.chain)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{}  seq {:<6} {:<6} {:<40} {} {} -> {} {}  ({what}; request {})",
+                "{}  {chain}seq {:<6} {:<6} {:<40} {} {} -> {} {}  ({what}; request {})",
                 e.time,
                 e.seq,
                 e.access.as_str(),
@@ -242,16 +289,30 @@ impl Report {
             .iter()
             .filter(|e| e.outcome != "allowed")
             .count();
+        let verified = match self.chains.as_slice() {
+            [_] => format!(
+                "chain ok: {} records verified, last hash {}",
+                self.records_verified, self.last_hash
+            ),
+            chains => {
+                let n = |s: ChainStatus| chains.iter().filter(|c| c.status == s).count();
+                format!(
+                    "{} chains ok ({} sealed, {} open): {} records verified",
+                    chains.len(),
+                    n(ChainStatus::Sealed),
+                    n(ChainStatus::Open),
+                    self.records_verified
+                )
+            }
+        };
         let _ = writeln!(
             out,
-            "{}: {} reads, {} changes, {} deletions allowed, {} refused; chain ok: {} records verified, last hash {}",
+            "{}: {} reads, {} changes, {} deletions allowed, {} refused; {verified}",
             self.subject,
             count(Access::Read),
             count(Access::Change),
             count(Access::Delete),
             refused,
-            self.records_verified,
-            self.last_hash
         );
         out
     }

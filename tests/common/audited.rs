@@ -71,7 +71,8 @@ async fn serve_audited(
     settings: AuditSettings,
     mut tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Audited {
-    let (log, writer) = audit::start(&settings, proxy.metrics.audit.clone()).unwrap();
+    let version = proxy.runtime().decisions.engine.bundle.version.clone();
+    let (log, writer) = audit::start(&settings, proxy.metrics.audit.clone(), &version).unwrap();
     let proxy = Arc::new(proxy.with_audit(log));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
@@ -131,19 +132,32 @@ impl Audited {
 
 /// Every record of an audit file (requests and events), parsed, with its
 /// definition merged in: what it says in full. The definition records
-/// themselves are not returned; each must come before the records that
-/// use it, in the same file (the writer's promise), or this panics.
+/// themselves are not returned, nor the genesis and seal records that
+/// begin and end each writer run's chain ([`chain_marks`] has those); each
+/// definition must come before the records that use it, in the same file
+/// (the writer's promise), or this panics. One file's lines are taken as
+/// one writer's (runs one after the other), not interleaved.
 pub fn records(path: &Path) -> Vec<Value> {
     let mut defs = Resolver::default();
     let mut out = Vec::new();
     for r in chain_records(path) {
         let defined = defs.define(&r);
-        if !defined.unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+        if !defined.unwrap_or_else(|e| panic!("{}: {e}", path.display())) && !is_mark(&r) {
             let full = defs.expand(r);
             out.push(full.unwrap_or_else(|e| panic!("{}: {e}", path.display())));
         }
     }
     out
+}
+
+/// Whether a line is a chain's genesis or seal record.
+pub fn is_mark(r: &Value) -> bool {
+    matches!(r["event"].as_str(), Some("genesis" | "seal"))
+}
+
+/// The genesis and seal records of an audit file, in order.
+pub fn chain_marks(path: &Path) -> Vec<Value> {
+    chain_records(path).into_iter().filter(is_mark).collect()
 }
 
 /// Every line of an audit file as written, parsed: definitions included,
