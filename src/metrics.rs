@@ -111,22 +111,7 @@ pub struct Metrics {
     pub budget_store: BudgetStoreMetrics,
 }
 
-/// The shared budget store's metrics, shared with the store's client.
-#[derive(Clone)]
-pub struct BudgetStoreMetrics {
-    /// 1 while the shared store answers (or no shared store is configured:
-    /// the memory store is always up), 0 while budgets follow
-    /// `on_store_error`.
-    pub up: IntGauge,
-    /// Store calls that failed, by reason (`timeout`, `connection`,
-    /// `refused`, `script`).
-    pub errors: IntCounterVec,
-    /// Round trips of store calls that answered.
-    pub duration: prometheus::Histogram,
-}
-
-/// `fieldguard_budget_store_errors_total{reason}` values.
-pub const BUDGET_STORE_ERROR_REASONS: [&str; 4] = ["timeout", "connection", "refused", "script"];
+pub use crate::budget::store_metrics::{BUDGET_STORE_ERROR_REASONS, BudgetStoreMetrics};
 
 /// The audit trail's metrics, shared with its writer task.
 #[derive(Clone)]
@@ -200,8 +185,9 @@ fn int_counter(r: &Reg, name: &str, help: &str) -> prometheus::Result<IntCounter
     Ok(c)
 }
 
-impl BudgetStoreMetrics {
-    fn new(r: &Reg) -> prometheus::Result<Self> {
+/// Registers the shared budget store's metrics.
+fn budget_store_metrics(r: &Reg) -> prometheus::Result<BudgetStoreMetrics> {
+    {
         let up = int_gauge(
             r,
             "fieldguard_budget_store_up",
@@ -227,7 +213,7 @@ impl BudgetStoreMetrics {
             ],
         )?
         .with_label_values::<&str>(&[]);
-        Ok(Self {
+        Ok(BudgetStoreMetrics {
             up,
             errors,
             duration,
@@ -514,7 +500,7 @@ impl Metrics {
                 "fieldguard_budget_overflow_total",
                 "Budget charges that found no room under budgets.max_counters and went to the budget's shared overflow counter.",
             )?,
-            budget_store: BudgetStoreMetrics::new(&r)?,
+            budget_store: budget_store_metrics(&r)?,
             audit,
             families: r.names.into_inner(),
             registry: r.registry,

@@ -16,11 +16,11 @@
 //! for it: a probe asks it every [`PROBE_EVERY`] and switches back.
 
 use super::redis_store::{ConnectError, Failure, Op, RedisStore};
+use super::store_metrics::BudgetStoreMetrics;
 use super::{BudgetState, Budgets, Charge, Clock, Disclosure, Limit, OnStoreError};
 use crate::config::LoadedConfig;
 use crate::error::ConfigError;
 use crate::identity::Principal;
-use crate::metrics::BudgetStoreMetrics;
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

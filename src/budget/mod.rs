@@ -16,6 +16,7 @@ pub mod config;
 pub mod counters;
 pub mod redis_store;
 pub mod state;
+pub mod store_metrics;
 pub mod window;
 
 pub use config::{

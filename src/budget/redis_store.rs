@@ -22,11 +22,11 @@
 
 use super::config::{RedisConfig, RedisMode};
 use super::state::{CounterKey, Who};
+use super::store_metrics::BudgetStoreMetrics;
 use super::window::Window;
 use super::{Limit, Reading};
 use crate::error::ConfigError;
 use crate::identity::Principal;
-use crate::metrics::BudgetStoreMetrics;
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
