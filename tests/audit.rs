@@ -532,7 +532,7 @@ async fn each_run_is_a_chain_of_its_own_that_names_the_run_before_it() {
     assert!(
         lines
             .iter()
-            .all(|l| l["c"].as_str().is_some_and(|c| c.len() == 11))
+            .all(|l| l["c"].as_str().is_some_and(|c| c.len() == 8))
     );
     let seal = lines.iter().position(|l| l["event"] == "seal").unwrap();
     assert_eq!(lines[seal + 1]["event"], "genesis");

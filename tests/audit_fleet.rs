@@ -275,7 +275,7 @@ async fn three_pods_one_killed_verify_as_two_sealed_chains_and_one_open() {
         let pod = g["pod_name"].as_str().unwrap();
         assert_eq!(g["pod_uid"], format!("uid-{pod}"));
         assert!(g["id"].as_str().unwrap().starts_with(&format!("{pod}/")));
-        assert_eq!(c["tag"].as_str().unwrap().len(), 11);
+        assert_eq!(c["tag"].as_str().unwrap().len(), 8);
         let status = if pod == "shop-b" { "open" } else { "sealed" };
         assert_eq!(c["status"], status, "{c}");
     }

@@ -34,10 +34,10 @@ use std::collections::BTreeMap;
 /// 4: a chain is one writer run. It starts with a [`GenesisRecord`] that
 /// names the chain (pod, host, process, start time, policy-set version) and
 /// ends, on a clean shutdown, with a [`SealRecord`]; every line carries the
-/// chain's 11-character tag in `c`, so the lines of many chains merged into
+/// chain's 8-character tag in `c`, so the lines of many chains merged into
 /// one stream (a log store) can be told apart, and a line without `prev`
 /// links to the previous line *of its chain* (see [`super::chain`]). About
-/// 18 bytes more per line than format 3.
+/// 15 bytes more per line than format 3.
 pub const RECORD_VERSION: u32 = 4;
 /// At most this many refused write fields are listed (the count is exact).
 const MAX_REFUSED_FIELDS: usize = 32;
