@@ -72,15 +72,6 @@ impl Counters {
         &self.memory
     }
 
-    /// Whether budgets are counted in a shared store that is answering
-    /// (false for the memory store).
-    pub fn shared_up(&self) -> Option<bool> {
-        self.shared
-            .load()
-            .as_ref()
-            .map(|s| s.up.load(Ordering::Acquire))
-    }
-
     /// Makes the counters match `loaded`'s `budgets.store`: connects a
     /// shared store when it is new or its section (or a file it names)
     /// changed, keeps the one in use otherwise. On error nothing changes.

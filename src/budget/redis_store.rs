@@ -546,11 +546,11 @@ impl RedisStore {
     }
 
     async fn call_grouped(&self, op: &'static str, ops: &[Op]) -> Result<Reply, Failure> {
-        let conn = self.connection()?;
-        let single = matches!(*conn, Conn::Node(_)) || ops.iter().all(|o| o.tag() == ops[0].tag());
-        if ops.is_empty() {
+        let Some(first) = ops.first() else {
             return Ok(Reply::default());
-        }
+        };
+        let conn = self.connection()?;
+        let single = matches!(*conn, Conn::Node(_)) || ops.iter().all(|o| o.tag() == first.tag());
         if single {
             return self.run(&conn, op, ops).await;
         }
