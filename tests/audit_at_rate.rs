@@ -7,7 +7,7 @@
 mod common;
 
 use common::audited::{records, start_audited};
-use common::{repo_path, token};
+use common::token;
 use fieldguard::audit::sink::numbered;
 use fieldguard::audit::{AuditSettings, VerifyOptions, WhenFull, verify_files};
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
@@ -135,24 +135,7 @@ impl Running {
         audit: &str,
         env: &[(&str, &str)],
     ) -> Self {
-        let demo = repo_path("examples/demo");
-        let policies = repo_path("policies");
-        let text = std::fs::read_to_string(demo.join("fieldguard.yaml"))
-            .unwrap()
-            .replace("address: 127.0.0.1:8080", "address: 127.0.0.1:0")
-            .replace(
-                "url: http://127.0.0.1:9000",
-                &format!("url: http://{upstream}"),
-            )
-            .replace(
-                "directory: ../../policies",
-                &format!("directory: {}", policies.display()),
-            )
-            .replace(
-                "schema: ../../policies/schema.cedarschema",
-                &format!("schema: {}", policies.join("schema.cedarschema").display()),
-            )
-            .replace("secrets/", &format!("{}/secrets/", demo.display()))
+        let text = common::reference_config_text("127.0.0.1:0", &upstream.to_string())
             + &format!("\nadmin:\n  address: 127.0.0.1:0\nreload:\n  watch: false\n{audit}");
         let config = dir.join("fieldguard.yaml");
         std::fs::write(&config, text).unwrap();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{repo_path, token};
+use common::token;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -36,24 +36,7 @@ impl Pod {
     /// and the downward API's variables for pod `name`.
     fn start(dir: &Path, upstream: std::net::SocketAddr, name: &str, max_file_bytes: u64) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let demo = repo_path("examples/demo");
-        let policies = repo_path("policies");
-        let text = std::fs::read_to_string(demo.join("fieldguard.yaml"))
-            .unwrap()
-            .replace("address: 127.0.0.1:8080", "address: 127.0.0.1:0")
-            .replace(
-                "url: http://127.0.0.1:9000",
-                &format!("url: http://{upstream}"),
-            )
-            .replace(
-                "directory: ../../policies",
-                &format!("directory: {}", policies.display()),
-            )
-            .replace(
-                "schema: ../../policies/schema.cedarschema",
-                &format!("schema: {}", policies.join("schema.cedarschema").display()),
-            )
-            .replace("secrets/", &format!("{}/secrets/", demo.display()))
+        let text = common::reference_config_text("127.0.0.1:0", &upstream.to_string())
             + &format!(
                 "\nadmin:\n  address: 127.0.0.1:0\nreload:\n  watch: false\naudit:\n  file: {}\n  stdout: false\n  max_file_bytes: {max_file_bytes}\n  max_files: 100\n",
                 dir.join("audit.log").display()

@@ -10,6 +10,7 @@
 mod common;
 
 use common::repo_path;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,29 +19,8 @@ use std::process::{Command, Output, Stdio};
 /// (taken) port, the admin listener on an ephemeral port and the audit log
 /// in `dir`.
 fn config_on_busy_port(dir: &Path, busy: &TcpListener) -> PathBuf {
-    let demo = repo_path("examples/demo");
-    let text = std::fs::read_to_string(demo.join("fieldguard.yaml")).unwrap();
-    let replace = |text: String, from: &str, to: &str| {
-        assert!(text.contains(from), "reference config lacks {from:?}");
-        text.replace(from, to)
-    };
-    let policies = repo_path("policies");
-    let mut text = replace(
-        text,
-        "address: 127.0.0.1:8080",
-        &format!("address: {}", busy.local_addr().unwrap()),
-    );
-    text = replace(
-        text,
-        "directory: ../../policies",
-        &format!("directory: {}", policies.display()),
-    );
-    text = replace(
-        text,
-        "schema: ../../policies/schema.cedarschema",
-        &format!("schema: {}", policies.join("schema.cedarschema").display()),
-    );
-    text = replace(text, "secrets/", &format!("{}/secrets/", demo.display()));
+    let mut text =
+        common::reference_config_text(&busy.local_addr().unwrap().to_string(), "127.0.0.1:9000");
     text.push_str(&format!(
         "\naudit:\n  file: {}\n  stdout: false\nadmin:\n  address: 127.0.0.1:0\nreload:\n  watch: false\n",
         dir.join("audit.log").display()

@@ -86,9 +86,7 @@ fn write_config(
     upstream: SocketAddr,
     grace_ms: u64,
 ) -> std::path::PathBuf {
-    let demo = common::repo_path("examples/demo");
-    let policies = common::repo_path("policies");
-    let text = std::fs::read_to_string(common::demo_config_path()).unwrap();
+    let text = common::reference_config_text(&listen.to_string(), &upstream.to_string());
     let replace = |t: String, from: &str, to: &str| {
         assert!(
             t.contains(from),
@@ -96,27 +94,7 @@ fn write_config(
         );
         t.replace(from, to)
     };
-    let mut text = replace(
-        text,
-        "  - address: 127.0.0.1:8080",
-        &format!("  - address: {listen}"),
-    );
-    text = replace(
-        text,
-        "  url: http://127.0.0.1:9000",
-        &format!("  url: http://{upstream}"),
-    );
-    text = replace(
-        text,
-        "directory: ../../policies",
-        &format!("directory: {}", policies.display()),
-    );
-    text = replace(
-        text,
-        "schema: ../../policies/schema.cedarschema",
-        &format!("schema: {}", policies.join("schema.cedarschema").display()),
-    );
-    text = replace(text, "secrets/", &format!("{}/secrets/", demo.display()));
+    let mut text = text;
     text = replace(
         text,
         "\nlimits:\n",

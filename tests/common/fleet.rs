@@ -6,7 +6,6 @@
 //! Without `redis-server` the tests that need it say so loudly and pass;
 //! under CI (`CI=true`) a missing one fails them.
 
-use super::repo_path;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
@@ -257,37 +256,7 @@ pub fn replica_config(
     budgets: &str,
     edit: &dyn Fn(String) -> String,
 ) -> PathBuf {
-    let demo = repo_path("examples/demo");
-    let policies = repo_path("policies");
-    let text = std::fs::read_to_string(demo.join("fieldguard.yaml")).unwrap();
-    let replace = |t: String, from: &str, to: &str| {
-        assert!(
-            t.contains(from),
-            "reference config changed: {from:?} not found"
-        );
-        t.replace(from, to)
-    };
-    let mut text = replace(
-        text,
-        "  - address: 127.0.0.1:8080",
-        &format!("  - address: {listen}"),
-    );
-    text = replace(
-        text,
-        "  url: http://127.0.0.1:9000",
-        &format!("  url: http://{shop}"),
-    );
-    text = replace(
-        text,
-        "directory: ../../policies",
-        &format!("directory: {}", policies.display()),
-    );
-    text = replace(
-        text,
-        "schema: ../../policies/schema.cedarschema",
-        &format!("schema: {}", policies.join("schema.cedarschema").display()),
-    );
-    text = replace(text, "secrets/", &format!("{}/secrets/", demo.display()));
+    let mut text = super::reference_config_text(&listen.to_string(), &shop.to_string());
     // The reference budgets section runs from `budgets:` to the next
     // top-level key.
     let start = text

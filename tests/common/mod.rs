@@ -36,6 +36,45 @@ pub fn demo_config_path() -> PathBuf {
     repo_path("examples/demo/fieldguard.yaml")
 }
 
+/// The reference configuration's text for a `fieldguard run` process of a
+/// test: its listener on `listen`, its upstream at `upstream`, and the
+/// policy, schema and key paths made absolute (the file is written
+/// elsewhere). Each replacement must find its text: a changed reference
+/// config fails here, not in a confusing start-up.
+pub fn reference_config_text(listen: &str, upstream: &str) -> String {
+    let demo = repo_path("examples/demo");
+    let policies = repo_path("policies");
+    let text = std::fs::read_to_string(demo_config_path()).unwrap();
+    let replace = |t: String, from: &str, to: &str| {
+        assert!(
+            t.contains(from),
+            "reference config changed: {from:?} not found"
+        );
+        t.replace(from, to)
+    };
+    let mut text = replace(
+        text,
+        "  - address: 127.0.0.1:8080",
+        &format!("  - address: {listen}"),
+    );
+    text = replace(
+        text,
+        "  url: http://127.0.0.1:9000",
+        &format!("  url: http://{upstream}"),
+    );
+    text = replace(
+        text,
+        "directory: ../../policies",
+        &format!("directory: {}", policies.display()),
+    );
+    text = replace(
+        text,
+        "schema: ../../policies/schema.cedarschema",
+        &format!("schema: {}", policies.join("schema.cedarschema").display()),
+    );
+    replace(text, "secrets/", &format!("{}/secrets/", demo.display()))
+}
+
 pub struct Harness {
     pub proxy_addr: SocketAddr,
     pub shop_addr: SocketAddr,
