@@ -714,12 +714,8 @@ fn audit_verify(
             serde_json::to_string_pretty(&fleet).map_err(|e| e.to_string())?
         ),
     }
-    if let Some((chain, f)) = fleet.first_failure() {
-        let which = match chain {
-            Some(c) => format!("chain {}", c.name()),
-            None => "a line in no chain".to_string(),
-        };
-        return Err(format!("audit chain broken at {f} ({which})").into());
+    if let Some(message) = fleet.failure_message() {
+        return Err(message.into());
     }
     if fleet.chains.is_empty() && fleet.files.is_empty() {
         return Err("no audit files found".into());

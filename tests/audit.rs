@@ -887,3 +887,26 @@ async fn demo_writes_its_audit_file_serves_admin_and_drains_on_sigterm() {
     assert_eq!(recs.len(), 3);
     assert_eq!(verify(&[file]).unwrap().records, 3);
 }
+
+/// A file that is not there is "cannot open", for every audit command:
+/// no evidence of tampering, and not called a broken chain.
+#[test]
+fn a_missing_audit_file_cannot_be_opened_it_is_not_a_broken_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("audit.log");
+    for args in [
+        vec!["audit", "verify"],
+        vec!["audit", "subject", "c-1001"],
+        vec!["audit", "expand"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+            .args(&args)
+            .arg(&missing)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("cannot open"), "{args:?}: {err}");
+        assert!(!err.contains("broken"), "{args:?}: {err}");
+    }
+}

@@ -24,11 +24,8 @@ pub fn each_record(
     mut each: impl FnMut(&ChainReport, Value),
 ) -> Result<FleetReport, String> {
     let fleet = verify_set(files, opts);
-    if let Some((chain, f)) = fleet.first_failure() {
-        return Err(match chain {
-            Some(c) => format!("audit chain broken at {f} (chain {})", c.name()),
-            None => format!("audit chain broken at {f} (a line in no chain)"),
-        });
+    if let Some(message) = fleet.failure_message() {
+        return Err(message);
     }
     let changed =
         |e: String| format!("{e}: the audit files changed while they were read; run again");

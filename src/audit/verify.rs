@@ -322,6 +322,22 @@ impl FleetReport {
             .find_map(|c| c.failure.as_ref().map(|f| (Some(c), f)))
     }
 
+    /// The first failure as a command's final error: a file that cannot
+    /// be opened says so (it is no evidence of tampering); anything else
+    /// is a broken chain, named.
+    pub fn failure_message(&self) -> Option<String> {
+        let (chain, f) = self.first_failure()?;
+        if f.line == 0
+            && let Some(why) = f.reason.strip_prefix("cannot open: ")
+        {
+            return Some(format!("cannot open {}: {why}", f.file.display()));
+        }
+        Some(match chain {
+            Some(c) => format!("audit chain broken at {f} (chain {})", c.name()),
+            None => format!("audit chain broken at {f} (a line in no chain)"),
+        })
+    }
+
     /// The report for people: a line per chain and a summary.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
