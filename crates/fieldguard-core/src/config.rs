@@ -311,6 +311,12 @@ pub struct ResponseBodyConfig {
     /// counted and audited. Names are checked at load.
     #[serde(default)]
     pub headers: Vec<Spanned<String>>,
+    /// How the route's answers may be cached: `private` (default: the
+    /// upstream's narrowing directives under `Cache-Control: private`) or
+    /// `no_store` (always `Cache-Control: no-store`). Either way shared
+    /// caches never store a filtered answer (docs/security.md).
+    #[serde(default)]
+    pub cache: crate::response_headers::CacheMode,
     /// The body around the records (wrappers, pagination): each member by
     /// its JSONPath from the root (`$.total`, `$.page.next`), classified
     /// like a field and decided by Cedar on the route's resource with
