@@ -225,9 +225,15 @@ impl ResponseHeaders {
         // Absent: no directives (the answer is still made private).
         let mut directives = CacheDirectives::default();
         let mut vary = VaryList::Names(Vec::new());
+        // Validators are removed silently, unless their value was not even
+        // a validator (free text where a date belongs): that is reported.
+        let mut bad_validators: Vec<HeaderName> = Vec::new();
         let names: Vec<HeaderName> = headers.keys().cloned().collect();
         for name in names {
             if !self.allows(&name) {
+                if !valid_validator(&name, headers.get_all(&name)) {
+                    bad_validators.push(name.clone());
+                }
                 reported.push(name);
                 continue;
             }
@@ -280,8 +286,32 @@ impl ResponseHeaders {
             }
         }
         reported.retain(|n| !REPLACED.contains(n));
+        reported.extend(bad_validators);
         reported
     }
+}
+
+/// False for an `ETag` that is not an entity-tag (RFC 9110 §8.8.3) or a
+/// `Last-Modified` that is not an HTTP date; true for any other header.
+fn valid_validator(name: &HeaderName, values: header::GetAll<'_, HeaderValue>) -> bool {
+    match *name {
+        header::LAST_MODIFIED => single(values).and_then(http_date).is_some(),
+        header::ETAG => single(values).is_some_and(entity_tag),
+        _ => true,
+    }
+}
+
+/// RFC 9110 `entity-tag`: `[W/] "etagc*"`, visible ASCII, at most 256 bytes.
+pub fn entity_tag(s: &str) -> bool {
+    let s = s.trim_matches([' ', '\t']);
+    let opaque = s.strip_prefix("W/").unwrap_or(s);
+    s.len() <= 256
+        && opaque.len() >= 2
+        && opaque.starts_with('"')
+        && opaque.ends_with('"')
+        && opaque[1..opaque.len() - 1]
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
 }
 
 /// All lines of a list header joined with commas, when every line is
@@ -844,6 +874,8 @@ mod tests {
             ("content-language", "zh-lei"),
             ("content-language", "zh-Wang"),
             ("age", "94000000"),
+            ("last-modified", "Wang Lei 13900131001"),
+            ("etag", "13900131001 Wang"),
             ("cache-control", "private, x-phone=13900131001"),
             ("cache-control", "max-age=13900131001x"),
             ("cache-control", "private=\"unterminated"),
@@ -863,6 +895,7 @@ mod tests {
         for (k, v) in bad {
             let (h, dropped) = applied(&[(k, v)], &[], CacheMode::Private);
             assert_eq!(dropped, [*k], "{k}: {v}");
+            assert!(!h.contains_key(*k) || ["cache-control", "vary"].contains(k));
             let text = format!("{h:?}");
             for secret in ["Wang", "13900131001", "alice", "wanglei", "caf"] {
                 assert!(!text.contains(secret), "{k}: {v}: {text}");
@@ -988,6 +1021,7 @@ mod tests {
                     let _ = http_date(s);
                     let _ = CacheDirectives::parse(s);
                     let _ = VaryList::parse(s, &[]);
+                    let _ = entity_tag(s);
                 }
                 if let Ok(v) = HeaderValue::from_bytes(&b) {
                     for name in STANDARD.iter().chain([HeaderName::from_static("x-a")].iter()) {
