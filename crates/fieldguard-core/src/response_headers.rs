@@ -25,7 +25,6 @@
 
 use crate::error::ConfigError;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
 
 /// The request id header: the proxy sets it on every answer.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -131,18 +130,7 @@ pub const MAX_AGE: u64 = 365 * 24 * 3600;
 /// Longest value of a header a route names in `response.headers`.
 pub const MAX_EXTRA_VALUE: usize = 512;
 
-/// How an inspected route's answers may be cached: `response.cache`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheMode {
-    /// `Cache-Control: private` plus the upstream's allowed directives
-    /// (`no-store`, `no-cache`, `max-age`, `must-revalidate`,
-    /// `no-transform`).
-    #[default]
-    Private,
-    /// Always `Cache-Control: no-store`, whatever the upstream says.
-    NoStore,
-}
+pub use crate::config::CacheMode;
 
 /// One inspected route's allow-list: [`STANDARD`] plus the names its
 /// config lists, and how its answers may be cached.
@@ -986,6 +974,19 @@ mod tests {
             let (h, dropped) = applied(&[("cache-control", v)], &[], CacheMode::Private);
             assert!(dropped.is_empty(), "{v}");
             assert_eq!(h["cache-control"], want, "{v}");
+        }
+    }
+
+    #[test]
+    fn response_cache_is_read_from_the_config() {
+        let r: crate::config::ResponseBodyConfig =
+            serde_saphyr::from_str("records: []\ncache: no_store\n").unwrap();
+        assert_eq!(r.cache, CacheMode::NoStore);
+        let r: crate::config::ResponseBodyConfig = serde_saphyr::from_str("records: []\n").unwrap();
+        assert_eq!(r.cache, CacheMode::Private);
+        for bad in ["cache: public", "cache: s-maxage"] {
+            let text = format!("records: []\n{bad}\n");
+            assert!(serde_saphyr::from_str::<crate::config::ResponseBodyConfig>(&text).is_err());
         }
     }
 
