@@ -868,3 +868,28 @@ async fn shadow_mode_reports_bad_values_and_relays_them() {
         0.0
     );
 }
+
+/// With gateway identity configured, a filtered answer varies on the
+/// gateway's identity headers too: a cache keyed without them could serve
+/// one gateway-identified caller's view to another.
+#[tokio::test]
+async fn vary_names_the_gateway_identity_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = fieldguard::identity::GatewayConfig::default();
+    let (subject, roles) = (gw.subject_header.clone(), gw.roles_header.clone());
+    let (a, _up) = start(dir.path(), |cfg| {
+        cfg.identity.gateway = Some(fieldguard::identity::GatewayConfig {
+            // No peer is trusted: callers here still use their token.
+            trusted_peers: vec!["10.0.0.0/8".parse().expect("CIDR")],
+            ..gw
+        });
+    })
+    .await;
+    let r = a.h.get("/customers/c-1001", &customer()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let vary: Vec<&str> = r.headers["vary"].to_str().unwrap().split(", ").collect();
+    for name in ["authorization", subject.as_str(), roles.as_str()] {
+        assert!(vary.contains(&name), "{name} not in {vary:?}");
+    }
+    assert_eq!(r.headers["cache-control"], "private, max-age=60");
+}
