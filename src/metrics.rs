@@ -435,7 +435,7 @@ impl Metrics {
             headers_dropped: counter(
                 &r,
                 "fieldguard_response_headers_dropped_total",
-                "Upstream response headers dropped by an inspected route's allow-list, by route and header name (bounded: see docs).",
+                "Upstream response headers dropped by an inspected route's allow-list (not allowed, or a value outside the header's grammar), by route and header name (bounded: see docs).",
                 &["route", "header"],
             )?,
             header_labels: Mutex::new(HeaderLabels::default()),

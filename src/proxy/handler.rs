@@ -149,6 +149,15 @@ async fn process<'rt>(
     let verdict = decide(rt, &m, ex)?;
     let upstream_body = check_body(proxy, rt, &parts, body, &verdict, ex).await?;
     let inspect = verdict.decided.route.inspects_response() && parts.method != Method::HEAD;
+    if verdict.decided.route.response_headers.is_some()
+        && !verdict.shadow
+        && (parts.method == Method::GET || parts.method == Method::HEAD)
+    {
+        // The client can only hold a filtered view, which the upstream
+        // cannot validate; a 304 must not tell a cache to reuse another
+        // caller's view. Writes keep their preconditions (lost updates).
+        headers::strip_conditional(&mut parts.headers);
+    }
     let resp = forward(proxy, parts, upstream_body, &path, inspect, ex).await?;
     filter(proxy, rt, verdict, resp, inspect, ex).await
 }
@@ -345,9 +354,16 @@ async fn filter<'rt>(
     let decided = &verdict.decided;
     let allowed_headers = decided.route.response_headers.as_ref();
     if !inspect || !has_body(resp.status()) {
+        if allowed_headers.is_some() && !verdict.shadow && resp.status() == StatusCode::NOT_MODIFIED
+        {
+            // Conditional headers were not forwarded ([`forward`]): a 304
+            // here validates something the client never got from the
+            // proxy, perhaps another caller's view in a shared cache.
+            return Err(Refusal::UpstreamError.into());
+        }
         let mut resp = relay(resp);
         if let Some(allowed) = allowed_headers {
-            limit_headers(allowed, verdict.shadow, resp.headers_mut(), ex);
+            limit_headers(rt, allowed, verdict.shadow, resp.headers_mut(), ex);
         }
         return Ok(resp.into());
     }
@@ -368,7 +384,7 @@ async fn filter<'rt>(
             Start::Whole(parts, raw, decoded) => (parts, raw, decoded),
             Start::Stream(mut parts, pending) => {
                 if let Some(allowed) = allowed_headers {
-                    limit_headers(allowed, false, &mut parts.headers, ex);
+                    limit_headers(rt, allowed, false, &mut parts.headers, ex);
                 }
                 let decided = (verdict.decided.rebind(&rt.decisions)).ok_or(Refusal::Internal)?;
                 let (resp, streamed) = streaming::respond(parts, decided, pending);
@@ -376,7 +392,7 @@ async fn filter<'rt>(
             }
         };
     if let Some(allowed) = allowed_headers {
-        limit_headers(allowed, false, &mut parts.headers, ex);
+        limit_headers(rt, allowed, false, &mut parts.headers, ex);
     }
     let json = decoded.as_deref().unwrap_or(&raw);
     let mut report = FilterReport::default();

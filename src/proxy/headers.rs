@@ -6,7 +6,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 pub use fieldguard_core::header_names::{folds_to_any, same_after_folding, strip_folded};
-pub use fieldguard_core::response_headers::{HOP_BY_HOP, X_REQUEST_ID, is_hop_by_hop};
+pub use fieldguard_core::response_headers::{
+    HOP_BY_HOP, X_REQUEST_ID, is_hop_by_hop, strip_conditional,
+};
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

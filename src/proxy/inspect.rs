@@ -15,15 +15,31 @@ use hyper::body::Incoming;
 
 /// Applies an inspected route's response-header allow-list to the
 /// upstream's headers (hop-by-hop ones already gone): drops and records
-/// what it does not allow, or in shadow mode records what it would drop.
+/// what it does not allow and the allowed headers whose value is not in
+/// their grammar, and makes the answer private (`Cache-Control`, `Vary`
+/// naming `Authorization` and the gateway identity headers, no
+/// validators); in shadow mode only records what it would drop.
 pub(super) fn limit_headers(
+    rt: &Runtime,
     allowed: &ResponseHeaders,
     shadow: bool,
     headers: &mut http::HeaderMap,
     ex: &mut Exchange,
 ) {
-    let dropped = allowed.apply(headers, !shadow);
+    let dropped = allowed.apply(headers, rt.identifier.identity_headers(), !shadow);
     ex.note_dropped_headers(dropped, shadow);
+}
+
+/// A filtered body is JSON: when the upstream's `Content-Type` was dropped
+/// (its value was not in the grammar), the proxy names the media type it
+/// checked the body against.
+pub(super) fn ensure_json_type(headers: &mut http::HeaderMap) {
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
 }
 
 /// What an inspected response's head says of its body: refused here
@@ -98,6 +114,7 @@ pub(super) fn filtered_response(
     out: Vec<u8>,
 ) -> Response<ProxyBody> {
     strip_rewritten(&mut parts.headers);
+    ensure_json_type(&mut parts.headers);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
@@ -111,6 +128,7 @@ pub(super) fn strip_rewritten(headers: &mut http::HeaderMap) {
     for h in [
         header::CONTENT_ENCODING,
         header::ETAG,
+        header::LAST_MODIFIED,
         header::CONTENT_LENGTH,
     ] {
         headers.remove(h);

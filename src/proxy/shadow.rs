@@ -202,7 +202,7 @@ pub(super) async fn shadow_filter(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     if let Some(allowed) = &decided.route.response_headers {
-        limit_headers(allowed, true, &mut parts.headers, ex);
+        limit_headers(rt, allowed, true, &mut parts.headers, ex);
     }
     Ok(Response::from_parts(parts, full(raw)))
 }

@@ -235,6 +235,7 @@ pub(super) fn respond(
     pending: Pending,
 ) -> (Response<ProxyBody>, Streamed<'_>) {
     strip_rewritten(&mut parts.headers);
+    super::inspect::ensure_json_type(&mut parts.headers);
     // Two batches in flight at most: the redactor waits for a slow client
     // instead of buffering for it.
     let (tx, rx) = mpsc::channel(2);

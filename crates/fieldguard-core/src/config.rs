@@ -311,6 +311,12 @@ pub struct ResponseBodyConfig {
     /// counted and audited. Names are checked at load.
     #[serde(default)]
     pub headers: Vec<Spanned<String>>,
+    /// How the route's answers may be cached: `private` (default: the
+    /// upstream's narrowing directives under `Cache-Control: private`) or
+    /// `no_store` (always `Cache-Control: no-store`). Either way shared
+    /// caches never store a filtered answer (docs/security.md).
+    #[serde(default)]
+    pub cache: CacheMode,
     /// The body around the records (wrappers, pagination): each member by
     /// its JSONPath from the root (`$.total`, `$.page.next`), classified
     /// like a field and decided by Cedar on the route's resource with
@@ -318,6 +324,19 @@ pub struct ResponseBodyConfig {
     /// body that is neither on a record path nor declared here is removed.
     #[serde(default)]
     pub members: BTreeMap<String, FieldConfig>,
+}
+
+/// How an inspected route's answers may be cached: `response.cache`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    /// `Cache-Control: private` plus the upstream's allowed directives
+    /// (`no-store`, `no-cache`, `max-age`, `must-revalidate`,
+    /// `no-transform`).
+    #[default]
+    Private,
+    /// Always `Cache-Control: no-store`, whatever the upstream says.
+    NoStore,
 }
 
 /// Response members the configuration does not name.

@@ -357,6 +357,7 @@ impl Route {
                         cfg.file,
                         &format!("{} {}", rc.method.value, rc.path.value),
                     )
+                    .map(|h| h.with_cache(r.cache))
                 })
                 .transpose()?,
             action: action.value.clone(),
