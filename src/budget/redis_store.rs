@@ -186,9 +186,6 @@ pub struct RedisStore {
     conn: ArcSwapOption<Conn>,
     target: Target,
     script: Script,
-    /// Script calls of concurrent requests, sent to a single node together
-    /// (see [`Batcher`]); started on the first call.
-    batcher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>,
     pub prefix: String,
     pub metrics: BudgetStoreMetrics,
     /// What the store section and the files it names said: a reload whose
@@ -243,7 +240,6 @@ impl RedisStore {
             conn: ArcSwapOption::empty(),
             target,
             script: Script::new(WINDOW_SCRIPT),
-            batcher: std::sync::OnceLock::new(),
             prefix: cfg.key_prefix.clone(),
             metrics,
             fingerprint,
@@ -609,58 +605,24 @@ impl RedisStore {
         }
     }
 
-    /// The four values the script reads per key (see window.lua).
-    fn op_args(op: &str, o: &Op) -> [u64; 4] {
-        let fourth = if op == "refund" {
-            o.slot
-        } else {
-            u64::from(o.refusing)
-        };
-        [o.slot_ms, o.limit.min(i64::MAX as u64), o.amount, fourth]
-    }
-
-    /// `EVALSHA <script> <keys> <keys...> <op> <4 values per key>`.
-    fn evalsha(&self, op: &str, ops: &[Op]) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash()).arg(ops.len());
-        for o in ops {
-            cmd.arg(&o.key);
-        }
-        cmd.arg(op);
-        for o in ops {
-            for v in Self::op_args(op, o) {
-                cmd.arg(v);
-            }
-        }
-        cmd
-    }
-
     async fn run(&self, conn: &Conn, op: &'static str, ops: &[Op]) -> Result<Reply, Failure> {
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(op);
+        for o in ops {
+            inv.key(&o.key);
+            let fourth = if op == "refund" {
+                o.slot
+            } else {
+                u64::from(o.refusing)
+            };
+            inv.arg(o.slot_ms)
+                .arg(o.limit.min(i64::MAX as u64))
+                .arg(o.amount)
+                .arg(fourth);
+        }
         let answer: Result<Vec<i64>, RedisError> = match conn {
-            Conn::Node(c) => {
-                let cmd = self.evalsha(op, ops);
-                match self.batched(c, cmd.clone()).await {
-                    // The store lost the script (a restart, SCRIPT FLUSH):
-                    // loaded again, then the same call once more.
-                    Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                        match self.load_script().await {
-                            Ok(()) => self.batched(c, cmd).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                    other => other,
-                }
-            }
-            Conn::Cluster(c) => {
-                let mut inv = self.script.prepare_invoke();
-                inv.arg(op);
-                for o in ops {
-                    inv.key(&o.key);
-                    let [a, b, c4, d] = Self::op_args(op, o);
-                    inv.arg(a).arg(b).arg(c4).arg(d);
-                }
-                inv.invoke_async(&mut c.clone()).await
-            }
+            Conn::Node(c) => inv.invoke_async(&mut c.clone()).await,
+            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
         };
         let answer = answer.map_err(|e| Failure::of(&e))?;
         if op == "refund" {
@@ -681,116 +643,6 @@ impl RedisStore {
                 .collect(),
             slots: answer[1..].chunks(3).map(|c| n(c[2])).collect(),
         })
-    }
-}
-
-/// One script call waiting for the [`Batcher`].
-pub struct Pending {
-    conn: ConnectionManager,
-    cmd: redis::Cmd,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<i64>, RedisError>>,
-}
-
-/// Sends the script calls of concurrent requests to the node as one
-/// pipeline: one write and one read for all of them instead of one each.
-/// Each call is still its own EVALSHA, atomic on its own and answered on
-/// its own, exactly as when sent alone; the pipeline only shares the
-/// system calls. The batcher takes the first call waiting, yields once so
-/// that the requests already runnable on this worker can add theirs, and
-/// sends what has gathered (at most [`Batcher::MAX`]); several pipelines
-/// may be in flight at once. No lock: a channel in, a oneshot back.
-struct Batcher;
-
-impl Batcher {
-    const MAX: usize = 128;
-
-    fn spawn() -> tokio::sync::mpsc::UnboundedSender<Pending> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
-        tokio::spawn(async move {
-            use futures_util::StreamExt as _;
-            let mut in_flight = futures_util::stream::FuturesUnordered::new();
-            loop {
-                tokio::select! {
-                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                    first = rx.recv() => {
-                        let Some(first) = first else { break };
-                        tokio::task::yield_now().await;
-                        let mut batch = vec![first];
-                        while batch.len() < Self::MAX {
-                            match rx.try_recv() {
-                                Ok(p) => batch.push(p),
-                                Err(_) => break,
-                            }
-                        }
-                        in_flight.push(Self::send(batch));
-                    }
-                }
-            }
-            while in_flight.next().await.is_some() {}
-        });
-        tx
-    }
-
-    async fn send(batch: Vec<Pending>) {
-        if batch.len() == 1 {
-            let Pending { mut conn, cmd, reply } = batch.into_iter().next().expect("one call");
-            let _ = reply.send(cmd.query_async::<Vec<i64>>(&mut conn).await);
-            return;
-        }
-        let mut conn = batch[0].conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let mut replies = Vec::with_capacity(batch.len());
-        for p in batch {
-            pipe.add_command(p.cmd);
-            replies.push(p.reply);
-        }
-        match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
-            Ok(values) if values.len() == replies.len() => {
-                for (value, reply) in values.into_iter().zip(replies) {
-                    let answer = value.extract_error().and_then(|v| {
-                        redis::from_redis_value::<Vec<i64>>(v).map_err(RedisError::from)
-                    });
-                    let _ = reply.send(answer);
-                }
-            }
-            Ok(_) => {
-                for reply in replies {
-                    let _ = reply.send(Err(RedisError::from((
-                        ErrorKind::Parse,
-                        "pipeline answered a different number of replies",
-                    ))));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-impl RedisStore {
-    /// One script call on a single node, through the [`Batcher`].
-    async fn batched(
-        &self,
-        conn: &ConnectionManager,
-        cmd: redis::Cmd,
-    ) -> Result<Vec<i64>, RedisError> {
-        let tx = self.batcher.get_or_init(Batcher::spawn);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let pending = Pending {
-            conn: conn.clone(),
-            cmd,
-            reply,
-        };
-        if tx.send(pending).is_err() {
-            return Err(RedisError::from((ErrorKind::Io, "budget store batcher stopped")));
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(RedisError::from((ErrorKind::Io, "budget store batcher stopped"))))
     }
 }
 
