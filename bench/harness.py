@@ -889,8 +889,9 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
     """Warm-up, then `rounds` rounds of every workload in `keys` on every
     system (order rotated every round). Returns ({(workload, system):
     [wrk report + /proc figures per round]}, requests sent to fieldguard).
-    snap: optional function called with the system before and after each
-    round; its two results are kept in the round's report as "snap"."""
+    snap: optional function called with the system and "before" / "after"
+    around each round; its two results are kept in the round's report as
+    "snap"."""
     runs = {}
     sent_to_fg = 0
     for key, _label, caller, path in WORKLOADS:
@@ -909,11 +910,11 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
                 reset_peak_rss(proc_pids)
                 before = cpu_ticks(proc_pids)
                 up_before = cpu_ticks(upstream_pids)
-                snap_before = snap(system) if snap else None
+                snap_before = snap(system, "before") if snap else None
                 machine_before = machine_busy_ticks()
                 r = run_wrk(load_cpus, ports[system], path, token, prof["duration"], prof["connections"])
                 if snap:
-                    r["snap"] = (snap_before, snap(system))
+                    r["snap"] = (snap_before, snap(system, "after"))
                 seconds = r["duration_us"] / 1e6
                 r["machine_busy"] = (machine_busy_ticks() - machine_before) / CLK_TCK / seconds
                 # The load side: wrk plus the upstream nginx (which serves
@@ -1013,6 +1014,21 @@ def store_metrics(admin_port):
     return out
 
 
+def wait_store_up(admin_port, timeout=10):
+    """fieldguard's store metrics once `fieldguard_budget_store_up` is 1
+    (a probe asks a store that failed every 500 ms); fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = store_metrics(admin_port)
+        if m["up"] == 1:
+            return m
+        if time.monotonic() > deadline:
+            raise SystemExit(f"fieldguard+redis: the budget store is not answering "
+                             f"(fieldguard_budget_store_up {m['up']} for {timeout}s; "
+                             f"errors {m['errors']})")
+        time.sleep(0.1)
+
+
 def histogram_quantile(q, buckets):
     """Prometheus's histogram_quantile over {le: count} (cumulative, +Inf
     included): linear within the bucket the quantile falls in; None when
@@ -1086,17 +1102,21 @@ def budget_store(args, prof, tmp, procs, upstream_port, upstream_pids, tokens, r
     not_measured = check_answers(ports, tokens, raw, keys)
     if not_measured:
         raise SystemExit(f"budget store section: a twin refused a workload: {not_measured}")
-    before = store_metrics(admin["fieldguard+redis"])
-    if before["up"] != 1 or before["count"] < 1:
-        raise SystemExit("fieldguard+redis does not count in the store (fieldguard_budget_store_up "
-                         f"{before['up']}, {before['count']:.0f} store calls after the answer "
-                         "checks): the section would measure the memory store twice")
+    before = wait_store_up(admin["fieldguard+redis"])
+    if before["count"] < 1:
+        raise SystemExit("fieldguard+redis made no store call while answering the checks: "
+                         "the section would measure the memory store twice")
     log(f"budget store: redis-server {args.redis_version} on 127.0.0.1:{redis_port} "
         f"({cpu_list(upstream_cpu)}, beside the upstream), twins on {cpu_list(proxy_cpu)}; "
         f"the answer checks made {before['count']:.0f} store calls")
 
-    def snap(system):
-        return {"metrics": store_metrics(admin[system]) if system.endswith("redis") else None,
+    def snap(system, phase):
+        redis_twin = system.endswith("redis")
+        if redis_twin and phase == "before":
+            # A round starts with the store answering (after a timeout the
+            # budgets count locally until a probe finds it again).
+            wait_store_up(admin[system])
+        return {"metrics": store_metrics(admin[system]) if redis_twin else None,
                 "redis_ticks": cpu_ticks([redis.pid]),
                 "script": redis_script_stats(redis_port)}
 
