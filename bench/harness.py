@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -57,17 +58,34 @@ CALLERS = {
     "customer": ("customer", "c-1001"),
 }
 PROXIES = ["fieldguard", "envoy", "nginx"]
+# The budget-store section (issue 20): the same fieldguard twice, its
+# budgets counted in its own memory or in a local redis-server, on these
+# workloads (one record, 100 records).
+BUDGET_STORE_WORKLOADS = ("a", "c")
+BUDGET_TWINS = ["fieldguard+memory", "fieldguard+redis"]
+# Targets for the Redis store against the memory store, on (a) only.
+REDIS_MAX_LOSS = 0.10
+REDIS_MAX_ADDED_P99_MS = 0.5
+
+
+def is_fieldguard(system):
+    """fieldguard itself or one of the budget-store section's twins."""
+    return system == "fieldguard" or system in BUDGET_TWINS
 
 PROFILES = {
     # One worker: 5 workloads x 4 systems x (warm-up + rounds x duration)
     # = 340 s; two workers: 4 workloads x 4 systems x (warm-up + 2 rounds x
     # duration) = 176 s; with set-up, about 9 minutes.
     "full": {"duration": 5, "rounds": 3, "warmup": 2, "connections": 32, "cost_iterations": 15,
-             "rounds_2w": 2, "warmup_2w": 1},
+             "rounds_2w": 2, "warmup_2w": 1,
+             # The budget-store section: 2 workloads x 2 twins x (warm-up +
+             # 5 rounds x duration) = 108 s. More rounds than the main part:
+             # its target (0.5 ms of p99) is within one round's spread here.
+             "rounds_bs": 5, "warmup_bs": 2},
     # A few seconds per system: only proves the harness still runs end to
     # end, the two-worker path included (one 1 s round, no warm-up: ~20 s).
     "smoke": {"duration": 1, "rounds": 1, "warmup": 1, "connections": 4, "cost_iterations": 2,
-              "rounds_2w": 1, "warmup_2w": 0},
+              "rounds_2w": 1, "warmup_2w": 0, "rounds_bs": 1, "warmup_bs": 0},
 }
 
 
@@ -240,9 +258,13 @@ def render(template, out_path, values):
     return out_path
 
 
-def fieldguard_config(tmp, port, admin_port, upstream_port):
+def fieldguard_config(tmp, port, admin_port, upstream_port, store=None):
     """The reference deployment with the bench's addresses, absolute paths
-    (the file lives in a temp folder) and the audit trail on, to a file."""
+    (the file lives in a temp folder) and the audit trail on, to a file.
+
+    store None: the main sections' config (budgets in shadow mode, counted
+    in memory). store "memory" or ("redis", port): the budget-store
+    section's twins (see budget_store_budgets)."""
     demo = os.path.join(ROOT, "examples", "demo")
     with open(os.path.join(demo, "fieldguard.yaml")) as f:
         text = f.read()
@@ -264,7 +286,10 @@ def fieldguard_config(tmp, port, admin_port, upstream_port):
     if enforce not in text:
         raise SystemExit("examples/demo/fieldguard.yaml no longer has `budgets:` "
                          "with `mode: enforce` first; update bench/harness.py")
-    text = text.replace(enforce, "budgets:\n  mode: shadow")
+    if store is None:
+        text = text.replace(enforce, "budgets:\n  mode: shadow")
+    else:
+        text = budget_store_budgets(text, enforce, store)
     for section in ("audit:", "admin:"):
         if f"\n{section}" in text:
             raise SystemExit(f"examples/demo/fieldguard.yaml now has `{section}`; "
@@ -289,6 +314,51 @@ def fieldguard_config(tmp, port, admin_port, upstream_port):
     with open(path, "w") as f:
         f.write(text)
     return path, response_body_limit(text)
+
+
+# The refusing budgets' limit in the budget-store section: nothing the run
+# can disclose reaches it (a (c) run at 10,000 req/s for an hour counts
+# 3.6e9 records), so nothing is refused and every request does the same
+# counting work in both twins.
+BUDGET_STORE_LIMIT = 1_000_000_000_000
+
+
+def budget_store_budgets(text, enforce, store):
+    """The budgets of the budget-store section's twins: the reference
+    budgets in `mode: enforce` (so a request makes both store calls: the
+    precheck of the refusing budgets before the upstream and the charge
+    after filtering; in shadow mode nothing refuses, so there is no
+    precheck), every `on_exceed: refuse` limit raised to BUDGET_STORE_LIMIT
+    (the reference support-records-day, 300 records a day, would refuse
+    after a second of load), alerting limits unchanged (they flag in both
+    twins alike), and `budgets.store` memory or redis. Both twins get the
+    same text but for the store lines."""
+    budgets_at = text.index(enforce)
+    end = text.find("\n# ", budgets_at)  # the next top-level comment block
+    nxt = [i for i in (text.find("\nunmatched:", budgets_at), end) if i != -1]
+    stop = min(nxt) if nxt else len(text)
+    section = text[budgets_at:stop]
+    raised, count = re.subn(r"limit: \d+, on_exceed: refuse",
+                            f"limit: {BUDGET_STORE_LIMIT}, on_exceed: refuse", section)
+    if "support_agent:" not in section or "on_exceed: refuse" not in section or count < 1:
+        raise SystemExit("examples/demo/fieldguard.yaml: the support agent no longer has a "
+                         "refusing budget in `budgets:` written as `limit: N, on_exceed: "
+                         "refuse`; update bench/harness.py (budget_store_budgets)")
+    if "\n  store:" in section or "\n  replicas:" in section:
+        raise SystemExit("examples/demo/fieldguard.yaml now sets budgets.store or "
+                         "budgets.replicas; update bench/harness.py")
+    if store == "memory":
+        lines = "  store:\n    type: memory\n"
+    else:
+        _, port = store
+        lines = ("  replicas: 1\n"
+                 "  store:\n"
+                 "    type: redis\n"
+                 "    redis:\n"
+                 f"      url: redis://127.0.0.1:{port}\n"
+                 "      timeout_ms: 50\n")
+    raised = raised.replace(enforce, "budgets:\n" + lines + "  mode: enforce", 1)
+    return text[:budgets_at] + raised + text[stop:]
 
 
 def response_body_limit(text):
@@ -336,14 +406,14 @@ def check_answers(ports, tokens, raw, keys):
         token = tokens[caller]
         for system, port in ports.items():
             status, body = fetch(port, path, token)
-            if system != "fieldguard":
+            if not is_fieldguard(system):
                 if status != 200 or body != raw[key]:
                     raise SystemExit(f"{system} {path}: status {status}, "
                                      f"{len(body)} bytes (expected the upstream's 200 body)")
                 continue
             if key == "b":
                 if status != 403:
-                    raise SystemExit(f"fieldguard {path} as customer c-1001: {status}, not 403")
+                    raise SystemExit(f"{system} {path} as customer c-1001: {status}, not 403")
                 continue
             if status != 200 and key in MAY_BE_REFUSED:
                 log(f"({key}) NOT MEASURED for fieldguard: {path} ({len(raw[key]):,}-byte upstream "
@@ -357,13 +427,13 @@ def check_answers(ports, tokens, raw, keys):
                                                + (f" `{error}`" if isinstance(error, str) else ""))
                 continue
             if status != 200:
-                raise SystemExit(f"fieldguard {path}: status {status}: {body[:200]!r}")
+                raise SystemExit(f"{system} {path}: status {status}: {body[:200]!r}")
             doc = json.loads(body)
             original = json.loads(raw[key])
             if doc == original:
-                raise SystemExit(f"fieldguard {path}: body not redacted")
+                raise SystemExit(f"{system} {path}: body not redacted")
             if "customers" in original and len(doc["customers"]) != len(original["customers"]):
-                raise SystemExit(f"fieldguard {path}: record count changed")
+                raise SystemExit(f"{system} {path}: record count changed")
     return not_measured
 
 
@@ -442,10 +512,10 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two):
+def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two, bs):
     """The Markdown report. not_measured: {(workload, system): reason};
     two: the two-worker part ({"summary", "not_measured", "layout", ...}),
-    or {"skipped": reason}."""
+    or {"skipped": reason}; bs: the budget-store section (budget_store)."""
     S = summary
     nm = not_measured
     lines = []
@@ -537,6 +607,13 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two):
         unmeasured_targets += 1
         w(f"| {target} | not measured: {why} to (e) "
           f"(5,000: {fmt(rss_d, 0)} MB) | **not measured** |")
+    if "summary" in bs:
+        for row in budget_store_targets(bs["summary"])[2:]:
+            w(row)
+    else:
+        w(f"| (a) Redis budget store vs memory | not measured: {bs.get('skipped')} "
+          f"| **not measured** |")
+        unmeasured_targets += 1
     if unmeasured_targets:
         w("")
         w("A target marked **not measured** is not met: its figure could not be taken in "
@@ -566,6 +643,7 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two):
               f"| {fmt(s['cpu_busy'] and s['cpu_busy'] * 100, 0, '%')} | {fmt(s['rss_mb'], 0)} "
               f"| {s['requests']:,} | {s['bad']} |")
     w("")
+    budget_store_section(w, meta, bs)
     two_worker_section(w, meta, S, two)
     w("## Bodies")
     w("")
@@ -723,7 +801,14 @@ def main():
     ap.add_argument("--nginx", default="nginx")
     ap.add_argument("--out", help="write the Markdown table here too")
     ap.add_argument("--build", default="release")
+    ap.add_argument("--redis-server", help="redis-server binary for the budget-store section")
+    ap.add_argument("--redis-skip", help="why the budget-store section is not run (no "
+                    "--redis-server): printed in the report")
+    ap.add_argument("--budget-store-only", action="store_true",
+                    help="run only the budget-store section (memory vs Redis on (a) and (c))")
     args = ap.parse_args()
+    args.redis_version = (tool_version([args.redis_server, "--version"]).split(" v=")[-1].split()[0]
+                          if args.redis_server else None)
     prof = PROFILES[args.mode]
     systems = ["direct", "fieldguard"] + (["envoy"] if args.envoy else []) + ["nginx"]
     if not args.envoy:
@@ -800,10 +885,13 @@ def start_proxies(args, systems, tmp, procs, ports, workers, cpus, tag):
 
 
 def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds, warmup,
-            prof, not_measured, tag=""):
+            prof, not_measured, tag="", snap=None):
     """Warm-up, then `rounds` rounds of every workload in `keys` on every
     system (order rotated every round). Returns ({(workload, system):
-    [wrk report + /proc figures per round]}, requests sent to fieldguard)."""
+    [wrk report + /proc figures per round]}, requests sent to fieldguard).
+    snap: optional function called with the system and "before" / "after"
+    around each round; its two results are kept in the round's report as
+    "snap"."""
     runs = {}
     sent_to_fg = 0
     for key, _label, caller, path in WORKLOADS:
@@ -813,7 +901,7 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
         active = [s for s in systems if (key, s) not in not_measured]
         for system in active if warmup else []:
             r = run_wrk(load_cpus, ports[system], path, token, warmup, prof["connections"])
-            if system == "fieldguard":
+            if is_fieldguard(system):
                 sent_to_fg += r["requests"]
         for rnd in range(rounds):
             order = active[rnd % len(active):] + active[:rnd % len(active)]
@@ -822,8 +910,11 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
                 reset_peak_rss(proc_pids)
                 before = cpu_ticks(proc_pids)
                 up_before = cpu_ticks(upstream_pids)
+                snap_before = snap(system, "before") if snap else None
                 machine_before = machine_busy_ticks()
                 r = run_wrk(load_cpus, ports[system], path, token, prof["duration"], prof["connections"])
+                if snap:
+                    r["snap"] = (snap_before, snap(system, "after"))
                 seconds = r["duration_us"] / 1e6
                 r["machine_busy"] = (machine_busy_ticks() - machine_before) / CLK_TCK / seconds
                 # The load side: wrk plus the upstream nginx (which serves
@@ -835,12 +926,12 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
                     r["cpu_per_1k"] = cpu_s / max(r["requests"], 1) * 1000
                     r["cpu_busy"] = cpu_s / seconds
                     r["rss_mb"] = peak_rss_kb(proc_pids) / 1024
-                denied = system == "fieldguard" and key == "b"
+                denied = is_fieldguard(system) and key == "b"
                 non_2xx = r["errors_status"]
                 r["unexpected"] = (r["errors_connect"] + r["errors_read"] + r["errors_write"]
                                    + r["errors_timeout"]
                                    + (r["requests"] - non_2xx if denied else non_2xx))
-                if system == "fieldguard":
+                if is_fieldguard(system):
                     sent_to_fg += r["requests"]
                 runs.setdefault((key, system), []).append(r)
                 log(f"({key}) {tag}round {rnd + 1} {system:10} {r['requests'] / seconds:10,.0f} req/s "
@@ -851,6 +942,388 @@ def measure(keys, systems, ports, pids, tokens, load_cpus, upstream_pids, rounds
                     + f"  machine {r['machine_busy']:.2f}"
                     + (f"  UNEXPECTED {r['unexpected']}" if r["unexpected"] else ""))
     return runs, sent_to_fg
+
+
+# ------------------------------------------------------- budget store section
+
+
+def redis_command(port, *words, timeout=5):
+    """One command to the redis-server on 127.0.0.1:port (RESP); the reply's
+    text (a status, an error, an integer or a bulk string)."""
+    msg = f"*{len(words)}\r\n".encode() + b"".join(
+        f"${len(w.encode())}\r\n".encode() + w.encode() + b"\r\n" for w in words)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(msg)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n")
+        if head[:1] != b"$":
+            return head.decode(errors="replace")
+        size = int(head[1:])
+        if size < 0:
+            return ""
+        while len(rest) < size + 2:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return rest[:size].decode(errors="replace")
+
+
+def redis_script_stats(port):
+    """(calls, server-side µs) of the script commands (EVALSHA, and EVAL
+    should the script cache ever miss) since the server started."""
+    calls = usec = 0
+    for line in redis_command(port, "INFO", "commandstats").splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(","))
+            calls += int(fields.get("calls", 0))
+            usec += int(float(fields.get("usec", 0)))
+    return calls, usec
+
+
+def store_metrics(admin_port):
+    """fieldguard's budget-store metrics from its admin /metrics: the
+    round-trip histogram ({le: cumulative count}, count, sum), errors by
+    reason and the up gauge."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {"buckets": {}, "count": 0, "sum": 0.0, "errors": {}, "up": None}
+    name = "fieldguard_budget_store_"
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        metric, _, value = line.rpartition(" ")
+        value = float(value)
+        m = re.match(r'duration_seconds_bucket\{le="([^"]+)"\}', metric[len(name):])
+        if m:
+            out["buckets"][float(m.group(1))] = value
+        elif metric == name + "duration_seconds_count":
+            out["count"] = value
+        elif metric == name + "duration_seconds_sum":
+            out["sum"] = value
+        elif metric.startswith(name + "errors_total"):
+            m = re.search(r'reason="([^"]+)"', metric)
+            out["errors"][m.group(1) if m else "?"] = value
+        elif metric == name + "up":
+            out["up"] = value
+    return out
+
+
+def wait_store_up(admin_port, timeout=10):
+    """fieldguard's store metrics once `fieldguard_budget_store_up` is 1
+    (a probe asks a store that failed every 500 ms); fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = store_metrics(admin_port)
+        if m["up"] == 1:
+            return m
+        if time.monotonic() > deadline:
+            raise SystemExit(f"fieldguard+redis: the budget store is not answering "
+                             f"(fieldguard_budget_store_up {m['up']} for {timeout}s; "
+                             f"errors {m['errors']})")
+        time.sleep(0.1)
+
+
+def histogram_quantile(q, buckets):
+    """Prometheus's histogram_quantile over {le: count} (cumulative, +Inf
+    included): linear within the bucket the quantile falls in; None when
+    empty. Only as fine as the buckets (0.1, 0.25, 0.5, 1, 2.5 ms, ...)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    total = buckets[bounds[-1]]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        count = buckets[le]
+        if count >= rank:
+            if le == float("inf"):
+                return lower  # beyond the largest finite bucket
+            if count == below:
+                return le
+            return lower + (le - lower) * (rank - below) / (count - below)
+        lower, below = le, count
+    return bounds[-1]
+
+
+def start_redis(args, tmp, procs, cpu):
+    """A redis-server of our own on a free loopback port, persistence off,
+    pinned like the upstream; stopped by pid with everything else."""
+    port = free_port()
+    rdir = os.path.join(tmp, "redis")
+    os.makedirs(rdir)
+    argv = [args.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", rdir, "--daemonize", "no",
+            "--logfile", ""]
+    proc = procs.start("redis-server", argv, cpu, tmp)
+    wait_for_port(port, proc, "redis-server")
+    deadline = time.monotonic() + 10
+    while redis_command(port, "PING") != "+PONG":
+        if time.monotonic() > deadline:
+            raise SystemExit("redis-server does not answer PING (see its log)")
+        time.sleep(0.1)
+    return proc, port
+
+
+def budget_store(args, prof, tmp, procs, upstream_port, upstream_pids, tokens, raw,
+                 load_cpu, proxy_cpu, upstream_cpu):
+    """The budget-store section: fieldguard twice, one worker each, with
+    the reference budgets in enforce mode (refusing limits raised so
+    nothing is refused) counted in its memory or in a local redis-server,
+    measured on BUDGET_STORE_WORKLOADS in the same layout as the one-worker
+    part (twins where the proxies run, redis-server beside the upstream).
+    Returns the section's figures, or {"skipped": reason}."""
+    if not args.redis_server:
+        return {"skipped": args.redis_skip or "no redis-server given"}
+    t0 = time.monotonic()
+    redis, redis_port = start_redis(args, tmp, procs, upstream_cpu)
+    ports, admin, pids, started = {}, {}, {}, {}
+    for system in BUDGET_TWINS:
+        store = "memory" if system.endswith("memory") else ("redis", redis_port)
+        twin_tmp = os.path.join(tmp, "bs-" + system.split("+")[1])
+        os.makedirs(os.path.join(twin_tmp, "logs"))
+        ports[system], admin[system] = free_port(), free_port()
+        conf, _ = fieldguard_config(twin_tmp, ports[system], admin[system], upstream_port, store)
+        check = subprocess.run([args.fieldguard, "validate", "--config", conf],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"bench {system} config invalid: {check.stderr}")
+        env = dict(os.environ, FIELDGUARD_WORKER_THREADS="1", FIELDGUARD_LOG="warn")
+        proc = procs.start(system, [args.fieldguard, "run", "--config", conf], proxy_cpu, tmp, env)
+        wait_for_port(ports[system], proc, system)
+        started[system] = proc
+        pids[system] = (lambda p: lambda: [p.pid])(proc)
+    keys = list(BUDGET_STORE_WORKLOADS)
+    not_measured = check_answers(ports, tokens, raw, keys)
+    if not_measured:
+        raise SystemExit(f"budget store section: a twin refused a workload: {not_measured}")
+    before = wait_store_up(admin["fieldguard+redis"])
+    if before["count"] < 1:
+        raise SystemExit("fieldguard+redis made no store call while answering the checks: "
+                         "the section would measure the memory store twice")
+    log(f"budget store: redis-server {args.redis_version} on 127.0.0.1:{redis_port} "
+        f"({cpu_list(upstream_cpu)}, beside the upstream), twins on {cpu_list(proxy_cpu)}; "
+        f"the answer checks made {before['count']:.0f} store calls")
+
+    def snap(system, phase):
+        redis_twin = system.endswith("redis")
+        if redis_twin and phase == "before":
+            # A round starts with the store answering (after a timeout the
+            # budgets count locally until a probe finds it again).
+            wait_store_up(admin[system])
+        return {"metrics": store_metrics(admin[system]) if redis_twin else None,
+                "redis_ticks": cpu_ticks([redis.pid]),
+                "script": redis_script_stats(redis_port)}
+
+    runs, sent = measure(keys, BUDGET_TWINS, ports, pids, tokens, load_cpu, upstream_pids,
+                         prof["rounds_bs"], prof["warmup_bs"], prof, {}, tag="store ", snap=snap)
+    after = store_metrics(admin["fieldguard+redis"])
+    keys_held = redis_command(redis_port, "DBSIZE")
+    for proc in started.values():
+        procs.stop(proc)
+    procs.stop(redis)
+    log(f"budget store section took {time.monotonic() - t0:.0f}s")
+
+    # Per round: redis-server's CPU, the store calls and their round trips.
+    for (key, system), rs in runs.items():
+        for r in rs:
+            b, a = r["snap"]
+            seconds = r["duration_us"] / 1e6
+            r["redis_busy"] = (a["redis_ticks"] - b["redis_ticks"]) / CLK_TCK / seconds
+            calls = a["script"][0] - b["script"][0]
+            r["script_calls"] = calls
+            r["script_usec"] = a["script"][1] - b["script"][1]
+            if a["metrics"] is not None:
+                r["store_hist"] = {le: a["metrics"]["buckets"].get(le, 0) - n
+                                   for le, n in b["metrics"]["buckets"].items()}
+                r["store_count"] = a["metrics"]["count"] - b["metrics"]["count"]
+                r["store_sum"] = a["metrics"]["sum"] - b["metrics"]["sum"]
+                r["store_errors"] = sum(a["metrics"]["errors"].values()) - sum(
+                    b["metrics"]["errors"].values())
+            del r["snap"]
+    summary = summarise(runs)
+    for (key, system), s in summary.items():
+        rs = runs[(key, system)]
+        s["rounds_rps"] = [r["requests"] / (r["duration_us"] / 1e6) for r in rs]
+        s["rounds_p99"] = [r["p99_us"] for r in rs]
+        s["redis_busy"] = med([r["redis_busy"] for r in rs])
+        s["script_calls"] = sum(r["script_calls"] for r in rs)
+        s["script_usec"] = sum(r["script_usec"] for r in rs)
+        if "store_hist" in rs[0]:
+            hist = {}
+            for r in rs:
+                for le, n in r["store_hist"].items():
+                    hist[le] = hist.get(le, 0) + n
+            count = sum(r["store_count"] for r in rs)
+            s["store_count"] = count
+            s["store_errors"] = sum(r["store_errors"] for r in rs)
+            s["store_mean_ms"] = sum(r["store_sum"] for r in rs) / count * 1000 if count else None
+            q50, q99 = histogram_quantile(0.50, hist), histogram_quantile(0.99, hist)
+            s["store_p50_ms"] = None if q50 is None else q50 * 1000
+            s["store_p99_ms"] = None if q99 is None else q99 * 1000
+    return {"summary": summary, "rounds": prof["rounds_bs"], "warmup": prof["warmup_bs"],
+            "redis_version": args.redis_version, "redis_cpu": upstream_cpu,
+            "proxy_cpu": proxy_cpu, "store_errors_total": sum(after["errors"].values()),
+            "store_up_at_end": after["up"], "keys_held": keys_held, "sent": sent + 2 * len(keys),
+            "audit_dirs": [os.path.join(tmp, "bs-" + s.split("+")[1], "logs") for s in BUDGET_TWINS]}
+
+
+def budget_store_section(w, meta, bs):
+    w("## Budget store: memory vs Redis (issue 20)")
+    w("")
+    if "skipped" in bs:
+        w(f"**Not run: {bs['skipped']}.**")
+        w("")
+        return
+    S = bs["summary"]
+    w(f"The same fieldguard twice, one worker each, one pinned like the proxies above "
+      f"({cpu_list(bs['proxy_cpu'])}): `fieldguard+memory` counts the bulk-read budgets in its "
+      f"own memory (`budgets.store.type: memory`), `fieldguard+redis` in a local "
+      f"redis-server {bs['redis_version']} (`type: redis`, `timeout_ms: 50`, one multiplexed "
+      f"connection) started by the harness on a free loopback port with persistence off "
+      f"(`--save '' --appendonly no`), pinned like the upstream "
+      f"({cpu_list(bs['redis_cpu'])}, beside wrk and the upstream nginx). Both run the "
+      f"reference budgets in `mode: enforce` with every refusing limit raised to "
+      f"{BUDGET_STORE_LIMIT:,} (the reference support-records-day, 300 records a day, would "
+      f"refuse within a second of load) and the alerting limits unchanged: nothing is "
+      f"refused, and each request of the support agent is prechecked (its two refusing "
+      f"budgets, before the upstream) and charged (every budget it discloses to, after "
+      f"filtering): with Redis, two EVALSHA round trips per request. Each cell: median of "
+      f"{bs['rounds']} round(s) of {meta['duration']} s at {meta['connections']} connections"
+      + (f" after a {bs['warmup']} s warm-up" if bs["warmup"] else ", no warm-up")
+      + ", the twins alternated every round, in the same run as everything above. "
+      "Targets (issue 20), on (a): throughput loss ≤ "
+      f"{REDIS_MAX_LOSS:.0%} and added p99 ≤ {REDIS_MAX_ADDED_P99_MS} ms against the memory "
+      "store. The machine is shared (2 CPUs, other builds running): the per-round figures "
+      "show how far one round moves.")
+    w("")
+    w("| workload | req/s memory / redis | redis ÷ memory | p50 (ms) memory / redis "
+      "| p99 (ms) memory / redis | added p99 redis − memory (ms) | fieldguard CPU-s / 1k req "
+      "memory / redis | redis-server CPU (cores) | store calls per request "
+      "| store round trip mean / p50 / p99 (ms) | redis-server time per call (µs) "
+      "| store errors |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for key, label, *_ in WORKLOADS:
+        if key not in BUDGET_STORE_WORKLOADS:
+            continue
+        m, r = S.get((key, BUDGET_TWINS[0]), {}), S.get((key, BUDGET_TWINS[1]), {})
+        added = None if r.get("p99") is None or m.get("p99") is None else r["p99"] - m["p99"]
+        per_req = ratio(r.get("store_count"), r.get("requests"))
+        per_call = ratio(r.get("script_usec"), r.get("script_calls"))
+        w(f"| ({key}) {label} | {fmt(m.get('rps'), 0)} / {fmt(r.get('rps'), 0)} "
+          f"| {fmt(ratio(r.get('rps'), m.get('rps')))}× "
+          f"| {fmt(ms(m.get('p50')))} / {fmt(ms(r.get('p50')))} "
+          f"| {fmt(ms(m.get('p99')))} / {fmt(ms(r.get('p99')))} | {fmt(ms(added))} "
+          f"| {fmt(m.get('cpu_per_1k'), 3)} / {fmt(r.get('cpu_per_1k'), 3)} "
+          f"| {fmt(r.get('redis_busy'))} | {fmt(per_req)} "
+          f"| {fmt(r.get('store_mean_ms'), 3)} / {fmt(r.get('store_p50_ms'), 3)} / "
+          f"{fmt(r.get('store_p99_ms'), 3)} | {fmt(per_call, 1)} "
+          f"| {fmt(r.get('store_errors'), 0)} |")
+    w("")
+    w("Per round (req/s, p99 ms), in the order run:")
+    w("")
+    for key, *_ in WORKLOADS:
+        if key not in BUDGET_STORE_WORKLOADS:
+            continue
+        for system in BUDGET_TWINS:
+            s = S.get((key, system))
+            if not s:
+                continue
+            w(f"- ({key}) {system}: "
+              + ", ".join(f"{rps:,.0f} / {p99 / 1000:.2f}"
+                          for rps, p99 in zip(s["rounds_rps"], s["rounds_p99"]))
+              + (f"; unexpected {s['bad']}" if s["bad"] else ""))
+    w("")
+    w("Store round trip: `fieldguard_budget_store_duration_seconds` over the measured rounds "
+      "(mean from its sum; p50/p99 interpolated within its buckets, 0.1 / 0.25 / 0.5 / 1 / "
+      "2.5 ms, as Prometheus's histogram_quantile does), measured by fieldguard from the call to "
+      "the answer, so it includes waiting for its one worker thread. Store calls per request: "
+      "2 while the store answers (precheck and charge); fewer after a store error, as the "
+      "budgets then count locally until the store answers a probe (every 500 ms), which also "
+      "makes that round's figures not comparable. redis-server time per call: "
+      "`INFO commandstats` (EVALSHA usec ÷ calls), the script's own run time. Store errors "
+      f"during the section: {bs['store_errors_total']:.0f} "
+      f"(`fieldguard_budget_store_errors_total`; a timeout would have counted locally instead); "
+      f"store up at the end: {'yes' if bs['store_up_at_end'] == 1 else '**no**'}; keys held: "
+      f"{bs['keys_held'].lstrip(':')}.")
+    w("")
+    for line in budget_store_targets(S):
+        w(line)
+    w("")
+
+
+def budget_store_targets(S):
+    """The issue's two targets for the Redis store, on (a), as table rows
+    (also in the main Targets table)."""
+    m, r = S.get(("a", BUDGET_TWINS[0]), {}), S.get(("a", BUDGET_TWINS[1]), {})
+    rows = ["| target | figure | |", "|---|---|---|"]
+    errors = r.get("store_errors") or 0
+    caveat = (f" ({errors:.0f} store error(s) during (a): some requests counted locally, "
+              f"the figure flatters Redis)" if errors else "")
+    q = ratio(r.get("rps"), m.get("rps"))
+    if q is not None:
+        rows.append(f"| (a) Redis budget store: throughput loss ≤ {REDIS_MAX_LOSS:.0%} vs memory "
+                    f"| {fmt(r['rps'], 0)} vs {fmt(m['rps'], 0)} req/s = {fmt(q)}× "
+                    f"({(1 - q) * 100:+.1f}% loss){caveat} | {verdict(q >= 1 - REDIS_MAX_LOSS)} |")
+    if r.get("p99") is not None and m.get("p99") is not None:
+        added = ms(r["p99"] - m["p99"])
+        rows.append(f"| (a) Redis budget store: added p99 ≤ {REDIS_MAX_ADDED_P99_MS} ms vs memory "
+                    f"| {fmt(ms(r['p99']))} − {fmt(ms(m['p99']))} = {added:+.2f} ms{caveat} "
+                    f"| {verdict(added <= REDIS_MAX_ADDED_P99_MS)} |")
+    return rows
+
+
+def mint_tokens(args, fg_conf):
+    tokens = {}
+    for caller, (role, sub) in CALLERS.items():
+        tokens[caller] = subprocess.run(
+            [args.fieldguard, "token", "--config", fg_conf, "--role", role, "--sub", sub],
+            capture_output=True, text=True, check=True).stdout.strip()
+    return tokens
+
+
+def run_budget_store_only(args, prof, tmp, procs, ports, upstream_pids, raw, load_cpu, proxy_cpu,
+                          upstream_cpu, t0):
+    """`--budget-store-only`: the upstream and the budget-store section,
+    nothing else (no Envoy, nginx proxy, direct floor or two workers)."""
+    os.makedirs(os.path.join(tmp, "tokens"))
+    fg_conf, _ = fieldguard_config(os.path.join(tmp, "tokens"), free_port(), free_port(),
+                                   ports["direct"])
+    tokens = mint_tokens(args, fg_conf)
+    bs = budget_store(args, prof, tmp, procs, ports["direct"], upstream_pids, tokens, raw,
+                      load_cpu, proxy_cpu, upstream_cpu)
+    if "skipped" in bs:
+        raise SystemExit(f"budget store section not run: {bs['skipped']}")
+    meta = {"duration": prof["duration"], "connections": prof["connections"]}
+    lines = [f"# fieldguard budget store: memory vs Redis ({args.mode} run, --budget-store-only)",
+             "",
+             f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · "
+             f"{cpu_model()} · {os.cpu_count()} CPUs · Linux {platform.release()} · fieldguard "
+             f"{git_rev()} ({args.build}) · "
+             + tool_version(["wrk", "-v"]).split(" [")[0].replace("debian/", ""),
+             "",
+             f"wrk (1 thread) on {cpu_list(load_cpu)}, the upstream nginx serving the demo "
+             f"shop's bodies on {cpu_list(upstream_cpu)}.",
+             ""]
+    budget_store_section(lines.append, meta, bs)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        for path in args.out.split(","):
+            with open(path, "w") as f:
+                f.write(text)
+            log(f"wrote {os.path.relpath(path, ROOT)}")
+    log(f"finished in {time.monotonic() - t0:.0f}s")
+    bad = sum(s["bad"] for s in bs["summary"].values())
+    if bad:
+        log(f"{bad} request(s) had unexpected errors or statuses")
+        return 0 if args.mode == "smoke" else 1
+    return 0
 
 
 def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layout2):
@@ -884,14 +1357,14 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
     wait_for_port(ports["direct"], upstream, "nginx (upstream)")
     upstream_pids = [upstream.pid] + children(upstream.pid)
 
+    if args.budget_store_only:
+        return run_budget_store_only(args, prof, tmp, procs, ports, upstream_pids, raw, load_cpu,
+                                     proxy_cpu, upstream_cpu, t0)
+
     # 2. The proxies, one worker each.
     started, pids, fg_conf, body_limit = start_proxies(args, systems, tmp, procs, ports, 1,
                                                        proxy_cpu, "")
-    tokens = {}
-    for caller, (role, sub) in CALLERS.items():
-        tokens[caller] = subprocess.run(
-            [args.fieldguard, "token", "--config", fg_conf, "--role", role, "--sub", sub],
-            capture_output=True, text=True, check=True).stdout.strip()
+    tokens = mint_tokens(args, fg_conf)
     time.sleep(0.5)
     idle_rss_mb = peak_rss_kb(pids["fieldguard"]()) / 1024
 
@@ -921,6 +1394,13 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
     # clean stop also flushes fieldguard's audit trail before it is counted.
     for proc in started.values():
         procs.stop(proc)
+
+    # 4b. The budget store: memory vs Redis, same one-worker layout.
+    bs = budget_store(args, prof, tmp, procs, ports["direct"], upstream_pids, tokens, raw,
+                      load_cpu, proxy_cpu, upstream_cpu)
+    sent_to_fg += bs.get("sent", 0)
+    if "skipped" in bs:
+        log(f"budget store section NOT RUN: {bs['skipped']}")
 
     # 5. Load, two workers per proxy: fresh processes with the same configs
     #    (own folder for logs and the audit trail), in the two-worker layout.
@@ -954,7 +1434,7 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
     # per file) and retention notes are not requests.
     audit_records = 0
     audit_bytes = 0
-    for logs in (os.path.join(tmp, "logs"), os.path.join(tmp, "2w", "logs")):
+    for logs in [os.path.join(tmp, "logs"), os.path.join(tmp, "2w", "logs")] + bs.get("audit_dirs", []):
         if not os.path.isdir(logs):
             continue
         for name in os.listdir(logs):
@@ -982,7 +1462,7 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
         "audit_records": audit_records, "audit_bytes": audit_bytes, "fieldguard_requests": sent_to_fg,
     }
     text = report(meta, summarise(runs), cost, {k: len(v) for k, v in raw.items()}, idle_rss_mb,
-                  not_measured, two)
+                  not_measured, two, bs)
     print(text)
     if args.out:
         for path in args.out.split(","):
@@ -990,7 +1470,9 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
                 f.write(text)
             log(f"wrote {os.path.relpath(path, ROOT)}")
     log(f"finished in {time.monotonic() - t0:.0f}s")
-    bad = sum(len([r for r in rs if r["unexpected"]]) for rs in list(runs.values()) + list(runs2.values()))
+    bs_runs = [[s] for s in bs.get("summary", {}).values() if s["bad"]]
+    bad = (sum(len([r for r in rs if r["unexpected"]])
+               for rs in list(runs.values()) + list(runs2.values())) + len(bs_runs))
     if bad:
         log(f"{bad} round(s) had unexpected errors or statuses (see the 'unexpected' column)")
         # A smoke run's figures are not asserted (a debug build under load

