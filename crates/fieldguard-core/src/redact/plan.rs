@@ -212,16 +212,19 @@ impl ResponsePlan {
 }
 
 /// How a redactor names an uncatalogued or misshapen member in audit
-/// records and metrics: the key itself when it looks like an identifier,
-/// else `?`. Upstream keys are data the proxy did not choose (a map keyed
-/// by phone number would otherwise put phone numbers in the audit trail).
+/// records and metrics: the key itself when it looks like an identifier
+/// and no detector matches it, else `?`. Upstream keys are data the proxy
+/// did not choose (a map keyed by phone number, or by resident ID with its
+/// `X` check character, would otherwise put them in the audit trail).
 pub fn key_label(key: &str) -> &str {
     let identifier = !key.is_empty()
         && key.len() <= 64
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && !key.bytes().all(|b| b.is_ascii_digit());
+        && !key.bytes().all(|b| b.is_ascii_digit())
+        && !(key.bytes().any(|b| b.is_ascii_digit())
+            && !crate::detect::detect(key, DetectorSet::all()).is_empty());
     if identifier { key } else { "?" }
 }
 
