@@ -38,7 +38,7 @@ mod numeric;
 mod text;
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 
 pub use fold::digit_value;
 pub use numeric::{is_cn_mobile, is_cn_resident_id, is_date_of_birth, is_payment_card};

@@ -62,9 +62,15 @@ pub(super) fn find_numbers(b: &[u8], enabled: DetectorSet, found: &mut impl FnMu
 
 /// The separator at `i` between two groups of a run: `/` alone, or one to
 /// three of space, `-` and `.` with at most one that is not a space
-/// (`-`, ` `, `.`, ` - `, `  `); it must be followed by a digit. Returns
+/// (`-`, ` `, `.`, ` - `, `  `); it must be followed by a digit, or by a
+/// check character `X` standing alone (`110105 19491231 002 X`). Returns
 /// its name (see [`Group::sep`]) and length.
 fn separator(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    let group_follows = |at: usize| {
+        b.get(at).is_some_and(u8::is_ascii_digit)
+            || (matches!(b.get(at), Some(b'X' | b'x'))
+                && !b.get(at + 1).is_some_and(|&c| is_word(c)))
+    };
     if b.get(i) == Some(&b'/') {
         return b
             .get(i + 1)
@@ -81,7 +87,7 @@ fn separator(b: &[u8], i: usize) -> Option<(u8, usize)> {
         }
         len += 1;
     }
-    (len > 0 && b.get(i + len).is_some_and(u8::is_ascii_digit)).then_some((name, len))
+    (len > 0 && group_follows(i + len)).then_some((name, len))
 }
 
 /// Examines the run of digit groups starting at `start`; returns where
@@ -237,8 +243,9 @@ fn id_grouping(groups: &[Group]) -> bool {
 
 /// A mobile number as written: 11 digits alone (`13900131001`) or grouped
 /// 3-4-4, 3-8 or 7-4 (`139 0013 1001`, `139-00131001`), optionally after
-/// the country code `86` or `0086` (`+86 139…`, `86-139…`, `+8613900131001`,
-/// `0086 139…`); a number after `+` must have the country code.
+/// the country code `86` or `0086`, apart or joined to the first group
+/// (`+86 139…`, `86-139…`, `+86139 0013 1001`, `+8613900131001`, `0086
+/// 139…`); a number after `+` must have the country code.
 fn mobile(digits: &[u8], groups: &[Group], plus: bool) -> bool {
     let sizes: smallvec::SmallVec<[usize; 5]> = groups.iter().map(Group::len).collect();
     let national_grouping = |s: &[usize]| matches!(s, [11] | [3, 4, 4] | [3, 8] | [7, 4]);
@@ -253,9 +260,14 @@ fn mobile(digits: &[u8], groups: &[Group], plus: bool) -> bool {
         return !plus && national_grouping(&sizes) && is_cn_mobile(digits);
     }
     let grouping_ok = match sizes.as_slice() {
-        [whole] => *whole == digits.len(),
-        [first, rest @ ..] => *first == code && national_grouping(rest),
-        [] => false,
+        [first, rest @ ..] if *first == code => national_grouping(rest),
+        [first, rest @ ..] if *first > code => {
+            let mut national = smallvec::SmallVec::<[usize; 5]>::new();
+            national.push(first - code);
+            national.extend_from_slice(rest);
+            national_grouping(&national)
+        }
+        _ => false,
     };
     grouping_ok && is_cn_mobile(&digits[code..])
 }

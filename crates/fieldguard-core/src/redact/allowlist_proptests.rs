@@ -684,3 +684,38 @@ fn personal_data_in_keys_and_numbers_of_any_notation_is_backstopped_and_observed
     );
     assert_eq!(report.backstop.total(), 2);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Personal data written in any form and used as a key is removed
+    /// with its member by both redactors, wherever the backstop looks (a
+    /// passed member of the body or of a record, inside a free-text
+    /// field), counted, observed by kind and never named in a report.
+    #[test]
+    fn personal_data_written_any_way_as_a_key_goes_with_its_member(
+        key in crate::detect::proptests::written_personal_data(),
+        inner in crate::detect::proptests::written_personal_data(),
+    ) {
+        let rt = onboarding_route();
+        let mut record = Map::new();
+        record.insert("b".into(), json!(1));
+        record.insert(key.clone(), json!({"n": 1}));
+        record.insert("a".into(), json!({ inner.clone(): 2, "ok": 1 }));
+        let mut root = Map::new();
+        root.insert("items".into(), json!([Value::Object(record)]));
+        root.insert(key.clone(), json!(3));
+        let text = serde_json::to_string(&Value::Object(root)).unwrap();
+        let ((tree, tree_report), (out, stream_report)) = both(&rt, &text);
+        prop_assert_eq!(&out, &tree);
+        prop_assert_eq!(&out, &json!({"items": [{"b": 1, "a": {"ok": 1}}]}), "{}", text);
+        prop_assert_eq!(tree_report.backstop, stream_report.backstop);
+        prop_assert!(stream_report.backstop.total() >= 3, "{:?}", stream_report.backstop);
+        prop_assert_eq!(&tree_report.observed, &stream_report.observed);
+        let observed = stream_report.observed.sorted();
+        prop_assert!(observed.iter().any(|e| !e.detected.is_empty()));
+        for e in observed {
+            prop_assert!(!e.path.contains(key.as_str()) && !e.path.contains(inner.as_str()), "{}", e.path);
+        }
+    }
+}
