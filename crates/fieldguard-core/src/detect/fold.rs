@@ -9,14 +9,18 @@
 //!   bold…) and the single-digit forms of `Numeric_Type=Digit`
 //!   (superscripts, subscripts, circled and parenthesised digits) to its
 //!   value `0`–`9`;
-//! - the full-width forms of ASCII (`U+FF01`–`U+FF5E`: letters such as the
-//!   check character `Ｘ`/`ｘ`, `＠`, `．`, `＋`, `－`, `／`, `：`) to ASCII;
+//! - the full-width forms of ASCII (`U+FF01`–`U+FF5E`) that a detector
+//!   reads: letters such as the check character `Ｘ`/`ｘ`, `＠`, `．`, `＋`,
+//!   `－`, `／`, `％`, `＿`, the full-width space; the rest (`，`, `：`, `；`,
+//!   `（`…, everyday punctuation of Chinese text) stays a character no
+//!   detector reads, as it was;
 //! - the separators: space separators (no-break space, the `U+2000` spaces,
 //!   narrow no-break space, ideographic space `U+3000`) to a space; hyphens
 //!   and dashes (`‐ ‑ ‒ – — ―`, minus sign, small hyphen-minus) to `-`; dots
 //!   (middle dot `·`, katakana middle dot `・`, hyphenation point, one dot
-//!   leader, ideographic full stop `。`, small and half-width full stops)
-//!   to `.`; fraction and division slashes to `/`; small `+`, `@`, `:`;
+//!   leader, bullet operator, dot operator, small full stop) to `.`;
+//!   fraction and division slashes to `/`; small `+` and `@`. The
+//!   ideographic full stop `。` ends a sentence and is not a dot here;
 //! - default-ignorable characters (zero-width space and joiners, soft
 //!   hyphen, bidirectional controls, word joiner, variation selectors,
 //!   byte order mark, tags) are dropped: they are invisible, so `139⁠0013`
@@ -113,18 +117,22 @@ pub(super) fn fold(c: char) -> Fold {
         return Fold::Other;
     }
     if (0xFF01..=0xFF5E).contains(&cp) {
-        return Fold::Ascii((cp - 0xFEE0) as u8);
+        let ascii = (cp - 0xFEE0) as u8;
+        let read = ascii.is_ascii_alphanumeric()
+            || matches!(ascii, b'.' | b'-' | b'+' | b'/' | b'@' | b'%' | b'_');
+        return if read {
+            Fold::Ascii(ascii)
+        } else {
+            Fold::Other
+        };
     }
     let ascii = match cp {
         0x00A0 | 0x1680 | 0x2000..=0x200A | 0x202F | 0x205F | 0x3000 => b' ',
         0x2010..=0x2015 | 0x2212 | 0x2E3A | 0x2E3B | 0xFE58 | 0xFE63 => b'-',
-        0x00B7 | 0x2024 | 0x2027 | 0x2219 | 0x22C5 | 0x3002 | 0x30FB | 0xFE52 | 0xFF61 | 0xFF65 => {
-            b'.'
-        }
+        0x00B7 | 0x2024 | 0x2027 | 0x2219 | 0x22C5 | 0x30FB | 0xFE52 | 0xFF65 => b'.',
         0x2044 | 0x2215 => b'/',
         0xFE62 => b'+',
         0xFE6B => b'@',
-        0xFE55 => b':',
         0x00AD
         | 0x034F
         | 0x061C
@@ -175,17 +183,33 @@ impl Folded {
     }
 }
 
+/// How the detectors read a text.
+pub(super) enum Prepared {
+    /// Its bytes as they are: ASCII, or no character folds to anything
+    /// (its non-ASCII bytes are read as characters no detector reads).
+    AsIs,
+    /// Nothing of it can match: no digit and no `@`, folded or not.
+    Nothing,
+    Folded(Folded),
+}
+
+/// How the detectors read `text`.
+pub(super) fn prepare(text: &str) -> Prepared {
+    if text.is_ascii() {
+        return Prepared::AsIs;
+    }
+    match needs_folding(text) {
+        Need::Nothing => Prepared::Nothing,
+        Need::AsIs => Prepared::AsIs,
+        Need::Fold => fold_text(text).map_or(Prepared::AsIs, Prepared::Folded),
+    }
+}
+
 /// The folded copy of `text`, or `None` when folding changes nothing the
 /// detectors read (ASCII text, or text whose non-ASCII characters all
 /// fold to [`Fold::Other`]: its bytes are read as they are).
 pub(super) fn fold_text(text: &str) -> Option<Folded> {
-    if text.is_ascii() {
-        return None;
-    }
-    if !text
-        .chars()
-        .any(|c| !c.is_ascii() && fold(c) != Fold::Other)
-    {
+    if text.is_ascii() || needs_folding(text) != Need::Fold {
         return None;
     }
     // Texts are bounded by the body size the proxy accepts; offsets of a
@@ -206,6 +230,46 @@ pub(super) fn fold_text(text: &str) -> Option<Folded> {
         from.push((i as u32, (i + c.len_utf8()) as u32));
     }
     Some(Folded { bytes, from })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A character folds to something other than itself.
+    Fold,
+    /// None does, and there is an ASCII digit or `@`.
+    AsIs,
+    /// None does, and there is no digit or `@`: nothing to find.
+    Nothing,
+}
+
+/// Whether a character of `text` folds to something other than itself, in
+/// one pass that also notes the ASCII digits and `@` (a text with neither
+/// and nothing to fold is done with). Most non-ASCII text is Chinese: a
+/// character of `U+4000`–`U+9FFF` (a lead byte `E4`–`E9`, three bytes) is
+/// skipped without decoding.
+fn needs_folding(text: &str) -> Need {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut key = false;
+    while i < b.len() {
+        match b[i] {
+            c @ 0x00..0x80 => {
+                key |= c.is_ascii_digit() || c == b'@';
+                i += 1;
+            }
+            0xE4..=0xE9 => i += 3,
+            _ => {
+                let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+                    return Need::AsIs;
+                };
+                if fold(c) != Fold::Other {
+                    return Need::Fold;
+                }
+                i += c.len_utf8();
+            }
+        }
+    }
+    if key { Need::AsIs } else { Need::Nothing }
 }
 
 #[cfg(test)]
@@ -267,7 +331,7 @@ mod tests {
             ("๐๑๒๓๔๕๖๗๘๙", "0123456789"),
             ("𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗", "0123456789"),
             ("①②③⁴₅", "12345"),
-            ("ＸｘＡ＠．－＋", "XxA@.-+"),
+            ("ＸｘＡ＠．－＋，：", "XxA@.-+\u{FFFD}\u{FFFD}"),
             (
                 "1\u{00A0}2\u{3000}3\u{2013}4\u{2014}5\u{00B7}6\u{30FB}7",
                 "1 2 3-4-5.6.7",
@@ -279,6 +343,7 @@ mod tests {
         }
         assert!(fold_text("plain ascii 123").is_none());
         assert!(fold_text("客户说身份证110101199001010015").is_none());
+        assert!(fold_text("您好，电话：13900131001。谢谢！").is_none());
         assert_eq!(digit_value('x'), None);
         assert_eq!(digit_value('Ⅻ'), None);
     }

@@ -166,9 +166,10 @@ pub fn find(text: &str, enabled: DetectorSet, found: &mut impl FnMut(Match)) {
     if enabled.is_empty() {
         return;
     }
-    match fold::fold_text(text) {
-        None => scan(text.as_bytes(), enabled, found),
-        Some(folded) => scan(&folded.bytes, enabled, &mut |m: Match| {
+    match fold::prepare(text) {
+        fold::Prepared::Nothing => {}
+        fold::Prepared::AsIs => scan(text.as_bytes(), enabled, found),
+        fold::Prepared::Folded(folded) => scan(&folded.bytes, enabled, &mut |m: Match| {
             let (start, end) = folded.original(m.start, m.end);
             found(Match { start, end, ..m });
         }),

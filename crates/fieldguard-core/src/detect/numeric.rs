@@ -247,6 +247,9 @@ fn id_grouping(groups: &[Group]) -> bool {
 /// (`+86 139…`, `86-139…`, `+86139 0013 1001`, `+8613900131001`, `0086
 /// 139…`); a number after `+` must have the country code.
 fn mobile(digits: &[u8], groups: &[Group], plus: bool) -> bool {
+    if !matches!(digits.len(), 11 | 13 | 15) {
+        return false;
+    }
     let sizes: smallvec::SmallVec<[usize; 5]> = groups.iter().map(Group::len).collect();
     let national_grouping = |s: &[usize]| matches!(s, [11] | [3, 4, 4] | [3, 8] | [7, 4]);
     let code = if digits.starts_with(b"0086") {
@@ -408,6 +411,10 @@ fn parse_number(raw: &[u8]) -> Option<(&[u8], &[u8], i64)> {
 pub(super) fn number_text(b: &[u8]) -> Option<(usize, usize)> {
     let start = b.iter().position(|&c| c != b' ')?;
     let end = b.len() - b.iter().rev().position(|&c| c != b' ')?;
+    // Prose is turned away by its first or last character.
+    if !(b[start] == b'-' || b[start].is_ascii_digit()) || !b[end - 1].is_ascii_digit() {
+        return None;
+    }
     let t = &b[start..end];
     let notation = t.first() == Some(&b'-') || t.iter().any(|&c| matches!(c, b'.' | b'e' | b'E'));
     (notation && parse_number(t).is_some()).then_some((start, end))
