@@ -338,7 +338,11 @@ pub(super) fn backstop_removes_key(
 /// The backstop over a value in place: every string and number in it with
 /// the matches of `set` masked (a matching number becomes a string of
 /// `*`), and every member whose key matches removed
-/// ([`backstop_removes_key`]), counted by detector.
+/// ([`backstop_removes_key`]), counted by detector. A number is read as
+/// serde_json holds it (an integer, or a float's shortest form): the same
+/// as the byte form reads it for every number serde_json writes, but a
+/// float written with more than 17 significant digits (`1.10101199001010015e17`)
+/// is read exactly only by the byte form, which the proxy uses.
 pub(super) fn backstop_value(v: &mut Value, set: DetectorSet, counts: &mut DetectorCounts) {
     match v {
         Value::String(s) => {
