@@ -201,17 +201,23 @@ pub(super) fn prepare(text: &str) -> Prepared {
     match needs_folding(text) {
         Need::Nothing => Prepared::Nothing,
         Need::AsIs => Prepared::AsIs,
-        Need::Fold => fold_text(text).map_or(Prepared::AsIs, Prepared::Folded),
+        Need::Fold => fold_all(text).map_or(Prepared::AsIs, Prepared::Folded),
     }
 }
 
 /// The folded copy of `text`, or `None` when folding changes nothing the
 /// detectors read (ASCII text, or text whose non-ASCII characters all
 /// fold to [`Fold::Other`]: its bytes are read as they are).
-pub(super) fn fold_text(text: &str) -> Option<Folded> {
+#[cfg(test)]
+fn fold_text(text: &str) -> Option<Folded> {
     if text.is_ascii() || needs_folding(text) != Need::Fold {
         return None;
     }
+    fold_all(text)
+}
+
+/// The folded copy of `text`, whether or not anything folds.
+fn fold_all(text: &str) -> Option<Folded> {
     // Texts are bounded by the body size the proxy accepts; offsets of a
     // text beyond 4 GiB are not representable, and such a text is read as
     // it is.
