@@ -26,7 +26,8 @@
 //!   in any grouping (6-8-4, 6-4-4-4, 3-3-8-4…);
 //! - a mobile number alone, 3-4-4, 3-8 or 7-4, after `+86`, `86` or `0086`;
 //! - a JSON number in any notation (sign, fraction, exponent), read by
-//!   its exact value ([`detect_number`]), and a string that is one;
+//!   its exact value ([`detect_number`]), a string that is one, and a
+//!   number in exponent notation inside text (`call 1.3900131001e10`);
 //! - text anywhere the redactors scan it: string values, numbers, and the
 //!   keys of the objects they walk (the redactors' part).
 //!
@@ -439,6 +440,24 @@ mod tests {
         );
         assert_eq!(kinds("１９６５－０３－１４"), ["date_of_birth"]);
         assert_eq!(kinds("10.0.0.1 80"), ["ipv4"]);
+        // A number in exponent notation inside a sentence.
+        for s in [
+            "call 1.3900131001e10 now",
+            "电话-1.3900131001E+10。",
+            "x 139001310010e-1",
+        ] {
+            assert_eq!(kinds(s), ["cn_mobile"], "{s}");
+        }
+        assert_eq!(kinds("ID 1.10101199001010015e17."), ["cn_resident_id"]);
+        let mut counts = DetectorCounts::default();
+        assert_eq!(
+            mask("call 1.3900131001e10 now", DetectorSet::all(), &mut counts).as_deref(),
+            Some("call *************** now")
+        );
+        assert_eq!(
+            kinds("1.5e3 units, 2e10, 1.3900131001e10x"),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]

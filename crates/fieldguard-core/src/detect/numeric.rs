@@ -128,6 +128,21 @@ fn run(b: &[u8], start: usize, enabled: DetectorSet, found: &mut impl FnMut(Matc
         i += len;
     }
     let end = i;
+    // A number in exponent notation inside a text (`call 1.3900131001e10`)
+    // is read as the JSON number it is.
+    if !plus && let Some((from, to)) = exponent_token(b, start, end) {
+        let kinds = number_kinds(&b[from..to], enabled);
+        if !kinds.is_empty() {
+            for detector in kinds.iter() {
+                found(Match {
+                    detector,
+                    start: from,
+                    end: to,
+                });
+            }
+            return to;
+        }
+    }
     // A run glued to a word (`1001abc`) or more structure (`1.2.3.4.5`) on
     // its right is not a value of its own.
     let glued = b.get(end).is_some_and(|&c| is_word(c))
@@ -403,6 +418,37 @@ fn parse_number(raw: &[u8]) -> Option<(&[u8], &[u8], i64)> {
         i += n;
     }
     (i == raw.len()).then_some((int, frac, exp))
+}
+
+/// The JSON number in exponent notation made of the run `start..end` and
+/// the exponent after it (with the sign before the run, if any), when it
+/// is one and no word continues it.
+fn exponent_token(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if !matches!(b.get(end), Some(b'e' | b'E')) {
+        return None;
+    }
+    let mut to = end + 1;
+    if matches!(b.get(to), Some(b'+' | b'-')) {
+        to += 1;
+    }
+    let digits = b
+        .get(to..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let after = to + digits;
+    let glued = b.get(after).is_some_and(|&c| is_word(c))
+        || (b.get(after) == Some(&b'.') && b.get(after + 1).is_some_and(u8::is_ascii_digit));
+    if digits == 0 || glued {
+        return None;
+    }
+    to += digits;
+    let from = if start > 0 && b[start - 1] == b'-' {
+        start - 1
+    } else {
+        start
+    };
+    parse_number(&b[from..to]).map(|_| (from, to))
 }
 
 /// The extent of `b` (spaces around it aside) when all of it is one JSON

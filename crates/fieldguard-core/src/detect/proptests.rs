@@ -413,8 +413,11 @@ proptest! {
         for raw in notations(&value, shift, zeros, upper, negative) {
             let got = detect_number(&raw, DetectorSet::all());
             prop_assert!(want.iter().all(|d| got.contains(d)), "{} as {}: {:?}", value, raw, got);
-            // A string holding the number is read as the number.
+            // A string holding the number is read as the number, and so is
+            // the number inside a sentence.
             prop_assert!(want.iter().all(|d| detect(&raw, DetectorSet::all()).contains(d)), "{:?}", raw);
+            let sentence = format!("value {raw}, noted");
+            prop_assert!(want.iter().all(|d| detect(&sentence, DetectorSet::all()).contains(d)), "{:?}", sentence);
             let mut counts = DetectorCounts::default();
             prop_assert_eq!(mask_number(&raw, DetectorSet::all(), &mut counts).map(|m| m.len()), Some(raw.len()));
         }
