@@ -112,6 +112,11 @@ fn detectors_alone(c: &mut Criterion) {
             "ticket_message",
             "My parcel o-10011 has not arrived since 2025-05-20; please call me on 139 0013 1001 or write to wang.lei1001@mail.example.org. ID 110101199001010015.",
         ),
+        (
+            "chinese_message",
+            "客户说身份证110101199001010015,电话13900131001,地址北京市朝阳区建国路88号,请尽快处理。",
+        ),
+        ("fullwidth_phone", "电话：１３９·００１３·１００１"),
     ] {
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_function(name, |b| {

@@ -1,10 +1,12 @@
 //! Detectors of numbers written with digits and separators: Chinese
 //! resident IDs and mobile numbers, payment cards, IPv4 addresses and
-//! dates of birth. A body's number-like runs (`+86 139 0013 1001`,
-//! `4111-1111-1111-1111`, `10.0.0.1`, `1990-01-31`) are cut into groups
-//! of digits, and every run of consecutive groups with one separator is
-//! tried against each format, longest first, so a number next to another
-//! (`1990-01-31 13900131001`) is still found.
+//! dates of birth, and the same kinds in JSON numbers. A text's
+//! number-like runs (`+86 139 0013 1001`, `4111-1111-1111-1111`,
+//! `10.0.0.1`, `1990-01-31`, `110101 19900101 001X`) are cut into groups of
+//! digits, and every run of consecutive groups is tried against each
+//! format, longest first, so a number next to another (`1990-01-31
+//! 13900131001`) is still found. The text is folded first (see
+//! [`super::fold`]): only ASCII digits and separators are seen here.
 
 use super::{Detector, DetectorSet, Match, is_word};
 
@@ -15,8 +17,31 @@ const MAX_GROUPS: usize = 8;
 struct Group {
     start: usize,
     end: usize,
-    /// The separator before this group (`0` for the first).
+    /// The separator before this group (`0` for the first): `' '`, `'-'`,
+    /// `'.'` or `'/'` (a separator of several characters, such as ` - `,
+    /// is named by the one that is not a space).
     sep: u8,
+    /// The separator before this group was one character.
+    sep_single: bool,
+    /// The group ends with a check character `X` or `x` (the last
+    /// character of a resident ID).
+    check_x: bool,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// True when a value starting at `i` would continue what precedes it: a
+/// word (`o-10011`, `YT4120…`), or a word and one `.` or `-` (`v1.2`,
+/// `2025-05`). A sign or a dot after a space (`tel -139…`) does not join.
+fn joined(b: &[u8], i: usize) -> bool {
+    let Some(&prev) = i.checked_sub(1).and_then(|p| b.get(p)) else {
+        return false;
+    };
+    is_word(prev) || (matches!(prev, b'.' | b'-') && i >= 2 && is_word(b[i - 2]))
 }
 
 /// Finds the numeric formats in `b`.
@@ -26,13 +51,43 @@ pub(super) fn find_numbers(b: &[u8], enabled: DetectorSet, found: &mut impl FnMu
         let c = b[i];
         let starts = (c.is_ascii_digit()
             || (c == b'+' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
-            && (i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'.' || b[i - 1] == b'-'));
+            && !joined(b, i);
         if !starts {
             i += 1;
             continue;
         }
         i = run(b, i, enabled, found);
     }
+}
+
+/// The separator at `i` between two groups of a run: `/` alone, or one to
+/// three of space, `-` and `.` with at most one that is not a space
+/// (`-`, ` `, `.`, ` - `, `  `); it must be followed by a digit, or by a
+/// check character `X` standing alone (`110105 19491231 002 X`). Returns
+/// its name (see [`Group::sep`]) and length.
+fn separator(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    let group_follows = |at: usize| {
+        b.get(at).is_some_and(u8::is_ascii_digit)
+            || (matches!(b.get(at), Some(b'X' | b'x'))
+                && !b.get(at + 1).is_some_and(|&c| is_word(c)))
+    };
+    if b.get(i) == Some(&b'/') {
+        return b
+            .get(i + 1)
+            .is_some_and(u8::is_ascii_digit)
+            .then_some((b'/', 1));
+    }
+    let mut name = b' ';
+    let mut len = 0;
+    while len < 3 {
+        match b.get(i + len) {
+            Some(b' ') => {}
+            Some(&c @ (b'-' | b'.')) if name == b' ' => name = c,
+            _ => break,
+        }
+        len += 1;
+    }
+    (len > 0 && group_follows(i + len)).then_some((name, len))
 }
 
 /// Examines the run of digit groups starting at `start`; returns where
@@ -42,32 +97,52 @@ fn run(b: &[u8], start: usize, enabled: DetectorSet, found: &mut impl FnMut(Matc
     let mut i = start + usize::from(plus);
     let mut groups = [Group::default(); MAX_GROUPS];
     let mut n = 0;
-    let mut sep = 0u8;
+    let (mut sep, mut sep_single) = (0u8, true);
     loop {
         let g_start = i;
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        // A resident ID's check character may be `X`.
-        if i - g_start == 17 && matches!(b.get(i), Some(b'X' | b'x')) {
+        // A resident ID's check character may be `X` (either case), at
+        // the end of whichever group holds it.
+        let check_x =
+            matches!(b.get(i), Some(b'X' | b'x')) && !b.get(i + 1).is_some_and(|&c| is_word(c));
+        if check_x {
             i += 1;
         }
         groups[n] = Group {
             start: g_start,
             end: i,
             sep,
+            sep_single,
+            check_x,
         };
         n += 1;
-        let next_sep = b.get(i).copied();
-        let continues = matches!(next_sep, Some(b' ' | b'-' | b'/' | b'.'))
-            && b.get(i + 1).is_some_and(u8::is_ascii_digit);
-        if !continues || n == MAX_GROUPS {
+        let Some((next, len)) = separator(b, i) else {
+            break;
+        };
+        if n == MAX_GROUPS {
             break;
         }
-        sep = next_sep.unwrap_or(0);
-        i += 1;
+        (sep, sep_single) = (next, len == 1);
+        i += len;
     }
     let end = i;
+    // A number in exponent notation inside a text (`call 1.3900131001e10`)
+    // is read as the JSON number it is.
+    if !plus && let Some((from, to)) = exponent_token(b, start, end) {
+        let kinds = number_kinds(&b[from..to], enabled);
+        if !kinds.is_empty() {
+            for detector in kinds.iter() {
+                found(Match {
+                    detector,
+                    start: from,
+                    end: to,
+                });
+            }
+            return to;
+        }
+    }
     // A run glued to a word (`1001abc`) or more structure (`1.2.3.4.5`) on
     // its right is not a value of its own.
     let glued = b.get(end).is_some_and(|&c| is_word(c))
@@ -80,15 +155,11 @@ fn run(b: &[u8], start: usize, enabled: DetectorSet, found: &mut impl FnMut(Matc
             if e == n - 1 && glued {
                 continue;
             }
-            if groups[s + 1..=e]
-                .iter()
-                .any(|g| g.sep != groups[(s + 1).min(e)].sep)
-            {
-                continue;
-            }
             let with_plus = s == 0 && plus;
-            let whole = s == 0 && e == n - 1;
-            if let Some(d) = classify(b, &groups[s..=e], with_plus, whole, enabled) {
+            // No dot continues the window on either side.
+            let closed =
+                (s == 0 || groups[s].sep != b'.') && (e + 1 == n || groups[e + 1].sep != b'.');
+            if let Some(d) = classify(b, &groups[s..=e], with_plus, closed, enabled) {
                 let from = if with_plus { start } else { groups[s].start };
                 found(Match {
                     detector: d,
@@ -105,18 +176,29 @@ fn run(b: &[u8], start: usize, enabled: DetectorSet, found: &mut impl FnMut(Matc
     end.max(start + 1)
 }
 
-/// Which format (if any) these consecutive groups form.
-/// `whole`: the groups are the whole run (a dotted address or a date is
-/// only one when nothing of the same structure continues it).
+/// Which format (if any) these consecutive groups form. `closed`: no `.`
+/// continues them (a dotted address, date or number is only one when
+/// nothing of the same structure continues it).
 fn classify(
     b: &[u8],
     groups: &[Group],
     plus: bool,
-    whole: bool,
+    closed: bool,
     enabled: DetectorSet,
 ) -> Option<Detector> {
-    let sep = groups.get(1).map_or(0, |g| g.sep);
-    let span = &b[groups[0].start..groups[groups.len() - 1].end];
+    let last = groups.len() - 1;
+    let inner = &groups[1..];
+    let sep = inner.first().map_or(0, |g| g.sep);
+    let uniform = inner.iter().all(|g| g.sep == sep && g.sep_single);
+    if inner.iter().any(|g| g.sep == b'.') && !closed {
+        return None;
+    }
+    // The check character ends the value.
+    let check_x = groups[last].check_x;
+    if groups[..last].iter().any(|g| g.check_x) {
+        return None;
+    }
+    let span = &b[groups[0].start..groups[last].end];
     let mut digits = [0u8; 24];
     let mut len = 0;
     for g in groups {
@@ -129,33 +211,33 @@ fn classify(
         }
     }
     let digits = &digits[..len];
-    let sizes = || groups.iter().map(|g| g.end - g.start);
-    if sep == b'.' && !whole {
+    let sizes = || groups.iter().map(Group::len);
+    if !check_x && !plus && uniform {
+        if sep == b'.' && groups.len() == 4 && enabled.contains(Detector::Ipv4) && is_ipv4(span) {
+            return Some(Detector::Ipv4);
+        }
+        if matches!(sep, b'-' | b'/' | b'.') && sizes().eq([4, 2, 2]) {
+            return (enabled.contains(Detector::DateOfBirth) && is_date_of_birth(span))
+                .then_some(Detector::DateOfBirth);
+        }
+    }
+    // Identifiers and numbers are grouped by spaces, dashes and dots, in
+    // any mix (`139.0013-1001`); a slash separates dates only.
+    if inner.iter().any(|g| g.sep == b'/') {
         return None;
     }
-    if sep == b'.' && groups.len() == 4 && !plus {
-        return (enabled.contains(Detector::Ipv4) && is_ipv4(span)).then_some(Detector::Ipv4);
-    }
-    if matches!(sep, b'-' | b'/' | b'.') && sizes().eq([4, 2, 2]) && !plus {
-        return (enabled.contains(Detector::DateOfBirth) && is_date_of_birth(span))
-            .then_some(Detector::DateOfBirth);
-    }
-    if !matches!(sep, 0 | b' ' | b'-') {
-        return None;
-    }
-    if enabled.contains(Detector::CnMobile) && mobile(digits, groups, plus) {
+    if !check_x && enabled.contains(Detector::CnMobile) && mobile(digits, groups, plus) {
         return Some(Detector::CnMobile);
     }
     if plus {
         return None;
     }
-    if enabled.contains(Detector::CnResidentId)
-        && (groups.len() == 1 || sizes().eq([6, 8, 4]))
-        && is_cn_resident_id(digits)
+    if enabled.contains(Detector::CnResidentId) && id_grouping(groups) && is_cn_resident_id(digits)
     {
         return Some(Detector::CnResidentId);
     }
-    if enabled.contains(Detector::PaymentCard)
+    if !check_x
+        && enabled.contains(Detector::PaymentCard)
         && (groups.len() == 1 || sizes().all(|s| (3..=6).contains(&s)))
         && is_payment_card(digits)
     {
@@ -164,23 +246,224 @@ fn classify(
     None
 }
 
-/// A mobile number as written: 11 digits alone (`13900131001`, `139 0013
-/// 1001`), or after the country code (`+86 139…`, `86-139…`).
+/// A resident ID is written in one piece or in groups: 6-8-4 (area,
+/// birth date, sequence and check character), 6-4-4-4, 3-3-8-4, 6-8-3-1 and
+/// any other cut into at most six groups of two characters or more (the
+/// last may be the check character alone). The check character, province
+/// code and birth date keep a grouping found by chance rare.
+fn id_grouping(groups: &[Group]) -> bool {
+    groups.len() == 1
+        || (groups.len() <= 6 && groups[..groups.len() - 1].iter().all(|g| g.len() >= 2))
+}
+
+/// A mobile number as written: 11 digits alone (`13900131001`) or grouped
+/// 3-4-4, 3-8 or 7-4 (`139 0013 1001`, `139-00131001`), optionally after
+/// the country code `86` or `0086`, apart or joined to the first group
+/// (`+86 139…`, `86-139…`, `+86139 0013 1001`, `+8613900131001`, `0086
+/// 139…`); a number after `+` must have the country code.
 fn mobile(digits: &[u8], groups: &[Group], plus: bool) -> bool {
-    let national = match digits.len() {
-        11 if !plus => digits,
-        13 if digits.starts_with(b"86") => &digits[2..],
-        _ => return false,
+    if !matches!(digits.len(), 11 | 13 | 15) {
+        return false;
+    }
+    let sizes: smallvec::SmallVec<[usize; 5]> = groups.iter().map(Group::len).collect();
+    let national_grouping = |s: &[usize]| matches!(s, [11] | [3, 4, 4] | [3, 8] | [7, 4]);
+    let code = if digits.starts_with(b"0086") {
+        4
+    } else if digits.starts_with(b"86") {
+        2
+    } else {
+        0
     };
-    // Grouped numbers are 3-4-4 after the country code, if any.
-    let sizes: smallvec::SmallVec<[usize; 4]> = groups.iter().map(|g| g.end - g.start).collect();
+    if code == 0 {
+        return !plus && national_grouping(&sizes) && is_cn_mobile(digits);
+    }
     let grouping_ok = match sizes.as_slice() {
-        [_] => true,
-        [3, 4, 4] => digits.len() == 11,
-        [2, 3, 4, 4] | [2, 11] => digits.len() == 13,
+        [first, rest @ ..] if *first == code => national_grouping(rest),
+        [first, rest @ ..] if *first > code => {
+            let mut national = smallvec::SmallVec::<[usize; 5]>::new();
+            national.push(first - code);
+            national.extend_from_slice(rest);
+            national_grouping(&national)
+        }
         _ => false,
     };
-    grouping_ok && is_cn_mobile(national)
+    grouping_ok && is_cn_mobile(&digits[code..])
+}
+
+/// The kinds of numeric personal data a JSON number holds, whatever its
+/// notation (`raw` is the number as written: sign, fraction, exponent).
+/// A JSON number is its value: when the value is an integer (`13900131001`,
+/// `-13900131001`, `1.3900131001e10`, `13900131001.0`, `1390013100.1e1`),
+/// its digits (computed exactly from the decimal text, not through a
+/// float) are tried against resident IDs, mobile numbers and payment
+/// cards; so is the integer part of a value with a fraction
+/// (`13900131001.5`). The significant digits of a value with a fraction
+/// (`0.110101199001010015`, `1101011990.01010015`) are tried against
+/// resident IDs only: their check character, province and birth date
+/// keep chance matches out, where the digits of an ordinary measurement
+/// (`13.123456789`, a coordinate) would often pass a mobile number's
+/// format or a card's Luhn check.
+pub(super) fn number_kinds(raw: &[u8], enabled: DetectorSet) -> DetectorSet {
+    let mut found = DetectorSet::EMPTY;
+    let Some((int, frac, exp)) = parse_number(raw) else {
+        return found;
+    };
+    // The digits d1 d2 … with the decimal point after `point` of them.
+    let all = || int.iter().chain(frac).copied();
+    let leading = all().take_while(|&c| c == b'0').count();
+    let total = int.len() + frac.len();
+    if leading == total {
+        return found;
+    }
+    let trailing = all().rev().take_while(|&c| c == b'0').count();
+    let sig_len = total - leading - trailing;
+    let point = int.len() as i64 + exp - leading as i64;
+    let significant = || all().skip(leading).take(sig_len);
+    let mut try_kinds = |candidate: &[u8], kinds: &[Detector]| {
+        for &d in kinds {
+            if !enabled.contains(d) || found.contains(d) {
+                continue;
+            }
+            let ok = match d {
+                Detector::CnResidentId => is_cn_resident_id(candidate),
+                Detector::CnMobile => {
+                    is_cn_mobile(candidate)
+                        || (candidate.len() == 13
+                            && candidate.starts_with(b"86")
+                            && is_cn_mobile(&candidate[2..]))
+                }
+                Detector::PaymentCard => is_payment_card(candidate),
+                _ => false,
+            };
+            if ok {
+                found.insert(d);
+            }
+        }
+    };
+    const NUMERIC: [Detector; 3] = [
+        Detector::CnResidentId,
+        Detector::CnMobile,
+        Detector::PaymentCard,
+    ];
+    // The integer part of the value (the value itself when it is an
+    // integer), at most 24 digits.
+    if (1..=24).contains(&point) {
+        let point = point as usize;
+        let mut buf = [b'0'; 24];
+        for (slot, c) in buf.iter_mut().zip(significant().take(point)) {
+            *slot = c;
+        }
+        try_kinds(&buf[..point], &NUMERIC);
+    }
+    // The significant digits of a value with a fraction.
+    let integer = point >= sig_len as i64;
+    if !integer && sig_len <= 24 {
+        let mut buf = [0u8; 24];
+        for (slot, c) in buf.iter_mut().zip(significant()) {
+            *slot = c;
+        }
+        try_kinds(&buf[..sig_len], &[Detector::CnResidentId]);
+    }
+    found
+}
+
+/// A JSON number's integer digits, fraction digits and exponent (leading
+/// zeros of the integer part allowed; the exponent saturates far beyond
+/// any length that matters).
+fn parse_number(raw: &[u8]) -> Option<(&[u8], &[u8], i64)> {
+    let digits_at = |from: usize| {
+        raw.get(from..)
+            .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count())
+    };
+    let mut i = usize::from(raw.first() == Some(&b'-'));
+    let n = digits_at(i);
+    if n == 0 {
+        return None;
+    }
+    let int = &raw[i..i + n];
+    i += n;
+    let mut frac: &[u8] = &[];
+    if raw.get(i) == Some(&b'.') {
+        let n = digits_at(i + 1);
+        if n == 0 {
+            return None;
+        }
+        frac = &raw[i + 1..i + 1 + n];
+        i += 1 + n;
+    }
+    let mut exp = 0i64;
+    if matches!(raw.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let negative = match raw.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let n = digits_at(i);
+        if n == 0 {
+            return None;
+        }
+        for &c in &raw[i..i + n] {
+            exp = (exp * 10 + i64::from(c - b'0')).min(1 << 40);
+        }
+        if negative {
+            exp = -exp;
+        }
+        i += n;
+    }
+    (i == raw.len()).then_some((int, frac, exp))
+}
+
+/// The JSON number in exponent notation made of the run `start..end` and
+/// the exponent after it (with the sign before the run, if any), when it
+/// is one and no word continues it.
+fn exponent_token(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+    if !matches!(b.get(end), Some(b'e' | b'E')) {
+        return None;
+    }
+    let mut to = end + 1;
+    if matches!(b.get(to), Some(b'+' | b'-')) {
+        to += 1;
+    }
+    let digits = b
+        .get(to..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let after = to + digits;
+    let glued = b.get(after).is_some_and(|&c| is_word(c))
+        || (b.get(after) == Some(&b'.') && b.get(after + 1).is_some_and(u8::is_ascii_digit));
+    if digits == 0 || glued {
+        return None;
+    }
+    to += digits;
+    let from = if start > 0 && b[start - 1] == b'-' {
+        start - 1
+    } else {
+        start
+    };
+    parse_number(&b[from..to]).map(|_| (from, to))
+}
+
+/// The extent of `b` (spaces around it aside) when all of it is one JSON
+/// number written with a sign, a fraction or an exponent (`-13900131001`,
+/// `1.3900131001e10`): such a text is read as the number it is.
+pub(super) fn number_text(b: &[u8]) -> Option<(usize, usize)> {
+    let start = b.iter().position(|&c| c != b' ')?;
+    let end = b.len() - b.iter().rev().position(|&c| c != b' ')?;
+    // Prose is turned away by its first or last character.
+    if !(b[start] == b'-' || b[start].is_ascii_digit()) || !b[end - 1].is_ascii_digit() {
+        return None;
+    }
+    let t = &b[start..end];
+    let notation = t.first() == Some(&b'-') || t.iter().any(|&c| matches!(c, b'.' | b'e' | b'E'));
+    (notation && parse_number(t).is_some()).then_some((start, end))
 }
 
 /// `1[3-9]` and 9 more digits.

@@ -217,3 +217,248 @@ proptest! {
         }
     }
 }
+
+/// Zeros of digit scripts a value may be written in (ASCII, full-width,
+/// Arabic-Indic, extended Arabic-Indic, Devanagari, Bengali, Thai,
+/// mathematical bold, Kirat Rai: a Unicode 16 script).
+const ZEROS: [u32; 9] = [
+    0x30, 0xFF10, 0x660, 0x6F0, 0x966, 0x9E6, 0xE50, 0x1D7CE, 0x16D70,
+];
+
+/// Separators between groups: ASCII, their Unicode equivalents, longer.
+const SEPARATORS: [&str; 14] = [
+    " ", "-", ".", "\u{3000}", "\u{00A0}", "\u{2013}", "\u{2014}", "\u{2010}", "\u{FF0D}",
+    "\u{00B7}", "\u{FF0E}", " - ", "  ", "\u{200B}",
+];
+
+/// How a value is written: its groups' sizes, a separator per gap (or one
+/// for all), a digit script per digit (or one for all), the case and
+/// width of a check character `X`.
+#[derive(Debug, Clone)]
+struct Form {
+    seps: Vec<&'static str>,
+    mixed_seps: bool,
+    scripts: Vec<u32>,
+    mixed_scripts: bool,
+    x: &'static str,
+}
+
+fn form() -> impl Strategy<Value = Form> {
+    (
+        prop::collection::vec(prop::sample::select(SEPARATORS.to_vec()), 8),
+        any::<bool>(),
+        prop::collection::vec(prop::sample::select(ZEROS.to_vec()), 24),
+        prop::bool::weighted(0.2),
+        prop::sample::select(vec!["X", "x", "\u{FF38}", "\u{FF58}"]),
+    )
+        .prop_map(|(seps, mixed_seps, scripts, mixed_scripts, x)| Form {
+            seps,
+            mixed_seps,
+            scripts,
+            mixed_scripts,
+            x,
+        })
+}
+
+/// `value` (ASCII digits, perhaps a final `X`) cut into groups of `sizes`
+/// and written in `f`.
+fn render(value: &str, sizes: &[usize], f: &Form) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    let mut digit = 0;
+    for (g, &size) in sizes.iter().enumerate() {
+        if g > 0 {
+            out.push_str(if f.mixed_seps {
+                f.seps[g % f.seps.len()]
+            } else {
+                f.seps[0]
+            });
+        }
+        for c in value[at..at + size].chars() {
+            if c == 'X' {
+                out.push_str(f.x);
+                continue;
+            }
+            let zero = if f.mixed_scripts {
+                f.scripts[digit % f.scripts.len()]
+            } else {
+                f.scripts[0]
+            };
+            digit += 1;
+            let d = c.to_digit(10).unwrap_or(0);
+            out.push(char::from_u32(zero + d).unwrap_or(c));
+        }
+        at += size;
+    }
+    out
+}
+
+/// A resident ID whose check character is `X`.
+fn resident_id_with_x() -> impl Strategy<Value = String> {
+    (resident_id(), 0u32..1000).prop_filter_map("no X found", |(id, bump)| {
+        // Walk sequence numbers from this one until the check is X.
+        let first = &id[..14];
+        (0..1000).map(|i| (bump + i) % 1000).find_map(|seq| {
+            let body = format!("{first}{seq:03}");
+            (id_check(&body) == 'X').then(|| format!("{body}X"))
+        })
+    })
+}
+
+/// The JSON notations of the integer `digits`: sign, fraction, exponent.
+fn notations(digits: &str, shift: usize, zeros: usize, upper: bool, negative: bool) -> Vec<String> {
+    let n = digits.len();
+    let k = shift % (n - 1) + 1;
+    let e = if upper { "E" } else { "e" };
+    let sign = if negative { "-" } else { "" };
+    let pad = "0".repeat(zeros);
+    vec![
+        format!("{sign}{digits}"),
+        format!("{sign}{digits}.0{pad}"),
+        // d.ddd e(n-1), dd.dd e(n-k): the point moved, the exponent says
+        // where it belongs.
+        format!("{sign}{}.{}{pad}{e}{}", &digits[..1], &digits[1..], n - 1),
+        format!("{sign}{}.{}{pad}{e}+{}", &digits[..k], &digits[k..], n - k),
+        format!("{sign}{digits}{pad}{e}-{zeros}"),
+        format!("{sign}0.{digits}{e}{n}"),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn resident_ids_are_found_in_every_written_form(
+        id in prop_oneof![resident_id(), resident_id_with_x()],
+        grouping in prop::sample::select(vec![
+            vec![18], vec![6, 8, 4], vec![6, 4, 4, 4], vec![3, 3, 8, 4], vec![6, 8, 3, 1], vec![2, 4, 8, 4], vec![6, 12],
+        ]),
+        f in form(),
+        context in prop::sample::select(vec!["{}", "身份证号：{}。", "ID {}, ok", "证件({})"]),
+    ) {
+        let written = render(&id, &grouping, &f);
+        let text = context.replace("{}", &written);
+        let mut got = Vec::new();
+        find(&text, DetectorSet::all(), &mut |m| if m.detector == Detector::CnResidentId { got.push(&text[m.start..m.end]) });
+        prop_assert_eq!(got, vec![written.as_str()], "{}", text);
+        // Masked, nothing of it is left to find, and only it changed.
+        let mut counts = DetectorCounts::default();
+        let masked = mask(&text, DetectorSet::all(), &mut counts).unwrap_or_default();
+        prop_assert_eq!(masked.chars().count(), text.chars().count());
+        prop_assert!(!detect(&masked, DetectorSet::all()).contains(Detector::CnResidentId), "{}", masked);
+        // The same value with its check character wrong is not one.
+        let last = id.chars().last().unwrap_or('0');
+        let wrong = if last == 'X' { format!("{}0", &id[..17]) } else { format!("{}X", &id[..17]) };
+        let wrong_text = context.replace("{}", &render(&wrong, &grouping, &f));
+        prop_assert!(!found_in(&wrong_text, Detector::CnResidentId), "{}", wrong_text);
+    }
+
+    #[test]
+    fn mobile_numbers_are_found_in_every_written_form(
+        second in 3u8..=9,
+        rest in "[0-9]{9}",
+        grouping in prop::sample::select(vec![vec![11], vec![3, 4, 4], vec![3, 8], vec![7, 4]]),
+        code in prop::sample::select(vec!["", "+86 ", "+86", "86 ", "0086 ", "+86-", "+86.", "\u{FF0B}86 "]),
+        f in form(),
+        context in prop::sample::select(vec!["{}", "电话:{}。", "call {} now", "（{}）"]),
+    ) {
+        let n = format!("1{second}{rest}");
+        let f = Form { seps: f.seps.iter().map(|s| if *s == "\u{200B}" { " " } else { s }).collect(), ..f };
+        let written = format!("{code}{}", render(&n, &grouping, &f));
+        let text = context.replace("{}", &written);
+        prop_assert!(found_in(&text, Detector::CnMobile), "{}", text);
+        let mut counts = DetectorCounts::default();
+        let masked = mask(&text, DetectorSet::all(), &mut counts).unwrap_or_default();
+        prop_assert!(!masked.contains(&render(&n[7..], &[4], &f)), "{} -> {}", text, masked);
+        // A twelfth digit makes it no mobile number.
+        let longer = context.replace("{}", &render(&format!("{n}7"), &[12], &f));
+        prop_assert!(!found_in(&longer, Detector::CnMobile), "{}", longer);
+    }
+
+    #[test]
+    fn cards_are_found_in_every_written_form(n in card(), f in form(), fours in any::<bool>()) {
+        let sizes: Vec<usize> = if fours {
+            let mut s = vec![4; n.len() / 4];
+            if n.len() % 4 > 0 {
+                s.push(n.len() % 4);
+            }
+            // A short last group joins the one before (3 to 6 digits).
+            if s.len() > 1 && s[s.len() - 1] < 3 {
+                let tail = s.pop().unwrap_or(0);
+                if let Some(l) = s.last_mut() { *l += tail; }
+            }
+            s
+        } else {
+            vec![n.len()]
+        };
+        let f = Form { seps: f.seps.iter().map(|s| if *s == "\u{200B}" { " " } else { s }).collect(), ..f };
+        let text = format!("paid with {}.", render(&n, &sizes, &f));
+        prop_assert!(found_in(&text, Detector::PaymentCard), "{}", text);
+    }
+
+    #[test]
+    fn numbers_are_found_in_every_json_notation(
+        value in prop_oneof![
+            resident_id().prop_filter("digits only", |id| !id.ends_with('X')),
+            card(),
+            (3u8..=9, "[0-9]{9}").prop_map(|(s, r)| format!("1{s}{r}")),
+        ],
+        shift in 0usize..20,
+        zeros in 0usize..3,
+        upper in any::<bool>(),
+        negative in any::<bool>(),
+    ) {
+        let want = detect(&value, DetectorSet::all());
+        prop_assert!(!want.is_empty(), "{}", value);
+        for raw in notations(&value, shift, zeros, upper, negative) {
+            let got = detect_number(&raw, DetectorSet::all());
+            prop_assert!(want.iter().all(|d| got.contains(d)), "{} as {}: {:?}", value, raw, got);
+            // A string holding the number is read as the number, and so is
+            // the number inside a sentence.
+            prop_assert!(want.iter().all(|d| detect(&raw, DetectorSet::all()).contains(d)), "{:?}", raw);
+            let sentence = format!("value {raw}, noted");
+            prop_assert!(want.iter().all(|d| detect(&sentence, DetectorSet::all()).contains(d)), "{:?}", sentence);
+            let mut counts = DetectorCounts::default();
+            prop_assert_eq!(mask_number(&raw, DetectorSet::all(), &mut counts).map(|m| m.len()), Some(raw.len()));
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics_and_masking_keeps_its_length(
+        text in prop_oneof![
+            any::<String>(),
+            "[0-9０-９٠-٩ xX.\\-+eE@a-z\u{3000}\u{200B}\u{00B7}]{0,40}",
+        ],
+    ) {
+        let _ = detect(&text, DetectorSet::all());
+        let _ = detect_number(&text, DetectorSet::all());
+        let mut counts = DetectorCounts::default();
+        if let Some(m) = mask(&text, DetectorSet::all(), &mut counts) {
+            prop_assert_eq!(m.chars().count(), text.chars().count());
+        }
+        find(&text, DetectorSet::all(), &mut |m| {
+            assert!(text.is_char_boundary(m.start) && text.is_char_boundary(m.end) && m.start < m.end);
+        });
+    }
+}
+
+/// Personal data the detectors know, written in any of the forms above
+/// (for the redactors' tests: values, and keys).
+pub(crate) fn written_personal_data() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (
+            prop_oneof![resident_id(), resident_id_with_x()],
+            prop::sample::select(vec![vec![18], vec![6, 8, 4], vec![6, 4, 4, 4]]),
+            form(),
+        )
+            .prop_map(|(id, g, f)| render(&id, &g, &f)),
+        (
+            3u8..=9,
+            "[0-9]{9}",
+            prop::sample::select(vec![vec![11], vec![3, 4, 4]]),
+            form(),
+        )
+            .prop_map(|(second, rest, g, f)| render(&format!("1{second}{rest}"), &g, &f)),
+        "[a-z]{1,6}(\\.[a-z]{1,4})?@mail\\.example\\.org",
+    ]
+}

@@ -154,48 +154,74 @@ impl Eq for Observed {}
 
 /// Records an unnamed member's value at `path`: an object by its members,
 /// a non-empty list of objects by its elements' members (at the same path,
-/// as the catalogue names them), anything else as one value.
-pub(super) fn observe_value(obs: &mut Observed, scope: Scope, path: &mut NamePath, v: &Value) {
+/// as the catalogue names them), anything else as one value. `named_by`:
+/// the detectors matching the key the value is under ([`key_kinds`]),
+/// counted at its place as if its value had matched them (a container
+/// named by personal data is recorded at its own place for them).
+pub(super) fn observe_value(
+    obs: &mut Observed,
+    scope: Scope,
+    path: &mut NamePath,
+    v: &Value,
+    named_by: DetectorSet,
+) {
     match v {
         Value::Object(m) if !m.is_empty() => {
+            if !named_by.is_empty() {
+                obs.add(scope, path.as_str(), JsonType::Object, named_by);
+            }
             for (key, x) in m {
+                let kinds = key_kinds(key);
                 let len = path.push_key(key);
-                observe_value(obs, scope, path, x);
+                observe_value(obs, scope, path, x, kinds);
                 path.truncate(len);
             }
         }
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            if !named_by.is_empty() {
+                obs.add(scope, path.as_str(), JsonType::Array, named_by);
+            }
             for item in items {
-                observe_value(obs, scope, path, item);
+                observe_value(obs, scope, path, item, DetectorSet::EMPTY);
             }
         }
         Value::Array(items) => {
             let detected = items
                 .iter()
-                .fold(DetectorSet::EMPTY, |set, x| set.union(scalar_kinds(x)));
+                .fold(named_by, |set, x| set.union(scalar_kinds(x)));
             obs.add(scope, path.as_str(), JsonType::Array, detected);
         }
         other => obs.add(
             scope,
             path.as_str(),
             JsonType::of_value(other),
-            scalar_kinds(other),
+            scalar_kinds(other).union(named_by),
         ),
     }
 }
 
-/// The detectors matching a scalar (strings, and integers written with
-/// digits only); none for anything else.
+/// The detectors matching an object key: personal data used as a key (a
+/// map keyed by phone number or e-mail address) is personal data.
+pub(super) fn key_kinds(key: &str) -> DetectorSet {
+    detect::detect(key, DetectorSet::all())
+}
+
+/// The detectors matching a scalar (strings, and numbers in any notation);
+/// none for anything else.
 fn scalar_kinds(v: &Value) -> DetectorSet {
     match v {
         Value::String(s) => detect::detect(s, DetectorSet::all()),
-        Value::Number(n) if n.is_u64() => detect::detect(&n.to_string(), DetectorSet::all()),
+        Value::Number(n) => detect::detect_number(&n.to_string(), DetectorSet::all()),
         _ => DetectorSet::EMPTY,
     }
 }
 
 /// The byte form of [`observe_value`]: the value at `span` of `text`,
 /// enclosed by `depth` containers.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the byte walk's state (input, depth, report) travels as plain arguments, as in the stream redactor"
+)]
 pub(super) fn observe_span(
     obs: &mut Observed,
     scope: Scope,
@@ -204,6 +230,7 @@ pub(super) fn observe_span(
     span: Span,
     depth: usize,
     max_depth: usize,
+    named_by: DetectorSet,
 ) -> Result<(), ScanError> {
     let input = text.as_bytes();
     let first = input.get(span.start).copied().unwrap_or(b'n');
@@ -214,20 +241,24 @@ pub(super) fn observe_span(
             let mut first_member = true;
             let mut had = false;
             while let Some(key) = sc.member(&mut first_member)? {
+                if !had && !named_by.is_empty() {
+                    obs.add(scope, path.as_str(), JsonType::Object, named_by);
+                }
                 had = true;
                 let name = scan::text(text, key.span, key.escaped)?;
                 let value = sc.value()?;
+                let kinds = key_kinds(&name);
                 let len = path.push_key(&name);
-                observe_span(obs, scope, path, text, value, depth + 1, max_depth)?;
+                observe_span(obs, scope, path, text, value, depth + 1, max_depth, kinds)?;
                 path.truncate(len);
             }
             if !had {
-                obs.add(scope, path.as_str(), JsonType::Object, DetectorSet::EMPTY);
+                obs.add(scope, path.as_str(), JsonType::Object, named_by);
             }
         }
         b'[' => {
             let (mut all_objects, mut any) = (true, false);
-            let mut detected = DetectorSet::EMPTY;
+            let mut detected = named_by;
             for_each_element(input, span, depth, max_depth, |v| {
                 any = true;
                 all_objects &= input.get(v.start) == Some(&b'{');
@@ -235,8 +266,12 @@ pub(super) fn observe_span(
                 Ok(())
             })?;
             if any && all_objects {
+                if !named_by.is_empty() {
+                    obs.add(scope, path.as_str(), JsonType::Array, named_by);
+                }
                 for_each_element(input, span, depth, max_depth, |v| {
-                    observe_span(obs, scope, path, text, v, depth + 1, max_depth)
+                    let none = DetectorSet::EMPTY;
+                    observe_span(obs, scope, path, text, v, depth + 1, max_depth, none)
                 })?;
             } else {
                 obs.add(scope, path.as_str(), JsonType::Array, detected);
@@ -246,7 +281,7 @@ pub(super) fn observe_span(
             scope,
             path.as_str(),
             JsonType::of_first_byte(b),
-            span_kinds(text, span)?,
+            span_kinds(text, span)?.union(named_by),
         ),
     }
     Ok(())
@@ -279,19 +314,35 @@ fn span_kinds(text: &str, span: Span) -> Result<DetectorSet, ScanError> {
             let s = scan::text(text, span, raw.contains(&b'\\'))?;
             detect::detect(&s, DetectorSet::all())
         }
-        Some(b'0'..=b'9') if raw.iter().all(u8::is_ascii_digit) => {
-            // Digits only: the text is the number as the tree prints it.
-            detect::detect(
-                text.get(span.start..span.end).unwrap_or(""),
-                DetectorSet::all(),
-            )
-        }
+        Some(b'-' | b'0'..=b'9') => detect::detect_number(
+            text.get(span.start..span.end).unwrap_or(""),
+            DetectorSet::all(),
+        ),
         _ => DetectorSet::EMPTY,
     })
 }
 
-/// The backstop over a value in place: every string (and digits-only
-/// integer) in it with the matches of `set` masked, counted by detector.
+/// Whether the backstop removes the member under `key`: the key holds a
+/// match of `set` (counted by detector, as a masked value's are). A key
+/// cannot be masked in place (two masked keys could collide, and a
+/// client reading the object by key would read a different member), so
+/// the member goes, value and all.
+pub(super) fn backstop_removes_key(
+    key: &str,
+    set: DetectorSet,
+    counts: &mut DetectorCounts,
+) -> bool {
+    detect::mask(key, set, counts).is_some()
+}
+
+/// The backstop over a value in place: every string and number in it with
+/// the matches of `set` masked (a matching number becomes a string of
+/// `*`), and every member whose key matches removed
+/// ([`backstop_removes_key`]), counted by detector. A number is read as
+/// serde_json holds it (an integer, or a float's shortest form): the same
+/// as the byte form reads it for every number serde_json writes, but a
+/// float written with more than 17 significant digits (`1.10101199001010015e17`)
+/// is read exactly only by the byte form, which the proxy uses.
 pub(super) fn backstop_value(v: &mut Value, set: DetectorSet, counts: &mut DetectorCounts) {
     match v {
         Value::String(s) => {
@@ -299,8 +350,8 @@ pub(super) fn backstop_value(v: &mut Value, set: DetectorSet, counts: &mut Detec
                 *s = masked;
             }
         }
-        Value::Number(n) if n.is_u64() => {
-            if let Some(masked) = detect::mask(&n.to_string(), set, counts) {
+        Value::Number(n) => {
+            if let Some(masked) = detect::mask_number(&n.to_string(), set, counts) {
                 *v = Value::String(masked);
             }
         }
@@ -309,18 +360,21 @@ pub(super) fn backstop_value(v: &mut Value, set: DetectorSet, counts: &mut Detec
                 backstop_value(x, set, counts);
             }
         }
-        Value::Object(m) => {
-            for x in m.values_mut() {
-                backstop_value(x, set, counts);
+        Value::Object(m) => m.retain(|key, x| {
+            if backstop_removes_key(key, set, counts) {
+                return false;
             }
-        }
+            backstop_value(x, set, counts);
+            true
+        }),
         _ => {}
     }
 }
 
 /// The byte form of [`backstop_value`]: writes the value at `span` to
-/// `out` with the matches of `set` masked (a masked integer becomes a
-/// string); unchanged spans are copied as they were.
+/// `out` with the matches of `set` masked (a masked number becomes a
+/// string) and the members with a matching key left out; unchanged spans
+/// are copied as they were.
 pub(super) fn copy_backstopped(
     out: &mut Vec<u8>,
     text: &str,
@@ -341,6 +395,10 @@ pub(super) fn copy_backstopped(
             let mut written = false;
             while let Some(key) = sc.member(&mut first)? {
                 let value = sc.value()?;
+                let name = scan::text(text, key.span, key.escaped)?;
+                if backstop_removes_key(&name, set, counts) {
+                    continue;
+                }
                 if written {
                     out.push(b',');
                 }
@@ -376,9 +434,9 @@ pub(super) fn copy_backstopped(
                 None => out.extend_from_slice(raw),
             }
         }
-        Some(b'0'..=b'9') if raw.iter().all(u8::is_ascii_digit) => {
-            let digits = text.get(span.start..span.end).unwrap_or("");
-            match detect::mask(digits, set, counts) {
+        Some(b'-' | b'0'..=b'9') => {
+            let number = text.get(span.start..span.end).unwrap_or("");
+            match detect::mask_number(number, set, counts) {
                 Some(masked) => {
                     serde_json::to_writer(&mut *out, &masked).map_err(|_| ScanError::Malformed)?
                 }
@@ -431,7 +489,7 @@ pub(super) fn observe_hidden(
     for (key, value) in map {
         let len = path.push_key(key);
         match node.child(key) {
-            None => observe_value(obs, scope, path, value),
+            None => observe_value(obs, scope, path, value, key_kinds(key)),
             Some(child) if child.field.is_none() => match value {
                 Value::Object(m) => observe_hidden(obs, scope, path, m, child),
                 Value::Array(items) if items.iter().all(Value::is_object) => {
@@ -470,7 +528,10 @@ pub(super) fn observe_hidden_member(
     let len = path.push_key(name);
     let input = text.as_bytes();
     let result = match node.child(name) {
-        None => observe_span(obs, scope, path, text, value, depth, max_depth),
+        None => {
+            let kinds = key_kinds(name);
+            observe_span(obs, scope, path, text, value, depth, max_depth, kinds)
+        }
         Some(child) if child.field.is_none() => match input.get(value.start) {
             Some(b'{') => {
                 observe_hidden_object(obs, scope, path, text, value, child, depth, max_depth)

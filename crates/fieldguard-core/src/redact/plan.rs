@@ -212,17 +212,32 @@ impl ResponsePlan {
 }
 
 /// How a redactor names an uncatalogued or misshapen member in audit
-/// records and metrics: the key itself when it looks like an identifier,
-/// else `?`. Upstream keys are data the proxy did not choose (a map keyed
-/// by phone number would otherwise put phone numbers in the audit trail).
+/// records and metrics: the key itself when it looks like an identifier
+/// and no detector matches it (nor holds more than six digits in a row),
+/// else `?`. Upstream keys are data the proxy
+/// did not choose (a map keyed by phone number, or by resident ID with its
+/// `X` check character, would otherwise put them in the audit trail).
 pub fn key_label(key: &str) -> &str {
     let identifier = !key.is_empty()
         && key.len() <= 64
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && !key.bytes().all(|b| b.is_ascii_digit());
+        && !key.bytes().all(|b| b.is_ascii_digit())
+        && (!key.bytes().any(|b| b.is_ascii_digit())
+            || (longest_digit_run(key) <= 6
+                && crate::detect::detect(key, DetectorSet::all()).is_empty()));
     if identifier { key } else { "?" }
+}
+
+/// The most digits in a row in `key` (a long number in a key is data,
+/// `tel-13900131001`, whether or not a detector reads it as a value).
+fn longest_digit_run(key: &str) -> usize {
+    key.as_bytes()
+        .split(|b| !b.is_ascii_digit())
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// A member's path as reports name it, built while a redactor descends:
@@ -346,5 +361,28 @@ fn text_of(buf: &[u8]) -> Option<&str> {
         Ok(s) => Some(s),
         Err(e) if e.error_len().is_none() => std::str::from_utf8(&buf[..e.valid_up_to()]).ok(),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_label;
+
+    #[test]
+    fn keys_that_are_data_are_not_named() {
+        for key in ["phone", "line2", "address_1", "x-request-id", "v2"] {
+            assert_eq!(key_label(key), key);
+        }
+        for key in [
+            "13900131001",
+            "11010519491231002X",
+            "11010519491231002x",
+            "wang.lei@mail.example.org",
+            "tel-13900131001",
+            "１３９００１３１００１",
+            "",
+        ] {
+            assert_eq!(key_label(key), "?", "{key}");
+        }
     }
 }

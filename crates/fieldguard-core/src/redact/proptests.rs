@@ -62,8 +62,25 @@ fn leaf() -> impl Strategy<Value = Value> {
             json!("call 139 0013 1001 now"),
             json!("110101199001010015"),
             json!(13900131001u64),
+            // Their other written forms.
+            json!(-13900131001i64),
+            json!(13900131001.0),
+            json!("１３９．００１３．１００１"),
+            json!("ID 110105 19491231 002x"),
         ]),
         ".{0,6}".prop_map(Value::String),
+    ]
+}
+
+/// Object keys: names, and sometimes personal data.
+fn any_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[a-z_]{1,8}",
+        1 => prop::sample::select(vec![
+            "13900131001".to_string(),
+            "li.na@example.org".to_string(),
+            "11010519491231002X".to_string(),
+        ]),
     ]
 }
 
@@ -71,7 +88,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+            prop::collection::btree_map(any_key(), inner, 0..4)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })

@@ -5,12 +5,15 @@
 //! and counted either way.
 
 use super::disclosed::Disclosed;
-use super::observe::{Observed, Onboarding, backstop_value, observe_hidden, observe_value};
+use super::observe::{
+    Observed, Onboarding, backstop_removes_key, backstop_value, key_kinds, observe_hidden,
+    observe_value,
+};
 use super::plan::{NamePath, PlanNode, ResponsePlan};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::config::UnknownFields;
-use crate::detect::DetectorCounts;
+use crate::detect::{DetectorCounts, DetectorSet};
 use crate::policy::{Decider, FieldAction, PolicyRefs, PolicyTable, ResourceRef, Verdict};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
@@ -290,7 +293,7 @@ impl TreeWalk<'_, '_> {
                     let len = self.path.push_key(key);
                     let kept = match node.key(key) {
                         Some(child) => self.place(value, child, false)?,
-                        None => self.unnamed(value),
+                        None => self.unnamed(Some(key), value),
                     };
                     self.path.truncate(len);
                     if !kept {
@@ -330,7 +333,7 @@ impl TreeWalk<'_, '_> {
                                 true
                             }
                         },
-                        None => self.unnamed(item),
+                        None => self.unnamed(None, item),
                     };
                     self.path.truncate(len);
                     kept
@@ -360,12 +363,12 @@ impl TreeWalk<'_, '_> {
         Ok(keep)
     }
 
-    /// An unnamed member of the body around the records (at `self.path`):
-    /// counted, observed, and (when passed) backstopped; whether it stays.
-    fn unnamed(&mut self, v: &mut Value) -> bool {
+    /// An unnamed member of the body around the records (at `self.path`,
+    /// under `key` unless a list element): counted, observed, and (when
+    /// passed) backstopped; whether it stays.
+    fn unnamed(&mut self, key: Option<&str>, v: &mut Value) -> bool {
         let on = Onboarding::of(self.rules.plan);
-        unnamed_member(self.report, on, Scope::Wrapper, &mut self.path, v);
-        on.pass
+        unnamed_member(self.report, on, Scope::Wrapper, &mut self.path, key, v)
     }
 
     /// The records of selector `sel` at this place.
@@ -667,9 +670,10 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         for (key, value) in map.iter_mut() {
             if node.child(key).is_none() {
                 let len = path.push_key(key);
-                unnamed_member(self.report, self.onboarding, scope, path, value);
+                let kept =
+                    unnamed_member(self.report, self.onboarding, scope, path, Some(key), value);
                 path.truncate(len);
-                if !self.onboarding.pass {
+                if !kept {
                     unnamed.push(key.clone());
                 }
             }
@@ -712,21 +716,29 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     }
 }
 
-/// An unnamed member at `path` (its key pushed already): counted, its
-/// shape recorded when the route observes, its values backstopped when the
-/// route passes it.
+/// An unnamed member at `path` (its key pushed already; `key` is `None`
+/// for a list element): counted, its shape recorded when the route
+/// observes (with the kinds its key holds), its values backstopped when
+/// the route passes it. Whether it stays: passed, unless the backstop
+/// removes it for its key ([`backstop_removes_key`]).
 fn unnamed_member(
     report: &mut FilterReport,
     on: Onboarding,
     scope: Scope,
     path: &mut NamePath,
+    key: Option<&str>,
     value: &mut Value,
-) {
+) -> bool {
     report.unnamed.add(scope, path.as_str());
     if on.observe {
-        observe_value(&mut report.observed, scope, path, value);
+        let named_by = key.map_or(DetectorSet::EMPTY, key_kinds);
+        observe_value(&mut report.observed, scope, path, value, named_by);
     }
     if on.backstops_unnamed() {
+        if key.is_some_and(|k| backstop_removes_key(k, on.backstop, &mut report.backstop)) {
+            return false;
+        }
         backstop_value(value, on.backstop, &mut report.backstop);
     }
+    on.pass
 }

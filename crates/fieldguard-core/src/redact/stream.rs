@@ -23,7 +23,10 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
-use super::observe::{Onboarding, copy_backstopped, observe_hidden_member, observe_span};
+use super::observe::{
+    Onboarding, backstop_removes_key, copy_backstopped, key_kinds, observe_hidden_member,
+    observe_span,
+};
 use super::plan::{NamePath, PlanNode};
 use super::record_plan::{Planned, RecordPlans};
 use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
@@ -31,6 +34,7 @@ use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
 use crate::config::AttributeKind;
+use crate::detect::DetectorSet;
 use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -421,7 +425,7 @@ impl Pass<'_, '_, '_> {
                 }
                 None => {
                     let value = sc.value()?;
-                    self.unnamed(value, sc.depth())?
+                    self.unnamed(Some(&name), value, sc.depth())?
                 }
             };
             if !kept {
@@ -464,7 +468,7 @@ impl Pass<'_, '_, '_> {
                 Some((child, in_list)) => self.place(sc, child, in_list)?,
                 None => {
                     let value = sc.value()?;
-                    self.unnamed(value, sc.depth())?
+                    self.unnamed(None, value, sc.depth())?
                 }
             };
             self.path.truncate(len);
@@ -485,10 +489,11 @@ impl Pass<'_, '_, '_> {
         Ok(true)
     }
 
-    /// An unnamed member of the body around the records (at `self.path`),
-    /// enclosed by `depth` containers: counted, observed, and written when
-    /// the route passes it (backstopped, when it has a backstop).
-    fn unnamed(&mut self, value: Span, depth: usize) -> Result<bool, Fail> {
+    /// An unnamed member of the body around the records (at `self.path`,
+    /// under `key` unless a list element), enclosed by `depth` containers:
+    /// counted, observed, and written when the route passes it
+    /// (backstopped, when it has a backstop); whether it stays.
+    fn unnamed(&mut self, key: Option<&str>, value: Span, depth: usize) -> Result<bool, Fail> {
         let on = Onboarding::of(self.rules.plan);
         unnamed_member(
             &mut self.w,
@@ -496,10 +501,10 @@ impl Pass<'_, '_, '_> {
             on,
             Scope::Wrapper,
             &mut self.path,
+            key,
             value,
             depth,
-        )?;
-        Ok(on.pass)
+        )
     }
 
     /// A record of selector `sel` at this place: written if shown; a hidden
@@ -764,11 +769,15 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
                 on,
                 self.scope,
                 &mut self.path,
+                Some(name),
                 value,
                 depth,
             );
             self.path.truncate(len);
-            return result;
+            if on.pass && !result? {
+                self.w.undo(mark, written);
+            }
+            return Ok(());
         };
         self.w.key(written, key);
         if let Some(field) = child.field {
@@ -879,19 +888,27 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
     }
 }
 
-/// An unnamed member at `path` (its key pushed, and written when passed):
-/// counted, its shape recorded when the route observes, and its value
+/// An unnamed member at `path` (its key pushed, and written when passed;
+/// `key` is `None` for a list element): counted, its shape recorded when
+/// the route observes (with the kinds its key holds), and its value
 /// written when the route passes it, backstopped if the route has a
-/// backstop. `depth`: the containers enclosing the value.
+/// backstop. `depth`: the containers enclosing the value. Whether it
+/// stays: passed, unless the backstop removes it for its key (nothing is
+/// written then, and the caller takes back the key it wrote).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the byte walk's state (writer, report, path, depth) travels as plain arguments"
+)]
 fn unnamed_member(
     w: &mut Writer<'_>,
     report: &mut FilterReport,
     on: Onboarding,
     scope: Scope,
     path: &mut NamePath,
+    key: Option<&str>,
     value: Span,
     depth: usize,
-) -> Result<(), Fail> {
+) -> Result<bool, Fail> {
     report.unnamed.add(scope, path.as_str());
     if on.observe {
         observe_span(
@@ -902,9 +919,13 @@ fn unnamed_member(
             value,
             depth,
             w.max_depth,
+            key.map_or(DetectorSet::EMPTY, key_kinds),
         )?;
     }
     if on.backstops_unnamed() {
+        if key.is_some_and(|k| backstop_removes_key(k, on.backstop, &mut report.backstop)) {
+            return Ok(false);
+        }
         copy_backstopped(
             &mut w.out,
             w.text,
@@ -917,7 +938,7 @@ fn unnamed_member(
     } else if on.pass {
         w.copy(value);
     }
-    Ok(())
+    Ok(on.pass)
 }
 
 #[derive(PartialEq, Eq)]
