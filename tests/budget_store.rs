@@ -120,6 +120,16 @@ async fn three_replicas_share_one_budget_and_never_overshoot_it() {
     let served = answers.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!(served, 4, "50 - 46 = 4 records left; served {served}");
     assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 429));
+    // Used up now: each replica's next request is refused at the charge
+    // (asked upstream, nothing disclosed) or already at the precheck; the
+    // one after that, at the precheck of every replica (it learned from
+    // its refused charge), without asking the upstream.
+    for round in 0..2 {
+        for r in &replicas {
+            let (status, body) = get(r.addr, "/customers?limit=1", Some(&racer)).await;
+            assert_eq!(status, 429, "round {round}: {body}");
+        }
+    }
 
     // The evidence: what the audit records of all three say was disclosed.
     for r in &mut replicas {
@@ -128,6 +138,15 @@ async fn three_replicas_share_one_budget_and_never_overshoot_it() {
     let records: Vec<Value> = replicas.iter().flat_map(|r| r.audit_records()).collect();
     assert_eq!(disclosed_to(&records, "agent-fleet"), shown);
     assert_eq!(disclosed_to(&records, "agent-race"), 50);
+    for r in &replicas {
+        let last = r
+            .audit_records()
+            .into_iter()
+            .rfind(|rec| rec["principal"]["id"] == "agent-race")
+            .unwrap();
+        assert_eq!(last["status"], 429, "{last}");
+        assert!(last["upstream_status"].is_null(), "asked upstream: {last}");
+    }
     // Keys are hashed principals with a hash tag, and expire.
     let keys = redis.cli(&["--scan", "--pattern", "fieldguard:*"]);
     assert!(

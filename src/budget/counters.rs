@@ -35,6 +35,9 @@ const STORE_RETRY_AFTER_SECS: u64 = 1;
 pub struct Counters {
     /// The memory store, or the shared store's local fallback.
     memory: Arc<BudgetState>,
+    /// Refusing budgets this replica's charges found used up in the shared
+    /// store, until their count first drops: the precheck's answer.
+    used_up: UsedUp,
     shared: ArcSwapOption<Shared>,
     metrics: BudgetStoreMetrics,
 }
@@ -61,6 +64,7 @@ impl Counters {
     /// attached.
     pub fn new(clock: Clock, metrics: BudgetStoreMetrics) -> Self {
         Self {
+            used_up: UsedUp::default(),
             memory: Arc::new(BudgetState::new(clock)),
             shared: ArcSwapOption::empty(),
             metrics,
@@ -158,18 +162,15 @@ impl Counters {
             return charge;
         }
         if shared.up.load(Ordering::Acquire) {
-            let ops: Vec<Op> = (limits.iter())
-                .map(|l| Op::of(&shared.store.prefix, l, principal))
-                .collect();
-            match shared.store.call("check", &ops).await {
-                Ok(reply) => {
-                    for (l, reading) in limits.iter().zip(reply.readings) {
-                        charge.precheck_one(l, reading, l.limit);
-                    }
-                    return charge;
+            // Answered from what this replica's charges learned: no round
+            // trip (the charge is the check that counts, see `used_up`).
+            let now = self.memory.now();
+            for l in &limits {
+                if let Some(reading) = self.used_up.reading(l, principal, now) {
+                    charge.precheck_one(l, reading, l.limit);
                 }
-                Err(f) => self.went_down(&shared, f),
             }
+            return charge;
         }
         for l in limits {
             match l.on_store_error {
@@ -219,8 +220,17 @@ impl Counters {
                 .collect();
             match shared.store.call("charge", &ops).await {
                 Ok(reply) => {
+                    let now = self.memory.now();
                     for ((l, amount), reading) in limits.iter().zip(reply.readings) {
                         charge.judge_one(l, reading, *amount, l.limit, enforce);
+                        if l.refuses(enforce) {
+                            let after = if reply.refused {
+                                reading.used
+                            } else {
+                                reading.used.saturating_add(*amount)
+                            };
+                            self.used_up.learn(l, principal, after, reading, now);
+                        }
                     }
                     if charge.refused.is_none() {
                         for (l, amount) in &limits {
@@ -349,4 +359,85 @@ async fn write_back(store: &RedisStore, memory: &BudgetState) -> Result<(), Fail
         }
     }
     Ok(())
+}
+
+/// The precheck of a shared store, answered locally: the refusing budgets
+/// this replica's last charge found at (or over) their limit, and until
+/// when their count holds (the store's `frees_in_ms`, or a whole window
+/// when the charge filled an empty one).
+///
+/// Why not ask the store: the precheck only spares the upstream a request
+/// whose answer would be refused; it decides nothing a refusing budget
+/// guarantees, since the charge, one atomic step in the store, refuses
+/// whatever would go over the limit. A budget another replica used up is
+/// therefore refused at the charge (the upstream was asked once, nothing
+/// is disclosed), and from then on at the precheck. That halves the store
+/// round trips per request (docs/benchmarks.md).
+///
+/// Bounded: [`MAX_USED_UP`] entries; beyond it, expired ones are dropped,
+/// and if none has expired nothing more is remembered (the charge still
+/// refuses).
+#[derive(Default)]
+struct UsedUp {
+    /// By budget and principal (empty for a role-scoped budget): what the
+    /// window held, and until when (the memory clock's ms).
+    until: dashmap::DashMap<UsedUpKey, (u64, u64), foldhash::fast::RandomState>,
+}
+
+/// A budget's id and the principal's (empty for `scope: role`).
+type UsedUpKey = (Arc<str>, Box<str>);
+
+/// Entries [`UsedUp`] keeps at most.
+const MAX_USED_UP: usize = 100_000;
+
+impl UsedUp {
+    fn key(l: &Limit, principal: &Principal) -> UsedUpKey {
+        let who: Box<str> = match l.scope {
+            super::BudgetScope::Principal => principal.id.as_str().into(),
+            super::BudgetScope::Role => "".into(),
+        };
+        (l.id.clone(), who)
+    }
+
+    /// What the last charge said of a used-up budget, while it holds.
+    fn reading(&self, l: &Limit, principal: &Principal, now: u64) -> Option<super::Reading> {
+        let key = Self::key(l, principal);
+        let (used, until) = *self.until.get(&key)?;
+        if now >= until {
+            self.until.remove(&key);
+            return None;
+        }
+        Some(super::Reading {
+            used,
+            frees_in_ms: until - now,
+        })
+    }
+
+    /// Remembers (or forgets) a budget after a charge: `used` is what the
+    /// window holds now.
+    fn learn(
+        &self,
+        l: &Limit,
+        principal: &Principal,
+        used: u64,
+        reading: super::Reading,
+        now: u64,
+    ) {
+        let key = Self::key(l, principal);
+        if used < l.limit {
+            self.until.remove(&key);
+            return;
+        }
+        if self.until.len() >= MAX_USED_UP {
+            self.until.retain(|_, (_, until)| *until > now);
+            if self.until.len() >= MAX_USED_UP {
+                return;
+            }
+        }
+        let holds = match reading.frees_in_ms {
+            0 => l.window_ms(),
+            ms => ms,
+        };
+        self.until.insert(key, (used, now.saturating_add(holds)));
+    }
 }

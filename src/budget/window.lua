@@ -11,7 +11,8 @@
 --
 -- KEYS: the counters; they share one hash tag (one Cluster slot).
 -- ARGV[1]: the operation
---   check  - read only: what each counter holds
+--   check  - read only: what each counter holds (the proxy answers its
+--            precheck from its own charges; this is for operators)
 --   charge - if no counter flagged refusing would exceed its limit with its
 --            amount, add every amount; else add nothing
 --   add    - add every amount unconditionally (the local fallback's counts,
