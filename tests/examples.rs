@@ -116,6 +116,8 @@ struct DemoBanner {
     proxy: String,
     shop: String,
     tokens: BTreeMap<String, String>,
+    /// The commands under "Try:", as printed.
+    try_lines: Vec<String>,
 }
 
 /// Reads the demo's stdout until the banner is complete (the "Try:" line).
@@ -141,10 +143,23 @@ fn read_banner(lines: &mpsc::Receiver<String>) -> DemoBanner {
         }
         seen.push(line);
     }
+    // The "Try:" block runs to the next empty line.
+    let mut try_lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("demo's Try: block incomplete ({e}): {try_lines:#?}"));
+        if line.trim().is_empty() {
+            break;
+        }
+        try_lines.push(line.trim().to_string());
+    }
     DemoBanner {
         proxy: proxy.expect("proxy URL printed"),
         shop: shop.expect("shop URL printed"),
         tokens,
+        try_lines,
     }
 }
 
@@ -251,6 +266,27 @@ async fn demo_starts_and_its_printed_tokens_and_readme_examples_work() {
         banner.proxy
     );
     assert!(!banner.proxy.ends_with(":0"), "the real port is printed");
+    // The audit commands it prints work as printed, from any folder (after
+    // `cargo run -- demo` there is no `fieldguard` on PATH).
+    let audit_lines: Vec<&String> = banner
+        .try_lines
+        .iter()
+        .filter(|l| l.contains(" audit "))
+        .collect();
+    assert_eq!(audit_lines.len(), 2, "{:?}", banner.try_lines);
+    for line in audit_lines {
+        let command = line.split(" # ").next().unwrap();
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     for name in [
         "TOKEN_CUSTOMER",
         "TOKEN_SUPPORT_AGENT",

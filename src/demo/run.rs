@@ -256,9 +256,15 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     );
     outln!("  curl -s http://{shop_addr}/customers/c-1001   # the same record, unprotected");
     if let Some(f) = &audit.file {
-        outln!("  fieldguard audit verify {}", f.display());
+        // The binary that is running, by its path: after `cargo run -- demo`
+        // there is no `fieldguard` on PATH, and these lines must work as
+        // printed.
+        let me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "fieldguard".into());
+        outln!("  {me} audit verify {}", f.display());
         outln!(
-            "  fieldguard audit subject c-1001 {}   # who read, changed or deleted c-1001's data",
+            "  {me} audit subject c-1001 {}   # who read, changed or deleted c-1001's data",
             f.display()
         );
     }
