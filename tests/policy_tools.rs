@@ -352,7 +352,7 @@ fn validate_warns_about_policies_that_can_never_apply() {
     std::fs::write(&schema, format!("{text}\naction \"customer:export\" appliesTo {{ principal: User, resource: CustomerDirectory, context: RequestContext }};\n")).unwrap();
     std::fs::write(
         dir.path().join("policies/extra.cedar"),
-        "@id(\"export-for-dpo\")\npermit (principal in Role::\"data_protection_officer\", action == Action::\"customer:export\", resource);\n\n@id(\"typo\")\npermit (principal in Role::\"support_agent\", action == Action::\"field:read\", resource is Customer)\nwhen { context.field.name == \"phnoe\" };\n",
+        "@id(\"export-for-dpo\")\npermit (principal in Role::\"data_protection_officer\", action == Action::\"customer:export\", resource);\n\n@id(\"typo\")\npermit (principal in Role::\"support_agent\", action == Action::\"field:read\", resource is Customer)\nwhen { context.field.name == \"phnoe\" };\n\n@id(\"never-applies\")\npermit (principal in Role::\"support_agent\", action == Action::\"customer:read\", resource)\nwhen { false };\n",
     )
     .unwrap();
     // A catalogue field no policy names.
@@ -384,6 +384,12 @@ fn validate_warns_about_policies_that_can_never_apply() {
         dir.path(),
     );
     assert!(!strict, "--strict fails on warnings");
+    // Cedar's own warnings are warnings of validate, named by @id and line.
+    assert!(
+        strict_err.contains("extra.cedar:8: for policy `never-applies`, policy is impossible"),
+        "{strict_err}"
+    );
+    assert!(!strict_err.contains("policy0"), "{strict_err}");
     // What it prints says the same as its exit code.
     assert!(!strict_out.contains(": ok ("), "{strict_out}");
     assert!(strict_err.contains("not ok: "), "{strict_err}");

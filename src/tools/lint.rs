@@ -25,6 +25,8 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             rt.config.file.display()
         ));
     }
+    // Cedar's own validation warnings (an impossible policy, …), by @id.
+    out.extend(rt.decisions.engine.bundle.warnings.iter().cloned());
     budget_store_warnings(rt, &mut out);
     let route_actions: BTreeSet<&str> = rt
         .decisions

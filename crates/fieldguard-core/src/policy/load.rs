@@ -32,6 +32,10 @@ pub struct PolicyBundle {
     pub version: String,
     pub schema_hash: String,
     pub files: Vec<PathBuf>,
+    /// Cedar's validation warnings (an impossible policy, a confusable
+    /// string), `file:line: policy `@id`: warning`: logged at load, and
+    /// warnings of `validate` (so `--strict` fails on them).
+    pub warnings: Vec<String>,
 }
 
 /// Reads, parses and validates the schema and the policy directory.
@@ -85,6 +89,7 @@ pub fn load_bundle_except(
 
     let mut policies = PolicySet::new();
     let mut info: BTreeMap<String, PolicyInfo> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
     let validator = Validator::new(schema.clone());
     for file in &files {
         let text = std::fs::read_to_string(file)
@@ -121,7 +126,25 @@ pub fn load_bundle_except(
         let mut seen_heads: std::collections::HashMap<String, usize> = Default::default();
         for w in result.validation_warnings() {
             let line = first_label_line(w, &text);
-            tracing::warn!(file = %file.display(), line, "policy warning: {w}");
+            // Cedar names the parser's ids (`policy0`); operators know the
+            // @id.
+            let internal = w.policy_id().to_string();
+            let mut text_of = w.to_string();
+            if let Some(id) = parsed
+                .policy(w.policy_id())
+                .and_then(|p| p.annotation("id"))
+            {
+                text_of = text_of.replace(&format!("`{internal}`"), &format!("`{id}`"));
+                if !text_of.contains(&format!("`{id}`")) {
+                    text_of = format!("policy `{id}`: {text_of}");
+                }
+            }
+            tracing::warn!(file = %file.display(), line, "policy warning: {text_of}");
+            let advice = "Cedar's validator flags it: fix the policy, or delete it";
+            warnings.push(match line {
+                Some(l) => format!("{}:{l}: {text_of}; {advice}", file.display()),
+                None => format!("{}: {text_of}; {advice}", file.display()),
+            });
         }
         for p in parsed.policies() {
             let line = policy_line(p, &text, &mut seen_heads);
@@ -169,6 +192,7 @@ pub fn load_bundle_except(
         version: hex::encode(&version.finalize()[..8]),
         schema_hash,
         files,
+        warnings,
     })
 }
 
