@@ -178,7 +178,7 @@ impl Counters {
                     charge.report.note_fallback(OnStoreError::Local);
                     let share = budgets.replicas;
                     self.memory
-                        .precheck_limits(&[l], principal, enforce, share, &mut charge);
+                        .precheck_limits([l], principal, enforce, share, &mut charge);
                 }
                 OnStoreError::Refuse => charge.refuse_unchecked(l, STORE_RETRY_AFTER_SECS),
                 OnStoreError::Allow => charge.report.note_fallback(OnStoreError::Allow),
@@ -263,7 +263,7 @@ impl Counters {
         if !local.is_empty() {
             charge.report.note_fallback(OnStoreError::Local);
             self.memory.charge_limits(
-                &local,
+                local,
                 budgets.max_counters,
                 principal,
                 disclosed,
@@ -381,27 +381,16 @@ async fn write_back(store: &RedisStore, memory: &BudgetState) -> Result<(), Fail
 struct UsedUp {
     /// By budget and principal (empty for a role-scoped budget): what the
     /// window held, and until when (the memory clock's ms).
-    until: dashmap::DashMap<UsedUpKey, (u64, u64), foldhash::fast::RandomState>,
+    until: dashmap::DashMap<super::state::CounterKey, (u64, u64), foldhash::fast::RandomState>,
 }
-
-/// A budget's id and the principal's (empty for `scope: role`).
-type UsedUpKey = (Arc<str>, Box<str>);
 
 /// Entries [`UsedUp`] keeps at most.
 const MAX_USED_UP: usize = 100_000;
 
 impl UsedUp {
-    fn key(l: &Limit, principal: &Principal) -> UsedUpKey {
-        let who: Box<str> = match l.scope {
-            super::BudgetScope::Principal => principal.id.as_str().into(),
-            super::BudgetScope::Role => "".into(),
-        };
-        (l.id.clone(), who)
-    }
-
     /// What the last charge said of a used-up budget, while it holds.
     fn reading(&self, l: &Limit, principal: &Principal, now: u64) -> Option<super::Reading> {
-        let key = Self::key(l, principal);
+        let key = l.key(principal);
         let (used, until) = *self.until.get(&key)?;
         if now >= until {
             self.until.remove(&key);
@@ -423,7 +412,7 @@ impl UsedUp {
         reading: super::Reading,
         now: u64,
     ) {
-        let key = Self::key(l, principal);
+        let key = l.key(principal);
         if used < l.limit {
             self.until.remove(&key);
             return;

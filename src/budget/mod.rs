@@ -402,7 +402,7 @@ impl Charge {
 
     /// The charge of `amount` to `l`, whose counter held `reading`: flagged
     /// when it takes the budget over `applied`; a refusing one refuses the
-    /// whole response. Returns whether the budget refuses.
+    /// whole response.
     pub fn judge_one(
         &mut self,
         l: &Arc<Limit>,
@@ -410,9 +410,9 @@ impl Charge {
         amount: u64,
         applied: u64,
         enforce: bool,
-    ) -> bool {
+    ) {
         if reading.used.saturating_add(amount) <= applied {
-            return false;
+            return;
         }
         let action = match (l.on_exceed, l.refuses(enforce)) {
             (OnExceed::Refuse, true) => FlagAction::Refuse,
@@ -433,7 +433,6 @@ impl Charge {
             request: amount,
             applied_limit: applied,
         });
-        action == FlagAction::Refuse
     }
 
     /// A budget that cannot be checked while the store is down and says
@@ -453,23 +452,23 @@ impl BudgetState {
     /// already used up refuses at once. `enforce`: false on shadow routes.
     pub fn precheck(&self, budgets: &Budgets, principal: &Principal, enforce: bool) -> Charge {
         let mut charge = Charge::default();
-        let limits: Vec<_> = budgets.applicable(principal).collect();
-        self.precheck_limits(&limits, principal, enforce, 1, &mut charge);
+        let limits = budgets.applicable(principal);
+        self.precheck_limits(limits, principal, enforce, 1, &mut charge);
         charge
     }
 
     /// [`BudgetState::precheck`] of `limits` held to `limit / share` (the
     /// local fallback of a fleet counts each replica's share).
-    pub fn precheck_limits(
+    pub fn precheck_limits<'a>(
         &self,
-        limits: &[&Arc<Limit>],
+        limits: impl IntoIterator<Item = &'a Arc<Limit>>,
         principal: &Principal,
         enforce: bool,
         share: u64,
         charge: &mut Charge,
     ) {
         let now = self.now();
-        for l in limits.iter().filter(|l| l.refuses(enforce)) {
+        for l in limits.into_iter().filter(|l| l.refuses(enforce)) {
             let key = l.key(principal);
             let reading = self.reading(&key, l.window_ms(), now);
             charge.precheck_one(l, reading, l.share(share));
@@ -489,9 +488,8 @@ impl BudgetState {
         enforce: bool,
     ) -> Charge {
         let mut charge = Charge::default();
-        let limits: Vec<_> = budgets.applicable(principal).collect();
         self.charge_limits(
-            &limits,
+            budgets.applicable(principal),
             budgets.max_counters,
             principal,
             disclosed,
@@ -509,9 +507,9 @@ impl BudgetState {
         clippy::too_many_arguments,
         reason = "the charge's inputs, each one thing; a struct would only rename them"
     )]
-    pub fn charge_limits(
+    pub fn charge_limits<'a>(
         &self,
-        limits: &[&Arc<Limit>],
+        limits: impl IntoIterator<Item = &'a Arc<Limit>>,
         max_counters: usize,
         principal: &Principal,
         disclosed: &Disclosure,

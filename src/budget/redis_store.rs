@@ -58,19 +58,8 @@ pub struct Op {
 impl Op {
     /// The counter of `limit` for `principal`.
     pub fn of(prefix: &str, limit: &Limit, principal: &Principal) -> Self {
-        let who = match limit.scope {
-            super::BudgetScope::Principal => Who::Principal(principal.id.as_str().into()),
-            super::BudgetScope::Role => Who::Role,
-        };
-        Self::for_key(
-            prefix,
-            &CounterKey {
-                budget: limit.id.clone(),
-                who,
-            },
-            Window::slot_ms_of(limit.window_ms()),
-        )
-        .limit(limit.limit)
+        let slot_ms = Window::slot_ms_of(limit.window_ms());
+        Self::for_key(prefix, &limit.key(principal), slot_ms).limit(limit.limit)
     }
 
     /// The counter for a memory store's key (the local fallback's counts,
