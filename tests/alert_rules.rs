@@ -6,6 +6,9 @@
 //! documents that list the alerts (docs/audit-and-metrics.md, the runbook,
 //! the Helm chart's README) name exactly its alerts.
 
+mod common;
+
+use common::repo_path;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -16,10 +19,6 @@ const PROMETHEUS_RULE: &str = "examples/monitoring/alerts.yaml";
 const CHART_COPY: &str = "helm/fieldguard/files/alerts.yaml";
 const UNIT_TESTS: &str = "examples/monitoring/rules.test.yaml";
 const GENERATE: &str = "examples/monitoring/generate-alerts.sh";
-
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(repo_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -132,19 +131,9 @@ fn every_alert_has_a_case_that_fires_and_one_that_does_not() {
 /// is on PATH.
 #[test]
 fn rules_pass_promtool_check_and_unit_tests() {
-    let promtool = std::env::var("FIELDGUARD_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let available = std::process::Command::new(&promtool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var_os("FIELDGUARD_REQUIRE_PROMTOOL").is_none(),
-            "FIELDGUARD_REQUIRE_PROMTOOL is set but `{promtool}` cannot run"
-        );
-        eprintln!("promtool not found: check skipped");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     for (what, file) in [("check", RULES), ("test", UNIT_TESTS)] {
         let out = std::process::Command::new(&promtool)
             .args([what, "rules"])

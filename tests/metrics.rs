@@ -427,19 +427,9 @@ async fn documents_list_exactly_the_exported_metrics() {
 /// is on PATH.
 #[tokio::test]
 async fn scrape_passes_promtool_check_metrics() {
-    let promtool = std::env::var("FIELDGUARD_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let available = std::process::Command::new(&promtool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var_os("FIELDGUARD_REQUIRE_PROMTOOL").is_none(),
-            "FIELDGUARD_REQUIRE_PROMTOOL is set but `{promtool}` cannot run"
-        );
-        eprintln!("promtool not found: check skipped");
+    let Some(promtool) = common::promtool() else {
         return;
-    }
+    };
     let (mut a, _dir) = audited().await;
     let agent = token("support_agent", "agent-7", false, None);
     assert_eq!(a.h.get("/customers", &agent).await.status, 200);

@@ -32,6 +32,26 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The `promtool` to run (FIELDGUARD_PROMTOOL, else the one on PATH), or
+/// `None` after saying the check is skipped; with
+/// FIELDGUARD_REQUIRE_PROMTOOL set (CI) a missing one fails the test.
+pub fn promtool() -> Option<String> {
+    let promtool = std::env::var("FIELDGUARD_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let available = std::process::Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var_os("FIELDGUARD_REQUIRE_PROMTOOL").is_none(),
+            "FIELDGUARD_REQUIRE_PROMTOOL is set but `{promtool}` cannot run"
+        );
+        eprintln!("promtool not found: check skipped");
+        return None;
+    }
+    Some(promtool)
+}
+
 pub fn demo_config_path() -> PathBuf {
     repo_path("examples/demo/fieldguard.yaml")
 }
