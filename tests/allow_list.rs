@@ -11,7 +11,7 @@ use common::audited::{records, start_audited_in_front_of};
 use common::scripted::{Answer, Scripted};
 use common::{start, start_in_front_of, token};
 use fieldguard::audit::AuditSettings;
-use fieldguard::config::UnknownFields;
+use fieldguard::config::{MisshapenValues, UnknownFields};
 use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -165,16 +165,160 @@ async fn catalogued_values_of_another_shape_are_removed() {
             assert_eq!(v["name"], "Wang Lei");
         }
     }
-    // A leaf (`phone`, masked for an agent without MFA) sent as an object
-    // or a list: removed unless the caller may read it in full.
+    // A leaf (`phone`, a string: masked for an agent without MFA, in full
+    // with MFA) sent as an object or a list: removed for every caller.
     for phone in [json!({"mobile": "13900131001"}), json!(["13900131001"])] {
         up.answer("/customers/c-1001", json!({"id": "c-1001", "phone": phone}));
-        let v = h.get("/customers/c-1001", &agent()).await.json();
-        assert!(v.get("phone").is_none(), "{phone} survived masked: {v}");
         let mfa = token("support_agent", "agent-7", true, None);
-        let v = h.get("/customers/c-1001", &mfa).await.json();
-        assert_eq!(v["phone"], phone, "readable in full");
+        for tok in [agent(), mfa, dpo()] {
+            let v = h.get("/customers/c-1001", &tok).await.json();
+            assert!(v.get("phone").is_none(), "{phone} survived: {v}");
+        }
     }
+}
+
+/// Every catalogued field names its JSON kind: a value of another kind is
+/// removed wherever it sits (a single record, a list, a streamed list, a
+/// wrapper member), for a caller who may read the field in full, and is
+/// counted and audited as misshapen; values of the right kind (and
+/// `null`) are untouched.
+#[tokio::test]
+async fn values_of_another_kind_are_removed_on_every_path_counted_and_audited() {
+    let up = Drifting::start().await;
+    // Wrong kinds for a string (gender), a boolean (consent.marketing), a
+    // number (the wrapper's total), beside right ones.
+    let customer = |n: u32| {
+        json!({
+            "id": format!("c-100{n}"), "name": "Wang Lei",
+            "gender": {"code": "F", "id_card_number": "110101199001010011"},
+            "email": null,
+            "consent": {"marketing": "yes, phone 13900131001"},
+            "address": {"city": ["Nanjing", "13900131001"]},
+        })
+    };
+    up.answer("/customers/c-1001", customer(1));
+    up.answer(
+        "/customers",
+        json!({"customers": (1..=9).map(customer).collect::<Vec<_>>(), "total": "13900131001"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = start_audited_in_front_of(
+        up.addr,
+        audit_settings(&dir),
+        |c| c.limits.stream_responses_over_bytes = Some(256),
+        vec![],
+    )
+    .await;
+    let single = a.h.get("/customers/c-1001", &dpo()).await;
+    assert_eq!(single.status, 200, "{}", single.text());
+    let v = single.json();
+    assert_eq!(
+        v,
+        json!({"id": "c-1001", "name": "Wang Lei", "email": null}),
+        "{v}"
+    );
+    // The list is over 256 bytes: streamed record by record.
+    let list = a.h.get("/customers", &dpo()).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let v = list.json();
+    assert_eq!(
+        common::keys(&v),
+        ["customers"],
+        "the wrong-kind total survived: {v}"
+    );
+    assert_eq!(v["customers"].as_array().unwrap().len(), 9);
+    for c in v["customers"].as_array().unwrap() {
+        assert_eq!(common::keys(c), ["email", "id", "name"], "{c}");
+    }
+    let text = list.text();
+    assert!(
+        !text.contains("13900131001") && !text.contains("110101"),
+        "{text}"
+    );
+
+    let m = a.scrape().await;
+    let count = |entity: &'static str, field: &'static str| {
+        m.value(
+            "fieldguard_misshapen_values_total",
+            &[
+                ("route", "/customers"),
+                ("entity", entity),
+                ("field", field),
+            ],
+        )
+    };
+    assert_eq!(count("Customer", "gender"), 9.0);
+    assert_eq!(count("Customer", "consent.marketing"), 9.0);
+    assert_eq!(count("Customer", "address.city"), 9.0);
+    assert_eq!(count("(wrapper)", "$.total"), 1.0);
+    a.drain().await;
+    let recs = records(&dir.path().join("audit.log"));
+    let listed = recs
+        .iter()
+        .rev()
+        .find(|r| r["route"] == "/customers" && r["method"] == "GET")
+        .expect("the list's audit record");
+    assert_eq!(listed["response_streamed"], true, "{listed}");
+    let names: Vec<String> = listed["response_body"]["misshapen"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{}:{}:{}",
+                n["entity"].as_str().unwrap(),
+                n["field"].as_str().unwrap(),
+                n["count"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Customer:address.city:9",
+            "Customer:consent.marketing:9",
+            "Customer:gender:9",
+            "(wrapper):$.total:1"
+        ]
+    );
+    let line = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(
+        !line.contains("13900131001"),
+        "a value reached the audit trail"
+    );
+}
+
+/// `response.misshapen: refuse`: a value of another kind refuses the whole
+/// answer (502 for a buffered one, an aborted stream for a streamed one);
+/// the same body without it passes.
+#[tokio::test]
+async fn a_route_that_refuses_misshapen_values_refuses_the_answer() {
+    let up = Drifting::start().await;
+    let h = start_in_front_of(
+        up.addr,
+        |c| {
+            for r in c
+                .routes
+                .iter_mut()
+                .filter(|r| r.path.value.starts_with("/customers"))
+            {
+                if let Some(resp) = r.response.as_mut() {
+                    resp.misshapen = MisshapenValues::Refuse;
+                }
+            }
+        },
+        vec![],
+    )
+    .await;
+    up.answer("/customers/c-1001", json!({"id": "c-1001", "gender": 1}));
+    let r = h.get("/customers/c-1001", &dpo()).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(!r.text().contains("\"gender\":1"), "{}", r.text());
+    assert!(r.json()["request_id"].is_string(), "{}", r.text());
+    up.answer("/customers/c-1001", json!({"id": "c-1001", "gender": "F"}));
+    let r = h.get("/customers/c-1001", &dpo()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["gender"], "F");
 }
 
 #[tokio::test]

@@ -72,8 +72,8 @@ fn the_demo_shops_draft_is_a_configuration_validate_accepts() {
     // The proposals a reviewer starts from, with why.
     let text = std::fs::read_to_string(&config).unwrap();
     for line in [
-        "id_card_number: { category: identity, level: 4, mask: { kind: partial, keep_last: 4 } }",
-        "birth_date: { category: identity, level: 3, mask: { kind: year } }",
+        "id_card_number: { category: identity, level: 4, shape: string, mask: { kind: partial, keep_last: 4 } }",
+        "birth_date: { category: identity, level: 3, shape: string, mask: { kind: year } }",
         "messages: { category: interaction, level: 3, shape: array, free_text: true }",
         "collect: [name, gender, birth_date, phone, email, address, consent]",
     ] {
@@ -122,7 +122,7 @@ fn the_retail_platforms_checked_in_draft_is_what_drafting_gives() {
     for line in [
         "national_id_number: { category: identity, level: 4",
         "payment.iban: { category: account_transaction, level: 4",
-        "home_address.postal_code: { category: identity, level: 2 }",
+        "home_address.postal_code: { category: identity, level: 2, shape: string }",
         "children: { category: account_transaction, level: 2, shape: array }",
     ] {
         assert!(config.contains(line), "missing `{line}`");
@@ -286,9 +286,9 @@ async fn observed_traffic_names_the_field_the_catalogue_lacks_with_its_kind() {
     .unwrap();
     assert!(ok, "{stdout}{stderr}");
     for line in [
-        "alt_email: { category: identity, level: 3, mask: { kind: partial, keep_first: 1, keep_last: 4 } }",
-        "emergency_contact.phone: { category: identity, level: 3, mask: { kind: partial, keep_first: 3, keep_last: 2 } }",
-        "emergency_contact.name: { category: identity, level: 2, mask: { kind: partial, keep_first: 1 } }",
+        "alt_email: { category: identity, level: 3, shape: string, mask: { kind: partial, keep_first: 1, keep_last: 4 } }",
+        "emergency_contact.phone: { category: identity, level: 3, shape: string, mask: { kind: partial, keep_first: 3, keep_last: 2 } }",
+        "emergency_contact.name: { category: identity, level: 2, shape: string, mask: { kind: partial, keep_first: 1 } }",
         "its values look like e-mail addresses (email) in 65 of 65 values",
         "its values look like mobile numbers (cn_mobile)",
     ] {

@@ -358,13 +358,19 @@ fn validate_warns_about_policies_that_can_never_apply() {
     // A catalogue field no policy names.
     let config = dir.path().join("examples/demo/fieldguard.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let gender = "      gender: { category: identity, level: 1 }\n";
+    let gender = "      gender: { category: identity, level: 1, shape: string }\n";
     assert!(text.contains(gender));
     std::fs::write(
         &config,
         text.replace(
             gender,
-            &format!("{gender}      nickname: {{ category: identity, level: 1 }}\n"),
+            &format!("{gender}      nickname: {{ category: identity, level: 1, shape: string }}\n"),
+        )
+        // A field of any kind, and a mask on an object.
+        .replace("gender: { category: identity, level: 1, shape: string }", "gender: { category: identity, level: 1, shape: any }")
+        .replace(
+            "shipping.address: { category: identity, level: 3, shape: object }",
+            "shipping.address: { category: identity, level: 3, shape: object, mask: { kind: null } }",
         ),
     )
     .unwrap();
@@ -402,6 +408,14 @@ fn validate_warns_about_policies_that_can_never_apply() {
     );
     assert!(
         err.contains("catalogue field Customer.nickname is mentioned by no policy"),
+        "{err}"
+    );
+    assert!(
+        err.contains("catalogue field Customer.gender has `shape: any`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("catalogue field Order.shipping.address is an object with a mask"),
         "{err}"
     );
     // Every warning says what to do about it.

@@ -842,12 +842,7 @@ impl<'a> Drafter<'a> {
     fn field(&self, entity: &str, path: &str, pv: &Value, pf: &Flat<'a>) -> Result<Field, String> {
         let json_type = pf.json_type().to_string();
         let mut extra = Vec::new();
-        let mut shape = match json_type.as_str() {
-            "object" => Shape::Object,
-            "array" => Shape::Array,
-            "any" => Shape::Any,
-            _ => Shape::Scalar,
-        };
+        let mut shape = shape_of(pf);
         if let Some(items) = pf.items {
             let i = openapi::flatten(self.spec, items, 0)?;
             let names: Vec<&str> = i.properties.iter().map(|(n, _)| n.as_str()).collect();
@@ -870,7 +865,7 @@ impl<'a> Drafter<'a> {
             format: pf.format.as_deref(),
             description: pf.description.as_deref(),
             entity,
-            scalar: shape == Shape::Scalar,
+            scalar: shape.is_scalar(),
         });
         let own = pv.get("x-fieldguard").and_then(Value::as_object);
         let from_hints = own.is_some();
@@ -1392,14 +1387,47 @@ fn attribute_flow(a: &Attribute) -> String {
     s
 }
 
+/// The JSON kind the document gives a property: its one type (`integer`
+/// is a number), `scalar` for a choice of scalar types, `any` when the
+/// document does not say (which `validate` then warns about).
+fn shape_of(pf: &Flat<'_>) -> Shape {
+    let mut kinds = pf
+        .types
+        .iter()
+        .filter(|t| *t != "null")
+        .map(|t| match t.as_str() {
+            "string" => Shape::String,
+            "integer" | "number" => Shape::Number,
+            "boolean" => Shape::Boolean,
+            "object" => Shape::Object,
+            "array" => Shape::Array,
+            _ => Shape::Any,
+        });
+    let Some(first) = kinds.next() else {
+        return match pf.json_type() {
+            "object" => Shape::Object,
+            "array" => Shape::Array,
+            _ => Shape::Any,
+        };
+    };
+    kinds.fold(first, |a, b| match (a, b) {
+        _ if a == b => a,
+        _ if a.is_scalar() && b.is_scalar() => Shape::Scalar,
+        _ => Shape::Any,
+    })
+}
+
 fn field_flow(f: &Field) -> String {
     let p = &f.proposal;
-    let mut s = format!("{{ category: {}, level: {}", p.category.as_str(), p.level.0);
+    // Every field names its kind: a value of another kind is removed.
+    let mut s = format!(
+        "{{ category: {}, level: {}, shape: {}",
+        p.category.as_str(),
+        p.level.0,
+        f.shape.as_str()
+    );
     if let Some(m) = &p.mask {
         let _ = write!(s, ", mask: {m}");
-    }
-    if f.shape != Shape::Scalar {
-        let _ = write!(s, ", shape: {}", f.shape.as_str());
     }
     if p.free_text {
         s.push_str(", free_text: true");
@@ -1547,7 +1575,9 @@ mod tests {
             "{config}"
         );
         assert!(
-            config.contains("memo: { category: interaction, level: 3, free_text: true }"),
+            config.contains(
+                "memo: { category: interaction, level: 3, shape: string, free_text: true }"
+            ),
             "{config}"
         );
         let mut bad = doc;

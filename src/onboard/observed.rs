@@ -211,8 +211,14 @@ fn finish(e: &mut Entry) {
     if e.shape == Shape::Scalar {
         e.shape = match non_null.as_slice() {
             [] => Shape::Scalar,
-            [t] if *t == "object" => Shape::Object,
-            [t] if *t == "array" => Shape::Array,
+            [t] => match t.as_str() {
+                "object" => Shape::Object,
+                "array" => Shape::Array,
+                "string" => Shape::String,
+                "number" => Shape::Number,
+                "boolean" => Shape::Boolean,
+                _ => Shape::Any,
+            },
             ts if ts.iter().all(|t| scalars.contains(&t.as_str())) => Shape::Scalar,
             _ => Shape::Any,
         };
@@ -243,13 +249,13 @@ fn finish(e: &mut Entry) {
                 format: None,
                 description: None,
                 entity,
-                scalar: e.shape == Shape::Scalar,
+                scalar: e.shape.is_scalar(),
             });
             p.why = format!("no detector matched its values; {}", p.why);
             p
         }
     };
-    if e.shape != Shape::Scalar {
+    if !e.shape.is_scalar() {
         e.proposal.mask = None;
     }
 }
@@ -268,12 +274,15 @@ fn comment(e: &Entry) -> String {
 
 fn flow(e: &Entry) -> String {
     let p = &e.proposal;
-    let mut s = format!("{{ category: {}, level: {}", p.category.as_str(), p.level.0);
+    // Every field names its kind: a value of another kind is removed.
+    let mut s = format!(
+        "{{ category: {}, level: {}, shape: {}",
+        p.category.as_str(),
+        p.level.0,
+        e.shape.as_str()
+    );
     if let Some(m) = &p.mask {
         let _ = write!(s, ", mask: {m}");
-    }
-    if e.shape != Shape::Scalar {
-        let _ = write!(s, ", shape: {}", e.shape.as_str());
     }
     if p.free_text {
         s.push_str(", free_text: true");

@@ -2,7 +2,7 @@
 //! can never apply and catalogue fields no policy mentions. Warnings, not
 //! errors: a blanket rule may cover an unmentioned field on purpose.
 
-use crate::config::UnknownFields;
+use crate::config::{Shape, UnknownFields};
 use crate::runtime::Runtime;
 use cedar_policy::ActionConstraint;
 use serde_json::Value;
@@ -125,6 +125,7 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         patterns.extend(pats);
     }
     out.extend(level_4_without_mfa(rt));
+    shape_warnings(rt, &mut out);
     for f in rt.decisions.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
@@ -147,6 +148,30 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Fields whose `shape` leaves a hole: `any` lets an upstream put any
+/// value (an object of personal data) where a role may read the field;
+/// a mask on an object or array field never applies (only scalars have a
+/// masked form), so the role meant to see it masked sees nothing.
+fn shape_warnings(rt: &Runtime, out: &mut Vec<String>) {
+    let file = rt.config.file.display();
+    for f in rt.decisions.catalogue.fields() {
+        let what = match f.wrapper_of {
+            Some(_) => format!("response member `{}`", f.path),
+            None => format!("catalogue field {}.{}", f.entity, f.path),
+        };
+        match f.shape {
+            Shape::Any => out.push(format!(
+                "{file}: {what} has `shape: any`: an upstream may put any JSON value in it (an object of personal data, a list) and every caller who may read the field sees it whole; name its kind (string, number, boolean, object or array)"
+            )),
+            Shape::Object | Shape::Array if f.mask.is_some() => out.push(format!(
+                "{file}: {what} is an {} with a mask: only strings, numbers and booleans have a masked form, so callers allowed only the masked form see nothing; remove the mask, or catalogue the scalar fields inside it",
+                f.shape.as_str()
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Sensitivity level of the fields [`level_4_without_mfa`] guards.

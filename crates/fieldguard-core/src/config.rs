@@ -317,6 +317,15 @@ pub struct ResponseBodyConfig {
     /// caches never store a filtered answer (docs/security.md).
     #[serde(default)]
     pub cache: CacheMode,
+    /// What happens to a catalogued value of another JSON kind than its
+    /// field's `shape` (a `gender` string that arrives as an object):
+    /// `remove` (default: the value goes, the rest of the answer is
+    /// shown) or `refuse` (the whole answer is refused as an upstream
+    /// shape error: 502, or an aborted stream). Either way it is counted
+    /// in `fieldguard_misshapen_values_total` and named in the audit
+    /// record.
+    #[serde(default)]
+    pub misshapen: MisshapenValues,
     /// The body around the records (wrappers, pagination): each member by
     /// its JSONPath from the root (`$.total`, `$.page.next`), classified
     /// like a field and decided by Cedar on the route's resource with
@@ -337,6 +346,16 @@ pub enum CacheMode {
     Private,
     /// Always `Cache-Control: no-store`, whatever the upstream says.
     NoStore,
+}
+
+/// A route's answer to catalogued values of the wrong kind:
+/// `response.misshapen`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MisshapenValues {
+    #[default]
+    Remove,
+    Refuse,
 }
 
 /// Response members the configuration does not name.
@@ -439,10 +458,10 @@ pub struct FieldConfig {
     /// values have a masked form: an object or array is shown in full or
     /// not at all.
     pub mask: Option<MaskConfig>,
-    /// The JSON shape a write must give this field (default `scalar`: a
-    /// string, number, boolean or null). A write of another shape is
-    /// refused. Responses do not depend on it: any non-scalar value is
-    /// shown only to callers who may read the field in full.
+    /// The field's JSON kind (default `scalar`: a string, number or
+    /// boolean; see [`Shape`]). A write of another kind is refused; in a
+    /// response a value of another kind is removed (or, on a route with
+    /// `response.misshapen: refuse`, the answer is refused).
     #[serde(default)]
     pub shape: Shape,
     /// Free text (comments, messages, notes) that may hold personal data
@@ -483,39 +502,134 @@ impl<'de> Deserialize<'de> for Backstop {
     }
 }
 
-/// The JSON shape of a catalogued field's value.
+/// The JSON kind of a catalogued field's value: what a write must give
+/// it and what a response may carry in it. A value of another kind is
+/// refused in writes (`wrong_shape`) and removed from responses (counted
+/// as misshapen), because a field the catalogue calls a string may be
+/// shown to a role, and whatever an upstream puts in its place (an object
+/// of personal data, a list) would be shown with it.
+///
+/// `null` is admitted for every kind in responses (it carries nothing)
+/// and, as before, for the scalar kinds in writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
-    /// A string, number, boolean or null.
+    /// A string, number or boolean: the default, for catalogues written
+    /// before kinds were precise.
     #[default]
     Scalar,
+    String,
+    Number,
+    Boolean,
     /// An array (of anything: the field is one value).
     Array,
     /// An object (of anything: the field is one value).
     Object,
-    /// Any JSON value.
+    /// Any JSON value: the one kind `validate` warns about, since it lets
+    /// an upstream put anything in a field a role may read.
     Any,
+}
+
+/// The kind of one JSON value, as the redactors see it (the byte redactor
+/// from its first byte, the tree walk from the parsed value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    Null,
+    Boolean,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonKind {
+    pub fn of(v: &serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Self::Null,
+            serde_json::Value::Bool(_) => Self::Boolean,
+            serde_json::Value::Number(_) => Self::Number,
+            serde_json::Value::String(_) => Self::String,
+            serde_json::Value::Array(_) => Self::Array,
+            serde_json::Value::Object(_) => Self::Object,
+        }
+    }
+
+    /// The kind of a well-formed JSON value from its first byte.
+    pub fn of_first_byte(b: u8) -> Self {
+        match b {
+            b'n' => Self::Null,
+            b't' | b'f' => Self::Boolean,
+            b'"' => Self::String,
+            b'[' => Self::Array,
+            b'{' => Self::Object,
+            _ => Self::Number,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Boolean => "boolean",
+            Self::Number => "number",
+            Self::String => "string",
+            Self::Array => "array",
+            Self::Object => "object",
+        }
+    }
+
+    /// An object or array: one value with no masked form.
+    pub fn is_container(self) -> bool {
+        matches!(self, Self::Array | Self::Object)
+    }
 }
 
 impl Shape {
     pub fn as_str(self) -> &'static str {
         match self {
             Shape::Scalar => "scalar",
+            Shape::String => "string",
+            Shape::Number => "number",
+            Shape::Boolean => "boolean",
             Shape::Array => "array",
             Shape::Object => "object",
             Shape::Any => "any",
         }
     }
 
-    /// Whether a parsed value has this shape.
-    pub fn accepts(self, v: &serde_json::Value) -> bool {
+    /// A string, number or boolean kind: one with a masked form.
+    pub fn is_scalar(self) -> bool {
+        matches!(
+            self,
+            Shape::Scalar | Shape::String | Shape::Number | Shape::Boolean
+        )
+    }
+
+    /// Whether a value of `kind` is this shape (null aside).
+    fn admits(self, kind: JsonKind) -> bool {
         match self {
             Shape::Any => true,
-            Shape::Array => v.is_array(),
-            Shape::Object => v.is_object(),
-            Shape::Scalar => !(v.is_array() || v.is_object()),
+            Shape::Scalar => !kind.is_container(),
+            Shape::String => kind == JsonKind::String,
+            Shape::Number => kind == JsonKind::Number,
+            Shape::Boolean => kind == JsonKind::Boolean,
+            Shape::Array => kind == JsonKind::Array,
+            Shape::Object => kind == JsonKind::Object,
         }
+    }
+
+    /// Whether a write may give the field this value: its kind, or `null`
+    /// for a scalar kind (an object or array field is written whole).
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        let kind = JsonKind::of(v);
+        self.admits(kind)
+            || (kind == JsonKind::Null && !matches!(self, Shape::Array | Shape::Object))
+    }
+
+    /// Whether a response may carry a value of `kind` in the field: its
+    /// kind, or `null` (which carries nothing).
+    #[inline]
+    pub fn shows(self, kind: JsonKind) -> bool {
+        kind == JsonKind::Null || self.admits(kind)
     }
 }
 

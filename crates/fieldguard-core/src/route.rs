@@ -5,7 +5,8 @@ use crate::catalogue::{
     AttrValue, AttributeSource, Catalogue, EntityCatalogue, RecordPath, compile_attributes,
 };
 use crate::config::{
-    AttributeKind, DecisionConfig, RouteConfig, UnknownFields, line_of, location_of,
+    AttributeKind, DecisionConfig, MisshapenValues, RouteConfig, UnknownFields, line_of,
+    location_of,
 };
 use crate::error::{ConfigError, unknown_name_help};
 use crate::policy::{Engine, ResourceRef};
@@ -314,7 +315,8 @@ impl Route {
                     .unwrap_or(rc.unknown_fields == UnknownFields::Pass || rc.shadow || cfg.shadow);
                 let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
                     .map_err(|m| at(route_line, format!("response: {m}")))?
-                    .with_onboarding(observe, rc.backstop.0);
+                    .with_onboarding(observe, rc.backstop.0)
+                    .refusing_misshapen(body.misshapen == MisshapenValues::Refuse);
                 Some(Arc::new(plan))
             }
             None => None,

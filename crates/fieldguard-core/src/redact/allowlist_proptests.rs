@@ -11,6 +11,7 @@
 use super::BodyRules;
 use super::response::{FilterReport, filter_response};
 use crate::catalogue::{Catalogue, FieldNode};
+use crate::config::{JsonKind, Shape};
 use crate::decisions::Decisions as Runtime;
 use crate::policy::RequestPrincipal;
 use crate::principal::{IdentitySource, Principal};
@@ -62,6 +63,9 @@ enum Cat {
         level: u8,
         mask: Option<&'static str>,
         free_text: bool,
+        /// The field's `shape`: bodies give every field values of every
+        /// kind, so most of them are the wrong kind for it.
+        shape: &'static str,
     },
     Node(BTreeMap<String, Cat>),
 }
@@ -71,16 +75,25 @@ fn catalogue_tree() -> impl Strategy<Value = BTreeMap<String, Cat>> {
         1u8..=4,
         prop::option::of(prop::sample::select(vec!["partial", "null"])),
         prop::bool::weighted(0.3),
+        any_shape(),
     )
-        .prop_map(|(level, mask, free_text)| Cat::Leaf {
+        .prop_map(|(level, mask, free_text, shape)| Cat::Leaf {
             level,
             mask,
             free_text,
+            shape,
         });
     let tree = leaf.prop_recursive(2, 12, 3, |inner| {
         prop::collection::btree_map("[a-e]", inner, 1..4).prop_map(Cat::Node)
     });
     prop::collection::btree_map("[a-f]", tree, 1..6)
+}
+
+/// A field's `shape`, each kind equally likely.
+fn any_shape() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "scalar", "string", "number", "boolean", "array", "object", "any",
+    ])
 }
 
 fn field_lines(tree: &BTreeMap<String, Cat>, prefix: &str, out: &mut String) {
@@ -95,6 +108,7 @@ fn field_lines(tree: &BTreeMap<String, Cat>, prefix: &str, out: &mut String) {
                 level,
                 mask,
                 free_text,
+                shape,
             } => {
                 let mask = match mask {
                     Some("partial") => ", mask: { kind: partial, keep_last: 2 }",
@@ -103,7 +117,7 @@ fn field_lines(tree: &BTreeMap<String, Cat>, prefix: &str, out: &mut String) {
                 };
                 let free = if *free_text { ", free_text: true" } else { "" };
                 out.push_str(&format!(
-                    "      {path}: {{ category: identity, level: {level}{mask}{free} }}\n"
+                    "      {path}: {{ category: identity, level: {level}, shape: {shape}{mask}{free} }}\n"
                 ));
             }
             Cat::Node(children) => field_lines(children, &path, out),
@@ -119,8 +133,8 @@ const MEMBERS: [&str; 4] = ["$.total", "$.page.next", "$.page.size", "$.meta"];
 struct Setup {
     tree: BTreeMap<String, Cat>,
     selector: &'static str,
-    /// Declared members and their levels.
-    members: Vec<(&'static str, u8)>,
+    /// Declared members, their levels and shapes.
+    members: Vec<(&'static str, u8, &'static str)>,
     /// `unknown_fields: pass` (else remove).
     pass: bool,
     /// `observe: true`.
@@ -133,7 +147,10 @@ fn setup(pass: bool) -> impl Strategy<Value = Setup> {
     (
         catalogue_tree(),
         prop::sample::select(SELECTORS.to_vec()),
-        prop::collection::vec((prop::sample::select(MEMBERS.to_vec()), 1u8..=4), 0..3),
+        prop::collection::vec(
+            (prop::sample::select(MEMBERS.to_vec()), 1u8..=4, any_shape()),
+            0..3,
+        ),
         any::<bool>(),
         any::<bool>(),
     )
@@ -156,9 +173,9 @@ fn build(s: &Setup) -> Runtime {
     let mut fields = String::new();
     field_lines(&s.tree, "", &mut fields);
     let mut members = String::new();
-    for (path, level) in &s.members {
+    for (path, level, shape) in &s.members {
         members.push_str(&format!(
-            "        {path}: {{ category: identity, level: {level}, mask: {{ kind: null }} }}\n"
+            "        {path}: {{ category: identity, level: {level}, shape: {shape}, mask: {{ kind: null }} }}\n"
         ));
     }
     let members = if members.is_empty() {
@@ -295,7 +312,7 @@ fn body_for(s: &Setup) -> BoxedStrategy<Value> {
                 }
             }
             for ((path, _), value) in MEMBERS.iter().map(|m| (*m, ())).zip(member_values) {
-                let declared = members.iter().any(|(p, _)| *p == path);
+                let declared = members.iter().any(|(p, _, _)| *p == path);
                 // Undeclared members are sent too, sometimes.
                 if !declared && value.is_null() {
                     continue;
@@ -326,14 +343,26 @@ fn case(pass: bool) -> impl Strategy<Value = (Setup, Value)> {
     })
 }
 
-/// What the fixed policies allow a field of `level`: full, masked or neither.
+/// What the fixed policies allow a field of `level`: full, masked or
+/// neither; nothing at all for a value of another kind than the field's
+/// `shape` (`kind`: the original value's, before any backstop).
 fn expect_leaf(
     orig: &Value,
     got: Option<&Value>,
-    level: u8,
+    (level, shape, kind): (u8, Shape, JsonKind),
     masked: Option<Value>,
     at: &str,
 ) -> Result<(), String> {
+    if !shape.shows(kind) {
+        return match got {
+            None => Ok(()),
+            Some(g) => Err(format!(
+                "{at}: a {} in a `{}` field survived as {g}",
+                kind.as_str(),
+                shape.as_str()
+            )),
+        };
+    }
     let scalar = !(orig.is_object() || orig.is_array());
     match (level, got) {
         (1 | 2, Some(g)) if g == orig => Ok(()),
@@ -379,7 +408,8 @@ fn check_record(
             } else {
                 o.clone()
             };
-            expect_leaf(&full, got, spec.level.0, masked, &format!("{at}.{key}"))?;
+            let facts = (spec.level.0, spec.shape, JsonKind::of(o));
+            expect_leaf(&full, got, facts, masked, &format!("{at}.{key}"))?;
             continue;
         }
         match (o, got) {
@@ -447,10 +477,10 @@ proptest! {
         let top = out.as_object().unwrap();
         let root_key = s.selector.trim_start_matches("$.").split(['.', '[']).next().unwrap();
         for key in top.keys() {
-            let declared = s.members.iter().any(|(p, _)| p.trim_start_matches("$.").split('.').next() == Some(key.as_str()));
+            let declared = s.members.iter().any(|(p, _, _)| p.trim_start_matches("$.").split('.').next() == Some(key.as_str()));
             prop_assert!(key == root_key || declared, "undeclared `{}` survived: {}", key, out);
         }
-        for (path, level) in &s.members {
+        for (path, level, shape) in &s.members {
             let (orig, got) = match path.strip_prefix("$.page.") {
                 Some(k) => (body.get("page").and_then(|p| p.get(k)), out.get("page").and_then(|p| p.get(k))),
                 None => {
@@ -460,7 +490,8 @@ proptest! {
             };
             if let Some(o) = orig {
                 let masked = (!(o.is_object() || o.is_array())).then_some(Value::Null);
-                if let Err(e) = expect_leaf(o, got, *level, masked, path) {
+                let shape: Shape = serde_json::from_value(Value::from(*shape)).unwrap();
+                if let Err(e) = expect_leaf(o, got, (*level, shape, JsonKind::of(o)), masked, path) {
                     prop_assert!(false, "{}\n{}", e, out);
                 }
             }
@@ -540,7 +571,7 @@ proptest! {
         // passed: as it was, or backstopped.
         let root_key = s.selector.trim_start_matches("$.").split(['.', '[']).next().unwrap();
         for (key, orig) in body.as_object().unwrap() {
-            let declared = s.members.iter().any(|(p, _)| p.trim_start_matches("$.").split('.').next() == Some(key.as_str()));
+            let declared = s.members.iter().any(|(p, _, _)| p.trim_start_matches("$.").split('.').next() == Some(key.as_str()));
             if key == root_key || declared {
                 continue;
             }
@@ -565,6 +596,7 @@ fn onboarding_route() -> Runtime {
         level: 1,
         mask: None,
         free_text,
+        shape: "any",
     };
     tree.insert("a".to_string(), leaf(true));
     tree.insert("b".to_string(), leaf(false));

@@ -448,14 +448,17 @@ pub(super) fn copy_backstopped(
     Ok(())
 }
 
-/// What a route's plan asks of the redactors for unnamed members and
-/// free-text fields, copied into each record's context.
+/// What a route's plan asks of the redactors beyond field decisions (for
+/// unnamed members, free-text fields and values of the wrong kind),
+/// copied into each record's context.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Onboarding {
     pub observe: bool,
     /// Unnamed members are passed (`unknown_fields: pass`).
     pub pass: bool,
     pub backstop: DetectorSet,
+    /// A catalogued value of the wrong kind refuses the answer.
+    pub refuse_misshapen: bool,
 }
 
 impl Onboarding {
@@ -464,6 +467,7 @@ impl Onboarding {
             observe: plan.observe,
             pass: plan.unknown == crate::config::UnknownFields::Pass,
             backstop: plan.backstop,
+            refuse_misshapen: plan.refuse_misshapen,
         }
     }
 

@@ -17,6 +17,9 @@ pub struct ResponsePlan {
     pub selectors: Vec<RecordSelector>,
     pub root: PlanNode,
     pub unknown: UnknownFields,
+    /// A catalogued value of the wrong kind refuses the whole answer
+    /// (`response.misshapen: refuse`) instead of being removed.
+    pub refuse_misshapen: bool,
     /// Record the shapes and detected kinds of unnamed members
     /// ([`super::observe::Observed`]): off, nothing is looked at twice.
     pub observe: bool,
@@ -197,6 +200,7 @@ impl ResponsePlan {
             selectors,
             root,
             unknown,
+            refuse_misshapen: false,
             observe: false,
             backstop: DetectorSet::EMPTY,
         })
@@ -207,6 +211,13 @@ impl ResponsePlan {
     pub fn with_onboarding(mut self, observe: bool, backstop: DetectorSet) -> Self {
         self.observe = observe;
         self.backstop = backstop;
+        self
+    }
+
+    /// The same plan, refusing answers with catalogued values of the
+    /// wrong kind instead of removing those values.
+    pub fn refusing_misshapen(mut self, refuse: bool) -> Self {
+        self.refuse_misshapen = refuse;
         self
     }
 }
@@ -277,6 +288,11 @@ impl NamePath {
 
     pub(super) fn truncate(&mut self, len: usize) {
         self.0.truncate(len);
+    }
+
+    /// The length to [`Self::truncate`] back to when nothing was pushed.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub(super) fn as_str(&self) -> &str {

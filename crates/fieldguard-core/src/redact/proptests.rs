@@ -5,6 +5,7 @@
 
 use super::response::{FilterReport, filter_response};
 use crate::catalogue::FieldNode;
+use crate::config::JsonKind;
 use crate::decisions::Decisions as Runtime;
 use crate::policy::{Decider, FieldAction, RequestPrincipal};
 use crate::principal::{IdentitySource, Principal};
@@ -211,6 +212,13 @@ fn check_fields(
         };
         if let Some(field) = child.field {
             let spec = rt.catalogue.field(field);
+            if !spec.shape.shows(JsonKind::of(o)) {
+                return Err(format!(
+                    "{}: a value of another kind than `{}` survived",
+                    spec.path,
+                    spec.shape.as_str()
+                ));
+            }
             if decide(FieldAction::FieldRead, field) {
                 if got != o {
                     return Err(format!("{} readable but changed", spec.path));
@@ -247,7 +255,8 @@ fn check_fields(
         }
     }
     for (key, child) in &node.children {
-        if let (Some(field), Some(_)) = (child.field, a.get(key.as_ref()))
+        if let (Some(field), Some(o)) = (child.field, a.get(key.as_ref()))
+            && rt.catalogue.field(field).shape.shows(JsonKind::of(o))
             && decide(FieldAction::FieldRead, field)
             && !b.contains_key(key.as_ref())
         {

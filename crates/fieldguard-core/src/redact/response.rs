@@ -12,7 +12,7 @@ use super::observe::{
 use super::plan::{NamePath, PlanNode, ResponsePlan};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
-use crate::config::UnknownFields;
+use crate::config::{JsonKind, UnknownFields};
 use crate::detect::{DetectorCounts, DetectorSet};
 use crate::policy::{Decider, FieldAction, PolicyRefs, PolicyTable, ResourceRef, Verdict};
 use rustc_hash::FxHashMap;
@@ -283,7 +283,12 @@ impl TreeWalk<'_, '_> {
                 self.rules,
                 &mut *self.report,
             );
-            return Ok(ctx.leaf(v, field));
+            let at = LeafAt {
+                scope: Scope::Wrapper,
+                path: &mut self.path,
+                key: None,
+            };
+            return ctx.leaf(v, field, at);
         }
         let keep = match v {
             Value::Object(map) if !node.is_array() => {
@@ -473,7 +478,7 @@ fn filter_record(
     if let Value::Object(map) = record {
         let mut path = NamePath::default();
         let scope = Scope::Entity(entity.index);
-        ctx.walk_object(map, &entity.root, scope, &mut path);
+        ctx.walk_object(map, &entity.root, scope, &mut path)?;
     }
     Ok(true)
 }
@@ -613,12 +618,23 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         (outcome, by)
     }
 
-    /// Redacts a leaf value in place; `false` when it is removed. Only
-    /// a scalar has a masked form: an object or array (one value, whatever
-    /// it holds) is shown in full or not at all.
-    pub(super) fn leaf(&mut self, value: &mut Value, field: u32) -> bool {
-        let scalar = !(value.is_object() || value.is_array());
-        match self.field_outcome(field, scalar) {
+    /// Redacts a leaf value in place; `false` when it is removed. A value
+    /// of another kind than the field's goes before any decision (see
+    /// [`RecordCtx::misshapen_leaf`]; `at` names its place). Only a scalar
+    /// has a masked form: an object or array (one value, whatever it
+    /// holds) is shown in full or not at all.
+    pub(super) fn leaf(
+        &mut self,
+        value: &mut Value,
+        field: u32,
+        at: LeafAt<'_>,
+    ) -> Result<bool, FilterError> {
+        let kind = JsonKind::of(value);
+        if !self.catalogue.field(field).shape.shows(kind) {
+            self.misshapen_leaf(field, kind, at)?;
+            return Ok(false);
+        }
+        Ok(match self.field_outcome(field, !kind.is_container()) {
             Outcome::Full => {
                 if self.backstops(field) {
                     let set = self.onboarding.backstop;
@@ -633,7 +649,37 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 true
             }
             Outcome::Removed => false,
-        }
+        })
+    }
+
+    /// A catalogued value of another kind than its field's (a string field
+    /// holding an object): whatever it holds is not what the catalogue
+    /// classified, so no decision on the field covers it. Counted as
+    /// misshapen at its place; removed, or (`response.misshapen: refuse`)
+    /// the answer is refused.
+    pub(super) fn misshapen_leaf(
+        &mut self,
+        field: u32,
+        kind: JsonKind,
+        at: LeafAt<'_>,
+    ) -> Result<(), FilterError> {
+        let LeafAt { scope, path, key } = at;
+        let len = match key {
+            Some(key) => path.push_key(key),
+            None => path.len(),
+        };
+        self.report.misshapen.add(scope, path.as_str());
+        let refused = self.onboarding.refuse_misshapen.then(|| {
+            FilterError::Shape(format!(
+                "a value at `{}` is {} {}; the catalogue declares {}",
+                path.as_str(),
+                article(kind.as_str()),
+                kind.as_str(),
+                self.catalogue.field(field).shape.as_str()
+            ))
+        });
+        path.truncate(len);
+        refused.map_or(Ok(()), Err)
     }
 
     /// Redacts a record's object (or an object nested in it) by the
@@ -645,7 +691,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         node: &FieldNode,
         scope: Scope,
         path: &mut NamePath,
-    ) {
+    ) -> Result<(), FilterError> {
         // Keys to remove, removed together at the end: removing one key
         // from an order-preserving map shifts (and re-indexes) all later
         // keys, and most of a record's keys may go.
@@ -655,13 +701,18 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 continue;
             };
             if let Some(field) = child.field {
-                if !self.leaf(value, field) {
+                let at = LeafAt {
+                    scope,
+                    path: &mut *path,
+                    key: Some(key),
+                };
+                if !self.leaf(value, field, at)? {
                     removed.push(key.as_ref());
                 }
                 continue;
             }
             let len = path.push_key(key);
-            if !self.container(value, child, scope, path) {
+            if !self.container(value, child, scope, path)? {
                 removed.push(key.as_ref());
             }
             path.truncate(len);
@@ -681,6 +732,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         if !removed.is_empty() || !unnamed.is_empty() {
             map.retain(|k, _| !removed.contains(&k.as_str()) && !unnamed.contains(k));
         }
+        Ok(())
     }
 
     /// Redacts the value of a catalogued container; `false` when it goes:
@@ -693,17 +745,17 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         node: &FieldNode,
         scope: Scope,
         path: &mut NamePath,
-    ) -> bool {
-        match value {
+    ) -> Result<bool, FilterError> {
+        Ok(match value {
             Value::Object(map) => {
                 let had = !map.is_empty();
-                self.walk_object(map, node, scope, path);
+                self.walk_object(map, node, scope, path)?;
                 !(had && map.is_empty())
             }
             Value::Array(items) if items.iter().all(Value::is_object) => {
                 for item in items.iter_mut() {
                     if let Value::Object(map) = item {
-                        self.walk_object(map, node, scope, path);
+                        self.walk_object(map, node, scope, path)?;
                     }
                 }
                 true
@@ -712,7 +764,25 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
                 self.report.misshapen.add(scope, path.as_str());
                 false
             }
-        }
+        })
+    }
+}
+
+/// Where a leaf value sits, for naming it when it is misshapen: `path`
+/// is its container's (with `key` still to push) or its own (`key` is
+/// `None`). Pushed only then: the common case costs nothing.
+pub(super) struct LeafAt<'p> {
+    pub(super) scope: Scope,
+    pub(super) path: &'p mut NamePath,
+    pub(super) key: Option<&'p str>,
+}
+
+/// `a` or `an` before a JSON kind's name.
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }
 

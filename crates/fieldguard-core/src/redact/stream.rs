@@ -29,11 +29,11 @@ use super::observe::{
 };
 use super::plan::{NamePath, PlanNode};
 use super::record_plan::{Planned, RecordPlans};
-use super::response::{FilterError, FilterReport, RecordCtx, Scope, required};
+use super::response::{FilterError, FilterReport, LeafAt, RecordCtx, Scope, required};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
-use crate::config::AttributeKind;
+use crate::config::{AttributeKind, JsonKind};
 use crate::detect::DetectorSet;
 use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
@@ -388,7 +388,12 @@ impl Pass<'_, '_, '_> {
                 self.rules,
                 &mut *self.report,
             );
-            return leaf(&mut self.w, &mut ctx, None, field, value, sc.depth());
+            let at = LeafAt {
+                scope: Scope::Wrapper,
+                path: &mut self.path,
+                key: None,
+            };
+            return leaf(&mut self.w, &mut ctx, None, (field, at), value, sc.depth());
         }
         match sc.peek() {
             Some(b'{') if !node.is_array() => self.object_place(sc, node),
@@ -679,20 +684,25 @@ impl Pass<'_, '_, '_> {
 }
 
 /// Writes a leaf value (without its key): as is, masked, or not at all
-/// (`false`). Only a scalar has a masked form: an object or array is one
-/// value, shown in full or not at all.
+/// (`false`). A value of another kind than the field's goes before any
+/// decision ([`RecordCtx::misshapen_leaf`]). Only a scalar has a masked
+/// form: an object or array is one value, shown in full or not at all.
 ///
 /// `depth`: the containers enclosing the value.
 fn leaf(
     w: &mut Writer<'_>,
     ctx: &mut RecordCtx<'_, '_>,
     plan: Option<&mut Planned<'_>>,
-    field: u32,
+    (field, at): (u32, LeafAt<'_>),
     value: Span,
     depth: usize,
 ) -> Result<bool, Fail> {
-    let first = w.first_byte(value);
-    let scalar = first != b'{' && first != b'[';
+    let kind = JsonKind::of_first_byte(w.first_byte(value));
+    if !ctx.catalogue.field(field).shape.shows(kind) {
+        ctx.misshapen_leaf(field, kind, at)?;
+        return Ok(false);
+    }
+    let scalar = !kind.is_container();
     let outcome = match plan {
         Some(plan) => plan.field_outcome(ctx, field, scalar),
         None => ctx.field_outcome(field, scalar),
@@ -781,7 +791,19 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
         };
         self.w.key(written, key);
         if let Some(field) = child.field {
-            if !leaf(self.w, self.ctx, self.plan.as_mut(), field, value, depth)? {
+            let at = LeafAt {
+                scope: self.scope,
+                path: &mut self.path,
+                key: Some(name),
+            };
+            if !leaf(
+                self.w,
+                self.ctx,
+                self.plan.as_mut(),
+                (field, at),
+                value,
+                depth,
+            )? {
                 self.w.undo(mark, written);
             }
             return Ok(());
@@ -1222,9 +1244,13 @@ mod tests {
     fn visible_values_keep_their_exact_bytes() {
         // A float and an integer beyond f64 precision would change in a
         // parse-and-serialise round trip; copied spans do not.
-        let body = r#"{"customers":[{"id":"c-1001","name":"\u00e9\/","gender":12345678901234567890123}],"total":1.50E+2}"#;
-        let (out, _) = list_as(&["support_agent"], body.as_bytes());
-        assert_eq!(String::from_utf8(out.unwrap()).unwrap(), body);
+        for total in ["1.50E+2", "12345678901234567890123"] {
+            let body = format!(
+                r#"{{"customers":[{{"id":"c-1001","name":"\u00e9\/","gender":"F"}}],"total":{total}}}"#
+            );
+            let (out, _) = list_as(&["support_agent"], body.as_bytes());
+            assert_eq!(String::from_utf8(out.unwrap()).unwrap(), body);
+        }
     }
 
     #[test]
@@ -1267,7 +1293,7 @@ mod tests {
     }
 
     #[test]
-    fn a_container_of_another_shape_is_removed_and_a_leaf_object_shown_only_in_full() {
+    fn a_value_of_another_shape_is_removed_whoever_may_read_the_field() {
         for address in [
             r#""Beijing""#,
             "7",
@@ -1285,21 +1311,38 @@ mod tests {
             r#"{"customers":[{"id":"c-1001","address":[{"city":"X","street":"S"},{"zip":1}]}]}"#,
         );
         assert_eq!(v["customers"][0]["address"], json!([{"city":"X"},{}]));
-        // `phone` (masked for an agent without MFA) sent as an object: a
-        // masked form of a non-scalar is removal; in full for the DPO.
-        let body = r#"{"customers":[{"id":"c-1001","phone":{"number":"+86 139 0013 1001"}}]}"#;
-        let (agent, _) = list_with_mfa(&["support_agent"], false, body.as_bytes());
-        let agent: Value = serde_json::from_slice(&agent.unwrap()).unwrap();
-        assert_eq!(agent["customers"][0].get("phone"), None);
+        // `phone` (a string) sent as an object or a list: removed for
+        // every caller, even the DPO who may read it in full, and counted
+        // as misshapen; as a string it is masked or shown as decided.
+        for phone in [
+            r#"{"number":"+86 139 0013 1001"}"#,
+            r#"["+86 139 0013 1001"]"#,
+        ] {
+            let body = format!(r#"{{"customers":[{{"id":"c-1001","phone":{phone}}}]}}"#);
+            for roles in [&["support_agent"][..], &["data_protection_officer"]] {
+                let (out, report) = list_with_mfa(roles, true, body.as_bytes());
+                let out: Value = serde_json::from_slice(&out.unwrap()).unwrap();
+                assert_eq!(out["customers"][0].get("phone"), None, "{roles:?} {phone}");
+                let named: Vec<_> = report
+                    .misshapen
+                    .sorted()
+                    .iter()
+                    .map(|e| e.1.to_string())
+                    .collect();
+                assert_eq!(named, ["phone"], "{roles:?} {phone}");
+            }
+        }
         let masked = r#"{"customers":[{"id":"c-1001","phone":"+86 139 0013 1001"}]}"#;
-        let (agent, _) = list_with_mfa(&["support_agent"], false, masked.as_bytes());
+        let (agent, report) = list_with_mfa(&["support_agent"], false, masked.as_bytes());
         let agent: Value = serde_json::from_slice(&agent.unwrap()).unwrap();
         assert_eq!(agent["customers"][0]["phone"], json!("+86************01"));
-        let dpo = list_json(&["data_protection_officer"], body);
-        assert_eq!(
-            dpo["customers"][0]["phone"],
-            json!({"number":"+86 139 0013 1001"})
-        );
+        assert!(report.misshapen.is_empty());
+        let dpo = list_json(&["data_protection_officer"], masked);
+        assert_eq!(dpo["customers"][0]["phone"], json!("+86 139 0013 1001"));
+        // `null` carries nothing: it stays.
+        let null = r#"{"customers":[{"id":"c-1001","phone":null}]}"#;
+        let dpo = list_json(&["data_protection_officer"], null);
+        assert_eq!(dpo["customers"][0]["phone"], Value::Null);
     }
 
     #[test]
