@@ -68,10 +68,16 @@ impl Exchange {
         report
     }
 
-    /// Shadow mode: notes the refusal that enforcement would have made.
+    /// Shadow mode: notes the refusal that enforcement would have made:
+    /// the first one (enforcement stops there), so an unidentified
+    /// caller's request stays `unauthenticated` though it is then decided
+    /// (and denied) as an unidentified principal.
     pub fn would_deny(&mut self, refusal: crate::outcome::Refusal, policies: Vec<String>) {
         let report = self.shadow_report();
         report.kind = "shadow";
+        if report.would_deny.is_some() {
+            return;
+        }
         report.would_deny = Some(WouldDeny {
             reason: refusal.code(),
             policies,

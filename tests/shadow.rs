@@ -97,8 +97,10 @@ async fn global_shadow_relays_everything_and_audits_what_it_would_have_done() {
     );
     let r = &recs[&rid(&anonymous)];
     assert_eq!(r["shadow"]["would_deny"]["reason"], "unauthenticated");
+    // The other customer's record and the unidentified caller's request,
+    // both on the route they asked for.
     let text = String::from_utf8(a.proxy.metrics.render()).unwrap();
-    assert!(text.contains("fieldguard_shadow_events_total{action=\"customer:read\",event=\"would_deny\",kind=\"shadow\",route=\"/customers/{id}\"} 1"), "{text}");
+    assert!(text.contains("fieldguard_shadow_events_total{action=\"customer:read\",event=\"would_deny\",kind=\"shadow\",route=\"/customers/{id}\"} 2"), "{text}");
 }
 
 #[tokio::test]
@@ -269,4 +271,71 @@ fn shadow_files_and_a_candidate_together_are_refused() {
     loaded.config.policies.shadow_files = vec!["nope.cedar".into()];
     let err = fieldguard::runtime::Runtime::build(loaded).unwrap_err();
     assert!(err.to_string().contains("nope.cedar"), "{err}");
+}
+
+/// In global shadow mode a caller that cannot be identified is relayed,
+/// yet its request is decided as the unidentified caller: the audit
+/// record names the route and resource (so `fieldguard audit subject`
+/// counts the read of that customer), the body is observed (`/observed`
+/// counts what the catalogue lacks), and the refusal enforcement would
+/// have made is still `unauthenticated`.
+#[tokio::test]
+async fn an_unidentified_callers_relayed_request_is_audited_and_observed_on_its_route() {
+    use common::scripted::{Answer, Scripted};
+    use std::sync::Arc;
+    let upstream = Scripted::start(Arc::new(|seen| {
+        let body = if seen.target.starts_with("/customers/c-1001") {
+            serde_json::json!({"id": "c-1001", "name": "Wang Lei", "alt_email": "wl@mail.example.net"})
+        } else {
+            serde_json::json!({"customers": [{"id": "c-1002", "alt_email": "x@mail.example.net"}]})
+        };
+        Answer::json(&body)
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = AuditSettings::for_file(dir.path().join("audit.log"));
+    settings.retry_interval = Duration::from_millis(20);
+    let mut a =
+        start_audited_in_front_of(upstream.addr, settings, |c| c.shadow = true, vec![]).await;
+    let bad = [("authorization", "Bearer not-a-token")];
+    let one =
+        a.h.send(http::Method::GET, "/customers/c-1001", None, &[], None)
+            .await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(
+        one.json()["alt_email"],
+        "wl@mail.example.net",
+        "relayed as it is"
+    );
+    let list =
+        a.h.send(http::Method::GET, "/customers", None, &bad, None)
+            .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+
+    let observed = a.admin_get("/observed").await.json();
+    let counted = |route: &str| {
+        observed["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["route"] == route && e["field"] == "alt_email")
+    };
+    assert!(counted("GET /customers/{id}"), "{observed}");
+    assert!(counted("GET /customers"), "{observed}");
+
+    let recs = drained_records(&mut a, dir.path()).await;
+    let r = &recs[&rid(&one)];
+    assert_eq!(r["route"], "/customers/{id}", "{r}");
+    assert_eq!(r["resource"]["type"], "Customer", "{r}");
+    assert_eq!(r["resource"]["id"], "c-1001", "{r}");
+    assert_eq!(
+        r["shadow"]["would_deny"]["reason"], "unauthenticated",
+        "{r}"
+    );
+    let r = &recs[&rid(&list)];
+    assert_eq!(r["route"], "/customers", "{r}");
+    assert_eq!(
+        r["shadow"]["would_deny"]["reason"], "unauthenticated",
+        "{r}"
+    );
 }

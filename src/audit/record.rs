@@ -731,6 +731,7 @@ impl AuditRecord {
                     IdentitySource::Jwt => "jwt",
                     IdentitySource::Gateway => "gateway",
                     IdentitySource::ClientCertificate => "client_certificate",
+                    IdentitySource::Unidentified => "none",
                 },
             }),
             refusal: ex.refusal,

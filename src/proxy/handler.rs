@@ -25,6 +25,7 @@ use crate::redact::response::FilterReport;
 use crate::routing::{self, CanonicalPath};
 use crate::runtime::Runtime;
 use bytes::Bytes;
+use fieldguard_core::principal::Principal;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
@@ -196,9 +197,15 @@ fn identify<'rt>(
         Err(e) => {
             ex.identity_error = Some(e.reason());
             if rt.decisions.shadow_all || shadow_route {
-                // Shadow mode: not enforced, but nothing can be decided
-                // without a caller either; relay it and say so.
+                // Shadow mode: not enforced. Relayed, and decided as the
+                // unidentified caller, so its record names the route and
+                // resource (`audit subject` counts it) and its body is
+                // observed (`/observed`) like any other.
                 ex.would_deny(Refusal::Unauthenticated, Vec::new());
+                if let Routed::Route(m) = routed {
+                    ex.principal = Some(Principal::unidentified());
+                    return Ok(Some(m));
+                }
                 return Ok(None);
             }
             return Err(Stop {

@@ -24,6 +24,22 @@ pub struct Principal {
     pub source: IdentitySource,
 }
 
+impl Principal {
+    /// The caller that could not be identified, as shadow mode decides it:
+    /// no id, no roles, no MFA (policies grant it nothing but what they
+    /// grant everyone).
+    pub fn unidentified() -> Self {
+        Self {
+            id: String::new(),
+            roles: Vec::new(),
+            mfa: false,
+            purpose: None,
+            attributes: BTreeMap::new(),
+            source: IdentitySource::Unidentified,
+        }
+    }
+}
+
 /// Attribute values restricted to what the policy language can compare.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
@@ -42,4 +58,8 @@ pub enum IdentitySource {
     Gateway,
     /// A verified TLS client certificate listed as a service principal.
     ClientCertificate,
+    /// No identity at all: a caller that failed identification, decided
+    /// only in shadow mode (which relays it), so that its request is
+    /// decided, observed and audited on its route like any other.
+    Unidentified,
 }
