@@ -22,18 +22,22 @@ use std::sync::{Arc, Mutex};
 /// answers drift would), recording what it received.
 struct Drifting {
     addr: SocketAddr,
-    answers: Arc<Mutex<HashMap<String, Value>>>,
+    /// Answer bodies by path, as bytes (a body may repeat a key).
+    answers: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     upstream: Scripted,
 }
 
 impl Drifting {
     async fn start() -> Self {
-        let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let answers: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let script = answers.clone();
         let upstream = Scripted::start(Arc::new(move |seen| {
             let path = seen.target.split('?').next().unwrap_or_default();
-            let answer = script.lock().unwrap().get(path).cloned();
-            Answer::json(&answer.unwrap_or(json!({})))
+            let mut answer = Answer::json(&json!({}));
+            if let Some(body) = script.lock().unwrap().get(path) {
+                answer.body = body.clone();
+            }
+            answer
         }))
         .await;
         Self {
@@ -44,6 +48,11 @@ impl Drifting {
     }
 
     fn answer(&self, path: &str, body: Value) {
+        self.answer_raw(path, &body.to_string());
+    }
+
+    fn answer_raw(&self, path: &str, body: &str) {
+        let body = body.as_bytes().to_vec();
         self.answers.lock().unwrap().insert(path.into(), body);
     }
 
@@ -286,6 +295,66 @@ async fn values_of_another_kind_are_removed_on_every_path_counted_and_audited() 
         !line.contains("13900131001"),
         "a value reached the audit trail"
     );
+}
+
+/// An `array` or `object` field is one value, decided once: it holds only
+/// what its `of` names. An order item carrying an ID number, a shipping
+/// address with an extra key or a key twice, an item that is a list: the
+/// whole value goes, for a role that may read it in full; the items as
+/// the catalogue describes them are shown.
+#[tokio::test]
+async fn a_list_or_object_field_holds_only_what_its_of_names() {
+    let up = Drifting::start().await;
+    let h = start_in_front_of(up.addr, |_| {}, vec![]).await;
+    let fulfillment = token("fulfillment", "ops-1", false, None);
+    let order = |items: Value, address: Value| {
+        json!({"id": "o-10011", "customer_id": "c-1001", "status": "paid",
+               "items": items, "shipping": {"recipient": "Wang Lei", "address": address}})
+    };
+    let good_items = json!([{"sku": "A-1", "name": "Kettle", "qty": 1, "price": 12.5}]);
+    let good_address = json!({"province": "Jiangsu", "city": "Nanjing", "street": "Zhongshan Rd 1", "postcode": "210000"});
+    up.answer(
+        "/orders/o-10011",
+        order(good_items.clone(), good_address.clone()),
+    );
+    let v = h.get("/orders/o-10011", &fulfillment).await.json();
+    assert_eq!(v["items"], good_items, "{v}");
+    assert_eq!(v["shipping"]["address"], good_address, "{v}");
+    for (items, address) in [
+        (
+            json!([{"sku": "A-1", "buyer_id_card": "110101199001010011"}]),
+            good_address.clone(),
+        ),
+        (
+            json!([{"sku": {"phone": "13900131001"}}]),
+            good_address.clone(),
+        ),
+        (json!([["A-1", "13900131001"]]), good_address.clone()),
+        (json!(["13900131001"]), good_address.clone()),
+        (
+            good_items.clone(),
+            json!({"city": "Nanjing", "phone": "13900131001"}),
+        ),
+        (
+            good_items.clone(),
+            json!({"city": "Nanjing", "street": {"id": "110101199001010011"}}),
+        ),
+    ] {
+        up.answer("/orders/o-10011", order(items.clone(), address.clone()));
+        let r = h.get("/orders/o-10011", &fulfillment).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert!(
+            !text.contains("13900131001") && !text.contains("110101"),
+            "{items} {address} leaked: {text}"
+        );
+        assert_eq!(r.json()["status"], "paid", "the rest of the record stays");
+    }
+    // A repeated key: parsed, the last copy would hide the first.
+    let raw = r#"{"id":"o-10011","status":"paid","shipping":{"address":{"city":"Nanjing","city":{"phone":"13900131001"}}}}"#;
+    up.answer_raw("/orders/o-10011", raw);
+    let r = h.get("/orders/o-10011", &fulfillment).await;
+    assert!(!r.text().contains("13900131001"), "{}", r.text());
 }
 
 /// `response.misshapen: refuse`: a value of another kind refuses the whole

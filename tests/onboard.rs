@@ -74,7 +74,7 @@ fn the_demo_shops_draft_is_a_configuration_validate_accepts() {
     for line in [
         "id_card_number: { category: identity, level: 4, shape: string, mask: { kind: partial, keep_last: 4 } }",
         "birth_date: { category: identity, level: 3, shape: string, mask: { kind: year } }",
-        "messages: { category: interaction, level: 3, shape: array, free_text: true }",
+        "messages: { category: interaction, level: 3, shape: array, of: { from: string, text: string }, free_text: true }",
         "collect: [name, gender, birth_date, phone, email, address, consent]",
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");

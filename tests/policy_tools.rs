@@ -369,8 +369,8 @@ fn validate_warns_about_policies_that_can_never_apply() {
         // A field of any kind, and a mask on an object.
         .replace("gender: { category: identity, level: 1, shape: string }", "gender: { category: identity, level: 1, shape: any }")
         .replace(
-            "shipping.address: { category: identity, level: 3, shape: object }",
-            "shipping.address: { category: identity, level: 3, shape: object, mask: { kind: null } }",
+            "shape: object, of: { province: string, city: string, street: string, postcode: string } }",
+            "shape: object, mask: { kind: null } }",
         ),
     )
     .unwrap();
@@ -416,6 +416,10 @@ fn validate_warns_about_policies_that_can_never_apply() {
     );
     assert!(
         err.contains("catalogue field Order.shipping.address is an object with a mask"),
+        "{err}"
+    );
+    assert!(
+        err.contains("catalogue field Order.shipping.address is an object without `of`"),
         "{err}"
     );
     // Every warning says what to do about it.

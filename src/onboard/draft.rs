@@ -20,7 +20,7 @@
 
 use super::openapi::{self, Flat, METHODS, Spec};
 use super::propose::{self, FieldFacts, Proposal};
-use crate::config::{Category, Level, Shape};
+use crate::config::{Category, Holds, Level, Shape};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,6 +65,9 @@ struct Field {
     path: String,
     json_type: String,
     shape: Shape,
+    /// What a list's elements are, when the document describes them down
+    /// to scalar kinds (else `validate` warns, asking for it).
+    of: Option<Holds>,
     proposal: Proposal,
     /// Taken from the document's `x-fieldguard` (not a guess).
     from_hints: bool,
@@ -843,8 +846,10 @@ impl<'a> Drafter<'a> {
         let json_type = pf.json_type().to_string();
         let mut extra = Vec::new();
         let mut shape = shape_of(pf);
+        let mut of = None;
         if let Some(items) = pf.items {
             let i = openapi::flatten(self.spec, items, 0)?;
+            of = holds_of(self.spec, &i, 0);
             let names: Vec<&str> = i.properties.iter().map(|(n, _)| n.as_str()).collect();
             extra.push(if names.is_empty() {
                 format!("a list of {}", i.json_type())
@@ -906,10 +911,14 @@ impl<'a> Drafter<'a> {
             }
             proposal.why = "from x-fieldguard in the API document".into();
         }
+        if shape != Shape::Array {
+            of = None;
+        }
         Ok(Field {
             path: path.to_string(),
             json_type,
             shape,
+            of,
             proposal,
             from_hints,
             extra,
@@ -1417,6 +1426,39 @@ fn shape_of(pf: &Flat<'_>) -> Shape {
     })
 }
 
+/// What a list element described by `flat` is, as an `of`: a scalar kind,
+/// or an object of such members (three levels at most); `None` when the
+/// document leaves any part open (no type, a list, a map).
+fn holds_of(spec: &Spec, flat: &Flat<'_>, depth: usize) -> Option<Holds> {
+    if flat.is_record_like() && !flat.map {
+        if depth >= 3 {
+            return None;
+        }
+        let mut members = std::collections::BTreeMap::new();
+        for (name, v) in &flat.properties {
+            let p = openapi::flatten(spec, v, 0).ok()?;
+            members.insert(name.clone(), holds_of(spec, &p, depth + 1)?);
+        }
+        return Some(Holds::Members(members));
+    }
+    let shape = shape_of(flat);
+    shape.is_scalar().then_some(Holds::Kind(shape))
+}
+
+/// An `of` as YAML flow text.
+fn holds_flow(h: &Holds) -> String {
+    match h {
+        Holds::Kind(s) => s.as_str().to_string(),
+        Holds::Members(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", yaml_str(k), holds_flow(v)))
+                .collect();
+            format!("{{ {} }}", parts.join(", "))
+        }
+    }
+}
+
 fn field_flow(f: &Field) -> String {
     let p = &f.proposal;
     // Every field names its kind: a value of another kind is removed.
@@ -1426,6 +1468,9 @@ fn field_flow(f: &Field) -> String {
         p.level.0,
         f.shape.as_str()
     );
+    if let Some(of) = &f.of {
+        let _ = write!(s, ", of: {}", holds_flow(of));
+    }
     if let Some(m) = &p.mask {
         let _ = write!(s, ", mask: {m}");
     }
@@ -1474,9 +1519,10 @@ fn yaml_str(s: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || "_-/.:{}$[]*".contains(c))
         && !s.starts_with(['{', '[', '*', '$', '-', ':'])
         && !s.contains(": ")
+        // YAML 1.1's booleans and null, in any case (`On`, `NULL`).
         && !matches!(
-            s,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~"
         )
         && s.parse::<f64>().is_err()
         && !s.contains(['{', '[', ']', '}']);

@@ -150,9 +150,10 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
     out
 }
 
-/// Fields whose `shape` leaves a hole: `any` lets an upstream put any
-/// value (an object of personal data) where a role may read the field;
-/// a mask on an object or array field never applies (only scalars have a
+/// Fields whose `shape` leaves a hole: `any` (or an object or array
+/// without `of`) lets an upstream put any value (an object of personal
+/// data) where a role may read the field; a mask on an object or array
+/// field never applies (only scalars have a
 /// masked form), so the role meant to see it masked sees nothing.
 fn shape_warnings(rt: &Runtime, out: &mut Vec<String>) {
     let file = rt.config.file.display();
@@ -165,11 +166,17 @@ fn shape_warnings(rt: &Runtime, out: &mut Vec<String>) {
             Shape::Any => out.push(format!(
                 "{file}: {what} has `shape: any`: an upstream may put any JSON value in it (an object of personal data, a list) and every caller who may read the field sees it whole; name its kind (string, number, boolean, object or array)"
             )),
-            Shape::Object | Shape::Array if f.mask.is_some() => out.push(format!(
-                "{file}: {what} is an {} with a mask: only strings, numbers and booleans have a masked form, so callers allowed only the masked form see nothing; remove the mask, or catalogue the scalar fields inside it",
+            Shape::Object | Shape::Array if f.of.is_none() => out.push(format!(
+                "{file}: {what} is an {} without `of`: an upstream may put anything inside it (an ID number in an order item) and every caller who may read the field sees it whole; name what it holds (`of: {{ sku: string, qty: number }}`)",
                 f.shape.as_str()
             )),
             _ => {}
+        }
+        if matches!(f.shape, Shape::Object | Shape::Array) && f.mask.is_some() {
+            out.push(format!(
+                "{file}: {what} is an {} with a mask: only strings, numbers and booleans have a masked form, so callers allowed only the masked form see nothing; remove the mask, or catalogue the scalar fields inside it",
+                f.shape.as_str()
+            ));
         }
     }
 }

@@ -464,6 +464,14 @@ pub struct FieldConfig {
     /// `response.misshapen: refuse`, the answer is refused).
     #[serde(default)]
     pub shape: Shape,
+    /// What an `array` or `object` field holds: for an array, what each
+    /// element is (a kind, or the members of an object); for an object,
+    /// its members (`{ city: string, street: string }`). A value that
+    /// holds anything else (another key, another kind, a repeated key) is
+    /// removed like a value of the wrong kind: the field is one value, and
+    /// whoever may read it would otherwise read whatever an upstream put
+    /// in it. Without `of`, `validate` warns.
+    pub of: Option<Holds>,
     /// Free text (comments, messages, notes) that may hold personal data
     /// typed in by anyone: a route's `backstop` masks what its detectors
     /// find in it, even for callers who may read the field in full.
@@ -528,6 +536,16 @@ pub enum Shape {
     /// Any JSON value: the one kind `validate` warns about, since it lets
     /// an upstream put anything in a field a role may read.
     Any,
+}
+
+/// What an `array` or `object` field holds (its `of`): a scalar kind, or
+/// an object with at most these members, each described the same way.
+/// `null` is admitted anywhere (it carries nothing).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Holds {
+    Kind(Shape),
+    Members(BTreeMap<String, Holds>),
 }
 
 /// The kind of one JSON value, as the redactors see it (the byte redactor

@@ -9,6 +9,7 @@
 //! objects, holding catalogued keys), never both, so "what is this value?"
 //! always has one answer.
 
+pub mod holds;
 mod mask;
 pub mod record_path;
 
@@ -16,8 +17,8 @@ pub use mask::{HashKey, Mask, MaskError};
 pub use record_path::{RecordPath, Resolve, Step};
 
 use crate::config::{
-    AttributeConfig, AttributeKind, Category, DecisionConfig, EntityConfig, FieldConfig, Level,
-    Shape,
+    AttributeConfig, AttributeKind, Category, DecisionConfig, EntityConfig, FieldConfig, Holds,
+    JsonKind, Level, Shape,
 };
 use crate::error::ConfigError;
 use cedar_policy::EntityTypeName;
@@ -39,8 +40,10 @@ pub struct FieldSpec {
     pub category: Category,
     pub level: Level,
     pub mask: Option<Mask>,
-    /// The shape a write must give the value.
+    /// The value's JSON kind (responses and writes).
     pub shape: Shape,
+    /// What an `array`/`object` value may hold ([`holds`]).
+    pub of: Option<Holds>,
     /// Free text: a route's backstop detectors look into it.
     pub free_text: bool,
     /// `Some(route position)` for a member of a route's response wrapper
@@ -52,6 +55,40 @@ impl FieldSpec {
     /// True for a field of an entity's records (not a wrapper member).
     pub fn is_record_field(&self) -> bool {
         self.wrapper_of.is_none()
+    }
+
+    /// Whether a response may carry this parsed value in the field: of
+    /// its kind (or null), holding only what its `of` names.
+    pub fn admits_value(&self, value: &serde_json::Value) -> bool {
+        let kind = JsonKind::of(value);
+        self.shape.shows(kind)
+            && (!kind.is_container()
+                || self
+                    .of
+                    .as_ref()
+                    .is_none_or(|of| holds::value_holds(self.shape, of, value)))
+    }
+
+    /// Whether a write may give the field this value: of its kind (`null`
+    /// for a scalar kind), holding only what its `of` names.
+    pub fn accepts_write(&self, value: &serde_json::Value) -> bool {
+        self.shape.accepts(value)
+            && (!JsonKind::of(value).is_container()
+                || self
+                    .of
+                    .as_ref()
+                    .is_none_or(|of| holds::value_holds(self.shape, of, value)))
+    }
+
+    /// The same over a well-formed value's JSON text, whose kind the
+    /// byte redactor read from its first byte.
+    pub fn admits_text(&self, kind: JsonKind, text: &str) -> bool {
+        self.shape.shows(kind)
+            && (!kind.is_container()
+                || self
+                    .of
+                    .as_ref()
+                    .is_none_or(|of| holds::text_holds(self.shape, of, text)))
     }
 }
 
@@ -275,6 +312,7 @@ impl Catalogue {
             .as_ref()
             .map(|m| Mask::compile(m, self.hash_key.clone()))
             .transpose()?;
+        holds::check(field.shape, field.of.as_ref()).map_err(FieldError::Holds)?;
         let index = u32::try_from(self.fields.len()).map_err(|_| FieldError::TooMany)?;
         self.fields.push(FieldSpec {
             index,
@@ -284,6 +322,7 @@ impl Catalogue {
             level: field.level,
             mask,
             shape: field.shape,
+            of: field.of.clone(),
             free_text: field.free_text,
             wrapper_of,
         });
@@ -450,6 +489,9 @@ pub enum FieldError {
     /// Field indexes are `u32` (metrics and audit records carry them).
     #[error("too many fields")]
     TooMany,
+    /// A field's `of` that does not describe what it holds.
+    #[error("{0}")]
+    Holds(String),
 }
 
 /// Where in a response a member was found: in a record of a catalogued

@@ -198,7 +198,7 @@ impl WriteCtx<'_, '_> {
 
     fn leaf_refusal(&mut self, path: &str, value: &Value, field: u32) -> Option<RefusalReason> {
         let spec = self.catalogue.field(field);
-        if !spec.shape.accepts(value) {
+        if !spec.accepts_write(value) {
             return Some(RefusalReason::WrongShape);
         }
         if !self.collects(path) {

@@ -630,7 +630,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         at: LeafAt<'_>,
     ) -> Result<bool, FilterError> {
         let kind = JsonKind::of(value);
-        if !self.catalogue.field(field).shape.shows(kind) {
+        if !self.catalogue.field(field).admits_value(value) {
             self.misshapen_leaf(field, kind, at)?;
             return Ok(false);
         }
@@ -670,13 +670,22 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
         };
         self.report.misshapen.add(scope, path.as_str());
         let refused = self.onboarding.refuse_misshapen.then(|| {
-            FilterError::Shape(format!(
-                "a value at `{}` is {} {}; the catalogue declares {}",
-                path.as_str(),
-                article(kind.as_str()),
-                kind.as_str(),
-                self.catalogue.field(field).shape.as_str()
-            ))
+            let shape = self.catalogue.field(field).shape;
+            FilterError::Shape(if shape.shows(kind) {
+                format!(
+                    "the {} at `{}` holds what the catalogue's `of` does not name",
+                    kind.as_str(),
+                    path.as_str()
+                )
+            } else {
+                format!(
+                    "a value at `{}` is {} {}; the catalogue declares {}",
+                    path.as_str(),
+                    article(kind.as_str()),
+                    kind.as_str(),
+                    shape.as_str()
+                )
+            })
         });
         path.truncate(len);
         refused.map_or(Ok(()), Err)

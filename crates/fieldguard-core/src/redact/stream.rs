@@ -698,7 +698,8 @@ fn leaf(
     depth: usize,
 ) -> Result<bool, Fail> {
     let kind = JsonKind::of_first_byte(w.first_byte(value));
-    if !ctx.catalogue.field(field).shape.shows(kind) {
+    let text = w.text.get(value.start..value.end).unwrap_or_default();
+    if !ctx.catalogue.field(field).admits_text(kind, text) {
         ctx.misshapen_leaf(field, kind, at)?;
         return Ok(false);
     }
