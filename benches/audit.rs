@@ -26,7 +26,7 @@ use fieldguard::exchange::Exchange;
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::metrics::Metrics;
 use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::response::FilterReport;
+use fieldguard::redact::report::FilterReport;
 use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ use fieldguard::demo::data::{customer_id, customer_list_body, tickets_for};
 use fieldguard::detect::{self, DetectorSet};
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::response::FilterReport;
+use fieldguard::redact::report::FilterReport;
 use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
 use serde_json::{Value, json};

@@ -23,7 +23,7 @@ use fieldguard::config::{self, LoadedConfig};
 use fieldguard::demo::data::{customer, customer_id, customer_list_body, orders_for};
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::pipeline::{Routed, decide, filter_response_body, route, stream_response_body};
-use fieldguard::redact::response::FilterReport;
+use fieldguard::redact::report::FilterReport;
 use fieldguard::routing::{CanonicalPath, normalize};
 use fieldguard::runtime::Runtime;
 use serde_json::{Value, json};

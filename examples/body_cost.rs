@@ -9,7 +9,7 @@
 
 use fieldguard::config;
 use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::response::FilterReport;
+use fieldguard::redact::report::FilterReport;
 use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
 use std::hint::black_box;

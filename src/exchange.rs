@@ -4,8 +4,8 @@
 
 use crate::identity::Principal;
 use crate::policy::RequestDecision;
+use crate::redact::report::FilterReport;
 use crate::redact::request::Refusal as FieldRefusal;
-use crate::redact::response::FilterReport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

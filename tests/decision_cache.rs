@@ -7,7 +7,7 @@ use fieldguard::config;
 use fieldguard::demo::data::{customer_id, customer_list_body, orders_for};
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::response::FilterReport;
+use fieldguard::redact::report::FilterReport;
 use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
 use serde_json::{Value, json};

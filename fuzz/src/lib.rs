@@ -6,7 +6,8 @@
 use fieldguard::catalogue::FieldNode;
 use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::policy::RequestPrincipal;
-use fieldguard::redact::response::{FilterReport, filter_response};
+use fieldguard::redact::report::FilterReport;
+use fieldguard::redact::tree::filter_response;
 use fieldguard::redact::stream::{self, StreamError};
 use fieldguard::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
 use fieldguard::routing;

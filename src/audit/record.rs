@@ -754,7 +754,7 @@ impl AuditRecord {
 }
 
 fn member_names(
-    names: &crate::redact::response::NameCounts,
+    names: &crate::redact::report::NameCounts,
     rt: &Runtime,
     fate: &'static str,
 ) -> Option<MemberNames> {
@@ -780,7 +780,7 @@ fn member_names(
 /// same shape) and, when the response showed records or the backstop
 /// masked anything, what this response showed.
 fn body_parts(
-    f: &crate::redact::response::FilterReport,
+    f: &crate::redact::report::FilterReport,
     rt: &Runtime,
 ) -> (BodyShared, Option<BodyFacts>) {
     let fate = if f.unknown_passed {

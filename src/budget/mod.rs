@@ -28,7 +28,7 @@ pub use state::{BudgetState, Clock, system_clock};
 use crate::catalogue::Catalogue;
 use crate::identity::Principal;
 use crate::redact::Outcome;
-use crate::redact::response::FilterReport;
+use crate::redact::report::FilterReport;
 use fieldguard_core::config::{Category, Level};
 use state::{CounterKey, Who};
 use std::collections::BTreeSet;

@@ -8,7 +8,7 @@ use super::Proxy;
 use super::errors::{Refusal, Stop};
 use crate::budget::{Charge, Disclosure};
 use crate::exchange::Exchange;
-use crate::redact::response::FilterReport;
+use crate::redact::report::FilterReport;
 use crate::runtime::Runtime;
 
 /// Before the upstream: `enforce` is false on shadow routes.

@@ -21,7 +21,7 @@ use super::{Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
 use crate::exchange::{Exchange, Stage, WouldDeny};
 use crate::pipeline::{self, Decided, RouteMatch, Routed};
-use crate::redact::response::FilterReport;
+use crate::redact::report::FilterReport;
 use crate::routing::{self, CanonicalPath};
 use crate::runtime::Runtime;
 use bytes::Bytes;

@@ -15,7 +15,7 @@ use crate::exchange::{Disagreement, Exchange, WouldDeny};
 use crate::pipeline::{self, Decided, RouteMatch};
 use crate::principal::Principal;
 use crate::redact::Outcome;
-use crate::redact::response::FilterReport;
+use crate::redact::report::FilterReport;
 use crate::runtime::Runtime;
 use http::Response;
 use hyper::body::Incoming;

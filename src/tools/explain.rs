@@ -3,7 +3,7 @@
 
 use crate::identity::Principal;
 use crate::pipeline::{self, Routed};
-use crate::redact::response::{FilterReport, TraceEntry};
+use crate::redact::report::{FilterReport, TraceEntry};
 use crate::routing;
 use crate::runtime::Runtime;
 use std::fmt::Write as _;

@@ -23,7 +23,7 @@ use crate::error::ConfigError;
 use crate::identity::Principal;
 use crate::pipeline::{self, Routed};
 use crate::proxy::errors::Refusal;
-use crate::redact::response::FilterReport;
+use crate::redact::report::FilterReport;
 use crate::routing;
 use crate::runtime::Runtime;
 use serde::Deserialize;

@@ -8,9 +8,10 @@ use crate::decisions::Decisions;
 use crate::outcome::{Denied, Refusal};
 use crate::policy::{Engine, RequestDecision, RequestPrincipal};
 use crate::principal::Principal;
+use crate::redact::bytes::{self, StreamError};
+use crate::redact::report::{FilterError, FilterReport};
 use crate::redact::request::{Refusal as FieldRefusal, check_write};
-use crate::redact::response::{FilterError, FilterReport, filter_response};
-use crate::redact::stream::{self, StreamError};
+use crate::redact::tree::filter_response;
 use crate::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
 use crate::route::{Route, RouteEntry};
 use crate::routing::{CanonicalPath, Match, Params};
@@ -177,7 +178,7 @@ pub fn check_request_body(
 
 /// Filters an (uncompressed) JSON response body for the caller.
 ///
-/// The proxy redacts from bytes to bytes ([`stream::redact`]); a report
+/// The proxy redacts from bytes to bytes ([`bytes::redact`]); a report
 /// that asks for a trace (explanations, policy tests) goes through the tree
 /// walk, which explains every decision in catalogue order. Both decide
 /// alike (a property test holds them to it).
@@ -209,7 +210,7 @@ pub fn filter_response_body(
     };
     let mut decider = d.engine.decider(&d.who);
     if report.trace.is_none() {
-        return stream::redact(
+        return bytes::redact(
             bytes,
             &rules,
             &mut decider,

@@ -9,7 +9,8 @@
 //! the caller may read in full is lost; both redactors agree.
 
 use super::BodyRules;
-use super::response::{FilterReport, filter_response};
+use super::report::FilterReport;
+use super::tree::filter_response;
 use crate::catalogue::{Catalogue, FieldNode};
 use crate::config::{JsonKind, Shape};
 use crate::decisions::Decisions as Runtime;
@@ -456,7 +457,7 @@ proptest! {
         let mut tree_report = FilterReport::default();
         let tree_result = filter_response(&mut tree, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut tree_report);
         let mut stream_report = FilterReport::default();
-        let streamed = super::stream::redact(&bytes, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut stream_report, 64);
+        let streamed = super::bytes::redact(&bytes, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut stream_report, 64);
         prop_assert!(tree_result.is_ok() && streamed.is_ok(), "{:?} {:?}\n{}", tree_result, streamed, body);
         let out: Value = serde_json::from_slice(&streamed.unwrap()).unwrap();
         prop_assert_eq!(&out, &tree, "stream and tree walk disagree on {}", body);
@@ -551,7 +552,7 @@ proptest! {
         let mut tree_report = FilterReport::default();
         let tree_result = filter_response(&mut tree, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut tree_report);
         let mut stream_report = FilterReport::default();
-        let streamed = super::stream::redact(&bytes, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut stream_report, 64);
+        let streamed = super::bytes::redact(&bytes, &rules, &mut rt.engine.decider(&rp), &rt.catalogue, &mut stream_report, 64);
         prop_assert!(tree_result.is_ok() && streamed.is_ok(), "{:?} {:?}\n{}", tree_result, streamed, body);
         let out: Value = serde_json::from_slice(&streamed.unwrap()).unwrap();
         prop_assert_eq!(&out, &tree, "stream and tree walk disagree on {}", body);
@@ -626,7 +627,7 @@ fn both(rt: &Runtime, body: &str) -> ((Value, FilterReport), (Value, FilterRepor
     )
     .unwrap();
     let mut stream_report = FilterReport::default();
-    let out = super::stream::redact(
+    let out = super::bytes::redact(
         body.as_bytes(),
         &rules,
         &mut rt.engine.decider(&rp),

@@ -38,10 +38,10 @@
 //! well-formed JSON document.
 
 use super::BodyRules;
+use super::bytes::{self, Carried, Fail, Hole, Pass, StreamError, Writer};
 use super::plan::{ListPlace, PlanNode};
-use super::response::FilterReport;
+use super::report::FilterReport;
 use super::scan;
-use super::stream::{self, Carried, Fail, Hole, Pass, StreamError, Writer};
 use crate::catalogue::Catalogue;
 use crate::policy::Decider;
 
@@ -303,7 +303,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
                 b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n',
             ) => {
                 return Err(
-                    StreamError::Filter(super::response::FilterError::Shape(format!(
+                    StreamError::Filter(super::report::FilterError::Shape(format!(
                         "a record at `{}` is not a JSON object",
                         self.rules.plan.selectors[0].path.text
                     )))
@@ -428,7 +428,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
     /// A body held whole (its list never opened): redacted as any body.
     fn whole(&mut self, out: &mut Vec<u8>) -> Result<(), ListStreamError> {
         let mut report = std::mem::take(&mut self.report);
-        let result = stream::redact(
+        let result = bytes::redact(
             &self.buf,
             &self.rules,
             &mut self.decider,

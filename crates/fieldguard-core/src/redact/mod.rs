@@ -1,16 +1,18 @@
 //! Body inspection: which records a body holds, which of their fields the
 //! caller may see (and in which form), and which fields a write may carry.
 
+pub mod bytes;
 pub mod disclosed;
 mod json;
 pub mod list_stream;
 pub mod observe;
 pub mod plan;
+mod record;
 mod record_plan;
+pub mod report;
 pub mod request;
-pub mod response;
 mod scan;
-pub mod stream;
+pub mod tree;
 
 #[cfg(test)]
 mod allowlist_proptests;

@@ -87,7 +87,7 @@ pub struct ObservedEntry {
 }
 
 /// What one body's unnamed members looked like, bounded like
-/// [`super::response::NameCounts`]: a hostile upstream cannot make it grow
+/// [`super::report::NameCounts`]: a hostile upstream cannot make it grow
 /// with the keys it invents. Equal when the same entries were counted, in
 /// whatever order.
 #[derive(Debug, Default, Clone)]

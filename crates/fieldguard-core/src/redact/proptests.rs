@@ -3,7 +3,8 @@
 //! catalogued field survives in a form the caller may not read, every field
 //! the caller may read is intact, and the output is valid JSON.
 
-use super::response::{FilterReport, filter_response};
+use super::report::FilterReport;
+use super::tree::filter_response;
 use crate::catalogue::FieldNode;
 use crate::config::JsonKind;
 use crate::decisions::Decisions as Runtime;
@@ -474,7 +475,7 @@ proptest! {
 
         let mut stream_report = FilterReport::default();
         let mut decider = rt.engine.decider(&rp);
-        let streamed = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut stream_report, 64);
+        let streamed = super::bytes::redact(&body, &rules, &mut decider, &rt.catalogue, &mut stream_report, 64);
 
         // The stream decides records through record plans (one per
         // distinct record facts) and cached answers keyed by abstracted
@@ -496,7 +497,7 @@ proptest! {
                     .map_err(|e| TestCaseError::fail(format!("stream output is not JSON: {e}")))?;
                 prop_assert_eq!(&got, &tree_doc, "route {}\nbody {}", route.template, String::from_utf8_lossy(&body));
             }
-            (Err(t), Err(super::stream::StreamError::Filter(s))) => prop_assert_eq!(t, s),
+            (Err(t), Err(super::bytes::StreamError::Filter(s))) => prop_assert_eq!(t, s),
             (t, s) => prop_assert!(false, "tree {:?} vs stream {:?}\nbody {}", t, s, String::from_utf8_lossy(&body)),
         }
         prop_assert_eq!(tree_report.records, stream_report.records);
@@ -538,15 +539,15 @@ proptest! {
         let rules = route.body_rules("c-1001", &values).unwrap();
         let mut report = FilterReport::default();
         let mut decider = rt.engine.decider(&rp);
-        let result = super::stream::redact(&damaged, &rules, &mut decider, &rt.catalogue, &mut report, 64);
+        let result = super::bytes::redact(&damaged, &rules, &mut decider, &rt.catalogue, &mut report, 64);
         let parses = serde_json::from_slice::<Value>(&damaged).is_ok();
         match result {
             Ok(out) => {
                 prop_assert!(parses, "accepted what serde_json refuses: {}", String::from_utf8_lossy(&damaged));
                 prop_assert!(serde_json::from_slice::<Value>(&out).is_ok());
             }
-            Err(super::stream::StreamError::Unreadable) => prop_assert!(!parses, "refused valid JSON: {}", String::from_utf8_lossy(&damaged)),
-            Err(super::stream::StreamError::Filter(_)) => prop_assert!(parses),
+            Err(super::bytes::StreamError::Unreadable) => prop_assert!(!parses, "refused valid JSON: {}", String::from_utf8_lossy(&damaged)),
+            Err(super::bytes::StreamError::Filter(_)) => prop_assert!(parses),
         }
     }
 }
@@ -632,7 +633,7 @@ proptest! {
 
         let mut whole_report = FilterReport::default();
         let mut decider = rt.engine.decider(&rp);
-        let whole = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut whole_report, 64);
+        let whole = super::bytes::redact(&body, &rules, &mut decider, &rt.catalogue, &mut whole_report, 64);
         let (out, streamed) = stream_in_pieces(&rules, &rp, &body, &cuts, 1 << 20);
         match (whole, streamed) {
             (Ok(expected), Ok(report)) => {
@@ -671,7 +672,7 @@ proptest! {
         let rp = RequestPrincipal::new(&who, &route.action).unwrap();
         let mut report = FilterReport::default();
         let mut decider = rt.engine.decider(&rp);
-        let whole = super::stream::redact(&body, &rules, &mut decider, &rt.catalogue, &mut report, 64);
+        let whole = super::bytes::redact(&body, &rules, &mut decider, &rt.catalogue, &mut report, 64);
         let every: Vec<usize> = (0..body.len()).collect();
         for cuts in [&every[..], &[][..]] {
             let (out, streamed) = stream_in_pieces(&rules, &rp, &body, cuts, 1 << 20);

@@ -17,7 +17,8 @@
 //! selector: records with further facts are decided field by field.
 
 use super::Outcome;
-use super::response::{FilterReport, RecordCtx};
+use super::record::RecordCtx;
+use super::report::FilterReport;
 use crate::catalogue::{AttrValue, AttributeSource};
 use crate::policy::{Decider, FieldAction, OwnedFacts, RecordFacts};
 

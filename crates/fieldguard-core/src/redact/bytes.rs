@@ -28,8 +28,9 @@ use super::observe::{
     observe_span,
 };
 use super::plan::{NamePath, PlanNode};
+use super::record::{LeafAt, RecordCtx, required};
 use super::record_plan::{Planned, RecordPlans};
-use super::response::{FilterError, FilterReport, LeafAt, RecordCtx, Scope, required};
+use super::report::{FilterError, FilterReport, Scope};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
