@@ -8,7 +8,7 @@ use fieldguard::identity::{IdentitySource, Principal};
 use fieldguard::policy::RequestPrincipal;
 use fieldguard::redact::report::FilterReport;
 use fieldguard::redact::tree::filter_response;
-use fieldguard::redact::stream::{self, StreamError};
+use fieldguard::redact::bytes::{self, StreamError};
 use fieldguard::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
 use fieldguard::routing;
 use fieldguard::runtime::{Route, Runtime};
@@ -166,7 +166,7 @@ pub fn response_stream(data: &[u8]) {
     let mut report = FilterReport::default();
     let mut decider = rt.decisions.engine.decider(&rp);
     let rules = listing_rules(route);
-    let streamed = stream::redact(
+    let streamed = bytes::redact(
         data,
         &rules,
         &mut decider,
