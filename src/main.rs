@@ -124,9 +124,14 @@ enum OnboardCommand {
         /// identity, redaction, …) to copy into the draft as written.
         #[arg(long)]
         deployment: Option<PathBuf>,
-        /// Replace files already in the output folder.
+        /// Replace files already in the output folder (never the hash key).
         #[arg(long)]
         force: bool,
+        /// Draft for step 3 of onboarding: global shadow mode (decide and
+        /// audit, enforce nothing) and `unknown_fields: pass` on every
+        /// route, so the API can run behind it and be observed first.
+        #[arg(long)]
+        shadow: bool,
     },
     /// Print the catalogue entries still missing, from what observing
     /// routes saw in traffic (the admin listener's /observed, or a saved
@@ -388,8 +393,14 @@ fn main() -> ExitCode {
                     out,
                     deployment,
                     force,
+                    shadow,
                 },
-        } => onboard_openapi(&spec, &out, deployment, force),
+        } => onboard_openapi(
+            &spec,
+            &out,
+            fieldguard::onboard::draft::DraftOptions { deployment, shadow },
+            force,
+        ),
         Command::Onboard {
             command:
                 OnboardCommand::Observed {
@@ -528,10 +539,10 @@ use fieldguard::onboard::observed as tools_observed;
 fn onboard_openapi(
     spec: &std::path::Path,
     out: &std::path::Path,
-    deployment: Option<PathBuf>,
+    opts: fieldguard::onboard::draft::DraftOptions,
     force: bool,
 ) -> Result<(), CliError> {
-    let opts = fieldguard::onboard::draft::DraftOptions { deployment };
+    use fieldguard::onboard::secret::KeyFile;
     let draft = fieldguard::onboard::draft::draft_openapi(spec, &opts)?;
     if !force {
         for (rel, _) in &draft.files {
@@ -545,17 +556,30 @@ fn onboard_openapi(
             }
         }
     }
-    draft.write(out)?;
+    let key = draft.write(out)?;
     for (rel, _) in &draft.files {
         outln!("wrote {}", out.join(rel).display());
+    }
+    if let Some(rel) = &draft.hash_key {
+        let path = out.join(rel).display().to_string();
+        match key {
+            Some(KeyFile::Written) => {
+                outln!("wrote {path} (a new random keyed-hash secret, mode 0600)")
+            }
+            _ => outln!("kept {path} (an existing key is never replaced)"),
+        }
     }
     for n in &draft.notes {
         outln!("note: {n}");
     }
     outln!(
-        "next: review every `proposed` line of {}, then `fieldguard validate --config {}` (docs/onboarding.md)",
-        out.join("fieldguard.yaml").display(),
-        out.join("fieldguard.yaml").display()
+        "next: review every `proposed` line of {config}, then run: {} validate --config {config}   (docs/onboarding.md)",
+        // The running binary by its path: the line works as printed even
+        // where no `fieldguard` is on PATH (after `cargo run`).
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "fieldguard".into()),
+        config = out.join("fieldguard.yaml").display(),
     );
     Ok(())
 }

@@ -33,7 +33,16 @@ pub struct DraftOptions {
     /// upstream, identity, redaction, limits, audit, admin, tls, reload,
     /// unmatched), copied into the draft as written.
     pub deployment: Option<PathBuf>,
+    /// Start in global shadow mode (`shadow: true`, and `unknown_fields:
+    /// pass` on every route): step 3 of docs/onboarding.md, so a draft can
+    /// go in front of the live API to observe it before anything is
+    /// enforced.
+    pub shadow: bool,
 }
+
+/// Where the draft asks for its keyed-hash secret, relative to the output
+/// folder, when the deployment does not name one.
+pub const HASH_KEY_FILE: &str = "secrets/hash.key";
 
 /// The draft: files relative to the output folder, and notes for the
 /// operator.
@@ -41,11 +50,16 @@ pub struct DraftOptions {
 pub struct Draft {
     pub files: Vec<(PathBuf, String)>,
     pub notes: Vec<String>,
+    /// The keyed-hash secret the configuration names (relative to the
+    /// output folder), when the draft names one itself: [`Draft::write`]
+    /// creates it, so the draft validates as written.
+    pub hash_key: Option<PathBuf>,
 }
 
 impl Draft {
-    /// Writes the files under `out` (creating folders).
-    pub fn write(&self, out: &Path) -> Result<(), String> {
+    /// Writes the files under `out` (creating folders), and the keyed-hash
+    /// secret when the draft names one (what happened to it is returned).
+    pub fn write(&self, out: &Path) -> Result<Option<super::secret::KeyFile>, String> {
         for (rel, text) in &self.files {
             let path = out.join(rel);
             if let Some(dir) = path.parent() {
@@ -55,7 +69,10 @@ impl Draft {
             std::fs::write(&path, text)
                 .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         }
-        Ok(())
+        self.hash_key
+            .as_ref()
+            .map(|rel| super::secret::ensure_key(&out.join(rel)))
+            .transpose()
     }
 }
 
@@ -134,11 +151,17 @@ pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, Str
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    draft(&spec, &name, deployment.as_deref())
+    draft(&spec, &name, deployment.as_deref(), opts.shadow)
 }
 
-/// Drafts from a loaded document; `source` names it in the files' headers.
-pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draft, String> {
+/// Drafts from a loaded document; `source` names it in the files' headers;
+/// `deployment` is the checked text of a deployment file.
+pub fn draft(
+    spec: &Spec,
+    source: &str,
+    deployment: Option<&str>,
+    shadow: bool,
+) -> Result<Draft, String> {
     let mut d = Drafter {
         spec,
         entities: BTreeMap::new(),
@@ -156,7 +179,13 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
                 .flat_map(|r| r.members.iter().map(|(_, f)| f)),
         )
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
-    let config = d.render_config(source, deployment, uses_hash)?;
+    let sections = deployment.map(deployment_sections).unwrap_or_default();
+    // The draft names the key itself when nothing else does (no
+    // deployment, or one without `redaction`); the deployment's own key is
+    // the deployment's business.
+    let hash_key = (uses_hash && !sections.iter().any(|s| s == "redaction"))
+        .then(|| PathBuf::from(HASH_KEY_FILE));
+    let config = d.render_config(source, deployment, &sections, hash_key.is_some(), shadow)?;
     let schema = d.render_schema(source);
     let files = vec![
         (PathBuf::from("fieldguard.yaml"), config),
@@ -171,7 +200,20 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
         d.routes.len(),
         d.entities.len()
     ));
-    Ok(Draft { files, notes })
+    Ok(Draft {
+        files,
+        notes,
+        hash_key,
+    })
+}
+
+/// The top-level keys of a deployment file that [`read_deployment`]
+/// accepted (so it parses).
+fn deployment_sections(text: &str) -> Vec<String> {
+    serde_saphyr::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+        .unwrap_or_default()
 }
 
 /// The deployment file's text, checked to hold only deployment sections.
@@ -984,7 +1026,9 @@ impl<'a> Drafter<'a> {
         &self,
         source: &str,
         deployment: Option<&str>,
-        uses_hash: bool,
+        sections: &[String],
+        names_hash_key: bool,
+        shadow: bool,
     ) -> Result<String, String> {
         let mut o = String::new();
         let _ = writeln!(
@@ -1028,20 +1072,34 @@ impl<'a> Drafter<'a> {
                      # loopback until JWT is configured (docs/configuration.md, `identity`).\n\
                      identity:\n  gateway:\n    trusted_peers: [127.0.0.1/32]\n"
                 );
-                if uses_hash {
-                    let _ = writeln!(
-                        o,
-                        "# Keyed-hash masks need a secret key of 16 bytes or more, e.g.\n\
-                         #   mkdir -p secrets && head -c 32 /dev/urandom | base64 > secrets/hash.key\n\
-                         redaction:\n  hash_key_file: secrets/hash.key\n"
-                    );
-                }
             }
+        }
+        if names_hash_key {
+            let _ = writeln!(
+                o,
+                "# Keyed-hash masks need a secret key: `onboard` wrote a random one (32\n\
+                 # bytes, mode 0600) and never replaces it, since another key changes\n\
+                 # every pseudonym. Keep it out of version control.\n\
+                 redaction:\n  hash_key_file: {HASH_KEY_FILE}\n"
+            );
         }
         let _ = writeln!(
             o,
-            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n\nunmatched: deny\n\nroutes:"
+            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n"
         );
+        if !sections.iter().any(|s| s == "unmatched") {
+            o.push_str("unmatched: deny\n\n");
+        }
+        if shadow {
+            o.push_str(
+                "# Shadow mode (--shadow): every decision and redaction is computed and\n\
+                 # audited but nothing is enforced, and each route relays and observes\n\
+                 # what the catalogue lacks (`unknown_fields: pass`). Remove both to\n\
+                 # enforce (docs/onboarding.md, step 5).\n\
+                 shadow: true\n\n",
+            );
+        }
+        o.push_str("routes:\n");
         for r in &self.routes {
             o.push('\n');
             if let Some(s) = &r.summary {
@@ -1057,6 +1115,10 @@ impl<'a> Drafter<'a> {
                 yaml_str(&r.path)
             );
             let _ = writeln!(o, "    action: {}  # {}", yaml_str(&r.action), r.action_why);
+            // Only where there is a response to pass members of.
+            if shadow && (!r.records.is_empty() || !r.members.is_empty()) {
+                o.push_str("    unknown_fields: pass\n");
+            }
             let res = &r.resource;
             let mut parts = vec![format!("type: {}", res.type_name)];
             if let Some(id) = &res.id {
@@ -1532,7 +1594,7 @@ mod tests {
             }}}
         });
         let spec = Spec::from_value(doc.clone()).unwrap();
-        let d = draft(&spec, "t.yaml", None).unwrap();
+        let d = draft(&spec, "t.yaml", None, false).unwrap();
         let config = &d.files[0].1;
         assert!(
             config.contains("action: thing:look  # from x-fieldguard"),
@@ -1552,7 +1614,7 @@ mod tests {
         );
         let mut bad = doc;
         bad["paths"]["/things/{tid}"]["get"]["x-fieldguard"]["acton"] = "x".into();
-        let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None).unwrap_err();
+        let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None, false).unwrap_err();
         assert!(e.contains("unknown `x-fieldguard` key `acton`"), "{e}");
     }
 }

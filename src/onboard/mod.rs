@@ -8,3 +8,4 @@ pub mod draft;
 pub mod observed;
 pub mod openapi;
 pub mod propose;
+pub mod secret;

@@ -41,6 +41,7 @@ pub fn draft_dir() -> &'static Path {
             &repo_path("examples/onboarding/demo-shop.openapi.yaml"),
             &DraftOptions {
                 deployment: Some(deployment),
+                ..DraftOptions::default()
             },
         )
         .unwrap_or_else(|e| panic!("draft: {e}"));
