@@ -101,7 +101,30 @@ enum AuditCommand {
     Expand {
         #[command(flatten)]
         input: AuditFiles,
+        #[command(flatten)]
+        filter: ExpandFilter,
     },
+}
+
+/// Which records `audit expand` prints (each option may be repeated: any
+/// of its values; options together: all of them). None: every record.
+#[derive(clap::Args)]
+struct ExpandFilter {
+    /// Records that took this bulk-read budget over its limit (its id in
+    /// the config's `budgets:`).
+    #[arg(long = "budget", value_name = "ID")]
+    budgets: Vec<String>,
+    /// Records of this principal (`principal.id`: a token's `sub`).
+    #[arg(long = "principal", value_name = "ID")]
+    principals: Vec<String>,
+    /// Records of this route: its template, alone or after the method
+    /// (`/customers/{id}`, `GET /customers/{id}`).
+    #[arg(long = "route", value_name = "ROUTE")]
+    routes: Vec<String>,
+    /// Records with this request-level decision: allow, deny or
+    /// passthrough.
+    #[arg(long = "decision", value_name = "DECISION")]
+    decisions: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -364,8 +387,16 @@ fn main() -> ExitCode {
             command: AuditCommand::Subject { id, input, format },
         } => audit_subject(&id, &input, format),
         Command::Audit {
-            command: AuditCommand::Expand { input },
-        } => audit_expand(&input),
+            command: AuditCommand::Expand { input, filter },
+        } => audit_expand(
+            &input,
+            &fieldguard::audit::filter::RecordFilter {
+                budgets: filter.budgets,
+                principals: filter.principals,
+                routes: filter.routes,
+                decisions: filter.decisions,
+            },
+        ),
         Command::Token {
             role,
             sub,
@@ -694,13 +725,21 @@ fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions
     })
 }
 
-/// Prints the records of (verified) audit files in full, one per line.
-fn audit_expand(input: &AuditFiles) -> Result<(), CliError> {
+/// Prints the records of (verified) audit files in full, one per line;
+/// those `filter` picks.
+fn audit_expand(
+    input: &AuditFiles,
+    filter: &fieldguard::audit::filter::RecordFilter,
+) -> Result<(), CliError> {
     use std::io::Write;
+    filter.check()?;
     let (files, opts) = (&input.files, verify_options(input)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
     fieldguard::audit::read::each_record(files, &opts, |_, rec| {
+        if !filter.matches(&rec) {
+            return;
+        }
         let sorted = fieldguard::audit::chain::sorted(&rec);
         if failed.is_none()
             && let Err(e) = serde_json::to_writer(&mut out, &sorted)

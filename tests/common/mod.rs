@@ -6,6 +6,7 @@
 )]
 
 pub mod audited;
+pub mod demo_process;
 pub mod drafted;
 pub mod fleet;
 pub mod scripted;
