@@ -1,8 +1,9 @@
 //! `fieldguard onboard openapi` as an operator runs it (issue #24, item 6):
 //! the "next:" line it prints passes when run exactly as printed (the
 //! draft brings its own keyed-hash secret), `--deployment` accepts every
-//! section docs/onboarding.md lists for it, and `--shadow` drafts a
-//! configuration that starts in global shadow mode.
+//! section docs/onboarding.md lists for it, `--shadow` drafts a
+//! configuration that starts in global shadow mode, and the demo shop's
+//! draft passes the reference policy tests unedited, as the docs say.
 
 mod common;
 
@@ -312,4 +313,24 @@ async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> serde_json:
         .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&body).unwrap()
+}
+
+/// docs/onboarding.md: with the reference policies and the demo's JWT
+/// settings as `--deployment`, the demo shop's draft needs no edit: it
+/// validates and passes every case of `policies/tests/` (the role table
+/// through the real proxy is tests/role_table.rs).
+#[test]
+fn the_demo_shops_draft_passes_the_reference_policy_tests_unedited() {
+    let draft = common::drafted::draft_dir();
+    let config = draft.join("fieldguard.yaml").display().to_string();
+    let cases = repo_path("policies/tests").display().to_string();
+    let (ok, stdout, stderr) = fieldguard(draft, &["validate", "--config", &config]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        !stderr.contains("impossible"),
+        "the schema declares what the policies compare: {stderr}"
+    );
+    let (ok, stdout, stderr) = fieldguard(draft, &["test", "--config", &config, &cases]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }

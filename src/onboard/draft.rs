@@ -186,7 +186,8 @@ pub fn draft(
     let hash_key = (uses_hash && !sections.iter().any(|s| s == "redaction"))
         .then(|| PathBuf::from(HASH_KEY_FILE));
     let config = d.render_config(source, deployment, &sections, hash_key.is_some(), shadow)?;
-    let schema = d.render_schema(source);
+    let claims = deployment.map(attribute_claims).unwrap_or_default();
+    let schema = d.render_schema(source, &claims);
     let files = vec![
         (PathBuf::from("fieldguard.yaml"), config),
         (PathBuf::from("policies/schema.cedarschema"), schema),
@@ -205,6 +206,23 @@ pub fn draft(
         notes,
         hash_key,
     })
+}
+
+/// The token claims a deployment turns into principal attributes
+/// (`identity.jwt.attribute_claims`): the draft's `User` declares them, so
+/// policies that compare them (a partner's `carrier`) validate.
+fn attribute_claims(text: &str) -> Vec<String> {
+    let v: Value = serde_saphyr::from_str(text).unwrap_or_default();
+    v.pointer("/identity/jwt/attribute_claims")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The top-level keys of a deployment file that [`read_deployment`]
@@ -1207,16 +1225,31 @@ impl<'a> Drafter<'a> {
         Ok(o)
     }
 
-    fn render_schema(&self, source: &str) -> String {
+    fn render_schema(&self, source: &str, claims: &[String]) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
             "// Cedar schema DRAFTED from {source} by `fieldguard onboard openapi`.\n\
              // Principals are `User`s in `Role`s (from the caller's identity);\n\
              // resources are the routes' resources and the records of responses.\n\
-             // Review the attributes: they are what policies can test.\n\n\
-             entity Role;\nentity User in [Role];\n"
+             // Review the attributes: they are what policies can test.\n"
         );
+        if claims.is_empty() {
+            o.push_str("entity Role;\nentity User in [Role];\n\n");
+        } else {
+            // A token without the claim has no such attribute; a claim may
+            // hold a string, number, boolean or list: String is proposed.
+            let attrs: Vec<String> = claims
+                .iter()
+                .map(|c| format!("{}?: String", cedar_attr_name(c)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "// proposed: the deployment's identity.jwt.attribute_claims, as strings\n\
+                 entity Role;\nentity User in [Role] = {{ {} }};\n",
+                attrs.join(", ")
+            );
+        }
         let record_types: Vec<&String> = self.entities.keys().collect();
         let mut resource_types: Vec<String> = self
             .routes
@@ -1518,6 +1551,16 @@ fn yaml_str(s: &str) -> String {
         s.to_string()
     } else {
         serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// An attribute name as Cedar's schema syntax takes it: bare when it is
+/// an identifier, else quoted.
+fn cedar_attr_name(name: &str) -> String {
+    if cedar_ident(name) == name {
+        name.to_string()
+    } else {
+        cedar_str(name)
     }
 }
 
