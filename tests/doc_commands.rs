@@ -1,0 +1,340 @@
+//! Every shell step of the operator docs works as written (issue #24,
+//! item 6): the fenced `sh`, `console` and `bash` blocks of README.md,
+//! docs/onboarding.md, docs/policies.md and docs/runbook.md run against
+//! the built binary, as a reader would run them.
+//!
+//! How a block runs:
+//! - A block whose lines start with `$ ` is a transcript: each `$ ` line
+//!   (with its `\` continuation lines) is a command, the other lines are
+//!   what it printed (not compared: examples name other pods, times and
+//!   ids; tests/examples.rs compares the README's demo answers). Any
+//!   other block is a script, run whole.
+//! - In `bash` with `set -eo pipefail`, in a scratch folder per document
+//!   (documents run one after another, blocks in order, so a document's
+//!   later steps see its earlier ones' files), holding links to the
+//!   repository's `examples/` and `policies/` and to `collected/`, the
+//!   running demo's audit folder; `fieldguard` on `PATH` is the binary
+//!   under test; `TOKEN_*` are the demo's tokens (as its banner prints
+//!   them to paste).
+//! - The demo runs on ephemeral ports; the docs' fixed addresses of it
+//!   (proxy `:8080`, shop `:9000`, admin `:9090`, as `localhost` or
+//!   `127.0.0.1`) are replaced by the real ones in the commands.
+//! - Before the documents run, a support agent lists the customers twice
+//!   (taking the demo's `support-records-hour` budget over, for the
+//!   runbook) and reads c-1001 (for `audit subject`).
+//! - A block passes when it exits 0, or non-zero for a `sh fails` block.
+//!
+//! Blocks that cannot run here are listed in [`SKIPPED`], each with its
+//! reason; a skip that matches no block fails the test, so the list
+//! cannot go stale. Under `CI=true` a missing `curl` or `bash` is a
+//! failure, elsewhere the test says so and passes.
+
+mod common;
+
+use common::audited::harness_for;
+use common::demo_process::DemoProcess;
+use common::repo_path;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The documents whose shell blocks are run, in this order.
+const DOCS: [&str; 4] = [
+    "README.md",
+    "docs/onboarding.md",
+    "docs/policies.md",
+    "docs/runbook.md",
+];
+
+/// A block not run here: its document, how its first command starts, why.
+struct Skip {
+    doc: &'static str,
+    starts: &'static str,
+    why: &'static str,
+}
+
+static SKIPPED: &[Skip] = &[
+    Skip {
+        doc: "README.md",
+        starts: "cargo run -- demo",
+        why: "`demo` runs until stopped (tests/examples.rs starts it and runs what it prints) and `cargo test` is this suite",
+    },
+    Skip {
+        doc: "README.md",
+        starts: "cargo build --release",
+        why: "a release build takes minutes, and `my-service.yaml` is the reader's own service",
+    },
+    Skip {
+        doc: "docs/onboarding.md",
+        starts: "fieldguard onboard openapi examples/onboarding/demo-shop.openapi.yaml --out shadow-draft --shadow --force",
+        why: "starts a shop and a proxy on the fixed ports 8080, 9000 and 9090 of the reader's machine; tests/onboard.rs runs the same walk-through on ephemeral ports",
+    },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\nfieldguard test --config examples/demo/fieldguard.yaml policies/tests\nfieldguard matrix",
+        why: "a step of the add-a-role recipe: it needs the recipe's diffs applied first; tests/policy_tools.rs follows the recipe, diffs and commands",
+    },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\n",
+        why: "a step of the add-a-field recipe (`sh fails`: fails only after the recipe's diff); tests/policy_tools.rs follows it",
+    },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\nfieldguard test --config examples/demo/fieldguard.yaml policies/tests\n",
+        why: "the add-a-field recipe's last step, after its diffs; tests/policy_tools.rs follows it",
+    },
+];
+
+/// One fenced shell block.
+#[derive(Debug)]
+struct Block {
+    doc: &'static str,
+    /// 1-based line of the opening fence.
+    line: usize,
+    /// What to run: one script, or a transcript's commands.
+    commands: Vec<String>,
+    fails: bool,
+}
+
+impl Block {
+    /// The block's text as it is matched by [`SKIPPED`]: its commands,
+    /// one per line.
+    fn text(&self) -> String {
+        self.commands.join("\n") + "\n"
+    }
+}
+
+/// The `sh`/`console`/`bash` blocks of `doc`, indentation of a list item
+/// removed.
+fn blocks(doc: &'static str) -> Vec<Block> {
+    let text = std::fs::read_to_string(repo_path(doc)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(info) = lines[i].trim_start().strip_prefix("```") else {
+            i += 1;
+            continue;
+        };
+        let indent = lines[i].len() - lines[i].trim_start().len();
+        let start = i;
+        let mut body = Vec::new();
+        i += 1;
+        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
+            body.push(lines[i].get(indent..).unwrap_or("").to_string());
+            i += 1;
+        }
+        i += 1;
+        let words: Vec<&str> = info.split_whitespace().collect();
+        let (lang, rest) = match words.split_first() {
+            Some((lang, rest)) => (*lang, rest),
+            None => continue,
+        };
+        if !["sh", "console", "bash"].contains(&lang) {
+            continue;
+        }
+        out.push(Block {
+            doc,
+            line: start + 1,
+            commands: commands_of(&body),
+            fails: rest == ["fails"],
+        });
+    }
+    out
+}
+
+/// A transcript's commands (`$ ` lines and their continuations), or the
+/// whole block as one script.
+fn commands_of(body: &[String]) -> Vec<String> {
+    if !body.iter().any(|l| l.starts_with("$ ")) {
+        return vec![body.join("\n")];
+    }
+    let mut commands = Vec::new();
+    let mut open: Option<String> = None;
+    for l in body {
+        if let Some(cmd) = open.as_mut() {
+            cmd.push('\n');
+            cmd.push_str(l);
+        } else if let Some(cmd) = l.strip_prefix("$ ") {
+            open = Some(cmd.to_string());
+        } else {
+            continue;
+        }
+        if !l.trim_end().ends_with('\\') {
+            commands.extend(open.take());
+        }
+    }
+    commands.extend(open);
+    commands
+}
+
+fn skip_of(block: &Block) -> Option<&'static Skip> {
+    let text = block.text();
+    let hits: Vec<&Skip> = SKIPPED
+        .iter()
+        .filter(|s| s.doc == block.doc && text.starts_with(s.starts))
+        .collect();
+    // The longest prefix names the block (one recipe step's commands
+    // begin another's).
+    hits.into_iter().max_by_key(|s| s.starts.len())
+}
+
+/// The demo's fixed addresses in the docs, replaced by where it runs.
+fn substitute(cmd: &str, demo: &DemoProcess) -> String {
+    let mut out = cmd.to_string();
+    for (port, real) in [
+        ("8080", &demo.proxy),
+        ("9000", &demo.shop),
+        ("9090", &demo.admin),
+    ] {
+        for host in ["localhost", "127.0.0.1"] {
+            out = out.replace(&format!("{host}:{port}"), real);
+        }
+    }
+    out
+}
+
+/// Bound on one command (each takes well under a second here).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `script` with bash in `dir`; (exit success, output).
+fn run(script: &str, dir: &Path, bin: &Path, demo: &DemoProcess) -> (bool, String) {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out_file = dir.join(".doc-command-output");
+    let out = std::fs::File::create(&out_file).unwrap();
+    let mut child = Command::new("bash")
+        .args(["-c", &format!("set -eo pipefail\n{script}")])
+        .current_dir(dir)
+        .env("PATH", path)
+        .envs(&demo.tokens)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("bash runs");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > COMMAND_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (false, format!("did not finish within {COMMAND_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_file);
+    (status.success(), output)
+}
+
+/// Whether `tool` runs; a missing one fails under CI.
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("`{tool}` is needed to run the docs' shell blocks (CI=true: not skipped)");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_blocks_of_the_docs_work_as_written() {
+    if !have("bash") || !have("curl") {
+        eprintln!("skipped: bash and curl are needed to run the docs' shell blocks");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    let collected = scratch.path().join("collected");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&collected).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_fieldguard"), bin.join("fieldguard")).unwrap();
+
+    let demo = DemoProcess::start(&collected.join("audit.log"));
+    let h = harness_for(demo.proxy.parse().unwrap());
+    let agent = &demo.tokens["TOKEN_SUPPORT_AGENT"];
+    for _ in 0..2 {
+        assert_eq!(h.get("/customers?limit=100", agent).await.status, 200);
+    }
+    assert_eq!(h.get("/customers/c-1001", agent).await.status, 200);
+
+    let mut ran = Vec::new();
+    let mut failures = Vec::new();
+    let mut skips_used = vec![0usize; SKIPPED.len()];
+    for doc in DOCS {
+        let dir = scratch.path().join(doc.replace('/', "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for link in ["examples", "policies"] {
+            std::os::unix::fs::symlink(repo_path(link), dir.join(link)).unwrap();
+        }
+        std::os::unix::fs::symlink(&collected, dir.join("collected")).unwrap();
+        for block in blocks(doc) {
+            if let Some(skip) = skip_of(&block) {
+                let i = SKIPPED.iter().position(|s| std::ptr::eq(s, skip)).unwrap();
+                skips_used[i] += 1;
+                eprintln!("skip {}:{}: {}", doc, block.line, skip.why);
+                continue;
+            }
+            for cmd in &block.commands {
+                let script = substitute(cmd, &demo);
+                let dir = dir.clone();
+                let bin = bin.clone();
+                let (ok, output) = tokio::task::block_in_place(|| run(&script, &dir, &bin, &demo));
+                ran.push(format!("{doc}:{}", block.line));
+                if ok == block.fails {
+                    failures.push(format!(
+                        "{doc}:{}: `{cmd}` {}:\n{output}",
+                        block.line,
+                        if block.fails {
+                            "succeeded, the doc says it fails"
+                        } else {
+                            "failed"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    demo.stop();
+    let unused: Vec<String> = SKIPPED
+        .iter()
+        .zip(&skips_used)
+        .filter(|(_, n)| **n != 1)
+        .map(|(s, n)| format!("{} `{}` matched {n} blocks", s.doc, s.starts))
+        .collect();
+    assert!(unused.is_empty(), "each skip names one block: {unused:#?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    eprintln!("ran {} commands: {ran:?}", ran.len());
+    // Each document but policies.md (whose blocks are recipe steps) has
+    // blocks that ran.
+    for doc in ["README.md", "docs/onboarding.md", "docs/runbook.md"] {
+        assert!(
+            ran.iter().any(|r| r.starts_with(&format!("{doc}:"))),
+            "no block of {doc} ran"
+        );
+    }
+}
+
+#[test]
+fn transcripts_and_scripts_are_told_apart() {
+    let body = |s: &str| s.lines().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        commands_of(&body("$ a \\\n  --b\nout\n$ c\n{\"x\":1}")),
+        vec!["a \\\n  --b".to_string(), "c".to_string()]
+    );
+    assert_eq!(
+        commands_of(&body("# comment\na\nb > f")),
+        vec!["# comment\na\nb > f".to_string()]
+    );
+}
