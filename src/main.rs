@@ -603,16 +603,34 @@ fn onboard_openapi(
     for n in &draft.notes {
         outln!("note: {n}");
     }
+    let config = out.join("fieldguard.yaml").display().to_string();
     outln!(
-        "next: review every `proposed` line of {config}, then run: {} validate --config {config}   (docs/onboarding.md)",
+        "next: review every `proposed` line of {config}, then run: {} validate --config {}   (docs/onboarding.md)",
         // The running binary by its path: the line works as printed even
         // where no `fieldguard` is on PATH (after `cargo run`).
-        std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "fieldguard".into()),
-        config = out.join("fieldguard.yaml").display(),
+        shell_word(
+            &std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "fieldguard".into())
+        ),
+        shell_word(&config),
     );
     Ok(())
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only
+/// characters no shell treats specially, else in single quotes, so a
+/// printed command can be pasted whatever the paths hold.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Runs policy tests; the summary line is `N passed, N failed`.

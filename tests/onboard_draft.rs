@@ -117,6 +117,34 @@ fn the_printed_next_step_passes_as_printed_with_a_fresh_private_key() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
 }
 
+/// The printed command is pasted into a shell: a folder whose name holds
+/// a space or a quote is quoted in it.
+#[test]
+fn the_printed_next_step_quotes_what_a_shell_would_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = demo_spec();
+    let (ok, stdout, stderr) = fieldguard(
+        dir.path(),
+        &["onboard", "openapi", &spec, "--out", "the team's draft"],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let cmd = next_command(&stdout);
+    assert!(
+        cmd.ends_with(r"--config 'the team'\''s draft/fieldguard.yaml'"),
+        "{cmd}"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &cmd])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The sections docs/onboarding.md says `--deployment` copies, read from
 /// the sentence that lists them, so the docs and this test agree.
 fn documented_sections() -> Vec<String> {
