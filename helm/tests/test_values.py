@@ -25,6 +25,12 @@ SCHEMA_REFUSALS = [
     ({"secrets": {"existingSecret": "Bad_Name"}}, "/secrets/existingSecret"),
     ({"secrets": {"jwtKey": "inline-secret"}}, "additional properties 'jwtKey' not allowed"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
+    # What is wrong, at the mount: the config and policy volumes take no subPath.
+    ({"extraVolumeMounts": [{"name": "fieldguard-config", "mountPath": "/x", "subPath": "fieldguard.yaml"}]},
+     "at '/extraVolumeMounts/0': additional properties 'subPath' not allowed"),
+    ({"extraVolumeMounts": [{"name": "s", "mountPath": "/s"},
+                            {"name": "fieldguard-policies", "mountPath": "/p", "subPathExpr": "$(POD)"}]},
+     "at '/extraVolumeMounts/1': additional properties 'subPathExpr' not allowed"),
     ({"unknownKey": True}, "additional properties 'unknownKey' not allowed"),
     ({"metrics": {"runbookBaseUrl": "docs/"}}, "/metrics/runbookBaseUrl"),
     ({"budgets": {"onStoreError": "ignore"}}, "/budgets/onStoreError"),
@@ -70,11 +76,7 @@ CHART_REFUSALS = [
      "config.file names relative paths (`identity.jwt.hs256_secret_file: secrets/jwt.key`)"),
     ({"config": {"file": "identity: {jwt: {hs256_secret_file: secrets/jwt.key}}\n"}},
      "give the absolute paths where they are mounted (secrets.mountPath /etc/fieldguard/secrets"),
-    ({"extraVolumeMounts": [{"name": "fieldguard-config", "mountPath": "/x", "subPath": "fieldguard.yaml"}]},
-     "extraVolumeMounts[0] mounts fieldguard-config with subPath: a subPath mount is a copy made at pod start that never receives ConfigMap updates"),
-    ({"extraVolumeMounts": [{"name": "scratch", "mountPath": "/s"},
-                            {"name": "fieldguard-policies", "mountPath": "/p", "subPathExpr": "$(POD)"}]},
-     "extraVolumeMounts[1] mounts fieldguard-policies with subPathExpr"),
+
     ({"policies": {"files": {"a.cedar": "permit(principal, action, resource);"}}},
      "policies.files has no schema.cedarschema"),
     ({"audit": {"sink": "file", "volume": {"persistentVolumeClaim": {"claimName": "a"}}}},
@@ -193,3 +195,23 @@ def test_notes_name_the_namespace():
         # Every kubectl line works from another namespace's context.
         kubectl = [line for line in notes.splitlines() if "kubectl " in line]
         assert kubectl and all(f"kubectl -n {NAMESPACE} " in line for line in kubectl), notes
+
+
+def test_subpath_mounts_are_refused_by_the_templates_too(tmp_path):
+    """Behind the schema, the sidecar template refuses them itself, naming
+    each mount and why (for values no schema checked): rendered from a copy
+    of the chart without its schema."""
+    import shutil
+    chart = tmp_path / "fieldguard"
+    shutil.copytree(CHART, chart)
+    (chart / "values.schema.json").unlink()
+    mounts = [{"name": "fieldguard-config", "mountPath": "/x", "subPath": "fieldguard.yaml"},
+              {"name": "scratch", "mountPath": "/s", "subPath": "a"},
+              {"name": "fieldguard-policies", "mountPath": "/p", "subPathExpr": "$(POD)"}]
+    with pytest.raises(helm.HelmRenderError) as e:
+        render_raw({"extraVolumeMounts": mounts}, chart=chart)
+    message = str(e.value)
+    assert "extraVolumeMounts[0] mounts fieldguard-config with subPath; " \
+           "extraVolumeMounts[2] mounts fieldguard-policies with subPathExpr: " \
+           "a subPath mount is a copy made at pod start that never receives ConfigMap updates" in message, message
+    assert "extraVolumeMounts[1]" not in message
