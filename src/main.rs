@@ -122,7 +122,7 @@ struct ExpandFilter {
     #[arg(long = "route", value_name = "ROUTE")]
     routes: Vec<String>,
     /// Records with this request-level decision: allow, deny or
-    /// passthrough.
+    /// passthrough (allowed and denied are read as allow and deny).
     #[arg(long = "decision", value_name = "DECISION")]
     decisions: Vec<String>,
 }
@@ -390,7 +390,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Expand { input, filter },
         } => audit_expand(
             &input,
-            &fieldguard::audit::filter::RecordFilter {
+            fieldguard::audit::filter::RecordFilter {
                 budgets: filter.budgets,
                 principals: filter.principals,
                 routes: filter.routes,
@@ -747,7 +747,7 @@ fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions
 /// those `filter` picks.
 fn audit_expand(
     input: &AuditFiles,
-    filter: &fieldguard::audit::filter::RecordFilter,
+    mut filter: fieldguard::audit::filter::RecordFilter,
 ) -> Result<(), CliError> {
     use std::io::Write;
     filter.check()?;

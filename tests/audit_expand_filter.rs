@@ -79,6 +79,8 @@ async fn expand_prints_only_the_records_each_filter_names() {
     assert_eq!(picked(&file, &["--route", "GET /customers"]).len(), 2);
     let denied = picked(&file, &["--decision", "deny"]);
     assert_eq!(denied.len(), 1);
+    // As `audit subject` spells it.
+    assert_eq!(picked(&file, &["--decision", "denied"]), denied);
     assert_eq!(denied[0]["principal"]["id"], "c-1001");
     assert_eq!(denied[0]["resource"]["id"], "c-1002");
     // Together: all of them; repeated: any of the values.
@@ -87,7 +89,7 @@ async fn expand_prints_only_the_records_each_filter_names() {
     assert_eq!(picked(&file, &either).len(), 4);
 
     // A value no record can have is an error, not an empty answer.
-    let (ok, records, stderr) = expand(&file, &["--decision", "denied"]);
+    let (ok, records, stderr) = expand(&file, &["--decision", "refused"]);
     assert!(!ok && records.is_empty());
     assert!(
         stderr.contains("expected one of allow, deny, passthrough"),

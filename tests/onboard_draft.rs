@@ -262,6 +262,37 @@ fn deployment_files_may_set_every_section_the_docs_list() {
     }
 }
 
+#[test]
+fn a_deployment_redaction_without_its_key_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = ["listeners", "upstream", "identity"]
+        .iter()
+        .map(|s| section_sample(s, dir.path()))
+        .collect::<String>()
+        + "redaction: {}\n";
+    let deployment = dir.path().join("deployment.yaml");
+    std::fs::write(&deployment, text).unwrap();
+    let (ok, stdout, stderr) = fieldguard(
+        dir.path(),
+        &[
+            "onboard",
+            "openapi",
+            &demo_spec(),
+            "--out",
+            "draft",
+            "--deployment",
+            deployment.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("`redaction` section names no `hash_key_file`")
+            && stderr.contains("leave `redaction` out and `onboard` writes a new key"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("draft").exists(), "nothing written");
+}
+
 #[tokio::test]
 async fn a_shadow_draft_starts_in_global_shadow_mode_and_relays_everything() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,10 +32,16 @@ pub struct RecordFilter {
 pub const DECISIONS: [&str; 3] = ["allow", "deny", "passthrough"];
 
 impl RecordFilter {
-    /// Refuses a value that can never match, so a typo is not read as "no
-    /// such records".
-    pub fn check(&self) -> Result<(), String> {
-        for d in &self.decisions {
+    /// Reads `allowed` and `denied` (how `audit subject` prints them) as
+    /// `allow` and `deny`, and refuses a value that can never match, so a
+    /// typo is not read as "no such records".
+    pub fn check(&mut self) -> Result<(), String> {
+        for d in &mut self.decisions {
+            match d.as_str() {
+                "allowed" => *d = "allow".into(),
+                "denied" => *d = "deny".into(),
+                _ => {}
+            }
             if !DECISIONS.contains(&d.as_str()) {
                 return Err(format!(
                     "--decision {d}: expected one of {}",
@@ -140,10 +146,13 @@ mod tests {
     #[test]
     fn values_that_can_never_match_are_refused() {
         assert!(
-            with(|f| f.decisions = vec!["allowed".into()])
+            with(|f| f.decisions = vec!["granted".into()])
                 .check()
                 .is_err()
         );
+        let mut spelled = with(|f| f.decisions = vec!["allowed".into(), "denied".into()]);
+        assert!(spelled.check().is_ok());
+        assert_eq!(spelled.decisions, ["allow", "deny"]);
         assert!(
             with(|f| f.routes = vec!["customers".into()])
                 .check()

@@ -180,6 +180,15 @@ pub fn draft(
         )
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
     let sections = deployment.map(deployment_sections).unwrap_or_default();
+    if uses_hash
+        && sections.iter().any(|s| s == "redaction")
+        && deployment.is_some_and(|t| !names_hash_key(t))
+    {
+        return Err(
+            "the deployment's `redaction` section names no `hash_key_file`, and the draft proposes keyed-hash masks: name the key file there, or leave `redaction` out and `onboard` writes a new key"
+                .into(),
+        );
+    }
     // The draft names the key itself when nothing else does (no
     // deployment, or one without `redaction`); the deployment's own key is
     // the deployment's business.
@@ -223,6 +232,14 @@ fn attribute_claims(text: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether a deployment file names the keyed-hash secret.
+fn names_hash_key(text: &str) -> bool {
+    serde_saphyr::from_str::<Value>(text).ok().is_some_and(|v| {
+        v.pointer("/redaction/hash_key_file")
+            .is_some_and(|k| !k.is_null())
+    })
 }
 
 /// The top-level keys of a deployment file that [`read_deployment`]
