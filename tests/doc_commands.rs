@@ -18,16 +18,25 @@
 //!   them to paste).
 //! - The demo runs on ephemeral ports; the docs' fixed addresses of it
 //!   (proxy `:8080`, shop `:9000`, admin `:9090`, as `localhost` or
-//!   `127.0.0.1`) are replaced by the real ones in the commands.
+//!   `127.0.0.1`) are replaced by the real ones in the commands (not in
+//!   a block with a network of its own, below: those are its own).
 //! - Before the documents run, a support agent lists the customers twice
 //!   (taking the demo's `support-records-hour` budget over, for the
 //!   runbook) and reads c-1001 (for `audit subject`).
 //! - A block passes when it exits 0, or non-zero for a `sh fails` block.
 //!
+//! - A block that starts servers on the docs' fixed ports (a reader's own
+//!   machine) is listed in [`OWN_NETWORK`] and runs in a network namespace
+//!   of its own (`unshare -rn`, loopback brought up with `ip`), so it can
+//!   bind them without meeting anything else on this machine.
+//! - Each block runs in a process group of its own, killed when it ends,
+//!   so a background server it started never outlives it.
+//!
 //! Blocks that cannot run here are listed in [`SKIPPED`], each with its
-//! reason; a skip that matches no block fails the test, so the list
-//! cannot go stale. Under `CI=true` a missing `curl` or `bash` is a
-//! failure, elsewhere the test says so and passes.
+//! reason; a skip (or an own-network entry) that matches no block fails
+//! the test, so the lists cannot go stale. Under `CI=true` a missing
+//! `curl` or `bash`, or no network namespace, is a failure; elsewhere the
+//! test says so and passes (or skips that block).
 
 mod common;
 
@@ -65,11 +74,6 @@ static SKIPPED: &[Skip] = &[
         why: "a release build takes minutes, and `my-service.yaml` is the reader's own service",
     },
     Skip {
-        doc: "docs/onboarding.md",
-        starts: "fieldguard onboard openapi examples/onboarding/demo-shop.openapi.yaml --out shadow-draft --shadow --force",
-        why: "starts a shop and a proxy on the fixed ports 8080, 9000 and 9090 of the reader's machine; tests/onboard.rs runs the same walk-through on ephemeral ports",
-    },
-    Skip {
         doc: "docs/policies.md",
         starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\nfieldguard test --config examples/demo/fieldguard.yaml policies/tests\nfieldguard matrix",
         why: "a step of the add-a-role recipe: it needs the recipe's diffs applied first; tests/policy_tools.rs follows the recipe, diffs and commands",
@@ -85,6 +89,14 @@ static SKIPPED: &[Skip] = &[
         why: "the add-a-field recipe's last step, after its diffs; tests/policy_tools.rs follows it",
     },
 ];
+
+/// Blocks that start servers on the docs' fixed ports: run in a network
+/// namespace of their own ([`Skip::why`] says what they bind).
+static OWN_NETWORK: &[Skip] = &[Skip {
+    doc: "docs/onboarding.md",
+    starts: "fieldguard onboard openapi examples/onboarding/demo-shop.openapi.yaml --out shadow-draft --shadow --force",
+    why: "the upgraded shop on 127.0.0.1:9000 and the shadow draft's proxy on 8080 and admin on 9090",
+}];
 
 /// One fenced shell block.
 #[derive(Debug)]
@@ -169,9 +181,9 @@ fn commands_of(body: &[String]) -> Vec<String> {
     commands
 }
 
-fn skip_of(block: &Block) -> Option<&'static Skip> {
+fn entry_of(list: &'static [Skip], block: &Block) -> Option<&'static Skip> {
     let text = block.text();
-    let hits: Vec<&Skip> = SKIPPED
+    let hits: Vec<&Skip> = list
         .iter()
         .filter(|s| s.doc == block.doc && text.starts_with(s.starts))
         .collect();
@@ -198,8 +210,17 @@ fn substitute(cmd: &str, demo: &DemoProcess) -> String {
 /// Bound on one command (each takes well under a second here).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs `script` with bash in `dir`; (exit success, output).
-fn run(script: &str, dir: &Path, bin: &Path, demo: &DemoProcess) -> (bool, String) {
+/// Runs `script` with bash in `dir` (in a network namespace of its own
+/// when `own_network`), in a process group killed when it ends; (exit
+/// success, output).
+fn run(
+    script: &str,
+    dir: &Path,
+    bin: &Path,
+    demo: &DemoProcess,
+    own_network: bool,
+) -> (bool, String) {
+    use std::os::unix::process::CommandExt as _;
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -207,8 +228,18 @@ fn run(script: &str, dir: &Path, bin: &Path, demo: &DemoProcess) -> (bool, Strin
     );
     let out_file = dir.join(".doc-command-output");
     let out = std::fs::File::create(&out_file).unwrap();
-    let mut child = Command::new("bash")
-        .args(["-c", &format!("set -eo pipefail\n{script}")])
+    let script = format!("set -eo pipefail\n{script}");
+    let mut cmd = if own_network {
+        let mut c = Command::new("unshare");
+        c.args(["-rn", "bash", "-c", &format!("ip link set lo up\n{script}")]);
+        c
+    } else {
+        let mut c = Command::new("bash");
+        c.args(["-c", &script]);
+        c
+    };
+    let mut child = cmd
+        .process_group(0)
         .current_dir(dir)
         .env("PATH", path)
         .envs(&demo.tokens)
@@ -217,18 +248,31 @@ fn run(script: &str, dir: &Path, bin: &Path, demo: &DemoProcess) -> (bool, Strin
         .stderr(out)
         .spawn()
         .expect("bash runs");
+    let group = format!("-{}", child.id());
+    let kill_group = || {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if started.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
+            kill_group();
             let _ = child.wait();
-            return (false, format!("did not finish within {COMMAND_TIMEOUT:?}"));
+            let output = std::fs::read_to_string(&out_file).unwrap_or_default();
+            return (
+                false,
+                format!("did not finish within {COMMAND_TIMEOUT:?}; its output:\n{output}"),
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Whatever it left in the background.
+    kill_group();
     let output = std::fs::read_to_string(&out_file).unwrap_or_default();
     let _ = std::fs::remove_file(&out_file);
     (status.success(), output)
@@ -244,6 +288,23 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success());
     if !ok && std::env::var_os("CI").is_some_and(|v| v == "true") {
         panic!("`{tool}` is needed to run the docs' shell blocks (CI=true: not skipped)");
+    }
+    ok
+}
+
+/// Whether a block can have a network namespace of its own here; under
+/// CI it must.
+fn own_network_available() -> bool {
+    let ok = Command::new("unshare")
+        .args(["-rn", "sh", "-c", "ip link set lo up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!(
+            "`unshare -rn` and `ip` are needed for the docs' blocks that bind fixed ports (CI=true: not skipped)"
+        );
     }
     ok
 }
@@ -272,6 +333,8 @@ async fn the_shell_blocks_of_the_docs_work_as_written() {
     let mut ran = Vec::new();
     let mut failures = Vec::new();
     let mut skips_used = vec![0usize; SKIPPED.len()];
+    let mut own_used = vec![0usize; OWN_NETWORK.len()];
+    let netns = own_network_available();
     for doc in DOCS {
         let dir = scratch.path().join(doc.replace('/', "_"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -280,17 +343,37 @@ async fn the_shell_blocks_of_the_docs_work_as_written() {
         }
         std::os::unix::fs::symlink(&collected, dir.join("collected")).unwrap();
         for block in blocks(doc) {
-            if let Some(skip) = skip_of(&block) {
+            if let Some(skip) = entry_of(SKIPPED, &block) {
                 let i = SKIPPED.iter().position(|s| std::ptr::eq(s, skip)).unwrap();
                 skips_used[i] += 1;
                 eprintln!("skip {}:{}: {}", doc, block.line, skip.why);
                 continue;
             }
+            let own = entry_of(OWN_NETWORK, &block);
+            if let Some(entry) = own {
+                let i = OWN_NETWORK
+                    .iter()
+                    .position(|s| std::ptr::eq(s, entry))
+                    .unwrap();
+                own_used[i] += 1;
+                if !netns {
+                    eprintln!(
+                        "skip {}:{}: binds {}, and no network namespace is available here",
+                        doc, block.line, entry.why
+                    );
+                    continue;
+                }
+            }
             for cmd in &block.commands {
-                let script = substitute(cmd, &demo);
+                // In a network of its own the docs' addresses are its own.
+                let script = match own {
+                    Some(_) => cmd.clone(),
+                    None => substitute(cmd, &demo),
+                };
                 let dir = dir.clone();
                 let bin = bin.clone();
-                let (ok, output) = tokio::task::block_in_place(|| run(&script, &dir, &bin, &demo));
+                let (ok, output) =
+                    tokio::task::block_in_place(|| run(&script, &dir, &bin, &demo, own.is_some()));
                 ran.push(format!("{doc}:{}", block.line));
                 if ok == block.fails {
                     failures.push(format!(
@@ -310,6 +393,7 @@ async fn the_shell_blocks_of_the_docs_work_as_written() {
     let unused: Vec<String> = SKIPPED
         .iter()
         .zip(&skips_used)
+        .chain(OWN_NETWORK.iter().zip(&own_used))
         .filter(|(_, n)| **n != 1)
         .map(|(s, n)| format!("{} `{}` matched {n} blocks", s.doc, s.starts))
         .collect();
