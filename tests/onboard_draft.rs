@@ -200,7 +200,11 @@ fn deployment_files_may_set_every_section_the_docs_list() {
     std::fs::write(certs.join("key.pem"), key.serialize_pem()).unwrap();
 
     let sections = documented_sections();
-    assert_eq!(sections.len(), 10, "{sections:?}");
+    assert_eq!(
+        sections,
+        fieldguard::onboard::deployment::SECTIONS,
+        "docs/onboarding.md lists what `--deployment` accepts"
+    );
     let required = ["listeners", "upstream", "identity"];
     let base: String = required.iter().map(|s| section_sample(s, &certs)).collect();
     // Each optional section alone beside the required ones, then all of

@@ -18,6 +18,7 @@
 //! extensions, which the draft follows (docs/onboarding.md lists them), so
 //! re-drafting after the API changes keeps them.
 
+use super::deployment::Facts;
 use super::openapi::{self, Flat, METHODS, Spec};
 use super::propose::{self, FieldFacts, Proposal};
 use crate::config::{Category, Level, Shape};
@@ -144,7 +145,7 @@ struct Drafter<'a> {
 pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, String> {
     let spec = Spec::load(spec_path)?;
     let deployment = match &opts.deployment {
-        Some(p) => Some(read_deployment(p)?),
+        Some(p) => Some(super::deployment::read(p)?),
         None => None,
     };
     let name = spec_path
@@ -179,11 +180,8 @@ pub fn draft(
                 .flat_map(|r| r.members.iter().map(|(_, f)| f)),
         )
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
-    let sections = deployment.map(deployment_sections).unwrap_or_default();
-    if uses_hash
-        && sections.iter().any(|s| s == "redaction")
-        && deployment.is_some_and(|t| !names_hash_key(t))
-    {
+    let facts = deployment.map(Facts::of).unwrap_or_default();
+    if uses_hash && facts.has("redaction") && !facts.names_hash_key {
         return Err(
             "the deployment's `redaction` section names no `hash_key_file`, and the draft proposes keyed-hash masks: name the key file there, or leave `redaction` out and `onboard` writes a new key"
                 .into(),
@@ -192,11 +190,9 @@ pub fn draft(
     // The draft names the key itself when nothing else does (no
     // deployment, or one without `redaction`); the deployment's own key is
     // the deployment's business.
-    let hash_key = (uses_hash && !sections.iter().any(|s| s == "redaction"))
-        .then(|| PathBuf::from(HASH_KEY_FILE));
-    let config = d.render_config(source, deployment, &sections, hash_key.is_some(), shadow)?;
-    let claims = deployment.map(attribute_claims).unwrap_or_default();
-    let schema = d.render_schema(source, &claims);
+    let hash_key = (uses_hash && !facts.has("redaction")).then(|| PathBuf::from(HASH_KEY_FILE));
+    let config = d.render_config(source, deployment, &facts, hash_key.is_some(), shadow)?;
+    let schema = d.render_schema(source, &facts.attribute_claims);
     let files = vec![
         (PathBuf::from("fieldguard.yaml"), config),
         (PathBuf::from("policies/schema.cedarschema"), schema),
@@ -215,84 +211,6 @@ pub fn draft(
         notes,
         hash_key,
     })
-}
-
-/// The token claims a deployment turns into principal attributes
-/// (`identity.jwt.attribute_claims`): the draft's `User` declares them, so
-/// policies that compare them (a partner's `carrier`) validate.
-fn attribute_claims(text: &str) -> Vec<String> {
-    let v: Value = serde_saphyr::from_str(text).unwrap_or_default();
-    v.pointer("/identity/jwt/attribute_claims")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether a deployment file names the keyed-hash secret.
-fn names_hash_key(text: &str) -> bool {
-    serde_saphyr::from_str::<Value>(text).ok().is_some_and(|v| {
-        v.pointer("/redaction/hash_key_file")
-            .is_some_and(|k| !k.is_null())
-    })
-}
-
-/// The top-level keys of a deployment file that [`read_deployment`]
-/// accepted (so it parses).
-fn deployment_sections(text: &str) -> Vec<String> {
-    serde_saphyr::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
-        .unwrap_or_default()
-}
-
-/// The deployment file's text, checked to hold only deployment sections.
-fn read_deployment(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let v: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).unwrap_or(0);
-        format!(
-            "{}:{line}: {}",
-            path.display(),
-            e.to_string().lines().next().unwrap_or_default()
-        )
-    })?;
-    let Some(map) = v.as_object() else {
-        return Err(format!("{}: not a YAML mapping", path.display()));
-    };
-    const ALLOWED: [&str; 10] = [
-        "listeners",
-        "upstream",
-        "identity",
-        "redaction",
-        "limits",
-        "audit",
-        "admin",
-        "tls",
-        "reload",
-        "unmatched",
-    ];
-    for key in map.keys() {
-        if !ALLOWED.contains(&key.as_str()) {
-            return Err(format!(
-                "{}: `{key}` is not a deployment section (expected {}); the draft writes routes, entities and policies itself",
-                path.display(),
-                ALLOWED.join(", ")
-            ));
-        }
-    }
-    for key in ["listeners", "upstream", "identity"] {
-        if !map.contains_key(key) {
-            return Err(format!("{}: `{key}` is required", path.display()));
-        }
-    }
-    Ok(text)
 }
 
 /// `x-fieldguard` of a node, checked against the keys that place takes.
@@ -1061,7 +979,7 @@ impl<'a> Drafter<'a> {
         &self,
         source: &str,
         deployment: Option<&str>,
-        sections: &[String],
+        facts: &Facts,
         names_hash_key: bool,
         shadow: bool,
     ) -> Result<String, String> {
@@ -1122,7 +1040,7 @@ impl<'a> Drafter<'a> {
             o,
             "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n"
         );
-        if !sections.iter().any(|s| s == "unmatched") {
+        if !facts.has("unmatched") {
             o.push_str("unmatched: deny\n\n");
         }
         if shadow {
