@@ -24,7 +24,6 @@
 //!   (taking the demo's `support-records-hour` budget over, for the
 //!   runbook) and reads c-1001 (for `audit subject`).
 //! - A block passes when it exits 0, or non-zero for a `sh fails` block.
-//!
 //! - A block that starts servers on the docs' fixed ports (a reader's own
 //!   machine) is listed in [`OWN_NETWORK`] and runs in a network namespace
 //!   of its own (`unshare -rn`, loopback brought up with `ip`), so it can
@@ -55,7 +54,9 @@ const DOCS: [&str; 4] = [
     "docs/runbook.md",
 ];
 
-/// A block not run here: its document, how its first command starts, why.
+/// A block by its document and the beginning of its commands (one per
+/// line; where entries overlap, the longest that matches names the
+/// block), and why it is listed.
 struct Skip {
     doc: &'static str,
     starts: &'static str,
