@@ -289,9 +289,27 @@ fn a_deployment_redaction_without_its_key_is_refused_saying_what_to_do() {
         ],
     );
     assert!(!ok, "{stdout}");
+    // The file, at its `redaction` line (after the three required
+    // sections' lines), and what to do.
+    let at = format!("{}:", deployment.display());
     assert!(
-        stderr.contains("`redaction` section names no `hash_key_file`")
+        stderr.contains(&at)
+            && stderr.contains(": `redaction` names no `hash_key_file`")
             && stderr.contains("leave `redaction` out and `onboard` writes a new key"),
+        "{stderr}"
+    );
+    let line: usize = stderr
+        .split(&at)
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a line number: {stderr}"));
+    let text = std::fs::read_to_string(&deployment).unwrap();
+    assert!(
+        text.lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with("redaction:"),
         "{stderr}"
     );
     assert!(!dir.path().join("draft").exists(), "nothing written");

@@ -60,6 +60,19 @@ pub fn read(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// Why a draft that proposes keyed-hash masks refuses a deployment whose
+/// `redaction` names no key (the draft could not validate; it cannot add a
+/// second `redaction`).
+pub const NO_HASH_KEY: &str = "`redaction` names no `hash_key_file`, and the draft proposes keyed-hash masks: name the key file there, or leave `redaction` out and `onboard` writes a new key";
+
+/// The 1-based line where a top-level `section` starts, for messages.
+pub fn section_line(text: &str, section: &str) -> Option<usize> {
+    let key = format!("{section}:");
+    text.lines()
+        .position(|l| l.starts_with(&key))
+        .map(|i| i + 1)
+}
+
 /// What the draft needs to know of a deployment file [`read`] accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {

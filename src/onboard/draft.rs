@@ -152,7 +152,17 @@ pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, Str
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    draft(&spec, &name, deployment.as_deref(), opts.shadow)
+    draft(&spec, &name, deployment.as_deref(), opts.shadow).map_err(|e| {
+        // Said of the deployment file: name it, at its `redaction` line.
+        match (&opts.deployment, &deployment) {
+            (Some(path), Some(text)) if e == super::deployment::NO_HASH_KEY => format!(
+                "{}:{}: {e}",
+                path.display(),
+                super::deployment::section_line(text, "redaction").unwrap_or(1)
+            ),
+            _ => e,
+        }
+    })
 }
 
 /// Drafts from a loaded document; `source` names it in the files' headers;
@@ -182,10 +192,7 @@ pub fn draft(
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
     let facts = deployment.map(Facts::of).unwrap_or_default();
     if uses_hash && facts.has("redaction") && !facts.names_hash_key {
-        return Err(
-            "the deployment's `redaction` section names no `hash_key_file`, and the draft proposes keyed-hash masks: name the key file there, or leave `redaction` out and `onboard` writes a new key"
-                .into(),
-        );
+        return Err(super::deployment::NO_HASH_KEY.into());
     }
     // The draft names the key itself when nothing else does (no
     // deployment, or one without `redaction`); the deployment's own key is
