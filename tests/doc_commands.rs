@@ -11,9 +11,9 @@
 //!   other block is a script, run whole.
 //! - In `bash` with `set -eo pipefail`, in a scratch folder per document
 //!   (documents run one after another, blocks in order, so a document's
-//!   later steps see its earlier ones' files), holding links to the
-//!   repository's `examples/` and `policies/` and to `collected/`, the
-//!   running demo's audit folder; `fieldguard` on `PATH` is the binary
+//!   later steps see its earlier ones' files), holding copies of the
+//!   repository's `examples/` and `policies/` and a link to `collected/`,
+//!   the running demo's audit folder; `fieldguard` on `PATH` is the binary
 //!   under test; `TOKEN_*` are the demo's tokens (as its banner prints
 //!   them to paste).
 //! - The demo runs on ephemeral ports; the docs' fixed addresses of it
@@ -24,6 +24,10 @@
 //!   (taking the demo's `support-records-hour` budget over, for the
 //!   runbook) and reads c-1001 (for `audit subject`).
 //! - A block passes when it exits 0, or non-zero for a `sh fails` block.
+//! - A block that names a file is an edit the reader makes before the next
+//!   steps, made to the copies: ```` ```diff PATH ```` applies its `-`/`+`
+//!   lines ([`common::doc_edit::apply_edit`]), ```` ```LANG PATH ```` writes
+//!   a new file (docs/policies.md's recipes).
 //! - A block that starts servers on the docs' fixed ports (a reader's own
 //!   machine) is listed in [`OWN_NETWORK`] and runs in a network namespace
 //!   of its own (`unshare -rn`, loopback brought up with `ip`), so it can
@@ -74,21 +78,6 @@ static SKIPPED: &[Skip] = &[
         starts: "cargo build --release",
         why: "a release build takes minutes, and `my-service.yaml` is the reader's own service",
     },
-    Skip {
-        doc: "docs/policies.md",
-        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\nfieldguard test --config examples/demo/fieldguard.yaml policies/tests\nfieldguard matrix",
-        why: "a step of the add-a-role recipe: it needs the recipe's diffs applied first; tests/policy_tools.rs follows the recipe, diffs and commands",
-    },
-    Skip {
-        doc: "docs/policies.md",
-        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\n",
-        why: "a step of the add-a-field recipe (`sh fails`: fails only after the recipe's diff); tests/policy_tools.rs follows it",
-    },
-    Skip {
-        doc: "docs/policies.md",
-        starts: "fieldguard validate --strict --config examples/demo/fieldguard.yaml\nfieldguard test --config examples/demo/fieldguard.yaml policies/tests\n",
-        why: "the add-a-field recipe's last step, after its diffs; tests/policy_tools.rs follows it",
-    },
 ];
 
 /// Blocks that start servers on the docs' fixed ports: run in a network
@@ -99,15 +88,26 @@ static OWN_NETWORK: &[Skip] = &[Skip {
     why: "the upgraded shop on 127.0.0.1:9000 and the shadow draft's proxy on 8080 and admin on 9090",
 }];
 
-/// One fenced shell block.
+/// One fenced block the runner acts on.
 #[derive(Debug)]
 struct Block {
     doc: &'static str,
     /// 1-based line of the opening fence.
     line: usize,
-    /// What to run: one script, or a transcript's commands.
+    /// What to run: one script, or a transcript's commands (none for an
+    /// edit).
     commands: Vec<String>,
     fails: bool,
+    /// A block naming a file: the edit or the new file.
+    edit: Option<FileBlock>,
+}
+
+#[derive(Debug)]
+enum FileBlock {
+    /// ```` ```diff PATH ````: context, `-` and `+` lines.
+    Diff { path: String, lines: Vec<String> },
+    /// ```` ```LANG PATH ````: a new file with the block's text.
+    Create { path: String, text: String },
 }
 
 impl Block {
@@ -144,14 +144,31 @@ fn blocks(doc: &'static str) -> Vec<Block> {
             Some((lang, rest)) => (*lang, rest),
             None => continue,
         };
-        if !["sh", "console", "bash"].contains(&lang) {
-            continue;
-        }
+        let (commands, edit) = match (lang, rest) {
+            ("sh" | "console" | "bash", _) => (commands_of(&body), None),
+            ("diff", [path]) => (
+                Vec::new(),
+                Some(FileBlock::Diff {
+                    path: path.to_string(),
+                    lines: body,
+                }),
+            ),
+            (_, [path]) => (
+                Vec::new(),
+                Some(FileBlock::Create {
+                    path: path.to_string(),
+                    text: body.join("\n") + "\n",
+                }),
+            ),
+            // Anything else (```json, ```text, …) is shown, not done.
+            _ => continue,
+        };
         out.push(Block {
             doc,
             line: start + 1,
-            commands: commands_of(&body),
-            fails: rest == ["fails"],
+            fails: edit.is_none() && rest == ["fails"],
+            commands,
+            edit,
         });
     }
     out
@@ -339,11 +356,29 @@ async fn the_shell_blocks_of_the_docs_work_as_written() {
     for doc in DOCS {
         let dir = scratch.path().join(doc.replace('/', "_"));
         std::fs::create_dir_all(&dir).unwrap();
-        for link in ["examples", "policies"] {
-            std::os::unix::fs::symlink(repo_path(link), dir.join(link)).unwrap();
+        // Copies: a document's edits change them, never the repository.
+        for tree in ["examples", "policies"] {
+            common::copy_dir(&repo_path(tree), &dir.join(tree));
         }
         std::os::unix::fs::symlink(&collected, dir.join("collected")).unwrap();
         for block in blocks(doc) {
+            match &block.edit {
+                Some(FileBlock::Diff { path, lines }) => {
+                    common::doc_edit::apply_edit(&dir.join(path), lines);
+                    continue;
+                }
+                Some(FileBlock::Create { path, text }) => {
+                    let file = dir.join(path);
+                    assert!(
+                        !file.exists(),
+                        "{doc}:{}: creates {path}, which exists",
+                        block.line
+                    );
+                    std::fs::write(file, text).unwrap();
+                    continue;
+                }
+                None => {}
+            }
             if let Some(skip) = entry_of(SKIPPED, &block) {
                 let i = SKIPPED.iter().position(|s| std::ptr::eq(s, skip)).unwrap();
                 skips_used[i] += 1;
@@ -401,9 +436,8 @@ async fn the_shell_blocks_of_the_docs_work_as_written() {
     assert!(unused.is_empty(), "each skip names one block: {unused:#?}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     eprintln!("ran {} commands: {ran:?}", ran.len());
-    // Each document but policies.md (whose blocks are recipe steps) has
-    // blocks that ran.
-    for doc in ["README.md", "docs/onboarding.md", "docs/runbook.md"] {
+    // Each document has blocks that ran.
+    for doc in DOCS {
         assert!(
             ran.iter().any(|r| r.starts_with(&format!("{doc}:"))),
             "no block of {doc} ran"
