@@ -101,7 +101,30 @@ enum AuditCommand {
     Expand {
         #[command(flatten)]
         input: AuditFiles,
+        #[command(flatten)]
+        filter: ExpandFilter,
     },
+}
+
+/// Which records `audit expand` prints (each option may be repeated: any
+/// of its values; options together: all of them). None: every record.
+#[derive(clap::Args)]
+struct ExpandFilter {
+    /// Records that took this bulk-read budget over its limit (its id in
+    /// the config's `budgets:`).
+    #[arg(long = "budget", value_name = "ID")]
+    budgets: Vec<String>,
+    /// Records of this principal (`principal.id`: a token's `sub`).
+    #[arg(long = "principal", value_name = "ID")]
+    principals: Vec<String>,
+    /// Records of this route: its template, alone or after the method
+    /// (`/customers/{id}`, `GET /customers/{id}`).
+    #[arg(long = "route", value_name = "ROUTE")]
+    routes: Vec<String>,
+    /// Records with this request-level decision: allow, deny or
+    /// passthrough (allowed and denied are read as allow and deny).
+    #[arg(long = "decision", value_name = "DECISION")]
+    decisions: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -124,9 +147,14 @@ enum OnboardCommand {
         /// identity, redaction, …) to copy into the draft as written.
         #[arg(long)]
         deployment: Option<PathBuf>,
-        /// Replace files already in the output folder.
+        /// Replace files already in the output folder (never the hash key).
         #[arg(long)]
         force: bool,
+        /// Draft for step 3 of onboarding: global shadow mode (decide and
+        /// audit, enforce nothing) and `unknown_fields: pass` on every
+        /// route, so the API can run behind it and be observed first.
+        #[arg(long)]
+        shadow: bool,
     },
     /// Print the catalogue entries still missing, from what observing
     /// routes saw in traffic (the admin listener's /observed, or a saved
@@ -359,8 +387,16 @@ fn main() -> ExitCode {
             command: AuditCommand::Subject { id, input, format },
         } => audit_subject(&id, &input, format),
         Command::Audit {
-            command: AuditCommand::Expand { input },
-        } => audit_expand(&input),
+            command: AuditCommand::Expand { input, filter },
+        } => audit_expand(
+            &input,
+            fieldguard::audit::filter::RecordFilter {
+                budgets: filter.budgets,
+                principals: filter.principals,
+                routes: filter.routes,
+                decisions: filter.decisions,
+            },
+        ),
         Command::Token {
             role,
             sub,
@@ -388,8 +424,14 @@ fn main() -> ExitCode {
                     out,
                     deployment,
                     force,
+                    shadow,
                 },
-        } => onboard_openapi(&spec, &out, deployment, force),
+        } => onboard_openapi(
+            &spec,
+            &out,
+            fieldguard::onboard::draft::DraftOptions { deployment, shadow },
+            force,
+        ),
         Command::Onboard {
             command:
                 OnboardCommand::Observed {
@@ -528,10 +570,10 @@ use fieldguard::onboard::observed as tools_observed;
 fn onboard_openapi(
     spec: &std::path::Path,
     out: &std::path::Path,
-    deployment: Option<PathBuf>,
+    opts: fieldguard::onboard::draft::DraftOptions,
     force: bool,
 ) -> Result<(), CliError> {
-    let opts = fieldguard::onboard::draft::DraftOptions { deployment };
+    use fieldguard::onboard::secret::KeyFile;
     let draft = fieldguard::onboard::draft::draft_openapi(spec, &opts)?;
     if !force {
         for (rel, _) in &draft.files {
@@ -545,19 +587,50 @@ fn onboard_openapi(
             }
         }
     }
-    draft.write(out)?;
+    let key = draft.write(out)?;
     for (rel, _) in &draft.files {
         outln!("wrote {}", out.join(rel).display());
+    }
+    if let Some(rel) = &draft.hash_key {
+        let path = out.join(rel).display().to_string();
+        match key {
+            Some(KeyFile::Written) => {
+                outln!("wrote {path} (a new random keyed-hash secret, mode 0600)")
+            }
+            _ => outln!("kept {path} (an existing key is never replaced)"),
+        }
     }
     for n in &draft.notes {
         outln!("note: {n}");
     }
+    let config = out.join("fieldguard.yaml").display().to_string();
     outln!(
-        "next: review every `proposed` line of {}, then `fieldguard validate --config {}` (docs/onboarding.md)",
-        out.join("fieldguard.yaml").display(),
-        out.join("fieldguard.yaml").display()
+        "next: review every `proposed` line of {config}, then run: {} validate --config {}   (docs/onboarding.md)",
+        // The running binary by its path: the line works as printed even
+        // where no `fieldguard` is on PATH (after `cargo run`).
+        shell_word(
+            &std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "fieldguard".into())
+        ),
+        shell_word(&config),
     );
     Ok(())
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only
+/// characters no shell treats specially, else in single quotes, so a
+/// printed command can be pasted whatever the paths hold.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Runs policy tests; the summary line is `N passed, N failed`.
@@ -670,13 +743,21 @@ fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions
     })
 }
 
-/// Prints the records of (verified) audit files in full, one per line.
-fn audit_expand(input: &AuditFiles) -> Result<(), CliError> {
+/// Prints the records of (verified) audit files in full, one per line;
+/// those `filter` picks.
+fn audit_expand(
+    input: &AuditFiles,
+    mut filter: fieldguard::audit::filter::RecordFilter,
+) -> Result<(), CliError> {
     use std::io::Write;
+    filter.check()?;
     let (files, opts) = (&input.files, verify_options(input)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
     fieldguard::audit::read::each_record(files, &opts, |_, rec| {
+        if !filter.matches(&rec) {
+            return;
+        }
         let sorted = fieldguard::audit::chain::sorted(&rec);
         if failed.is_none()
             && let Err(e) = serde_json::to_writer(&mut out, &sorted)

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::doc_edit::apply_edit;
 use common::{copy_dir, repo_path, start, token, token_with_claims};
 use serde_json::Value;
 use std::path::Path;
@@ -560,33 +561,6 @@ fn recipe(name: &str) -> Vec<Step> {
         }
     }
     steps
-}
-
-/// Applies a diff block: the context and `-` lines, in order, must occur
-/// exactly once in the file; they become the context and `+` lines.
-fn apply_edit(file: &Path, lines: &[String]) {
-    let text = std::fs::read_to_string(file).unwrap();
-    let (mut from, mut to) = (Vec::new(), Vec::new());
-    for l in lines {
-        let (mark, rest) = l.split_at(l.len().min(1));
-        match mark {
-            " " | "" => {
-                from.push(rest);
-                to.push(rest);
-            }
-            "-" => from.push(rest),
-            "+" => to.push(rest),
-            other => panic!("diff line starts with {other:?}: {l}"),
-        }
-    }
-    let (from, to) = (from.join("\n") + "\n", to.join("\n") + "\n");
-    assert_eq!(
-        text.matches(&from).count(),
-        1,
-        "{}: the recipe's context must occur once:\n{from}",
-        file.display()
-    );
-    std::fs::write(file, text.replacen(&from, &to, 1)).unwrap();
 }
 
 /// Follows a recipe of docs/policies.md on `root` (a copy of the

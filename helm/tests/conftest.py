@@ -136,6 +136,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "sidecar-only": {
         "example": {"enabled": False},
+        # Without the example, a config of the team's own is required.
+        "config": {"file": _team_config()},
         "podSelector": {"app": "my-api"},
         "networkPolicy": {"enabled": True},
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import (
+    _team_config,
     CHART,
     NEWEST,
     SCENARIOS,
@@ -175,7 +176,8 @@ def test_network_policy_for_a_team_pod_needs_its_selector():
     assert find(objs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == {"app": "my-api"}
     assert kinds(objs) == ["ConfigMap", "NetworkPolicy", "PrometheusRule", "Service", "ServiceMonitor"]
     with pytest.raises(Exception, match="podSelector is required"):
-        render_raw({"example": {"enabled": False}, "networkPolicy": {"enabled": True}})
+        render_raw({"example": {"enabled": False}, "networkPolicy": {"enabled": True},
+                    "config": {"file": _team_config()}})
 
 
 def test_termination_grace_covers_shutdown_and_audit_drain(defaults):
@@ -440,7 +442,8 @@ def test_budget_replicas_follow_the_example_unless_set():
     objs = render({"budgets": {**store, "replicas": 10}, "example": {"replicas": 5}}, NEWEST)
     assert budgets_of(objs)["replicas"] == 10
     # A team's Deployment: the chart does not know its replicas, so they are set.
-    team = {"budgets": {**store, "replicas": 4}, "example": {"enabled": False}, "podSelector": {"app": "my-api"}}
+    team = {"budgets": {**store, "replicas": 4}, "example": {"enabled": False}, "podSelector": {"app": "my-api"},
+            "config": {"file": _team_config()}}
     assert yaml.safe_load(find(render(team, NEWEST), "ConfigMap", "-config")["data"]["fieldguard.yaml"])[
         "budgets"]["replicas"] == 4
 

@@ -8,7 +8,8 @@
 //! once per file as a definition ([`define`] remembers which), [`chain`]
 //! links records by hash, [`sink`] owns the file and its rotation,
 //! [`verify`] checks a written log, [`expand`] resolves definitions,
-//! [`read`] hands verified records in full to readers, and [`subject`]
+//! [`read`] hands verified records in full to readers ([`filter`] picks
+//! the ones `audit expand` prints), and [`subject`]
 //! finds what a log says about one customer. Each writer run is a chain of
 //! its own ([`origin`] names it), from a genesis record to a seal record;
 //! [`verify`] sorts the lines of many chains (a fleet's files, merged
@@ -18,6 +19,7 @@ pub mod chain;
 pub mod config;
 pub mod define;
 pub mod expand;
+pub mod filter;
 pub mod log;
 pub mod origin;
 pub mod read;

@@ -18,6 +18,7 @@
 //! extensions, which the draft follows (docs/onboarding.md lists them), so
 //! re-drafting after the API changes keeps them.
 
+use super::deployment::Facts;
 use super::openapi::{self, Flat, METHODS, Spec};
 use super::propose::{self, FieldFacts, Proposal};
 use crate::config::{Category, Holds, Level, Shape};
@@ -33,7 +34,16 @@ pub struct DraftOptions {
     /// upstream, identity, redaction, limits, audit, admin, tls, reload,
     /// unmatched), copied into the draft as written.
     pub deployment: Option<PathBuf>,
+    /// Start in global shadow mode (`shadow: true`, and `unknown_fields:
+    /// pass` on every route): step 3 of docs/onboarding.md, so a draft can
+    /// go in front of the live API to observe it before anything is
+    /// enforced.
+    pub shadow: bool,
 }
+
+/// Where the draft asks for its keyed-hash secret, relative to the output
+/// folder, when the deployment does not name one.
+pub const HASH_KEY_FILE: &str = "secrets/hash.key";
 
 /// The draft: files relative to the output folder, and notes for the
 /// operator.
@@ -41,11 +51,16 @@ pub struct DraftOptions {
 pub struct Draft {
     pub files: Vec<(PathBuf, String)>,
     pub notes: Vec<String>,
+    /// The keyed-hash secret the configuration names (relative to the
+    /// output folder), when the draft names one itself: [`Draft::write`]
+    /// creates it, so the draft validates as written.
+    pub hash_key: Option<PathBuf>,
 }
 
 impl Draft {
-    /// Writes the files under `out` (creating folders).
-    pub fn write(&self, out: &Path) -> Result<(), String> {
+    /// Writes the files under `out` (creating folders), and the keyed-hash
+    /// secret when the draft names one (what happened to it is returned).
+    pub fn write(&self, out: &Path) -> Result<Option<super::secret::KeyFile>, String> {
         for (rel, text) in &self.files {
             let path = out.join(rel);
             if let Some(dir) = path.parent() {
@@ -55,7 +70,10 @@ impl Draft {
             std::fs::write(&path, text)
                 .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         }
-        Ok(())
+        self.hash_key
+            .as_ref()
+            .map(|rel| super::secret::ensure_key(&out.join(rel)))
+            .transpose()
     }
 }
 
@@ -130,18 +148,34 @@ struct Drafter<'a> {
 pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, String> {
     let spec = Spec::load(spec_path)?;
     let deployment = match &opts.deployment {
-        Some(p) => Some(read_deployment(p)?),
+        Some(p) => Some(super::deployment::read(p)?),
         None => None,
     };
     let name = spec_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    draft(&spec, &name, deployment.as_deref())
+    draft(&spec, &name, deployment.as_deref(), opts.shadow).map_err(|e| {
+        // Said of the deployment file: name it, at its `redaction` line.
+        match (&opts.deployment, &deployment) {
+            (Some(path), Some(text)) if e == super::deployment::NO_HASH_KEY => format!(
+                "{}:{}: {e}",
+                path.display(),
+                super::deployment::section_line(text, "redaction").unwrap_or(1)
+            ),
+            _ => e,
+        }
+    })
 }
 
-/// Drafts from a loaded document; `source` names it in the files' headers.
-pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draft, String> {
+/// Drafts from a loaded document; `source` names it in the files' headers;
+/// `deployment` is the checked text of a deployment file.
+pub fn draft(
+    spec: &Spec,
+    source: &str,
+    deployment: Option<&str>,
+    shadow: bool,
+) -> Result<Draft, String> {
     let mut d = Drafter {
         spec,
         entities: BTreeMap::new(),
@@ -159,8 +193,16 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
                 .flat_map(|r| r.members.iter().map(|(_, f)| f)),
         )
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
-    let config = d.render_config(source, deployment, uses_hash)?;
-    let schema = d.render_schema(source);
+    let facts = deployment.map(Facts::of).unwrap_or_default();
+    if uses_hash && facts.has("redaction") && !facts.names_hash_key {
+        return Err(super::deployment::NO_HASH_KEY.into());
+    }
+    // The draft names the key itself when nothing else does (no
+    // deployment, or one without `redaction`); the deployment's own key is
+    // the deployment's business.
+    let hash_key = (uses_hash && !facts.has("redaction")).then(|| PathBuf::from(HASH_KEY_FILE));
+    let config = d.render_config(source, deployment, &facts, hash_key.is_some(), shadow)?;
+    let schema = d.render_schema(source, &facts.attribute_claims);
     let files = vec![
         (PathBuf::from("fieldguard.yaml"), config),
         (PathBuf::from("policies/schema.cedarschema"), schema),
@@ -174,51 +216,11 @@ pub fn draft(spec: &Spec, source: &str, deployment: Option<&str>) -> Result<Draf
         d.routes.len(),
         d.entities.len()
     ));
-    Ok(Draft { files, notes })
-}
-
-/// The deployment file's text, checked to hold only deployment sections.
-fn read_deployment(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let v: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).unwrap_or(0);
-        format!(
-            "{}:{line}: {}",
-            path.display(),
-            e.to_string().lines().next().unwrap_or_default()
-        )
-    })?;
-    let Some(map) = v.as_object() else {
-        return Err(format!("{}: not a YAML mapping", path.display()));
-    };
-    const ALLOWED: [&str; 10] = [
-        "listeners",
-        "upstream",
-        "identity",
-        "redaction",
-        "limits",
-        "audit",
-        "admin",
-        "tls",
-        "reload",
-        "unmatched",
-    ];
-    for key in map.keys() {
-        if !ALLOWED.contains(&key.as_str()) {
-            return Err(format!(
-                "{}: `{key}` is not a deployment section (expected {}); the draft writes routes, entities and policies itself",
-                path.display(),
-                ALLOWED.join(", ")
-            ));
-        }
-    }
-    for key in ["listeners", "upstream", "identity"] {
-        if !map.contains_key(key) {
-            return Err(format!("{}: `{key}` is required", path.display()));
-        }
-    }
-    Ok(text)
+    Ok(Draft {
+        files,
+        notes,
+        hash_key,
+    })
 }
 
 /// `x-fieldguard` of a node, checked against the keys that place takes.
@@ -988,7 +990,9 @@ impl<'a> Drafter<'a> {
         &self,
         source: &str,
         deployment: Option<&str>,
-        uses_hash: bool,
+        facts: &Facts,
+        names_hash_key: bool,
+        shadow: bool,
     ) -> Result<String, String> {
         let mut o = String::new();
         let _ = writeln!(
@@ -1032,20 +1036,34 @@ impl<'a> Drafter<'a> {
                      # loopback until JWT is configured (docs/configuration.md, `identity`).\n\
                      identity:\n  gateway:\n    trusted_peers: [127.0.0.1/32]\n"
                 );
-                if uses_hash {
-                    let _ = writeln!(
-                        o,
-                        "# Keyed-hash masks need a secret key of 16 bytes or more, e.g.\n\
-                         #   mkdir -p secrets && head -c 32 /dev/urandom | base64 > secrets/hash.key\n\
-                         redaction:\n  hash_key_file: secrets/hash.key\n"
-                    );
-                }
             }
+        }
+        if names_hash_key {
+            let _ = writeln!(
+                o,
+                "# Keyed-hash masks need a secret key: `onboard` wrote a random one (32\n\
+                 # bytes, mode 0600) and never replaces it, since another key changes\n\
+                 # every pseudonym. Keep it out of version control.\n\
+                 redaction:\n  hash_key_file: {HASH_KEY_FILE}\n"
+            );
         }
         let _ = writeln!(
             o,
-            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n\nunmatched: deny\n\nroutes:"
+            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n"
         );
+        if !facts.has("unmatched") {
+            o.push_str("unmatched: deny\n\n");
+        }
+        if shadow {
+            o.push_str(
+                "# Shadow mode (--shadow): every decision and redaction is computed and\n\
+                 # audited but nothing is enforced, and each route relays and observes\n\
+                 # what the catalogue lacks (`unknown_fields: pass`). Remove both to\n\
+                 # enforce (docs/onboarding.md, step 5).\n\
+                 shadow: true\n\n",
+            );
+        }
+        o.push_str("routes:\n");
         for r in &self.routes {
             o.push('\n');
             if let Some(s) = &r.summary {
@@ -1061,6 +1079,10 @@ impl<'a> Drafter<'a> {
                 yaml_str(&r.path)
             );
             let _ = writeln!(o, "    action: {}  # {}", yaml_str(&r.action), r.action_why);
+            // Only where there is a response to pass members of.
+            if shadow && (!r.records.is_empty() || !r.members.is_empty()) {
+                o.push_str("    unknown_fields: pass\n");
+            }
             let res = &r.resource;
             let mut parts = vec![format!("type: {}", res.type_name)];
             if let Some(id) = &res.id {
@@ -1149,16 +1171,31 @@ impl<'a> Drafter<'a> {
         Ok(o)
     }
 
-    fn render_schema(&self, source: &str) -> String {
+    fn render_schema(&self, source: &str, claims: &[String]) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
             "// Cedar schema DRAFTED from {source} by `fieldguard onboard openapi`.\n\
              // Principals are `User`s in `Role`s (from the caller's identity);\n\
              // resources are the routes' resources and the records of responses.\n\
-             // Review the attributes: they are what policies can test.\n\n\
-             entity Role;\nentity User in [Role];\n"
+             // Review the attributes: they are what policies can test.\n"
         );
+        if claims.is_empty() {
+            o.push_str("entity Role;\nentity User in [Role];\n\n");
+        } else {
+            // A token without the claim has no such attribute; a claim may
+            // hold a string, number, boolean or list: String is proposed.
+            let attrs: Vec<String> = claims
+                .iter()
+                .map(|c| format!("{}?: String", cedar_attr_name(c)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "// proposed: the deployment's identity.jwt.attribute_claims, as strings\n\
+                 entity Role;\nentity User in [Role] = {{ {} }};\n",
+                attrs.join(", ")
+            );
+        }
         let record_types: Vec<&String> = self.entities.keys().collect();
         let mut resource_types: Vec<String> = self
             .routes
@@ -1533,6 +1570,16 @@ fn yaml_str(s: &str) -> String {
     }
 }
 
+/// An attribute name as Cedar's schema syntax takes it: bare when it is
+/// an identifier, else quoted.
+fn cedar_attr_name(name: &str) -> String {
+    if cedar_ident(name) == name {
+        name.to_string()
+    } else {
+        cedar_str(name)
+    }
+}
+
 fn cedar_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
@@ -1606,7 +1653,7 @@ mod tests {
             }}}
         });
         let spec = Spec::from_value(doc.clone()).unwrap();
-        let d = draft(&spec, "t.yaml", None).unwrap();
+        let d = draft(&spec, "t.yaml", None, false).unwrap();
         let config = &d.files[0].1;
         assert!(
             config.contains("action: thing:look  # from x-fieldguard"),
@@ -1628,7 +1675,7 @@ mod tests {
         );
         let mut bad = doc;
         bad["paths"]["/things/{tid}"]["get"]["x-fieldguard"]["acton"] = "x".into();
-        let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None).unwrap_err();
+        let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None, false).unwrap_err();
         assert!(e.contains("unknown `x-fieldguard` key `acton`"), "{e}");
     }
 }

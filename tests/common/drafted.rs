@@ -1,11 +1,12 @@
 //! The demo shop's deployment as `fieldguard onboard openapi` drafts it
 //! from its OpenAPI document (examples/onboarding/demo-shop.openapi.yaml),
 //! with the deployment's own sections (the demo's JWT settings and keys)
-//! and the reference policies added, as an operator would after review:
-//! the real proxy with that configuration in front of the real shop. The
-//! review also adds what no API document states: a logistics partner's
-//! scope (the `carrier` token claim, and the `carrier` attribute of orders
-//! that the reference policies compare with it, CDM-3.2.3).
+//! and the reference policies added: the real proxy with that
+//! configuration, not edited, in front of the real shop. The review's
+//! decisions are in the document as `x-fieldguard` (the orders' `carrier`
+//! attribute, the shipping address as one value) and the deployment (the
+//! `carrier` token claim, which the draft's `User` declares), as
+//! docs/onboarding.md says.
 
 use super::{Harness, repo_path};
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
@@ -41,12 +42,12 @@ pub fn draft_dir() -> &'static Path {
             &repo_path("examples/onboarding/demo-shop.openapi.yaml"),
             &DraftOptions {
                 deployment: Some(deployment),
+                ..DraftOptions::default()
             },
         )
         .unwrap_or_else(|e| panic!("draft: {e}"));
         let out = dir.join("draft");
         draft.write(&out).unwrap();
-        add_partner_scope(&out);
         // The reference policies (the draft's own baseline permits nothing).
         for e in std::fs::read_dir(repo_path("policies")).unwrap() {
             let p = e.unwrap().path();
@@ -56,38 +57,6 @@ pub fn draft_dir() -> &'static Path {
         }
         out
     })
-}
-
-/// The reviewer's addition for partners: orders get a `carrier` attribute
-/// (from `logistics.carrier`), principals a `carrier` (from the token).
-fn add_partner_scope(draft: &Path) {
-    let edit = |file: &Path, from: &str, to: &str| {
-        let text = std::fs::read_to_string(file).unwrap();
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "{from:?} in {}",
-            file.display()
-        );
-        std::fs::write(file, text.replacen(from, to, 1)).unwrap();
-    };
-    let config = draft.join("fieldguard.yaml");
-    edit(
-        &config,
-        "  Order:\n    id_field: id\n    attributes:\n",
-        "  Order:\n    id_field: id\n    attributes:\n      carrier: { field: logistics.carrier, type: string, default: \"\" }\n",
-    );
-    let schema = draft.join("policies/schema.cedarschema");
-    edit(
-        &schema,
-        "entity User in [Role];",
-        "entity User in [Role] = { carrier?: String };",
-    );
-    edit(
-        &schema,
-        "entity Order = { owner?: User, marketing_consent?: Bool };",
-        "entity Order = { owner?: User, marketing_consent?: Bool, carrier?: String };",
-    );
 }
 
 /// The shop and the proxy with the drafted configuration.

@@ -6,6 +6,8 @@
 )]
 
 pub mod audited;
+pub mod demo_process;
+pub mod doc_edit;
 pub mod drafted;
 pub mod fleet;
 pub mod scripted;

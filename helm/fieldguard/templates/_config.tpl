@@ -24,30 +24,54 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
   {{- if hasKey $cfg "Error" -}}
     {{- fail (printf "config.file is not valid YAML: %s" (get $cfg "Error")) -}}
   {{- end -}}
+  {{- /* Every problem of the file in one message: an operator fixes them
+         all in one go rather than one per render. */ -}}
+  {{- $errors := list -}}
   {{- range $key, $why := dict "listeners" "proxy.port" "admin" "admin.port" -}}
     {{- if hasKey $cfg $key -}}
-      {{- fail (printf "config.file sets `%s`, which the chart sets from %s: remove it from the file" $key $why) -}}
+      {{- $errors = append $errors (printf "config.file sets `%s`, which the chart sets from %s: remove it from the file" $key $why) -}}
     {{- end -}}
   {{- end -}}
   {{- if and (hasKey $cfg "upstream") (hasKey (get $cfg "upstream" | default dict) "url") -}}
-    {{- fail "config.file sets `upstream.url`, which the chart sets to http://127.0.0.1:<app.port> (the app listens on loopback only): remove it and set app.port" -}}
+    {{- $errors = append $errors "config.file sets `upstream.url`, which the chart sets to http://127.0.0.1:<app.port> (the app listens on loopback only): remove it and set app.port" -}}
   {{- end -}}
   {{- with $cfg.policies -}}
-    {{- if or (hasKey . "directory") (hasKey . "schema") -}}
-      {{- fail "config.file sets `policies.directory` or `policies.schema`, which the chart sets to where it mounts the policies: remove them (policies.files or policies.existingConfigMap say which policies)" -}}
+    {{- range $key := list "directory" "schema" -}}
+      {{- if hasKey $cfg.policies $key -}}
+        {{- $errors = append $errors (printf "config.file sets `policies.%s`, which the chart sets to where it mounts the policies: remove it (policies.files or policies.existingConfigMap say which policies)" $key) -}}
+      {{- end -}}
     {{- end -}}
   {{- end -}}
   {{- with $cfg.audit -}}
-    {{- if or (hasKey . "file") (hasKey . "stdout") -}}
-      {{- fail "config.file sets `audit.file` or `audit.stdout`, which the chart sets from audit.sink: remove them (other audit keys are yours)" -}}
+    {{- range $key := list "file" "stdout" -}}
+      {{- if hasKey $cfg.audit $key -}}
+        {{- $errors = append $errors (printf "config.file sets `audit.%s`, which the chart sets from audit.sink: remove it (other audit keys are yours)" $key) -}}
+      {{- end -}}
     {{- end -}}
   {{- end -}}
   {{- $budgets := get $cfg "budgets" | default dict -}}
   {{- range $key, $value := dict "store" "budgets.store" "replicas" "budgets.replicas" "on_store_error" "budgets.onStoreError" -}}
     {{- if hasKey $budgets $key -}}
-      {{- fail (printf "config.file sets `budgets.%s`, which the chart sets from the %s value: remove it (roles and limits, and a limit's own on_store_error, are yours)" $key $value) -}}
+      {{- $errors = append $errors (printf "config.file sets `budgets.%s`, which the chart sets from the %s value: remove it (roles and limits, and a limit's own on_store_error, are yours)" $key $value) -}}
     {{- end -}}
   {{- end -}}
+  {{- /* A relative path is read beside the config file, which in the pod is
+         the ConfigMap's mount: no key or certificate is ever there. */ -}}
+  {{- $relative := list -}}
+  {{- range $line := include "fieldguard.relativePaths" (dict "v" $cfg "at" "") | splitList "\n" -}}
+    {{- /* audit.file is refused above whatever its value. */ -}}
+    {{- if and $line (not (hasPrefix "`audit.file:" $line)) -}}
+      {{- $relative = append $relative $line -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if $relative -}}
+    {{- $errors = append $errors (printf "config.file names relative paths (%s): in the pod they would be read beside the config, in the ConfigMap's mount %s, where no key or certificate is; give the absolute paths where they are mounted (secrets.mountPath %s, tls.mountPath %s)" (join ", " $relative) (include "fieldguard.configDir" $) $.Values.secrets.mountPath $.Values.tls.mountPath) -}}
+  {{- end -}}
+  {{- if $errors -}}
+    {{- fail (printf "config.file cannot be used as it is (%d problem(s), all listed):\n- %s" (len $errors) (join "\n- " $errors)) -}}
+  {{- end -}}
+{{- else if not .Values.example.enabled -}}
+  {{- fail "config.file is empty and example.enabled is false: the chart would put the demo shop's reference configuration (its routes, roles and demo keys) in front of your app. Set config.file to your service's configuration (helm install ... --set-file config.file=fieldguard.yaml; see the chart's README), or set example.enabled=true to install the demo" -}}
 {{- else -}}
   {{- $cfg = fromYaml (.Files.Get "files/demo/fieldguard.yaml") -}}
   {{- /* The reference config names its keys relative to examples/demo/ and
@@ -117,5 +141,29 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
 {{- $_ := set $files (base $path) ($.Files.Get $path) -}}
 {{- end -}}
 {{- toJson $files -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The relative file paths in a config object, one "key.path: value" per line:
+every `file` or `*_file` key (key files, certificates, JWKS) whose value
+does not start with "/", in maps and lists at any depth. Takes a dict with
+"v" (the value) and "at" (its path).
+*/}}
+{{- define "fieldguard.relativePaths" -}}
+{{- $at := .at -}}
+{{- if kindIs "map" .v -}}
+  {{- range $key, $value := .v -}}
+    {{- $path := ternary $key (printf "%s.%s" $at $key) (eq $at "") -}}
+    {{- if and (or (eq $key "file") (hasSuffix "_file" $key)) (kindIs "string" $value) (not (hasPrefix "/" $value)) -}}
+{{ printf "`%s: %s`" $path $value }}
+{{ else -}}
+{{ include "fieldguard.relativePaths" (dict "v" $value "at" $path) }}
+    {{- end -}}
+  {{- end -}}
+{{- else if kindIs "slice" .v -}}
+  {{- range $i, $value := .v -}}
+{{ include "fieldguard.relativePaths" (dict "v" $value "at" (printf "%s[%d]" $at $i)) }}
+  {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -214,8 +214,31 @@ checksum of the config and policy values (config.rolloutOnChange).
       readOnly: true
     {{- end }}
     {{- with .Values.extraVolumeMounts }}
+    {{- include "fieldguard.checkExtraMounts" . }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+{{- end -}}
+
+{{/*
+Refuses extraVolumeMounts that mount the config or policy volume with
+subPath or subPathExpr, naming each: such a mount is a copy taken at pod
+start and never receives ConfigMap updates, so hot reload would silently
+stop (a schema can only say "'not' failed").
+*/}}
+{{- define "fieldguard.checkExtraMounts" -}}
+{{- $bad := list -}}
+{{- range $i, $m := . -}}
+  {{- if and (kindIs "map" $m) (has $m.name (list "fieldguard-config" "fieldguard-policies")) -}}
+    {{- range $key := list "subPath" "subPathExpr" -}}
+      {{- if hasKey $m $key -}}
+        {{- $bad = append $bad (printf "extraVolumeMounts[%d] mounts %s with %s" $i $m.name $key) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- if $bad -}}
+  {{- fail (printf "%s: a subPath mount is a copy made at pod start that never receives ConfigMap updates, so fieldguard's hot reload would silently stop. Remove it: the chart already mounts the whole volume (config at %s)" (join "; " $bad) (include "fieldguard.configDir" .)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The container under initContainers in native mode; nothing otherwise. */}}
