@@ -52,8 +52,10 @@ fn production_code(src: &str) -> String {
         .join("\n")
 }
 
-/// Module paths written after `prefix` in `src` (`crate::`, `super::`).
-fn paths_after<'s>(src: &'s str, prefix: &str) -> Vec<&'s str> {
+/// Module paths written after `prefix` in `src` (`crate::`, `super::`),
+/// grouped imports expanded: `use super::{handler, headers::X}` names
+/// both `handler` and `headers::X`.
+fn paths_after(src: &str, prefix: &str) -> Vec<String> {
     src.match_indices(prefix)
         .filter(|(i, _)| {
             // `crate::` alone, not `fieldguard_core::` or a longer word.
@@ -62,14 +64,44 @@ fn paths_after<'s>(src: &'s str, prefix: &str) -> Vec<&'s str> {
                 .next_back()
                 .is_none_or(|c| !c.is_alphanumeric() && c != '_')
         })
-        .map(|(i, _)| {
-            let rest = &src[i + prefix.len()..];
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .unwrap_or(rest.len());
-            rest[..end].trim_end_matches(':')
-        })
+        .flat_map(|(i, _)| expand(&src[i + prefix.len()..]))
         .collect()
+}
+
+/// The paths at the start of `rest`: one (`a::b`), or a group's
+/// (`{a, b::{c, d}}` gives `a`, `b::c`, `b::d`).
+fn expand(rest: &str) -> Vec<String> {
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(rest.len());
+    let head = &rest[..end];
+    if !rest[end..].starts_with('{') {
+        return vec![head.trim_end_matches(':').to_string()];
+    }
+    // The group's items, split at its top-level commas.
+    let (mut depth, mut start, mut out) = (0usize, end + 1, Vec::new());
+    for (j, c) in rest.char_indices().skip(end) {
+        match c {
+            '{' => depth += 1,
+            '}' | ',' if depth == 1 => {
+                let item = rest[start..j].trim();
+                let item = item
+                    .strip_prefix("self")
+                    .map_or(item, |r| r.trim_start_matches(':'));
+                for p in expand(item) {
+                    let joined = format!("{head}{p}");
+                    out.push(joined.trim_end_matches(':').to_string());
+                }
+                start = j + 1;
+                if c == '}' {
+                    break;
+                }
+            }
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The longest known module a path names.
@@ -169,6 +201,11 @@ fn no_import_cycle_between_modules_of_the_proxy_crate() {
         graph["proxy::admin_handle"].contains("proxy::reload"),
         "{graph:?}"
     );
+    // Grouped imports are read: `use super::{Proxy, ProxyBody, handler, …}`.
+    assert!(
+        graph["proxy::server"].contains("proxy::handler"),
+        "{graph:?}"
+    );
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
@@ -181,6 +218,15 @@ fn no_import_cycle_between_modules_of_the_core_crate() {
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
+}
+
+#[test]
+fn grouped_imports_are_expanded() {
+    assert_eq!(expand("a::b;"), ["a::b"]);
+    assert_eq!(
+        expand("{handler, headers::X, b::{c, self}};"),
+        ["handler", "headers::X", "b::c", "b"]
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@
 
 use super::ProxyBody;
 use super::errors::{Refusal, Stop};
-use crate::exchange::Progress;
+use super::headers;
+use crate::exchange::{Exchange, Progress};
+use http::HeaderValue;
 use http::Response;
 use std::future::Future;
 use std::sync::Arc;
@@ -74,6 +76,25 @@ impl Reply {
 
     /// Hands the answer to the connection; if the client is gone, notes it
     /// in `progress` (at the stage the exchange finished in).
+    /// Gives the client its answer (a response, or the proxy's error for
+    /// `stop`, whose refusal the record notes) with the request id, and
+    /// notes the status sent.
+    pub(super) fn answer(&mut self, answer: Result<Response<ProxyBody>, Stop>, ex: &mut Exchange) {
+        let mut resp = match answer {
+            Ok(resp) => resp,
+            Err(stop) => {
+                ex.refusal = Some(stop.refusal.code());
+                stop.into_response(&ex.request_id)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+            resp.headers_mut().insert(headers::X_REQUEST_ID, v);
+        }
+        ex.status = resp.status().as_u16();
+        let progress = ex.progress.clone();
+        self.deliver(resp, &progress);
+    }
+
     pub(super) fn deliver(&mut self, resp: Response<ProxyBody>, progress: &Progress) {
         if let Some(tx) = self.tx.take()
             && tx.send(resp).is_err()

@@ -9,6 +9,7 @@ use super::ambiguity;
 use super::body::{self, CollectError, full, streamed};
 use super::budgeting;
 use super::detached::Reply;
+use super::enforcement::Enforcement;
 use super::errors::{Refusal, Stop};
 use super::headers;
 use super::inspect::{filtered_response, limit_headers, read_inspected, upstream_failure};
@@ -19,7 +20,7 @@ use super::streaming::{self, Start, Streamed};
 use super::upstream::UpstreamError;
 use super::{Proxy, ProxyBody};
 use crate::config::UnmatchedPolicy;
-use crate::exchange::{Exchange, Stage, WouldDeny};
+use crate::exchange::{Exchange, Stage};
 use crate::pipeline::{self, Decided, RouteMatch, Routed};
 use crate::redact::report::FilterReport;
 use crate::routing::{self, CanonicalPath};
@@ -60,35 +61,14 @@ pub(super) async fn handle(
         }
     };
     let (slot, result) = reply.watch(&progress, work).await;
-    let (mut result, mut streamed) = match result {
-        Ok(Answer::Whole(resp)) => (Ok(resp), None),
-        Ok(Answer::Streamed(resp, streamed)) => (Ok(resp), Some(streamed)),
-        Err(stop) => (Err(stop), None),
-    };
-    // A streamed body's first part is redacted (and charged) before the
-    // head goes out, so a body that fails that early gets a clean error.
-    let mut running = None;
-    if let Some(s) = streamed.as_mut() {
-        match s.begin(proxy, &rt, &mut ex).await {
-            Ok(r) => running = Some(r),
-            Err(stop) => result = Err(stop),
+    match result {
+        Ok(Answer::Whole(resp)) => reply.answer(Ok(resp), &mut ex),
+        Ok(Answer::Streamed(head, streamed)) => {
+            streamed
+                .deliver(head, proxy, &rt, &mut ex, &mut reply)
+                .await
         }
-    }
-    let mut resp = match result {
-        Ok(resp) => resp,
-        Err(stop) => {
-            ex.refusal = Some(stop.refusal.code());
-            stop.into_response(&ex.request_id)
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-        resp.headers_mut().insert(headers::X_REQUEST_ID, v);
-    }
-    ex.status = resp.status().as_u16();
-    reply.deliver(resp, &progress);
-    if let Some(running) = running {
-        // The head is the client's; the rest follows as it is redacted.
-        running.rest(&mut ex).await;
+        Err(stop) => reply.answer(Err(stop), &mut ex),
     }
     observe::finish(proxy, &rt, &ex, slot);
     // `reply` goes last: a detached request counts as such until its
@@ -151,7 +131,7 @@ async fn process<'rt>(
     let upstream_body = check_body(proxy, rt, &parts, body, &verdict, ex).await?;
     let inspect = verdict.decided.route.inspects_response() && parts.method != Method::HEAD;
     if verdict.decided.route.response_headers.is_some()
-        && !verdict.shadow
+        && !verdict.enforcement.is_shadow()
         && (parts.method == Method::GET || parts.method == Method::HEAD)
     {
         // The client can only hold a filtered view, which the upstream
@@ -189,29 +169,25 @@ fn identify<'rt>(
         strip_identity_headers(rt, parts);
         return Ok(None);
     }
-    let identified = super::server::identify(rt, parts, ex.peer.ip());
+    let identified = super::caller::identify(rt, parts, ex.peer.ip());
     strip_identity_headers(rt, parts);
-    let shadow_route = matches!(&routed, Routed::Route(m) if m.route.shadow);
+    let route_shadow = matches!(&routed, Routed::Route(m) if m.route.shadow);
     match identified {
         Ok(p) => ex.principal = Some(p),
         Err(e) => {
             ex.identity_error = Some(e.reason());
-            if rt.decisions.shadow_all || shadow_route {
-                // Shadow mode: not enforced. Relayed, and decided as the
-                // unidentified caller, so its record names the route and
-                // resource (`audit subject` counts it) and its body is
-                // observed (`/observed`) like any other.
-                ex.would_deny(Refusal::Unauthenticated, Vec::new());
-                if let Routed::Route(m) = routed {
-                    ex.principal = Some(Principal::unidentified());
-                    return Ok(Some(m));
-                }
-                return Ok(None);
-            }
-            return Err(Stop {
+            let stop = Stop {
                 message: Some(e.client_message()),
                 ..Stop::from(Refusal::Unauthenticated)
-            });
+            };
+            Enforcement::of(rt, route_shadow).refuse(ex, stop, Vec::new())?;
+            // Shadow mode: relayed, and on a route decided as the
+            // unidentified caller, so its record names the route and
+            // resource (`audit subject` counts it) and its body is
+            // observed (`/observed`).
+            if matches!(routed, Routed::Route(_)) {
+                ex.principal = Some(Principal::unidentified());
+            }
         }
     }
     match routed {
@@ -221,11 +197,10 @@ fn identify<'rt>(
                 ex.passthrough = true;
                 Ok(None)
             }
-            UnmatchedPolicy::Deny if rt.decisions.shadow_all => {
-                ex.would_deny(Refusal::NoRoute, Vec::new());
+            UnmatchedPolicy::Deny => {
+                Enforcement::of(rt, false).refuse(ex, Refusal::NoRoute, Vec::new())?;
                 Ok(None)
             }
-            UnmatchedPolicy::Deny => Err(Refusal::NoRoute.into()),
         },
     }
 }
@@ -234,15 +209,14 @@ fn identify<'rt>(
 struct Verdict<'rt> {
     decided: Decided<'rt>,
     observed: Option<Decided<'rt>>,
-    /// Decisions are audited, not enforced (shadow mode).
-    shadow: bool,
+    enforcement: Enforcement,
 }
 
 /// Cedar's request-level decision (default deny): refused unless allowed
 /// or in shadow mode, where it is noted instead.
 fn decide<'rt>(
     rt: &'rt Runtime,
-    m: &RouteMatch<'rt>,
+    m: &RouteMatch<'_>,
     ex: &mut Exchange,
 ) -> Result<Verdict<'rt>, Stop> {
     ex.route = Some(m.route.template.clone());
@@ -258,17 +232,15 @@ fn decide<'rt>(
     ex.resource = Some((decided.resource_type.clone(), decided.resource_id.clone()));
     ex.decision = Some(decided.decision.clone());
     let observed = shadow::observe_request(rt, m, &principal, &decided, ex)?;
-    let shadow = rt.decisions.shadow_all || m.route.shadow;
+    let enforcement = Enforcement::of(rt, m.route.shadow);
     if !decided.decision.allowed {
-        if !shadow {
-            return Err(Refusal::Forbidden.into());
-        }
-        ex.would_deny(Refusal::Forbidden, decided.decision.policies.clone());
+        let policies = decided.decision.policies.clone();
+        enforcement.refuse(ex, Refusal::Forbidden, policies)?;
     }
     Ok(Verdict {
         decided,
         observed,
-        shadow,
+        enforcement,
     })
 }
 
@@ -285,20 +257,15 @@ async fn check_body(
     verdict: &Verdict<'_>,
     ex: &mut Exchange,
 ) -> Result<ProxyBody, Stop> {
-    let (decided, shadow) = (&verdict.decided, verdict.shadow);
+    let (decided, enforcement) = (&verdict.decided, verdict.enforcement);
     if decided.route.inspects_response() {
-        budgeting::precheck(proxy, rt, ex, !shadow).await?;
+        budgeting::precheck(proxy, rt, ex, !enforcement.is_shadow()).await?;
     }
     if decided.route.request.is_none() {
         return Ok(streamed_request(rt, body));
     }
     if let Err(refusal) = ambiguity::checked_body(&parts.headers) {
-        if !shadow {
-            return Err(refusal.into());
-        }
-        if ex.shadow_report().would_deny.is_none() {
-            ex.would_deny(refusal, Vec::new());
-        }
+        enforcement.refuse(ex, refusal, Vec::new())?;
     }
     let bytes = collect_request(rt, parts, body).await?;
     // A DELETE may carry no body; any other inspected write must.
@@ -311,19 +278,14 @@ async fn check_body(
         }
         match enforced {
             Ok(written) => ex.written = written,
-            Err((denied, fields)) if !shadow => {
-                ex.refused_fields = fields;
-                return Err(denied.into());
-            }
             Err((denied, fields)) => {
-                let report = ex.shadow_report();
-                report.would_refuse_fields = fields.into_iter().map(|f| f.field).collect();
-                if report.would_deny.is_none() {
-                    report.would_deny = Some(WouldDeny {
-                        reason: denied.refusal.code(),
-                        policies: Vec::new(),
-                    });
+                if enforcement.is_shadow() {
+                    ex.shadow_report().would_refuse_fields =
+                        fields.into_iter().map(|f| f.field).collect();
+                } else {
+                    ex.refused_fields = fields;
                 }
+                enforcement.refuse(ex, denied, Vec::new())?;
             }
         }
     }
@@ -345,60 +307,124 @@ async fn forward(
     send(proxy, req, ex).await
 }
 
-/// The upstream's answer as the caller may see it: an inspected route's
-/// body filtered record by record and field by field (or, in shadow mode,
-/// relayed with what filtering would have done noted), its headers
-/// allow-listed; a long list streamed as it is filtered ([`streaming`]);
-/// any other answer relayed as it streams.
+/// How an upstream answer goes back, chosen once per response.
+enum ResponseMode {
+    /// Not inspected (or without a body): relayed as it streams, headers
+    /// allow-listed on an inspected route.
+    Relay,
+    /// Shadow mode: relayed whole, with what filtering would have done
+    /// noted ([`shadow::shadow_filter`]).
+    Shadow,
+    /// A long list, filtered and sent record by record ([`streaming`]).
+    Streamed,
+    /// Read whole, filtered record by record and field by field.
+    Whole,
+}
+
+impl ResponseMode {
+    fn of(rt: &Runtime, verdict: &Verdict<'_>, inspect: bool, status: StatusCode) -> Self {
+        if !inspect || !has_body(status) {
+            ResponseMode::Relay
+        } else if verdict.enforcement.is_shadow() {
+            ResponseMode::Shadow
+        } else if streaming::streams(rt, &verdict.decided, verdict.observed.is_some()) {
+            ResponseMode::Streamed
+        } else {
+            ResponseMode::Whole
+        }
+    }
+}
+
+/// The upstream's answer as the caller may see it, by its
+/// [`ResponseMode`].
 async fn filter<'rt>(
     proxy: &Proxy,
     rt: &'rt Runtime,
-    verdict: Verdict<'_>,
+    verdict: Verdict<'rt>,
     resp: Response<Incoming>,
     inspect: bool,
     ex: &mut Exchange,
 ) -> Result<Answer<'rt>, Stop> {
-    let decided = &verdict.decided;
-    let allowed_headers = decided.route.response_headers.as_ref();
-    if !inspect || !has_body(resp.status()) {
-        if allowed_headers.is_some() && !verdict.shadow && resp.status() == StatusCode::NOT_MODIFIED
-        {
-            // Conditional headers were not forwarded ([`forward`]): a 304
-            // here validates something the client never got from the
-            // proxy, perhaps another caller's view in a shared cache.
-            return Err(Refusal::UpstreamError.into());
-        }
-        let mut resp = relay(resp);
-        if let Some(allowed) = allowed_headers {
-            limit_headers(rt, allowed, verdict.shadow, resp.headers_mut(), ex);
-        }
-        return Ok(resp.into());
-    }
-    if verdict.shadow {
-        return shadow::shadow_filter(proxy, rt, decided, resp, ex)
+    match ResponseMode::of(rt, &verdict, inspect, resp.status()) {
+        ResponseMode::Relay => relay_answer(rt, &verdict, resp, ex).map(Answer::from),
+        ResponseMode::Shadow => shadow::shadow_filter(proxy, rt, &verdict.decided, resp, ex)
             .await
-            .map(Answer::from);
+            .map(Answer::from),
+        ResponseMode::Streamed => streamed_answer(proxy, rt, verdict, resp, ex).await,
+        ResponseMode::Whole => {
+            let read = read_inspected(proxy, rt, resp)
+                .await
+                .map_err(|stop| upstream_failure(&verdict.decided.route, stop))?;
+            whole_answer(proxy, rt, &verdict, read, ex)
+                .await
+                .map(Answer::from)
+        }
     }
-    let read = if streaming::streams(rt, decided, verdict.observed.is_some()) {
-        streaming::start(proxy, rt, decided, resp).await
-    } else {
-        read_inspected(proxy, rt, resp)
-            .await
-            .map(|(parts, raw, decoded)| Start::Whole(parts, raw, decoded))
-    };
-    let (mut parts, raw, decoded) =
-        match read.map_err(|stop| upstream_failure(decided.route, stop))? {
-            Start::Whole(parts, raw, decoded) => (parts, raw, decoded),
-            Start::Stream(mut parts, pending) => {
-                if let Some(allowed) = allowed_headers {
-                    limit_headers(rt, allowed, false, &mut parts.headers, ex);
-                }
-                let decided = (verdict.decided.rebind(&rt.decisions)).ok_or(Refusal::Internal)?;
-                let (resp, streamed) = streaming::respond(parts, decided, pending);
-                return Ok(Answer::Streamed(resp, Box::new(streamed)));
-            }
-        };
+}
+
+/// [`ResponseMode::Relay`].
+fn relay_answer(
+    rt: &Runtime,
+    verdict: &Verdict<'_>,
+    resp: Response<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Response<ProxyBody>, Stop> {
+    let allowed_headers = verdict.decided.route.response_headers.as_ref();
+    let shadow = verdict.enforcement.is_shadow();
+    if allowed_headers.is_some() && !shadow && resp.status() == StatusCode::NOT_MODIFIED {
+        // Conditional headers were not forwarded ([`forward`]): a 304
+        // here validates something the client never got from the
+        // proxy, perhaps another caller's view in a shared cache.
+        return Err(Refusal::UpstreamError.into());
+    }
+    let mut resp = relay(resp);
     if let Some(allowed) = allowed_headers {
+        limit_headers(rt, allowed, shadow, resp.headers_mut(), ex);
+    }
+    Ok(resp)
+}
+
+/// [`ResponseMode::Streamed`]: the head, with the list's redactor to feed
+/// its body; a body that turns out short enough is filtered whole.
+async fn streamed_answer<'rt>(
+    proxy: &Proxy,
+    rt: &'rt Runtime,
+    verdict: Verdict<'rt>,
+    resp: Response<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Answer<'rt>, Stop> {
+    let started = streaming::start(proxy, rt, &verdict.decided, resp)
+        .await
+        .map_err(|stop| upstream_failure(&verdict.decided.route, stop))?;
+    match started {
+        Start::Whole(parts, raw, decoded) => {
+            let read = (parts, raw, decoded);
+            whole_answer(proxy, rt, &verdict, read, ex)
+                .await
+                .map(Answer::from)
+        }
+        Start::Stream(mut parts, pending) => {
+            if let Some(allowed) = &verdict.decided.route.response_headers {
+                limit_headers(rt, allowed, false, &mut parts.headers, ex);
+            }
+            let (resp, streamed) = streaming::respond(parts, verdict.decided, pending);
+            Ok(Answer::Streamed(resp, Box::new(streamed)))
+        }
+    }
+}
+
+/// [`ResponseMode::Whole`] (and a short streamed one): the body filtered,
+/// beside the observed set's filtering when there is one, charged to
+/// budgets, its headers allow-listed.
+async fn whole_answer(
+    proxy: &Proxy,
+    rt: &Runtime,
+    verdict: &Verdict<'_>,
+    (mut parts, raw, decoded): (http::response::Parts, Bytes, Option<Vec<u8>>),
+    ex: &mut Exchange,
+) -> Result<Response<ProxyBody>, Stop> {
+    let decided = &verdict.decided;
+    if let Some(allowed) = &decided.route.response_headers {
         limit_headers(rt, allowed, false, &mut parts.headers, ex);
     }
     let json = decoded.as_deref().unwrap_or(&raw);
@@ -414,7 +440,7 @@ async fn filter<'rt>(
         budgeting::charge(proxy, rt, ex, &report, true).await?;
     }
     ex.filter = Some(report);
-    Ok(filtered_response(parts, filtered?).into())
+    Ok(filtered_response(parts, filtered?))
 }
 
 /// A request forwarded as it is, its answer streamed back.
@@ -477,7 +503,7 @@ fn upstream_request(
         .map_err(|_| Stop::from(Refusal::BadPath))?;
     let client_authority = parts.uri.authority().cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let proto = super::server::scheme(&parts);
+    let proto = super::caller::scheme(&parts);
     headers::set_forwarding(&mut parts.headers, ex.peer.ip(), proto, &ex.request_id);
     if up.preserve_host {
         if !parts.headers.contains_key(header::HOST) {

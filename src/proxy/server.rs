@@ -13,17 +13,14 @@ use super::detached::{self, InFlight};
 use super::errors::Refusal;
 use super::framing::{Framing, FramingIo, Tracker, TrackerLimits};
 use super::{Proxy, ProxyBody, handler, headers};
-use crate::identity::{IdentityError, Principal};
-use crate::runtime::Runtime;
 use crate::tls::{ServerTls, TlsConnection};
-use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -395,34 +392,6 @@ fn refused_by_http_layer(
 fn close_connection(resp: &mut Response<ProxyBody>) {
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-}
-
-/// Who is calling: the service principal of the connection's client
-/// certificate when it names one, else the token or gateway identity of the
-/// request. A listed certificate is the stronger, channel-bound proof, so
-/// it is not overridden by a bearer token the service may be relaying.
-pub(crate) fn identify(
-    rt: &Runtime,
-    parts: &Parts,
-    peer: IpAddr,
-) -> Result<Principal, IdentityError> {
-    if let Some(p) = parts
-        .extensions
-        .get::<TlsConnection>()
-        .and_then(|t| t.principal.as_deref())
-    {
-        return Ok(p.clone());
-    }
-    rt.identifier.identify(&parts.headers, peer)
-}
-
-/// `https` for requests that came over TLS (for `X-Forwarded-Proto`).
-pub(crate) fn scheme(parts: &Parts) -> &'static str {
-    if parts.extensions.get::<TlsConnection>().is_some() {
-        "https"
-    } else {
-        "http"
-    }
 }
 
 /// When a connection last moved bytes and how many requests it has open.

@@ -24,9 +24,9 @@ use hyper::body::Incoming;
 /// one, with any disagreement noted; `None` without an observed set.
 pub(super) fn observe_request<'rt>(
     rt: &'rt Runtime,
-    m: &RouteMatch<'rt>,
+    m: &RouteMatch<'_>,
     principal: &Principal,
-    enforced: &Decided<'rt>,
+    enforced: &Decided<'_>,
     ex: &mut Exchange,
 ) -> Result<Option<Decided<'rt>>, Stop> {
     let Some(o) = &rt.decisions.observer else {
@@ -175,7 +175,7 @@ pub(super) async fn shadow_filter(
     let (mut parts, raw, decoded) = match read_inspected(proxy, rt, resp).await {
         Ok(x) => x,
         Err(stop) => {
-            let stop = upstream_failure(decided.route, stop);
+            let stop = upstream_failure(&decided.route, stop);
             // The body could not be inspected; relaying what was not read
             // is impossible, so this is the one refusal shadow mode keeps.
             ex.would_deny(stop.refusal, Vec::new());

@@ -23,6 +23,7 @@
 //! streamed, what it disclosed up to the abort, and why it was aborted.
 
 use super::budgeting;
+use super::detached::Reply;
 use super::errors::{Refusal, Stop};
 use super::inspect::{check_head, decode, strip_rewritten};
 use super::{BoxError, Proxy, ProxyBody};
@@ -255,12 +256,33 @@ pub(super) fn respond(
 }
 
 impl<'rt> Streamed<'rt> {
+    /// Gives the client the streamed answer: its first part is redacted
+    /// (and charged) before the head goes out, so a body that fails that
+    /// early gets the proxy's clean error instead; then the rest follows
+    /// as it is redacted, and `ex` notes how it ended.
+    pub(super) async fn deliver(
+        mut self: Box<Self>,
+        head: Response<ProxyBody>,
+        proxy: &Proxy,
+        rt: &Runtime,
+        ex: &mut Exchange,
+        reply: &mut Reply,
+    ) {
+        match self.begin(proxy, rt, ex).await {
+            Ok(running) => {
+                reply.answer(Ok(head), ex);
+                running.rest(ex).await;
+            }
+            Err(stop) => reply.answer(Err(stop), ex),
+        }
+    }
+
     /// The redactor of this body (borrowing the decision it redacts by),
     /// with the bytes read before the answer's head is sent redacted and
     /// charged to budgets, the output held: a body that fails this early
     /// (not the route's shape before its list, a malformed first part, a
     /// budget the first records exceed) still gets a clean error answer.
-    pub(super) async fn begin<'s>(
+    async fn begin<'s>(
         &'s mut self,
         proxy: &'s Proxy,
         rt: &'s Runtime,
@@ -321,7 +343,7 @@ impl Running<'_> {
 
     /// Sends the rest of the body to its end or its abort, then notes in
     /// `ex` what it disclosed and how it ended.
-    pub(super) async fn rest(mut self, ex: &mut Exchange) {
+    async fn rest(mut self, ex: &mut Exchange) {
         let result = async {
             self.sender.send_out(&mut self.out, ex).await?;
             loop {

@@ -45,9 +45,11 @@ pub fn route<'rt>(rt: &'rt Decisions, method: &str, path: &'rt CanonicalPath) ->
 }
 
 /// A request that passed the request-level decision, with what its body
-/// checks need.
+/// checks need. It owns its route (one reference count), so it lives as
+/// long as the policy set that decided it, not as long as the request
+/// path its route was matched on: a streamed body outlives that path.
 pub struct Decided<'rt> {
-    pub route: &'rt Route,
+    pub route: Arc<Route>,
     pub who: RequestPrincipal,
     pub resource_type: String,
     pub resource_id: String,
@@ -55,27 +57,6 @@ pub struct Decided<'rt> {
     pub decision: RequestDecision,
     /// The policy set that decided, and decides this request's bodies.
     pub engine: &'rt Engine,
-}
-
-impl Decided<'_> {
-    /// The same decision borrowing only `rt` (not the request path its
-    /// route was matched on), for work that outlives the path: a streamed
-    /// body. `None` unless it was decided by `rt`'s own engine and route.
-    pub fn rebind(self, rt: &Decisions) -> Option<Decided<'_>> {
-        let route: &Route = rt.routes.iter().find(|r| std::ptr::eq(&***r, self.route))?;
-        if !std::ptr::eq(self.engine, &rt.engine) {
-            return None;
-        }
-        Some(Decided {
-            route,
-            who: self.who,
-            resource_type: self.resource_type,
-            resource_id: self.resource_id,
-            resource_values: self.resource_values,
-            decision: self.decision,
-            engine: &rt.engine,
-        })
-    }
 }
 
 /// The request-level decision. `Err` carries the refusal and, when Cedar
@@ -98,12 +79,12 @@ pub fn decide<'rt>(
 /// The request-level decision of `engine`, allowed or not (shadow mode and
 /// observed policy sets need the denied ones too). `Err` only when no
 /// decision could be made.
-pub fn evaluate<'rt>(
-    engine: &'rt Engine,
-    m: &RouteMatch<'rt>,
+pub fn evaluate<'e>(
+    engine: &'e Engine,
+    m: &RouteMatch<'_>,
     principal: &Principal,
-) -> Result<Decided<'rt>, Denied> {
-    let route: &'rt Route = m.route;
+) -> Result<Decided<'e>, Denied> {
+    let route: &Route = m.route;
     let internal = || Denied::from(Refusal::Internal);
     let who = RequestPrincipal::new(principal, &route.action).map_err(|e| {
         crate::repeated_warn!(
@@ -120,7 +101,7 @@ pub fn evaluate<'rt>(
         &rule.resource_ref(&resource_id, &resource_values),
     );
     Ok(Decided {
-        route,
+        route: m.route.clone(),
         who,
         resource_type: rule.type_name.to_string(),
         resource_id,
