@@ -12,7 +12,7 @@
 //! what an operator may see and ask for a reload, and it cannot reach
 //! client traffic, identities, the upstream or the audit writer.
 
-use crate::observed::ObservedSnapshot;
+use crate::observed_store::ObservedSnapshot;
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};

@@ -22,7 +22,7 @@ pub mod exchange;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
-pub mod observed;
+pub mod observed_store;
 pub mod onboard;
 pub mod proxy;
 pub use proxy::reload;

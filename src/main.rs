@@ -442,11 +442,11 @@ fn main() -> ExitCode {
                 },
         } => (|| -> Result<(), CliError> {
             let snapshot = match (&admin, &state) {
-                (Some(url), _) => runtime()?.block_on(tools_observed::fetch(url))?,
-                (None, Some(file)) => tools_observed::read_state(file)?,
+                (Some(url), _) => runtime()?.block_on(from_traffic::fetch(url))?,
+                (None, Some(file)) => from_traffic::read_state(file)?,
                 (None, None) => return Err("give --admin URL or --state FILE".into()),
             };
-            let report = tools_observed::missing(&snapshot, config.as_deref())?;
+            let report = from_traffic::missing(&snapshot, config.as_deref())?;
             match format {
                 ObservedFormat::Yaml => out!("{}", report.to_yaml()),
                 ObservedFormat::Patch => {
@@ -564,7 +564,7 @@ fn parse_claim(s: &str) -> Result<(String, String), String> {
     }
 }
 
-use fieldguard::onboard::observed as tools_observed;
+use fieldguard::onboard::from_traffic;
 
 /// `fieldguard onboard openapi`: writes the draft and prints what to do next.
 fn onboard_openapi(

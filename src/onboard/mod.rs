@@ -8,7 +8,7 @@
 
 pub mod deployment;
 pub mod draft;
-pub mod observed;
+pub mod from_traffic;
 pub mod openapi;
 pub mod propose;
 pub mod secret;

@@ -3,7 +3,7 @@
 use super::Proxy;
 use super::reload::{ReloadError, Trigger};
 use crate::admin::{AdminHandle, ReloadRefused, ReloadStatus};
-use crate::observed::ObservedSnapshot;
+use crate::observed_store::ObservedSnapshot;
 use crate::runtime::Runtime;
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! them and note what happened in an [`Exchange`]. Shadow mode and an
 //! observed policy set are noted by [`super::shadow`].
 
+use super::accounting;
 use super::ambiguity;
 use super::body::{self, CollectError, full, streamed};
 use super::budgeting;
@@ -13,7 +14,6 @@ use super::enforcement::Enforcement;
 use super::errors::{Refusal, Stop};
 use super::headers;
 use super::inspect::{filtered_response, limit_headers, read_inspected, upstream_failure};
-use super::observe;
 use super::shadow;
 use super::stall::StallLimit;
 use super::streaming::{self, Start, Streamed};
@@ -55,7 +55,7 @@ pub(super) async fn handle(
     let progress = ex.progress.clone();
     let work = async {
         // No audit slot, no service: nothing reaches the upstream unaudited.
-        match observe::admit(proxy).await {
+        match accounting::admit(proxy).await {
             Ok(slot) => (slot, process(proxy, &rt, req, &mut ex).await),
             Err((stop, _)) => (None, Err(stop)),
         }
@@ -70,7 +70,7 @@ pub(super) async fn handle(
         }
         Err(stop) => reply.answer(Err(stop), &mut ex),
     }
-    observe::finish(proxy, &rt, &ex, slot);
+    accounting::finish(proxy, &rt, &ex, slot);
     // `reply` goes last: a detached request counts as such until its
     // record is queued.
     drop(reply);
@@ -94,7 +94,7 @@ pub(super) fn refuse(
     ex.refusal = Some(refusal.code());
     let resp = Stop::from(refusal).into_response(&ex.request_id);
     ex.status = resp.status().as_u16();
-    observe::finish(proxy, &rt, &ex, None);
+    accounting::finish(proxy, &rt, &ex, None);
     resp
 }
 

@@ -1,6 +1,7 @@
 //! The reverse proxy: accepts HTTP/1.1 and h2c connections and runs each
 //! request through [`handler`].
 
+mod accounting;
 mod admin_handle;
 mod ambiguity;
 pub mod body;
@@ -13,7 +14,6 @@ mod framing;
 mod handler;
 pub mod headers;
 mod inspect;
-mod observe;
 pub mod reload;
 mod shadow;
 /// The response-header allow-list (its rules live with the routes).
@@ -52,7 +52,7 @@ pub struct Proxy {
     /// what principals were disclosed.
     pub budgets: crate::budget::Counters,
     /// What observing routes saw of unnamed members (`/observed`).
-    pub observed: crate::observed::ObservedStore,
+    pub observed: crate::observed_store::ObservedStore,
 }
 
 impl Proxy {

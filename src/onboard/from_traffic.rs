@@ -7,7 +7,7 @@
 use super::propose::{self, FieldFacts, Proposal};
 use crate::config::Shape;
 use crate::detect::Detector;
-use crate::observed::{ObservedSnapshot, SNAPSHOT_VERSION};
+use crate::observed_store::{ObservedSnapshot, SNAPSHOT_VERSION};
 use crate::runtime::Runtime;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -548,7 +548,7 @@ mod tests {
     #[test]
     fn observations_are_grouped_and_proposed_from_the_commonest_kind() {
         let entry = |route: &str, field: &str, t: &str, n: u64, d: &[(&str, u64)]| {
-            crate::observed::ObservedEntry {
+            crate::observed_store::ObservedEntry {
                 route: route.into(),
                 entity: "Customer".into(),
                 field: field.into(),
