@@ -272,6 +272,25 @@ enum Command {
         #[command(subcommand)]
         command: OnboardCommand,
     },
+    /// Sign the policy set a configuration names (policy files, schema,
+    /// and the sections routes, entities, redaction, budgets, unmatched,
+    /// shadow) with an Ed25519 key: a proxy with `policies.verify_keys`
+    /// loads only sets signed by one of its keys.
+    Sign {
+        #[arg(long, required_unless_present = "generate_key")]
+        config: Option<PathBuf>,
+        /// The private key (PKCS#8 PEM).
+        #[arg(long, required_unless_present = "generate_key")]
+        key: Option<PathBuf>,
+        /// Where to write the signature (default: `policies.signature_file`,
+        /// else `fieldguard.sig` in the policy directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Make a new key pair instead: the private key at PATH (mode
+        /// 0600), the public key at PATH.pub.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "key", "out"])]
+        generate_key: Option<PathBuf>,
+    },
     /// The least-privilege report: what each role sees, per field and route.
     Matrix {
         #[arg(long)]
@@ -448,6 +467,33 @@ fn main() -> ExitCode {
                 read(&response)?.as_deref(),
             )?;
             out!("{text}");
+            Ok(())
+        })(),
+        Command::Sign {
+            generate_key: Some(path),
+            ..
+        } => (|| -> Result<(), CliError> {
+            let id = fieldguard::policy_set::generate_key_files(&path)?;
+            outln!(
+                "wrote {} (private: keep it in CI's secrets) and {}.pub (public: policies.verify_keys); key id {id}",
+                path.display(),
+                path.display()
+            );
+            Ok(())
+        })(),
+        Command::Sign {
+            config, key, out, ..
+        } => (|| -> Result<(), CliError> {
+            let (Some(config), Some(key)) = (config, key) else {
+                return Err("give --config and --key (or --generate-key PATH)".into());
+            };
+            let s = fieldguard::policy_set::sign_config(&config, &key, out.as_deref())?;
+            outln!(
+                "signed policy set version {} with key {}: {}",
+                s.version,
+                s.key_id,
+                s.file.display()
+            );
             Ok(())
         })(),
         Command::Matrix { config, format } => (|| -> Result<(), CliError> {
