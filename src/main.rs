@@ -291,6 +291,26 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "key", "out"])]
         generate_key: Option<PathBuf>,
     },
+    /// What access a change adds or removes: the current policy set against
+    /// BASE (a folder with the same layout, or a git revision of the
+    /// repository the config is in), per role, route, record and field.
+    /// Exit codes: 0 done (no `--fail-on` condition matched), 3 a
+    /// `--fail-on` condition matched, 1 the sides could not be compared.
+    Diff {
+        #[arg(long)]
+        config: PathBuf,
+        /// A folder (the config is read at BASE/CONFIG) or a git revision
+        /// (`main`, `HEAD~1`, a commit), read with `git archive`.
+        #[arg(long)]
+        base: String,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// Fail (exit 3) when a change matches: `widen`,
+        /// `widen:level>=N`, `widen:role=ROLE`, `route-passthrough`, `any`
+        /// (repeat or separate with commas).
+        #[arg(long = "fail-on", value_delimiter = ',')]
+        fail_on: Vec<tools::diff::gate::Condition>,
+    },
     /// The least-privilege report: what each role sees, per field and route.
     Matrix {
         #[arg(long)]
@@ -299,6 +319,18 @@ enum Command {
         format: MatrixFormat,
     },
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    /// One line per change, after a one-line summary.
+    Text,
+    /// A pull-request comment: summary, then one section per role.
+    Md,
+    Json,
+}
+
+/// `fieldguard diff`'s exit code when a `--fail-on` condition matched.
+const DIFF_GATE_TRIPPED: u8 = 3;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MatrixFormat {
@@ -336,6 +368,15 @@ fn main() -> ExitCode {
             logging::fatal(&e);
             return ExitCode::FAILURE;
         }
+    }
+    if let Command::Diff {
+        config,
+        base,
+        format,
+        fail_on,
+    } = &cli.command
+    {
+        return diff(config, base, *format, fail_on);
     }
     let result: Result<(), CliError> = match cli.command {
         Command::Run { config } => runtime()
@@ -496,6 +537,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         })(),
+        Command::Diff { .. } => Ok(()),
         Command::Matrix { config, format } => (|| -> Result<(), CliError> {
             let rt = config::load(&config).and_then(Runtime::build)?;
             let m = tools::matrix::compute(&rt);
@@ -555,6 +597,45 @@ fn main() -> ExitCode {
             logging::fatal(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `fieldguard diff`: prints the report; exit 3 when `--fail-on` matches.
+fn diff(
+    config: &std::path::Path,
+    base: &str,
+    format: DiffFormat,
+    fail_on: &[tools::diff::gate::Condition],
+) -> ExitCode {
+    use tools::diff::{base as sides, compare, gate, render};
+    let report = match sides::load(config, base) {
+        Ok(s) => compare(&s.base, &s.current),
+        Err(e) => {
+            logging::fatal(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match format {
+        DiffFormat::Text => render::text(&report),
+        DiffFormat::Md => render::markdown(&report),
+        DiffFormat::Json => render::json(&report) + "\n",
+    };
+    match cli::print(&text) {
+        Ok(()) | Err(CliError::StdoutClosed) => {}
+        Err(e) => {
+            eprintln!("fieldguard: {e:?}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let tripped = gate::tripped(fail_on, &report.changes);
+    if tripped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "fieldguard diff: {} change(s) match --fail-on",
+            tripped.len()
+        );
+        ExitCode::from(DIFF_GATE_TRIPPED)
     }
 }
 

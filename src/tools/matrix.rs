@@ -54,6 +54,12 @@ pub struct FieldRow {
     pub scenario: String,
     /// `full`, `masked`, `removed`, or `hidden` (record not readable).
     pub outcome: &'static str,
+    /// The outcome with the mask's kind (`masked (partial)`), for `diff`.
+    #[serde(skip)]
+    pub form: String,
+    /// Ids of the policies behind the answers (for `diff`).
+    #[serde(skip)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +71,9 @@ pub struct RouteRow {
     /// `own` (path parameters name the caller) or `other`.
     pub scenario: &'static str,
     pub allowed: bool,
+    /// Ids of the policies that determined it (for `diff`).
+    #[serde(skip)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,6 +258,13 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 continue;
             };
             let mut decider = rt.decisions.engine.decider(&who);
+            let table = decider.policy_table();
+            let ids = |v: &crate::policy::Verdict| -> Vec<String> {
+                v.policies
+                    .iter()
+                    .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
+                    .collect()
+            };
             let mut specs: Vec<_> = rt
                 .decisions
                 .catalogue
@@ -265,8 +281,9 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     sources: &sources,
                     values: &values,
                 };
-                let visible = decider.allowed(FieldAction::RecordRead, None, &r);
-                let row = |field: &str, outcome| FieldRow {
+                let record = decider.verdict(FieldAction::RecordRead, None, &r);
+                let visible = record.allowed;
+                let row = |field: &str, outcome: &'static str, form: String, policies| FieldRow {
                     role: v.role.clone(),
                     mfa: v.mfa,
                     purpose: v.purpose.clone(),
@@ -274,21 +291,45 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     field: field.to_string(),
                     scenario: scenario.clone(),
                     outcome,
+                    form,
+                    policies,
                 };
-                fields.push(row("(record)", if visible { "visible" } else { "hidden" }));
+                let record_outcome = if visible { "visible" } else { "hidden" };
+                fields.push(row(
+                    "(record)",
+                    record_outcome,
+                    record_outcome.into(),
+                    ids(&record),
+                ));
                 for spec in &specs {
-                    let outcome = if !visible {
-                        "hidden"
-                    } else if decider.allowed(FieldAction::FieldRead, Some(spec), &r) {
-                        "full"
-                    } else if spec.mask.is_some()
-                        && decider.allowed(FieldAction::FieldReadMasked, Some(spec), &r)
-                    {
-                        "masked"
+                    if !visible {
+                        fields.push(row(&spec.path, "hidden", "hidden".into(), ids(&record)));
+                        continue;
+                    }
+                    let full = decider.verdict(FieldAction::FieldRead, Some(spec), &r);
+                    let mut policies = ids(&full);
+                    let (outcome, form) = if full.allowed {
+                        ("full", "full".to_string())
                     } else {
-                        "removed"
+                        let masked = spec.mask.as_ref().map(|m| {
+                            (
+                                m.kind(),
+                                decider.verdict(FieldAction::FieldReadMasked, Some(spec), &r),
+                            )
+                        });
+                        match masked {
+                            Some((kind, m)) => {
+                                policies.extend(ids(&m));
+                                if m.allowed {
+                                    ("masked", format!("masked ({kind})"))
+                                } else {
+                                    ("removed", "removed".into())
+                                }
+                            }
+                            None => ("removed", "removed".into()),
+                        }
                     };
-                    fields.push(row(&spec.path, outcome));
+                    fields.push(row(&spec.path, outcome, form, policies));
                 }
             }
         }
@@ -298,10 +339,16 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 let Ok(canonical) = routing::normalize(&path) else {
                     continue;
                 };
-                let allowed = match pipeline::route(&rt.decisions, &route.method, &canonical) {
-                    Routed::Route(m) => pipeline::decide(&rt.decisions, &m, &principal).is_ok(),
-                    _ => false,
-                };
+                let (allowed, policies) =
+                    match pipeline::route(&rt.decisions, &route.method, &canonical) {
+                        Routed::Route(m) => {
+                            match pipeline::evaluate(&rt.decisions.engine, &m, &principal) {
+                                Ok(d) => (d.decision.allowed, d.decision.policies),
+                                Err(_) => (false, Vec::new()),
+                            }
+                        }
+                        _ => (false, Vec::new()),
+                    };
                 routes.push(RouteRow {
                     role: v.role.clone(),
                     mfa: v.mfa,
@@ -309,6 +356,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     route: format!("{} {}", route.method, route.template),
                     scenario,
                     allowed,
+                    policies,
                 });
             }
         }
@@ -372,7 +420,7 @@ fn summarise(cells: &[(&str, &str)]) -> String {
 
 /// The labels shared by every scenario of a group (`own`,
 /// `marketing_consent`), or the scenarios themselves.
-fn common_condition(scenarios: &[&str]) -> String {
+pub(crate) fn common_condition(scenarios: &[&str]) -> String {
     let sets: Vec<BTreeSet<&str>> = scenarios.iter().map(|s| s.split(',').collect()).collect();
     let common: BTreeSet<&str> = sets
         .iter()
