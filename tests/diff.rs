@@ -122,6 +122,16 @@ fn widening_a_field_for_a_role() {
             "widens  support_agent: field Customer.phone: masked (partial) -> full, for callers without MFA [identity, level 3] (policies: support-contact-masked, support-contact-with-mfa)",
         ]
     );
+    // docs/policies.md shows this very run.
+    let doc = std::fs::read_to_string(repo_path("docs/policies.md")).unwrap();
+    let start = "<!-- diff-example:start -->\n```text\n";
+    let a = doc.find(start).unwrap() + start.len();
+    let b = doc[a..].find("```\n<!-- diff-example:end -->").unwrap() + a;
+    assert_eq!(
+        doc[a..b].trim_end(),
+        run.out.trim_end(),
+        "docs/policies.md's diff example is stale: paste this run's output"
+    );
     assert_eq!(diff(r, &["--fail-on", "widen"]).code, 3);
     assert_eq!(diff(r, &["--fail-on", "widen:level>=3"]).code, 3);
     assert_eq!(diff(r, &["--fail-on", "widen:level>=4"]).code, 0);

@@ -61,10 +61,12 @@ fn edit_for(dir: &Path, keys: &[&str]) -> impl Fn(String) -> String {
         let schema_line = format!("  schema: {own}/schema.cedarschema\n");
         let t = t.replace(&repo_policies, &own);
         assert!(t.contains(&schema_line), "reference config changed");
+        // Reloads only when the test asks (POST /reload): a watch-triggered
+        // one in between would be counted too.
         t.replace(
             &schema_line,
             &format!("{schema_line}  verify_keys: [{}]\n", keys.join(", ")),
-        )
+        ) + "reload:\n  watch: false\n"
     }
 }
 

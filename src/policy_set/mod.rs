@@ -26,9 +26,9 @@ pub use signature::{Reason, Refused, check, sign};
 const TAG: &[u8] = b"fieldguard policy set v1\n";
 
 /// Top-level config sections that decide access, in the order signed.
-/// `budgets.store` is left out (where counters live is deployment, not
-/// access). Listeners, upstream, identity keys, TLS, audit and admin
-/// differ per environment and decide no field's fate.
+/// Listeners, upstream, identity keys, TLS, audit and admin differ per
+/// environment and decide no field's fate; so do the keys of
+/// [`UNSIGNED_KEYS`], which a deployment (the Helm chart) sets itself.
 pub const SIGNED_SECTIONS: [&str; 6] = [
     "routes",
     "entities",
@@ -36,6 +36,16 @@ pub const SIGNED_SECTIONS: [&str; 6] = [
     "budgets",
     "unmatched",
     "shadow",
+];
+
+/// Keys of signed sections left out: where budget counters live and how
+/// many replicas share them (the chart's `budgets.*` values), and the path
+/// of the hash key (a mount path; the key itself is a secret).
+pub const UNSIGNED_KEYS: [(&str, &str); 4] = [
+    ("budgets", "store"),
+    ("budgets", "replicas"),
+    ("budgets", "on_store_error"),
+    ("redaction", "hash_key_file"),
 ];
 
 /// The canonical message: the tag, then per part `name`, its length and
@@ -61,10 +71,15 @@ pub fn canonical(content: &Content, sources: &Sources) -> Vec<u8> {
             .get(section)
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        if section == "budgets"
-            && let serde_json::Value::Object(m) = &mut value
-        {
-            m.remove("store");
+        if let serde_json::Value::Object(m) = &mut value {
+            for (_, key) in UNSIGNED_KEYS.iter().filter(|(s, _)| *s == section) {
+                m.remove(*key);
+            }
+            // A section that held only unsigned keys is as good as absent
+            // (the chart adds `budgets` to a config that had none).
+            if m.is_empty() {
+                value = serde_json::Value::Null;
+            }
         }
         part(
             &format!("config/{section}"),
@@ -197,8 +212,11 @@ mod tests {
     #[test]
     fn deployment_sections_and_the_budget_store_are_not_signed() {
         let a = Content::of("listeners: [{address: 1.2.3.4:80}]\nbudgets: {mode: enforce}\n");
+        let none = Content::of("listeners: [{address: 1.2.3.4:80}]\n");
+        let chart = Content::of("budgets: {store: {type: memory}, replicas: 2}\n");
+        assert_eq!(canonical(&none, &sources()), canonical(&chart, &sources()));
         let b = Content::of(
-            "listeners: [{address: 5.6.7.8:80}]\nbudgets: {mode: enforce, store: {type: memory}}\n",
+            "listeners: [{address: 5.6.7.8:80}]\nbudgets: {mode: enforce, store: {type: memory}, replicas: 3, on_store_error: refuse}\nredaction: {hash_key_file: /etc/k}\n",
         );
         assert_eq!(canonical(&a, &sources()), canonical(&b, &sources()));
     }

@@ -33,6 +33,9 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
     {{- fail "config.file sets `upstream.url`, which the chart sets to http://127.0.0.1:<app.port> (the app listens on loopback only): remove it and set app.port" -}}
   {{- end -}}
   {{- with $cfg.policies -}}
+    {{- if or (hasKey . "verify_keys") (hasKey . "signature_file") -}}
+      {{- fail "config.file sets `policies.verify_keys` or `policies.signature_file`, which the chart sets from verifyKeys.* (the keys are mounted from verifyKeys.existingSecret; the signature lies beside the policies): remove them" -}}
+    {{- end -}}
     {{- if or (hasKey . "directory") (hasKey . "schema") -}}
       {{- fail "config.file sets `policies.directory` or `policies.schema`, which the chart sets to where it mounts the policies: remove them (policies.files or policies.existingConfigMap say which policies)" -}}
     {{- end -}}
@@ -70,6 +73,16 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
 {{- $dir := include "fieldguard.policiesDir" . -}}
 {{- $_ := set $policies "directory" $dir -}}
 {{- $_ := set $policies "schema" (printf "%s/%s" $dir .Values.policies.schemaFile) -}}
+{{- if .Values.verifyKeys.existingSecret -}}
+  {{- if not .Values.verifyKeys.files -}}
+    {{- fail "verifyKeys.existingSecret is set but verifyKeys.files is empty: name the public key files in the Secret" -}}
+  {{- end -}}
+  {{- $keys := list -}}
+  {{- range .Values.verifyKeys.files -}}
+    {{- $keys = append $keys (printf "%s/%s" $.Values.verifyKeys.mountPath .) -}}
+  {{- end -}}
+  {{- $_ := set $policies "verify_keys" $keys -}}
+{{- end -}}
 {{- $_ := set $cfg "policies" $policies -}}
 {{- $audit := get $cfg "audit" | default dict -}}
 {{- if eq .Values.audit.sink "file" -}}
