@@ -243,6 +243,28 @@ fn an_owner_check_removed() {
 }
 
 #[test]
+fn a_write_right_removed() {
+    let repo = scratch_repo();
+    let r = repo.path();
+    // Customers may no longer correct their birth date.
+    edit(
+        r.join("policies/customer.cedar"),
+        "  ([\"name\", \"gender\", \"birth_date\", \"phone\",",
+        "  ([\"name\", \"gender\", \"phone\",",
+    );
+    let run = diff(r, &["--fail-on", "widen"]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_summary(&run, "1 change in access: 0 widening, 1 narrowing");
+    assert_eq!(
+        run.changes(),
+        [
+            "narrows customer: writing Customer.birth_date: writable -> not writable, through PATCH /customers/{id} on own records [identity, level 3] (policies: customer-correct-own-record)"
+        ]
+    );
+    assert_eq!(diff(r, &["--fail-on", "any"]).code, 3);
+}
+
+#[test]
 fn a_route_made_passthrough() {
     let repo = scratch_repo();
     let r = repo.path();

@@ -76,11 +76,29 @@ pub struct RouteRow {
     pub policies: Vec<String>,
 }
 
+/// May a caller write a field through a write route (for `diff`; the
+/// matrix's own tables do not show writes).
+#[derive(Debug, Clone)]
+pub struct WriteRow {
+    pub role: String,
+    pub mfa: bool,
+    pub purpose: String,
+    pub route: String,
+    /// `own` or `other`, as for routes.
+    pub scenario: &'static str,
+    /// `Entity.path`.
+    pub field: String,
+    pub allowed: bool,
+    pub policies: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
     pub variants: Vec<Variant>,
     pub fields: Vec<FieldRow>,
     pub routes: Vec<RouteRow>,
+    #[serde(skip)]
+    pub writes: Vec<WriteRow>,
 }
 
 /// Roles and purposes named anywhere in the policies.
@@ -244,6 +262,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut fields = Vec::new();
     let mut routes = Vec::new();
+    let mut writes = Vec::new();
     let principal_attrs = principal_attributes(rt);
     for v in &variants {
         let mut principal =
@@ -343,7 +362,12 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     match pipeline::route(&rt.decisions, &route.method, &canonical) {
                         Routed::Route(m) => {
                             match pipeline::evaluate(&rt.decisions.engine, &m, &principal) {
-                                Ok(d) => (d.decision.allowed, d.decision.policies),
+                                Ok(d) => {
+                                    if d.decision.allowed {
+                                        writes.extend(write_rows(rt, v, scenario, &d));
+                                    }
+                                    (d.decision.allowed, d.decision.policies)
+                                }
                                 Err(_) => (false, Vec::new()),
                             }
                         }
@@ -365,7 +389,57 @@ pub fn compute(rt: &Runtime) -> Matrix {
         variants,
         fields,
         routes,
+        writes,
     }
+}
+
+/// Each field an allowed write route may collect, and whether this caller
+/// may write it (`field:write` on the request's resource).
+fn write_rows(
+    rt: &Runtime,
+    v: &Variant,
+    scenario: &'static str,
+    d: &pipeline::Decided<'_>,
+) -> Vec<WriteRow> {
+    let Some(rules) = &d.route.request else {
+        return Vec::new();
+    };
+    let collects = |path: &str| {
+        rules.collect.as_ref().is_none_or(|c| {
+            c.iter().any(|c| {
+                c == path
+                    || path
+                        .strip_prefix(c.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            })
+        })
+    };
+    let target = d.target();
+    let mut decider = d.engine.decider(&d.who);
+    let table = decider.policy_table();
+    rt.decisions
+        .catalogue
+        .fields()
+        .iter()
+        .filter(|f| f.is_record_field() && f.entity == rules.entity.name && collects(&f.path))
+        .map(|f| {
+            let verdict = decider.verdict(FieldAction::FieldWrite, Some(f), &target);
+            WriteRow {
+                role: v.role.clone(),
+                mfa: v.mfa,
+                purpose: v.purpose.clone(),
+                route: format!("{} {}", d.route.method, d.route.template),
+                scenario,
+                field: format!("{}.{}", f.entity, f.path),
+                allowed: verdict.allowed,
+                policies: verdict
+                    .policies
+                    .iter()
+                    .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn fill_template(template: &str, value: &str) -> String {

@@ -57,6 +57,14 @@ pub struct Decided<'rt> {
 }
 
 impl Decided<'_> {
+    /// The request's resource, as a write's fields are decided on
+    /// (`field:write`): for tools that ask without a body.
+    pub fn target(&self) -> crate::policy::ResourceRef<'_> {
+        self.route
+            .resource
+            .resource_ref(&self.resource_id, &self.resource_values)
+    }
+
     /// The same decision borrowing only `rt` (not the request path its
     /// route was matched on), for work that outlives the path: a streamed
     /// body. `None` unless it was decided by `rt`'s own engine and route.

@@ -49,7 +49,7 @@ pub struct Change {
     pub direction: Direction,
     /// The role, or [`ALL_ROLES`].
     pub role: String,
-    /// `route`, `record`, `field`, `budget`, `catalogue`,
+    /// `route`, `record`, `field`, `write`, `budget`, `catalogue`,
     /// `route-passthrough`.
     pub kind: &'static str,
     /// A route (`GET /customers/{id}`), a field (`Customer.phone`), a
@@ -127,6 +127,7 @@ pub fn compare(base: &Runtime, current: &Runtime) -> Report {
         .map(|(r, _)| r)
         .collect();
     route_changes(&mb, &mc, &passthrough, &mut changes);
+    write_changes(&mb, &mc, base, current, &mut changes);
     passthrough_changes(base, current, &mut changes);
     catalogue_changes(base, current, &mut changes);
     budgets::changes(
@@ -385,6 +386,86 @@ fn route_changes(mb: &Matrix, mc: &Matrix, passthrough: &BTreeSet<String>, out: 
             when,
             level: None,
             category: None,
+            policies: policies.into_iter().collect(),
+        });
+    }
+}
+
+/// Write rights per field and write route that differ (a field a route
+/// does not collect, or a route the caller may not call, counts as not
+/// writable).
+fn write_changes(
+    mb: &Matrix,
+    mc: &Matrix,
+    base: &Runtime,
+    current: &Runtime,
+    out: &mut Vec<Change>,
+) {
+    type Key = (String, bool, String, String, String, &'static str);
+    let key = |r: &matrix::WriteRow| -> Key {
+        (
+            r.role.clone(),
+            r.mfa,
+            r.purpose.clone(),
+            r.route.clone(),
+            r.field.clone(),
+            r.scenario,
+        )
+    };
+    let before: BTreeMap<Key, &matrix::WriteRow> = mb.writes.iter().map(|r| (key(r), r)).collect();
+    let after: BTreeMap<Key, &matrix::WriteRow> = mc.writes.iter().map(|r| (key(r), r)).collect();
+    type Group = (BTreeSet<Variant>, BTreeSet<&'static str>, BTreeSet<String>);
+    let mut groups: BTreeMap<(String, String, String, bool), Group> = BTreeMap::new();
+    for k in before.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
+        let was = before.get(k).is_some_and(|r| r.allowed);
+        let is = after.get(k).is_some_and(|r| r.allowed);
+        if was == is {
+            continue;
+        }
+        let g = groups
+            .entry((k.0.clone(), k.4.clone(), k.3.clone(), is))
+            .or_default();
+        g.0.insert(Variant {
+            role: k.0.clone(),
+            mfa: k.1,
+            purpose: k.2.clone(),
+        });
+        g.1.insert(k.5);
+        for r in before.get(k).into_iter().chain(after.get(k)) {
+            g.2.extend(r.policies.iter().cloned());
+        }
+    }
+    for ((role, field, route, is), (variants, scenarios, policies)) in groups {
+        let route_when = if scenarios.len() == 2 {
+            String::new()
+        } else if scenarios.contains("own") {
+            " on own records".into()
+        } else {
+            " on others' records".into()
+        };
+        let spec = field
+            .split_once('.')
+            .and_then(|(e, p)| find_field(current, e, p).or_else(|| find_field(base, e, p)));
+        let (from, to) = if is {
+            ("not writable", "writable")
+        } else {
+            ("writable", "not writable")
+        };
+        out.push(Change {
+            direction: if is {
+                Direction::Widens
+            } else {
+                Direction::Narrows
+            },
+            callers: callers(&mc.variants, &role, &variants),
+            role,
+            kind: "write",
+            subject: field,
+            from: from.into(),
+            to: to.into(),
+            when: format!("through {route}{route_when}"),
+            level: spec.map(|s| s.level.0),
+            category: spec.map(|s| s.category.as_str().to_string()),
             policies: policies.into_iter().collect(),
         });
     }

@@ -26,6 +26,7 @@ fn subject(c: &Change, code: &dyn Fn(&str) -> String) -> String {
         "route" => format!("route {s}"),
         "record" => format!("records of {s}"),
         "field" => format!("field {s}"),
+        "write" => format!("writing {s}"),
         "budget" => format!("budget {s}"),
         "catalogue" => format!("catalogue entry {s}"),
         "route-passthrough" => format!("route {s} (passthrough: no decision, no filtering)"),
@@ -40,8 +41,15 @@ fn describe(c: &Change, arrow: &str, code: &dyn Fn(&str) -> String) -> String {
     if !c.callers.is_empty() {
         let _ = write!(s, ", for callers {}", c.callers);
     }
-    if !c.when.is_empty() {
-        let _ = write!(s, ", when {}", c.when);
+    match (c.kind, c.when.is_empty()) {
+        (_, true) => {}
+        // `through ROUTE on own records`.
+        ("write", false) => {
+            let _ = write!(s, ", {}", c.when);
+        }
+        (_, false) => {
+            let _ = write!(s, ", when {}", c.when);
+        }
     }
     match (&c.category, c.level) {
         (Some(cat), Some(l)) => {
