@@ -874,7 +874,11 @@ async fn run(config_path: PathBuf) -> Result<(), CliError> {
         fieldguard::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())?;
     let admin_address = loaded.config.admin.address;
     let runtime = Runtime::build(loaded)?;
-    tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
+    tracing::info!(
+        version = %runtime.decisions.engine.bundle.version,
+        signed_by = runtime.signed_by.as_deref().unwrap_or("-"),
+        "policies loaded"
+    );
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     proxy.connect_budget_store().await?;
     let (proxy, audit_writer) =

@@ -86,6 +86,14 @@ impl Runtime {
         let signed_by =
             crate::policy_set::check(&loaded, &message, &version).map_err(BuildError::Refused)?;
         decisions.engine.bundle.version = version;
+        // An observed set (shadow files, a candidate) is versioned the same
+        // way, so its version compares with the enforced one's.
+        if let Some(o) = &mut decisions.observer {
+            o.engine.bundle.version = crate::policy_set::version(&crate::policy_set::canonical(
+                &loaded.content,
+                &o.engine.bundle.sources,
+            ));
+        }
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         upstream_url(&loaded)?;
         let budgets = crate::budget::Budgets::compile(&cfg.budgets)
