@@ -77,6 +77,10 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
   {{- if not .Values.verifyKeys.files -}}
     {{- fail "verifyKeys.existingSecret is set but verifyKeys.files is empty: name the public key files in the Secret" -}}
   {{- end -}}
+  {{- /* The pods would refuse to start: say so at install time. */ -}}
+  {{- if and (not .Values.policies.signature) (not .Values.policies.existingConfigMap) -}}
+    {{- fail "verifyKeys.existingSecret is set but policies.signature is empty: fieldguard would refuse the unsigned policy set (sign it with `fieldguard sign` and pass --set-file policies.signature=policies/fieldguard.sig)" -}}
+  {{- end -}}
   {{- $keys := list -}}
   {{- range .Values.verifyKeys.files -}}
     {{- $keys = append $keys (printf "%s/%s" $.Values.verifyKeys.mountPath .) -}}
