@@ -265,6 +265,29 @@ fn a_write_right_removed() {
 }
 
 #[test]
+fn a_new_catalogue_field_and_who_sees_it() {
+    let repo = scratch_repo();
+    let r = repo.path();
+    edit(
+        r.join(CONFIG),
+        "      gender: { category: identity, level: 1 }\n",
+        "      gender: { category: identity, level: 1 }\n      nickname: { category: identity, level: 2 }\n",
+    );
+    let run = diff(r, &["--fail-on", "widen:level>=3"]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_summary(&run, "3 changes in access: 3 widening, 0 narrowing");
+    assert_eq!(
+        run.changes(),
+        [
+            "widens  (all roles): catalogue entry Customer.nickname: absent -> level 2, mask none [identity, level 2]",
+            "widens  customer: field Customer.nickname: removed -> full, when own [identity, level 2] (policies: customer-own-fields-in-full)",
+            "widens  data_protection_officer: field Customer.nickname: removed -> full, for callers with MFA [identity, level 2] (policies: dpo-fields-with-mfa)",
+        ]
+    );
+    assert_eq!(diff(r, &["--fail-on", "widen:level>=2"]).code, 3);
+}
+
+#[test]
 fn a_route_made_passthrough() {
     let repo = scratch_repo();
     let r = repo.path();
