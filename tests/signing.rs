@@ -10,7 +10,9 @@
 //!   serving, `fieldguard_policy_signature_refusals_total` counting).
 //! - Rotation: with two verify keys either signs; a set signed by a key
 //!   rotated out of `verify_keys` is refused, at start and on reload.
-//! - The version covers the catalogue and routes, not deployment sections.
+//! - The version covers the catalogue and routes, not deployment sections;
+//!   a catalogue change alone gives a new version in `/policies`,
+//!   `fieldguard_policy_set_info` and the audit records.
 //! - The commands docs/policies.md shows (`fieldguard sign
 //!   --generate-key`, the openssl alternative) run as written.
 
@@ -330,6 +332,64 @@ fn the_version_covers_catalogue_and_routes_but_not_deployment_sections() {
     assert_ne!(version_of(&catalogue), v0, "catalogue");
     assert_ne!(version_of(&route), v0, "route");
     assert_eq!(version_of(&listener), v0, "listener");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_change_alone_gives_a_new_version_in_policies_metrics_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    copy_dir(&repo_path("policies"), &d.join("policies"));
+    let (shop, _shop) = start_shop().await;
+    let mut pod = Replica::start_edited(d, "pod", shop, BUDGETS, &edit_for(d, &[])).await;
+    let customer = token("customer", "c-1001", false, None);
+    let v0 = policies(&pod).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(pod.addr, "/customers/c-1001", Some(&customer)).await.0,
+        200
+    );
+
+    // Only the catalogue changes: no policy file, no schema.
+    change_catalogue(&pod.config);
+    let (status, body) = post(pod.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let v1 = policies(&pod).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(v0, v1);
+    let (_, metrics) = get(pod.admin, "/metrics", None).await;
+    assert_eq!(
+        text_metric_sum(
+            &metrics,
+            "fieldguard_policy_set_info",
+            &format!("version=\"{v1}\"")
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        text_metric_sum(
+            &metrics,
+            "fieldguard_policy_set_info",
+            &format!("version=\"{v0}\"")
+        ),
+        0.0
+    );
+    assert_eq!(
+        get(pod.addr, "/customers/c-1001", Some(&customer)).await.0,
+        200
+    );
+    pod.stop();
+    let versions: Vec<String> = pod
+        .audit_records()
+        .iter()
+        .filter(|r| r.get("decision").is_some())
+        .map(|r| r["policy_version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions, [v0, v1]);
 }
 
 /// The shell lines of a `<!-- NAME:start -->` block of docs/policies.md.
