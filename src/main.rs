@@ -578,8 +578,15 @@ fn main() -> ExitCode {
                     )
                     .into());
                 }
+                // With verify keys, which key signed the set (CI logs show
+                // what was checked).
+                let signed = rt
+                    .signed_by
+                    .as_deref()
+                    .map(|k| format!(", signed by key {k}"))
+                    .unwrap_or_default();
                 outln!(
-                    "{}: ok ({} policies, version {})",
+                    "{}: ok ({} policies, version {}{signed})",
                     config.display(),
                     rt.decisions.engine.bundle.info.len(),
                     rt.decisions.engine.bundle.version

@@ -241,6 +241,12 @@ fn the_sign_job_signs_what_merged() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let id = text(&made).trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        text(&out).contains(&format!(", signed by key {id})")),
+        "validate names the signing key {id}: {}",
+        text(&out)
+    );
 }
 
 /// A hook's command line as pre-commit builds it (`pass_filenames: false`):
