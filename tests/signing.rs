@@ -455,6 +455,11 @@ fn run_documented(block: &str) {
     assert!(dir.path().join("policies/fieldguard.sig").is_file());
     let out = fieldguard(&["validate", "--config", "fieldguard.yaml"], &deploy);
     assert!(out.status.success(), "{block}: {}", text(&out));
+    // A key is never overwritten.
+    let before = std::fs::read(deploy.join("signing.key")).unwrap();
+    let again = fieldguard(&["sign", "--generate-key", "signing.key"], &deploy);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(deploy.join("signing.key")).unwrap(), before);
 }
 
 #[test]

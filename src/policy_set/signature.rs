@@ -179,3 +179,28 @@ impl Parsed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Parsed;
+
+    #[test]
+    fn the_file_is_read_strictly() {
+        let good = "# comment\nversion: abc\nkey_id: 0011\ned25519: AAEC\n";
+        let p = Parsed::of(good).unwrap();
+        assert_eq!((p.version.as_str(), p.key_id.as_str()), ("abc", "0011"));
+        assert_eq!(p.signature, [0, 1, 2]);
+        for (bad, why) in [
+            ("version: abc\nkey_id: 0011\n", "no `ed25519:` line"),
+            ("version: abc\nkey_id: 0011\ned25519: !!\n", "not base64"),
+            (
+                "version: abc\nkey_id: 0011\ned25519: AAEC\nextra: 1\n",
+                "unknown entry `extra`",
+            ),
+            ("just text\n", "expected `name: value`"),
+        ] {
+            let e = Parsed::of(bad).err().unwrap_or_default();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+}
