@@ -135,12 +135,11 @@ fn from_git(config: &Path, rev: &str) -> Result<(PathBuf, Scratch), String> {
         .strip_prefix(&top)
         .map_err(|_| format!("{} is outside {}", file.display(), top.display()))?
         .to_path_buf();
-    let scratch = Scratch(std::env::temp_dir().join(format!(
-        "fieldguard-diff-{}-{}",
-        std::process::id(),
-        &commit[..commit.len().min(12)]
-    )));
-    std::fs::create_dir_all(&scratch.0).map_err(|e| format!("{}: {e}", scratch.0.display()))?;
+    // A new folder of a random name (create_dir fails on anything already
+    // there, e.g. a link planted in a shared temp folder).
+    let scratch = std::env::temp_dir().join(format!("fieldguard-diff-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let scratch = Scratch(scratch);
     let mut archive = Command::new("git")
         .arg("-C")
         .arg(&top)
