@@ -121,6 +121,11 @@ fn from_git(config: &Path, rev: &str) -> Result<(PathBuf, Scratch), String> {
         )
     })?;
     let top = std::fs::canonicalize(&top).map_err(|e| format!("{top}: {e}"))?;
+    // Never an option to git, whatever the argument says.
+    let unknown = || format!("--base {rev}: unknown revision in {}", top.display());
+    if rev.starts_with('-') {
+        return Err(unknown());
+    }
     let commit = git(
         &top,
         &[
@@ -130,7 +135,7 @@ fn from_git(config: &Path, rev: &str) -> Result<(PathBuf, Scratch), String> {
             &format!("{rev}^{{commit}}"),
         ],
     )
-    .map_err(|_| format!("--base {rev}: unknown revision in {}", top.display()))?;
+    .map_err(|_| unknown())?;
     let rel = file
         .strip_prefix(&top)
         .map_err(|_| format!("{} is outside {}", file.display(), top.display()))?
