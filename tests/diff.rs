@@ -288,6 +288,42 @@ fn a_new_catalogue_field_and_who_sees_it() {
 }
 
 #[test]
+fn a_new_record_attribute_changes_nothing_until_a_rule_reads_it() {
+    let repo = scratch_repo();
+    let r = repo.path();
+    // The two sides know different record attributes: their scenarios
+    // differ, and are compared where they agree.
+    edit(
+        r.join(CONFIG),
+        "      marketing_consent: { field: consent.marketing, type: bool, default: false }\n",
+        "      marketing_consent: { field: consent.marketing, type: bool, default: false }\n      vip: { field: vip, type: bool, default: false }\n",
+    );
+    edit(
+        r.join("policies/schema.cedarschema"),
+        "entity Customer = { owner?: User, marketing_consent?: Bool };",
+        "entity Customer = { owner?: User, marketing_consent?: Bool, vip?: Bool };",
+    );
+    let run = diff(r, &["--fail-on", "any"]);
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(run.out.starts_with("no change in access"), "{}", run.out);
+    // A rule on it: agents no longer see VIP customers.
+    edit(
+        r.join("policies/support_agent.cedar"),
+        "when { resource is Customer || resource is Order || resource is Ticket };",
+        "when { (resource is Customer && !(resource has vip && resource.vip)) || resource is Order || resource is Ticket };",
+    );
+    let run = diff(r, &[]);
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_summary(&run, "1 change in access: 0 widening, 1 narrowing");
+    assert_eq!(
+        run.changes(),
+        [
+            "narrows support_agent: records of Customer: visible -> hidden, when vip (policies: support-records)"
+        ]
+    );
+}
+
+#[test]
 fn a_route_made_passthrough() {
     let repo = scratch_repo();
     let r = repo.path();

@@ -244,10 +244,43 @@ fn read_action(rt: &Runtime, entity: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Who the matrix asks about: the roles and purposes the policies name,
+/// and the principal attributes callers carry.
+#[derive(Debug, Clone, Default)]
+pub struct Axes {
+    pub roles: BTreeSet<String>,
+    pub purposes: BTreeSet<String>,
+    pub principal_attrs: BTreeMap<String, String>,
+}
+
+impl Axes {
+    pub fn of(rt: &Runtime) -> Self {
+        let (roles, purposes) = roles_and_purposes(rt);
+        Self {
+            roles,
+            purposes,
+            principal_attrs: principal_attributes(rt),
+        }
+    }
+
+    /// Both sets of callers (`diff` asks both sides about the same ones).
+    pub fn union(mut self, other: Axes) -> Self {
+        self.roles.extend(other.roles);
+        self.purposes.extend(other.purposes);
+        self.principal_attrs.extend(other.principal_attrs);
+        self
+    }
+}
+
 pub fn compute(rt: &Runtime) -> Matrix {
-    let (roles, purposes) = roles_and_purposes(rt);
+    compute_on(rt, &Axes::of(rt))
+}
+
+/// The matrix of `rt` for the callers `axes` describes.
+pub fn compute_on(rt: &Runtime, axes: &Axes) -> Matrix {
+    let (roles, purposes) = (&axes.roles, &axes.purposes);
     let mut variants = Vec::new();
-    for role in &roles {
+    for role in roles {
         for mfa in [false, true] {
             for purpose in std::iter::once(String::new()).chain(purposes.iter().cloned()) {
                 variants.push(Variant {
@@ -263,7 +296,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
     let mut fields = Vec::new();
     let mut routes = Vec::new();
     let mut writes = Vec::new();
-    let principal_attrs = principal_attributes(rt);
+    let principal_attrs = &axes.principal_attrs;
     for v in &variants {
         let mut principal =
             super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
@@ -292,7 +325,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 .filter(|f| f.is_record_field() && f.entity == entity.name)
                 .collect();
             specs.sort_by(|a, b| a.path.cmp(&b.path));
-            for (scenario, values) in scenarios(&sources, &principal_attrs) {
+            for (scenario, values) in scenarios(&sources, principal_attrs) {
                 let r = ResourceRef {
                     type_name: &entity.type_name,
                     type_key: u32::from(entity.index),

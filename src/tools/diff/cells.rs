@@ -16,19 +16,9 @@ pub(super) fn field_changes(
     base: &Runtime,
     out: &mut Vec<Change>,
 ) {
-    type Key = (String, bool, String, String, String, String);
-    let key = |r: &matrix::FieldRow| -> Key {
-        (
-            r.role.clone(),
-            r.mfa,
-            r.purpose.clone(),
-            r.entity.clone(),
-            r.field.clone(),
-            r.scenario.clone(),
-        )
-    };
-    let before: BTreeMap<Key, &matrix::FieldRow> = mb.fields.iter().map(|r| (key(r), r)).collect();
-    let after: BTreeMap<Key, &matrix::FieldRow> = mc.fields.iter().map(|r| (key(r), r)).collect();
+    // One cell: a caller variant and a field (or record) of an entity;
+    // its rows are the record scenarios.
+    let (before, after) = (cells_of(mb), cells_of(mc));
     // (role, entity, field, from, to) → (variants, scenarios, policies)
     type Group = (
         BTreeSet<Variant>,
@@ -36,44 +26,58 @@ pub(super) fn field_changes(
         BTreeSet<String>,
     );
     let mut groups: BTreeMap<(String, String, String, String, String), Group> = BTreeMap::new();
-    let keys: BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
-    for k in keys {
-        let absent = |field: &str| {
-            if field == "(record)" {
-                "hidden"
-            } else {
-                "removed"
+    let none: Vec<&matrix::FieldRow> = Vec::new();
+    for k in before.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
+        let (b, a) = (
+            before.get(k).unwrap_or(&none),
+            after.get(k).unwrap_or(&none),
+        );
+        let absent = if k.4 == "(record)" {
+            "hidden"
+        } else {
+            "removed"
+        };
+        let scenarios: BTreeSet<&str> = b.iter().chain(a).map(|r| r.scenario.as_str()).collect();
+        for scenario in scenarios {
+            let (from, was) = match lookup(b, scenario) {
+                Lookup::Absent => (absent, None),
+                Lookup::Found(r) => (r.form.as_str(), Some(r)),
+                Lookup::Ambiguous => continue,
+            };
+            let (to, is) = match lookup(a, scenario) {
+                Lookup::Absent => (absent, None),
+                Lookup::Found(r) => (r.form.as_str(), Some(r)),
+                Lookup::Ambiguous => continue,
+            };
+            // A field of a hidden record: the record's own change says it.
+            if from == to || (k.4 != "(record)" && (from == "hidden" || to == "hidden")) {
+                continue;
             }
-        };
-        let from = before.get(k).map_or(absent(&k.4), |r| r.form.as_str());
-        let to = after.get(k).map_or(absent(&k.4), |r| r.form.as_str());
-        // A field of a hidden record: the record's own change says it.
-        if from == to || (k.4 != "(record)" && (from == "hidden" || to == "hidden")) {
-            continue;
-        }
-        let v = Variant {
-            role: k.0.clone(),
-            mfa: k.1,
-            purpose: k.2.clone(),
-        };
-        let g = groups
-            .entry((
-                k.0.clone(),
-                k.3.clone(),
-                k.4.clone(),
-                from.into(),
-                to.into(),
-            ))
-            .or_default();
-        g.0.insert(v.clone());
-        g.1.entry(v).or_default().insert(k.5.clone());
-        for r in before.get(k).into_iter().chain(after.get(k)) {
-            g.2.extend(r.policies.iter().cloned());
+            let v = Variant {
+                role: k.0.clone(),
+                mfa: k.1,
+                purpose: k.2.clone(),
+            };
+            let g = groups
+                .entry((
+                    k.0.clone(),
+                    k.3.clone(),
+                    k.4.clone(),
+                    from.into(),
+                    to.into(),
+                ))
+                .or_default();
+            g.0.insert(v.clone());
+            g.1.entry(v).or_default().insert(scenario.to_string());
+            for r in was.into_iter().chain(is) {
+                g.2.extend(r.policies.iter().cloned());
+            }
         }
     }
-    let all_scenarios = |m: &Matrix, role: &str, entity: &str| -> BTreeSet<String> {
-        m.fields
+    let all_scenarios = |role: &str, entity: &str| -> BTreeSet<String> {
+        mb.fields
             .iter()
+            .chain(&mc.fields)
             .filter(|r| r.role == role && r.entity == entity && r.field == "(record)")
             .map(|r| r.scenario.clone())
             .collect()
@@ -82,7 +86,7 @@ pub(super) fn field_changes(
         // The record scenarios the change holds in: the same for every
         // variant in the common case; their shared condition.
         let union: BTreeSet<String> = scenarios.values().flatten().cloned().collect();
-        let every = all_scenarios(mc, &role, &entity);
+        let every = all_scenarios(&role, &entity);
         let when = if union == every || union.iter().all(String::is_empty) {
             String::new()
         } else {
@@ -110,6 +114,84 @@ pub(super) fn field_changes(
             policies: policies.into_iter().collect(),
         });
     }
+}
+
+/// A caller variant and a field (or record) of an entity.
+type Cell = (String, bool, String, String, String);
+
+/// The matrix's field rows by cell; a cell's rows are its record
+/// scenarios.
+fn cells_of(m: &Matrix) -> BTreeMap<Cell, Vec<&matrix::FieldRow>> {
+    let mut out: BTreeMap<Cell, Vec<&matrix::FieldRow>> = BTreeMap::new();
+    for r in &m.fields {
+        out.entry((
+            r.role.clone(),
+            r.mfa,
+            r.purpose.clone(),
+            r.entity.clone(),
+            r.field.clone(),
+        ))
+        .or_default()
+        .push(r);
+    }
+    out
+}
+
+/// A cell's answer in one record scenario on one side.
+enum Lookup<'a> {
+    /// The side has no such cell (a new field, a new role).
+    Absent,
+    Found(&'a matrix::FieldRow),
+    /// The side tells apart what the scenario does not (it has a record
+    /// attribute the other side lacks), and its answers differ: the
+    /// finer side's own scenarios report the change.
+    Ambiguous,
+}
+
+/// The row of `rows` for `scenario`: the same scenario, else the rows
+/// whose labels do not contradict it (the two sides may know different
+/// record attributes), when they agree.
+fn lookup<'a>(rows: &[&'a matrix::FieldRow], scenario: &str) -> Lookup<'a> {
+    if rows.is_empty() {
+        return Lookup::Absent;
+    }
+    if let Some(r) = rows.iter().find(|r| r.scenario == scenario) {
+        return Lookup::Found(r);
+    }
+    let mut fitting = rows.iter().filter(|r| compatible(&r.scenario, scenario));
+    match fitting.next() {
+        Some(first) if fitting.all(|r| r.form == first.form) => Lookup::Found(first),
+        _ => Lookup::Ambiguous,
+    }
+}
+
+/// Which record attribute a scenario label is about (`own`/`other`: the
+/// owner; `no x`, `same x`, `other x` and `x`: attribute x).
+fn dimension(label: &str) -> (&str, &str) {
+    if label == "own" || label == "other" {
+        return ("(owner)", label);
+    }
+    for prefix in ["no ", "same ", "other "] {
+        if let Some(rest) = label.strip_prefix(prefix) {
+            return (rest, label);
+        }
+    }
+    (label, label)
+}
+
+/// Two scenarios agree on every attribute both of them name.
+fn compatible(a: &str, b: &str) -> bool {
+    let dims = |s: &str| -> BTreeMap<String, String> {
+        s.split(',')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (d, v) = dimension(l);
+                (d.to_string(), v.to_string())
+            })
+            .collect()
+    };
+    let (a, b) = (dims(a), dims(b));
+    a.iter().all(|(d, v)| b.get(d).is_none_or(|w| w == v))
 }
 
 /// The matrix's scenario words as a reviewer reads them (`other`: owned

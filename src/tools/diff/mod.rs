@@ -119,7 +119,13 @@ fn direction(from: &str, to: &str) -> Direction {
 
 /// Compares two runtimes: base (before the change) and current.
 pub fn compare(base: &Runtime, current: &Runtime) -> Report {
-    let (mb, mc) = (matrix::compute(base), matrix::compute(current));
+    // The same callers on both sides: a role, purpose or principal
+    // attribute only one side names is asked about on both.
+    let axes = matrix::Axes::of(base).union(matrix::Axes::of(current));
+    let (mb, mc) = (
+        matrix::compute_on(base, &axes),
+        matrix::compute_on(current, &axes),
+    );
     let mut changes = Vec::new();
     cells::field_changes(&mb, &mc, current, base, &mut changes);
     // A route that is passthrough on either side is one change of its
