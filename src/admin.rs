@@ -265,6 +265,7 @@ fn policies(proxy: &dyn AdminHandle) -> serde_json::Value {
         },
         "version": b.version,
         "schema_hash": b.schema_hash,
+        "signed_by": rt.signed_by,
         "loaded_at": crate::time::rfc3339_millis(rt.loaded_at),
         "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
         "policies": list,

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observed_store;
 pub mod onboard;
+pub mod policy_set;
 pub mod proxy;
 pub use proxy::reload;
 pub mod runtime;

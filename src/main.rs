@@ -300,6 +300,45 @@ enum Command {
         #[command(subcommand)]
         command: OnboardCommand,
     },
+    /// Sign the policy set a configuration names (policy files, schema,
+    /// and the sections routes, entities, redaction, budgets, unmatched,
+    /// shadow) with an Ed25519 key: a proxy with `policies.verify_keys`
+    /// loads only sets signed by one of its keys.
+    Sign {
+        #[arg(long, required_unless_present = "generate_key")]
+        config: Option<PathBuf>,
+        /// The private key (PKCS#8 PEM).
+        #[arg(long, required_unless_present = "generate_key")]
+        key: Option<PathBuf>,
+        /// Where to write the signature (default: `policies.signature_file`,
+        /// else `fieldguard.sig` in the policy directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Make a new key pair instead: the private key at PATH (mode
+        /// 0600), the public key at PATH.pub.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "key", "out"])]
+        generate_key: Option<PathBuf>,
+    },
+    /// What access a change adds or removes: the current policy set against
+    /// BASE (a folder with the same layout, or a git revision of the
+    /// repository the config is in), per role, route, record and field.
+    /// Exit codes: 0 done (no `--fail-on` condition matched), 3 a
+    /// `--fail-on` condition matched, 1 the sides could not be compared.
+    Diff {
+        #[arg(long)]
+        config: PathBuf,
+        /// A folder (the config is read at BASE/CONFIG) or a git revision
+        /// (`main`, `HEAD~1`, a commit), read with `git archive`.
+        #[arg(long)]
+        base: String,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// Fail (exit 3) when a change matches: `widen`,
+        /// `widen:level>=N`, `widen:role=ROLE`, `route-passthrough`, `any`
+        /// (repeat or separate with commas).
+        #[arg(long = "fail-on", value_delimiter = ',')]
+        fail_on: Vec<tools::diff::gate::Condition>,
+    },
     /// The least-privilege report: what each role sees, per field and route.
     Matrix {
         #[arg(long)]
@@ -308,6 +347,18 @@ enum Command {
         format: MatrixFormat,
     },
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    /// One line per change, after a one-line summary.
+    Text,
+    /// A pull-request comment: summary, then one section per role.
+    Md,
+    Json,
+}
+
+/// `fieldguard diff`'s exit code when a `--fail-on` condition matched.
+const DIFF_GATE_TRIPPED: u8 = 3;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum MatrixFormat {
@@ -345,6 +396,15 @@ fn main() -> ExitCode {
             logging::fatal(&e);
             return ExitCode::FAILURE;
         }
+    }
+    if let Command::Diff {
+        config,
+        base,
+        format,
+        fail_on,
+    } = &cli.command
+    {
+        return diff(config, base, *format, fail_on);
     }
     let result: Result<(), CliError> = match cli.command {
         Command::Run { config } => runtime()
@@ -492,6 +552,34 @@ fn main() -> ExitCode {
             out!("{text}");
             Ok(())
         })(),
+        Command::Sign {
+            generate_key: Some(path),
+            ..
+        } => (|| -> Result<(), CliError> {
+            let id = fieldguard::policy_set::generate_key_files(&path)?;
+            outln!(
+                "wrote {} (private: keep it in CI's secrets) and {}.pub (public: policies.verify_keys); key id {id}",
+                path.display(),
+                path.display()
+            );
+            Ok(())
+        })(),
+        Command::Sign {
+            config, key, out, ..
+        } => (|| -> Result<(), CliError> {
+            let (Some(config), Some(key)) = (config, key) else {
+                return Err("give --config and --key (or --generate-key PATH)".into());
+            };
+            let s = fieldguard::policy_set::sign_config(&config, &key, out.as_deref())?;
+            outln!(
+                "signed policy set version {} with key {}: {}",
+                s.version,
+                s.key_id,
+                s.file.display()
+            );
+            Ok(())
+        })(),
+        Command::Diff { .. } => Ok(()),
         Command::Matrix { config, format } => (|| -> Result<(), CliError> {
             let rt = config::load(&config).and_then(Runtime::build)?;
             let m = tools::matrix::compute(&rt);
@@ -532,8 +620,15 @@ fn main() -> ExitCode {
                     )
                     .into());
                 }
+                // With verify keys, which key signed the set (CI logs show
+                // what was checked).
+                let signed = rt
+                    .signed_by
+                    .as_deref()
+                    .map(|k| format!(", signed by key {k}"))
+                    .unwrap_or_default();
                 outln!(
-                    "{}: ok ({} policies, version {})",
+                    "{}: ok ({} policies, version {}{signed})",
                     config.display(),
                     rt.decisions.engine.bundle.info.len(),
                     rt.decisions.engine.bundle.version
@@ -551,6 +646,45 @@ fn main() -> ExitCode {
             logging::fatal(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `fieldguard diff`: prints the report; exit 3 when `--fail-on` matches.
+fn diff(
+    config: &std::path::Path,
+    base: &str,
+    format: DiffFormat,
+    fail_on: &[tools::diff::gate::Condition],
+) -> ExitCode {
+    use tools::diff::{base as sides, compare, gate, render};
+    let report = match sides::load(config, base) {
+        Ok(s) => compare(&s.base, &s.current),
+        Err(e) => {
+            logging::fatal(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = match format {
+        DiffFormat::Text => render::text(&report),
+        DiffFormat::Md => render::markdown(&report),
+        DiffFormat::Json => render::json(&report) + "\n",
+    };
+    match cli::print(&text) {
+        Ok(()) | Err(CliError::StdoutClosed) => {}
+        Err(e) => {
+            eprintln!("fieldguard: {e:?}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let tripped = gate::tripped(fail_on, &report.changes);
+    if tripped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "fieldguard diff: {} change(s) match --fail-on",
+            tripped.len()
+        );
+        ExitCode::from(DIFF_GATE_TRIPPED)
     }
 }
 
@@ -828,7 +962,11 @@ async fn run(config_path: PathBuf) -> Result<(), CliError> {
         fieldguard::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())?;
     let admin_address = loaded.config.admin.address;
     let runtime = Runtime::build(loaded)?;
-    tracing::info!(version = %runtime.decisions.engine.bundle.version, "policies loaded");
+    tracing::info!(
+        version = %runtime.decisions.engine.bundle.version,
+        signed_by = runtime.signed_by.as_deref().unwrap_or("-"),
+        "policies loaded"
+    );
     let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
     proxy.connect_budget_store().await?;
     let (proxy, audit_writer) =

@@ -96,6 +96,7 @@ pub struct Metrics {
     shadow_events: IntCounterVec,
     policy_info: IntGaugeVec,
     policy_loads: IntCounterVec,
+    policy_signature_refusals: IntCounterVec,
     policy_last_success: Gauge,
     policies_loaded: IntGauge,
     jwt_cache_lookups: IntCounterVec,
@@ -456,6 +457,12 @@ impl Metrics {
                 "Policy-set loads by result.",
                 &["result"],
             )?,
+            policy_signature_refusals: counter(
+                &r,
+                "fieldguard_policy_signature_refusals_total",
+                "Policy sets refused because their signature does not hold under policies.verify_keys (the last good set keeps serving), by reason.",
+                &["reason"],
+            )?,
             policy_last_success: gauge(
                 &r,
                 "fieldguard_policy_last_load_success_timestamp_seconds",
@@ -508,6 +515,10 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.policy_loads.with_label_values(&[result]);
         }
+        for reason in crate::policy_set::Reason::ALL {
+            m.policy_signature_refusals
+                .with_label_values(&[reason.as_str()]);
+        }
         for reason in HTTP_REFUSAL_REASONS {
             m.http_refusals.with_label_values(&[reason]);
         }
@@ -540,6 +551,13 @@ impl Metrics {
     /// Records a policy set that failed to load (the previous one stays).
     pub fn policy_load_failed(&self) {
         self.policy_loads.with_label_values(&["failure"]).inc();
+    }
+
+    /// A policy set refused for its signature (also a failed load).
+    pub fn policy_signature_refused(&self, reason: crate::policy_set::Reason) {
+        self.policy_signature_refusals
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// A request hyper's HTTP layer refused (`reason`: one of

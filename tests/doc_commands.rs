@@ -78,6 +78,21 @@ static SKIPPED: &[Skip] = &[
         starts: "cargo build --release",
         why: "a release build takes minutes, and `my-service.yaml` is the reader's own service",
     },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "fieldguard diff --config examples/demo/fieldguard.yaml --base main",
+        why: "the two forms of --base need a git repository with a `main` branch and a released folder: tests/diff.rs runs both (a_git_base_from_a_subdirectory_and_clear_failures, a folder base) against scratch repositories",
+    },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "fieldguard sign --generate-key signing.key",
+        why: "run in the folder holding fieldguard.yaml, as the text says: tests/signing.rs runs this block there (the signing:start marker) and starts a proxy on what it signed",
+    },
+    Skip {
+        doc: "docs/policies.md",
+        starts: "openssl genpkey -algorithm ed25519 -out signing.key",
+        why: "run in the folder holding fieldguard.yaml, as the text says: tests/signing.rs runs this block there (the signing-openssl:start marker)",
+    },
 ];
 
 /// Blocks that start servers on the docs' fixed ports: run in a network

@@ -379,6 +379,54 @@ def test_the_rendered_config_validates_as_fieldguard_loads_it(pod, binary):
     assert ": ok (" in out.stdout
 
 
+# --- A policy set signed in the repository, verified in the pod ---
+
+def test_a_set_signed_in_the_repository_verifies_in_the_rendered_pod(image, binary):
+    """The README's path from pull request to cluster: CI signs the
+    reference deployment as the repository holds it (examples/demo, policies/),
+    the chart ships the signature beside the policies and mounts the public
+    key from verifyKeys.existingSecret; fieldguard in the pod accepts the set,
+    and refuses it once one byte of a policy in the ConfigMap changes."""
+    work = Path(tempfile.mkdtemp(prefix="fieldguard-sign-"))
+    root = world_readable_tempdir("fieldguard-pod-")
+    try:
+        shutil.copytree(REPO / "policies", work / "policies")
+        shutil.copytree(REPO / "examples" / "demo", work / "examples" / "demo")
+        run = lambda *args: subprocess.run([str(binary), *args], cwd=work, capture_output=True,
+                                           text=True, timeout=60)
+        made = run("sign", "--generate-key", "ci.key")
+        assert made.returncode == 0, made.stderr
+        signed = run("sign", "--config", "examples/demo/fieldguard.yaml", "--key", "ci.key")
+        assert signed.returncode == 0, signed.stderr
+        values = merge(VALUES, {
+            "verifyKeys": {"existingSecret": "fieldguard-verify-keys", "files": ["ci.pub"]},
+            "policies": {"signature": (work / "policies" / "fieldguard.sig").read_text()},
+        })
+        pod = Pod(image, root, values=values,
+                  secrets={"fieldguard-verify-keys": {"ci.pub": (work / "ci.key.pub").read_bytes()}})
+        pod.lay_out_volumes()
+        config = [pod.rewrite(a) for a in pod.fg["args"]][2]
+        out = subprocess.run([str(binary), "validate", "--config", config],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        # The rendered config names the mounted key.
+        assert "/verify-keys/ci.pub" in Path(config).read_text()
+
+        files = pod.config_map_files(pod.objs)
+        assert files["fieldguard.sig"] == (work / "policies" / "fieldguard.sig").read_bytes()
+        changed = dict(files)
+        changed["partner.cedar"] = files["partner.cedar"].replace(b"partner", b"partnes", 1)
+        kubelet.update_volume(pod.host_path(pod.mounts["fieldguard-config"]), changed,
+                              mode=pod.volumes["fieldguard-config"]["configMap"]["defaultMode"])
+        out = subprocess.run([str(binary), "validate", "--config", config],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0
+        assert "does not match this policy set" in out.stderr, out.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --- The budgets in Redis, as the chart wires them ---
 
 STORE_SCENARIOS = ["budget-store-standalone", "budget-store-sentinel", "budget-store-cluster"]

@@ -176,6 +176,11 @@ pub struct Shared {
     /// Policies that failed to evaluate (ids only; the error text can quote
     /// attribute values and is logged to the operator log instead).
     pub policy_errors: Vec<String>,
+    /// Id of the key that signed the set that decided
+    /// (`policies.verify_keys`); absent when signatures are not required.
+    /// (Fields are in byte order: the struct serialises canonically.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_signed_by: Option<String>,
     /// Version hash of the policy set that decided.
     pub policy_version: String,
     /// The principal's roles and attributes; null when identification
@@ -722,6 +727,7 @@ impl AuditRecord {
             policy_errors: decision
                 .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
                 .unwrap_or_default(),
+            policy_signed_by: rt.signed_by.clone(),
             policy_version: rt.decisions.engine.bundle.version.clone(),
             principal: ex.principal.as_ref().map(|p| PrincipalShared {
                 mfa: p.mfa,
@@ -1025,6 +1031,7 @@ mod tests {
             method: None,
             policies: vec!["p1".into()],
             policy_errors: vec!["policy:p2".into()],
+            policy_signed_by: None,
             policy_version: "abc".into(),
             principal: Some(PrincipalShared {
                 mfa: true,

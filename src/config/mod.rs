@@ -74,7 +74,25 @@ impl LoadedConfig {
             files.extend(r.password_file.iter().cloned());
             files.extend(r.tls.iter().filter_map(|t| t.ca_file.clone()));
         }
-        files.iter().map(|f| self.resolve(f)).collect()
+        // Verify keys and the signature: a rotated key or a re-signed set
+        // with unchanged policies still reloads.
+        files.extend(c.policies.verify_keys.iter().cloned());
+        let mut files: Vec<PathBuf> = files.iter().map(|f| self.resolve(f)).collect();
+        if !c.policies.verify_keys.is_empty() {
+            files.push(self.signature_file());
+        }
+        files
+    }
+
+    /// Where the policy set's detached signature lives:
+    /// `policies.signature_file`, else `fieldguard.sig` in the policy
+    /// directory (so it travels with the policies, e.g. in one ConfigMap).
+    pub fn signature_file(&self) -> PathBuf {
+        let p = &self.config.policies;
+        match &p.signature_file {
+            Some(f) => self.resolve(f),
+            None => self.resolve(&p.directory).join(SIGNATURE_FILE),
+        }
     }
 
     /// The sections the decisions (core crate) are built from.
@@ -107,6 +125,9 @@ impl LoadedConfig {
         }
     }
 }
+
+/// The default signature file name, in the policy directory.
+pub const SIGNATURE_FILE: &str = "fieldguard.sig";
 
 /// Reads and parses a configuration file; structural errors carry file and line.
 pub fn load(file: &Path) -> Result<LoadedConfig, ConfigError> {

@@ -15,7 +15,7 @@
 use super::Proxy;
 use crate::config::{self, LoadedConfig};
 use crate::error::ConfigError;
-use crate::runtime::Runtime;
+use crate::runtime::{BuildError, Runtime};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -105,11 +105,17 @@ impl Proxy {
             let Some(src) = source.as_ref() else {
                 return Err(ReloadError::NoSource);
             };
-            config::load(&src.config).and_then(|mut loaded| {
-                (src.adjust)(&mut loaded);
-                Runtime::build(loaded)
-            })
+            config::load(&src.config)
+                .map_err(BuildError::Invalid)
+                .and_then(|mut loaded| {
+                    (src.adjust)(&mut loaded);
+                    Runtime::build_checked(loaded)
+                })
         };
+        if let Err(BuildError::Refused(r)) = &built {
+            self.metrics.policy_signature_refused(r.reason);
+        }
+        let built = built.map_err(ConfigError::from);
         let mut last = self.reload.last.lock().map_err(|_| ReloadError::Poisoned)?;
         last.attempts += 1;
         last.at = Some(SystemTime::now());

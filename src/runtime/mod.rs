@@ -28,6 +28,32 @@ pub struct Runtime {
     /// The bulk-read budgets (their counters live in the proxy, so they
     /// survive reloads).
     pub budgets: crate::budget::Budgets,
+    /// The id of the key whose signature this set carries (checked against
+    /// `policies.verify_keys`); `None` when no verify keys are configured.
+    pub signed_by: Option<String>,
+}
+
+/// Why a runtime was not built: a file that cannot be used, or a policy
+/// set whose signature does not hold (counted apart, by reason).
+#[derive(Debug)]
+pub enum BuildError {
+    Invalid(ConfigError),
+    Refused(crate::policy_set::Refused),
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(e: ConfigError) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+impl From<BuildError> for ConfigError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Invalid(e) => e,
+            BuildError::Refused(r) => r.error,
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -43,15 +69,35 @@ impl Runtime {
     /// Loads policies and keys and compiles the config. Any error names a
     /// file and, where known, a line.
     pub fn build(loaded: LoadedConfig) -> Result<Self, ConfigError> {
+        Self::build_checked(loaded).map_err(ConfigError::from)
+    }
+
+    /// As [`Runtime::build`], telling a refused signature apart.
+    pub fn build_checked(loaded: LoadedConfig) -> Result<Self, BuildError> {
         let cfg = &loaded.config;
         if cfg.listeners.is_empty() {
-            return Err(ConfigError::file(&loaded.file, "`listeners` is empty"));
+            return Err(ConfigError::file(&loaded.file, "`listeners` is empty").into());
         }
-        let decisions = Decisions::build(loaded.decision_config())?;
+        let mut decisions = Decisions::build(loaded.decision_config())?;
+        // The version names the whole signed set, not only the policy files.
+        let message =
+            crate::policy_set::canonical(&loaded.content, &decisions.engine.bundle.sources);
+        let version = crate::policy_set::version(&message);
+        let signed_by =
+            crate::policy_set::check(&loaded, &message, &version).map_err(BuildError::Refused)?;
+        decisions.engine.bundle.version = version;
+        // An observed set (shadow files, a candidate) is versioned the same
+        // way, so its version compares with the enforced one's.
+        if let Some(o) = &mut decisions.observer {
+            o.engine.bundle.version = crate::policy_set::version(&crate::policy_set::canonical(
+                &loaded.content,
+                &o.engine.bundle.sources,
+            ));
+        }
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         upstream_url(&loaded)?;
         let budgets = crate::budget::Budgets::compile(&cfg.budgets)
-            .map_err(|e| ConfigError::file(&loaded.file, e))?;
+            .map_err(|e| BuildError::Invalid(ConfigError::file(&loaded.file, e)))?;
         check_budget_store(&loaded)?;
         let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {
@@ -62,6 +108,7 @@ impl Runtime {
             generation: next_generation(),
             key_fingerprint,
             budgets,
+            signed_by,
         })
     }
 }

@@ -54,6 +54,12 @@ pub struct FieldRow {
     pub scenario: String,
     /// `full`, `masked`, `removed`, or `hidden` (record not readable).
     pub outcome: &'static str,
+    /// The outcome with the mask's kind (`masked (partial)`), for `diff`.
+    #[serde(skip)]
+    pub form: String,
+    /// Ids of the policies behind the answers (for `diff`).
+    #[serde(skip)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +71,25 @@ pub struct RouteRow {
     /// `own` (path parameters name the caller) or `other`.
     pub scenario: &'static str,
     pub allowed: bool,
+    /// Ids of the policies that determined it (for `diff`).
+    #[serde(skip)]
+    pub policies: Vec<String>,
+}
+
+/// May a caller write a field through a write route (for `diff`; the
+/// matrix's own tables do not show writes).
+#[derive(Debug, Clone)]
+pub struct WriteRow {
+    pub role: String,
+    pub mfa: bool,
+    pub purpose: String,
+    pub route: String,
+    /// `own` or `other`, as for routes.
+    pub scenario: &'static str,
+    /// `Entity.path`.
+    pub field: String,
+    pub allowed: bool,
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +97,8 @@ pub struct Matrix {
     pub variants: Vec<Variant>,
     pub fields: Vec<FieldRow>,
     pub routes: Vec<RouteRow>,
+    #[serde(skip)]
+    pub writes: Vec<WriteRow>,
 }
 
 /// Roles and purposes named anywhere in the policies.
@@ -217,10 +244,43 @@ fn read_action(rt: &Runtime, entity: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Who the matrix asks about: the roles and purposes the policies name,
+/// and the principal attributes callers carry.
+#[derive(Debug, Clone, Default)]
+pub struct Axes {
+    pub roles: BTreeSet<String>,
+    pub purposes: BTreeSet<String>,
+    pub principal_attrs: BTreeMap<String, String>,
+}
+
+impl Axes {
+    pub fn of(rt: &Runtime) -> Self {
+        let (roles, purposes) = roles_and_purposes(rt);
+        Self {
+            roles,
+            purposes,
+            principal_attrs: principal_attributes(rt),
+        }
+    }
+
+    /// Both sets of callers (`diff` asks both sides about the same ones).
+    pub fn union(mut self, other: Axes) -> Self {
+        self.roles.extend(other.roles);
+        self.purposes.extend(other.purposes);
+        self.principal_attrs.extend(other.principal_attrs);
+        self
+    }
+}
+
 pub fn compute(rt: &Runtime) -> Matrix {
-    let (roles, purposes) = roles_and_purposes(rt);
+    compute_on(rt, &Axes::of(rt))
+}
+
+/// The matrix of `rt` for the callers `axes` describes.
+pub fn compute_on(rt: &Runtime, axes: &Axes) -> Matrix {
+    let (roles, purposes) = (&axes.roles, &axes.purposes);
     let mut variants = Vec::new();
-    for role in &roles {
+    for role in roles {
         for mfa in [false, true] {
             for purpose in std::iter::once(String::new()).chain(purposes.iter().cloned()) {
                 variants.push(Variant {
@@ -235,7 +295,8 @@ pub fn compute(rt: &Runtime) -> Matrix {
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut fields = Vec::new();
     let mut routes = Vec::new();
-    let principal_attrs = principal_attributes(rt);
+    let mut writes = Vec::new();
+    let principal_attrs = &axes.principal_attrs;
     for v in &variants {
         let mut principal =
             super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
@@ -249,6 +310,13 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 continue;
             };
             let mut decider = rt.decisions.engine.decider(&who);
+            let table = decider.policy_table();
+            let ids = |v: &crate::policy::Verdict| -> Vec<String> {
+                v.policies
+                    .iter()
+                    .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
+                    .collect()
+            };
             let mut specs: Vec<_> = rt
                 .decisions
                 .catalogue
@@ -257,7 +325,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 .filter(|f| f.is_record_field() && f.entity == entity.name)
                 .collect();
             specs.sort_by(|a, b| a.path.cmp(&b.path));
-            for (scenario, values) in scenarios(&sources, &principal_attrs) {
+            for (scenario, values) in scenarios(&sources, principal_attrs) {
                 let r = ResourceRef {
                     type_name: &entity.type_name,
                     type_key: u32::from(entity.index),
@@ -265,8 +333,9 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     sources: &sources,
                     values: &values,
                 };
-                let visible = decider.allowed(FieldAction::RecordRead, None, &r);
-                let row = |field: &str, outcome| FieldRow {
+                let record = decider.verdict(FieldAction::RecordRead, None, &r);
+                let visible = record.allowed;
+                let row = |field: &str, outcome: &'static str, form: String, policies| FieldRow {
                     role: v.role.clone(),
                     mfa: v.mfa,
                     purpose: v.purpose.clone(),
@@ -274,21 +343,45 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     field: field.to_string(),
                     scenario: scenario.clone(),
                     outcome,
+                    form,
+                    policies,
                 };
-                fields.push(row("(record)", if visible { "visible" } else { "hidden" }));
+                let record_outcome = if visible { "visible" } else { "hidden" };
+                fields.push(row(
+                    "(record)",
+                    record_outcome,
+                    record_outcome.into(),
+                    ids(&record),
+                ));
                 for spec in &specs {
-                    let outcome = if !visible {
-                        "hidden"
-                    } else if decider.allowed(FieldAction::FieldRead, Some(spec), &r) {
-                        "full"
-                    } else if spec.mask.is_some()
-                        && decider.allowed(FieldAction::FieldReadMasked, Some(spec), &r)
-                    {
-                        "masked"
+                    if !visible {
+                        fields.push(row(&spec.path, "hidden", "hidden".into(), ids(&record)));
+                        continue;
+                    }
+                    let full = decider.verdict(FieldAction::FieldRead, Some(spec), &r);
+                    let mut policies = ids(&full);
+                    let (outcome, form) = if full.allowed {
+                        ("full", "full".to_string())
                     } else {
-                        "removed"
+                        let masked = spec.mask.as_ref().map(|m| {
+                            (
+                                m.kind(),
+                                decider.verdict(FieldAction::FieldReadMasked, Some(spec), &r),
+                            )
+                        });
+                        match masked {
+                            Some((kind, m)) => {
+                                policies.extend(ids(&m));
+                                if m.allowed {
+                                    ("masked", format!("masked ({kind})"))
+                                } else {
+                                    ("removed", "removed".into())
+                                }
+                            }
+                            None => ("removed", "removed".into()),
+                        }
                     };
-                    fields.push(row(&spec.path, outcome));
+                    fields.push(row(&spec.path, outcome, form, policies));
                 }
             }
         }
@@ -298,10 +391,21 @@ pub fn compute(rt: &Runtime) -> Matrix {
                 let Ok(canonical) = routing::normalize(&path) else {
                     continue;
                 };
-                let allowed = match pipeline::route(&rt.decisions, &route.method, &canonical) {
-                    Routed::Route(m) => pipeline::decide(&rt.decisions, &m, &principal).is_ok(),
-                    _ => false,
-                };
+                let (allowed, policies) =
+                    match pipeline::route(&rt.decisions, &route.method, &canonical) {
+                        Routed::Route(m) => {
+                            match pipeline::evaluate(&rt.decisions.engine, &m, &principal) {
+                                Ok(d) => {
+                                    if d.decision.allowed {
+                                        writes.extend(write_rows(rt, v, scenario, &d));
+                                    }
+                                    (d.decision.allowed, d.decision.policies)
+                                }
+                                Err(_) => (false, Vec::new()),
+                            }
+                        }
+                        _ => (false, Vec::new()),
+                    };
                 routes.push(RouteRow {
                     role: v.role.clone(),
                     mfa: v.mfa,
@@ -309,6 +413,7 @@ pub fn compute(rt: &Runtime) -> Matrix {
                     route: format!("{} {}", route.method, route.template),
                     scenario,
                     allowed,
+                    policies,
                 });
             }
         }
@@ -317,7 +422,57 @@ pub fn compute(rt: &Runtime) -> Matrix {
         variants,
         fields,
         routes,
+        writes,
     }
+}
+
+/// Each field an allowed write route may collect, and whether this caller
+/// may write it (`field:write` on the request's resource).
+fn write_rows(
+    rt: &Runtime,
+    v: &Variant,
+    scenario: &'static str,
+    d: &pipeline::Decided<'_>,
+) -> Vec<WriteRow> {
+    let Some(rules) = &d.route.request else {
+        return Vec::new();
+    };
+    let collects = |path: &str| {
+        rules.collect.as_ref().is_none_or(|c| {
+            c.iter().any(|c| {
+                c == path
+                    || path
+                        .strip_prefix(c.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            })
+        })
+    };
+    let target = d.target();
+    let mut decider = d.engine.decider(&d.who);
+    let table = decider.policy_table();
+    rt.decisions
+        .catalogue
+        .fields()
+        .iter()
+        .filter(|f| f.is_record_field() && f.entity == rules.entity.name && collects(&f.path))
+        .map(|f| {
+            let verdict = decider.verdict(FieldAction::FieldWrite, Some(f), &target);
+            WriteRow {
+                role: v.role.clone(),
+                mfa: v.mfa,
+                purpose: v.purpose.clone(),
+                route: format!("{} {}", d.route.method, d.route.template),
+                scenario,
+                field: format!("{}.{}", f.entity, f.path),
+                allowed: verdict.allowed,
+                policies: verdict
+                    .policies
+                    .iter()
+                    .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn fill_template(template: &str, value: &str) -> String {
@@ -372,7 +527,7 @@ fn summarise(cells: &[(&str, &str)]) -> String {
 
 /// The labels shared by every scenario of a group (`own`,
 /// `marketing_consent`), or the scenarios themselves.
-fn common_condition(scenarios: &[&str]) -> String {
+pub(crate) fn common_condition(scenarios: &[&str]) -> String {
     let sets: Vec<BTreeSet<&str>> = scenarios.iter().map(|s| s.split(',').collect()).collect();
     let common: BTreeSet<&str> = sets
         .iter()

@@ -3,6 +3,7 @@
 //! [`crate::pipeline`] the proxy runs, never by reading policy text.
 
 pub mod cli;
+pub mod diff;
 pub mod explain;
 pub mod lint;
 pub mod matrix;

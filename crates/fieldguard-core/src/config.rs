@@ -208,6 +208,14 @@ pub struct PoliciesConfig {
     /// A whole candidate policy set decided beside the active one; only the
     /// active one is enforced, every disagreement is audited and counted.
     pub candidate: Option<CandidateConfig>,
+    /// Ed25519 public keys (PEM files, e.g. from a Secret): when any is
+    /// given, only a set signed by one of them is loaded (`fieldguard
+    /// sign`). Several at once for rotation.
+    #[serde(default)]
+    pub verify_keys: Vec<PathBuf>,
+    /// The detached signature of the set; default `fieldguard.sig` in
+    /// `directory` (beside the policies, so it travels with them).
+    pub signature_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

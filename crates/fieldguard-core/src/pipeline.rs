@@ -59,6 +59,16 @@ pub struct Decided<'rt> {
     pub engine: &'rt Engine,
 }
 
+impl Decided<'_> {
+    /// The request's resource, as a write's fields are decided on
+    /// (`field:write`): for tools that ask without a body.
+    pub fn target(&self) -> crate::policy::ResourceRef<'_> {
+        self.route
+            .resource
+            .resource_ref(&self.resource_id, &self.resource_values)
+    }
+}
+
 /// The request-level decision. `Err` carries the refusal and, when Cedar
 /// decided, its decision (for audit).
 pub fn decide<'rt>(

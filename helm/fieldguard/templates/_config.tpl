@@ -36,6 +36,11 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
     {{- $errors = append $errors "config.file sets `upstream.url`, which the chart sets to http://127.0.0.1:<app.port> (the app listens on loopback only): remove it and set app.port" -}}
   {{- end -}}
   {{- with $cfg.policies -}}
+    {{- range $key := list "verify_keys" "signature_file" -}}
+      {{- if hasKey $cfg.policies $key -}}
+        {{- $errors = append $errors (printf "config.file sets `policies.%s`, which the chart sets from verifyKeys.* (the keys are mounted from verifyKeys.existingSecret; the signature lies beside the policies): remove it" $key) -}}
+      {{- end -}}
+    {{- end -}}
     {{- range $key := list "directory" "schema" -}}
       {{- if hasKey $cfg.policies $key -}}
         {{- $errors = append $errors (printf "config.file sets `policies.%s`, which the chart sets to where it mounts the policies: remove it (policies.files or policies.existingConfigMap say which policies)" $key) -}}
@@ -94,6 +99,20 @@ integers such as 8388608 as 8.388608e+06, which fieldguard rightly refuses.
 {{- $dir := include "fieldguard.policiesDir" . -}}
 {{- $_ := set $policies "directory" $dir -}}
 {{- $_ := set $policies "schema" (printf "%s/%s" $dir .Values.policies.schemaFile) -}}
+{{- if .Values.verifyKeys.existingSecret -}}
+  {{- if not .Values.verifyKeys.files -}}
+    {{- fail "verifyKeys.existingSecret is set but verifyKeys.files is empty: name the public key files in the Secret" -}}
+  {{- end -}}
+  {{- /* The pods would refuse to start: say so at install time. */ -}}
+  {{- if and (not .Values.policies.signature) (not .Values.policies.existingConfigMap) -}}
+    {{- fail "verifyKeys.existingSecret is set but policies.signature is empty: fieldguard would refuse the unsigned policy set (sign it with `fieldguard sign` and pass --set-file policies.signature=policies/fieldguard.sig)" -}}
+  {{- end -}}
+  {{- $keys := list -}}
+  {{- range .Values.verifyKeys.files -}}
+    {{- $keys = append $keys (printf "%s/%s" $.Values.verifyKeys.mountPath .) -}}
+  {{- end -}}
+  {{- $_ := set $policies "verify_keys" $keys -}}
+{{- end -}}
 {{- $_ := set $cfg "policies" $policies -}}
 {{- $audit := get $cfg "audit" | default dict -}}
 {{- if eq .Values.audit.sink "file" -}}

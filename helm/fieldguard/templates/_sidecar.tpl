@@ -199,6 +199,11 @@ checksum of the config and policy values (config.rolloutOnChange).
       mountPath: {{ .Values.tls.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if .Values.verifyKeys.existingSecret }}
+    - name: fieldguard-verify-keys
+      mountPath: {{ .Values.verifyKeys.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- if eq .Values.audit.sink "file" }}
     - name: fieldguard-audit
       mountPath: {{ .Values.audit.mountPath }}
@@ -279,6 +284,12 @@ stop (a schema can only say "'not' failed").
 - name: fieldguard-tls
   secret:
     secretName: {{ .Values.tls.existingSecret }}
+    defaultMode: 0444
+{{- end }}
+{{- if .Values.verifyKeys.existingSecret }}
+- name: fieldguard-verify-keys
+  secret:
+    secretName: {{ .Values.verifyKeys.existingSecret }}
     defaultMode: 0444
 {{- end }}
 {{- if eq .Values.audit.sink "file" }}

@@ -27,15 +27,29 @@ pub struct PolicyBundle {
     pub schema: Schema,
     pub policies: PolicySet,
     pub info: BTreeMap<String, PolicyInfo>,
-    /// SHA-256 (hex, 16 chars) over the schema and every policy file: the
-    /// version audit records and metrics name.
+    /// SHA-256 (hex, 16 chars) over the schema and every policy file. The
+    /// proxy replaces it with the version of the whole signed set (policy
+    /// files, schema and the configuration sections that decide access),
+    /// so that audit records and metrics tell catalogue changes apart too.
     pub version: String,
     pub schema_hash: String,
     pub files: Vec<PathBuf>,
+    /// The schema's text and each policy file's (name, text), exactly as
+    /// read and parsed: a signature is checked over these bytes, never over
+    /// a second read that could differ from what is enforced.
+    pub sources: Sources,
     /// Cedar's validation warnings (an impossible policy, a confusable
     /// string), `file:line: policy `@id`: warning`: logged at load, and
     /// warnings of `validate` (so `--strict` fails on them).
     pub warnings: Vec<String>,
+}
+
+/// The texts a bundle was built from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub schema: String,
+    /// (file name, text), in file-name order.
+    pub policies: Vec<(String, String)>,
 }
 
 /// Reads, parses and validates the schema and the policy directory.
@@ -87,6 +101,10 @@ pub fn load_bundle_except(
     version.update(schema_text.as_bytes());
     let schema_hash = hex::encode(&Sha256::digest(schema_text.as_bytes())[..8]);
 
+    let mut sources = Sources {
+        schema: schema_text.clone(),
+        policies: Vec::with_capacity(files.len()),
+    };
     let mut policies = PolicySet::new();
     let mut info: BTreeMap<String, PolicyInfo> = BTreeMap::new();
     let mut warnings: Vec<String> = Vec::new();
@@ -101,6 +119,12 @@ pub fn load_bundle_except(
         );
         version.update(b"\0");
         version.update(text.as_bytes());
+        sources.policies.push((
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            text.clone(),
+        ));
         let parsed = PolicySet::from_str(&text).map_err(|e| diag_error(file, &text, &e))?;
         if parsed.templates().next().is_some() {
             return Err(ConfigError::file(
@@ -192,6 +216,7 @@ pub fn load_bundle_except(
         version: hex::encode(&version.finalize()[..8]),
         schema_hash,
         files,
+        sources,
         warnings,
     })
 }

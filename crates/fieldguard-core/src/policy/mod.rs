@@ -11,4 +11,4 @@ pub use engine::{
     RecordFacts, RequestDecision, ResourceRef, Verdict,
 };
 pub use entities::RequestPrincipal;
-pub use load::{PolicyBundle, PolicyInfo, load_bundle, load_bundle_except};
+pub use load::{PolicyBundle, PolicyInfo, Sources, load_bundle, load_bundle_except};
