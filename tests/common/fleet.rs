@@ -346,9 +346,31 @@ impl Replica {
     }
 
     /// SIGKILL, then the same config again (same ports, same audit file).
+    /// SIGKILL (empty memory) once every request answered so far has
+    /// its audit record in the file, then a new process: a crash after
+    /// the records were written. Killed earlier, the last records of the
+    /// queue would be lost with the process, and the tests count what was
+    /// disclosed from the files.
     pub async fn restart(&mut self) {
+        self.recorded().await;
         self.kill();
         self.spawn().await;
+    }
+
+    /// Waits (up to 10 s) until the audit records written equal the
+    /// requests counted.
+    pub async fn recorded(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let (_, text) = get(self.admin, "/metrics", None).await;
+            let requests = text_metric_sum(&text, "fieldguard_requests_total", "");
+            let written = text_metric(&text, "fieldguard_audit_records_written_total");
+            if written.is_some_and(|w| w >= requests) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{}: audit records not written within 10 s", self.name);
     }
 
     pub fn kill(&mut self) {
