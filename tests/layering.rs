@@ -273,3 +273,38 @@ fn the_core_crate_does_no_io() {
         }
     }
 }
+
+/// docs/architecture.md names files and folders for each step and each
+/// kind of change: every one must exist, or the map misleads.
+#[test]
+fn the_architecture_document_names_files_that_exist() {
+    let doc = std::fs::read_to_string(repo().join("docs/architecture.md")).unwrap();
+    let mut named = 0;
+    for (i, part) in doc.split('`').enumerate() {
+        // Odd parts are inside backticks.
+        let path = part
+            .split(" (")
+            .next()
+            .unwrap_or(part)
+            .split("::")
+            .next()
+            .unwrap_or(part);
+        let looks_like_a_path = i % 2 == 1
+            && path.contains('/')
+            && !path.contains(' ')
+            && (path.ends_with('/') || path.rsplit('/').next().is_some_and(|f| f.contains('.')));
+        if looks_like_a_path {
+            named += 1;
+            // From the repository root, or (in the crates' table) from
+            // the core crate's sources.
+            let found = [repo(), repo().join("crates/fieldguard-core/src")]
+                .iter()
+                .any(|base| base.join(path).exists());
+            assert!(
+                found,
+                "docs/architecture.md names `{path}`, which does not exist"
+            );
+        }
+    }
+    assert!(named > 40, "read {named} paths");
+}
