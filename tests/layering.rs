@@ -308,3 +308,56 @@ fn the_architecture_document_names_files_that_exist() {
     }
     assert!(named > 40, "read {named} paths");
 }
+
+/// Modules compiled for tests only (`#[cfg(test)] mod name;` in their
+/// parent): a property test may read the whole crate.
+fn test_only(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (name, src) in modules(dir) {
+        let mut lines = src.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.trim() == "#[cfg(test)]"
+                && let Some(next) = lines.peek()
+                && let Some(child) = next
+                    .trim()
+                    .strip_prefix("mod ")
+                    .and_then(|r| r.strip_suffix(';'))
+            {
+                out.insert(if name.is_empty() {
+                    child.to_string()
+                } else {
+                    format!("{name}::{child}")
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_import_cycle_between_folders_of_the_core_crate() {
+    let dir = repo().join("crates/fieldguard-core/src");
+    let tests = test_only(&dir);
+    assert!(tests.contains("testing"), "{tests:?}");
+    assert!(tests.contains("redact::proptests"), "{tests:?}");
+    let mut graph = import_graph(&dir);
+    graph.retain(|m, _| !tests.contains(m));
+    for deps in graph.values_mut() {
+        deps.retain(|d| !tests.contains(d));
+    }
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
+    let mut folders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, deps) in graph {
+        let from = top(&module);
+        let entry = folders.entry(from.clone()).or_default();
+        entry.extend(
+            deps.iter()
+                .map(|d| top(d))
+                .filter(|t| *t != from && !t.is_empty()),
+        );
+    }
+    folders.remove("");
+    if let Some(cycle) = find_cycle(&folders) {
+        panic!("import cycle between folders: {}", cycle.join(" -> "));
+    }
+}
