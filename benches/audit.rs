@@ -91,9 +91,9 @@ fn bench_audit(c: &mut Criterion) {
         None,
     );
     let mut first = Sealed::default();
-    sealer.seal(AuditRecord::from_exchange(&ex, &rt), &mut first);
+    sealer.seal(AuditRecord::from_exchange(&ex, rt.decided_by()), &mut first);
     let mut next = Sealed::default();
-    sealer.seal(AuditRecord::from_exchange(&ex, &rt), &mut next);
+    sealer.seal(AuditRecord::from_exchange(&ex, rt.decided_by()), &mut next);
     eprintln!(
         "audit record: {} bytes (its definition, written once per file: {} bytes)",
         next.bytes.len(),
@@ -102,7 +102,7 @@ fn bench_audit(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("audit");
     g.bench_function("build", |b| {
-        b.iter(|| black_box(AuditRecord::from_exchange(black_box(&ex), &rt)))
+        b.iter(|| black_box(AuditRecord::from_exchange(black_box(&ex), rt.decided_by())))
     });
     for (name, key) in [
         ("build_and_seal_sha256", ChainKey::new(None)),
@@ -110,11 +110,11 @@ fn bench_audit(c: &mut Criterion) {
     ] {
         let mut sealer = Sealer::new(fieldguard::audit::origin::new_tag(), key, None);
         let mut out = Sealed::default();
-        sealer.seal(AuditRecord::from_exchange(&ex, &rt), &mut out);
+        sealer.seal(AuditRecord::from_exchange(&ex, rt.decided_by()), &mut out);
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.bytes.clear();
-                let r = AuditRecord::from_exchange(black_box(&ex), &rt);
+                let r = AuditRecord::from_exchange(black_box(&ex), rt.decided_by());
                 sealer.seal(r, &mut out);
                 black_box(out.bytes.len())
             })
@@ -147,7 +147,7 @@ fn bench_audit(c: &mut Criterion) {
         b.iter(|| {
             tokio_rt.block_on(async {
                 let slot = log.reserve().await.unwrap_or_else(|e| panic!("{e:?}"));
-                log.submit(Some(slot), AuditRecord::from_exchange(&ex, &rt));
+                log.submit(Some(slot), AuditRecord::from_exchange(&ex, rt.decided_by()));
             })
         })
     });

@@ -13,7 +13,6 @@
 //! client traffic, identities, the upstream or the audit writer.
 
 use crate::observed_store::ObservedSnapshot;
-use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -52,8 +51,11 @@ fn default_admin_address() -> SocketAddr {
 /// What the admin listener may see and do. The proxy implements it
 /// (`proxy::admin_handle`); tests may implement it with fixed answers.
 pub trait AdminHandle: Send + Sync + 'static {
-    /// The runtime being enforced (policy set, routes).
-    fn runtime(&self) -> Arc<Runtime>;
+    /// The version of the policy set being enforced.
+    fn policy_version(&self) -> String;
+    /// The policy set being enforced, described for `/policies`: its
+    /// version, files, policies and routes.
+    fn policies(&self) -> serde_json::Value;
     /// How the most recent reload went.
     fn last_reload(&self) -> ReloadStatus;
     /// Rebuilds the runtime from its files and swaps it in: the new
@@ -151,7 +153,7 @@ async fn reload(proxy: Arc<dyn AdminHandle>) -> Response<Full<Bytes>> {
                 "line": refused.config.as_ref().and_then(|e| e.line),
                 "column": refused.config.as_ref().and_then(|e| e.column()),
                 "help": refused.config.as_ref().and_then(|e| e.help_text()),
-                "active_version": proxy.runtime().decisions.engine.bundle.version,
+                "active_version": proxy.policy_version(),
             }),
         ),
     }
@@ -197,7 +199,7 @@ fn handle(proxy: &dyn AdminHandle, req: &Request<Incoming>) -> Response<Full<Byt
                 &serde_json::json!({
                     "ready": ready,
                     "policies": "loaded",
-                    "policy_version": proxy.runtime().decisions.engine.bundle.version,
+                    "policy_version": proxy.policy_version(),
                     "audit_sink": audit,
                 }),
             )
@@ -219,57 +221,22 @@ fn handle(proxy: &dyn AdminHandle, req: &Request<Incoming>) -> Response<Full<Byt
     }
 }
 
+/// `/policies`: the enforced set as it describes itself, and how the
+/// most recent reload went.
 fn policies(proxy: &dyn AdminHandle) -> serde_json::Value {
-    let rt = proxy.runtime();
-    let b = &rt.decisions.engine.bundle;
-    let name = |p: &std::path::Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let list: Vec<serde_json::Value> = b
-        .info
-        .values()
-        .map(|p| {
-            serde_json::json!({
-                "id": p.id,
-                "effect": p.effect,
-                "file": name(&p.file),
-                "line": p.line,
-            })
-        })
-        .collect();
-    // Routes that let members the configuration does not name through
-    // (`unknown_fields: pass`) or enforce nothing (shadow): what an
-    // operator must not forget is still on.
-    let routes: Vec<serde_json::Value> = rt
-        .decisions
-        .routes
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "method": r.method,
-                "path": r.template,
-                "unknown_fields": r.response.as_ref().map(|p| p.unknown.as_str()),
-                "shadow": r.shadow || rt.decisions.shadow_all,
-            })
-        })
-        .collect();
+    let mut v = proxy.policies();
     let last = proxy.last_reload();
-    serde_json::json!({
-        "routes": routes,
-        "last_reload": {
-            "at": last.at.map(crate::time::rfc3339_millis),
-            "attempts": last.attempts,
-            "error": last.error,
-        },
-        "version": b.version,
-        "schema_hash": b.schema_hash,
-        "signed_by": rt.signed_by,
-        "loaded_at": crate::time::rfc3339_millis(rt.loaded_at),
-        "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
-        "policies": list,
-    })
+    if let Some(map) = v.as_object_mut() {
+        map.insert(
+            "last_reload".into(),
+            serde_json::json!({
+                "at": last.at.map(crate::time::rfc3339_millis),
+                "attempts": last.attempts,
+                "error": last.error,
+            }),
+        );
+    }
+    v
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {

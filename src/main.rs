@@ -570,7 +570,7 @@ fn main() -> ExitCode {
             let (Some(config), Some(key)) = (config, key) else {
                 return Err("give --config and --key (or --generate-key PATH)".into());
             };
-            let s = fieldguard::policy_set::sign_config(&config, &key, out.as_deref())?;
+            let s = fieldguard::tools::sign::sign_config(&config, &key, out.as_deref())?;
             outln!(
                 "signed policy set version {} with key {}: {}",
                 s.version,

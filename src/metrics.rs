@@ -10,7 +10,6 @@
 use crate::exchange::{Exchange, Stage};
 use crate::identity::CacheStats;
 use crate::redact::Outcome;
-use crate::runtime::Runtime;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -20,6 +19,20 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 mod known_series;
+
+/// What the metrics read of a loaded runtime: its decisions (routes,
+/// catalogue, policy set), budgets and identity (token cache), and its
+/// generation (metric handles cached by field index are dropped when it
+/// changes, since a reload renumbers fields). A view rather than the
+/// runtime itself, so metrics depend on the parts, not on the whole that
+/// composes them.
+#[derive(Clone, Copy)]
+pub struct RuntimeView<'a> {
+    pub decisions: &'a crate::decisions::Decisions,
+    pub budgets: &'a crate::budget::Budgets,
+    pub identifier: &'a crate::identity::Identifier,
+    pub generation: u64,
+}
 
 /// Latency buckets (seconds): 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -536,7 +549,7 @@ impl Metrics {
     }
 
     /// Records a successfully loaded policy set.
-    pub fn policy_loaded(&self, rt: &Runtime, at: SystemTime) {
+    pub fn policy_loaded(&self, rt: RuntimeView<'_>, at: SystemTime) {
         let b = &rt.decisions.engine.bundle;
         self.policy_info.reset();
         self.policy_info
@@ -567,7 +580,7 @@ impl Metrics {
     }
 
     /// Everything one finished request contributes.
-    pub fn observe(&self, ex: &Exchange, rt: &Runtime) {
+    pub fn observe(&self, ex: &Exchange, rt: RuntimeView<'_>) {
         let route = ex.route.as_deref().unwrap_or(NO_ROUTE);
         let action = ex.action.as_deref().unwrap_or(NO_ROUTE);
         if let Some(stage) = ex.progress.aborted_at() {
@@ -715,7 +728,7 @@ impl Metrics {
     /// cache: at every scrape, and for the outgoing runtime just before a
     /// reload replaces it (lookups by requests still finishing on it after
     /// that are not counted). The counter only ever grows across reloads.
-    pub fn collect_token_cache(&self, rt: &Runtime) {
+    pub fn collect_token_cache(&self, rt: RuntimeView<'_>) {
         let Some(now) = rt.identifier.token_cache_stats() else {
             self.jwt_cache_entries.set(0);
             return;
@@ -873,7 +886,7 @@ impl FieldHandles {
     fn counter(
         &mut self,
         family: &IntCounterVec,
-        rt: &Runtime,
+        rt: RuntimeView<'_>,
         field: u32,
         outcome: Outcome,
     ) -> Option<&IntCounter> {

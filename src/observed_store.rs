@@ -9,9 +9,9 @@
 //! in memory for the life of the process (reloads keep it): an operator
 //! saves it with `curl …/observed > observed.json` to keep it longer.
 
+use crate::catalogue::Catalogue;
 use crate::detect::Detector;
 use crate::redact::observe::{JsonType, Observed};
-use crate::runtime::Runtime;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -49,8 +49,9 @@ impl ObservedStore {
     /// Distinct places held; later ones count as overflow.
     pub const MAX_ENTRIES: usize = 4096;
 
-    /// Adds one body's observations on `route` (`METHOD /template`).
-    pub fn record(&self, route: &str, rt: &Runtime, obs: &Observed) {
+    /// Adds one body's observations on `route` (`METHOD /template`),
+    /// its places named by `catalogue`.
+    pub fn record(&self, route: &str, catalogue: &Catalogue, obs: &Observed) {
         if obs.is_empty() {
             return;
         }
@@ -61,7 +62,7 @@ impl ObservedStore {
         for e in obs.sorted() {
             let place = Place {
                 route: route.to_string(),
-                entity: rt.decisions.catalogue.scope_name(e.scope).to_string(),
+                entity: catalogue.scope_name(e.scope).to_string(),
                 field: e.path.to_string(),
                 json_type: e.json_type,
             };

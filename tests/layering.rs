@@ -334,109 +334,72 @@ fn test_only(dir: &Path) -> BTreeSet<String> {
     out
 }
 
+/// The import graph of the modules under `dir` (test-only modules left
+/// out) merged into their top-level folders (`proxy::handler` into
+/// `proxy`; a top-level file is a folder of its own).
+fn folder_graph(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let tests = test_only(dir);
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
+    let mut folders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, deps) in import_graph(dir) {
+        if tests.contains(&module) {
+            continue;
+        }
+        let from = top(&module);
+        let entry = folders.entry(from.clone()).or_default();
+        entry.extend(
+            deps.iter()
+                .filter(|d| !tests.contains(*d))
+                .map(|d| top(d))
+                .filter(|t| *t != from && !t.is_empty()),
+        );
+    }
+    folders.remove("");
+    folders
+}
+
 #[test]
 fn no_import_cycle_between_folders_of_the_core_crate() {
     let dir = repo().join("crates/fieldguard-core/src");
     let tests = test_only(&dir);
     assert!(tests.contains("testing"), "{tests:?}");
     assert!(tests.contains("redact::proptests"), "{tests:?}");
-    let mut graph = import_graph(&dir);
-    graph.retain(|m, _| !tests.contains(m));
-    for deps in graph.values_mut() {
-        deps.retain(|d| !tests.contains(d));
-    }
-    let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
-    let mut folders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (module, deps) in graph {
-        let from = top(&module);
-        let entry = folders.entry(from.clone()).or_default();
-        entry.extend(
-            deps.iter()
-                .map(|d| top(d))
-                .filter(|t| *t != from && !t.is_empty()),
-        );
-    }
-    folders.remove("");
-    if let Some(cycle) = find_cycle(&folders) {
+    if let Some(cycle) = find_cycle(&folder_graph(&dir)) {
         panic!("import cycle between folders: {}", cycle.join(" -> "));
     }
 }
 
-/// The core crate's public items, one per line (`redact::bytes::redact fn`):
-/// what its public API is, read from the sources (test-only modules and
-/// test sections left out; `pub(crate)` and `pub(super)` are not public).
-fn core_public_items() -> Vec<String> {
-    let dir = repo().join("crates/fieldguard-core/src");
-    let tests = test_only(&dir);
-    let kinds = [
-        "fn", "struct", "enum", "trait", "type", "const", "static", "mod", "use",
-    ];
-    let mut out = Vec::new();
-    for (module, src) in modules(&dir) {
-        if tests.contains(&module) {
-            continue;
-        }
-        let code = production_code(&src);
-        let lines: Vec<&str> = code.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            let Some(rest) = line.trim_start().strip_prefix("pub ") else {
-                continue;
-            };
-            let rest = rest
-                .trim_start_matches("async ")
-                .trim_start_matches("unsafe ");
-            let Some((kind, tail)) = rest.split_once(' ') else {
-                continue;
-            };
-            if !kinds.contains(&kind) {
-                continue;
-            }
-            let name: String = if kind == "use" {
-                // A grouped `pub use` may span lines: up to its `;`.
-                let mut text = tail.to_string();
-                let mut j = i + 1;
-                while !text.ends_with(';') && j < lines.len() {
-                    text.push_str(lines[j].trim());
-                    j += 1;
-                }
-                text.trim_end_matches(';').replace(",}", "}")
-            } else {
-                tail.chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect()
-            };
-            let at = if module.is_empty() { "crate" } else { &module };
-            out.push(format!("{at}::{name} {kind}"));
-        }
+/// Each subsystem (audit, budget, metrics, admin, the policy set) owns its
+/// config section and reads no composed whole: only the composition root
+/// (`config`, `runtime`, `service`, `main.rs`) imports them all.
+#[test]
+fn no_import_cycle_between_folders_of_the_proxy_crate() {
+    let graph = folder_graph(&repo().join("src"));
+    assert!(graph["config"].contains("audit"), "{graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle between folders: {}", cycle.join(" -> "));
     }
-    out.sort();
-    out
 }
 
-/// The core's public API does not grow (or shrink) unnoticed: it is
-/// checked in as `crates/fieldguard-core/public-api.txt`. After a change
-/// that means it, rewrite the list with `FIELDGUARD_BLESS=1 cargo test
-/// --test layering` and let the review see the diff.
+/// The authoring tools (the command line's policy tools, onboarding, the
+/// demo) are never imported by the serving code: a sidecar does not
+/// carry them into its request path.
 #[test]
-fn the_core_public_api_is_the_checked_in_list() {
-    let file = repo().join("crates/fieldguard-core/public-api.txt");
-    let now = core_public_items().join("\n") + "\n";
-    if std::env::var_os("FIELDGUARD_BLESS").is_some() {
-        std::fs::write(&file, &now).unwrap();
-    }
-    let kept = std::fs::read_to_string(&file).unwrap_or_default();
-    if kept != now {
-        let kept_lines: BTreeSet<&str> = kept.lines().collect();
-        let now_lines: BTreeSet<&str> = now.lines().collect();
-        let added: Vec<&&str> = now_lines.difference(&kept_lines).collect();
-        let removed: Vec<&&str> = kept_lines.difference(&now_lines).collect();
-        panic!(
-            "the core crate's public API changed: added {added:#?}, removed {removed:#?}; if that is meant, FIELDGUARD_BLESS=1 cargo test --test layering rewrites crates/fieldguard-core/public-api.txt"
+fn the_serving_code_never_imports_the_authoring_tools() {
+    let authoring = ["tools", "onboard", "demo"];
+    let graph = folder_graph(&repo().join("src"));
+    for (folder, deps) in &graph {
+        if authoring.contains(&folder.as_str()) {
+            continue;
+        }
+        let used: Vec<&String> = deps
+            .iter()
+            .filter(|d| authoring.contains(&d.as_str()))
+            .collect();
+        assert!(
+            used.is_empty(),
+            "serving code in `{folder}` imports {used:?}"
         );
     }
-    assert!(
-        now.lines().count() > 100,
-        "read {} items",
-        now.lines().count()
-    );
+    assert!(graph["tools"].contains("config"), "{graph:?}");
 }

@@ -34,6 +34,6 @@ pub mod verify;
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};
 pub use log::{AuditLog, AuditWriter, Slot, StartError, Unavailable, start, start_chain};
 pub use origin::ChainOrigin;
-pub use record::AuditRecord;
+pub use record::{AuditRecord, DecidedBy};
 pub use sink::{ResumeError, TailProblem};
 pub use verify::{VerifyFailure, VerifyOptions, VerifyReport, verify_files};

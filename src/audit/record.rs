@@ -11,10 +11,10 @@
 //! [`super::chain`]); a unit test holds this.
 
 use super::time::rfc3339_millis;
+use crate::decisions::Decisions;
 use crate::exchange::Exchange;
 use crate::identity::IdentitySource;
 use crate::redact::Outcome;
-use crate::runtime::Runtime;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -592,10 +592,19 @@ pub struct RedactedField {
     pub policies: Vec<String>,
 }
 
+/// What a record reads besides its exchange: the policy set that decided
+/// the request (its catalogue names the fields, its version is the
+/// record's) and the key that signed that set.
+#[derive(Clone, Copy)]
+pub struct DecidedBy<'a> {
+    pub decisions: &'a Decisions,
+    pub signed_by: Option<&'a str>,
+}
+
 impl AuditRecord {
     /// The record of one finished request; `seq`, `prev`, `alg` and `def`
     /// are set by the writer when it chains the record.
-    pub fn from_exchange(ex: &Exchange, rt: &Runtime) -> Self {
+    pub fn from_exchange(ex: &Exchange, rt: DecidedBy<'_>) -> Self {
         let decision = ex.decision.as_ref();
         let flags = ex.budget.as_ref().map(|b| &b.flags[..]).unwrap_or(&[]);
         let none_refused = ex.refused_fields.is_empty();
@@ -727,7 +736,7 @@ impl AuditRecord {
             policy_errors: decision
                 .map(|d| d.errors.iter().map(|e| policy_error_summary(e)).collect())
                 .unwrap_or_default(),
-            policy_signed_by: rt.signed_by.clone(),
+            policy_signed_by: rt.signed_by.map(str::to_string),
             policy_version: rt.decisions.engine.bundle.version.clone(),
             principal: ex.principal.as_ref().map(|p| PrincipalShared {
                 mfa: p.mfa,
@@ -761,7 +770,7 @@ impl AuditRecord {
 
 fn member_names(
     names: &crate::redact::report::NameCounts,
-    rt: &Runtime,
+    rt: DecidedBy<'_>,
     fate: &'static str,
 ) -> Option<MemberNames> {
     if names.is_empty() {
@@ -787,7 +796,7 @@ fn member_names(
 /// masked anything, what this response showed.
 fn body_parts(
     f: &crate::redact::report::FilterReport,
-    rt: &Runtime,
+    rt: DecidedBy<'_>,
 ) -> (BodyShared, Option<BodyFacts>) {
     let fate = if f.unknown_passed {
         "passed"
@@ -853,7 +862,7 @@ fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
 /// merges element by element.
 fn disclosed(
     d: &crate::redact::disclosed::Disclosed,
-    rt: &Runtime,
+    rt: DecidedBy<'_>,
 ) -> (Vec<DisclosedCount>, Vec<DisclosedRecord>) {
     d.entities()
         .into_iter()

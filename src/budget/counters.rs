@@ -18,10 +18,10 @@
 use super::redis_store::{ConnectError, Failure, Op, RedisStore};
 use super::store_metrics::BudgetStoreMetrics;
 use super::{BudgetState, Budgets, Charge, Clock, Disclosure, Limit, OnStoreError};
-use crate::config::LoadedConfig;
 use crate::error::ConfigError;
 use crate::identity::Principal;
 use arc_swap::ArcSwapOption;
+use fieldguard_core::config::Origin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -76,7 +76,8 @@ impl Counters {
         &self.memory
     }
 
-    /// Makes the counters match `loaded`'s `budgets.store`: connects a
+    /// Makes the counters match `budgets.store` (`store`, from the file of
+    /// `origin`): connects a
     /// shared store when it is new or its section (or a file it names)
     /// changed, keeps the one in use otherwise. On error nothing changes.
     /// `starting`: a store that cannot be reached is an error unless its
@@ -84,10 +85,10 @@ impl Counters {
     /// (the running store keeps counting).
     pub async fn configure(
         &self,
-        loaded: &LoadedConfig,
+        cfg: &super::config::StoreConfig,
+        origin: Origin<'_>,
         starting: bool,
     ) -> Result<(), ConfigError> {
-        let cfg = &loaded.config.budgets.store;
         let redis = match cfg.kind {
             super::config::StoreKind::Memory => {
                 if let Some(old) = self.shared.swap(None) {
@@ -101,12 +102,12 @@ impl Counters {
             }
             super::config::StoreKind::Redis => cfg.redis.as_ref().ok_or_else(|| {
                 ConfigError::file(
-                    &loaded.file,
+                    origin.file,
                     "budgets.store: `type: redis` needs a `redis` section",
                 )
             })?,
         };
-        let store = RedisStore::prepare(redis, loaded.origin(), self.metrics.clone())?;
+        let store = RedisStore::prepare(redis, origin, self.metrics.clone())?;
         if let Some(current) = self.shared.load().as_ref()
             && current.store.fingerprint == store.fingerprint
         {

@@ -12,8 +12,8 @@
 //! family. Series of routes removed by a reload stay (a counter must not
 //! vanish mid-scrape history); they simply stop moving.
 
+use super::RuntimeView;
 use super::{Metrics, NO_ROUTE};
-use crate::runtime::Runtime;
 
 /// `fieldguard_upstream_errors_total{kind}` values on every route.
 const UPSTREAM_STREAMING_KINDS: [&str; 2] = ["unavailable", "timeout"];
@@ -37,7 +37,7 @@ const BODY_REJECTIONS: [(&str, &str); 7] = [
 impl Metrics {
     /// Creates, at 0, every series of the families above that `rt`'s route
     /// table can produce. Idempotent: existing series keep their values.
-    pub(super) fn init_known_series(&self, rt: &Runtime) {
+    pub(super) fn init_known_series(&self, rt: RuntimeView<'_>) {
         for kind in UPSTREAM_STREAMING_KINDS {
             // Passthrough routes and unmatched requests are labelled "none".
             self.upstream_errors.with_label_values(&[NO_ROUTE, kind]);

@@ -15,11 +15,10 @@
 pub mod keys;
 pub mod signature;
 
-use crate::config::Content;
 use crate::policy::Sources;
 use sha2::{Digest, Sha256};
 
-pub use signature::{Reason, Refused, check, sign};
+pub use signature::{Expected, Reason, Refused, check, sign};
 
 /// First line of the canonical message: a new layout gets a new tag, so a
 /// signature never verifies across layouts.
@@ -51,7 +50,11 @@ pub const UNSIGNED_KEYS: [(&str, &str); 4] = [
 /// The canonical message: the tag, then per part `name`, its length and
 /// its bytes, each on a line of its own (lengths make the layout
 /// unambiguous whatever the texts hold).
-pub fn canonical(content: &Content, sources: &Sources) -> Vec<u8> {
+/// `sections`: the configuration's top-level sections as plain values.
+pub fn canonical(
+    sections: &serde_json::Map<String, serde_json::Value>,
+    sources: &Sources,
+) -> Vec<u8> {
     let mut out = TAG.to_vec();
     let mut part = |name: &str, bytes: &[u8]| {
         out.extend_from_slice(name.as_bytes());
@@ -66,8 +69,7 @@ pub fn canonical(content: &Content, sources: &Sources) -> Vec<u8> {
         part(&format!("policy/{name}"), text.as_bytes());
     }
     for section in SIGNED_SECTIONS {
-        let mut value = content
-            .sections
+        let mut value = sections
             .get(section)
             .cloned()
             .unwrap_or(serde_json::Value::Null);
@@ -87,37 +89,6 @@ pub fn canonical(content: &Content, sources: &Sources) -> Vec<u8> {
         );
     }
     out
-}
-
-/// What `fieldguard sign` did.
-pub struct Signed {
-    pub version: String,
-    pub key_id: String,
-    pub file: std::path::PathBuf,
-}
-
-/// `fieldguard sign`: builds the set the configuration names (as the proxy
-/// would, so an invalid set is never signed) and writes its signature to
-/// `out`, else to the configured signature file.
-pub fn sign_config(
-    config: &std::path::Path,
-    key: &std::path::Path,
-    out: Option<&std::path::Path>,
-) -> Result<Signed, String> {
-    let key = keys::SigningKey::load(key)?;
-    let loaded = crate::config::load(config).map_err(|e| e.to_string())?;
-    let decisions =
-        crate::decisions::Decisions::build(loaded.decision_config()).map_err(|e| e.to_string())?;
-    let message = canonical(&loaded.content, &decisions.engine.bundle.sources);
-    let version = version(&message);
-    let file = out.map_or_else(|| loaded.signature_file(), std::path::Path::to_path_buf);
-    std::fs::write(&file, sign(&key, &message, &version))
-        .map_err(|e| format!("{}: cannot write the signature: {e}", file.display()))?;
-    Ok(Signed {
-        version,
-        key_id: key.id,
-        file,
-    })
 }
 
 /// `fieldguard sign --generate-key PATH`: a new key pair, the private key
@@ -187,6 +158,7 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Content;
 
     fn sources() -> Sources {
         Sources {
@@ -205,8 +177,11 @@ mod tests {
             Content::of("entities:\n  A: { fields: {} }\nroutes:\n  - path: /x\n    method: GET\n");
         let c = Content::of("routes: [{method: GET, path: /y}]\nentities: {A: {fields: {}}}\n");
         let s = sources();
-        assert_eq!(canonical(&a, &s), canonical(&b, &s));
-        assert_ne!(version(&canonical(&a, &s)), version(&canonical(&c, &s)));
+        assert_eq!(canonical(&a.sections, &s), canonical(&b.sections, &s));
+        assert_ne!(
+            version(&canonical(&a.sections, &s)),
+            version(&canonical(&c.sections, &s))
+        );
     }
 
     #[test]
@@ -214,10 +189,16 @@ mod tests {
         let a = Content::of("listeners: [{address: 1.2.3.4:80}]\nbudgets: {mode: enforce}\n");
         let none = Content::of("listeners: [{address: 1.2.3.4:80}]\n");
         let chart = Content::of("budgets: {store: {type: memory}, replicas: 2}\n");
-        assert_eq!(canonical(&none, &sources()), canonical(&chart, &sources()));
+        assert_eq!(
+            canonical(&none.sections, &sources()),
+            canonical(&chart.sections, &sources())
+        );
         let b = Content::of(
             "listeners: [{address: 5.6.7.8:80}]\nbudgets: {mode: enforce, store: {type: memory}, replicas: 3, on_store_error: refuse}\nredaction: {hash_key_file: /etc/k}\n",
         );
-        assert_eq!(canonical(&a, &sources()), canonical(&b, &sources()));
+        assert_eq!(
+            canonical(&a.sections, &sources()),
+            canonical(&b.sections, &sources())
+        );
     }
 }

@@ -14,7 +14,6 @@
 //! (which key, which reviewed version) and pick the key to try.
 
 use super::keys::{SigningKey, VerifyKey};
-use crate::config::LoadedConfig;
 use crate::error::ConfigError;
 use base64::Engine as _;
 
@@ -76,39 +75,48 @@ pub fn sign(key: &SigningKey, message: &[u8], version: &str) -> String {
     )
 }
 
-/// Checks the set's signature when `policies.verify_keys` is set: the id
-/// of the key that signed it, `None` when no keys are configured (signing
-/// not required), or why it is refused.
+/// What a configuration expects of its policy set's signature: the
+/// verify keys (`policies.verify_keys`, resolved against the config's
+/// folder) and the signature file, named in errors beside the config file.
+pub struct Expected<'a> {
+    pub config_file: &'a std::path::Path,
+    pub verify_keys: Vec<std::path::PathBuf>,
+    pub signature_file: std::path::PathBuf,
+}
+
+/// Checks the set's signature when verify keys are configured: the id
+/// of the key that signed it, `None` when none are (signing not
+/// required), or why it is refused.
 pub fn check(
-    loaded: &LoadedConfig,
+    expected: &Expected<'_>,
     message: &[u8],
     version: &str,
 ) -> Result<Option<String>, Refused> {
-    let key_files = &loaded.config.policies.verify_keys;
+    let key_files = &expected.verify_keys;
     if key_files.is_empty() {
         return Ok(None);
     }
     let mut keys = Vec::with_capacity(key_files.len());
     for f in key_files {
-        let k = VerifyKey::load(&loaded.resolve(f)).map_err(|e| Refused {
+        let k = VerifyKey::load(f).map_err(|e| Refused {
             reason: Reason::BadKey,
-            error: ConfigError::file(&loaded.file, format!("policies.verify_keys: {e}")),
+            error: ConfigError::file(expected.config_file, format!("policies.verify_keys: {e}")),
         })?;
         keys.push(k);
     }
-    let file = loaded.signature_file();
+    let file = &expected.signature_file;
     let refuse = |reason, message: String| Refused {
         reason,
-        error: ConfigError::file(&file, message),
+        error: ConfigError::file(file, message),
     };
-    let text = match std::fs::read_to_string(&file) {
+    let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(refuse(
                 Reason::Unsigned,
                 format!(
                     "policy set not signed (policies.verify_keys is set; no signature file): sign the reviewed set with `fieldguard sign --config {} --key KEY` (set version {version})",
-                    loaded.file.display()
+                    expected.config_file.display()
                 ),
             ));
         }

@@ -37,10 +37,10 @@ pub(super) fn finish(proxy: &Proxy, rt: &Runtime, ex: &Exchange, slot: Option<Sl
         status = ex.status,
         "request"
     );
-    proxy.metrics.observe(ex, rt);
+    proxy.metrics.observe(ex, rt.metrics_view());
     record_observed(proxy, rt, ex);
     if let Some(audit) = &proxy.audit {
-        audit.submit(slot, AuditRecord::from_exchange(ex, rt));
+        audit.submit(slot, AuditRecord::from_exchange(ex, rt.decided_by()));
     }
 }
 
@@ -55,8 +55,10 @@ fn record_observed(proxy: &Proxy, rt: &Runtime, ex: &Exchange) {
     if let (Some(f), Some(route)) = (report, &ex.route)
         && !f.observed.is_empty()
     {
-        proxy
-            .observed
-            .record(&format!("{} {route}", ex.method), rt, &f.observed);
+        proxy.observed.record(
+            &format!("{} {route}", ex.method),
+            &rt.decisions.catalogue,
+            &f.observed,
+        );
     }
 }

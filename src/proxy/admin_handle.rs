@@ -4,12 +4,14 @@ use super::Proxy;
 use super::reload::{ReloadError, Trigger};
 use crate::admin::{AdminHandle, ReloadRefused, ReloadStatus};
 use crate::observed_store::ObservedSnapshot;
-use crate::runtime::Runtime;
-use std::sync::Arc;
 
 impl AdminHandle for Proxy {
-    fn runtime(&self) -> Arc<Runtime> {
-        Proxy::runtime(self)
+    fn policy_version(&self) -> String {
+        Proxy::runtime(self).decisions.engine.bundle.version.clone()
+    }
+
+    fn policies(&self) -> serde_json::Value {
+        Proxy::runtime(self).describe()
     }
 
     fn last_reload(&self) -> ReloadStatus {
@@ -35,7 +37,8 @@ impl AdminHandle for Proxy {
         if let Some(audit) = &self.audit {
             self.metrics.audit.queue_depth.set(audit.depth() as i64);
         }
-        self.metrics.collect_token_cache(&Proxy::runtime(self));
+        self.metrics
+            .collect_token_cache(Proxy::runtime(self).metrics_view());
         self.metrics.collect_budgets(self.budgets.memory());
         self.metrics.render()
     }

@@ -61,7 +61,7 @@ impl Proxy {
         let upstream = Upstream::new(&runtime.config, &base)?;
         let metrics = crate::metrics::Metrics::new()
             .map_err(|e| ConfigError::file(&runtime.config.file, format!("metrics: {e}")))?;
-        metrics.policy_loaded(&runtime, runtime.loaded_at);
+        metrics.policy_loaded(runtime.metrics_view(), runtime.loaded_at);
         let budgets = crate::budget::Counters::new(
             crate::budget::system_clock(),
             metrics.budget_store.clone(),
@@ -90,7 +90,9 @@ impl Proxy {
     /// the file and line at fault.
     pub async fn connect_budget_store(&self) -> Result<(), ConfigError> {
         let rt = self.runtime();
-        self.budgets.configure(&rt.config, true).await
+        self.budgets
+            .configure(&rt.config.config.budgets.store, rt.config.origin(), true)
+            .await
     }
 
     /// The active runtime (policies, routes, catalogue, identity).
@@ -101,8 +103,10 @@ impl Proxy {
     /// Makes `runtime` the active one; requests in flight finish on theirs.
     pub(crate) fn swap_runtime(&self, runtime: Runtime) {
         // The outgoing runtime's token cache counts go in before it goes.
-        self.metrics.collect_token_cache(&self.runtime());
-        self.metrics.policy_loaded(&runtime, runtime.loaded_at);
+        self.metrics
+            .collect_token_cache(self.runtime().metrics_view());
+        self.metrics
+            .policy_loaded(runtime.metrics_view(), runtime.loaded_at);
         self.runtime.store(Arc::new(runtime));
     }
 

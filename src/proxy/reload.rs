@@ -166,7 +166,11 @@ impl Proxy {
                 "budgets.store: a reload outside the proxy's runtime cannot connect the store",
             )
         })?;
-        handle.block_on(self.budgets.configure(&rt.config, false))
+        handle.block_on(self.budgets.configure(
+            &rt.config.config.budgets.store,
+            rt.config.origin(),
+            false,
+        ))
     }
 }
 

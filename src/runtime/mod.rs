@@ -6,6 +6,8 @@
 pub use fieldguard_core::decisions::{Decisions, Observer, ObserverKind};
 pub use fieldguard_core::route::{IdSource, ResourceRule, Route};
 
+mod describe;
+
 use crate::config::{LoadedConfig, line_of};
 use crate::error::ConfigError;
 use crate::identity::Identifier;
@@ -66,6 +68,25 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// What audit records of this runtime's requests name: its policy set
+    /// and the key that signed it.
+    pub fn decided_by(&self) -> crate::audit::DecidedBy<'_> {
+        crate::audit::DecidedBy {
+            decisions: &self.decisions,
+            signed_by: self.signed_by.as_deref(),
+        }
+    }
+
+    /// What the metrics read of this runtime.
+    pub fn metrics_view(&self) -> crate::metrics::RuntimeView<'_> {
+        crate::metrics::RuntimeView {
+            decisions: &self.decisions,
+            budgets: &self.budgets,
+            identifier: &self.identifier,
+            generation: self.generation,
+        }
+    }
+
     /// Loads policies and keys and compiles the config. Any error names a
     /// file and, where known, a line.
     pub fn build(loaded: LoadedConfig) -> Result<Self, ConfigError> {
@@ -80,17 +101,24 @@ impl Runtime {
         }
         let mut decisions = Decisions::build(loaded.decision_config())?;
         // The version names the whole signed set, not only the policy files.
-        let message =
-            crate::policy_set::canonical(&loaded.content, &decisions.engine.bundle.sources);
+        let sections = &loaded.content.sections;
+        let message = crate::policy_set::canonical(sections, &decisions.engine.bundle.sources);
         let version = crate::policy_set::version(&message);
+        let expected = crate::policy_set::Expected {
+            config_file: &loaded.file,
+            verify_keys: (cfg.policies.verify_keys.iter())
+                .map(|f| loaded.resolve(f))
+                .collect(),
+            signature_file: loaded.signature_file(),
+        };
         let signed_by =
-            crate::policy_set::check(&loaded, &message, &version).map_err(BuildError::Refused)?;
+            crate::policy_set::check(&expected, &message, &version).map_err(BuildError::Refused)?;
         decisions.engine.bundle.version = version;
         // An observed set (shadow files, a candidate) is versioned the same
         // way, so its version compares with the enforced one's.
         if let Some(o) = &mut decisions.observer {
             o.engine.bundle.version = crate::policy_set::version(&crate::policy_set::canonical(
-                &loaded.content,
+                sections,
                 &o.engine.bundle.sources,
             ));
         }

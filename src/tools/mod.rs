@@ -8,6 +8,7 @@ pub mod explain;
 pub mod lint;
 pub mod matrix;
 pub mod policy_cases;
+pub mod sign;
 
 use crate::identity::{IdentitySource, Principal};
 use std::collections::BTreeMap;
