@@ -59,7 +59,7 @@ pub fn redact(
     report: &mut FilterReport,
     max_depth: usize,
 ) -> Result<Vec<u8>, StreamError> {
-    let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+    let text = scan::utf8(input).map_err(|_| StreamError::Unreadable)?;
     report.start_body(rules.plan, decider);
     // Traced decisions are explained one by one: no plans.
     let traced = report.trace.is_some();

@@ -105,7 +105,10 @@ fn split_number(id: &str) -> Option<(&str, u64, usize)> {
         return None;
     }
     let (prefix, number) = id.split_at(id.len() - digits);
-    number.parse().ok().map(|n| (prefix, n, digits))
+    // At most 18 ASCII digits: always an u64 (what `parse` gave, without
+    // its checks; this runs for every record shown).
+    let n = (number.bytes()).fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    Some((prefix, n, digits))
 }
 
 /// `id` cut to [`MAX_ID_BYTES`] on a character boundary, marked with `…`.
@@ -124,10 +127,12 @@ impl IdList {
     /// Appends `id`; an id equal to the last one added is not repeated.
     pub fn add(&mut self, id: &str) {
         if let Some(last) = self.runs.last_mut() {
-            if last.is_last(id) {
+            // Split once for both questions.
+            let split = split_number(id);
+            if last.is_last(id, split) {
                 return;
             }
-            if last.extend(id) {
+            if last.extend(id, split) {
                 return;
             }
         }
@@ -148,7 +153,7 @@ impl IdList {
 }
 
 impl Run {
-    fn is_last(&self, id: &str) -> bool {
+    fn is_last(&self, id: &str, split: Option<(&str, u64, usize)>) -> bool {
         match self {
             Run::One(one) => **one == *id,
             Run::Range {
@@ -156,14 +161,13 @@ impl Run {
                 last,
                 width,
                 ..
-            } => split_number(id)
-                .is_some_and(|(p, n, w)| p == &**prefix && n == *last && w == *width),
+            } => split.is_some_and(|(p, n, w)| p == &**prefix && n == *last && w == *width),
         }
     }
 
     /// Grows this run by `id` when it is the next number of the run.
-    fn extend(&mut self, id: &str) -> bool {
-        let Some((p, n, w)) = split_number(id) else {
+    fn extend(&mut self, id: &str, split: Option<(&str, u64, usize)>) -> bool {
+        let Some((p, n, w)) = split else {
             return false;
         };
         match self {

@@ -245,9 +245,14 @@ impl<'a, 'd> ListStream<'a, 'd> {
                     if available < self.retry_at && !self.ended {
                         return Ok(());
                     }
-                    let valid = *valid.get_or_insert_with(|| match std::str::from_utf8(data) {
+                    let valid = *valid.get_or_insert_with(|| match scan::utf8(data) {
                         Ok(text) => text,
-                        Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
+                        Err(_) => match std::str::from_utf8(data) {
+                            Ok(text) => text,
+                            Err(e) => {
+                                std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default()
+                            }
+                        },
                     });
                     match self.element(data, valid, start, out)? {
                         // Read whole, but longer than a record may be: the
@@ -451,7 +456,7 @@ impl<'a, 'd> ListStream<'a, 'd> {
         carried: Carried,
     ) -> Result<(Vec<u8>, usize), ListStreamError> {
         let max_depth = self.limits.max_depth;
-        let text = std::str::from_utf8(input).map_err(|_| StreamError::Unreadable)?;
+        let text = scan::utf8(input).map_err(|_| StreamError::Unreadable)?;
         let w = Writer {
             input,
             text,

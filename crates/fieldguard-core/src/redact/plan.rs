@@ -229,13 +229,18 @@ impl ResponsePlan {
 /// did not choose (a map keyed by phone number, or by resident ID with its
 /// `X` check character, would otherwise put them in the audit trail).
 pub fn key_label(key: &str) -> &str {
-    let identifier = !key.is_empty()
-        && key.len() <= 64
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && !key.bytes().all(|b| b.is_ascii_digit())
-        && (!key.bytes().any(|b| b.is_ascii_digit())
+    if key.is_empty() || key.len() > 64 {
+        return "?";
+    }
+    // One pass over the key (it is labelled on every descent of a walk).
+    let (mut named, mut digits) = (true, 0);
+    for b in key.bytes() {
+        named &= b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        digits += usize::from(b.is_ascii_digit());
+    }
+    let identifier = named
+        && digits < key.len()
+        && (digits == 0
             || (longest_digit_run(key) <= 6
                 && crate::detect::detect(key, DetectorSet::all()).is_empty()));
     if identifier { key } else { "?" }
