@@ -402,4 +402,86 @@ fn the_serving_code_never_imports_the_authoring_tools() {
         );
     }
     assert!(graph["tools"].contains("config"), "{graph:?}");
+    // The offline tools answer as the proxy would (statuses from the
+    // core's outcome type) without importing it.
+    assert!(!graph["tools"].contains("proxy"), "{graph:?}");
+}
+
+/// The core crate's public items, one per line (`redact::bytes::redact fn`):
+/// what its public API is, read from the sources (test-only modules and
+/// test sections left out; `pub(crate)` and `pub(super)` are not public).
+fn core_public_items() -> Vec<String> {
+    let dir = repo().join("crates/fieldguard-core/src");
+    let tests = test_only(&dir);
+    let kinds = [
+        "fn", "struct", "enum", "trait", "type", "const", "static", "mod", "use",
+    ];
+    let mut out = Vec::new();
+    for (module, src) in modules(&dir) {
+        if tests.contains(&module) {
+            continue;
+        }
+        let code = production_code(&src);
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rest) = line.trim_start().strip_prefix("pub ") else {
+                continue;
+            };
+            let rest = rest
+                .trim_start_matches("async ")
+                .trim_start_matches("unsafe ");
+            let Some((kind, tail)) = rest.split_once(' ') else {
+                continue;
+            };
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            let name: String = if kind == "use" {
+                // A grouped `pub use` may span lines: up to its `;`.
+                let mut text = tail.to_string();
+                let mut j = i + 1;
+                while !text.ends_with(';') && j < lines.len() {
+                    text.push_str(lines[j].trim());
+                    j += 1;
+                }
+                text.trim_end_matches(';').replace(",}", "}")
+            } else {
+                tail.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            };
+            let at = if module.is_empty() { "crate" } else { &module };
+            out.push(format!("{at}::{name} {kind}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The core's public API does not grow (or shrink) unnoticed: it is
+/// checked in as `crates/fieldguard-core/public-api.txt`. After a change
+/// that means it, rewrite the list with `FIELDGUARD_BLESS=1 cargo test
+/// --test layering` and let the review see the diff.
+#[test]
+fn the_core_public_api_is_the_checked_in_list() {
+    let file = repo().join("crates/fieldguard-core/public-api.txt");
+    let now = core_public_items().join("\n") + "\n";
+    if std::env::var_os("FIELDGUARD_BLESS").is_some() {
+        std::fs::write(&file, &now).unwrap();
+    }
+    let kept = std::fs::read_to_string(&file).unwrap_or_default();
+    if kept != now {
+        let kept_lines: BTreeSet<&str> = kept.lines().collect();
+        let now_lines: BTreeSet<&str> = now.lines().collect();
+        let added: Vec<&&str> = now_lines.difference(&kept_lines).collect();
+        let removed: Vec<&&str> = kept_lines.difference(&now_lines).collect();
+        panic!(
+            "the core crate's public API changed: added {added:#?}, removed {removed:#?}; if that is meant, FIELDGUARD_BLESS=1 cargo test --test layering rewrites crates/fieldguard-core/public-api.txt"
+        );
+    }
+    assert!(
+        now.lines().count() > 100,
+        "read {} items",
+        now.lines().count()
+    );
 }

@@ -4,7 +4,7 @@
 use super::ProxyBody;
 use bytes::Bytes;
 pub use fieldguard_core::outcome::{Denied, Refusal};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, header};
 use http_body_util::{BodyExt, Full};
 
 /// The proxy's own answer instead of the upstream's.
@@ -58,38 +58,6 @@ impl Stop {
     }
 }
 
-/// The HTTP status of each refusal: the one place refusals become HTTP.
-pub fn status_of(refusal: Refusal) -> StatusCode {
-    match refusal {
-        Refusal::BadPath
-        | Refusal::MalformedRequestBody
-        | Refusal::AmbiguousFraming
-        | Refusal::MethodOverride
-        | Refusal::AmbiguousContentType => StatusCode::BAD_REQUEST,
-        Refusal::ClientClosedRequest => {
-            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
-        }
-        Refusal::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Refusal::Forbidden | Refusal::NoRoute | Refusal::ForbiddenFields => StatusCode::FORBIDDEN,
-        Refusal::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Refusal::UnsupportedMediaType | Refusal::UnsupportedContentEncoding => {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        }
-        Refusal::ResponseTooLarge
-        | Refusal::UnreadableResponse
-        | Refusal::UpstreamError
-        | Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-        Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-        Refusal::AuditUnavailable | Refusal::Overloaded | Refusal::BudgetStoreUnavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        Refusal::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
-        Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// The 429 of a refusing bulk-read budget (or the 503 of one that cannot
 /// be checked while the shared store is down): the usual JSON error plus
 /// the budget's id, and `Retry-After` (when the budget's count first
@@ -140,7 +108,7 @@ pub fn error_response(
             .map_err(|e| match e {})
             .boxed(),
     );
-    *resp.status_mut() = status_of(refusal);
+    *resp.status_mut() = refusal.status();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -150,12 +150,7 @@ pub fn explain(
                 let _ = writeln!(w, "\nfiltered body:\n{}", String::from_utf8_lossy(&body));
             }
             Err(stop) => {
-                let _ = writeln!(
-                    w,
-                    "  → {} ({})",
-                    stop.refusal.code(),
-                    crate::proxy::errors::status_of(stop.refusal)
-                );
+                let _ = writeln!(w, "  → {} ({})", stop.refusal.code(), stop.refusal.status());
             }
         }
     }

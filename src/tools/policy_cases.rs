@@ -21,8 +21,8 @@
 use crate::config;
 use crate::error::ConfigError;
 use crate::identity::Principal;
+use crate::outcome::Refusal;
 use crate::pipeline::{self, Routed};
-use crate::proxy::errors::Refusal;
 use crate::redact::report::FilterReport;
 use crate::routing;
 use crate::runtime::Runtime;
@@ -236,7 +236,7 @@ fn evaluate(
 ) -> Result<Actual, String> {
     let mut a = Actual::default();
     let refuse = |a: &mut Actual, r: Refusal| {
-        a.status = crate::proxy::errors::status_of(r).as_u16();
+        a.status = r.status().as_u16();
         a.error = Some(r.code().to_string());
     };
     let canonical = match routing::normalize(&req.path) {

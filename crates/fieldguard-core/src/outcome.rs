@@ -56,6 +56,43 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The HTTP status of each refusal: the one place refusals become
+    /// HTTP, here in the core so the offline tools (`explain`, policy
+    /// tests) answer exactly as the proxy does without importing it.
+    pub fn status(self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            Refusal::BadPath
+            | Refusal::MalformedRequestBody
+            | Refusal::AmbiguousFraming
+            | Refusal::MethodOverride
+            | Refusal::AmbiguousContentType => StatusCode::BAD_REQUEST,
+            Refusal::ClientClosedRequest => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Refusal::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden | Refusal::NoRoute | Refusal::ForbiddenFields => {
+                StatusCode::FORBIDDEN
+            }
+            Refusal::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UnsupportedMediaType | Refusal::UnsupportedContentEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Refusal::ResponseTooLarge
+            | Refusal::UnreadableResponse
+            | Refusal::UpstreamError
+            | Refusal::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::AuditUnavailable | Refusal::Overloaded | Refusal::BudgetStoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// Stable machine-readable code (also used as the audit/metrics reason).
     pub fn code(self) -> &'static str {
         match self {
