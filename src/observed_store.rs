@@ -11,7 +11,7 @@
 
 use crate::catalogue::Catalogue;
 use crate::detect::Detector;
-use crate::redact::observe::{JsonType, Observed};
+use crate::redact::unnamed::{JsonType, Observed};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;

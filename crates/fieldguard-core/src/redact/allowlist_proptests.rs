@@ -526,7 +526,7 @@ fn common_keys(v: &Value) -> Vec<String> {
 /// What the backstop makes of a value (every detector).
 fn backstopped(v: &Value) -> Value {
     let mut v = v.clone();
-    super::observe::backstop_value(
+    super::unnamed::backstop_value(
         &mut v,
         crate::detect::DetectorSet::all(),
         &mut Default::default(),

@@ -23,15 +23,15 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
-use super::observe::{
-    Onboarding, backstop_removes_key, copy_backstopped, key_kinds, observe_hidden_member,
-    observe_span,
-};
 use super::plan::{NamePath, PlanNode};
 use super::record::{LeafAt, RecordCtx, required};
 use super::record_plan::{Planned, RecordPlans};
 use super::report::{FilterError, FilterReport, Scope};
 use super::scan::{self, Key, ScanError, Scanner, Span};
+use super::unnamed::{
+    Onboarding, backstop_removes_key, copy_backstopped, key_kinds, observe_hidden_member,
+    observe_span,
+};
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
 use crate::config::{AttributeKind, JsonKind};

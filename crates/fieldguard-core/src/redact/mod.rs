@@ -5,7 +5,6 @@ pub mod bytes;
 pub mod disclosed;
 mod json;
 pub mod list_stream;
-pub mod observe;
 pub mod plan;
 mod record;
 mod record_plan;
@@ -13,6 +12,7 @@ pub mod report;
 pub mod request;
 mod scan;
 pub mod tree;
+pub mod unnamed;
 
 #[cfg(test)]
 mod allowlist_proptests;

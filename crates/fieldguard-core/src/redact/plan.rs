@@ -21,7 +21,7 @@ pub struct ResponsePlan {
     /// (`response.misshapen: refuse`) instead of being removed.
     pub refuse_misshapen: bool,
     /// Record the shapes and detected kinds of unnamed members
-    /// ([`super::observe::Observed`]): off, nothing is looked at twice.
+    /// ([`super::unnamed::Observed`]): off, nothing is looked at twice.
     pub observe: bool,
     /// Detectors masked in passed unnamed members and `free_text` fields
     /// (empty: no backstop, and no value is scanned).

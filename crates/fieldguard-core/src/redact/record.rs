@@ -3,9 +3,9 @@
 //! same way: the record-level and per-field Cedar questions, their
 //! counting and tracing, and what a value of the wrong kind does.
 
-use super::observe::Onboarding;
 use super::plan::{NamePath, PlanNode};
 use super::report::{FilterError, FilterReport, Scope, TraceEntry};
+use super::unnamed::Onboarding;
 use super::{BodyRules, Outcome};
 use crate::catalogue::Catalogue;
 use crate::config::JsonKind;

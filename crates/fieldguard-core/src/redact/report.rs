@@ -7,8 +7,8 @@
 
 use super::Outcome;
 use super::disclosed::Disclosed;
-use super::observe::Observed;
 use super::plan::ResponsePlan;
+use super::unnamed::Observed;
 use crate::config::UnknownFields;
 use crate::detect::DetectorCounts;
 use crate::policy::{Decider, PolicyRefs, PolicyTable};

@@ -7,12 +7,12 @@
 //! the records) is removed unless the route passes unknown fields, and
 //! counted either way.
 
-use super::observe::{
-    Onboarding, backstop_removes_key, backstop_value, key_kinds, observe_hidden, observe_value,
-};
 use super::plan::{NamePath, PlanNode};
 use super::record::{LeafAt, RecordCtx, required};
 use super::report::{FilterError, FilterReport, Scope};
+use super::unnamed::{
+    Onboarding, backstop_removes_key, backstop_value, key_kinds, observe_hidden, observe_value,
+};
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
 use crate::config::JsonKind;

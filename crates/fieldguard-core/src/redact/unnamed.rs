@@ -5,7 +5,7 @@
 //! matches in passed unnamed members and `free_text` fields.
 //!
 //! Each has a tree form (over a `serde_json::Value`, for the reference
-//! walk) and a byte form (over a span of the body, for the stream
+//! walk) and a byte form (over a span of the body, for the byte
 //! redactor); the property tests hold the two equal.
 
 use super::plan::NamePath;
