@@ -372,6 +372,9 @@ enum MatrixFormat {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Sets up logging, then runs the command: one arm per command, each
+/// naming the function that does it (a dispatch table in all but syntax,
+/// which is why it is longer than the rest).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match cli.log_format {
@@ -500,24 +503,12 @@ fn main() -> ExitCode {
                     config,
                     format,
                 },
-        } => (|| -> Result<(), CliError> {
-            let snapshot = match (&admin, &state) {
-                (Some(url), _) => runtime()?.block_on(from_traffic::fetch(url))?,
-                (None, Some(file)) => from_traffic::read_state(file)?,
-                (None, None) => return Err("give --admin URL or --state FILE".into()),
-            };
-            let report = from_traffic::missing(&snapshot, config.as_deref())?;
-            match format {
-                ObservedFormat::Yaml => out!("{}", report.to_yaml()),
-                ObservedFormat::Patch => {
-                    let config = config
-                        .as_deref()
-                        .ok_or("--format patch needs --config (the file to patch)")?;
-                    out!("{}", report.to_patch(config)?)
-                }
-            }
-            Ok(())
-        })(),
+        } => onboard_observed(
+            admin.as_deref(),
+            state.as_deref(),
+            config.as_deref(),
+            format,
+        ),
         Command::Explain {
             config,
             roles,
@@ -529,112 +520,28 @@ fn main() -> ExitCode {
             body,
             method,
             path,
-        } => (|| -> Result<(), CliError> {
-            let rt = config::load(&config).and_then(Runtime::build)?;
-            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
-                p.as_ref()
-                    .map(|f| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display())))
-                    .transpose()
-            };
-            let mut principal = tools::principal(&sub, &roles, mfa, purpose.as_deref());
-            principal.attributes = attrs
-                .into_iter()
-                .map(|(k, v)| (k, fieldguard::identity::AttrValue::String(v)))
-                .collect();
-            let text = tools::explain::explain(
-                &rt,
-                &principal,
-                &method,
-                &path,
-                read(&body)?.as_deref(),
-                read(&response)?.as_deref(),
-            )?;
-            out!("{text}");
-            Ok(())
-        })(),
+        } => explain_request(ExplainArgs {
+            config,
+            roles,
+            sub,
+            mfa,
+            purpose,
+            attrs,
+            response,
+            body,
+            method,
+            path,
+        }),
         Command::Sign {
             generate_key: Some(path),
             ..
-        } => (|| -> Result<(), CliError> {
-            let id = fieldguard::policy_set::generate_key_files(&path)?;
-            outln!(
-                "wrote {} (private: keep it in CI's secrets) and {}.pub (public: policies.verify_keys); key id {id}",
-                path.display(),
-                path.display()
-            );
-            Ok(())
-        })(),
+        } => generate_signing_key(&path),
         Command::Sign {
             config, key, out, ..
-        } => (|| -> Result<(), CliError> {
-            let (Some(config), Some(key)) = (config, key) else {
-                return Err("give --config and --key (or --generate-key PATH)".into());
-            };
-            let s = fieldguard::tools::sign::sign_config(&config, &key, out.as_deref())?;
-            outln!(
-                "signed policy set version {} with key {}: {}",
-                s.version,
-                s.key_id,
-                s.file.display()
-            );
-            Ok(())
-        })(),
+        } => sign_policy_set(config, key, out),
         Command::Diff { .. } => Ok(()),
-        Command::Matrix { config, format } => (|| -> Result<(), CliError> {
-            let rt = config::load(&config).and_then(Runtime::build)?;
-            let m = tools::matrix::compute(&rt);
-            match format {
-                MatrixFormat::Md => out!("{}", m.to_markdown()),
-                MatrixFormat::Csv => out!("{}", m.to_csv()),
-                MatrixFormat::Json => outln!("{}", m.to_json()),
-            }
-            Ok(())
-        })(),
-        Command::Validate { config, strict } => config::load(&config)
-            .and_then(Runtime::build)
-            .and_then(|rt| {
-                // What `run` loads besides the runtime: audit settings
-                // (keys, paths) and TLS certificates.
-                fieldguard::audit::AuditSettings::from_config(
-                    &rt.config.config.audit,
-                    rt.config.origin(),
-                )?;
-                if let Some(t) = &rt.config.config.tls {
-                    ServerTls::load(t, rt.config.origin())?;
-                }
-                Ok(rt)
-            })
-            .map_err(CliError::from)
-            .and_then(|rt| {
-                let warnings = tools::lint::warnings(&rt);
-                for w in &warnings {
-                    eprintln!("warning: {w}");
-                }
-                // Under --strict a warning fails: then no "ok" is printed
-                // (what it prints and its exit code say the same).
-                if strict && !warnings.is_empty() {
-                    return Err(format!(
-                        "{}: not ok: {} warning(s) (--strict)",
-                        config.display(),
-                        warnings.len()
-                    )
-                    .into());
-                }
-                // With verify keys, which key signed the set (CI logs show
-                // what was checked).
-                let signed = rt
-                    .signed_by
-                    .as_deref()
-                    .map(|k| format!(", signed by key {k}"))
-                    .unwrap_or_default();
-                outln!(
-                    "{}: ok ({} policies, version {}{signed})",
-                    config.display(),
-                    rt.decisions.engine.bundle.info.len(),
-                    rt.decisions.engine.bundle.version
-                );
-                Ok(())
-            }),
+        Command::Matrix { config, format } => print_matrix(&config, format),
+        Command::Validate { config, strict } => validate(&config, strict),
     };
     match result {
         Ok(()) | Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
@@ -647,6 +554,173 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fieldguard onboard observed`: the entries traffic shows missing, from
+/// the admin listener or a saved state file, as YAML or a patch.
+fn onboard_observed(
+    admin: Option<&str>,
+    state: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    format: ObservedFormat,
+) -> Result<(), CliError> {
+    let snapshot = match (&admin, &state) {
+        (Some(url), _) => runtime()?.block_on(from_traffic::fetch(url))?,
+        (None, Some(file)) => from_traffic::read_state(file)?,
+        (None, None) => return Err("give --admin URL or --state FILE".into()),
+    };
+    let report = from_traffic::missing(&snapshot, config)?;
+    match format {
+        ObservedFormat::Yaml => out!("{}", report.to_yaml()),
+        ObservedFormat::Patch => {
+            let config = config.ok_or("--format patch needs --config (the file to patch)")?;
+            out!("{}", report.to_patch(config)?)
+        }
+    }
+    Ok(())
+}
+
+/// `fieldguard explain`'s arguments.
+struct ExplainArgs {
+    config: PathBuf,
+    roles: Vec<String>,
+    sub: String,
+    mfa: bool,
+    purpose: Option<String>,
+    attrs: Vec<(String, String)>,
+    response: Option<PathBuf>,
+    body: Option<PathBuf>,
+    method: String,
+    path: String,
+}
+
+/// `fieldguard explain`: one request's decisions, each with its policies.
+fn explain_request(args: ExplainArgs) -> Result<(), CliError> {
+    let ExplainArgs {
+        config,
+        roles,
+        sub,
+        mfa,
+        purpose,
+        attrs,
+        response,
+        body,
+        method,
+        path,
+    } = args;
+    let rt = config::load(&config).and_then(Runtime::build)?;
+    let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+        p.as_ref()
+            .map(|f| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display())))
+            .transpose()
+    };
+    let mut principal = tools::principal(&sub, &roles, mfa, purpose.as_deref());
+    principal.attributes = attrs
+        .into_iter()
+        .map(|(k, v)| (k, fieldguard::identity::AttrValue::String(v)))
+        .collect();
+    let text = tools::explain::explain(
+        &rt,
+        &principal,
+        &method,
+        &path,
+        read(&body)?.as_deref(),
+        read(&response)?.as_deref(),
+    )?;
+    out!("{text}");
+    Ok(())
+}
+
+/// `fieldguard sign --generate-key PATH`.
+fn generate_signing_key(path: &std::path::Path) -> Result<(), CliError> {
+    let id = fieldguard::policy_set::generate_key_files(path)?;
+    outln!(
+        "wrote {} (private: keep it in CI's secrets) and {}.pub (public: policies.verify_keys); key id {id}",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `fieldguard sign --config CFG --key KEY [--out FILE]`.
+fn sign_policy_set(
+    config: Option<PathBuf>,
+    key: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let (Some(config), Some(key)) = (config, key) else {
+        return Err("give --config and --key (or --generate-key PATH)".into());
+    };
+    let s = fieldguard::tools::sign::sign_config(&config, &key, out.as_deref())?;
+    outln!(
+        "signed policy set version {} with key {}: {}",
+        s.version,
+        s.key_id,
+        s.file.display()
+    );
+    Ok(())
+}
+
+/// `fieldguard matrix`: what each role sees, as Markdown, CSV or JSON.
+fn print_matrix(config: &std::path::Path, format: MatrixFormat) -> Result<(), CliError> {
+    let rt = config::load(config).and_then(Runtime::build)?;
+    let m = tools::matrix::compute(&rt);
+    match format {
+        MatrixFormat::Md => out!("{}", m.to_markdown()),
+        MatrixFormat::Csv => out!("{}", m.to_csv()),
+        MatrixFormat::Json => outln!("{}", m.to_json()),
+    }
+    Ok(())
+}
+
+/// `fieldguard validate [--strict]`: everything `run` loads, plus the
+/// warnings; under `--strict` a warning fails.
+fn validate(config: &std::path::Path, strict: bool) -> Result<(), CliError> {
+    config::load(config)
+        .and_then(Runtime::build)
+        .and_then(|rt| {
+            // What `run` loads besides the runtime: audit settings
+            // (keys, paths) and TLS certificates.
+            fieldguard::audit::AuditSettings::from_config(
+                &rt.config.config.audit,
+                rt.config.origin(),
+            )?;
+            if let Some(t) = &rt.config.config.tls {
+                ServerTls::load(t, rt.config.origin())?;
+            }
+            Ok(rt)
+        })
+        .map_err(CliError::from)
+        .and_then(|rt| {
+            let warnings = tools::lint::warnings(&rt);
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            // Under --strict a warning fails: then no "ok" is printed
+            // (what it prints and its exit code say the same).
+            if strict && !warnings.is_empty() {
+                return Err(format!(
+                    "{}: not ok: {} warning(s) (--strict)",
+                    config.display(),
+                    warnings.len()
+                )
+                .into());
+            }
+            // With verify keys, which key signed the set (CI logs show
+            // what was checked).
+            let signed = rt
+                .signed_by
+                .as_deref()
+                .map(|k| format!(", signed by key {k}"))
+                .unwrap_or_default();
+            outln!(
+                "{}: ok ({} policies, version {}{signed})",
+                config.display(),
+                rt.decisions.engine.bundle.info.len(),
+                rt.decisions.engine.bundle.version
+            );
+            Ok(())
+        })
 }
 
 /// `fieldguard diff`: prints the report; exit 3 when `--fail-on` matches.
