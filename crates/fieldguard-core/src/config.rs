@@ -556,10 +556,11 @@ pub enum Holds {
     Members(BTreeMap<String, Holds>),
 }
 
-/// The kind of one JSON value, as the redactors see it (the byte redactor
-/// from its first byte, the tree walk from the parsed value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonKind {
+/// The JSON type of one value, as the redactors see it (the byte redactor
+/// from its first byte, the tree walk from the parsed value): what a
+/// field's `shape` admits, and what observing routes report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JsonType {
     Null,
     Boolean,
     Number,
@@ -568,7 +569,16 @@ pub enum JsonKind {
     Object,
 }
 
-impl JsonKind {
+impl JsonType {
+    pub const ALL: [JsonType; 6] = [
+        JsonType::Null,
+        JsonType::Boolean,
+        JsonType::Number,
+        JsonType::String,
+        JsonType::Array,
+        JsonType::Object,
+    ];
+
     pub fn of(v: &serde_json::Value) -> Self {
         match v {
             serde_json::Value::Null => Self::Null,
@@ -580,7 +590,7 @@ impl JsonKind {
         }
     }
 
-    /// The kind of a well-formed JSON value from its first byte.
+    /// The type of a well-formed JSON value from its first byte.
     pub fn of_first_byte(b: u8) -> Self {
         match b {
             b'n' => Self::Null,
@@ -601,6 +611,10 @@ impl JsonKind {
             Self::Array => "array",
             Self::Object => "object",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
     /// An object or array: one value with no masked form.
@@ -631,31 +645,31 @@ impl Shape {
     }
 
     /// Whether a value of `kind` is this shape (null aside).
-    fn admits(self, kind: JsonKind) -> bool {
+    fn admits(self, kind: JsonType) -> bool {
         match self {
             Shape::Any => true,
             Shape::Scalar => !kind.is_container(),
-            Shape::String => kind == JsonKind::String,
-            Shape::Number => kind == JsonKind::Number,
-            Shape::Boolean => kind == JsonKind::Boolean,
-            Shape::Array => kind == JsonKind::Array,
-            Shape::Object => kind == JsonKind::Object,
+            Shape::String => kind == JsonType::String,
+            Shape::Number => kind == JsonType::Number,
+            Shape::Boolean => kind == JsonType::Boolean,
+            Shape::Array => kind == JsonType::Array,
+            Shape::Object => kind == JsonType::Object,
         }
     }
 
     /// Whether a write may give the field this value: its kind, or `null`
     /// for a scalar kind (an object or array field is written whole).
     pub fn accepts(self, v: &serde_json::Value) -> bool {
-        let kind = JsonKind::of(v);
+        let kind = JsonType::of(v);
         self.admits(kind)
-            || (kind == JsonKind::Null && !matches!(self, Shape::Array | Shape::Object))
+            || (kind == JsonType::Null && !matches!(self, Shape::Array | Shape::Object))
     }
 
     /// Whether a response may carry a value of `kind` in the field: its
     /// kind, or `null` (which carries nothing).
     #[inline]
-    pub fn shows(self, kind: JsonKind) -> bool {
-        kind == JsonKind::Null || self.admits(kind)
+    pub fn shows(self, kind: JsonType) -> bool {
+        kind == JsonType::Null || self.admits(kind)
     }
 }
 

@@ -9,7 +9,7 @@
 //! the byte redactor over the value's bytes, where a repeated key (which
 //! a parsed map would have collapsed to its last copy) is caught too.
 
-use crate::config::{Holds, JsonKind, Shape};
+use crate::config::{Holds, JsonType, Shape};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -101,7 +101,7 @@ impl<'de> Visitor<'de> for Elements<'_> {
 struct Held<'a>(&'a Holds);
 
 impl Held<'_> {
-    fn kind<E: de::Error>(self, kind: JsonKind) -> Result<(), E> {
+    fn kind<E: de::Error>(self, kind: JsonType) -> Result<(), E> {
         match self.0 {
             Holds::Kind(shape) if shape.shows(kind) => Ok(()),
             _ => Err(E::custom(format_args!(
@@ -136,23 +136,23 @@ impl<'de> Visitor<'de> for Held<'_> {
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.kind(JsonKind::Boolean)
+        self.kind(JsonType::Boolean)
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.kind(JsonKind::Number)
+        self.kind(JsonType::Number)
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.kind(JsonKind::Number)
+        self.kind(JsonType::Number)
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.kind(JsonKind::Number)
+        self.kind(JsonType::Number)
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.kind(JsonKind::String)
+        self.kind(JsonType::String)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {

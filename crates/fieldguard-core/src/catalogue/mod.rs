@@ -18,7 +18,7 @@ pub use record_path::{RecordPath, Resolve, Step};
 
 use crate::config::{
     AttributeConfig, AttributeKind, Category, DecisionConfig, EntityConfig, FieldConfig, Holds,
-    JsonKind, Level, Shape,
+    JsonType, Level, Shape,
 };
 use crate::error::ConfigError;
 use cedar_policy::EntityTypeName;
@@ -60,29 +60,28 @@ impl FieldSpec {
     /// Whether a response may carry this parsed value in the field: of
     /// its kind (or null), holding only what its `of` names.
     pub fn admits_value(&self, value: &serde_json::Value) -> bool {
-        let kind = JsonKind::of(value);
-        self.shape.shows(kind)
-            && (!kind.is_container()
-                || self
-                    .of
-                    .as_ref()
-                    .is_none_or(|of| holds::value_holds(self.shape, of, value)))
+        self.shape.shows(JsonType::of(value)) && self.holds_value(value)
     }
 
     /// Whether a write may give the field this value: of its kind (`null`
     /// for a scalar kind), holding only what its `of` names.
     pub fn accepts_write(&self, value: &serde_json::Value) -> bool {
-        self.shape.accepts(value)
-            && (!JsonKind::of(value).is_container()
-                || self
-                    .of
-                    .as_ref()
-                    .is_none_or(|of| holds::value_holds(self.shape, of, value)))
+        self.shape.accepts(value) && self.holds_value(value)
+    }
+
+    /// Whether a parsed object or array holds only what `of` names (a
+    /// scalar, or a field without `of`, holds nothing to check).
+    fn holds_value(&self, value: &serde_json::Value) -> bool {
+        !JsonType::of(value).is_container()
+            || self
+                .of
+                .as_ref()
+                .is_none_or(|of| holds::value_holds(self.shape, of, value))
     }
 
     /// The same over a well-formed value's JSON text, whose kind the
     /// byte redactor read from its first byte.
-    pub fn admits_text(&self, kind: JsonKind, text: &str) -> bool {
+    pub fn admits_text(&self, kind: JsonType, text: &str) -> bool {
         self.shape.shows(kind)
             && (!kind.is_container()
                 || self

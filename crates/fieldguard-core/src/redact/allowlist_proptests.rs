@@ -12,7 +12,7 @@ use super::BodyRules;
 use super::report::FilterReport;
 use super::tree::filter_response;
 use crate::catalogue::{Catalogue, FieldNode};
-use crate::config::{JsonKind, Shape};
+use crate::config::{JsonType, Shape};
 use crate::decisions::Decisions as Runtime;
 use crate::policy::RequestPrincipal;
 use crate::principal::{IdentitySource, Principal};
@@ -350,7 +350,7 @@ fn case(pass: bool) -> impl Strategy<Value = (Setup, Value)> {
 fn expect_leaf(
     orig: &Value,
     got: Option<&Value>,
-    (level, shape, kind): (u8, Shape, JsonKind),
+    (level, shape, kind): (u8, Shape, JsonType),
     masked: Option<Value>,
     at: &str,
 ) -> Result<(), String> {
@@ -409,7 +409,7 @@ fn check_record(
             } else {
                 o.clone()
             };
-            let facts = (spec.level.0, spec.shape, JsonKind::of(o));
+            let facts = (spec.level.0, spec.shape, JsonType::of(o));
             expect_leaf(&full, got, facts, masked, &format!("{at}.{key}"))?;
             continue;
         }
@@ -492,7 +492,7 @@ proptest! {
             if let Some(o) = orig {
                 let masked = (!(o.is_object() || o.is_array())).then_some(Value::Null);
                 let shape: Shape = serde_json::from_value(Value::from(*shape)).unwrap();
-                if let Err(e) = expect_leaf(o, got, (*level, shape, JsonKind::of(o)), masked, path) {
+                if let Err(e) = expect_leaf(o, got, (*level, shape, JsonType::of(o)), masked, path) {
                     prop_assert!(false, "{}\n{}", e, out);
                 }
             }

@@ -34,7 +34,7 @@ use super::unnamed::{
 };
 use super::{Outcome, RecordSelector};
 use crate::catalogue::{AttrValue, AttributeSource, Catalogue, FieldNode};
-use crate::config::{AttributeKind, JsonKind};
+use crate::config::{AttributeKind, JsonType};
 use crate::detect::DetectorSet;
 use crate::policy::{Decider, FieldAction};
 use smallvec::SmallVec;
@@ -698,7 +698,7 @@ fn leaf(
     value: Span,
     depth: usize,
 ) -> Result<bool, Fail> {
-    let kind = JsonKind::of_first_byte(w.first_byte(value));
+    let kind = JsonType::of_first_byte(w.first_byte(value));
     let text = w.text.get(value.start..value.end).unwrap_or_default();
     if !ctx.catalogue.field(field).admits_text(kind, text) {
         ctx.misshapen_leaf(field, kind, at)?;
@@ -729,12 +729,11 @@ fn leaf(
         }
         Outcome::Removed => Ok(false),
         Outcome::Masked => {
-            let raw = w.text.get(value.start..value.end).unwrap_or_default();
             match &ctx.catalogue.field(field).mask {
                 // Straight into the output (no value, and for a plain
                 // string no intermediate string either).
-                Some(mask) => mask.write_json(raw, &mut w.out),
-                None => serde_json::from_str::<serde_json::Value>(raw)
+                Some(mask) => mask.write_json(text, &mut w.out),
+                None => serde_json::from_str::<serde_json::Value>(text)
                     .and_then(|original| serde_json::to_writer(&mut w.out, &original)),
             }
             .map_err(|_| ScanError::Malformed)?;

@@ -6,7 +6,7 @@
 use super::report::FilterReport;
 use super::tree::filter_response;
 use crate::catalogue::FieldNode;
-use crate::config::JsonKind;
+use crate::config::JsonType;
 use crate::decisions::Decisions as Runtime;
 use crate::policy::{Decider, FieldAction, RequestPrincipal};
 use crate::principal::{IdentitySource, Principal};
@@ -213,7 +213,7 @@ fn check_fields(
         };
         if let Some(field) = child.field {
             let spec = rt.catalogue.field(field);
-            if !spec.shape.shows(JsonKind::of(o)) {
+            if !spec.shape.shows(JsonType::of(o)) {
                 return Err(format!(
                     "{}: a value of another kind than `{}` survived",
                     spec.path,
@@ -257,7 +257,7 @@ fn check_fields(
     }
     for (key, child) in &node.children {
         if let (Some(field), Some(o)) = (child.field, a.get(key.as_ref()))
-            && rt.catalogue.field(field).shape.shows(JsonKind::of(o))
+            && rt.catalogue.field(field).shape.shows(JsonType::of(o))
             && decide(FieldAction::FieldRead, field)
             && !b.contains_key(key.as_ref())
         {

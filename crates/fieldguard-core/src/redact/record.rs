@@ -8,7 +8,7 @@ use super::report::{FilterError, FilterReport, Scope, TraceEntry};
 use super::unnamed::Onboarding;
 use super::{BodyRules, Outcome};
 use crate::catalogue::Catalogue;
-use crate::config::JsonKind;
+use crate::config::JsonType;
 use crate::policy::{Decider, FieldAction, PolicyRefs, ResourceRef, Verdict};
 
 /// The shape error of a required place that is missing or misshapen.
@@ -164,7 +164,7 @@ impl<'r, 'd> RecordCtx<'r, 'd> {
     pub(super) fn misshapen_leaf(
         &mut self,
         field: u32,
-        kind: JsonKind,
+        kind: JsonType,
         at: LeafAt<'_>,
     ) -> Result<(), FilterError> {
         let LeafAt { scope, path, key } = at;

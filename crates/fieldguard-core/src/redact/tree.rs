@@ -15,7 +15,7 @@ use super::unnamed::{
 };
 use super::{BodyRules, Outcome, RecordSelector, record_attributes};
 use crate::catalogue::{AttrValue, Catalogue, FieldNode};
-use crate::config::JsonKind;
+use crate::config::JsonType;
 use crate::detect::DetectorSet;
 use crate::policy::{Decider, FieldAction};
 use serde_json::{Map, Value};
@@ -292,7 +292,7 @@ impl RecordCtx<'_, '_> {
         field: u32,
         at: LeafAt<'_>,
     ) -> Result<bool, FilterError> {
-        let kind = JsonKind::of(value);
+        let kind = JsonType::of(value);
         if !self.catalogue.field(field).admits_value(value) {
             self.misshapen_leaf(field, kind, at)?;
             return Ok(false);

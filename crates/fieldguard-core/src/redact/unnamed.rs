@@ -15,64 +15,7 @@ use crate::catalogue::Scope;
 use crate::detect::{self, DetectorCounts, DetectorSet};
 use serde_json::Value;
 
-/// The JSON type of an observed value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JsonType {
-    Null,
-    Boolean,
-    Number,
-    String,
-    Array,
-    Object,
-}
-
-impl JsonType {
-    pub const ALL: [JsonType; 6] = [
-        JsonType::Null,
-        JsonType::Boolean,
-        JsonType::Number,
-        JsonType::String,
-        JsonType::Array,
-        JsonType::Object,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JsonType::Null => "null",
-            JsonType::Boolean => "boolean",
-            JsonType::Number => "number",
-            JsonType::String => "string",
-            JsonType::Array => "array",
-            JsonType::Object => "object",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-
-    fn of_value(v: &Value) -> Self {
-        match v {
-            Value::Null => JsonType::Null,
-            Value::Bool(_) => JsonType::Boolean,
-            Value::Number(_) => JsonType::Number,
-            Value::String(_) => JsonType::String,
-            Value::Array(_) => JsonType::Array,
-            Value::Object(_) => JsonType::Object,
-        }
-    }
-
-    fn of_first_byte(b: u8) -> Self {
-        match b {
-            b'n' => JsonType::Null,
-            b't' | b'f' => JsonType::Boolean,
-            b'"' => JsonType::String,
-            b'[' => JsonType::Array,
-            b'{' => JsonType::Object,
-            _ => JsonType::Number,
-        }
-    }
-}
+pub use crate::config::JsonType;
 
 /// One observed place: where, its JSON type, how often, and how often
 /// each detector matched its value.
@@ -194,7 +137,7 @@ pub(super) fn observe_value(
         other => obs.add(
             scope,
             path.as_str(),
-            JsonType::of_value(other),
+            JsonType::of(other),
             scalar_kinds(other).union(named_by),
         ),
     }
