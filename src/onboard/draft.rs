@@ -1497,25 +1497,8 @@ fn holds_flow(h: &Holds) -> String {
 }
 
 fn field_flow(f: &Field) -> String {
-    let p = &f.proposal;
-    // Every field names its kind: a value of another kind is removed.
-    let mut s = format!(
-        "{{ category: {}, level: {}, shape: {}",
-        p.category.as_str(),
-        p.level.0,
-        f.shape.as_str()
-    );
-    if let Some(of) = &f.of {
-        let _ = write!(s, ", of: {}", holds_flow(of));
-    }
-    if let Some(m) = &p.mask {
-        let _ = write!(s, ", mask: {m}");
-    }
-    if p.free_text {
-        s.push_str(", free_text: true");
-    }
-    s.push_str(" }");
-    s
+    let of = f.of.as_ref().map(holds_flow);
+    f.proposal.flow(f.shape, of.as_deref())
 }
 
 fn field_comment(f: &Field) -> String {

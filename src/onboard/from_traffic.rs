@@ -272,25 +272,6 @@ fn comment(e: &Entry) -> String {
     )
 }
 
-fn flow(e: &Entry) -> String {
-    let p = &e.proposal;
-    // Every field names its kind: a value of another kind is removed.
-    let mut s = format!(
-        "{{ category: {}, level: {}, shape: {}",
-        p.category.as_str(),
-        p.level.0,
-        e.shape.as_str()
-    );
-    if let Some(m) = &p.mask {
-        let _ = write!(s, ", mask: {m}");
-    }
-    if p.free_text {
-        s.push_str(", free_text: true");
-    }
-    s.push_str(" }");
-    s
-}
-
 fn key(k: &str) -> String {
     if k.chars()
         .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
@@ -322,7 +303,12 @@ impl Missing {
                     let _ = writeln!(o, "  {}:\n    fields:", key(owner));
                 }
                 let _ = writeln!(o, "      # {}", comment(e));
-                let _ = writeln!(o, "      {}: {}", key(&e.field), flow(e));
+                let _ = writeln!(
+                    o,
+                    "      {}: {}",
+                    key(&e.field),
+                    e.proposal.flow(e.shape, None)
+                );
             }
         }
         let mut owner = "";
@@ -332,7 +318,12 @@ impl Missing {
                 let _ = writeln!(o, "# route {owner}, under `response.members`:");
             }
             let _ = writeln!(o, "#   # {}", comment(e));
-            let _ = writeln!(o, "#   {}: {}", key(&e.field), flow(e));
+            let _ = writeln!(
+                o,
+                "#   {}: {}",
+                key(&e.field),
+                e.proposal.flow(e.shape, None)
+            );
         }
         for u in &self.unnamed_keys {
             let _ = writeln!(
@@ -369,7 +360,12 @@ impl Missing {
                     .flat_map(|e| {
                         [
                             format!("{}# {}", " ".repeat(indent), comment(e)),
-                            format!("{}{}: {}", " ".repeat(indent), key(&e.field), flow(e)),
+                            format!(
+                                "{}{}: {}",
+                                " ".repeat(indent),
+                                key(&e.field),
+                                e.proposal.flow(e.shape, None)
+                            ),
                         ]
                     })
                     .collect()

@@ -5,7 +5,7 @@
 //! observed traffic). Every proposal says why, so a reviewer sees what was
 //! guessed; nothing here is ever applied without that review.
 
-use crate::config::{Category, Level};
+use crate::config::{Category, Level, Shape};
 use crate::detect::Detector;
 use std::borrow::Cow;
 
@@ -19,6 +19,33 @@ pub struct Proposal {
     pub free_text: bool,
     /// Why, in a few words (for the reviewer).
     pub why: String,
+}
+
+impl Proposal {
+    /// The catalogue entry as YAML flow text, for a field of `shape`
+    /// holding `of` (already flow text): every field names its kind, since
+    /// a value of another kind is removed.
+    pub fn flow(&self, shape: Shape, of: Option<&str>) -> String {
+        let mut s = format!(
+            "{{ category: {}, level: {}, shape: {}",
+            self.category.as_str(),
+            self.level.0,
+            shape.as_str()
+        );
+        if let Some(of) = of {
+            s.push_str(", of: ");
+            s.push_str(of);
+        }
+        if let Some(m) = &self.mask {
+            s.push_str(", mask: ");
+            s.push_str(m);
+        }
+        if self.free_text {
+            s.push_str(", free_text: true");
+        }
+        s.push_str(" }");
+        s
+    }
 }
 
 /// What drafting knows about a field.
