@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{copy_dir, repo_path};
+use common::repo_path;
+use common::scratch_git::{git, scratch_repo};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,35 +18,6 @@ const WORKFLOW: &str = "examples/ci/fieldguard-policy-review.yml";
 fn yaml(rel: &str) -> Value {
     let text = std::fs::read_to_string(repo_path(rel)).unwrap();
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A repository with the reference deployment committed as the base.
-fn scratch_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_path("policies"), &dir.path().join("policies"));
-    copy_dir(
-        &repo_path("examples/demo"),
-        &dir.path().join("examples/demo"),
-    );
-    git(dir.path(), &["init", "-q"]);
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "-m", "base"]);
-    dir
 }
 
 fn path_with_fieldguard() -> String {

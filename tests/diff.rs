@@ -6,44 +6,12 @@
 
 mod common;
 
+use common::scratch_git::{commit, scratch_repo};
 use common::{copy_dir, repo_path};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CONFIG: &str = "examples/demo/fieldguard.yaml";
-
-/// A git repository holding a copy of the reference deployment, one
-/// commit ("base").
-fn scratch_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_path("policies"), &dir.path().join("policies"));
-    copy_dir(
-        &repo_path("examples/demo"),
-        &dir.path().join("examples/demo"),
-    );
-    git(dir.path(), &["init", "-q"]);
-    commit(dir.path(), "base");
-    dir
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn commit(dir: &Path, message: &str) {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-}
 
 /// Replaces `from` (which must be there) by `to` in a file.
 fn edit(file: PathBuf, from: &str, to: &str) {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::fieldguard;
+
 use common::audited::{Audited, records, start_audited_in_front_of};
 use common::{copy_dir, repo_path, token};
 use fieldguard::audit::AuditSettings;
@@ -15,20 +17,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tokio::net::TcpListener;
-
-/// Runs the binary in `cwd`; (success, stdout, stderr).
-fn fieldguard(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn path_arg(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")

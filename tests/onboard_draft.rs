@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::fieldguard;
+
 use common::repo_path;
 use fieldguard::config::UnknownFields;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
@@ -14,20 +16,6 @@ use http::Method;
 use std::path::Path;
 use std::process::Command;
 use tokio::net::TcpListener;
-
-/// Runs the binary in `cwd`; (success, stdout, stderr).
-fn fieldguard(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fieldguard"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn demo_spec() -> String {
     repo_path("examples/onboarding/demo-shop.openapi.yaml")

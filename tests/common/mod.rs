@@ -10,6 +10,7 @@ pub mod demo_process;
 pub mod doc_edit;
 pub mod drafted;
 pub mod fleet;
+pub mod scratch_git;
 pub mod scripted;
 pub mod wire;
 
@@ -368,4 +369,19 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
+}
+
+/// Runs the `fieldguard` binary with `args` in `cwd`: (success, stdout,
+/// stderr).
+pub fn fieldguard(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldguard"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
