@@ -18,14 +18,15 @@
 //! once as a smoke test. Figures: docs/benchmarks.md.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fieldguard::config::{self, Backstop, Config, LoadedConfig, UnknownFields};
+use fieldguard::config::{self, Config, LoadedConfig};
 use fieldguard::demo::data::{customer_id, customer_list_body, tickets_for};
-use fieldguard::detect::{self, DetectorSet};
 use fieldguard::identity::{IdentitySource, Principal};
-use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::report::FilterReport;
-use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
+use fieldguard_core::config::{Backstop, UnknownFields};
+use fieldguard_core::detect::{self, DetectorSet};
+use fieldguard_core::pipeline::{Routed, decide, filter_response_body, route};
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing::normalize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -42,7 +43,12 @@ fn runtime(modify: impl FnOnce(&mut Config)) -> Runtime {
 }
 
 /// Changes the route `method path` of a config.
-fn on_route(c: &mut Config, method: &str, path: &str, f: impl FnOnce(&mut config::RouteConfig)) {
+fn on_route(
+    c: &mut Config,
+    method: &str,
+    path: &str,
+    f: impl FnOnce(&mut fieldguard_core::config::RouteConfig),
+) {
     let r = c
         .routes
         .iter_mut()

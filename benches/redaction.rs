@@ -3,7 +3,7 @@
 //! Per-field Cedar decisions on large lists are the proxy's hot path, so each
 //! iteration does what the proxy does for one response once the upstream's
 //! bytes are in memory: route, request-level decision, parse, walk with record
-//! and field decisions, serialise (`fieldguard::pipeline`). Next to it,
+//! and field decisions, serialise (`fieldguard_core::pipeline`). Next to it,
 //! `serde_json_baseline` parses and serialises the same bytes: the floor a
 //! redacting proxy is compared to (target: redaction <= 2x the baseline).
 //!
@@ -22,10 +22,12 @@ use criterion::{
 use fieldguard::config::{self, LoadedConfig};
 use fieldguard::demo::data::{customer, customer_id, customer_list_body, orders_for};
 use fieldguard::identity::{IdentitySource, Principal};
-use fieldguard::pipeline::{Routed, decide, filter_response_body, route, stream_response_body};
-use fieldguard::redact::report::FilterReport;
-use fieldguard::routing::{CanonicalPath, normalize};
 use fieldguard::runtime::Runtime;
+use fieldguard_core::pipeline::{
+    Routed, decide, filter_response_body, route, stream_response_body,
+};
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing::{CanonicalPath, normalize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -8,10 +8,10 @@
 //! Usage: `body_cost CONFIG ROLE SUB PATH BODY_FILE ITERATIONS`
 
 use fieldguard::config;
-use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::report::FilterReport;
-use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
+use fieldguard_core::pipeline::{Routed, decide, filter_response_body, route};
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing::normalize;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -78,7 +78,7 @@ pub struct ReloadRefused {
     pub reason: String,
     /// The file error behind it, when a file was at fault: its position
     /// and help go into the answer as fields.
-    pub config: Option<crate::error::ConfigError>,
+    pub config: Option<fieldguard_core::error::ConfigError>,
 }
 
 /// The outcome of the most recent reload attempt, as `/policies` shows it.
@@ -96,8 +96,8 @@ pub async fn serve(listener: TcpListener, proxy: Arc<dyn AdminHandle>) -> std::i
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                crate::repeated_warn!(
-                    crate::logging::repeated::Kind::Accept,
+                fieldguard_core::repeated_warn!(
+                    fieldguard_core::repeated::Kind::Accept,
                     "admin accept failed: {e}"
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -230,7 +230,7 @@ fn policies(proxy: &dyn AdminHandle) -> serde_json::Value {
         map.insert(
             "last_reload".into(),
             serde_json::json!({
-                "at": last.at.map(crate::time::rfc3339_millis),
+                "at": last.at.map(fieldguard_core::time::rfc3339_millis),
                 "attempts": last.attempts,
                 "error": last.error,
             }),

@@ -3,9 +3,9 @@
 //! values, tokens or query strings.
 
 use crate::identity::Principal;
-use crate::policy::RequestDecision;
-use crate::redact::report::FilterReport;
-use crate::redact::request::Refusal as FieldRefusal;
+use fieldguard_core::policy::RequestDecision;
+use fieldguard_core::redact::Refusal as FieldRefusal;
+use fieldguard_core::redact::report::FilterReport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -72,7 +72,11 @@ impl Exchange {
     /// the first one (enforcement stops there), so an unidentified
     /// caller's request stays `unauthenticated` though it is then decided
     /// (and denied) as an unidentified principal.
-    pub fn would_deny(&mut self, refusal: crate::outcome::Refusal, policies: Vec<String>) {
+    pub fn would_deny(
+        &mut self,
+        refusal: fieldguard_core::outcome::Refusal,
+        policies: Vec<String>,
+    ) {
         let report = self.shadow_report();
         report.kind = "shadow";
         if report.would_deny.is_some() {

@@ -5,8 +5,9 @@
 //! the decisions of the core crate ([`fieldguard_core`]: routing, Cedar,
 //! the request-body check, the response filter) decide it, the upstream
 //! answers, and [`audit`] and [`metrics`] record it. The core crate holds
-//! everything free of I/O; it is re-exported here under the same names
-//! (`fieldguard::redact`, `fieldguard::policy`, …).
+//! everything free of I/O and is not re-exported: code here names it
+//! (`fieldguard_core::redact`, `fieldguard_core::policy`, …), so the line
+//! between the crates shows at every use.
 
 // Items of private modules are `pub(crate)`: what the crate offers is
 // what its public modules export, and nothing else looks public.
@@ -31,10 +32,3 @@ pub mod runtime;
 pub mod service;
 pub mod tls;
 pub mod tools;
-
-#[doc(hidden)]
-pub use fieldguard_core::repeated_warn;
-pub use fieldguard_core::{
-    catalogue, decisions, detect, error, header_names, outcome, pipeline, policy, principal,
-    redact, response_headers, route, routing, time,
-};

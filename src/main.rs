@@ -389,12 +389,12 @@ fn main() -> ExitCode {
         },
     };
     logging::init(format);
-    match logging::repeated::interval_from_env(
-        std::env::var(logging::repeated::INTERVAL_ENV)
+    match fieldguard_core::repeated::interval_from_env(
+        std::env::var(fieldguard_core::repeated::INTERVAL_ENV)
             .ok()
             .as_deref(),
     ) {
-        Ok(interval) => logging::repeated::set_interval(interval),
+        Ok(interval) => fieldguard_core::repeated::set_interval(interval),
         Err(e) => {
             logging::fatal(&e);
             return ExitCode::FAILURE;

@@ -9,7 +9,7 @@
 
 use crate::exchange::{Exchange, Stage};
 use crate::identity::CacheStats;
-use crate::redact::Outcome;
+use fieldguard_core::redact::Outcome;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -28,7 +28,7 @@ mod known_series;
 /// composes them.
 #[derive(Clone, Copy)]
 pub struct RuntimeView<'a> {
-    pub decisions: &'a crate::decisions::Decisions,
+    pub decisions: &'a fieldguard_core::decisions::Decisions,
     pub budgets: &'a crate::budget::Budgets,
     pub identifier: &'a crate::identity::Identifier,
     pub generation: u64,
@@ -556,7 +556,8 @@ impl Metrics {
             .with_label_values(&[b.version.as_str(), b.schema_hash.as_str()])
             .set(1);
         self.policy_loads.with_label_values(&["success"]).inc();
-        self.policy_last_success.set(crate::time::unix_seconds(at));
+        self.policy_last_success
+            .set(fieldguard_core::time::unix_seconds(at));
         self.policies_loaded.set(b.info.len() as i64);
         self.init_known_series(rt);
     }

@@ -9,9 +9,10 @@
 //! in memory for the life of the process (reloads keep it): an operator
 //! saves it with `curl …/observed > observed.json` to keep it longer.
 
-use crate::catalogue::Catalogue;
-use crate::detect::Detector;
-use crate::redact::unnamed::{JsonType, Observed};
+use fieldguard_core::catalogue::Catalogue;
+use fieldguard_core::config::JsonType;
+use fieldguard_core::detect::Detector;
+use fieldguard_core::redact::Observed;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -11,7 +11,7 @@ use common::audited::{records, start_audited_in_front_of};
 use common::scripted::{Answer, Scripted};
 use common::{start, start_in_front_of, token};
 use fieldguard::audit::AuditSettings;
-use fieldguard::config::{MisshapenValues, UnknownFields};
+use fieldguard_core::config::{MisshapenValues, UnknownFields};
 use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -6,10 +6,10 @@
 use fieldguard::config;
 use fieldguard::demo::data::{customer_id, customer_list_body, orders_for};
 use fieldguard::identity::{IdentitySource, Principal};
-use fieldguard::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard::redact::report::FilterReport;
-use fieldguard::routing::normalize;
 use fieldguard::runtime::Runtime;
+use fieldguard_core::pipeline::{Routed, decide, filter_response_body, route};
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing::normalize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

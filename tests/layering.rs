@@ -30,7 +30,9 @@ fn modules(dir: &Path) -> BTreeMap<String, String> {
                 if parts.last().is_some_and(|p| p == "mod") {
                     parts.pop();
                 }
-                if parts == ["lib"] || parts == ["main"] {
+                // The library root is the crate itself; main.rs (the binary, a
+                // crate of its own) keeps its name so it does not hide lib.rs.
+                if parts == ["lib"] {
                     parts.clear();
                 }
                 out.insert(parts.join("::"), std::fs::read_to_string(&path).unwrap());
@@ -407,6 +409,99 @@ fn the_serving_code_never_imports_the_authoring_tools() {
     assert!(!graph["tools"].contains("proxy"), "{graph:?}");
 }
 
+/// Whether the item on `lines[i]` is compiled in only with a Cargo feature
+/// (`#[cfg(feature = ...)]` on the line above): not the default API.
+fn feature_gated(lines: &[&str], i: usize) -> bool {
+    i > 0 && lines[i - 1].trim_start().starts_with("#[cfg(feature")
+}
+
+/// The core's modules a user of the crate can name: the root, and every
+/// module its parent declares `pub mod` without a feature gate. Items of
+/// the others are public only through a `pub use`, which is listed.
+fn public_modules(all: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let mut public = BTreeSet::from([String::new()]);
+    // Parents come before their children in the map's order.
+    for (module, src) in all {
+        if !public.contains(module) {
+            continue;
+        }
+        let code = production_code(src);
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rest) = line.trim_start().strip_prefix("pub mod ") else {
+                continue;
+            };
+            if feature_gated(&lines, i) {
+                continue;
+            }
+            let name = rest.trim_end_matches(';').trim_end_matches(" {").trim();
+            public.insert(if module.is_empty() {
+                name.to_string()
+            } else {
+                format!("{module}::{name}")
+            });
+        }
+    }
+    public
+}
+
+/// The core's scanner and walks sit behind its pipeline (as cedar-policy
+/// fronts cedar-policy-core): no user of the crate can call them, so the
+/// pipeline's functions are the one way in and may change what is under
+/// them freely.
+#[test]
+fn the_core_walks_are_private_behind_the_pipeline() {
+    let dir = repo().join("crates/fieldguard-core/src");
+    let public = public_modules(&modules(&dir));
+    for walk in [
+        "redact::bytes",
+        "redact::tree",
+        "redact::scan",
+        "redact::list_stream",
+        "redact::request",
+        "redact::unnamed",
+        "redact::json",
+        "redact::record",
+    ] {
+        assert!(!public.contains(walk), "`{walk}` is public");
+    }
+    assert!(
+        public.contains("pipeline") && public.contains("redact"),
+        "{public:?}"
+    );
+}
+
+/// The line between the crates shows at every use: the proxy crate
+/// re-exports none of the core's modules (whole or by glob), so its code
+/// says `fieldguard_core::redact`, not `crate::redact`. Single types a root
+/// module hands on as part of its own API (`identity::Principal`) may be
+/// re-exported by name.
+#[test]
+fn the_proxy_crate_does_not_re_export_the_core() {
+    let core: BTreeSet<String> = modules(&repo().join("crates/fieldguard-core/src"))
+        .into_keys()
+        .filter_map(|m| m.rsplit("::").next().map(str::to_string))
+        .filter(|m| !m.is_empty())
+        .collect();
+    for (module, src) in modules(&repo().join("src")) {
+        let code = production_code(&src);
+        for (at, _) in code.match_indices("pub use fieldguard_core::") {
+            // The whole statement, a grouped one over several lines too.
+            let statement = &code[at..at + code[at..].find(';').unwrap_or(code.len() - at)];
+            let names = statement["pub use fieldguard_core::".len()..]
+                .split(|c: char| "{},".contains(c) || c.is_whitespace())
+                .filter(|t| !t.is_empty());
+            for name in names {
+                let last = name.rsplit("::").next().unwrap_or(name);
+                assert!(
+                    last != "*" && !core.contains(last),
+                    "`{module}` re-exports the core's module `{name}` ({statement}): name it as `fieldguard_core::…` where it is used"
+                );
+            }
+        }
+    }
+}
+
 /// The core crate's public items, one per line (`redact::bytes::redact fn`):
 /// what its public API is, read from the sources (test-only modules and
 /// test sections left out; `pub(crate)` and `pub(super)` are not public).
@@ -416,9 +511,11 @@ fn core_public_items() -> Vec<String> {
     let kinds = [
         "fn", "struct", "enum", "trait", "type", "const", "static", "mod", "use",
     ];
+    let all = modules(&dir);
+    let public = public_modules(&all);
     let mut out = Vec::new();
-    for (module, src) in modules(&dir) {
-        if tests.contains(&module) {
+    for (module, src) in all {
+        if tests.contains(&module) || !public.contains(&module) {
             continue;
         }
         let code = production_code(&src);
@@ -434,6 +531,9 @@ fn core_public_items() -> Vec<String> {
                 continue;
             };
             if !kinds.contains(&kind) {
+                continue;
+            }
+            if kind == "mod" && feature_gated(&lines, i) {
                 continue;
             }
             let name: String = if kind == "use" {

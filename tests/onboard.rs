@@ -10,9 +10,10 @@ use common::fieldguard;
 use common::audited::{Audited, records, start_audited_in_front_of};
 use common::{copy_dir, repo_path, token};
 use fieldguard::audit::AuditSettings;
-use fieldguard::config::{Backstop, Config, UnknownFields};
+use fieldguard::config::Config;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
-use fieldguard::detect::DetectorSet;
+use fieldguard_core::config::{Backstop, UnknownFields};
+use fieldguard_core::detect::DetectorSet;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,7 +187,7 @@ async fn upgraded_shop(dir: &tempfile::TempDir, modify: impl FnOnce(&mut Config)
     start_audited_in_front_of(addr, settings, modify, vec![task]).await
 }
 
-fn on_customer_routes(c: &mut Config, f: impl Fn(&mut fieldguard::config::RouteConfig)) {
+fn on_customer_routes(c: &mut Config, f: impl Fn(&mut fieldguard_core::config::RouteConfig)) {
     for r in c
         .routes
         .iter_mut()

@@ -10,8 +10,8 @@ mod common;
 use common::fieldguard;
 
 use common::repo_path;
-use fieldguard::config::UnknownFields;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
+use fieldguard_core::config::UnknownFields;
 use http::Method;
 use std::path::Path;
 use std::process::Command;

@@ -10,9 +10,10 @@ use common::wire::{
     RawReply, demo_claims, h2c, now, raw, raw_get, route, sign_hs256, unsigned_token,
 };
 use common::{Reply, demo_secret, keys, start, start_with, token};
-use fieldguard::config::{Config, UnmatchedPolicy};
+use fieldguard::config::Config;
 use fieldguard::demo::data;
 use fieldguard::identity::GatewayConfig;
+use fieldguard_core::config::UnmatchedPolicy;
 use http::{Method, StatusCode, Version};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -3,14 +3,14 @@
 //! and random mutations; the same functions can be wrapped in
 //! `libfuzzer_sys::fuzz_target!` for cargo-fuzz where nightly is available.
 
-use fieldguard::catalogue::FieldNode;
+use fieldguard_core::catalogue::FieldNode;
 use fieldguard::identity::{IdentitySource, Principal};
-use fieldguard::policy::RequestPrincipal;
-use fieldguard::redact::report::FilterReport;
-use fieldguard::redact::tree::filter_response;
-use fieldguard::redact::bytes::{self, StreamError};
-use fieldguard::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
-use fieldguard::routing;
+use fieldguard_core::policy::RequestPrincipal;
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::redact::tree::filter_response;
+use fieldguard_core::redact::bytes::{self, StreamError};
+use fieldguard_core::redact::{BodyError, BodyRules, parse_json, parse_json_unique};
+use fieldguard_core::routing;
 use fieldguard::runtime::{Route, Runtime};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -259,8 +259,8 @@ pub fn request_write(data: &[u8]) {
     let Ok(canonical) = routing::normalize("/customers/c-1001") else {
         return;
     };
-    let fieldguard::pipeline::Routed::Route(m) =
-        fieldguard::pipeline::route(&rt.decisions, "PATCH", &canonical)
+    let fieldguard_core::pipeline::Routed::Route(m) =
+        fieldguard_core::pipeline::route(&rt.decisions, "PATCH", &canonical)
     else {
         panic!("reference route missing")
     };
@@ -272,10 +272,10 @@ pub fn request_write(data: &[u8]) {
         attributes: BTreeMap::new(),
         source: IdentitySource::Jwt,
     };
-    let Ok(decided) = fieldguard::pipeline::decide(&rt.decisions, &m, &who) else {
+    let Ok(decided) = fieldguard_core::pipeline::decide(&rt.decisions, &m, &who) else {
         panic!("a customer may correct their own record")
     };
-    if fieldguard::pipeline::check_request_body(&rt.decisions, &decided, true, data).is_err() {
+    if fieldguard_core::pipeline::check_request_body(&rt.decisions, &decided, true, data).is_err() {
         return;
     }
     let doc = parse_json_unique(data, rt.decisions.limits.max_json_depth).expect("accepted bodies parse");

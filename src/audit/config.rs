@@ -5,8 +5,8 @@
 //! fsynced, and a full queue makes requests wait (then 503) rather than run
 //! unaudited.
 
-use crate::error::ConfigError;
 use fieldguard_core::config::Origin;
+use fieldguard_core::error::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -533,7 +533,7 @@ impl Writer {
                     self.metrics.definitions_written.inc_by(definitions);
                     self.metrics
                         .last_write
-                        .set(super::time::unix_seconds(SystemTime::now()));
+                        .set(fieldguard_core::time::unix_seconds(SystemTime::now()));
                     return sinks;
                 }
                 Some(e) => {
@@ -591,7 +591,10 @@ impl Writer {
         if self.shared.sink_ok.swap(false, Ordering::AcqRel) {
             tracing::error!("{message}; refusing requests until the audit sink recovers");
         } else {
-            crate::repeated_warn!(crate::logging::repeated::Kind::AuditSink, "{message}");
+            fieldguard_core::repeated_warn!(
+                fieldguard_core::repeated::Kind::AuditSink,
+                "{message}"
+            );
         }
         self.metrics.sink_up.set(0);
     }

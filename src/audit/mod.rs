@@ -28,7 +28,6 @@ pub mod seal;
 pub mod sink;
 pub mod subject;
 /// Timestamps (shared with the core crate, whose warnings carry them).
-pub use fieldguard_core::time;
 pub mod verify;
 
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};

@@ -10,11 +10,11 @@
 //! `serde_json::to_vec` of a record *is* its canonical form (see
 //! [`super::chain`]); a unit test holds this.
 
-use super::time::rfc3339_millis;
-use crate::decisions::Decisions;
 use crate::exchange::Exchange;
 use crate::identity::IdentitySource;
-use crate::redact::Outcome;
+use fieldguard_core::decisions::Decisions;
+use fieldguard_core::redact::Outcome;
+use fieldguard_core::time::rfc3339_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -522,7 +522,7 @@ pub struct DisclosedCount {
 /// Which records of one entity a response disclosed (the entity and the
 /// count are in the definition). `ids` holds record ids, and
 /// `["first", "last"]` for a run of consecutive ids (`c-1001` to
-/// `c-1060`); at most [`crate::redact::disclosed::MAX_RUNS`] entries, the
+/// `c-1060`); at most [`fieldguard_core::redact::disclosed::MAX_RUNS`] entries, the
 /// rest counted in `omitted`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DisclosedRecord {
@@ -769,7 +769,7 @@ impl AuditRecord {
 }
 
 fn member_names(
-    names: &crate::redact::report::NameCounts,
+    names: &fieldguard_core::redact::report::NameCounts,
     rt: DecidedBy<'_>,
     fate: &'static str,
 ) -> Option<MemberNames> {
@@ -795,7 +795,7 @@ fn member_names(
 /// same shape) and, when the response showed records or the backstop
 /// masked anything, what this response showed.
 fn body_parts(
-    f: &crate::redact::report::FilterReport,
+    f: &fieldguard_core::redact::report::FilterReport,
     rt: DecidedBy<'_>,
 ) -> (BodyShared, Option<BodyFacts>) {
     let fate = if f.unknown_passed {
@@ -850,10 +850,10 @@ fn body_parts(
     (shared, shown.then_some(facts))
 }
 
-fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
+fn id_runs(list: &fieldguard_core::redact::disclosed::IdList) -> Vec<serde_json::Value> {
     list.runs()
         .iter()
-        .map(crate::redact::disclosed::Run::to_json)
+        .map(fieldguard_core::redact::disclosed::Run::to_json)
         .collect()
 }
 
@@ -861,7 +861,7 @@ fn id_runs(list: &crate::redact::disclosed::IdList) -> Vec<serde_json::Value> {
 /// lists them: two lists of the same length and order, which a reader
 /// merges element by element.
 fn disclosed(
-    d: &crate::redact::disclosed::Disclosed,
+    d: &fieldguard_core::redact::disclosed::Disclosed,
     rt: DecidedBy<'_>,
 ) -> (Vec<DisclosedCount>, Vec<DisclosedRecord>) {
     d.entities()
@@ -876,7 +876,7 @@ fn disclosed(
         .unzip()
 }
 
-fn disclosed_ids(e: &crate::redact::disclosed::EntityDisclosure) -> DisclosedRecord {
+fn disclosed_ids(e: &fieldguard_core::redact::disclosed::EntityDisclosure) -> DisclosedRecord {
     DisclosedRecord {
         ids: id_runs(&e.ids),
         omitted: e.ids.omitted,

@@ -29,9 +29,9 @@ use super::record::{
 };
 use super::sink::Deleted;
 use super::sink::Layout;
-use super::time::rfc3339_millis;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fieldguard_core::time::rfc3339_millis;
 use serde::Serialize;
 use std::time::SystemTime;
 

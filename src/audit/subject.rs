@@ -18,7 +18,7 @@
 
 use super::read::each_record;
 use super::verify::{ChainStatus, VerifyOptions};
-use crate::redact::disclosed::Run;
+use fieldguard_core::redact::disclosed::Run;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;

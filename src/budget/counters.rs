@@ -18,10 +18,10 @@
 use super::redis_store::{ConnectError, Failure, Op, RedisStore};
 use super::store_metrics::BudgetStoreMetrics;
 use super::{BudgetState, Budgets, Charge, Clock, Disclosure, Limit, OnStoreError};
-use crate::error::ConfigError;
 use crate::identity::Principal;
 use arc_swap::ArcSwapOption;
 use fieldguard_core::config::Origin;
+use fieldguard_core::error::ConfigError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

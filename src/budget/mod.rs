@@ -25,11 +25,11 @@ pub use config::{
 pub use counters::Counters;
 pub use state::{BudgetState, Clock, system_clock};
 
-use crate::catalogue::Catalogue;
 use crate::identity::Principal;
-use crate::redact::Outcome;
-use crate::redact::report::FilterReport;
+use fieldguard_core::catalogue::Catalogue;
 use fieldguard_core::config::{Category, Level};
+use fieldguard_core::redact::Outcome;
+use fieldguard_core::redact::report::FilterReport;
 use state::{CounterKey, Who};
 use std::collections::BTreeSet;
 use std::sync::Arc;

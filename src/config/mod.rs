@@ -11,7 +11,8 @@ mod model;
 
 pub use model::*;
 
-use crate::error::{ConfigError, Location};
+use fieldguard_core::config::{DecisionConfig, Origin};
+use fieldguard_core::error::{ConfigError, Location};
 use std::path::{Path, PathBuf};
 
 /// A parsed configuration and where it came from (relative paths inside it
@@ -173,7 +174,7 @@ fn unknown_key_help(reason: &str) -> Option<String> {
         .map(|k| k.trim().trim_matches('`'))
         .filter(|k| !k.is_empty())
         .collect();
-    let guess = crate::error::closest(word, known.iter().copied())?;
+    let guess = fieldguard_core::error::closest(word, known.iter().copied())?;
     Some(format!("did you mean `{guess}`?"))
 }
 

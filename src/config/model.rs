@@ -2,7 +2,7 @@
 //! unmatched routes, bounded bodies, upstream on loopback.
 
 use crate::identity::IdentityConfig;
-pub use fieldguard_core::config::*;
+use fieldguard_core::config::*;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
 use super::*;
+use fieldguard_core::config::*;
 use std::path::Path;
 
 fn err(text: &str) -> ConfigError {
@@ -61,9 +62,9 @@ fn backstop_detectors_are_named_and_an_unknown_one_is_refused_with_its_line() {
     let route = "routes:\n  - method: GET\n    path: /x\n    action: a\n    resource: { type: T, id: all }\n    backstop: [email, cn_resident_id]\n    response: { records: [] }\n";
     let c = parse(&MINIMAL.replace("routes: []\n", route), Path::new("f.yaml")).unwrap();
     let set = c.routes[0].backstop.0;
-    assert!(set.contains(crate::detect::Detector::Email));
-    assert!(set.contains(crate::detect::Detector::CnResidentId));
-    assert!(!set.contains(crate::detect::Detector::Iban));
+    assert!(set.contains(fieldguard_core::detect::Detector::Email));
+    assert!(set.contains(fieldguard_core::detect::Detector::CnResidentId));
+    assert!(!set.contains(fieldguard_core::detect::Detector::Iban));
     let all = parse(
         &MINIMAL.replace(
             "routes: []\n",
@@ -72,7 +73,10 @@ fn backstop_detectors_are_named_and_an_unknown_one_is_refused_with_its_line() {
         Path::new("f.yaml"),
     )
     .unwrap();
-    assert_eq!(all.routes[0].backstop.0, crate::detect::DetectorSet::all());
+    assert_eq!(
+        all.routes[0].backstop.0,
+        fieldguard_core::detect::DetectorSet::all()
+    );
     let e = err(&MINIMAL.replace("routes: []\n", &route.replace("cn_resident_id", "ssn")));
     assert_eq!(e.line, Some(17), "{e}");
     assert!(e.message.contains("unknown backstop detector `ssn`"), "{e}");

@@ -5,7 +5,7 @@
 
 use super::config::GatewayConfig;
 use super::{IdentityError, IdentitySource, Principal, purpose_from_header};
-use crate::error::ConfigError;
+use fieldguard_core::error::ConfigError;
 use http::{HeaderMap, HeaderName, header};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -89,7 +89,7 @@ impl GatewayVerifier {
             // gateway's assertion, so it is the same impersonation attempt.
             if headers
                 .keys()
-                .any(|k| crate::header_names::folds_to_any(k, &self.all))
+                .any(|k| fieldguard_core::header_names::folds_to_any(k, &self.all))
             {
                 return GatewayOutcome::Decided(Err(IdentityError::UntrustedGatewayHeaders));
             }

@@ -9,7 +9,7 @@
 use super::cache::{TokenCache, Verified};
 use super::config::{JwtConfig, PublicKeyAlgorithm};
 use super::{AttrValue, IdentityError, IdentitySource, Principal, valid_purpose};
-use crate::error::ConfigError;
+use fieldguard_core::error::ConfigError;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

@@ -26,8 +26,8 @@ mod tests;
 
 pub use config::{GatewayConfig, IdentityConfig, JwtConfig, PublicKeyAlgorithm, PublicKeyConfig};
 
-use crate::error::ConfigError;
 pub use cache::CacheStats;
+use fieldguard_core::error::ConfigError;
 pub use fieldguard_core::principal::{AttrValue, IdentitySource, Principal};
 use gateway::{GatewayOutcome, GatewayVerifier};
 use http::{HeaderMap, HeaderName, header};
@@ -209,7 +209,7 @@ impl Identifier {
     /// see a client-forged gateway assertion. `Authorization` is deliberately
     /// absent: the legacy upstream may still need it. They are matched in
     /// every spelling a backend folds to the same name
-    /// ([`crate::header_names::same_after_folding`]).
+    /// ([`fieldguard_core::header_names::same_after_folding`]).
     pub fn identity_headers(&self) -> &[HeaderName] {
         self.gateway
             .as_ref()

@@ -10,8 +10,6 @@
 
 /// Per-request warnings logged once, then summarised (in the core crate:
 /// the decisions log them too).
-pub use fieldguard_core::repeated;
-
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
@@ -99,7 +97,7 @@ pub fn spawn_repeated_flusher() -> tokio::task::JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            repeated::flush();
+            fieldguard_core::repeated::flush();
         }
     })
 }

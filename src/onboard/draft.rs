@@ -21,7 +21,7 @@
 use super::deployment::Facts;
 use super::openapi::{self, Flat, METHODS, Spec};
 use super::propose::{self, FieldFacts, Proposal};
-use crate::config::{Category, Holds, Level, Shape};
+use fieldguard_core::config::{Category, Holds, Level, Shape};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -1310,12 +1310,12 @@ fn baseline(source: &str) -> String {
 
 /// Where the JSONPath `path` (`$`, `$.a[*]`, `$.a.b`) leads in `schema`.
 fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Value, String> {
-    let parsed = crate::catalogue::RecordPath::parse(path).map_err(|e| e.to_string())?;
+    let parsed = fieldguard_core::catalogue::RecordPath::parse(path).map_err(|e| e.to_string())?;
     let mut cur = schema;
     for step in &parsed.steps {
         let (s, _) = spec.deref(cur)?;
         cur = match step {
-            crate::catalogue::Step::Key(k) => {
+            fieldguard_core::catalogue::Step::Key(k) => {
                 let f = openapi::flatten(spec, s, 0)?;
                 f.property(k).ok_or_else(|| format!("no property `{k}`"))?
             }

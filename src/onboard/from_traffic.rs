@@ -5,10 +5,10 @@
 //! ready to paste or as a patch to the configuration file.
 
 use super::propose::{self, FieldFacts, Proposal};
-use crate::config::Shape;
-use crate::detect::Detector;
 use crate::observed_store::{ObservedSnapshot, SNAPSHOT_VERSION};
 use crate::runtime::Runtime;
+use fieldguard_core::config::Shape;
+use fieldguard_core::detect::Detector;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -114,7 +114,7 @@ pub fn missing(snapshot: &ObservedSnapshot, config: Option<&Path>) -> Result<Mis
     };
     let mut grouped: BTreeMap<(bool, String, String), Entry> = BTreeMap::new();
     for e in &snapshot.entries {
-        let wrapper = e.entity == crate::catalogue::WRAPPER_SCOPE;
+        let wrapper = e.entity == fieldguard_core::catalogue::WRAPPER_SCOPE;
         // A key that is data (`?`): its parent is one value.
         let (field, shape_hint) = match e.field.find('?') {
             Some(at) => {

@@ -5,8 +5,8 @@
 //! observed traffic). Every proposal says why, so a reviewer sees what was
 //! guessed; nothing here is ever applied without that review.
 
-use crate::config::{Category, Level, Shape};
-use crate::detect::Detector;
+use fieldguard_core::config::{Category, Level, Shape};
+use fieldguard_core::detect::Detector;
 use std::borrow::Cow;
 
 /// A proposed catalogue entry for one field.

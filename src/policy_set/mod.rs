@@ -15,7 +15,7 @@
 pub mod keys;
 pub mod signature;
 
-use crate::policy::Sources;
+use fieldguard_core::policy::Sources;
 use sha2::{Digest, Sha256};
 
 pub use signature::{Expected, Reason, Refused, check, sign};

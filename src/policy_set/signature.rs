@@ -14,8 +14,8 @@
 //! (which key, which reviewed version) and pick the key to try.
 
 use super::keys::{SigningKey, VerifyKey};
-use crate::error::ConfigError;
 use base64::Engine as _;
+use fieldguard_core::error::ConfigError;
 
 /// Why a set was refused, as the metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

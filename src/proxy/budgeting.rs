@@ -8,8 +8,8 @@ use super::Proxy;
 use super::errors::{Refusal, Stop};
 use crate::budget::{Charge, Disclosure};
 use crate::exchange::Exchange;
-use crate::redact::report::FilterReport;
 use crate::runtime::Runtime;
+use fieldguard_core::redact::report::FilterReport;
 
 /// Before the upstream: `enforce` is false on shadow routes.
 pub(super) async fn precheck(

@@ -1,7 +1,7 @@
 //! The path of one request, in named phases driven in order by
 //! [`process`]: route → identify → decide → check body → forward → filter;
 //! [`handle`] records it (audit and metrics). The decisions themselves live
-//! in the core crate ([`crate::pipeline`]); the phases do the I/O around
+//! in the core crate ([`fieldguard_core::pipeline`]); the phases do the I/O around
 //! them and note what happened in an [`Exchange`]. Shadow mode and an
 //! observed policy set are noted by [`super::shadow`].
 
@@ -19,14 +19,14 @@ use super::stall::StallLimit;
 use super::streaming::{self, Start, Streamed};
 use super::upstream::UpstreamError;
 use super::{Proxy, ProxyBody};
-use crate::config::UnmatchedPolicy;
 use crate::exchange::{Exchange, Stage};
-use crate::pipeline::{self, Decided, RouteMatch, Routed};
-use crate::redact::report::FilterReport;
-use crate::routing::{self, CanonicalPath};
 use crate::runtime::Runtime;
 use bytes::Bytes;
+use fieldguard_core::config::UnmatchedPolicy;
+use fieldguard_core::pipeline::{self, Decided, RouteMatch, Routed};
 use fieldguard_core::principal::Principal;
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing::{self, CanonicalPath};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;

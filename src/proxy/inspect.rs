@@ -5,11 +5,11 @@
 use super::body::{self, CollectError, Encoding, full};
 use super::errors::{Refusal, Stop};
 use super::headers;
-use super::response_headers::ResponseHeaders;
 use super::{Proxy, ProxyBody};
 use crate::exchange::Exchange;
 use crate::runtime::{Route, Runtime};
 use bytes::Bytes;
+use fieldguard_core::response_headers::ResponseHeaders;
 use http::{HeaderValue, Response, StatusCode, header};
 use hyper::body::Incoming;
 

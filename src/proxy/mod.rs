@@ -15,17 +15,16 @@ mod handler;
 pub mod headers;
 mod inspect;
 pub mod reload;
-mod shadow;
 /// The response-header allow-list (its rules live with the routes).
-pub use fieldguard_core::response_headers;
 pub mod server;
+mod shadow;
 mod stall;
 mod streaming;
 pub mod upstream;
 
-use crate::error::ConfigError;
 use crate::runtime::{Runtime, upstream_url};
 use bytes::Bytes;
+use fieldguard_core::error::ConfigError;
 use http_body_util::combinators::BoxBody;
 use std::sync::Arc;
 use tokio::net::TcpListener;

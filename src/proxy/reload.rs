@@ -14,8 +14,8 @@
 
 use super::Proxy;
 use crate::config::{self, LoadedConfig};
-use crate::error::ConfigError;
 use crate::runtime::{BuildError, Runtime};
+use fieldguard_core::error::ConfigError;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub struct LastReload {
 pub enum ReloadError {
     /// A config, schema, policy or key file cannot be used.
     #[error(transparent)]
-    Invalid(#[from] crate::error::ConfigError),
+    Invalid(#[from] fieldguard_core::error::ConfigError),
     /// Built in a test or embedded without a file (no `set_reload_source`).
     #[error("this proxy has no configuration file to reload from")]
     NoSource,

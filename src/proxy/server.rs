@@ -123,7 +123,7 @@ impl Server {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        crate::repeated_warn!(crate::logging::repeated::Kind::Accept, "accept failed: {e}");
+                        fieldguard_core::repeated_warn!(fieldguard_core::repeated::Kind::Accept, "accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

@@ -12,11 +12,11 @@ use super::headers;
 use super::inspect::{limit_headers, read_inspected, upstream_failure};
 use super::{Proxy, ProxyBody};
 use crate::exchange::{Disagreement, Exchange, WouldDeny};
-use crate::pipeline::{self, Decided, RouteMatch};
-use crate::principal::Principal;
-use crate::redact::Outcome;
-use crate::redact::report::FilterReport;
 use crate::runtime::Runtime;
+use fieldguard_core::pipeline::{self, Decided, RouteMatch};
+use fieldguard_core::principal::Principal;
+use fieldguard_core::redact::Outcome;
+use fieldguard_core::redact::report::FilterReport;
 use http::Response;
 use hyper::body::Incoming;
 
@@ -56,7 +56,7 @@ fn allow_label(allowed: bool) -> String {
     if allowed { "allow" } else { "deny" }.to_string()
 }
 
-pub(super) type WriteCheck = Result<Vec<u32>, (Denied, Vec<crate::redact::request::Refusal>)>;
+pub(super) type WriteCheck = Result<Vec<u32>, (Denied, Vec<fieldguard_core::redact::Refusal>)>;
 
 /// Disagreements between the enforced and the observed write checks.
 pub(super) fn compare_writes(ex: &mut Exchange, enforced: &WriteCheck, observed: &WriteCheck) {

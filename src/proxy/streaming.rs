@@ -6,7 +6,7 @@
 //! last.
 //!
 //! Which responses stream (everything else is buffered, as before):
-//! - the route's plan streams ([`fieldguard_core::redact::list_stream::ListPlace`]):
+//! - the route's plan streams ([`fieldguard_core::redact::ListPlace`]):
 //!   one record selector at `keys...[*]`, attributes read from the records;
 //! - the route is enforced (shadow mode and an observed policy set compare
 //!   whole bodies, so they buffer);
@@ -29,10 +29,10 @@ use super::inspect::{check_head, decode, strip_rewritten};
 use super::{BoxError, Proxy, ProxyBody};
 use crate::budget::Disclosure;
 use crate::exchange::Exchange;
-use crate::pipeline::{self, Decided};
-use crate::redact::list_stream::{ListStream, ListStreamError};
 use crate::runtime::Runtime;
 use bytes::Bytes;
+use fieldguard_core::pipeline::{self, Decided};
+use fieldguard_core::redact::{ListStream, ListStreamError};
 use http::Response;
 use http_body::Frame;
 use http_body_util::BodyExt;

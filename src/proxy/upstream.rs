@@ -4,7 +4,7 @@
 
 use super::ProxyBody;
 use crate::config::LoadedConfig;
-use crate::error::ConfigError;
+use fieldguard_core::error::ConfigError;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -128,8 +128,8 @@ impl Upstream {
                 Err(UpstreamError::RequestBodyStalled)
             }
             Ok(Err(e)) => {
-                crate::repeated_warn!(
-                    crate::logging::repeated::Kind::UpstreamFailed,
+                fieldguard_core::repeated_warn!(
+                    fieldguard_core::repeated::Kind::UpstreamFailed,
                     "upstream request failed: {e}"
                 );
                 Err(UpstreamError::Unavailable)

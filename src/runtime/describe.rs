@@ -45,7 +45,7 @@ impl Runtime {
             "version": b.version,
             "schema_hash": b.schema_hash,
             "signed_by": self.signed_by,
-            "loaded_at": crate::time::rfc3339_millis(self.loaded_at),
+            "loaded_at": fieldguard_core::time::rfc3339_millis(self.loaded_at),
             "files": b.files.iter().map(|f| name(f)).collect::<Vec<_>>(),
             "policies": list,
         })

@@ -8,9 +8,10 @@ pub use fieldguard_core::route::{IdSource, ResourceRule, Route};
 
 mod describe;
 
-use crate::config::{LoadedConfig, line_of};
-use crate::error::ConfigError;
+use crate::config::LoadedConfig;
 use crate::identity::Identifier;
+use fieldguard_core::config::line_of;
+use fieldguard_core::error::ConfigError;
 
 pub struct Runtime {
     pub config: LoadedConfig,

@@ -2,8 +2,8 @@
 
 use super::config::UpstreamTlsConfig;
 use super::{VERSIONS, pem, provider};
-use crate::error::ConfigError;
 use fieldguard_core::config::Origin;
+use fieldguard_core::error::ConfigError;
 use rustls::ClientConfig;
 
 /// Builds the upstream client config: only the configured CA bundle is

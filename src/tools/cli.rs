@@ -3,8 +3,8 @@
 //! of a panic; why they failed goes to stderr, a config or policy error as
 //! a diagnostic with the offending snippet underlined and its help.
 
-use crate::error::ConfigError;
 use crate::logging::LogFormat;
+use fieldguard_core::error::ConfigError;
 use std::io::{IsTerminal, Write};
 
 /// Why a command failed.

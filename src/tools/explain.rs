@@ -2,10 +2,10 @@
 //! field what a response would look like, with the deciding policies.
 
 use crate::identity::Principal;
-use crate::pipeline::{self, Routed};
-use crate::redact::report::{FilterReport, TraceEntry};
-use crate::routing;
 use crate::runtime::Runtime;
+use fieldguard_core::pipeline::{self, Routed};
+use fieldguard_core::redact::report::{FilterReport, TraceEntry};
+use fieldguard_core::routing;
 use std::fmt::Write as _;
 
 /// The explanation as text. `response` is an upstream response body to

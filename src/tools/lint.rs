@@ -2,9 +2,9 @@
 //! can never apply and catalogue fields no policy mentions. Warnings, not
 //! errors: a blanket rule may cover an unmentioned field on purpose.
 
-use crate::config::{Shape, UnknownFields};
 use crate::runtime::Runtime;
 use cedar_policy::ActionConstraint;
+use fieldguard_core::config::{Shape, UnknownFields};
 use serde_json::Value;
 use std::collections::BTreeSet;
 

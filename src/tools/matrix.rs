@@ -4,12 +4,12 @@
 //! call. Every cell is computed by asking the real policies, through the
 //! real router, about synthetic records and requests.
 
-use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, compile_attributes};
-use crate::config::AttributeKind;
-use crate::pipeline::{self, Routed};
-use crate::policy::{FieldAction, RequestPrincipal, ResourceRef};
-use crate::routing;
 use crate::runtime::Runtime;
+use fieldguard_core::catalogue::{AttrValue, AttributeSource, EntityCatalogue, compile_attributes};
+use fieldguard_core::config::AttributeKind;
+use fieldguard_core::pipeline::{self, Routed};
+use fieldguard_core::policy::{FieldAction, RequestPrincipal, ResourceRef};
+use fieldguard_core::routing;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,7 +311,7 @@ pub fn compute_on(rt: &Runtime, axes: &Axes) -> Matrix {
             };
             let mut decider = rt.decisions.engine.decider(&who);
             let table = decider.policy_table();
-            let ids = |v: &crate::policy::Verdict| -> Vec<String> {
+            let ids = |v: &fieldguard_core::policy::Verdict| -> Vec<String> {
                 v.policies
                     .iter()
                     .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))

@@ -1,6 +1,6 @@
 //! Tools for policy authors (`fieldguard explain`, `matrix`, `test`, and
 //! `validate`'s warnings). They evaluate the real policies through the same
-//! [`crate::pipeline`] the proxy runs, never by reading policy text.
+//! [`fieldguard_core::pipeline`] the proxy runs, never by reading policy text.
 
 pub mod cli;
 pub mod diff;

@@ -1,6 +1,6 @@
 //! `fieldguard test`: policy test files for security engineers. Each case
 //! describes a caller, a request and optionally an upstream response, and
-//! what must happen; cases run through [`crate::pipeline`], the code the
+//! what must happen; cases run through [`fieldguard_core::pipeline`], the code the
 //! proxy runs, against the configuration the file names.
 //!
 //! ```yaml
@@ -19,13 +19,13 @@
 //! ```
 
 use crate::config;
-use crate::error::ConfigError;
 use crate::identity::Principal;
-use crate::outcome::Refusal;
-use crate::pipeline::{self, Routed};
-use crate::redact::report::FilterReport;
-use crate::routing;
 use crate::runtime::Runtime;
+use fieldguard_core::error::ConfigError;
+use fieldguard_core::outcome::Refusal;
+use fieldguard_core::pipeline::{self, Routed};
+use fieldguard_core::redact::report::FilterReport;
+use fieldguard_core::routing;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

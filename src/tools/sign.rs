@@ -22,8 +22,8 @@ pub fn sign_config(
 ) -> Result<Signed, String> {
     let key = SigningKey::load(key)?;
     let loaded = crate::config::load(config).map_err(|e| e.to_string())?;
-    let decisions =
-        crate::decisions::Decisions::build(loaded.decision_config()).map_err(|e| e.to_string())?;
+    let decisions = fieldguard_core::decisions::Decisions::build(loaded.decision_config())
+        .map_err(|e| e.to_string())?;
     let message = canonical(&loaded.content.sections, &decisions.engine.bundle.sources);
     let version = version(&message);
     let file = out.map_or_else(|| loaded.signature_file(), std::path::Path::to_path_buf);

@@ -7,7 +7,7 @@ use super::Reply;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use fieldguard::config::RouteConfig;
+use fieldguard_core::config::RouteConfig;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method, Request, Version};
 use http_body_util::{BodyExt, Full};

@@ -208,7 +208,7 @@ fn find_field<'a>(
     rt: &'a Runtime,
     entity: &str,
     path: &str,
-) -> Option<&'a crate::catalogue::FieldSpec> {
+) -> Option<&'a fieldguard_core::catalogue::FieldSpec> {
     rt.decisions
         .catalogue
         .fields()

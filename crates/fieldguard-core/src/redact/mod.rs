@@ -1,18 +1,33 @@
 //! Body inspection: which records a body holds, which of their fields the
 //! caller may see (and in which form), and which fields a write may carry.
 
+// The walks and the scanner are private: callers go through
+// `crate::pipeline` (check_request_body, filter_response_body,
+// stream_response_body), as cedar-policy fronts cedar-policy-core, and
+// get the types those return from the re-exports below. The one exception
+// is the `differential` feature, which makes the two response walks
+// public for the fuzz target that compares them (fuzz/); it is not part of
+// the crate's API and nothing else turns it on.
+#[cfg(feature = "differential")]
 pub mod bytes;
+#[cfg(not(feature = "differential"))]
+#[allow(unreachable_pub, reason = "public only with the differential feature")]
+pub(crate) mod bytes;
 pub mod disclosed;
 mod json;
-pub mod list_stream;
+pub(crate) mod list_stream;
 pub mod plan;
 mod record;
 mod record_plan;
 pub mod report;
-pub mod request;
+pub(crate) mod request;
 mod scan;
+#[cfg(feature = "differential")]
 pub mod tree;
-pub mod unnamed;
+#[cfg(not(feature = "differential"))]
+#[allow(unreachable_pub, reason = "public only with the differential feature")]
+pub(crate) mod tree;
+pub(crate) mod unnamed;
 
 #[cfg(test)]
 mod allowlist_proptests;
@@ -20,6 +35,9 @@ mod allowlist_proptests;
 mod proptests;
 
 pub use json::{BodyError, parse_json, parse_json_unique};
+pub use list_stream::{ListStream, ListStreamError, StreamLimits};
+pub use request::{Refusal, RefusalReason};
+pub use unnamed::{Observed, ObservedEntry};
 
 use crate::catalogue::{AttrValue, AttributeSource, EntityCatalogue, RecordPath};
 use crate::policy::ResourceRef;

@@ -52,20 +52,20 @@ impl RefusalReason {
 
 /// What checking a write found.
 #[derive(Debug, Default)]
-pub struct WriteCheck {
+pub(crate) struct WriteCheck {
     /// Fields the body may not carry (empty: the write is allowed).
-    pub refused: Vec<Refusal>,
+    pub(crate) refused: Vec<Refusal>,
     /// Catalogue indexes of the fields the body writes, each once, in the
     /// order first met: what the audit record names (CDM-4.2.3), as
     /// catalogue paths rather than the client's keys.
-    pub written: Vec<u32>,
+    pub(crate) written: Vec<u32>,
 }
 
 /// Checks a parsed request body. Every value the body carries must be
 /// named: the record's keys by the entity's catalogue, the body around the
 /// record by the route's record path. A body whose record is not where the
 /// rules say is refused as a whole (reported as the path, `$` for the root).
-pub fn check_write(
+pub(crate) fn check_write(
     doc: &Value,
     rules: &WriteRules,
     decider: &mut Decider<'_>,

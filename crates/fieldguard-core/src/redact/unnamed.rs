@@ -15,7 +15,7 @@ use crate::catalogue::Scope;
 use crate::detect::{self, DetectorCounts, DetectorSet};
 use serde_json::Value;
 
-pub use crate::config::JsonType;
+pub(crate) use crate::config::JsonType;
 
 /// One observed place: where, its JSON type, how often, and how often
 /// each detector matched its value.
