@@ -453,7 +453,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Expand { input, filter },
         } => audit_expand(
             &input,
-            fieldguard::audit::filter::RecordFilter {
+            fieldguard::tools::audit::filter::RecordFilter {
                 budgets: filter.budgets,
                 principals: filter.principals,
                 routes: filter.routes,
@@ -926,7 +926,7 @@ async fn serve_shop(
 /// Prints what the (verified) audit files say about one customer.
 fn audit_subject(id: &str, input: &AuditFiles, format: SubjectFormat) -> Result<(), CliError> {
     let (files, opts) = (&input.files, verify_options(input)?);
-    let report = fieldguard::audit::subject::subject_report(id, files, &opts)?;
+    let report = fieldguard::tools::audit::subject::subject_report(id, files, &opts)?;
     match format {
         SubjectFormat::Text => out!("{}", report.to_text()),
         SubjectFormat::Json => outln!(
@@ -939,13 +939,13 @@ fn audit_subject(id: &str, input: &AuditFiles, format: SubjectFormat) -> Result<
 
 /// How the audit commands verify what they read: with the HMAC key if the
 /// log is keyed; `partial` accepts files that start mid-chain.
-fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions, CliError> {
+fn verify_options(input: &AuditFiles) -> Result<fieldguard::tools::audit::VerifyOptions, CliError> {
     let hmac_key = input
         .hmac_key_file
         .as_deref()
         .map(fieldguard::audit::config::read_hmac_key)
         .transpose()?;
-    Ok(fieldguard::audit::VerifyOptions {
+    Ok(fieldguard::tools::audit::VerifyOptions {
         hmac_key,
         partial: input.partial,
     })
@@ -955,14 +955,14 @@ fn verify_options(input: &AuditFiles) -> Result<fieldguard::audit::VerifyOptions
 /// those `filter` picks.
 fn audit_expand(
     input: &AuditFiles,
-    mut filter: fieldguard::audit::filter::RecordFilter,
+    mut filter: fieldguard::tools::audit::filter::RecordFilter,
 ) -> Result<(), CliError> {
     use std::io::Write;
     filter.check()?;
     let (files, opts) = (&input.files, verify_options(input)?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
-    fieldguard::audit::read::each_record(files, &opts, |_, rec| {
+    fieldguard::tools::audit::read::each_record(files, &opts, |_, rec| {
         if !filter.matches(&rec) {
             return;
         }
@@ -993,9 +993,9 @@ fn audit_verify(
     require_sealed: bool,
     format: SubjectFormat,
 ) -> Result<(), CliError> {
-    use fieldguard::audit::verify::ChainStatus;
+    use fieldguard::tools::audit::verify::ChainStatus;
     let (files, opts) = (&input.files, verify_options(input)?);
-    let fleet = fieldguard::audit::verify::verify_set(files, &opts);
+    let fleet = fieldguard::tools::audit::verify::verify_set(files, &opts);
     match format {
         SubjectFormat::Text => out!("{}", fleet.to_text()),
         SubjectFormat::Json => outln!(

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use common::audited::{Audited, chain_records, records, start_audited, start_audited_in_front_of};
 use common::token;
 use fieldguard::audit::chain::{spell, unspell};
-use fieldguard::audit::verify::ChainStatus;
-use fieldguard::audit::{AuditSettings, OnFull, VerifyOptions, sink::numbered, verify_files};
+use fieldguard::audit::{AuditSettings, OnFull, sink::numbered};
+use fieldguard::tools::audit::verify::ChainStatus;
+use fieldguard::tools::audit::{VerifyOptions, verify_files};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -44,7 +45,7 @@ fn by_request_id(recs: &[Value]) -> HashMap<String, Value> {
 
 fn verify(
     files: &[PathBuf],
-) -> Result<fieldguard::audit::VerifyReport, fieldguard::audit::VerifyFailure> {
+) -> Result<fieldguard::tools::audit::VerifyReport, fieldguard::tools::audit::VerifyFailure> {
     verify_files(files, &VerifyOptions::default())
 }
 
@@ -482,7 +483,7 @@ async fn each_run_is_a_chain_of_its_own_that_names_the_run_before_it() {
     let mut shuffled = files.clone();
     shuffled.reverse();
     for input in [shuffled, vec![dir.path().to_path_buf()]] {
-        let fleet = fieldguard::audit::verify::verify_set(&input, &VerifyOptions::default());
+        let fleet = fieldguard::tools::audit::verify::verify_set(&input, &VerifyOptions::default());
         assert!(fleet.intact(), "{}", fleet.to_text());
         assert_eq!(fleet.chains.len(), 2, "{}", fleet.to_text());
         for c in &fleet.chains {
@@ -509,7 +510,7 @@ async fn each_run_is_a_chain_of_its_own_that_names_the_run_before_it() {
         ..VerifyOptions::default()
     };
     for f in &files {
-        let alone = fieldguard::audit::verify::verify_set(std::slice::from_ref(f), &partial);
+        let alone = fieldguard::tools::audit::verify::verify_set(std::slice::from_ref(f), &partial);
         assert!(alone.intact(), "{} alone: {}", f.display(), alone.to_text());
         assert!(
             alone

@@ -11,12 +11,13 @@ mod common;
 
 use common::audited::{chain_records, is_mark, records, start_audited, start_audited_in_front_of};
 use common::token;
+use fieldguard::audit::AuditSettings;
 use fieldguard::audit::chain::{ChainKey, GENESIS, canonical, line, spell, spell_for, unspell};
-use fieldguard::audit::expand::content_digest;
+use fieldguard::audit::define::content_digest;
 use fieldguard::audit::sink::numbered;
-use fieldguard::audit::{AuditSettings, VerifyOptions, verify_files};
 use fieldguard::budget::BudgetMode;
 use fieldguard::demo::shop;
+use fieldguard::tools::audit::{VerifyOptions, verify_files};
 use http::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tokio::net::TcpListener;
 
-fn verify(files: &[PathBuf]) -> Result<fieldguard::audit::VerifyReport, String> {
+fn verify(files: &[PathBuf]) -> Result<fieldguard::tools::audit::VerifyReport, String> {
     verify_files(files, &VerifyOptions::default()).map_err(|e| e.to_string())
 }
 

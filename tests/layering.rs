@@ -407,6 +407,19 @@ fn the_serving_code_never_imports_the_authoring_tools() {
     // The offline tools answer as the proxy would (statuses from the
     // core's outcome type) without importing it.
     assert!(!graph["tools"].contains("proxy"), "{graph:?}");
+    // The audit trail's readers are offline tools; the serving folder
+    // `audit` holds only the writer.
+    let modules = modules(&repo().join("src"));
+    for reader in ["verify", "subject", "expand", "filter", "read"] {
+        assert!(
+            modules.contains_key(&format!("tools::audit::{reader}")),
+            "{reader}"
+        );
+        assert!(
+            !modules.contains_key(&format!("audit::{reader}")),
+            "{reader}"
+        );
+    }
 }
 
 /// Whether the item on `lines[i]` is compiled in only with a Cargo feature

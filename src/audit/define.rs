@@ -9,12 +9,28 @@
 //! own line's (the audit benchmark's writer share stays below format 1's).
 //! The content is serialised, and its SHA-256 id computed, when it is new.
 
-use super::expand::{ID_LEN, content_digest};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use foldhash::fast::RandomState;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
+
+/// Characters of a definition id (format 3): the first 11 base64url
+/// characters of its content's SHA-256, 66 bits, so ids of distinct
+/// contents do not meet in practice (a file holds at most a few thousand),
+/// and the writer lengthens one that would. Five bytes shorter than the
+/// 16 hex digits (64 bits) of format 2 on every request line.
+pub const ID_LEN: usize = 11;
+
+/// SHA-256 of a definition's `shared` object (its canonical JSON), in
+/// base64url (43 characters): a format-3 id is a prefix of this, [`ID_LEN`]
+/// characters long unless the writer had to lengthen it.
+pub fn content_digest(shared_canonical: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(shared_canonical))
+}
 
 /// Distinct contents remembered at most. A definition of the reference
 /// deployment is 0.5 to 3 KB, so this is a few MB at worst; a deployment

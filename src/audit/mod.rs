@@ -6,33 +6,25 @@
 //! [`record`] builds a record from a finished request, [`log`] queues and
 //! writes it, [`seal`] chains it and writes what requests of one kind share
 //! once per file as a definition ([`define`] remembers which), [`chain`]
-//! links records by hash, [`sink`] owns the file and its rotation,
-//! [`verify`] checks a written log, [`expand`] resolves definitions,
-//! [`read`] hands verified records in full to readers ([`filter`] picks
-//! the ones `audit expand` prints), and [`subject`]
-//! finds what a log says about one customer. Each writer run is a chain of
-//! its own ([`origin`] names it), from a genesis record to a seal record;
-//! [`verify`] sorts the lines of many chains (a fleet's files, merged
-//! streams) into their chains and checks each.
+//! links records by hash, and [`sink`] owns the file and its rotation. The
+//! readers (verify, expand, filter, subject) are offline tools and live in
+//! `crate::tools::audit`; the serving code never imports them. Each writer
+//! run is a chain of its own ([`origin`] names it), from a genesis record
+//! to a seal record; `fieldguard audit verify` sorts the lines of many
+//! chains (a fleet's files, merged streams) into their chains and checks
+//! each.
 
 pub mod chain;
 pub mod config;
 pub mod define;
-pub mod expand;
-pub mod filter;
 pub mod log;
 pub mod origin;
-pub mod read;
 pub mod record;
 pub mod seal;
 pub mod sink;
-pub mod subject;
-/// Timestamps (shared with the core crate, whose warnings carry them).
-pub mod verify;
 
 pub use config::{AuditConfig, AuditSettings, FsyncPolicy, OnFull, Retention, WhenFull};
 pub use log::{AuditLog, AuditWriter, Slot, StartError, Unavailable, start, start_chain};
 pub use origin::ChainOrigin;
 pub use record::{AuditRecord, DecidedBy};
 pub use sink::{ResumeError, TailProblem};
-pub use verify::{VerifyFailure, VerifyOptions, VerifyReport, verify_files};

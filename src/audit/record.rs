@@ -222,7 +222,7 @@ pub struct DefinitionRecord<'a> {
     pub c: &'a str,
     /// The first 11 characters of SHA-256 over `shared`'s canonical JSON
     /// in base64url, 66 bits (all 43 if another content the writer
-    /// remembers has those 11); see [`super::expand::ID_LEN`].
+    /// remembers has those 11); see [`super::define::ID_LEN`].
     pub def: &'a str,
     /// Always [`DEFINITION_EVENT`].
     pub event: &'static str,
@@ -1165,7 +1165,7 @@ mod tests {
         let mut line = serde_json::to_value(&r.line).unwrap();
         let shared = serde_json::to_value(&r.shared).unwrap();
         line.as_object_mut().unwrap().remove("def");
-        crate::audit::expand::merge(&mut line, &shared).unwrap();
+        crate::tools::audit::expand::merge(&mut line, &shared).unwrap();
         assert_eq!(line["principal"]["id"], "u");
         assert_eq!(line["principal"]["roles"][0], "r");
         assert_eq!(line["budget"][0]["used"], 270);

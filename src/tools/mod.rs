@@ -2,6 +2,7 @@
 //! `validate`'s warnings). They evaluate the real policies through the same
 //! [`fieldguard_core::pipeline`] the proxy runs, never by reading policy text.
 
+pub mod audit;
 pub mod cli;
 pub mod diff;
 pub mod explain;

@@ -3,11 +3,11 @@
 
 use super::{Harness, Reply};
 use bytes::Bytes;
-use fieldguard::audit::expand::Resolver;
 use fieldguard::audit::{self, AuditSettings, AuditWriter};
 use fieldguard::config::Config;
 use fieldguard::demo::{data::DEMO_CUSTOMERS, shop};
 use fieldguard::proxy::{self, Proxy};
+use fieldguard::tools::audit::expand::Resolver;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

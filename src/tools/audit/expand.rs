@@ -21,32 +21,17 @@
 //! previous line's hash, the key named by the last record that names one),
 //! so an expanded record states its link like a format-1 record did.
 
-use super::chain;
-use super::record::DEFINITION_EVENT;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::audit::chain;
+pub use crate::audit::define::{ID_LEN, content_digest};
+use crate::audit::record::DEFINITION_EVENT;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-/// Characters of a definition id (format 3): the first 11 base64url
-/// characters of its content's SHA-256, 66 bits, so ids of distinct
-/// contents do not meet in practice (a file holds at most a few thousand),
-/// and the writer lengthens one that would. Five bytes shorter than the
-/// 16 hex digits (64 bits) of format 2 on every request line.
-pub const ID_LEN: usize = 11;
-
 /// Hex digits of a format-2 definition id.
 pub const ID_HEX: usize = 16;
-
-/// SHA-256 of a definition's `shared` object (its canonical JSON), in
-/// base64url (43 characters): a format-3 id is a prefix of this, [`ID_LEN`]
-/// characters long unless the writer had to lengthen it.
-pub fn content_digest(shared_canonical: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(shared_canonical))
-}
 
 /// The same in hex, as format 2 derived its ids ([`ID_HEX`] digits).
 pub fn content_digest_hex(shared_canonical: &[u8]) -> String {

@@ -30,10 +30,10 @@
 //! chain before it, which the verifier hashes it with: an edited, deleted,
 //! inserted or moved line breaks the chain at that line either way.
 
-use super::chain::{self, ChainKey};
 use super::expand::Resolver;
-use super::origin;
-use super::record::{GENESIS_EVENT, RETENTION_EVENT, SEAL_EVENT};
+use crate::audit::chain::{self, ChainKey};
+use crate::audit::origin;
+use crate::audit::record::{GENESIS_EVENT, RETENTION_EVENT, SEAL_EVENT};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
