@@ -532,11 +532,19 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def times_or_pct(value, limit):
+    """value over limit as "N% over", or "N× it" once that reads better."""
+    if value / limit >= 10:
+        return f"{value / limit:,.0f}×"
+    return f"{(value / limit - 1) * 100:.0f}% over"
+
+
 def over_by(value, limit, what=""):
-    """How far a figure is over its limit, in % of the limit."""
+    """How far a figure is over its limit, in % of the limit (or as a
+    multiple of it when ten times or more)."""
     if limit <= 0:
         return f"over{what}"
-    return f"{(value / limit - 1) * 100:.0f}% over{what}"
+    return f"{times_or_pct(value, limit)}{what}"
 
 
 def short_by(value, floor, what=""):
@@ -550,7 +558,11 @@ def ms_over(value_us, limit_us):
     """How far a latency (µs) is over its limit: in ms, and in % of the
     limit when the limit is positive."""
     text = f"{fmt(ms(value_us - limit_us))} ms over"
-    return text + (f" ({(value_us / limit_us - 1) * 100:.0f}%)" if limit_us > 0 else "")
+    if limit_us <= 0:
+        return text
+    if value_us / limit_us >= 10:
+        return text + f" ({value_us / limit_us:,.0f}× the limit)"
+    return text + f" (+{(value_us / limit_us - 1) * 100:.0f}%)"
 
 
 class Targets:
@@ -791,7 +803,7 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two, bs, s
       "| CPU per request ÷ Envoy | CPU per request ÷ nginx |")
     w("|---|---|---|---|---|---|")
     for key, label, *_ in WORKLOADS:
-        fg, en, ng = (S.get((key, s), {}) for s in PROXIES)
+        fg, en, ng = (S.get((key, s), {}) for s in ("fieldguard", "envoy", "nginx"))
         if (key, "fieldguard") in nm:
             w(f"| ({key}) {label} | not measured: {nm[(key, 'fieldguard')]} | — "
               f"| — / {fmt(ms(en.get('added_p99')))} / {fmt(ms(ng.get('added_p99')))} | — | — |")
@@ -917,7 +929,7 @@ def two_worker_section(w, meta, S1, two):
     for key, label, *_ in WORKLOADS:
         if key not in keys:
             continue
-        fg, en, ng = (S.get((key, s), {}) for s in PROXIES)
+        fg, en, ng = (S.get((key, s), {}) for s in ("fieldguard", "envoy", "nginx"))
         dr = S.get((key, "direct"), {})
         scale = " / ".join(f"{fmt(ratio(S.get((key, s), {}).get('rps'), S1.get((key, s), {}).get('rps')))}×"
                            for s in PROXIES)
@@ -1662,7 +1674,8 @@ def steady_section(w, meta, st):
       f"percentile at the same rate. Achieved = answers ÷ the round's time; a system that "
       f"achieves less than {STEADY_KEEPS_UP:.0%} of the offered rate did not keep up "
       f"(marked **overloaded**): its queue grew through the round, so its latency figures "
-      f"grow with the round's length and mean only that. Unexpected = answers with another "
+      f"grow with the round's length and mean only that (and they leave out the requests "
+      f"the schedule called for that were never sent before the round's end). Unexpected = answers with another "
       f"status than 200 (oha's status code distribution) plus errors other than the requests "
       f"still in flight when a round's time was up.")
     w("")
