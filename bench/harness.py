@@ -532,19 +532,14 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def times_or_pct(value, limit):
-    """value over limit as "N% over", or "N× it" once that reads better."""
-    if value / limit >= 10:
-        return f"{value / limit:,.0f}×"
-    return f"{(value / limit - 1) * 100:.0f}% over"
-
-
-def over_by(value, limit, what=""):
-    """How far a figure is over its limit, in % of the limit (or as a
-    multiple of it when ten times or more)."""
+def over_by(value, limit, what=" the limit"):
+    """How far a figure is over its limit: "N% over the limit", or "N× the
+    limit" once it is ten times or more."""
     if limit <= 0:
         return f"over{what}"
-    return f"{times_or_pct(value, limit)}{what}"
+    if value / limit >= 10:
+        return f"{value / limit:,.0f}×{what}"
+    return f"{(value / limit - 1) * 100:.0f}% over{what}"
 
 
 def short_by(value, floor, what=""):
@@ -703,7 +698,7 @@ def targets_table(meta, S, nm, cost, idle_rss_mb, two, bs, st):
         r = ratio(rss_e, rss_d)
         T.judge(target, f"{fmt(rss_e, 0)} MB at 20,000 vs {fmt(rss_d, 0)} MB at 5,000 "
                 f"({meta['connections']} connections each) = {fmt(r)}×", abs(r - 1) <= 0.10,
-                f"{abs(r - 1) * 100:.0f}% apart, {abs(r - 1) * 100 - 10:.0f} points outside")
+                f"{abs(r - 1) * 100:.1f}% apart, {abs(r - 1) * 100 - 10:.1f} points outside")
     else:
         why = nm.get(("e", "fieldguard"), "no figure")
         T.unmeasured(target, f"{why} to (e) (5,000: {fmt(rss_d, 0)} MB)")
