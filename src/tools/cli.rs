@@ -48,6 +48,8 @@ macro_rules! said_in_one_line {
 said_in_one_line!(
     crate::onboard::draft::DraftError,
     crate::onboard::from_traffic::ObservedError,
+    crate::policy_set::keys::KeyError,
+    crate::tools::sign::SignError,
 );
 
 /// Writes `text` to stdout. A closed pipe is [`CliError::StdoutClosed`],
