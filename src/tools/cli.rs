@@ -50,6 +50,8 @@ said_in_one_line!(
     crate::onboard::from_traffic::ObservedError,
     crate::policy_set::keys::KeyError,
     crate::tools::sign::SignError,
+    crate::service::ServiceError,
+    crate::demo::run::DemoError,
 );
 
 /// Writes `text` to stdout. A closed pipe is [`CliError::StdoutClosed`],
