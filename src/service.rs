@@ -9,6 +9,27 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// Why a serving process could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot listen on {address} (admin): {source}")]
+    AdminListen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A bound socket without an address (or a listener that failed).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("a listener stopped")]
+    ListenerStopped,
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Drain(#[from] crate::proxy::server::DrainTimedOut),
+    #[error("{0}")]
+    Watch(#[from] crate::proxy::reload::WatchError),
+}
+
 /// Starts the audit writer and attaches the trail to `proxy`; also starts
 /// the flusher of repeated-warning summaries (a serving process's log).
 pub fn attach_audit(
@@ -25,11 +46,11 @@ pub fn attach_audit(
 pub async fn spawn_admin(
     address: SocketAddr,
     proxy: Arc<Proxy>,
-) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), String> {
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), ServiceError> {
     let listener = TcpListener::bind(address)
         .await
-        .map_err(|e| format!("cannot listen on {address} (admin): {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| ServiceError::AdminListen { address, source })?;
+    let bound = listener.local_addr()?;
     Ok((bound, tokio::spawn(crate::admin::serve(listener, proxy))))
 }
 
@@ -65,7 +86,7 @@ pub async fn serve_until_shutdown(
     server: &Arc<crate::proxy::server::Server>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
     writer: AuditWriter,
-) -> Result<(), String> {
+) -> Result<(), ServiceError> {
     let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
     let mut set = tokio::task::JoinSet::new();
     for t in tasks {
@@ -74,12 +95,12 @@ pub async fn serve_until_shutdown(
     let first_end = async {
         match set.join_next().await {
             None => std::future::pending().await,
-            Some(Ok(Ok(Ok(())))) => Err("a listener stopped".to_string()),
-            Some(Ok(Ok(Err(e)))) => Err(e.to_string()),
-            Some(Ok(Err(e)) | Err(e)) => Err(e.to_string()),
+            Some(Ok(Ok(Ok(())))) => Err(ServiceError::ListenerStopped),
+            Some(Ok(Ok(Err(e)))) => Err(ServiceError::Io(e)),
+            Some(Ok(Err(e)) | Err(e)) => Err(ServiceError::Task(e)),
         }
     };
-    let result: Result<(), String> = tokio::select! {
+    let result: Result<(), ServiceError> = tokio::select! {
         r = first_end => r,
         _ = shutdown_signal() => {
             crate::logging::notice(format_args!(
@@ -98,7 +119,7 @@ pub async fn serve_until_shutdown(
     writer
         .shutdown_because(if result.is_ok() { "shutdown" } else { "error" })
         .await;
-    result.and(drained.map_err(|e| e.to_string()))
+    result.and(drained.map_err(ServiceError::Drain))
 }
 
 /// Makes the proxy reloadable from `config` (after `adjust`), starts the
@@ -108,7 +129,7 @@ pub fn start_reloading(
     proxy: &Arc<Proxy>,
     config: std::path::PathBuf,
     adjust: crate::proxy::reload::Adjust,
-) -> Result<Option<notify::RecommendedWatcher>, String> {
+) -> Result<Option<notify::RecommendedWatcher>, ServiceError> {
     proxy.set_reload_source(config, adjust);
     tokio::spawn(crate::proxy::reload::reload_on_sighup(proxy.clone()));
     let reload = proxy.runtime().config.config.reload.clone();
@@ -120,5 +141,5 @@ pub fn start_reloading(
         std::time::Duration::from_millis(reload.debounce_ms),
     )
     .map(Some)
-    .map_err(|e| e.to_string())
+    .map_err(ServiceError::Watch)
 }

@@ -119,38 +119,67 @@ pub struct Budgets {
     limits: Vec<Arc<Limit>>,
 }
 
+/// Why a `budgets` section is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error("budgets.max_counters must be at least 1")]
+    MaxCounters,
+    #[error("budgets.replicas must be 1 to {MAX_REPLICAS} (the fleet's size)")]
+    Replicas,
+    #[error("budgets.roles: a role name is empty")]
+    EmptyRole,
+    #[error("budgets.roles.{role}: budget `{id}`: {problem}")]
+    Limit {
+        role: String,
+        id: String,
+        problem: LimitProblem,
+    },
+}
+
+/// What is wrong with one budget of a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitProblem {
+    #[error("ids must be non-empty and unique across roles")]
+    Id,
+    #[error("window_seconds must be 1 to 31622400 (a year)")]
+    Window,
+    #[error("limit must be at least 1")]
+    Zero,
+    #[error("category and min_level apply to `count: fields` only")]
+    FilterOnRecords,
+}
+
 impl Budgets {
-    pub fn compile(cfg: &BudgetsConfig) -> Result<Self, String> {
+    pub fn compile(cfg: &BudgetsConfig) -> Result<Self, BudgetError> {
         let mut ids = BTreeSet::new();
         let mut limits = Vec::new();
         if cfg.max_counters == 0 {
-            return Err("budgets.max_counters must be at least 1".into());
+            return Err(BudgetError::MaxCounters);
         }
         if cfg.replicas == 0 || cfg.replicas > MAX_REPLICAS {
-            return Err(format!(
-                "budgets.replicas must be 1 to {MAX_REPLICAS} (the fleet's size)"
-            ));
+            return Err(BudgetError::Replicas);
         }
         for (role, rb) in &cfg.roles {
-            let at = |id: &str, m: &str| format!("budgets.roles.{role}: budget `{id}`: {m}");
+            let at = |id: &str, problem| BudgetError::Limit {
+                role: role.clone(),
+                id: id.to_string(),
+                problem,
+            };
             if role.trim().is_empty() {
-                return Err("budgets.roles: a role name is empty".into());
+                return Err(BudgetError::EmptyRole);
             }
             for l in &rb.limits {
                 if l.id.trim().is_empty() || !ids.insert(l.id.clone()) {
-                    return Err(at(&l.id, "ids must be non-empty and unique across roles"));
+                    return Err(at(&l.id, LimitProblem::Id));
                 }
                 if l.window_seconds == 0 || l.window_seconds > MAX_WINDOW_SECONDS {
-                    return Err(at(&l.id, "window_seconds must be 1 to 31622400 (a year)"));
+                    return Err(at(&l.id, LimitProblem::Window));
                 }
                 if l.limit == 0 {
-                    return Err(at(&l.id, "limit must be at least 1"));
+                    return Err(at(&l.id, LimitProblem::Zero));
                 }
                 if l.count == Counted::Records && (l.category.is_some() || l.min_level.is_some()) {
-                    return Err(at(
-                        &l.id,
-                        "category and min_level apply to `count: fields` only",
-                    ));
+                    return Err(at(&l.id, LimitProblem::FilterOnRecords));
                 }
                 limits.push(Arc::new(Limit {
                     id: Arc::from(l.id.as_str()),

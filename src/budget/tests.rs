@@ -227,7 +227,7 @@ fn bad_budgets_are_refused() {
         ),
     ] {
         let cfg: BudgetsConfig = serde_saphyr::from_str(yaml).unwrap();
-        let err = Budgets::compile(&cfg).unwrap_err();
+        let err = Budgets::compile(&cfg).unwrap_err().to_string();
         assert!(err.contains(why), "{yaml}: {err}");
     }
 }

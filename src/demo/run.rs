@@ -108,6 +108,39 @@ pub const DEMO_ROLES: &[DemoRole] = &[
     },
 ];
 
+/// Why the demo could not start, or a demo token could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The config does not load or build: said in one line.
+    #[error("{0}")]
+    Config(#[from] fieldguard_core::error::ConfigError),
+    #[error("the config has no `identity.jwt` section")]
+    NoJwt,
+    #[error("the config has no `identity.jwt.hs256_secret_file`")]
+    NoSecretFile,
+    /// A file or folder the demo reads or makes (the secret, the policy
+    /// folder, the audit folder).
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mint(#[from] crate::identity::mint::MintError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A bound socket without an address.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::StartError),
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+}
+
 /// Mints a token the given config's JWT settings accept (HS256 secret,
 /// issuer and audience taken from the config).
 pub fn token_for_config(
@@ -118,25 +151,25 @@ pub fn token_for_config(
     purpose: Option<&str>,
     claims: &[(String, String)],
     ttl_secs: u64,
-) -> Result<String, String> {
-    let loaded = config::load(config_path).map_err(|e| e.to_string())?;
+) -> Result<String, DemoError> {
+    let loaded = config::load(config_path)?;
     let jwt = loaded
         .config
         .identity
         .jwt
         .as_ref()
-        .ok_or("the config has no `identity.jwt` section")?;
+        .ok_or(DemoError::NoJwt)?;
     let secret_file = jwt
         .hs256_secret_file
         .as_ref()
-        .ok_or("the config has no `identity.jwt.hs256_secret_file`")?;
+        .ok_or(DemoError::NoSecretFile)?;
     let path = loaded.resolve(secret_file);
-    let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let secret = std::fs::read(&path).map_err(|source| DemoError::File { path, source })?;
     let extra: serde_json::Map<String, serde_json::Value> = claims
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
-    mint_hs256_with_claims(
+    Ok(mint_hs256_with_claims(
         secret.trim_ascii_end(),
         &TokenRequest {
             sub: sub.to_string(),
@@ -148,7 +181,7 @@ pub fn token_for_config(
             audience: jwt.audience.clone(),
         },
         &extra,
-    )
+    )?)
 }
 
 /// What the demo changes in the config it loads (and again on every
@@ -157,11 +190,11 @@ fn demo_adjustments(
     shop: SocketAddr,
     listen: SocketAddr,
     policies: Option<PathBuf>,
-) -> Result<crate::proxy::reload::Adjust, String> {
+) -> Result<crate::proxy::reload::Adjust, DemoError> {
     let policies = policies
         .map(|p| {
             p.canonicalize()
-                .map_err(|e| format!("{}: {e}", p.display()))
+                .map_err(|source| DemoError::File { path: p, source })
         })
         .transpose()?;
     Ok(Box::new(move |loaded: &mut config::LoadedConfig| {
@@ -178,11 +211,14 @@ fn demo_adjustments(
 }
 
 /// Starts the shop and the proxy and serves until the process is stopped.
-pub async fn run(opts: DemoOptions) -> Result<(), String> {
+pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let shop_listener = TcpListener::bind(opts.upstream_listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.upstream_listen))?;
-    let shop_addr = shop_listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| DemoError::Listen {
+            address: opts.upstream_listen,
+            source,
+        })?;
+    let shop_addr = shop_listener.local_addr()?;
     let shop = super::shop::Shop::new(super::data::DEMO_CUSTOMERS);
     tokio::spawn(async move {
         if let Err(e) = super::shop::serve(shop_listener, shop).await {
@@ -190,33 +226,32 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
         }
     });
 
-    let mut loaded = config::load(&opts.config).map_err(|e| e.to_string())?;
+    let mut loaded = config::load(&opts.config)?;
     let adjust = demo_adjustments(shop_addr, opts.listen, opts.policies.clone())?;
     adjust(&mut loaded);
-    let mut audit = crate::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())
-        .map_err(|e| e.to_string())?;
+    let mut audit =
+        crate::audit::AuditSettings::from_config(&loaded.config.audit, loaded.origin())?;
     audit.file = Some(match opts.audit_file {
         Some(f) => f,
         None => demo_audit_file()?,
     });
     audit.stdout = false;
-    let runtime = Runtime::build(loaded).map_err(|e| e.to_string())?;
+    let runtime = Runtime::build(loaded)?;
     let version = runtime.decisions.engine.bundle.version.clone();
-    let proxy = Proxy::new(runtime).map_err(|e| e.to_string())?;
-    proxy
-        .connect_budget_store()
-        .await
-        .map_err(|e| e.to_string())?;
-    let (proxy, audit_writer) =
-        crate::service::attach_audit(proxy, &audit).map_err(|e| e.to_string())?;
+    let proxy = Proxy::new(runtime)?;
+    proxy.connect_budget_store().await?;
+    let (proxy, audit_writer) = crate::service::attach_audit(proxy, &audit)?;
     let proxy = Arc::new(proxy);
     let _watcher = crate::service::start_reloading(&proxy, opts.config.clone(), adjust)?;
     let (admin_addr, admin_task) =
         crate::service::spawn_admin(opts.admin_listen, proxy.clone()).await?;
     let listener = TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let proxy_addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| DemoError::Listen {
+            address: opts.listen,
+            source,
+        })?;
+    let proxy_addr = listener.local_addr()?;
 
     outln!("fieldguard demo");
     outln!("  demo shop (unprotected legacy API): http://{shop_addr}");
@@ -271,19 +306,24 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     outln!();
     let server = crate::proxy::server::Server::new(proxy, None);
     let proxy_task = tokio::spawn(server.clone().serve(listener));
-    crate::service::serve_until_shutdown(&server, vec![proxy_task, admin_task], audit_writer).await
+    Ok(
+        crate::service::serve_until_shutdown(&server, vec![proxy_task, admin_task], audit_writer)
+            .await?,
+    )
 }
 
 /// `audit.log` in a new directory under the system's temporary folder (one
 /// per run, so two demos never write one chain).
-fn demo_audit_file() -> Result<PathBuf, String> {
+fn demo_audit_file() -> Result<PathBuf, DemoError> {
     let dir = std::env::temp_dir().join(format!(
         "fieldguard-demo-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(dir.join("audit.log"))
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Ok(dir.join("audit.log")),
+        Err(source) => Err(DemoError::File { path: dir, source }),
+    }
 }
 
 fn env_name(r: &DemoRole) -> String {

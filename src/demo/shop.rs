@@ -613,28 +613,37 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// Errors are the client-facing message; callers turn them into a 400.
-fn parse_usize_param(query: &str, name: &str) -> Result<Option<usize>, String> {
+/// A request the shop refuses with a 400; the message is the body's.
+#[derive(Debug, thiserror::Error)]
+enum BadRequest {
+    #[error("{0} must be a non-negative integer")]
+    NotACount(String),
+    #[error("expected a JSON object")]
+    NotAnObject,
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+}
+
+fn parse_usize_param(query: &str, name: &str) -> Result<Option<usize>, BadRequest> {
     match query_param(query, name) {
         None => Ok(None),
         Some(raw) => raw
             .parse()
             .map(Some)
-            .map_err(|_| format!("{name} must be a non-negative integer")),
+            .map_err(|_| BadRequest::NotACount(name.to_string())),
     }
 }
 
-/// Errors are the client-facing message; callers turn them into a 400.
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, BadRequest> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("expected a JSON object".to_owned()),
-        Err(error) => Err(format!("invalid JSON: {error}")),
+        Ok(_) => Err(BadRequest::NotAnObject),
+        Err(error) => Err(BadRequest::Json(error)),
     }
 }
 
-fn bad_request(message: &str) -> ShopResponse {
-    error_response(StatusCode::BAD_REQUEST, message)
+fn bad_request(message: impl std::fmt::Display) -> ShopResponse {
+    error_response(StatusCode::BAD_REQUEST, &message.to_string())
 }
 
 fn gzip_bytes(bytes: &[u8]) -> io::Result<Vec<u8>> {

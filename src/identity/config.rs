@@ -201,7 +201,7 @@ fn default_purpose_header() -> HeaderName {
 }
 
 /// Parses a CIDR, or a bare address as a single-host network.
-pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, NotANetwork> {
     let s = s.trim();
     if let Ok(net) = s.parse::<IpNet>() {
         return Ok(net.trunc());
@@ -209,10 +209,13 @@ pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if let Ok(addr) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(addr));
     }
-    Err(format!(
-        "`{s}` is not an IP network (expected CIDR such as 10.0.0.0/8)"
-    ))
+    Err(NotANetwork(s.to_string()))
 }
+
+/// A trusted peer that is neither a CIDR nor an address (the text given).
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not an IP network (expected CIDR such as 10.0.0.0/8)")]
+pub(crate) struct NotANetwork(String);
 
 fn de_cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     let raw = Vec::<String>::deserialize(d)?;

@@ -43,7 +43,25 @@ struct MintClaims<'a> {
 ///
 /// Refuses secrets the verifier would refuse, so a demo can never produce a
 /// token that only works against a misconfigured proxy.
-pub fn mint_hs256(secret: &[u8], req: &TokenRequest) -> Result<String, String> {
+/// Why a token was not minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("claim `{0}` is set by the token's own options")]
+    StandardClaim(String),
+    #[error(
+        "HS256 secret must be at least {} bytes",
+        super::jwt::MIN_HS256_SECRET_BYTES
+    )]
+    ShortSecret,
+    #[error("sub must not be empty")]
+    EmptySub,
+    #[error("unusable secret: {0}")]
+    Secret(jsonwebtoken::errors::Error),
+    #[error("cannot sign token: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+}
+
+pub fn mint_hs256(secret: &[u8], req: &TokenRequest) -> Result<String, MintError> {
     mint_hs256_with_claims(secret, req, &serde_json::Map::new())
 }
 
@@ -53,19 +71,16 @@ pub fn mint_hs256_with_claims(
     secret: &[u8],
     req: &TokenRequest,
     extra: &serde_json::Map<String, serde_json::Value>,
-) -> Result<String, String> {
+) -> Result<String, MintError> {
     const STANDARD: [&str; 8] = ["sub", "roles", "amr", "purpose", "iss", "aud", "iat", "exp"];
     if let Some(clash) = extra.keys().find(|k| STANDARD.contains(&k.as_str())) {
-        return Err(format!("claim `{clash}` is set by the token's own options"));
+        return Err(MintError::StandardClaim(clash.clone()));
     }
     if secret.len() < super::jwt::MIN_HS256_SECRET_BYTES {
-        return Err(format!(
-            "HS256 secret must be at least {} bytes",
-            super::jwt::MIN_HS256_SECRET_BYTES
-        ));
+        return Err(MintError::ShortSecret);
     }
     if req.sub.trim().is_empty() {
-        return Err("sub must not be empty".to_string());
+        return Err(MintError::EmptySub);
     }
     let now = jsonwebtoken::get_current_timestamp();
     let claims = MintClaims {
@@ -79,7 +94,6 @@ pub fn mint_hs256_with_claims(
         exp: now.saturating_add(req.ttl_secs),
         extra,
     };
-    let key = EncodingKey::from_secret(secret).map_err(|e| format!("unusable secret: {e}"))?;
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
-        .map_err(|e| format!("cannot sign token: {e}"))
+    let key = EncodingKey::from_secret(secret).map_err(MintError::Secret)?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(MintError::Sign)
 }

@@ -34,15 +34,20 @@ impl LogFormat {
     /// The format from `FIELDGUARD_LOG_FORMAT`: unset or empty means text;
     /// any other value than `text` or `json` is an error (a typo must not
     /// silently give an operator a format their pipeline cannot parse).
-    pub fn from_env_value(value: Option<&str>) -> Result<Self, String> {
+    pub fn from_env_value(value: Option<&str>) -> Result<Self, BadLogFormat> {
         match value.map(str::trim) {
             None | Some("") => Ok(Self::Text),
             Some(v) if v.eq_ignore_ascii_case("text") => Ok(Self::Text),
             Some(v) if v.eq_ignore_ascii_case("json") => Ok(Self::Json),
-            Some(v) => Err(format!("{FORMAT_ENV}={v:?}: expected `text` or `json`")),
+            Some(v) => Err(BadLogFormat(v.to_string())),
         }
     }
 }
+
+/// A `FIELDGUARD_LOG_FORMAT` that names no format (the value given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{FORMAT_ENV}={0:?}: expected `text` or `json`")]
+pub struct BadLogFormat(pub String);
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
@@ -82,7 +87,7 @@ pub fn notice(message: std::fmt::Arguments<'_>) {
 
 /// A command's final error: `fieldguard: …` on stderr in text format, an
 /// `error` event in JSON format.
-pub fn fatal(message: &str) {
+pub fn fatal(message: impl std::fmt::Display) {
     match format() {
         LogFormat::Text => eprintln!("fieldguard: {message}"),
         LogFormat::Json => tracing::error!(target: NOTICE_TARGET, "{message}"),

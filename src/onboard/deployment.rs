@@ -7,7 +7,34 @@
 //! the principal attributes its token claims become).
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a deployment file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `first`: the first line of the parser's message, as shown.
+    #[error("{}:{line}: {first}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: u64,
+        first: String,
+    },
+    #[error("{}: not a YAML mapping", path.display())]
+    NotMapping { path: PathBuf },
+    #[error(
+        "{}: `{key}` is not a deployment section (expected {}); the draft writes routes, entities and policies itself",
+        path.display(),
+        SECTIONS.join(", ")
+    )]
+    NotASection { path: PathBuf, key: String },
+    #[error("{}: `{key}` is required", path.display())]
+    Missing { path: PathBuf, key: &'static str },
+}
 
 /// The sections a deployment file may hold (docs/onboarding.md lists the
 /// same; tests/onboard_draft.rs drafts with each).
@@ -29,32 +56,35 @@ const REQUIRED: [&str; 3] = ["listeners", "upstream", "identity"];
 
 /// The deployment file's text, checked to hold only deployment sections
 /// and the required ones; errors name the file (and line).
-pub fn read(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let v: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).unwrap_or(0);
-        format!(
-            "{}:{line}: {}",
-            path.display(),
-            e.to_string().lines().next().unwrap_or_default()
-        )
+pub fn read(path: &Path) -> Result<String, DeploymentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DeploymentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let v: Value = serde_saphyr::from_str(&text).map_err(|e| DeploymentError::Yaml {
+        path: path.to_path_buf(),
+        line: e.location().map(|l| l.line()).unwrap_or(0),
+        first: e.to_string().lines().next().unwrap_or_default().to_string(),
     })?;
     let Some(map) = v.as_object() else {
-        return Err(format!("{}: not a YAML mapping", path.display()));
+        return Err(DeploymentError::NotMapping {
+            path: path.to_path_buf(),
+        });
     };
     for key in map.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            return Err(format!(
-                "{}: `{key}` is not a deployment section (expected {}); the draft writes routes, entities and policies itself",
-                path.display(),
-                SECTIONS.join(", ")
-            ));
+            return Err(DeploymentError::NotASection {
+                path: path.to_path_buf(),
+                key: key.clone(),
+            });
         }
     }
     for key in REQUIRED {
         if !map.contains_key(key) {
-            return Err(format!("{}: `{key}` is required", path.display()));
+            return Err(DeploymentError::Missing {
+                path: path.to_path_buf(),
+                key,
+            });
         }
     }
     Ok(text)

@@ -18,14 +18,124 @@
 //! extensions, which the draft follows (docs/onboarding.md lists them), so
 //! re-drafting after the API changes keeps them.
 
-use super::deployment::Facts;
-use super::openapi::{self, Flat, METHODS, Spec};
+use super::deployment::{DeploymentError, Facts, NO_HASH_KEY};
+use super::openapi::{self, Flat, METHODS, Spec, SpecError};
 use super::propose::{self, FieldFacts, Proposal};
+use super::secret::KeyError;
 use fieldguard_core::config::{Category, Holds, Level, Shape};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// Why a document cannot be drafted, or a draft written. `at` is where in
+/// the document (`paths./x.get.responses.200`, `Entity.field`).
+#[derive(Debug, thiserror::Error)]
+pub enum DraftError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Deployment(#[from] DeploymentError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{}: cannot create: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", NO_HASH_KEY)]
+    NoHashKey,
+    /// [`DraftError::NoHashKey`] said of the deployment file, at its
+    /// `redaction` line.
+    #[error("{}:{line}: {}", path.display(), NO_HASH_KEY)]
+    NoHashKeyIn { path: PathBuf, line: usize },
+    #[error("no `paths`")]
+    NoPaths,
+    #[error("paths: `{0}` does not start with `/`")]
+    PathNotAbsolute(String),
+    #[error("the document has no operations")]
+    NoOperations,
+    /// A schema that cannot be flattened, said of where it is used.
+    #[error("{at}: {source}")]
+    Schema { at: String, source: SpecError },
+    #[error("{at}: `x-fieldguard` must be a mapping")]
+    HintsNotMapping { at: String },
+    #[error("{at}: unknown `x-fieldguard` key `{key}` (here: {})", allowed.join(", "))]
+    UnknownHint {
+        at: String,
+        key: String,
+        allowed: &'static [&'static str],
+    },
+    #[error("{at}: schema `{schema}`: unknown `x-fieldguard` key `{key}` (here: {})", ENTITY_HINTS.join(", "))]
+    UnknownSchemaHint {
+        at: String,
+        schema: String,
+        key: String,
+    },
+    #[error("{at}: x-fieldguard.resource needs a `type`")]
+    ResourceNeedsType { at: String },
+    #[error(
+        "{at}: x-fieldguard.resource names the parameter `{param}`, which the path does not have"
+    )]
+    UnknownParam { at: String, param: String },
+    #[error("{at}: x-fieldguard.records must be a list")]
+    RecordsNotList { at: String },
+    #[error("{at}: each x-fieldguard.records entry needs `path` and `entity`")]
+    RecordsEntry { at: String },
+    #[error("{at}: x-fieldguard.records `{path}`: {source}")]
+    RecordsPath {
+        at: String,
+        path: String,
+        source: Box<DraftError>,
+    },
+    #[error(transparent)]
+    Selector(#[from] fieldguard_core::catalogue::record_path::SelectorError),
+    #[error("no property `{0}`")]
+    NoProperty(String),
+    #[error("not an array")]
+    NotAnArray,
+    #[error("`{entity}.{prefix}` nests more than 16 objects deep")]
+    TooDeep { entity: String, prefix: String },
+    #[error("{at}: x-fieldguard.category: {source}")]
+    Category {
+        at: String,
+        source: serde_json::Error,
+    },
+    #[error("{at}: x-fieldguard.level must be 1 to 4")]
+    Level { at: String },
+    #[error("{at}: x-fieldguard.mask must be a mapping or null")]
+    Mask { at: String },
+    #[error("{at}: x-fieldguard.free_text must be true or false")]
+    FreeText { at: String },
+    #[error("{at}: x-fieldguard.shape: {source}")]
+    Shape {
+        at: String,
+        source: serde_json::Error,
+    },
+    #[error("{at}: x-fieldguard.attributes must be a mapping")]
+    AttributesNotMapping { at: String },
+    #[error("{at}: attribute `{name}` needs `field`")]
+    AttributeField { at: String, name: String },
+    #[error("{at}: attribute `{name}`: type must be entity, bool, long or string")]
+    AttributeType { at: String, name: String },
+    #[error("{at}: attribute `{name}`: only boolean defaults are supported here")]
+    AttributeDefault { at: String, name: String },
+    #[error(
+        "internal error: the draft does not parse ({0}); please report it with the API document"
+    )]
+    Unparsable(fieldguard_core::error::ConfigError),
+}
+
+/// The `x-fieldguard` keys of an operation, of a component schema, and of
+/// a property.
+const ROUTE_HINTS: &[&str] = &["action", "resource", "records", "attributes"];
+const ENTITY_HINTS: &[&str] = &["entity", "id_field", "attributes"];
+const FIELD_HINTS: &[&str] = &["category", "level", "mask", "free_text", "shape"];
 
 /// How to draft.
 #[derive(Debug, Clone, Default)]
@@ -60,20 +170,22 @@ pub struct Draft {
 impl Draft {
     /// Writes the files under `out` (creating folders), and the keyed-hash
     /// secret when the draft names one (what happened to it is returned).
-    pub fn write(&self, out: &Path) -> Result<Option<super::secret::KeyFile>, String> {
+    pub fn write(&self, out: &Path) -> Result<Option<super::secret::KeyFile>, DraftError> {
         for (rel, text) in &self.files {
             let path = out.join(rel);
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|source| DraftError::CreateDir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
             }
-            std::fs::write(&path, text)
-                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+            std::fs::write(&path, text).map_err(|source| DraftError::Write { path, source })?;
         }
-        self.hash_key
+        Ok(self
+            .hash_key
             .as_ref()
             .map(|rel| super::secret::ensure_key(&out.join(rel)))
-            .transpose()
+            .transpose()?)
     }
 }
 
@@ -145,7 +257,7 @@ struct Drafter<'a> {
 }
 
 /// Drafts from the document at `spec_path`.
-pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, String> {
+pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, DraftError> {
     let spec = Spec::load(spec_path)?;
     let deployment = match &opts.deployment {
         Some(p) => Some(super::deployment::read(p)?),
@@ -157,13 +269,12 @@ pub fn draft_openapi(spec_path: &Path, opts: &DraftOptions) -> Result<Draft, Str
         .unwrap_or_default();
     draft(&spec, &name, deployment.as_deref(), opts.shadow).map_err(|e| {
         // Said of the deployment file: name it, at its `redaction` line.
-        match (&opts.deployment, &deployment) {
-            (Some(path), Some(text)) if e == super::deployment::NO_HASH_KEY => format!(
-                "{}:{}: {e}",
-                path.display(),
-                super::deployment::section_line(text, "redaction").unwrap_or(1)
-            ),
-            _ => e,
+        match (e, &opts.deployment, &deployment) {
+            (DraftError::NoHashKey, Some(path), Some(text)) => DraftError::NoHashKeyIn {
+                path: path.clone(),
+                line: super::deployment::section_line(text, "redaction").unwrap_or(1),
+            },
+            (e, _, _) => e,
         }
     })
 }
@@ -175,7 +286,7 @@ pub fn draft(
     source: &str,
     deployment: Option<&str>,
     shadow: bool,
-) -> Result<Draft, String> {
+) -> Result<Draft, DraftError> {
     let mut d = Drafter {
         spec,
         entities: BTreeMap::new(),
@@ -195,7 +306,7 @@ pub fn draft(
         .any(|f| f.proposal.mask.as_deref() == Some("{ kind: hash }"));
     let facts = deployment.map(Facts::of).unwrap_or_default();
     if uses_hash && facts.has("redaction") && !facts.names_hash_key {
-        return Err(super::deployment::NO_HASH_KEY.into());
+        return Err(DraftError::NoHashKey);
     }
     // The draft names the key itself when nothing else does (no
     // deployment, or one without `redaction`); the deployment's own key is
@@ -226,21 +337,22 @@ pub fn draft(
 /// `x-fieldguard` of a node, checked against the keys that place takes.
 fn hints<'v>(
     node: &'v Value,
-    allowed: &[&str],
+    allowed: &'static [&'static str],
     at: &str,
-) -> Result<Option<&'v Map<String, Value>>, String> {
+) -> Result<Option<&'v Map<String, Value>>, DraftError> {
     let Some(h) = node.get("x-fieldguard") else {
         return Ok(None);
     };
     let h = h
         .as_object()
-        .ok_or_else(|| format!("{at}: `x-fieldguard` must be a mapping"))?;
+        .ok_or_else(|| DraftError::HintsNotMapping { at: at.to_string() })?;
     for k in h.keys() {
         if !allowed.contains(&k.as_str()) {
-            return Err(format!(
-                "{at}: unknown `x-fieldguard` key `{k}` (here: {})",
-                allowed.join(", ")
-            ));
+            return Err(DraftError::UnknownHint {
+                at: at.to_string(),
+                key: k.clone(),
+                allowed,
+            });
         }
     }
     Ok(Some(h))
@@ -299,17 +411,17 @@ fn param_of(segment: &str) -> Option<&str> {
 }
 
 impl<'a> Drafter<'a> {
-    fn routes(&mut self) -> Result<(), String> {
+    fn routes(&mut self) -> Result<(), DraftError> {
         let spec = self.spec;
         let paths = spec
             .root
             .get("paths")
             .and_then(Value::as_object)
-            .ok_or("no `paths`")?;
+            .ok_or(DraftError::NoPaths)?;
         let mut actions: BTreeMap<String, usize> = BTreeMap::new();
         for (template, item) in paths {
             if !template.starts_with('/') {
-                return Err(format!("paths: `{template}` does not start with `/`"));
+                return Err(DraftError::PathNotAbsolute(template.clone()));
             }
             let (item, _) = spec.deref(item)?;
             for method in METHODS {
@@ -328,7 +440,7 @@ impl<'a> Drafter<'a> {
             }
         }
         if self.routes.is_empty() {
-            return Err("the document has no operations".into());
+            return Err(DraftError::NoOperations);
         }
         Ok(())
     }
@@ -339,142 +451,41 @@ impl<'a> Drafter<'a> {
         method: &str,
         op: &'a Value,
         at: &str,
-    ) -> Result<Route, String> {
-        let h = hints(op, &["action", "resource", "records", "attributes"], at)?;
-        let segments: Vec<&str> = template.trim_matches('/').split('/').collect();
-        let literal: Vec<&str> = segments
-            .iter()
-            .copied()
-            .filter(|s| param_of(s).is_none() && !s.is_empty())
-            .collect();
-        let last_param = segments
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, s)| param_of(s).map(|p| (i, p)));
-        let ends_in_param = segments.last().is_some_and(|s| param_of(s).is_some());
-
-        // The request-level resource.
+    ) -> Result<Route, DraftError> {
+        let h = hints(op, ROUTE_HINTS, at)?;
+        let shape = PathShape::of(template);
         let resource = match h.and_then(|h| h.get("resource")) {
-            Some(r) => Resource {
-                type_name: r
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("{at}: x-fieldguard.resource needs a `type`"))?
-                    .to_string(),
-                id: r.get("id").and_then(Value::as_str).map(str::to_string),
-                id_param: r
-                    .get("id_param")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                owner_param: r
-                    .get("owner_param")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                why: "from x-fieldguard in the API document".into(),
-            },
-            None => match last_param {
-                Some((i, param)) => {
-                    let owner_segment = segments[..i]
-                        .iter()
-                        .rev()
-                        .find(|s| param_of(s).is_none())
-                        .copied()
-                        .unwrap_or("item");
-                    let type_name = type_name_of(owner_segment);
-                    let person = propose::is_person_entity(&type_name);
-                    Resource {
-                        owner_param: person.then(|| param.to_string()),
-                        why: if person {
-                            format!(
-                                "proposed: `{{{param}}}` names a {type_name}, a person, who owns the record (review owner_param)"
-                            )
-                        } else {
-                            format!("proposed: `{{{param}}}` names a {type_name}")
-                        },
-                        type_name,
-                        id: None,
-                        id_param: Some(param.to_string()),
-                    }
-                }
-                None => {
-                    let first = literal.first().copied().unwrap_or("root");
-                    Resource {
-                        type_name: format!("{}Directory", type_name_of(first)),
-                        id: Some("all".into()),
-                        id_param: None,
-                        owner_param: None,
-                        why: "proposed: a collection with no id in the path".into(),
-                    }
-                }
-            },
+            Some(r) => hinted_resource(r, at)?,
+            None => shape.proposed_resource(),
         };
         for p in [&resource.id_param, &resource.owner_param]
             .into_iter()
             .flatten()
         {
-            if !segments.iter().any(|s| param_of(s) == Some(p.as_str())) {
-                return Err(format!(
-                    "{at}: x-fieldguard.resource names the parameter `{p}`, which the path does not have"
-                ));
+            if !shape
+                .segments
+                .iter()
+                .any(|s| param_of(s) == Some(p.as_str()))
+            {
+                return Err(DraftError::UnknownParam {
+                    at: at.to_string(),
+                    param: p.clone(),
+                });
             }
         }
-
-        // The action.
         let (action, action_why) = match hint_str(h, "action") {
             Some(a) => (
                 a.to_string(),
                 "from x-fieldguard in the API document".to_string(),
             ),
-            None => {
-                let noun = |s: &str| propose::words(&singular(s)).join("_");
-                let action = if ends_in_param || literal.is_empty() {
-                    let verb = match method {
-                        "get" => "read",
-                        "post" => "create",
-                        "put" => "replace",
-                        "patch" => "update",
-                        _ => "delete",
-                    };
-                    format!("{}:{verb}", noun(literal.last().copied().unwrap_or("root")))
-                } else if let Some((i, _)) = last_param {
-                    // A collection under a record: `customer:orders`.
-                    let parent = segments[..i]
-                        .iter()
-                        .rev()
-                        .find(|s| param_of(s).is_none())
-                        .copied()
-                        .unwrap_or("item");
-                    let tail: Vec<&str> = segments[i + 1..].to_vec();
-                    let suffix = match method {
-                        "get" => String::new(),
-                        m => format!(":{}", if m == "post" { "create" } else { m }),
-                    };
-                    format!("{}:{}{suffix}", noun(parent), tail.join("_"))
-                } else {
-                    let verb = match method {
-                        "get" => "list",
-                        "post" => "create",
-                        "put" => "replace",
-                        "patch" => "update",
-                        _ => "delete",
-                    };
-                    let tail = &literal[1..];
-                    let extra = if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!("_{}", tail.join("_"))
-                    };
-                    format!("{}{extra}:{verb}", noun(literal[0]))
-                };
-                let why = match op.get("operationId").and_then(Value::as_str) {
+            None => (
+                shape.proposed_action(method),
+                match op.get("operationId").and_then(Value::as_str) {
                     Some(id) => format!("proposed from the path (operationId `{id}`)"),
                     None => "proposed from the path".to_string(),
-                };
-                (action, why)
-            }
+                },
+            ),
         };
-
         let mut route = Route {
             method: method.to_uppercase(),
             path: template.to_string(),
@@ -502,6 +513,15 @@ impl<'a> Drafter<'a> {
         }
         self.response(&mut route, op, h, at)?;
         self.request_body(&mut route, op, at)?;
+        if let Some(comment) = self.free_text_comment(&route) {
+            route.comments.push(comment);
+        }
+        Ok(route)
+    }
+
+    /// The comment suggesting a backstop for a route whose records or
+    /// members hold free text.
+    fn free_text_comment(&self, route: &Route) -> Option<String> {
         let free: Vec<String> = route
             .records
             .iter()
@@ -511,13 +531,12 @@ impl<'a> Drafter<'a> {
             .filter(|f| f.proposal.free_text)
             .map(|f| format!("`{}`", f.path))
             .collect();
-        if !free.is_empty() {
-            route.comments.push(format!(
+        (!free.is_empty()).then(|| {
+            format!(
                 "{} free text: consider `backstop: [all]` to mask personal data typed into it",
                 free.join(", ")
-            ));
-        }
-        Ok(route)
+            )
+        })
     }
 
     /// Records and wrapper members of the success response.
@@ -527,30 +546,34 @@ impl<'a> Drafter<'a> {
         op: &'a Value,
         h: Option<&Map<String, Value>>,
         at: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DraftError> {
         let spec = self.spec;
         let Some((code, schema)) = openapi::success_schema(spec, op)? else {
             return Ok(());
         };
         let at = format!("{at}.responses.{code}");
-        let flat = openapi::flatten(spec, schema, 0).map_err(|e| format!("{at}: {e}"))?;
+        let flat = openapi::flatten(spec, schema, 0).map_err(|source| DraftError::Schema {
+            at: at.clone(),
+            source,
+        })?;
         let route_attrs = h.and_then(|h| h.get("attributes"));
         if let Some(records) = h.and_then(|h| h.get("records")) {
             // The reviewer said where the records are.
             let list = records
                 .as_array()
-                .ok_or_else(|| format!("{at}: x-fieldguard.records must be a list"))?;
+                .ok_or_else(|| DraftError::RecordsNotList { at: at.clone() })?;
             for r in list {
                 let (Some(path), Some(entity)) = (
                     r.get("path").and_then(Value::as_str),
                     r.get("entity").and_then(Value::as_str),
                 ) else {
-                    return Err(format!(
-                        "{at}: each x-fieldguard.records entry needs `path` and `entity`"
-                    ));
+                    return Err(DraftError::RecordsEntry { at });
                 };
-                let sub = schema_at(spec, schema, path)
-                    .map_err(|e| format!("{at}: x-fieldguard.records `{path}`: {e}"))?;
+                let sub = schema_at(spec, schema, path).map_err(|e| DraftError::RecordsPath {
+                    at: at.clone(),
+                    path: path.to_string(),
+                    source: Box::new(e),
+                })?;
                 let sub = openapi::flatten(spec, sub, 0)?;
                 self.entity(entity, &sub, &at)?;
                 route
@@ -597,7 +620,7 @@ impl<'a> Drafter<'a> {
         flat: &Flat<'a>,
         route_attrs: Option<&Value>,
         at: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DraftError> {
         let spec = self.spec;
         let mut consent_members = Vec::new();
         for (key, pv) in &flat.properties {
@@ -692,7 +715,7 @@ impl<'a> Drafter<'a> {
         flat: &Flat<'a>,
         resource: &Resource,
         at: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, DraftError> {
         let name = hint_str(flat.hints, "entity")
             .map(str::to_string)
             .or_else(|| flat.name.as_deref().map(cedar_ident))
@@ -701,14 +724,15 @@ impl<'a> Drafter<'a> {
         Ok(name)
     }
 
-    fn entity(&mut self, name: &str, flat: &Flat<'a>, at: &str) -> Result<(), String> {
+    fn entity(&mut self, name: &str, flat: &Flat<'a>, at: &str) -> Result<(), DraftError> {
         if let Some(h) = flat.hints {
             for k in h.keys() {
-                if !["entity", "id_field", "attributes"].contains(&k.as_str()) {
-                    return Err(format!(
-                        "{at}: schema `{}`: unknown `x-fieldguard` key `{k}` (here: entity, id_field, attributes)",
-                        flat.name.as_deref().unwrap_or("(inline)")
-                    ));
+                if !ENTITY_HINTS.contains(&k.as_str()) {
+                    return Err(DraftError::UnknownSchemaHint {
+                        at: at.to_string(),
+                        schema: flat.name.as_deref().unwrap_or("(inline)").to_string(),
+                        key: k.clone(),
+                    });
                 }
             }
         }
@@ -795,11 +819,12 @@ impl<'a> Drafter<'a> {
         stack: &mut Vec<String>,
         out: &mut Vec<Field>,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), DraftError> {
         if depth > 16 {
-            return Err(format!(
-                "`{entity}.{prefix}` nests more than 16 objects deep"
-            ));
+            return Err(DraftError::TooDeep {
+                entity: entity.to_string(),
+                prefix: prefix.to_string(),
+            });
         }
         for (key, pv) in &flat.properties {
             if key.is_empty() || key.contains('.') {
@@ -844,7 +869,13 @@ impl<'a> Drafter<'a> {
     }
 
     /// One leaf: its JSON type, shape and proposal (or the document's hints).
-    fn field(&self, entity: &str, path: &str, pv: &Value, pf: &Flat<'a>) -> Result<Field, String> {
+    fn field(
+        &self,
+        entity: &str,
+        path: &str,
+        pv: &Value,
+        pf: &Flat<'a>,
+    ) -> Result<Field, DraftError> {
         let json_type = pf.json_type().to_string();
         let mut extra = Vec::new();
         let mut shape = shape_of(pf);
@@ -879,37 +910,48 @@ impl<'a> Drafter<'a> {
         if let Some(h) = own {
             let at = format!("{entity}.{path}");
             for k in h.keys() {
-                if !["category", "level", "mask", "free_text", "shape"].contains(&k.as_str()) {
-                    return Err(format!(
-                        "{at}: unknown `x-fieldguard` key `{k}` (here: category, level, mask, free_text, shape)"
-                    ));
+                if !FIELD_HINTS.contains(&k.as_str()) {
+                    return Err(DraftError::UnknownHint {
+                        at,
+                        key: k.clone(),
+                        allowed: FIELD_HINTS,
+                    });
                 }
             }
             if let Some(c) = h.get("category") {
-                proposal.category = serde_json::from_value::<Category>(c.clone())
-                    .map_err(|e| format!("{at}: x-fieldguard.category: {e}"))?;
+                proposal.category =
+                    serde_json::from_value::<Category>(c.clone()).map_err(|source| {
+                        DraftError::Category {
+                            at: at.clone(),
+                            source,
+                        }
+                    })?;
             }
             if let Some(l) = h.get("level") {
                 proposal.level = match l.as_u64() {
                     Some(n @ 1..=4) => Level(n as u8),
-                    _ => return Err(format!("{at}: x-fieldguard.level must be 1 to 4")),
+                    _ => return Err(DraftError::Level { at }),
                 };
             }
             if let Some(m) = h.get("mask") {
                 proposal.mask = match m {
                     Value::Null => None,
                     Value::Object(_) => Some(std::borrow::Cow::Owned(flow(m))),
-                    _ => return Err(format!("{at}: x-fieldguard.mask must be a mapping or null")),
+                    _ => return Err(DraftError::Mask { at }),
                 };
             }
             if let Some(f) = h.get("free_text") {
                 proposal.free_text = f
                     .as_bool()
-                    .ok_or_else(|| format!("{at}: x-fieldguard.free_text must be true or false"))?;
+                    .ok_or_else(|| DraftError::FreeText { at: at.clone() })?;
             }
             if let Some(s) = h.get("shape") {
-                shape = serde_json::from_value::<Shape>(s.clone())
-                    .map_err(|e| format!("{at}: x-fieldguard.shape: {e}"))?;
+                shape = serde_json::from_value::<Shape>(s.clone()).map_err(|source| {
+                    DraftError::Shape {
+                        at: at.clone(),
+                        source,
+                    }
+                })?;
             }
             proposal.why = "from x-fieldguard in the API document".into();
         }
@@ -930,15 +972,22 @@ impl<'a> Drafter<'a> {
     /// `request:` of a write: the entity its body carries and the
     /// top-level properties it may collect (added to the catalogue if
     /// the record type lacks them).
-    fn request_body(&mut self, route: &mut Route, op: &'a Value, at: &str) -> Result<(), String> {
+    fn request_body(
+        &mut self,
+        route: &mut Route,
+        op: &'a Value,
+        at: &str,
+    ) -> Result<(), DraftError> {
         if !matches!(route.method.as_str(), "POST" | "PUT" | "PATCH") {
             return Ok(());
         }
         let Some(schema) = openapi::request_schema(self.spec, op)? else {
             return Ok(());
         };
-        let flat =
-            openapi::flatten(self.spec, schema, 0).map_err(|e| format!("{at}.requestBody: {e}"))?;
+        let flat = openapi::flatten(self.spec, schema, 0).map_err(|source| DraftError::Schema {
+            at: format!("{at}.requestBody"),
+            source,
+        })?;
         if !flat.is_record_like() {
             route.comments.push(
                 "the request body is not an object with properties: not inspected, review".into(),
@@ -993,8 +1042,47 @@ impl<'a> Drafter<'a> {
         facts: &Facts,
         names_hash_key: bool,
         shadow: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, DraftError> {
         let mut o = String::new();
+        self.config_head(&mut o, source, deployment);
+        if names_hash_key {
+            let _ = writeln!(
+                o,
+                "# Keyed-hash masks need a secret key: `onboard` wrote a random one (32\n\
+                 # bytes, mode 0600) and never replaces it, since another key changes\n\
+                 # every pseudonym. Keep it out of version control.\n\
+                 redaction:\n  hash_key_file: {HASH_KEY_FILE}\n"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n"
+        );
+        if !facts.has("unmatched") {
+            o.push_str("unmatched: deny\n\n");
+        }
+        if shadow {
+            o.push_str(
+                "# Shadow mode (--shadow): every decision and redaction is computed and\n\
+                 # audited but nothing is enforced, and each route relays and observes\n\
+                 # what the catalogue lacks (`unknown_fields: pass`). Remove both to\n\
+                 # enforce (docs/onboarding.md, step 5).\n\
+                 shadow: true\n\n",
+            );
+        }
+        o.push_str("routes:\n");
+        for r in &self.routes {
+            config_route(&mut o, r, shadow);
+        }
+        self.config_entities(&mut o);
+        // The draft must parse as a configuration, whatever the document held.
+        crate::config::parse(&o, Path::new("fieldguard.yaml")).map_err(DraftError::Unparsable)?;
+        Ok(o)
+    }
+
+    /// The header comment, and the deployment's sections (or proposed
+    /// listeners, upstream and identity without one).
+    fn config_head(&self, o: &mut String, source: &str, deployment: Option<&str>) {
         let _ = writeln!(
             o,
             "# fieldguard configuration DRAFTED from {source} by `fieldguard onboard openapi`.\n\
@@ -1038,108 +1126,10 @@ impl<'a> Drafter<'a> {
                 );
             }
         }
-        if names_hash_key {
-            let _ = writeln!(
-                o,
-                "# Keyed-hash masks need a secret key: `onboard` wrote a random one (32\n\
-                 # bytes, mode 0600) and never replaces it, since another key changes\n\
-                 # every pseudonym. Keep it out of version control.\n\
-                 redaction:\n  hash_key_file: {HASH_KEY_FILE}\n"
-            );
-        }
-        let _ = writeln!(
-            o,
-            "policies:\n  directory: policies\n  schema: policies/schema.cedarschema\n"
-        );
-        if !facts.has("unmatched") {
-            o.push_str("unmatched: deny\n\n");
-        }
-        if shadow {
-            o.push_str(
-                "# Shadow mode (--shadow): every decision and redaction is computed and\n\
-                 # audited but nothing is enforced, and each route relays and observes\n\
-                 # what the catalogue lacks (`unknown_fields: pass`). Remove both to\n\
-                 # enforce (docs/onboarding.md, step 5).\n\
-                 shadow: true\n\n",
-            );
-        }
-        o.push_str("routes:\n");
-        for r in &self.routes {
-            o.push('\n');
-            if let Some(s) = &r.summary {
-                let _ = writeln!(o, "  # {}", one_line(s));
-            }
-            for c in &r.comments {
-                let _ = writeln!(o, "  # review: {c}");
-            }
-            let _ = writeln!(
-                o,
-                "  - method: {}\n    path: {}",
-                r.method,
-                yaml_str(&r.path)
-            );
-            let _ = writeln!(o, "    action: {}  # {}", yaml_str(&r.action), r.action_why);
-            // Only where there is a response to pass members of.
-            if shadow && (!r.records.is_empty() || !r.members.is_empty()) {
-                o.push_str("    unknown_fields: pass\n");
-            }
-            let res = &r.resource;
-            let mut parts = vec![format!("type: {}", res.type_name)];
-            if let Some(id) = &res.id {
-                parts.push(format!("id: {}", yaml_str(id)));
-            }
-            if let Some(p) = &res.id_param {
-                parts.push(format!("id_param: {p}"));
-            }
-            if let Some(p) = &res.owner_param {
-                parts.push(format!("owner_param: {p}"));
-            }
-            let _ = writeln!(o, "    resource: {{ {} }}  # {}", parts.join(", "), res.why);
-            if let Some((entity, collect)) = &r.request {
-                let _ = writeln!(
-                    o,
-                    "    request:\n      entity: {entity}\n      # proposed: what the request body schema holds; remove what this route must not collect\n      collect: [{}]",
-                    collect
-                        .iter()
-                        .map(|c| yaml_str(c))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if !r.records.is_empty() || !r.members.is_empty() {
-                o.push_str("    response:\n      records:\n");
-                if r.records.is_empty() {
-                    o.pop();
-                    o.push_str(" []\n");
-                }
-                for (path, entity, attrs) in &r.records {
-                    if attrs.is_empty() {
-                        let _ = writeln!(
-                            o,
-                            "        - {{ path: {}, entity: {entity} }}",
-                            yaml_str(path)
-                        );
-                    } else {
-                        let _ = writeln!(
-                            o,
-                            "        - path: {}\n          entity: {entity}\n          attributes:",
-                            yaml_str(path)
-                        );
-                        for a in attrs {
-                            let _ = writeln!(o, "            # {}", a.why);
-                            let _ = writeln!(o, "            {}: {}", a.name, attribute_flow(a));
-                        }
-                    }
-                }
-                if !r.members.is_empty() {
-                    o.push_str("      members:\n");
-                    for (path, f) in &r.members {
-                        let _ = writeln!(o, "        # {}", field_comment(f));
-                        let _ = writeln!(o, "        {}: {}", yaml_str(path), field_flow(f));
-                    }
-                }
-            }
-        }
+    }
+
+    /// The `entities:` section: the field catalogue.
+    fn config_entities(&self, o: &mut String) {
         o.push_str("\n# The field catalogue, by entity type. Each entry: its JSON type and\n# the proposed classification, with why.\nentities:\n");
         for (name, e) in &self.entities {
             let _ = writeln!(o, "  # from {}", e.sources.join(", "));
@@ -1164,39 +1154,27 @@ impl<'a> Drafter<'a> {
                 let _ = writeln!(o, "      {}: {}", yaml_str(&f.path), field_flow(f));
             }
         }
-        // The draft must parse as a configuration, whatever the document held.
-        crate::config::parse(&o, Path::new("fieldguard.yaml")).map_err(|e| {
-            format!("internal error: the draft does not parse ({e}); please report it with the API document")
-        })?;
-        Ok(o)
     }
 
     fn render_schema(&self, source: &str, claims: &[String]) -> String {
         let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "// Cedar schema DRAFTED from {source} by `fieldguard onboard openapi`.\n\
-             // Principals are `User`s in `Role`s (from the caller's identity);\n\
-             // resources are the routes' resources and the records of responses.\n\
-             // Review the attributes: they are what policies can test.\n"
+        schema_principals(&mut o, source, claims);
+        self.schema_entities(&mut o);
+        o.push_str(
+            "\ntype RequestContext = { mfa: Bool, purpose: String };\n\
+             type Field = { name: String, category: String, level: Long };\n\
+             type RecordContext = { mfa: Bool, purpose: String, request_action: String };\n\
+             type FieldContext = { mfa: Bool, purpose: String, request_action: String, field: Field };\n\n\
+             // Request-level actions, one per route.\n",
         );
-        if claims.is_empty() {
-            o.push_str("entity Role;\nentity User in [Role];\n\n");
-        } else {
-            // A token without the claim has no such attribute; a claim may
-            // hold a string, number, boolean or list: String is proposed.
-            let attrs: Vec<String> = claims
-                .iter()
-                .map(|c| format!("{}?: String", cedar_attr_name(c)))
-                .collect();
-            let _ = writeln!(
-                o,
-                "// proposed: the deployment's identity.jwt.attribute_claims, as strings\n\
-                 entity Role;\nentity User in [Role] = {{ {} }};\n",
-                attrs.join(", ")
-            );
-        }
-        let record_types: Vec<&String> = self.entities.keys().collect();
+        self.schema_route_actions(&mut o);
+        self.schema_field_actions(&mut o);
+        o
+    }
+
+    /// The entity types: the routes' resources without records of their
+    /// own, then the record types with their attributes.
+    fn schema_entities(&self, o: &mut String) {
         let mut resource_types: Vec<String> = self
             .routes
             .iter()
@@ -1232,13 +1210,10 @@ impl<'a> Drafter<'a> {
                 let _ = writeln!(o, "entity {name} = {{ {} }};", attrs.join(", "));
             }
         }
-        o.push_str(
-            "\ntype RequestContext = { mfa: Bool, purpose: String };\n\
-             type Field = { name: String, category: String, level: Long };\n\
-             type RecordContext = { mfa: Bool, purpose: String, request_action: String };\n\
-             type FieldContext = { mfa: Bool, purpose: String, request_action: String, field: Field };\n\n\
-             // Request-level actions, one per route.\n",
-        );
+    }
+
+    /// The request-level actions, one per route.
+    fn schema_route_actions(&self, o: &mut String) {
         let mut actions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for r in &self.routes {
             let list = actions.entry(&r.action).or_default();
@@ -1254,8 +1229,12 @@ impl<'a> Drafter<'a> {
                 types.join(", ")
             );
         }
+    }
+
+    /// The record- and field-level actions, on the types they apply to.
+    fn schema_field_actions(&self, o: &mut String) {
         let list = |v: &[String]| v.join(", ");
-        let records: Vec<String> = record_types.iter().map(|s| s.to_string()).collect();
+        let records: Vec<String> = self.entities.keys().cloned().collect();
         let mut field_read: Vec<String> = records.clone();
         for r in self.routes.iter().filter(|r| !r.members.is_empty()) {
             if !field_read.contains(&r.resource.type_name) {
@@ -1292,7 +1271,113 @@ impl<'a> Drafter<'a> {
                 list(&field_write)
             );
         }
-        o
+    }
+}
+
+/// One route of the configuration, with its resource, request and
+/// response.
+fn config_route(o: &mut String, r: &Route, shadow: bool) {
+    o.push('\n');
+    if let Some(s) = &r.summary {
+        let _ = writeln!(o, "  # {}", one_line(s));
+    }
+    for c in &r.comments {
+        let _ = writeln!(o, "  # review: {c}");
+    }
+    let _ = writeln!(
+        o,
+        "  - method: {}\n    path: {}",
+        r.method,
+        yaml_str(&r.path)
+    );
+    let _ = writeln!(o, "    action: {}  # {}", yaml_str(&r.action), r.action_why);
+    // Only where there is a response to pass members of.
+    if shadow && (!r.records.is_empty() || !r.members.is_empty()) {
+        o.push_str("    unknown_fields: pass\n");
+    }
+    let res = &r.resource;
+    let mut parts = vec![format!("type: {}", res.type_name)];
+    if let Some(id) = &res.id {
+        parts.push(format!("id: {}", yaml_str(id)));
+    }
+    if let Some(p) = &res.id_param {
+        parts.push(format!("id_param: {p}"));
+    }
+    if let Some(p) = &res.owner_param {
+        parts.push(format!("owner_param: {p}"));
+    }
+    let _ = writeln!(o, "    resource: {{ {} }}  # {}", parts.join(", "), res.why);
+    if let Some((entity, collect)) = &r.request {
+        let _ = writeln!(
+            o,
+            "    request:\n      entity: {entity}\n      # proposed: what the request body schema holds; remove what this route must not collect\n      collect: [{}]",
+            collect
+                .iter()
+                .map(|c| yaml_str(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !r.records.is_empty() || !r.members.is_empty() {
+        o.push_str("    response:\n      records:\n");
+        if r.records.is_empty() {
+            o.pop();
+            o.push_str(" []\n");
+        }
+        for (path, entity, attrs) in &r.records {
+            if attrs.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "        - {{ path: {}, entity: {entity} }}",
+                    yaml_str(path)
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "        - path: {}\n          entity: {entity}\n          attributes:",
+                    yaml_str(path)
+                );
+                for a in attrs {
+                    let _ = writeln!(o, "            # {}", a.why);
+                    let _ = writeln!(o, "            {}: {}", a.name, attribute_flow(a));
+                }
+            }
+        }
+        if !r.members.is_empty() {
+            o.push_str("      members:\n");
+            for (path, f) in &r.members {
+                let _ = writeln!(o, "        # {}", field_comment(f));
+                let _ = writeln!(o, "        {}: {}", yaml_str(path), field_flow(f));
+            }
+        }
+    }
+}
+
+/// The schema's header comment and principal types (`User`, with the
+/// deployment's token claims as attributes).
+fn schema_principals(o: &mut String, source: &str, claims: &[String]) {
+    let _ = writeln!(
+        o,
+        "// Cedar schema DRAFTED from {source} by `fieldguard onboard openapi`.\n\
+             // Principals are `User`s in `Role`s (from the caller's identity);\n\
+             // resources are the routes' resources and the records of responses.\n\
+             // Review the attributes: they are what policies can test.\n"
+    );
+    if claims.is_empty() {
+        o.push_str("entity Role;\nentity User in [Role];\n\n");
+    } else {
+        // A token without the claim has no such attribute; a claim may
+        // hold a string, number, boolean or list: String is proposed.
+        let attrs: Vec<String> = claims
+            .iter()
+            .map(|c| format!("{}?: String", cedar_attr_name(c)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "// proposed: the deployment's identity.jwt.attribute_claims, as strings\n\
+                 entity Role;\nentity User in [Role] = {{ {} }};\n",
+            attrs.join(", ")
+        );
     }
 }
 
@@ -1308,18 +1393,154 @@ fn baseline(source: &str) -> String {
     )
 }
 
+/// The request-level resource an operation's `x-fieldguard.resource`
+/// names.
+fn hinted_resource(r: &Value, at: &str) -> Result<Resource, DraftError> {
+    let text = |key: &str| r.get(key).and_then(Value::as_str).map(str::to_string);
+    Ok(Resource {
+        type_name: text("type")
+            .ok_or_else(|| DraftError::ResourceNeedsType { at: at.to_string() })?,
+        id: text("id"),
+        id_param: text("id_param"),
+        owner_param: text("owner_param"),
+        why: "from x-fieldguard in the API document".into(),
+    })
+}
+
+/// A path template's segments, as the proposals read them.
+struct PathShape<'t> {
+    segments: Vec<&'t str>,
+    /// The segments that are not parameters.
+    literal: Vec<&'t str>,
+    /// The last parameter and its segment's index.
+    last_param: Option<(usize, &'t str)>,
+    ends_in_param: bool,
+}
+
+impl<'t> PathShape<'t> {
+    fn of(template: &'t str) -> Self {
+        let segments: Vec<&str> = template.trim_matches('/').split('/').collect();
+        let literal = segments
+            .iter()
+            .copied()
+            .filter(|s| param_of(s).is_none() && !s.is_empty())
+            .collect();
+        let last_param = segments
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, s)| param_of(s).map(|p| (i, p)));
+        let ends_in_param = segments.last().is_some_and(|s| param_of(s).is_some());
+        Self {
+            segments,
+            literal,
+            last_param,
+            ends_in_param,
+        }
+    }
+
+    /// The literal segment before segment `i` (`customers` of
+    /// `/customers/{cid}`).
+    fn owner_segment(&self, i: usize) -> &'t str {
+        self.segments[..i]
+            .iter()
+            .rev()
+            .find(|s| param_of(s).is_none())
+            .copied()
+            .unwrap_or("item")
+    }
+
+    /// The resource the path proposes: the record its last parameter
+    /// names, or a directory of the collection.
+    fn proposed_resource(&self) -> Resource {
+        match self.last_param {
+            Some((i, param)) => {
+                let type_name = type_name_of(self.owner_segment(i));
+                let person = propose::is_person_entity(&type_name);
+                Resource {
+                    owner_param: person.then(|| param.to_string()),
+                    why: if person {
+                        format!(
+                            "proposed: `{{{param}}}` names a {type_name}, a person, who owns the record (review owner_param)"
+                        )
+                    } else {
+                        format!("proposed: `{{{param}}}` names a {type_name}")
+                    },
+                    type_name,
+                    id: None,
+                    id_param: Some(param.to_string()),
+                }
+            }
+            None => {
+                let first = self.literal.first().copied().unwrap_or("root");
+                Resource {
+                    type_name: format!("{}Directory", type_name_of(first)),
+                    id: Some("all".into()),
+                    id_param: None,
+                    owner_param: None,
+                    why: "proposed: a collection with no id in the path".into(),
+                }
+            }
+        }
+    }
+
+    /// The action the path and method propose: `customer:read` for a
+    /// record, `customer:orders` for a collection under one,
+    /// `customers:list` for a top-level collection.
+    fn proposed_action(&self, method: &str) -> String {
+        let noun = |s: &str| propose::words(&singular(s)).join("_");
+        if self.ends_in_param || self.literal.is_empty() {
+            let verb = match method {
+                "get" => "read",
+                "post" => "create",
+                "put" => "replace",
+                "patch" => "update",
+                _ => "delete",
+            };
+            format!(
+                "{}:{verb}",
+                noun(self.literal.last().copied().unwrap_or("root"))
+            )
+        } else if let Some((i, _)) = self.last_param {
+            // A collection under a record: `customer:orders`.
+            let tail: Vec<&str> = self.segments[i + 1..].to_vec();
+            let suffix = match method {
+                "get" => String::new(),
+                m => format!(":{}", if m == "post" { "create" } else { m }),
+            };
+            format!("{}:{}{suffix}", noun(self.owner_segment(i)), tail.join("_"))
+        } else {
+            let verb = match method {
+                "get" => "list",
+                "post" => "create",
+                "put" => "replace",
+                "patch" => "update",
+                _ => "delete",
+            };
+            let tail = &self.literal[1..];
+            let extra = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("_{}", tail.join("_"))
+            };
+            format!("{}{extra}:{verb}", noun(self.literal[0]))
+        }
+    }
+}
+
 /// Where the JSONPath `path` (`$`, `$.a[*]`, `$.a.b`) leads in `schema`.
-fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Value, String> {
-    let parsed = fieldguard_core::catalogue::RecordPath::parse(path).map_err(|e| e.to_string())?;
+fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Value, DraftError> {
+    let parsed = fieldguard_core::catalogue::RecordPath::parse(path)?;
     let mut cur = schema;
     for step in &parsed.steps {
         let (s, _) = spec.deref(cur)?;
         cur = match step {
             fieldguard_core::catalogue::Step::Key(k) => {
                 let f = openapi::flatten(spec, s, 0)?;
-                f.property(k).ok_or_else(|| format!("no property `{k}`"))?
+                f.property(k)
+                    .ok_or_else(|| DraftError::NoProperty(k.to_string()))?
             }
-            _ => s.get("items").ok_or("not an array")?,
+            _ => s.get("items").ok_or(DraftError::NotAnArray)?,
         };
     }
     Ok(cur)
@@ -1328,7 +1549,7 @@ fn schema_at<'a>(spec: &'a Spec, schema: &'a Value, path: &str) -> Result<&'a Va
 /// A wrapper holds records (lists of objects) and no `id`, and is either
 /// inline or named like one (`…Page`, `…List`, `…Response`): a named
 /// schema such as `LoyaltyAccount` with a list inside is a record.
-fn is_wrapper(spec: &Spec, flat: &Flat<'_>) -> Result<bool, String> {
+fn is_wrapper(spec: &Spec, flat: &Flat<'_>) -> Result<bool, SpecError> {
     if flat.property("id").is_some() {
         return Ok(false);
     }
@@ -1375,25 +1596,28 @@ fn consent_attribute(path: &str) -> String {
     }
 }
 
-fn attributes_from_hints(v: &Value, at: &str) -> Result<Vec<Attribute>, String> {
+fn attributes_from_hints(v: &Value, at: &str) -> Result<Vec<Attribute>, DraftError> {
     let map = v
         .as_object()
-        .ok_or_else(|| format!("{at}: x-fieldguard.attributes must be a mapping"))?;
+        .ok_or_else(|| DraftError::AttributesNotMapping { at: at.to_string() })?;
     map.iter()
         .map(|(name, a)| {
-            let field = a
-                .get("field")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{at}: attribute `{name}` needs `field`"))?;
+            let field = a.get("field").and_then(Value::as_str).ok_or_else(|| {
+                DraftError::AttributeField {
+                    at: at.to_string(),
+                    name: name.clone(),
+                }
+            })?;
             let kind = match a.get("type").and_then(Value::as_str) {
                 Some("entity") => "entity",
                 Some("bool") => "bool",
                 Some("long") => "long",
                 Some("string") => "string",
                 _ => {
-                    return Err(format!(
-                        "{at}: attribute `{name}`: type must be entity, bool, long or string"
-                    ));
+                    return Err(DraftError::AttributeType {
+                        at: at.to_string(),
+                        name: name.clone(),
+                    });
                 }
             };
             let default = match a.get("default") {
@@ -1401,9 +1625,10 @@ fn attributes_from_hints(v: &Value, at: &str) -> Result<Vec<Attribute>, String> 
                 Some(Value::Bool(true)) => Some("true"),
                 Some(Value::Bool(false)) => Some("false"),
                 Some(_) => {
-                    return Err(format!(
-                        "{at}: attribute `{name}`: only boolean defaults are supported here"
-                    ));
+                    return Err(DraftError::AttributeDefault {
+                        at: at.to_string(),
+                        name: name.clone(),
+                    });
                 }
             };
             Ok(Attribute {
@@ -1659,6 +1884,9 @@ mod tests {
         let mut bad = doc;
         bad["paths"]["/things/{tid}"]["get"]["x-fieldguard"]["acton"] = "x".into();
         let e = draft(&Spec::from_value(bad).unwrap(), "t.yaml", None, false).unwrap_err();
-        assert!(e.contains("unknown `x-fieldguard` key `acton`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown `x-fieldguard` key `acton`"),
+            "{e}"
+        );
     }
 }

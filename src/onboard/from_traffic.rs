@@ -11,54 +11,111 @@ use fieldguard_core::config::Shape;
 use fieldguard_core::detect::Detector;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why what traffic showed cannot be read or turned into entries.
+#[derive(Debug, thiserror::Error)]
+pub enum ObservedError {
+    /// The admin URL did not parse, or the request or its body failed.
+    #[error("{url}: {source}")]
+    Fetch {
+        url: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{url}: the admin listener is plain http://")]
+    NotHttp { url: String },
+    #[error("{url}: no answer within 10 s")]
+    NoAnswer { url: String },
+    #[error("{url}: the body did not arrive within 10 s")]
+    BodyTimeout { url: String },
+    #[error("{url}: {status} (is this fieldguard's admin listener, of a version with /observed?)")]
+    Status {
+        url: String,
+        status: http::StatusCode,
+    },
+    /// A snapshot that does not parse, said of the URL it came from.
+    #[error("{url}: {source}")]
+    FromUrl {
+        url: String,
+        source: Box<ObservedError>,
+    },
+    /// A snapshot that does not parse, said of the file it came from.
+    #[error("{}: {source}", path.display())]
+    FromFile {
+        path: PathBuf,
+        source: Box<ObservedError>,
+    },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not an /observed snapshot: {0}")]
+    NotSnapshot(serde_json::Error),
+    #[error("snapshot version {0} (this fieldguard reads {SNAPSHOT_VERSION})")]
+    Version(u32),
+    /// The configuration to compare with does not load.
+    #[error("{0}")]
+    Config(#[from] fieldguard_core::error::ConfigError),
+    #[error("{}: `{entity}.fields` is not a block mapping; paste the entries instead", path.display())]
+    NotBlockMapping { path: PathBuf, entity: String },
+}
 
 /// Reads `/observed` from the admin listener at `admin`.
-pub async fn fetch(admin: &str) -> Result<ObservedSnapshot, String> {
+pub async fn fetch(admin: &str) -> Result<ObservedSnapshot, ObservedError> {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     let url = format!("{}/observed", admin.trim_end_matches('/'));
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let fetch = |e: Box<dyn std::error::Error + Send + Sync>| ObservedError::Fetch {
+        url: url.clone(),
+        source: e,
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| fetch(e.into()))?;
     if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: the admin listener is plain http://"));
+        return Err(ObservedError::NotHttp { url });
     }
     let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
         .await
-        .map_err(|_| format!("{url}: no answer within 10 s"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|_| ObservedError::NoAnswer { url: url.clone() })?
+        .map_err(|e| fetch(e.into()))?;
     let status = resp.status();
     let body = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         http_body_util::Limited::new(resp.into_body(), 16 * 1024 * 1024).collect(),
     )
     .await
-    .map_err(|_| format!("{url}: the body did not arrive within 10 s"))?
-    .map_err(|e| format!("{url}: {e}"))?
+    .map_err(|_| ObservedError::BodyTimeout { url: url.clone() })?
+    .map_err(fetch)?
     .to_bytes();
     if !status.is_success() {
-        return Err(format!(
-            "{url}: {status} (is this fieldguard's admin listener, of a version with /observed?)"
-        ));
+        return Err(ObservedError::Status { url, status });
     }
-    parse(&body).map_err(|e| format!("{url}: {e}"))
+    parse(&body).map_err(|e| ObservedError::FromUrl {
+        url,
+        source: Box::new(e),
+    })
 }
 
 /// Reads a saved `/observed` response.
-pub fn read_state(path: &Path) -> Result<ObservedSnapshot, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_state(path: &Path) -> Result<ObservedSnapshot, ObservedError> {
+    let bytes = std::fs::read(path).map_err(|source| ObservedError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&bytes).map_err(|e| ObservedError::FromFile {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
-fn parse(bytes: &[u8]) -> Result<ObservedSnapshot, String> {
-    let s: ObservedSnapshot =
-        serde_json::from_slice(bytes).map_err(|e| format!("not an /observed snapshot: {e}"))?;
+fn parse(bytes: &[u8]) -> Result<ObservedSnapshot, ObservedError> {
+    let s: ObservedSnapshot = serde_json::from_slice(bytes).map_err(ObservedError::NotSnapshot)?;
     if s.version != SNAPSHOT_VERSION {
-        return Err(format!(
-            "snapshot version {} (this fieldguard reads {SNAPSHOT_VERSION})",
-            s.version
-        ));
+        return Err(ObservedError::Version(s.version));
     }
     Ok(s)
 }
@@ -99,13 +156,12 @@ pub struct Missing {
 }
 
 /// What `snapshot` shows missing from `config` (all of it, without one).
-pub fn missing(snapshot: &ObservedSnapshot, config: Option<&Path>) -> Result<Missing, String> {
+pub fn missing(
+    snapshot: &ObservedSnapshot,
+    config: Option<&Path>,
+) -> Result<Missing, ObservedError> {
     let rt = match config {
-        Some(p) => Some(
-            crate::config::load(p)
-                .and_then(Runtime::build)
-                .map_err(|e| e.to_string())?,
-        ),
+        Some(p) => Some(crate::config::load(p).and_then(Runtime::build)?),
         None => None,
     };
     let mut out = Missing {
@@ -343,9 +399,11 @@ impl Missing {
 
     /// A unified diff adding the record fields to the configuration file
     /// at `config` (wrapper members are listed as comments only).
-    pub fn to_patch(&self, config: &Path) -> Result<String, String> {
-        let text = std::fs::read_to_string(config)
-            .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
+    pub fn to_patch(&self, config: &Path) -> Result<String, ObservedError> {
+        let text = std::fs::read_to_string(config).map_err(|source| ObservedError::Read {
+            path: config.to_path_buf(),
+            source,
+        })?;
         let lines: Vec<&str> = text.lines().collect();
         let mut inserts: Vec<(usize, Vec<String>)> = Vec::new();
         let mut by_entity: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
@@ -408,10 +466,10 @@ impl Missing {
                         None if (at + 1..end)
                             .any(|i| lines[i].trim_start().starts_with("fields:")) =>
                         {
-                            return Err(format!(
-                                "{}: `{entity}.fields` is not a block mapping; paste the entries instead",
-                                config.display()
-                            ));
+                            return Err(ObservedError::NotBlockMapping {
+                                path: config.to_path_buf(),
+                                entity: entity.to_string(),
+                            });
                         }
                         None => {
                             let mut block = vec![format!("{}fields:", " ".repeat(ind + 2))];

@@ -14,7 +14,52 @@
 //! and fail a whole document on one field they do not know.
 
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a document cannot be drafted from.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: not JSON: {source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    /// `first`: the first line of the parser's message (the rest repeats
+    /// the position), kept as the text shown.
+    #[error("{}:{line}: not YAML: {first}", path.display())]
+    NotYaml {
+        path: PathBuf,
+        line: u64,
+        first: String,
+    },
+    /// A problem with the document's content, said of its file.
+    #[error("{}: {source}", path.display())]
+    In {
+        path: PathBuf,
+        source: Box<SpecError>,
+    },
+    #[error("not an OpenAPI 3 document (no `openapi` version)")]
+    NoVersion,
+    #[error("OpenAPI {0} is not supported (3.0 and 3.1 are)")]
+    Version(String),
+    #[error("the document has no `paths`")]
+    NoPaths,
+    /// The `$ref`s of the chain, the repeated one last.
+    #[error("`$ref` cycle: {}", .0.join(" -> "))]
+    RefCycle(Vec<String>),
+    #[error("`$ref: {0}` points outside the document; bundle it into one file first")]
+    RefOutside(String),
+    #[error("`$ref: {0}` points at nothing")]
+    RefMissing(String),
+    #[error("schemas composed more than 32 levels deep")]
+    TooDeep,
+}
 
 /// A loaded document.
 pub struct Spec {
@@ -24,49 +69,57 @@ pub struct Spec {
 impl Spec {
     /// Reads `path`: JSON when it ends in `.json`, else YAML (which reads
     /// JSON too).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let json = path.extension().is_some_and(|e| e == "json");
         let root: Value = if json {
-            serde_json::from_str(&text)
-                .map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), e.line()))?
+            serde_json::from_str(&text).map_err(|source| SpecError::NotJson {
+                path: path.to_path_buf(),
+                line: source.line(),
+                source,
+            })?
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| {
-                let line = e.location().map(|l| l.line()).unwrap_or(0);
-                let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                format!("{}:{line}: not YAML: {first}", path.display())
+            serde_saphyr::from_str(&text).map_err(|e| SpecError::NotYaml {
+                path: path.to_path_buf(),
+                line: e.location().map(|l| l.line()).unwrap_or(0),
+                first: e.to_string().lines().next().unwrap_or_default().to_string(),
             })?
         };
-        Self::from_value(root).map_err(|e| format!("{}: {e}", path.display()))
+        Self::from_value(root).map_err(|e| SpecError::In {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn from_value(root: Value) -> Result<Self, String> {
+    pub fn from_value(root: Value) -> Result<Self, SpecError> {
         let version = root
             .get("openapi")
             .and_then(Value::as_str)
-            .ok_or("not an OpenAPI 3 document (no `openapi` version)")?;
+            .ok_or(SpecError::NoVersion)?;
         if !(version.starts_with("3.0") || version.starts_with("3.1")) {
-            return Err(format!(
-                "OpenAPI {version} is not supported (3.0 and 3.1 are)"
-            ));
+            return Err(SpecError::Version(version.to_string()));
         }
         if !root.get("paths").is_some_and(Value::is_object) {
-            return Err("the document has no `paths`".into());
+            return Err(SpecError::NoPaths);
         }
         Ok(Self { root })
     }
 
     /// Follows `v`'s `$ref` chain to a value without one. Returns the value
     /// and the name of the last component schema the chain went through.
-    pub fn deref<'a>(&'a self, v: &'a Value) -> Result<(&'a Value, Option<String>), String> {
+    pub fn deref<'a>(&'a self, v: &'a Value) -> Result<(&'a Value, Option<String>), SpecError> {
         let mut seen: Vec<&str> = Vec::new();
         let mut cur = v;
         let mut name = None;
         while let Some(r) = cur.get("$ref").and_then(Value::as_str) {
             if seen.contains(&r) {
                 seen.push(r);
-                return Err(format!("`$ref` cycle: {}", seen.join(" -> ")));
+                return Err(SpecError::RefCycle(
+                    seen.iter().map(|s| s.to_string()).collect(),
+                ));
             }
             seen.push(r);
             cur = self.pointer(r)?;
@@ -77,15 +130,13 @@ impl Spec {
         Ok((cur, name))
     }
 
-    fn pointer(&self, r: &str) -> Result<&Value, String> {
+    fn pointer(&self, r: &str) -> Result<&Value, SpecError> {
         let Some(ptr) = r.strip_prefix('#') else {
-            return Err(format!(
-                "`$ref: {r}` points outside the document; bundle it into one file first"
-            ));
+            return Err(SpecError::RefOutside(r.to_string()));
         };
         self.root
             .pointer(ptr)
-            .ok_or_else(|| format!("`$ref: {r}` points at nothing"))
+            .ok_or_else(|| SpecError::RefMissing(r.to_string()))
     }
 }
 
@@ -150,9 +201,9 @@ impl<'a> Flat<'a> {
 
 /// Flattens the schema `v` (see [`Flat`]). `depth` bounds composition
 /// (a document nesting `allOf` in `oneOf` in `allOf`… past it is refused).
-pub fn flatten<'a>(spec: &'a Spec, v: &'a Value, depth: usize) -> Result<Flat<'a>, String> {
+pub fn flatten<'a>(spec: &'a Spec, v: &'a Value, depth: usize) -> Result<Flat<'a>, SpecError> {
     if depth > 32 {
-        return Err("schemas composed more than 32 levels deep".into());
+        return Err(SpecError::TooDeep);
     }
     let (s, name) = spec.deref(v)?;
     let mut flat = Flat {
@@ -282,7 +333,7 @@ pub const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 pub fn success_schema<'a>(
     spec: &'a Spec,
     op: &'a Value,
-) -> Result<Option<(&'a str, &'a Value)>, String> {
+) -> Result<Option<(&'a str, &'a Value)>, SpecError> {
     let Some(responses) = op.get("responses").and_then(Value::as_object) else {
         return Ok(None);
     };
@@ -300,7 +351,7 @@ pub fn success_schema<'a>(
 }
 
 /// The JSON schema of an operation's request body, if any.
-pub fn request_schema<'a>(spec: &'a Spec, op: &'a Value) -> Result<Option<&'a Value>, String> {
+pub fn request_schema<'a>(spec: &'a Spec, op: &'a Value) -> Result<Option<&'a Value>, SpecError> {
     let Some(body) = op.get("requestBody") else {
         return Ok(None);
     };

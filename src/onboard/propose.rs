@@ -234,250 +234,364 @@ fn by_format(f: &FieldFacts<'_>) -> Option<Proposal> {
 }
 
 fn by_words(w: &[String], f: &FieldFacts<'_>, source: &str) -> Option<Proposal> {
-    let has = |x: &str| w.iter().any(|y| y == x);
-    let any = |xs: &[&str]| xs.iter().any(|x| has(x));
-    let cat = entity_category(f.entity);
-    let person = is_person_entity(f.entity);
-    let reads = |what: &str| format!("{source} reads as {what}");
-    let last = w.last().map(String::as_str).unwrap_or("");
-
-    if (has("id") && any(&["card", "national", "resident", "citizen", "identity"]))
-        || any(&["ssn", "passport", "身份证"])
-        || (any(&["national", "resident", "citizen", "identity", "tax"])
-            && any(&["number", "no", "id"]))
-        || (has("license") && any(&["driver", "driving"]))
-    {
-        return Some(p(
-            Category::Identity,
-            4,
-            Some(PARTIAL_LAST4),
-            reads("a government ID number"),
-        ));
-    }
-    if (has("card") && any(&["number", "no", "num", "pan"])) || has("pan") {
-        return Some(p(
-            Category::AccountTransaction,
-            4,
-            Some(PARTIAL_LAST4),
-            reads("a payment card number"),
-        ));
-    }
-    if has("iban") || (has("account") && any(&["number", "no"]) && has("bank")) {
-        return Some(p(
-            Category::AccountTransaction,
-            4,
-            Some(PARTIAL_LAST4),
-            reads("a bank account number"),
-        ));
-    }
-    if any(&[
-        "password",
-        "secret",
-        "token",
-        "pin",
-        "cvv",
-        "cvc",
-        "otp",
-        "credential",
-    ]) {
-        return Some(p(
-            Category::AccountTransaction,
-            4,
-            None,
-            reads("a credential: no client should ever need it"),
-        ));
-    }
-    if any(&[
-        "phone",
-        "mobile",
-        "tel",
-        "telephone",
-        "cell",
-        "fax",
-        "msisdn",
-    ]) {
-        return Some(p(
-            Category::Identity,
-            3,
-            Some(PHONE),
-            reads("a phone number"),
-        ));
-    }
-    if any(&["email", "mail"]) {
-        return Some(p(
-            Category::Identity,
-            3,
-            Some(EMAIL),
-            reads("an e-mail address"),
-        ));
-    }
-    if any(&["birth", "dob", "birthday", "born"]) {
-        return Some(p(
-            Category::Identity,
-            3,
-            Some(YEAR),
-            reads("a date of birth"),
-        ));
-    }
-    if any(&["ip", "ipv4", "ipv6"]) || (has("remote") && has("addr")) {
-        return Some(p(
-            Category::AccountTransaction,
-            3,
-            Some(HASH),
-            reads("an IP address"),
-        ));
-    }
-    if any(&[
-        "ethnicity",
-        "religion",
-        "health",
-        "diagnosis",
-        "biometric",
-        "orientation",
-    ]) {
-        return Some(p(
-            Category::Identity,
-            4,
-            None,
-            reads("sensitive personal information"),
-        ));
-    }
-    if any(&[
-        "street",
-        "line1",
-        "line2",
-        "house",
-        "building",
-        "room",
-        "apartment",
-    ]) || (last == "address" && f.json_type == "string")
-    {
-        return Some(p(Category::Identity, 3, None, reads("a street address")));
-    }
-    if any(&["postcode", "zip", "postal"]) {
-        return Some(p(Category::Identity, 2, None, reads("a postal code")));
-    }
-    if any(&[
-        "city", "province", "region", "country", "district", "county",
-    ]) {
-        return Some(p(
-            Category::Identity,
-            1,
-            None,
-            reads("a coarse location (city, region or country)"),
-        ));
-    }
-    if any(&[
-        "latitude",
-        "longitude",
-        "lat",
-        "lng",
-        "lon",
-        "gps",
-        "coordinates",
-        "geo",
-    ]) {
-        return Some(p(Category::Behavior, 3, None, reads("a precise location")));
-    }
-    if w.len() >= 2 && last == "id" && PERSON_WORDS.contains(&w[w.len() - 2].as_str()) {
-        return Some(p(
-            Category::Identity,
-            2,
-            Some(HASH),
-            reads("a reference to a person (a keyed hash lets policies pseudonymise it)"),
-        ));
-    }
-    if w == ["id"] && person && f.path == "id" {
-        return Some(p(
-            Category::Identity,
-            1,
-            Some(HASH),
-            format!(
-                "the id of a `{}` record identifies a person (a keyed hash lets policies pseudonymise it)",
-                f.entity
-            ),
-        ));
-    }
-    if any(&["surname", "nickname", "recipient"])
-        || (has("name")
-            && (person
-                || any(&[
-                    "first", "last", "full", "given", "family", "middle", "contact", "real",
-                ])))
-    {
-        return Some(p(
-            Category::Identity,
-            2,
-            Some(NAME),
-            reads("a person's name"),
-        ));
-    }
-    if any(&["gender", "sex"]) {
-        return Some(p(Category::Identity, 1, None, reads("gender")));
-    }
-    if has("consent") || any(&["opt", "optin", "subscribed"]) {
-        return Some(p(
-            Category::AccountTransaction,
-            1,
-            None,
-            reads("a consent record"),
-        ));
-    }
-    if any(&[
-        "text", "message", "messages", "comment", "comments", "note", "notes", "body", "content",
-        "remark", "remarks", "subject", "feedback", "reason", "memo",
-    ]) || (last == "description" && source.starts_with("the name"))
-    {
-        return Some(Proposal {
-            free_text: true,
-            ..p(
-                Category::Interaction,
-                3,
-                None,
-                reads("free text, which may hold anything a person typed"),
-            )
-        });
-    }
-    if any(&[
-        "amount", "total", "price", "balance", "salary", "income", "cost", "fee", "payment",
-    ]) {
-        return Some(p(
-            Category::AccountTransaction,
-            2,
-            None,
-            reads("an amount of money"),
-        ));
-    }
-    if any(&["login", "password_changed", "last_seen"]) {
-        return Some(p(
-            Category::AccountTransaction,
-            2,
-            None,
-            reads("account activity"),
-        ));
-    }
-    if any(&[
-        "click", "view", "dwell", "duration", "referrer", "agent", "device", "session", "target",
-        "url",
-    ]) {
-        return Some(p(Category::Behavior, 2, None, reads("behaviour data")));
-    }
-    if w == ["id"]
-        || any(&[
-            "status", "type", "kind", "currency", "sku", "quantity", "qty", "count",
-        ])
-        || matches!(last, "at" | "time" | "date" | "created" | "updated")
-        || matches!(f.format, Some("date-time"))
-    {
-        return Some(p(
-            cat,
-            1,
-            None,
-            reads("an identifier, state or timestamp of the record"),
-        ));
-    }
-    None
+    let n = Named {
+        w,
+        last: w.last().map(String::as_str).unwrap_or(""),
+        f,
+        person: is_person_entity(f.entity),
+        source,
+    };
+    let rule = WORD_RULES.iter().find(|r| (r.matches)(&n))?;
+    Some(rule.proposal(&n))
 }
+
+/// A field's name (or path, or description) as [`WORD_RULES`] read it.
+struct Named<'n, 'f> {
+    w: &'n [String],
+    last: &'n str,
+    f: &'n FieldFacts<'f>,
+    /// Whether the field's entity is about a person.
+    person: bool,
+    /// What the words came from ("the name `email`"), for the why.
+    source: &'n str,
+}
+
+impl Named<'_, '_> {
+    fn has(&self, x: &str) -> bool {
+        self.w.iter().any(|y| y == x)
+    }
+
+    fn any(&self, xs: &[&str]) -> bool {
+        xs.iter().any(|x| self.has(x))
+    }
+
+    /// The last word but one is about a person (`customer_id`).
+    fn refers_to_person(&self) -> bool {
+        self.w.len() >= 2
+            && self.last == "id"
+            && PERSON_WORDS.contains(&self.w[self.w.len() - 2].as_str())
+    }
+}
+
+/// One rule of [`WORD_RULES`]: when its words are there, the proposal.
+struct WordRule {
+    matches: fn(&Named<'_, '_>) -> bool,
+    /// `None`: the entity's own category.
+    category: Option<Category>,
+    level: u8,
+    mask: Option<&'static str>,
+    free_text: bool,
+    why: Why,
+}
+
+enum Why {
+    /// `{source} reads as {what}`.
+    ReadsAs(&'static str),
+    /// The `id` of a record about a person.
+    PersonRecordId,
+}
+
+impl WordRule {
+    fn proposal(&self, n: &Named<'_, '_>) -> Proposal {
+        let why = match self.why {
+            Why::ReadsAs(what) => format!("{} reads as {what}", n.source),
+            Why::PersonRecordId => format!(
+                "the id of a `{}` record identifies a person (a keyed hash lets policies pseudonymise it)",
+                n.f.entity
+            ),
+        };
+        Proposal {
+            free_text: self.free_text,
+            ..p(
+                self.category.unwrap_or_else(|| entity_category(n.f.entity)),
+                self.level,
+                self.mask,
+                why,
+            )
+        }
+    }
+}
+
+/// What a field's words say it holds, the first rule that matches
+/// winning (so the more specific come first: a `card_id` is a government
+/// ID before it is a card).
+static WORD_RULES: &[WordRule] = &[
+    WordRule {
+        matches: |n| {
+            (n.has("id") && n.any(&["card", "national", "resident", "citizen", "identity"]))
+                || n.any(&["ssn", "passport", "身份证"])
+                || (n.any(&["national", "resident", "citizen", "identity", "tax"])
+                    && n.any(&["number", "no", "id"]))
+                || (n.has("license") && n.any(&["driver", "driving"]))
+        },
+        category: Some(Category::Identity),
+        level: 4,
+        mask: Some(PARTIAL_LAST4),
+        free_text: false,
+        why: Why::ReadsAs("a government ID number"),
+    },
+    WordRule {
+        matches: |n| (n.has("card") && n.any(&["number", "no", "num", "pan"])) || n.has("pan"),
+        category: Some(Category::AccountTransaction),
+        level: 4,
+        mask: Some(PARTIAL_LAST4),
+        free_text: false,
+        why: Why::ReadsAs("a payment card number"),
+    },
+    WordRule {
+        matches: |n| {
+            n.has("iban") || (n.has("account") && n.any(&["number", "no"]) && n.has("bank"))
+        },
+        category: Some(Category::AccountTransaction),
+        level: 4,
+        mask: Some(PARTIAL_LAST4),
+        free_text: false,
+        why: Why::ReadsAs("a bank account number"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "password",
+                "secret",
+                "token",
+                "pin",
+                "cvv",
+                "cvc",
+                "otp",
+                "credential",
+            ])
+        },
+        category: Some(Category::AccountTransaction),
+        level: 4,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a credential: no client should ever need it"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "phone",
+                "mobile",
+                "tel",
+                "telephone",
+                "cell",
+                "fax",
+                "msisdn",
+            ])
+        },
+        category: Some(Category::Identity),
+        level: 3,
+        mask: Some(PHONE),
+        free_text: false,
+        why: Why::ReadsAs("a phone number"),
+    },
+    WordRule {
+        matches: |n| n.any(&["email", "mail"]),
+        category: Some(Category::Identity),
+        level: 3,
+        mask: Some(EMAIL),
+        free_text: false,
+        why: Why::ReadsAs("an e-mail address"),
+    },
+    WordRule {
+        matches: |n| n.any(&["birth", "dob", "birthday", "born"]),
+        category: Some(Category::Identity),
+        level: 3,
+        mask: Some(YEAR),
+        free_text: false,
+        why: Why::ReadsAs("a date of birth"),
+    },
+    WordRule {
+        matches: |n| n.any(&["ip", "ipv4", "ipv6"]) || (n.has("remote") && n.has("addr")),
+        category: Some(Category::AccountTransaction),
+        level: 3,
+        mask: Some(HASH),
+        free_text: false,
+        why: Why::ReadsAs("an IP address"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "ethnicity",
+                "religion",
+                "health",
+                "diagnosis",
+                "biometric",
+                "orientation",
+            ])
+        },
+        category: Some(Category::Identity),
+        level: 4,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("sensitive personal information"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "street",
+                "line1",
+                "line2",
+                "house",
+                "building",
+                "room",
+                "apartment",
+            ]) || (n.last == "address" && n.f.json_type == "string")
+        },
+        category: Some(Category::Identity),
+        level: 3,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a street address"),
+    },
+    WordRule {
+        matches: |n| n.any(&["postcode", "zip", "postal"]),
+        category: Some(Category::Identity),
+        level: 2,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a postal code"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "city", "province", "region", "country", "district", "county",
+            ])
+        },
+        category: Some(Category::Identity),
+        level: 1,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a coarse location (city, region or country)"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "latitude",
+                "longitude",
+                "lat",
+                "lng",
+                "lon",
+                "gps",
+                "coordinates",
+                "geo",
+            ])
+        },
+        category: Some(Category::Behavior),
+        level: 3,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a precise location"),
+    },
+    WordRule {
+        matches: |n| n.refers_to_person(),
+        category: Some(Category::Identity),
+        level: 2,
+        mask: Some(HASH),
+        free_text: false,
+        why: Why::ReadsAs("a reference to a person (a keyed hash lets policies pseudonymise it)"),
+    },
+    WordRule {
+        matches: |n| n.w == ["id"] && n.person && n.f.path == "id",
+        category: Some(Category::Identity),
+        level: 1,
+        mask: Some(HASH),
+        free_text: false,
+        why: Why::PersonRecordId,
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&["surname", "nickname", "recipient"])
+                || (n.has("name")
+                    && (n.person
+                        || n.any(&[
+                            "first", "last", "full", "given", "family", "middle", "contact", "real",
+                        ])))
+        },
+        category: Some(Category::Identity),
+        level: 2,
+        mask: Some(NAME),
+        free_text: false,
+        why: Why::ReadsAs("a person's name"),
+    },
+    WordRule {
+        matches: |n| n.any(&["gender", "sex"]),
+        category: Some(Category::Identity),
+        level: 1,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("gender"),
+    },
+    WordRule {
+        matches: |n| n.has("consent") || n.any(&["opt", "optin", "subscribed"]),
+        category: Some(Category::AccountTransaction),
+        level: 1,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("a consent record"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "text", "message", "messages", "comment", "comments", "note", "notes", "body",
+                "content", "remark", "remarks", "subject", "feedback", "reason", "memo",
+            ]) || (n.last == "description" && n.source.starts_with("the name"))
+        },
+        category: Some(Category::Interaction),
+        level: 3,
+        mask: None,
+        free_text: true,
+        why: Why::ReadsAs("free text, which may hold anything a person typed"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "amount", "total", "price", "balance", "salary", "income", "cost", "fee", "payment",
+            ])
+        },
+        category: Some(Category::AccountTransaction),
+        level: 2,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("an amount of money"),
+    },
+    WordRule {
+        matches: |n| n.any(&["login", "password_changed", "last_seen"]),
+        category: Some(Category::AccountTransaction),
+        level: 2,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("account activity"),
+    },
+    WordRule {
+        matches: |n| {
+            n.any(&[
+                "click", "view", "dwell", "duration", "referrer", "agent", "device", "session",
+                "target", "url",
+            ])
+        },
+        category: Some(Category::Behavior),
+        level: 2,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("behaviour data"),
+    },
+    WordRule {
+        matches: |n| {
+            n.w == ["id"]
+                || n.any(&[
+                    "status", "type", "kind", "currency", "sku", "quantity", "qty", "count",
+                ])
+                || matches!(n.last, "at" | "time" | "date" | "created" | "updated")
+                || matches!(n.f.format, Some("date-time"))
+        },
+        category: None,
+        level: 1,
+        mask: None,
+        free_text: false,
+        why: Why::ReadsAs("an identifier, state or timestamp of the record"),
+    },
+];
 
 /// The proposal for a field whose values a detector recognised.
 pub fn for_detector(d: Detector) -> Proposal {

@@ -9,7 +9,32 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a new key could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{}: cannot create: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no randomness for a new key: {source}", path.display())]
+    NoRandomness {
+        path: PathBuf,
+        source: getrandom::Error,
+    },
+    #[error("{}: cannot create the key file: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write the key: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Random bytes in a new key (256 bits; the catalogue needs 16 or more).
 const KEY_BYTES: usize = 32;
@@ -23,21 +48,31 @@ pub enum KeyFile {
 
 /// Creates `path` (and its folder) holding a fresh random key, mode 0600,
 /// unless a file is already there.
-pub fn ensure_key(path: &Path) -> Result<KeyFile, String> {
+pub fn ensure_key(path: &Path) -> Result<KeyFile, KeyError> {
     if path.exists() {
         return Ok(KeyFile::Kept);
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
+    let path_buf = || path.to_path_buf();
     let mut key = [0u8; KEY_BYTES];
-    getrandom::fill(&mut key)
-        .map_err(|e| format!("{}: no randomness for a new key: {e}", path.display()))?;
-    let mut file = open_private(path)
-        .map_err(|e| format!("{}: cannot create the key file: {e}", path.display()))?;
+    getrandom::fill(&mut key).map_err(|source| KeyError::NoRandomness {
+        path: path_buf(),
+        source,
+    })?;
+    let mut file = open_private(path).map_err(|source| KeyError::Create {
+        path: path_buf(),
+        source,
+    })?;
     file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())
-        .map_err(|e| format!("{}: cannot write the key: {e}", path.display()))?;
+        .map_err(|source| KeyError::Write {
+            path: path_buf(),
+            source,
+        })?;
     Ok(KeyFile::Written)
 }
 

@@ -33,26 +33,78 @@ pub struct VerifyKey {
     pub file: PathBuf,
 }
 
+/// Why a key cannot be read, made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{}: cannot read key: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: not a PKCS#8 PEM private key ({source}); make one with `fieldguard sign --generate-key`",
+        path.display()
+    )]
+    NotPrivatePem {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: not an Ed25519 private key: {source}", path.display())]
+    NotEd25519Private {
+        path: PathBuf,
+        source: aws_lc_rs::error::KeyRejected,
+    },
+    #[error(
+        "{}: not a PEM public key ({source}); expected the `.pub` file `fieldguard sign --generate-key` writes",
+        path.display()
+    )]
+    NotPublicPem {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: not an Ed25519 public key", path.display())]
+    NotEd25519Public { path: PathBuf },
+    #[error("cannot generate a key")]
+    Generate,
+    #[error("cannot encode the private key")]
+    EncodePrivate,
+    #[error("cannot encode the public key")]
+    EncodePublic,
+    /// A new key file (never overwritten: an existing one is an error).
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The id of a raw public key.
 pub fn key_id(raw: &[u8]) -> String {
     hex::encode(&Sha256::digest(raw)[..8])
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: cannot read key: {e}", path.display()))
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl SigningKey {
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
         let bytes = read(path)?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&bytes).map_err(|e| {
-            format!(
-                "{}: not a PKCS#8 PEM private key ({e}); make one with `fieldguard sign --generate-key`",
-                path.display()
-            )
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&bytes).map_err(|source| {
+            KeyError::NotPrivatePem {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
-        let pair = Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der())
-            .map_err(|e| format!("{}: not an Ed25519 private key: {e}", path.display()))?;
+        let pair = Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|source| {
+            KeyError::NotEd25519Private {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
         let id = key_id(pair.public_key().as_ref());
         Ok(Self { pair, id })
     }
@@ -63,19 +115,21 @@ impl SigningKey {
 }
 
 impl VerifyKey {
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
         let bytes = read(path)?;
-        let der = SubjectPublicKeyInfoDer::from_pem_slice(&bytes).map_err(|e| {
-            format!(
-                "{}: not a PEM public key ({e}); expected the `.pub` file `fieldguard sign --generate-key` writes",
-                path.display()
-            )
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(&bytes).map_err(|source| {
+            KeyError::NotPublicPem {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         let raw = der
             .as_ref()
             .strip_prefix(&SPKI_PREFIX[..])
             .and_then(|r| <[u8; 32]>::try_from(r).ok())
-            .ok_or_else(|| format!("{}: not an Ed25519 public key", path.display()))?;
+            .ok_or_else(|| KeyError::NotEd25519Public {
+                path: path.to_path_buf(),
+            })?;
         Ok(Self {
             id: key_id(&raw),
             raw,
@@ -91,15 +145,13 @@ impl VerifyKey {
 }
 
 /// A new key pair as PEM texts: (private PKCS#8, public SPKI), and its id.
-pub fn generate() -> Result<(String, String, String), String> {
-    let pair = Ed25519KeyPair::generate().map_err(|_| "cannot generate a key".to_string())?;
-    let pkcs8 = pair
-        .to_pkcs8()
-        .map_err(|_| "cannot encode the private key".to_string())?;
+pub fn generate() -> Result<(String, String, String), KeyError> {
+    let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::Generate)?;
+    let pkcs8 = pair.to_pkcs8().map_err(|_| KeyError::EncodePrivate)?;
     let spki = pair
         .public_key()
         .as_der()
-        .map_err(|_| "cannot encode the public key".to_string())?;
+        .map_err(|_| KeyError::EncodePublic)?;
     Ok((
         pem("PRIVATE KEY", pkcs8.as_ref()),
         pem("PUBLIC KEY", spki.as_ref()),

@@ -94,7 +94,7 @@ pub fn canonical(
 /// `fieldguard sign --generate-key PATH`: a new key pair, the private key
 /// at `path` (owner-only, never overwritten) and the public one at
 /// `path.pub`. Returns the key id.
-pub fn generate_key_files(path: &std::path::Path) -> Result<String, String> {
+pub fn generate_key_files(path: &std::path::Path) -> Result<String, keys::KeyError> {
     use std::io::Write as _;
     let (private, public, id) = keys::generate()?;
     let public_path = {
@@ -112,7 +112,10 @@ pub fn generate_key_files(path: &std::path::Path) -> Result<String, String> {
     let write = |p: &std::path::Path, text: &str, opts: &std::fs::OpenOptions| {
         opts.open(p)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| format!("{}: {e}", p.display()))
+            .map_err(|source| keys::KeyError::Write {
+                path: p.to_path_buf(),
+                source,
+            })
     };
     write(path, &private, &opts)?;
     let mut public_opts = std::fs::OpenOptions::new();

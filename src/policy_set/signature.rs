@@ -122,7 +122,7 @@ pub fn check(
         }
         Err(e) => return Err(refuse(Reason::Unsigned, format!("cannot read: {e}"))),
     };
-    let parsed = Parsed::of(&text).map_err(|e| refuse(Reason::Malformed, e))?;
+    let parsed = Parsed::of(&text).map_err(|e| refuse(Reason::Malformed, e.to_string()))?;
     let Some(key) = keys.iter().find(|k| k.id == parsed.key_id) else {
         let known: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
         return Err(refuse(
@@ -148,6 +148,22 @@ pub fn check(
     Ok(Some(key.id.clone()))
 }
 
+/// Why a signature file does not read.
+#[derive(Debug, thiserror::Error)]
+enum ParseError {
+    #[error("line {0}: expected `name: value`")]
+    NotNameValue(usize),
+    #[error("line {line}: ed25519: not base64: {source}")]
+    NotBase64 {
+        line: usize,
+        source: base64::DecodeError,
+    },
+    #[error("line {line}: unknown entry `{name}`")]
+    UnknownEntry { line: usize, name: String },
+    #[error("no `{0}:` line; re-create it with `fieldguard sign`")]
+    Missing(&'static str),
+}
+
 struct Parsed {
     version: String,
     key_id: String,
@@ -155,7 +171,7 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn of(text: &str) -> Result<Self, String> {
+    fn of(text: &str) -> Result<Self, ParseError> {
         let (mut version, mut key_id, mut signature) = (None, None, None);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -163,7 +179,7 @@ impl Parsed {
                 continue;
             }
             let Some((name, value)) = line.split_once(':') else {
-                return Err(format!("line {}: expected `name: value`", i + 1));
+                return Err(ParseError::NotNameValue(i + 1));
             };
             let value = value.trim().to_string();
             match name.trim() {
@@ -173,13 +189,21 @@ impl Parsed {
                     signature = Some(
                         base64::engine::general_purpose::STANDARD
                             .decode(&value)
-                            .map_err(|e| format!("line {}: ed25519: not base64: {e}", i + 1))?,
+                            .map_err(|source| ParseError::NotBase64 {
+                                line: i + 1,
+                                source,
+                            })?,
                     )
                 }
-                other => return Err(format!("line {}: unknown entry `{other}`", i + 1)),
+                other => {
+                    return Err(ParseError::UnknownEntry {
+                        line: i + 1,
+                        name: other.to_string(),
+                    });
+                }
             }
         }
-        let missing = |n: &str| format!("no `{n}:` line; re-create it with `fieldguard sign`");
+        let missing = ParseError::Missing;
         Ok(Self {
             version: version.ok_or_else(|| missing("version"))?,
             key_id: key_id.ok_or_else(|| missing("key_id"))?,
@@ -207,7 +231,10 @@ mod tests {
             ),
             ("just text\n", "expected `name: value`"),
         ] {
-            let e = Parsed::of(bad).err().unwrap_or_default();
+            let e = Parsed::of(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
     }

@@ -126,7 +126,7 @@ impl Runtime {
         let identifier = Identifier::from_config(&cfg.identity, &loaded.base_dir, &loaded.file)?;
         upstream_url(&loaded)?;
         let budgets = crate::budget::Budgets::compile(&cfg.budgets)
-            .map_err(|e| BuildError::Invalid(ConfigError::file(&loaded.file, e)))?;
+            .map_err(|e| BuildError::Invalid(ConfigError::file(&loaded.file, e.to_string())))?;
         check_budget_store(&loaded)?;
         let key_fingerprint = fingerprint(&loaded.key_files());
         Ok(Self {

@@ -33,6 +33,27 @@ impl From<&str> for CliError {
     }
 }
 
+/// Errors of the tools' own modules end a command with their one-line
+/// message, as the strings they replaced did.
+macro_rules! said_in_one_line {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                Self::Message(e.to_string())
+            }
+        }
+    )*};
+}
+
+said_in_one_line!(
+    crate::onboard::draft::DraftError,
+    crate::onboard::from_traffic::ObservedError,
+    crate::policy_set::keys::KeyError,
+    crate::tools::sign::SignError,
+    crate::service::ServiceError,
+    crate::demo::run::DemoError,
+);
+
 /// Writes `text` to stdout. A closed pipe is [`CliError::StdoutClosed`],
 /// which ends the command with success and no message, as `head` expects
 /// of the commands it reads.

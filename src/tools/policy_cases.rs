@@ -112,7 +112,31 @@ struct Actual {
 pub struct CaseResult {
     pub file: PathBuf,
     pub name: String,
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), CaseError>,
+}
+
+/// Why a case failed: it could not be run, or it ran and the outcome
+/// differed from what it expects.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("claims refused: {0}")]
+    ClaimsRefused(crate::identity::IdentityError),
+    #[error("give exactly one of `principal` or `claims`")]
+    PrincipalOrClaims,
+    #[error("give at most one of `response` or `response_file`")]
+    ResponseOrFile,
+    #[error("{}: {source}", path.display())]
+    ResponseFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A request or response body that does not serialise.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// What differed (`status: expected 200, got 403`), each said as it
+    /// is shown: the expected and actual values are already text.
+    #[error("{}", .0.join("; "))]
+    Mismatch(Vec<String>),
 }
 
 /// Finds test files (`*.yaml`, `*.yml`, `*.json`) under `path`, skipping
@@ -198,7 +222,7 @@ pub fn run(files: &[PathBuf], config: Option<&Path>) -> Result<Vec<CaseResult>, 
     Ok(results)
 }
 
-fn principal_of(rt: &Runtime, case: &Case) -> Result<Principal, String> {
+fn principal_of(rt: &Runtime, case: &Case) -> Result<Principal, CaseError> {
     match (&case.principal, &case.claims) {
         (Some(p), None) => Ok(super::principal(
             &p.sub,
@@ -209,20 +233,21 @@ fn principal_of(rt: &Runtime, case: &Case) -> Result<Principal, String> {
         (None, Some(claims)) => rt
             .identifier
             .principal_from_claims(claims)
-            .map_err(|e| format!("claims refused: {e}")),
-        _ => Err("give exactly one of `principal` or `claims`".into()),
+            .map_err(CaseError::ClaimsRefused),
+        _ => Err(CaseError::PrincipalOrClaims),
     }
 }
 
-fn run_case(rt: &Runtime, dir: &Path, case: &Case) -> Result<(), String> {
+fn run_case(rt: &Runtime, dir: &Path, case: &Case) -> Result<(), CaseError> {
     let principal = principal_of(rt, case)?;
     let response = match (&case.response, &case.response_file) {
-        (Some(v), None) => Some(serde_json::to_vec(v).map_err(|e| e.to_string())?),
-        (None, Some(f)) => Some(
-            std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()))?,
-        ),
+        (Some(v), None) => Some(serde_json::to_vec(v)?),
+        (None, Some(f)) => {
+            let path = dir.join(f);
+            Some(std::fs::read(&path).map_err(|source| CaseError::ResponseFile { path, source })?)
+        }
         (None, None) => None,
-        _ => return Err("give at most one of `response` or `response_file`".into()),
+        _ => return Err(CaseError::ResponseOrFile),
     };
     let actual = evaluate(rt, &principal, &case.request, response.as_deref())?;
     compare(&case.expect, &actual)
@@ -233,7 +258,7 @@ fn evaluate(
     principal: &Principal,
     req: &RequestSpec,
     response: Option<&[u8]>,
-) -> Result<Actual, String> {
+) -> Result<Actual, CaseError> {
     let mut a = Actual::default();
     let refuse = |a: &mut Actual, r: Refusal| {
         a.status = r.status().as_u16();
@@ -273,7 +298,7 @@ fn evaluate(
     a.policies = decided.decision.policies.clone();
     a.status = 200;
     if let Some(body) = &req.body {
-        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec(body)?;
         if let Err((stop, refused)) =
             pipeline::check_request_body(&rt.decisions, &decided, true, &bytes)
         {
@@ -306,7 +331,7 @@ fn evaluate(
     Ok(a)
 }
 
-fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
+fn compare(e: &Expect, a: &Actual) -> Result<(), CaseError> {
     let mut problems = Vec::new();
     if let Some(d) = &e.decision
         && *d != a.decision
@@ -371,6 +396,6 @@ fn compare(e: &Expect, a: &Actual) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(CaseError::Mismatch(problems))
     }
 }

@@ -744,17 +744,26 @@ struct RawMask {
     mask_char: Option<char>,
 }
 
-impl TryFrom<RawMask> for MaskConfig {
-    type Error = String;
+/// Why a mask as written is refused (serde shows it at the mask's line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaskConfigError {
+    #[error(
+        "mask kind `{0}` takes no keep_first, keep_last or mask_char (those are for `partial`)"
+    )]
+    PartialKeys(String),
+    #[error("unknown mask kind `{0}`; expected partial, hash, year or null")]
+    UnknownKind(String),
+}
 
-    fn try_from(raw: RawMask) -> Result<Self, String> {
+impl TryFrom<RawMask> for MaskConfig {
+    type Error = MaskConfigError;
+
+    fn try_from(raw: RawMask) -> Result<Self, MaskConfigError> {
         let kind = raw.kind.as_deref().unwrap_or("null");
         let partial_keys =
             raw.keep_first.is_some() || raw.keep_last.is_some() || raw.mask_char.is_some();
         if kind != "partial" && partial_keys {
-            return Err(format!(
-                "mask kind `{kind}` takes no keep_first, keep_last or mask_char (those are for `partial`)"
-            ));
+            return Err(MaskConfigError::PartialKeys(kind.to_string()));
         }
         Ok(match kind {
             "partial" => MaskConfig::Partial {
@@ -766,9 +775,7 @@ impl TryFrom<RawMask> for MaskConfig {
             "year" => MaskConfig::Year,
             "null" => MaskConfig::Null,
             other => {
-                return Err(format!(
-                    "unknown mask kind `{other}`; expected partial, hash, year or null"
-                ));
+                return Err(MaskConfigError::UnknownKind(other.to_string()));
             }
         })
     }

@@ -67,7 +67,8 @@ impl Decisions {
             cfg.resolve(&cfg.policies.directory),
             cfg.resolve(&cfg.policies.schema),
         );
-        let engine_of = |bundle| Engine::new(bundle).map_err(|e| ConfigError::file(&schema, e));
+        let engine_of =
+            |bundle| Engine::new(bundle).map_err(|e| ConfigError::file(&schema, e.to_string()));
         let engine = engine_of(load_bundle_except(
             &dir,
             &schema,

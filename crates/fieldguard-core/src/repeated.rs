@@ -95,17 +95,21 @@ pub fn set_interval(interval: Duration) {
 
 /// The interval from `FIELDGUARD_LOG_REPEAT_SECONDS` (unset or empty: the
 /// default, 10 s); anything but a whole number of seconds ≥ 1 is an error.
-pub fn interval_from_env(value: Option<&str>) -> Result<Duration, String> {
+pub fn interval_from_env(value: Option<&str>) -> Result<Duration, BadInterval> {
     match value.map(str::trim) {
         None | Some("") => Ok(Duration::from_secs(DEFAULT_INTERVAL_SECS)),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n >= 1 => Ok(Duration::from_secs(n)),
-            _ => Err(format!(
-                "{INTERVAL_ENV}={v:?}: expected a whole number of seconds, at least 1"
-            )),
+            _ => Err(BadInterval(v.to_string())),
         },
     }
 }
+
+/// A `FIELDGUARD_LOG_REPEAT_SECONDS` that is not a whole number of
+/// seconds of at least 1 (the value given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{INTERVAL_ENV}={0:?}: expected a whole number of seconds, at least 1")]
+pub struct BadInterval(pub String);
 
 fn interval() -> Duration {
     Duration::from_millis(INTERVAL_MS.load(Ordering::Relaxed))

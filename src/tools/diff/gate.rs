@@ -20,16 +20,19 @@ pub enum Condition {
     RoutePassthrough,
 }
 
-impl std::str::FromStr for Condition {
-    type Err = String;
+/// A `--fail-on` value that names no condition (the value, trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--fail-on `{0}`: expected widen, widen:level>=N, widen:role=ROLE, route-passthrough or any"
+)]
+pub struct BadCondition(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Condition {
+    type Err = BadCondition;
+
+    fn from_str(s: &str) -> Result<Self, BadCondition> {
         let s = s.trim();
-        let bad = || {
-            format!(
-                "--fail-on `{s}`: expected widen, widen:level>=N, widen:role=ROLE, route-passthrough or any"
-            )
-        };
+        let bad = || BadCondition(s.to_string());
         Ok(match s {
             "any" => Condition::Any,
             "widen" => Condition::Widen,

@@ -17,30 +17,41 @@ use std::fmt;
 /// hold something, an object holds members, and what is held is named
 /// down to scalar kinds (an `any`, or a list inside, would reopen the hole
 /// `of` closes).
-pub fn check(shape: Shape, of: Option<&Holds>) -> Result<(), String> {
+pub fn check(shape: Shape, of: Option<&Holds>) -> Result<(), HoldsError> {
     let Some(of) = of else { return Ok(()) };
     match (shape, of) {
         (Shape::Array, _) | (Shape::Object, Holds::Members(_)) => check_held(of),
-        (Shape::Object, Holds::Kind(_)) => Err(
-            "`of` of an object names its members (`of: { city: string }`): a map keyed by data is not a catalogue".into(),
-        ),
-        _ => Err(format!(
-            "`of` describes what an `array` or `object` field holds; this field's shape is `{}`",
-            shape.as_str()
-        )),
+        (Shape::Object, Holds::Kind(_)) => Err(HoldsError::ObjectOfKind),
+        _ => Err(HoldsError::NotAContainer(shape)),
     }
 }
 
-fn check_held(of: &Holds) -> Result<(), String> {
+/// Why a field's `of` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldsError {
+    #[error(
+        "`of` of an object names its members (`of: {{ city: string }}`): a map keyed by data is not a catalogue"
+    )]
+    ObjectOfKind,
+    #[error(
+        "`of` describes what an `array` or `object` field holds; this field's shape is `{}`",
+        .0.as_str()
+    )]
+    NotAContainer(Shape),
+    #[error(
+        "`of` names `{}`: name the members of an object (`{{ key: string }}`) or a scalar kind (string, number, boolean, scalar)",
+        .0.as_str()
+    )]
+    NotScalar(Shape),
+    #[error("`of: {{}}` admits only empty objects: name the members")]
+    NoMembers,
+}
+
+fn check_held(of: &Holds) -> Result<(), HoldsError> {
     match of {
         Holds::Kind(k) if k.is_scalar() => Ok(()),
-        Holds::Kind(k) => Err(format!(
-            "`of` names `{}`: name the members of an object (`{{ key: string }}`) or a scalar kind (string, number, boolean, scalar)",
-            k.as_str()
-        )),
-        Holds::Members(m) if m.is_empty() => {
-            Err("`of: {}` admits only empty objects: name the members".into())
-        }
+        Holds::Kind(k) => Err(HoldsError::NotScalar(*k)),
+        Holds::Members(m) if m.is_empty() => Err(HoldsError::NoMembers),
         Holds::Members(m) => m.values().try_for_each(check_held),
     }
 }

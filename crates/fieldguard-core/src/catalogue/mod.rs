@@ -433,6 +433,10 @@ fn leaf_and_container(node: &FieldNode, path: &str) -> Option<String> {
 
 /// Compiles attribute sources, with route-level `overrides` replacing or
 /// extending an entity's own.
+///
+/// The error is the message only: both callers put it into a
+/// `ConfigError` of their own (with the entity or the route's line), and
+/// route.rs takes it as a `String`.
 pub fn compile_attributes(
     attrs: &BTreeMap<String, AttributeConfig>,
 ) -> Result<Vec<AttributeSource>, String> {
@@ -473,13 +477,18 @@ pub fn compile_attributes(
 }
 
 /// Splits `a.b.c` into keys; empty keys are an error.
-pub fn split_dot_path(path: &str) -> Result<Vec<String>, String> {
+pub fn split_dot_path(path: &str) -> Result<Vec<String>, BadDotPath> {
     let parts: Vec<String> = path.split('.').map(str::to_string).collect();
     if parts.iter().any(String::is_empty) {
-        return Err(format!("`{path}` is not a valid dot path"));
+        return Err(BadDotPath(path.to_string()));
     }
     Ok(parts)
 }
+
+/// A dot path with an empty key (the path given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid dot path")]
+pub struct BadDotPath(pub String);
 /// A catalogued field that cannot be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
@@ -489,8 +498,8 @@ pub enum FieldError {
     #[error("too many fields")]
     TooMany,
     /// A field's `of` that does not describe what it holds.
-    #[error("{0}")]
-    Holds(String),
+    #[error(transparent)]
+    Holds(holds::HoldsError),
 }
 
 /// Where in a response a member was found: in a record of a catalogued

@@ -253,12 +253,21 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Why a policy bundle cannot become an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The schema's actions do not form entities (boxed: Cedar's error
+    /// is large, and rare).
+    #[error("schema actions: {0}")]
+    SchemaActions(Box<cedar_policy::entities_errors::EntitiesError>),
+}
+
 impl Engine {
-    pub fn new(bundle: PolicyBundle) -> Result<Self, String> {
+    pub fn new(bundle: PolicyBundle) -> Result<Self, EngineError> {
         let base_entities = bundle
             .schema
             .action_entities()
-            .map_err(|e| format!("schema actions: {e}"))?;
+            .map_err(|e| EngineError::SchemaActions(Box::new(e)))?;
         let deps = bundle
             .policies
             .policies()
