@@ -478,19 +478,27 @@ struct Peek {
     v: Option<Value>,
 }
 
+/// Why a complete line belongs to no chain.
+#[derive(Debug, thiserror::Error)]
+enum NoChain {
+    #[error("not a JSON record ({0})")]
+    NotJson(serde_json::Error),
+    #[error("`c` is not a chain tag")]
+    BadTag,
+    #[error("a format-{0} record without its chain tag `c`")]
+    Untagged(u64),
+}
+
 /// Which chain a complete line belongs to: `Ok(Some(tag))`, `Ok(None)` for
 /// formats 1 to 3, `Err` for a line that belongs to none.
-fn chain_of(text: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
-    let peek: Peek =
-        serde_json::from_slice(text).map_err(|e| format!("not a JSON record ({e})"))?;
+fn chain_of(text: &[u8]) -> Result<(Option<String>, Option<u64>), NoChain> {
+    let peek: Peek = serde_json::from_slice(text).map_err(NoChain::NotJson)?;
     let seq = peek.seq.as_ref().and_then(Value::as_u64);
     let v = peek.v.as_ref().and_then(Value::as_u64).unwrap_or(1);
     match peek.c {
         Some(Value::String(c)) if origin::is_tag(&c) => Ok((Some(c), seq)),
-        Some(_) => Err("`c` is not a chain tag".to_string()),
-        None if v >= CHAIN_TAG_VERSION => {
-            Err(format!("a format-{v} record without its chain tag `c`"))
-        }
+        Some(_) => Err(NoChain::BadTag),
+        None if v >= CHAIN_TAG_VERSION => Err(NoChain::Untagged(v)),
         None => Ok((None, seq)),
     }
 }
@@ -698,7 +706,7 @@ impl Scan {
             };
             match chain_of(text) {
                 Ok((tag, seq)) => self.line(fi, tag, seq),
-                Err(reason) => note(problems, fail(line_no, reason)),
+                Err(reason) => note(problems, fail(line_no, reason.to_string())),
             }
         }
         if astray > 1
