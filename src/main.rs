@@ -614,7 +614,8 @@ fn explain_request(args: ExplainArgs) -> Result<(), CliError> {
         &path,
         read(&body)?.as_deref(),
         read(&response)?.as_deref(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     out!("{text}");
     Ok(())
 }

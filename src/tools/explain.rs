@@ -8,6 +8,14 @@ use fieldguard_core::redact::report::{FilterReport, TraceEntry};
 use fieldguard_core::routing;
 use std::fmt::Write as _;
 
+/// Why there is no explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The path is one the proxy refuses before routing.
+    #[error("path refused: {0}")]
+    PathRefused(routing::PathError),
+}
+
 /// The explanation as text. `response` is an upstream response body to
 /// filter (JSON), `body` a request body to check.
 pub fn explain(
@@ -17,10 +25,10 @@ pub fn explain(
     path: &str,
     body: Option<&[u8]>,
     response: Option<&[u8]>,
-) -> Result<String, String> {
+) -> Result<String, ExplainError> {
     let mut out = String::new();
     let w = &mut out;
-    let canonical = routing::normalize(path).map_err(|e| format!("path refused: {e}"))?;
+    let canonical = routing::normalize(path).map_err(ExplainError::PathRefused)?;
     let _ = writeln!(w, "request:   {method} {path}");
     if canonical.as_str() != path {
         let _ = writeln!(w, "canonical: {}", canonical.as_str());
