@@ -267,6 +267,7 @@ fn budget_store_metrics(r: &Reg) -> prometheus::Result<BudgetStoreMetrics> {
 }
 
 impl AuditMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         let audit = Self {
             queue_depth: int_gauge(
@@ -350,6 +351,7 @@ impl AuditMetrics {
 }
 
 impl ExchangeMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         Ok(Self {
             shadow_events: counter(
@@ -402,6 +404,7 @@ impl ExchangeMetrics {
 }
 
 impl RedactionMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         Ok(Self {
             field_outcomes: counter(
@@ -447,6 +450,7 @@ impl RedactionMetrics {
 }
 
 impl FailureMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         let m = Self {
             identity_failures: counter(
@@ -517,6 +521,7 @@ impl FailureMetrics {
 }
 
 impl PolicyMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         let m = Self {
             policy_info: {
@@ -565,6 +570,7 @@ impl PolicyMetrics {
 }
 
 impl TokenCacheMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         Ok(Self {
             jwt_cache_lookups: counter(
@@ -584,6 +590,7 @@ impl TokenCacheMetrics {
 }
 
 impl BudgetMetrics {
+    /// Registers this group's metrics with `r`.
     fn register(r: &Reg) -> prometheus::Result<Self> {
         Ok(Self {
             budget_exceeded: counter(
