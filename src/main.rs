@@ -269,31 +269,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Explain the decision for a request, and field by field for a response.
-    Explain {
-        #[arg(long)]
-        config: PathBuf,
-        /// Role of the caller (repeat for several).
-        #[arg(long = "role", required = true)]
-        roles: Vec<String>,
-        #[arg(long, default_value = "explain-user")]
-        sub: String,
-        #[arg(long)]
-        mfa: bool,
-        #[arg(long)]
-        purpose: Option<String>,
-        /// A principal attribute, `NAME=VALUE` (as a token claim listed in
-        /// `attribute_claims` gives it), e.g. `--attr carrier="SF Express"`.
-        #[arg(long = "attr", value_parser = parse_claim)]
-        attrs: Vec<(String, String)>,
-        /// An upstream response body (JSON file) to filter.
-        #[arg(long)]
-        response: Option<PathBuf>,
-        /// A request body (JSON file) to check.
-        #[arg(long)]
-        body: Option<PathBuf>,
-        method: String,
-        path: String,
-    },
+    Explain(ExplainArgs),
     /// Put an API under fieldguard: draft from its OpenAPI document, and
     /// complete the catalogue from observed traffic.
     Onboard {
@@ -372,33 +348,12 @@ enum MatrixFormat {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Sets up logging, then runs the command: one arm per command, each
-/// naming the function that does it (a dispatch table in all but syntax,
-/// which is why it is longer than the rest).
+/// Sets up logging, then runs the command (`diff` has exit codes of its
+/// own).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = match cli.log_format {
-        Some(f) => f,
-        None => match LogFormat::from_env_value(std::env::var(logging::FORMAT_ENV).ok().as_deref())
-        {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("fieldguard: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    logging::init(format);
-    match fieldguard_core::repeated::interval_from_env(
-        std::env::var(fieldguard_core::repeated::INTERVAL_ENV)
-            .ok()
-            .as_deref(),
-    ) {
-        Ok(interval) => fieldguard_core::repeated::set_interval(interval),
-        Err(e) => {
-            logging::fatal(&e);
-            return ExitCode::FAILURE;
-        }
+    if let Err(code) = set_up(cli.log_format) {
+        return code;
     }
     if let Command::Diff {
         config,
@@ -409,7 +364,14 @@ fn main() -> ExitCode {
     {
         return diff(config, base, *format, fail_on);
     }
-    let result: Result<(), CliError> = match cli.command {
+    exit_code(dispatch(cli.command))
+}
+
+/// Runs the command: one arm per command, each naming the function that
+/// does it (a dispatch table in all but syntax, which is why it is longer
+/// than the rest).
+fn dispatch(command: Command) -> Result<(), CliError> {
+    match command {
         Command::Run { config } => runtime()
             .map_err(CliError::from)
             .and_then(|rt| rt.block_on(run(config))),
@@ -509,29 +471,7 @@ fn main() -> ExitCode {
             config.as_deref(),
             format,
         ),
-        Command::Explain {
-            config,
-            roles,
-            sub,
-            mfa,
-            purpose,
-            attrs,
-            response,
-            body,
-            method,
-            path,
-        } => explain_request(ExplainArgs {
-            config,
-            roles,
-            sub,
-            mfa,
-            purpose,
-            attrs,
-            response,
-            body,
-            method,
-            path,
-        }),
+        Command::Explain(args) => explain_request(args),
         Command::Sign {
             generate_key: Some(path),
             ..
@@ -542,7 +482,12 @@ fn main() -> ExitCode {
         Command::Diff { .. } => Ok(()),
         Command::Matrix { config, format } => print_matrix(&config, format),
         Command::Validate { config, strict } => validate(&config, strict),
-    };
+    }
+}
+
+/// The process's exit code for a command's result (a closed stdout is no
+/// failure: the reader had what it wanted).
+fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) | Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(CliError::Config(e)) => {
@@ -554,6 +499,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logging (`--log-format`, else the environment) and the repeated-value
+/// interval (environment); `Err`: the exit code of a bad setting.
+fn set_up(log_format: Option<LogFormat>) -> Result<(), ExitCode> {
+    let format = match log_format {
+        Some(f) => f,
+        None => match LogFormat::from_env_value(std::env::var(logging::FORMAT_ENV).ok().as_deref())
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("fieldguard: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    logging::init(format);
+    match fieldguard_core::repeated::interval_from_env(
+        std::env::var(fieldguard_core::repeated::INTERVAL_ENV)
+            .ok()
+            .as_deref(),
+    ) {
+        Ok(interval) => fieldguard_core::repeated::set_interval(interval),
+        Err(e) => {
+            logging::fatal(&e);
+            return Err(ExitCode::FAILURE);
+        }
+    }
+    Ok(())
 }
 
 /// `fieldguard onboard observed`: the entries traffic shows missing, from
@@ -581,14 +555,28 @@ fn onboard_observed(
 }
 
 /// `fieldguard explain`'s arguments.
+#[derive(clap::Args)]
 struct ExplainArgs {
+    #[arg(long)]
     config: PathBuf,
+    /// Role of the caller (repeat for several).
+    #[arg(long = "role", required = true)]
     roles: Vec<String>,
+    #[arg(long, default_value = "explain-user")]
     sub: String,
+    #[arg(long)]
     mfa: bool,
+    #[arg(long)]
     purpose: Option<String>,
+    /// A principal attribute, `NAME=VALUE` (as a token claim listed in
+    /// `attribute_claims` gives it), e.g. `--attr carrier="SF Express"`.
+    #[arg(long = "attr", value_parser = parse_claim)]
     attrs: Vec<(String, String)>,
+    /// An upstream response body (JSON file) to filter.
+    #[arg(long)]
     response: Option<PathBuf>,
+    /// A request body (JSON file) to check.
+    #[arg(long)]
     body: Option<PathBuf>,
     method: String,
     path: String,
@@ -626,7 +614,8 @@ fn explain_request(args: ExplainArgs) -> Result<(), CliError> {
         &path,
         read(&body)?.as_deref(),
         read(&response)?.as_deref(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     out!("{text}");
     Ok(())
 }

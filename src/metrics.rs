@@ -78,12 +78,30 @@ pub struct Metrics {
     /// Every metric family registered (a scrape omits labelled families
     /// that have no samples yet).
     families: Vec<String>,
+    exchange: ExchangeMetrics,
+    redaction: RedactionMetrics,
+    failures: FailureMetrics,
+    policy: PolicyMetrics,
+    token_cache: TokenCacheMetrics,
+    budgets: BudgetMetrics,
+    pub audit: AuditMetrics,
+    pub budget_store: BudgetStoreMetrics,
+}
+
+/// Every request: counts, latencies and request-level decisions (and what
+/// shadow mode would have done).
+struct ExchangeMetrics {
+    shadow_events: IntCounterVec,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
     decisions: IntCounterVec,
     decision_duration: HistogramVec,
     policy_errors: IntCounterVec,
+}
+
+/// What redaction did to bodies, field by field.
+struct RedactionMetrics {
     field_outcomes: IntCounterVec,
     /// `field_outcomes` series resolved by field index for the runtime of
     /// that generation, so counting a body's fields does not hash four
@@ -97,6 +115,10 @@ pub struct Metrics {
     /// come from upstream bodies, so their number is capped.
     member_labels: Mutex<BoundedLabels>,
     refused_write_fields: IntCounterVec,
+}
+
+/// Requests refused, failed or cut short.
+struct FailureMetrics {
     identity_failures: IntCounterVec,
     body_rejections: IntCounterVec,
     upstream_errors: IntCounterVec,
@@ -106,23 +128,32 @@ pub struct Metrics {
     streamed_responses: IntCounterVec,
     headers_dropped: IntCounterVec,
     header_labels: Mutex<HeaderLabels>,
-    shadow_events: IntCounterVec,
+}
+
+/// The loaded policy set and its loads.
+struct PolicyMetrics {
     policy_info: IntGaugeVec,
     policy_loads: IntCounterVec,
     policy_signature_refusals: IntCounterVec,
     policy_last_success: Gauge,
     policies_loaded: IntGauge,
+}
+
+/// The verified-token cache.
+struct TokenCacheMetrics {
     jwt_cache_lookups: IntCounterVec,
     jwt_cache_entries: IntGauge,
     /// The verified-token cache counters last added to `jwt_cache_lookups`,
     /// and the runtime they came from: each runtime has its own cache.
     jwt_cache_seen: Mutex<(u64, CacheStats)>,
+}
+
+/// Bulk-read budgets.
+struct BudgetMetrics {
     budget_exceeded: IntCounterVec,
     budget_disclosed: IntCounterVec,
     budget_counters: IntGauge,
     budget_overflow: IntCounter,
-    pub audit: AuditMetrics,
-    pub budget_store: BudgetStoreMetrics,
 }
 
 pub use crate::budget::store_metrics::{BUDGET_STORE_ERROR_REASONS, BudgetStoreMetrics};
@@ -235,73 +266,68 @@ fn budget_store_metrics(r: &Reg) -> prometheus::Result<BudgetStoreMetrics> {
     }
 }
 
-impl Metrics {
-    /// Registers every metric. Names and labels are constants, so this only
-    /// fails on a programming error.
-    pub fn new() -> prometheus::Result<Self> {
-        let r = Reg {
-            registry: Registry::new(),
-            names: std::cell::RefCell::new(Vec::new()),
-        };
-        let audit = AuditMetrics {
+impl AuditMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        let audit = Self {
             queue_depth: int_gauge(
-                &r,
+                r,
                 "fieldguard_audit_queue_depth",
                 "Audit queue slots taken: records waiting to be written plus requests in flight.",
             )?,
             queue_capacity: int_gauge(
-                &r,
+                r,
                 "fieldguard_audit_queue_capacity",
                 "Audit queue size (audit.queue_capacity).",
             )?,
             records_written: int_counter(
-                &r,
+                r,
                 "fieldguard_audit_records_written_total",
                 "Audit records (requests and events) written to every configured sink.",
             )?,
             definitions_written: int_counter(
-                &r,
+                r,
                 "fieldguard_audit_definitions_written_total",
                 "Audit definition records written: what records of one kind share, written once per file (and again when the writer's bounded memory of them forgot one).",
             )?,
             write_failures: int_counter(
-                &r,
+                r,
                 "fieldguard_audit_write_failures_total",
                 "Failed attempts to write or fsync audit records (each is retried).",
             )?,
             refused_requests: counter(
-                &r,
+                r,
                 "fieldguard_audit_refused_requests_total",
                 "Requests refused with 503 because the audit trail could not take their record.",
                 &["reason"],
             )?,
             records_lost: int_counter(
-                &r,
+                r,
                 "fieldguard_audit_records_lost_total",
                 "Records of refused requests that found no room in the audit queue.",
             )?,
             sink_up: int_gauge(
-                &r,
+                r,
                 "fieldguard_audit_sink_up",
                 "1 while the audit sink accepts writes, 0 while it fails (requests are refused).",
             )?,
             last_write: gauge(
-                &r,
+                r,
                 "fieldguard_audit_last_write_timestamp_seconds",
                 "Unix time of the last successful audit write.",
             )?,
             files_deleted: int_counter(
-                &r,
+                r,
                 "fieldguard_audit_files_deleted_total",
                 "Audit files deleted by retention (audit.retention: when_full: delete_oldest, or max_age_hours). Any increase is evidence leaving the node.",
             )?,
             retention_remaining_bytes: int_gauge(
-                &r,
+                r,
                 "fieldguard_audit_retention_remaining_bytes",
                 "Bytes the audit file retention can still take before it is full (then requests are refused, or the oldest file deleted).",
             )?,
             retention_capacity_bytes: int_gauge(
-                &r,
+                r,
                 "fieldguard_audit_retention_capacity_bytes",
                 "Bytes the audit files may hold in all (audit.retention.max_total_bytes); 0 without a file sink.",
             )?,
@@ -320,218 +346,163 @@ impl Metrics {
         for reason in ["sink_failed", "queue_full", "closed"] {
             audit.refused_requests.with_label_values(&[reason]);
         }
-        let m = Self {
+        Ok(audit)
+    }
+}
+
+impl ExchangeMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        Ok(Self {
             shadow_events: counter(
-                &r,
+                r,
                 "fieldguard_shadow_events_total",
                 "Decisions computed but not enforced: would_deny, would_redact and would_refuse (shadow mode), and disagreements of an observed policy set (shadow policy files, candidate set).",
                 &["route", "action", "kind", "event"],
             )?,
             requests: counter(
-                &r,
+                r,
                 "fieldguard_requests_total",
                 "Requests by route template, action, decision and status class.",
                 &["route", "action", "decision", "status_class"],
             )?,
             request_duration: histogram(
-                &r,
+                r,
                 "fieldguard_request_duration_seconds",
                 "Time from a request's arrival to its response head, including the upstream.",
                 &["route", "action"],
                 LATENCY_BUCKETS,
             )?,
             upstream_duration: histogram(
-                &r,
+                r,
                 "fieldguard_upstream_duration_seconds",
                 "Upstream round trip (to the response head).",
                 &["route", "action"],
                 LATENCY_BUCKETS,
             )?,
             decisions: counter(
-                &r,
+                r,
                 "fieldguard_policy_decisions_total",
                 "Request-level Cedar decisions by action.",
                 &["action", "decision"],
             )?,
             decision_duration: histogram(
-                &r,
+                r,
                 "fieldguard_policy_evaluation_duration_seconds",
                 "Time to reach a request-level decision.",
                 &["action"],
                 DECISION_BUCKETS,
             )?,
             policy_errors: counter(
-                &r,
+                r,
                 "fieldguard_policy_evaluation_errors_total",
                 "Policies that failed to evaluate in a request-level decision (they count as not applying).",
                 &["action"],
             )?,
+        })
+    }
+}
+
+impl RedactionMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        Ok(Self {
             field_outcomes: counter(
-                &r,
+                r,
                 "fieldguard_field_outcomes_total",
                 "Catalogued response fields by outcome (full, masked, removed).",
                 &["entity", "category", "field", "outcome"],
             )?,
             field_handles: Mutex::new(FieldHandles::default()),
             records_hidden: counter(
-                &r,
+                r,
                 "fieldguard_records_hidden_total",
                 "Response records hidden whole (record:read denied).",
                 &["route"],
             )?,
             uncatalogued: counter(
-                &r,
+                r,
                 "fieldguard_uncatalogued_fields_total",
                 "Response members the configuration does not name (removed, or passed on a route with unknown_fields: pass), by route, entity ((wrapper) for the body around the records) and member path; paths beyond the label cap count as _other.",
                 &["route", "entity", "field"],
             )?,
             misshapen: counter(
-                &r,
+                r,
                 "fieldguard_misshapen_values_total",
                 "Catalogued containers (and declared wrapper objects or arrays) whose value had another shape, removed, by route, entity and path.",
                 &["route", "entity", "field"],
             )?,
             backstop: counter(
-                &r,
+                r,
                 "fieldguard_backstop_matches_total",
                 "Values masked by a route's backstop (detector matches in passed uncatalogued members and free_text fields), by route and detector.",
                 &["route", "detector"],
             )?,
             member_labels: Mutex::new(BoundedLabels::default()),
             refused_write_fields: counter(
-                &r,
+                r,
                 "fieldguard_refused_write_fields_total",
                 "Request-body fields refused (not catalogued, wrong shape, not collectable, or not writable by the caller).",
                 &["route", "reason"],
             )?,
+        })
+    }
+}
+
+impl FailureMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        let m = Self {
             identity_failures: counter(
-                &r,
+                r,
                 "fieldguard_identity_failures_total",
                 "Requests refused with 401, by reason.",
                 &["reason"],
             )?,
             body_rejections: counter(
-                &r,
+                r,
                 "fieldguard_body_rejections_total",
                 "Bodies refused because they were too large or could not be read or parsed.",
                 &["direction", "reason"],
             )?,
             upstream_errors: counter(
-                &r,
+                r,
                 "fieldguard_upstream_errors_total",
                 "Upstream failures: unreachable, timed out, or an error status on an inspected route.",
                 &["route", "kind"],
             )?,
             refusals: counter(
-                &r,
+                r,
                 "fieldguard_refusals_total",
                 "Requests the proxy answered itself, by refusal code.",
                 &["code"],
             )?,
             http_refusals: counter(
-                &r,
+                r,
                 "fieldguard_http_refusals_total",
                 "Requests hyper's HTTP layer refused before the proxy's handler saw them (it answered 400/431 itself, or a request head did not arrive in time), by reason.",
                 &["reason"],
             )?,
             client_aborts: counter(
-                &r,
+                r,
                 "fieldguard_client_aborts_total",
                 "Requests whose client left before getting the answer, by how far the exchange had got (the work still finished and was audited).",
                 &["stage"],
             )?,
             streamed_responses: counter(
-                &r,
+                r,
                 "fieldguard_streamed_responses_total",
                 "Long list responses redacted and sent record by record, by outcome: `complete`, or why the response was cut off after its head was sent (the client got an incomplete body).",
                 &["outcome"],
             )?,
             headers_dropped: counter(
-                &r,
+                r,
                 "fieldguard_response_headers_dropped_total",
                 "Upstream response headers dropped by an inspected route's allow-list (not allowed, or a value outside the header's grammar), by route and header name (bounded: see docs).",
                 &["route", "header"],
             )?,
             header_labels: Mutex::new(HeaderLabels::default()),
-            policy_info: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "fieldguard_policy_set_info",
-                        "The loaded policy set (value 1): version and schema hashes.",
-                    ),
-                    &["version", "schema_hash"],
-                )?;
-                r.add("fieldguard_policy_set_info", Box::new(g.clone()))?;
-                g
-            },
-            policy_loads: counter(
-                &r,
-                "fieldguard_policy_loads_total",
-                "Policy-set loads by result.",
-                &["result"],
-            )?,
-            policy_signature_refusals: counter(
-                &r,
-                "fieldguard_policy_signature_refusals_total",
-                "Policy sets refused because their signature does not hold under policies.verify_keys (the last good set keeps serving), by reason.",
-                &["reason"],
-            )?,
-            policy_last_success: gauge(
-                &r,
-                "fieldguard_policy_last_load_success_timestamp_seconds",
-                "Unix time of the last successful policy-set load.",
-            )?,
-            policies_loaded: int_gauge(
-                &r,
-                "fieldguard_policies_loaded",
-                "Policies in the loaded policy set.",
-            )?,
-            jwt_cache_lookups: counter(
-                &r,
-                "fieldguard_jwt_cache_lookups_total",
-                "Bearer tokens looked up in the verified-token cache, by result (hit: not verified again).",
-                &["result"],
-            )?,
-            jwt_cache_entries: int_gauge(
-                &r,
-                "fieldguard_jwt_cache_entries",
-                "Verified tokens held in the cache of the active runtime.",
-            )?,
-            jwt_cache_seen: Mutex::new((0, CacheStats::default())),
-            budget_exceeded: counter(
-                &r,
-                "fieldguard_budget_exceeded_total",
-                "Requests that took a bulk-read budget over its limit, by budget, role and action (alert: served and flagged; refuse: answered 429; would_refuse: shadow mode). Principals are never labels: the audit record names them.",
-                &["budget", "role", "action"],
-            )?,
-            budget_disclosed: counter(
-                &r,
-                "fieldguard_budget_disclosed_total",
-                "What bulk-read budgets counted (records or fields, as each budget counts), by budget: sum across replicas for the cluster's rate.",
-                &["budget"],
-            )?,
-            budget_counters: int_gauge(
-                &r,
-                "fieldguard_budget_counters",
-                "Bulk-read budget counters held (bounded by budgets.max_counters, plus one overflow counter per budget).",
-            )?,
-            budget_overflow: int_counter(
-                &r,
-                "fieldguard_budget_overflow_total",
-                "Budget charges that found no room under budgets.max_counters and went to the budget's shared overflow counter.",
-            )?,
-            budget_store: budget_store_metrics(&r)?,
-            audit,
-            families: r.names.into_inner(),
-            registry: r.registry,
         };
-        for result in ["success", "failure"] {
-            m.policy_loads.with_label_values(&[result]);
-        }
-        for reason in crate::policy_set::Reason::ALL {
-            m.policy_signature_refusals
-                .with_label_values(&[reason.as_str()]);
-        }
         for reason in HTTP_REFUSAL_REASONS {
             m.http_refusals.with_label_values(&[reason]);
         }
@@ -547,29 +518,169 @@ impl Metrics {
         }
         Ok(m)
     }
+}
+
+impl PolicyMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        let m = Self {
+            policy_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "fieldguard_policy_set_info",
+                        "The loaded policy set (value 1): version and schema hashes.",
+                    ),
+                    &["version", "schema_hash"],
+                )?;
+                r.add("fieldguard_policy_set_info", Box::new(g.clone()))?;
+                g
+            },
+            policy_loads: counter(
+                r,
+                "fieldguard_policy_loads_total",
+                "Policy-set loads by result.",
+                &["result"],
+            )?,
+            policy_signature_refusals: counter(
+                r,
+                "fieldguard_policy_signature_refusals_total",
+                "Policy sets refused because their signature does not hold under policies.verify_keys (the last good set keeps serving), by reason.",
+                &["reason"],
+            )?,
+            policy_last_success: gauge(
+                r,
+                "fieldguard_policy_last_load_success_timestamp_seconds",
+                "Unix time of the last successful policy-set load.",
+            )?,
+            policies_loaded: int_gauge(
+                r,
+                "fieldguard_policies_loaded",
+                "Policies in the loaded policy set.",
+            )?,
+        };
+        for result in ["success", "failure"] {
+            m.policy_loads.with_label_values(&[result]);
+        }
+        for reason in crate::policy_set::Reason::ALL {
+            m.policy_signature_refusals
+                .with_label_values(&[reason.as_str()]);
+        }
+        Ok(m)
+    }
+}
+
+impl TokenCacheMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        Ok(Self {
+            jwt_cache_lookups: counter(
+                r,
+                "fieldguard_jwt_cache_lookups_total",
+                "Bearer tokens looked up in the verified-token cache, by result (hit: not verified again).",
+                &["result"],
+            )?,
+            jwt_cache_entries: int_gauge(
+                r,
+                "fieldguard_jwt_cache_entries",
+                "Verified tokens held in the cache of the active runtime.",
+            )?,
+            jwt_cache_seen: Mutex::new((0, CacheStats::default())),
+        })
+    }
+}
+
+impl BudgetMetrics {
+    /// Registers this group's metrics with `r`.
+    fn register(r: &Reg) -> prometheus::Result<Self> {
+        Ok(Self {
+            budget_exceeded: counter(
+                r,
+                "fieldguard_budget_exceeded_total",
+                "Requests that took a bulk-read budget over its limit, by budget, role and action (alert: served and flagged; refuse: answered 429; would_refuse: shadow mode). Principals are never labels: the audit record names them.",
+                &["budget", "role", "action"],
+            )?,
+            budget_disclosed: counter(
+                r,
+                "fieldguard_budget_disclosed_total",
+                "What bulk-read budgets counted (records or fields, as each budget counts), by budget: sum across replicas for the cluster's rate.",
+                &["budget"],
+            )?,
+            budget_counters: int_gauge(
+                r,
+                "fieldguard_budget_counters",
+                "Bulk-read budget counters held (bounded by budgets.max_counters, plus one overflow counter per budget).",
+            )?,
+            budget_overflow: int_counter(
+                r,
+                "fieldguard_budget_overflow_total",
+                "Budget charges that found no room under budgets.max_counters and went to the budget's shared overflow counter.",
+            )?,
+        })
+    }
+}
+
+impl Metrics {
+    /// Registers every metric, subsystem by subsystem (in this order, so
+    /// `families` lists them as before). Names and labels are constants, so
+    /// this only fails on a programming error.
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Reg {
+            registry: Registry::new(),
+            names: std::cell::RefCell::new(Vec::new()),
+        };
+        let audit = AuditMetrics::register(&r)?;
+        let exchange = ExchangeMetrics::register(&r)?;
+        let redaction = RedactionMetrics::register(&r)?;
+        let failures = FailureMetrics::register(&r)?;
+        let policy = PolicyMetrics::register(&r)?;
+        let token_cache = TokenCacheMetrics::register(&r)?;
+        let budgets = BudgetMetrics::register(&r)?;
+        let budget_store = budget_store_metrics(&r)?;
+        Ok(Self {
+            exchange,
+            redaction,
+            failures,
+            policy,
+            token_cache,
+            budgets,
+            budget_store,
+            audit,
+            families: r.names.into_inner(),
+            registry: r.registry,
+        })
+    }
 
     /// Records a successfully loaded policy set.
     pub fn policy_loaded(&self, rt: RuntimeView<'_>, at: SystemTime) {
         let b = &rt.decisions.engine.bundle;
-        self.policy_info.reset();
-        self.policy_info
+        self.policy.policy_info.reset();
+        self.policy
+            .policy_info
             .with_label_values(&[b.version.as_str(), b.schema_hash.as_str()])
             .set(1);
-        self.policy_loads.with_label_values(&["success"]).inc();
-        self.policy_last_success
+        self.policy
+            .policy_loads
+            .with_label_values(&["success"])
+            .inc();
+        self.policy
+            .policy_last_success
             .set(fieldguard_core::time::unix_seconds(at));
-        self.policies_loaded.set(b.info.len() as i64);
+        self.policy.policies_loaded.set(b.info.len() as i64);
         self.init_known_series(rt);
     }
 
     /// Records a policy set that failed to load (the previous one stays).
     pub fn policy_load_failed(&self) {
-        self.policy_loads.with_label_values(&["failure"]).inc();
+        self.policy
+            .policy_loads
+            .with_label_values(&["failure"])
+            .inc();
     }
 
     /// A policy set refused for its signature (also a failed load).
     pub fn policy_signature_refused(&self, reason: crate::policy_set::Reason) {
-        self.policy_signature_refusals
+        self.policy
+            .policy_signature_refusals
             .with_label_values(&[reason.as_str()])
             .inc();
     }
@@ -577,31 +688,89 @@ impl Metrics {
     /// A request hyper's HTTP layer refused (`reason`: one of
     /// [`HTTP_REFUSAL_REASONS`]).
     pub fn http_refused(&self, reason: &'static str) {
-        self.http_refusals.with_label_values(&[reason]).inc();
+        self.failures
+            .http_refusals
+            .with_label_values(&[reason])
+            .inc();
     }
 
-    /// Everything one finished request contributes.
+    /// Everything one finished request contributes, subsystem by subsystem.
     pub fn observe(&self, ex: &Exchange, rt: RuntimeView<'_>) {
         let route = ex.route.as_deref().unwrap_or(NO_ROUTE);
         let action = ex.action.as_deref().unwrap_or(NO_ROUTE);
-        if let Some(stage) = ex.progress.aborted_at() {
-            self.client_aborts
-                .with_label_values(&[stage.as_str()])
-                .inc();
+        self.failures.observe_delivery(ex, route);
+        self.exchange.observe(ex, route, action);
+        self.redaction.observe(ex, rt, route);
+        self.budgets.observe(ex);
+        self.failures.observe_refusal(ex, route);
+    }
+
+    /// Brings the verified-token cache metrics up to date with `rt`'s
+    /// cache: at every scrape, and for the outgoing runtime just before a
+    /// reload replaces it (lookups by requests still finishing on it after
+    /// that are not counted). The counter only ever grows across reloads.
+    pub fn collect_token_cache(&self, rt: RuntimeView<'_>) {
+        let Some(now) = rt.identifier.token_cache_stats() else {
+            self.token_cache.jwt_cache_entries.set(0);
+            return;
+        };
+        let mut seen = self
+            .token_cache
+            .jwt_cache_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.0 != rt.generation {
+            *seen = (rt.generation, CacheStats::default());
         }
-        if ex.response_streamed {
-            let outcome = ex.response_aborted.unwrap_or("complete");
-            self.streamed_responses.with_label_values(&[outcome]).inc();
+        let (hits, misses) = (
+            now.hits.saturating_sub(seen.1.hits),
+            now.misses.saturating_sub(seen.1.misses),
+        );
+        self.token_cache
+            .jwt_cache_lookups
+            .with_label_values(&["hit"])
+            .inc_by(hits);
+        self.token_cache
+            .jwt_cache_lookups
+            .with_label_values(&["miss"])
+            .inc_by(misses);
+        self.token_cache
+            .jwt_cache_entries
+            .set(i64::try_from(now.entries).unwrap_or(i64::MAX));
+        seen.1 = now;
+    }
+
+    /// Brings the budget-state gauges up to date (at every scrape).
+    pub fn collect_budgets(&self, state: &crate::budget::BudgetState) {
+        self.budgets
+            .budget_counters
+            .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        let seen = self.budgets.budget_overflow.get();
+        self.budgets
+            .budget_overflow
+            .inc_by(state.overflowed().saturating_sub(seen));
+    }
+
+    /// Names of every metric family this proxy exports.
+    pub fn families(&self) -> &[String] {
+        &self.families
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("metrics encoding failed: {e}");
         }
-        if !ex.dropped_headers.is_empty() {
-            let mut labels = self.header_labels.lock().unwrap_or_else(|p| p.into_inner());
-            for name in &ex.dropped_headers {
-                let header = labels.label(route, name.as_str());
-                self.headers_dropped
-                    .with_label_values(&[route, header])
-                    .inc();
-            }
-        }
+        out
+    }
+}
+
+impl ExchangeMetrics {
+    /// The request's count and latencies, its request-level decision, and
+    /// what shadow mode would have done to it.
+    fn observe(&self, ex: &Exchange, route: &str, action: &str) {
         if let Some(s) = &ex.shadow {
             let events = [
                 ("would_deny", s.would_deny.is_some()),
@@ -644,6 +813,14 @@ impl Metrics {
                 .with_label_values(&[action])
                 .observe(d.as_secs_f64());
         }
+    }
+}
+
+impl RedactionMetrics {
+    /// Field outcomes, backstop matches and hidden records of the
+    /// response, members it had that the catalogue does not name, and
+    /// request-body fields refused.
+    fn observe(&self, ex: &Exchange, rt: RuntimeView<'_>, route: &str) {
         if let Some(f) = &ex.filter {
             if !f.outcomes.is_empty() {
                 // A poisoned lock only means a panic elsewhere mid-update of
@@ -666,49 +843,72 @@ impl Metrics {
                     .inc_by(u64::from(f.records_dropped));
             }
         }
-        // Shadow mode filters nothing, but what it would have removed is
-        // counted all the same: that is how a catalogue is completed.
-        let members = ex
-            .filter
-            .as_ref()
-            .or_else(|| ex.shadow.as_ref().and_then(|s| s.would_redact.as_ref()));
-        if let Some(f) = members.filter(|f| !f.unnamed.is_empty() || !f.misshapen.is_empty()) {
-            let mut labels = self.member_labels.lock().unwrap_or_else(|p| p.into_inner());
-            for (family, names) in [
-                (&self.uncatalogued, &f.unnamed),
-                (&self.misshapen, &f.misshapen),
-            ] {
-                for (scope, path, count) in names.sorted() {
-                    let entity = rt.decisions.catalogue.scope_name(scope);
-                    let field = labels.admit(route, entity, path);
-                    family
-                        .with_label_values(&[route, entity, field])
-                        .inc_by(u64::from(count));
-                }
-                if names.overflow > 0 {
-                    family
-                        .with_label_values(&[route, "(any)", OTHER_LABEL])
-                        .inc_by(u64::from(names.overflow));
-                }
-            }
-        }
+        self.observe_members(ex, rt, route);
         for r in &ex.refused_fields {
             self.refused_write_fields
                 .with_label_values(&[route, r.reason.as_str()])
                 .inc();
         }
-        if let Some(b) = &ex.budget {
-            for f in &b.flags {
-                self.budget_exceeded
-                    .with_label_values(&[&*f.limit.id, &*f.limit.role, f.action.as_str()])
-                    .inc();
+    }
+
+    /// Uncatalogued and misshapen response members. Shadow mode filters
+    /// nothing, but what it would have removed is counted all the same:
+    /// that is how a catalogue is completed.
+    fn observe_members(&self, ex: &Exchange, rt: RuntimeView<'_>, route: &str) {
+        let members = ex
+            .filter
+            .as_ref()
+            .or_else(|| ex.shadow.as_ref().and_then(|s| s.would_redact.as_ref()));
+        let Some(f) = members.filter(|f| !f.unnamed.is_empty() || !f.misshapen.is_empty()) else {
+            return;
+        };
+        let mut labels = self.member_labels.lock().unwrap_or_else(|p| p.into_inner());
+        for (family, names) in [
+            (&self.uncatalogued, &f.unnamed),
+            (&self.misshapen, &f.misshapen),
+        ] {
+            for (scope, path, count) in names.sorted() {
+                let entity = rt.decisions.catalogue.scope_name(scope);
+                let field = labels.admit(route, entity, path);
+                family
+                    .with_label_values(&[route, entity, field])
+                    .inc_by(u64::from(count));
             }
-            for (budget, n) in &b.counted {
-                self.budget_disclosed
-                    .with_label_values(&[budget])
-                    .inc_by(*n);
+            if names.overflow > 0 {
+                family
+                    .with_label_values(&[route, "(any)", OTHER_LABEL])
+                    .inc_by(u64::from(names.overflow));
             }
         }
+    }
+}
+
+impl FailureMetrics {
+    /// How the response got to the client: the client leaving early, a
+    /// streamed response's outcome, response headers dropped.
+    fn observe_delivery(&self, ex: &Exchange, route: &str) {
+        if let Some(stage) = ex.progress.aborted_at() {
+            self.client_aborts
+                .with_label_values(&[stage.as_str()])
+                .inc();
+        }
+        if ex.response_streamed {
+            let outcome = ex.response_aborted.unwrap_or("complete");
+            self.streamed_responses.with_label_values(&[outcome]).inc();
+        }
+        if !ex.dropped_headers.is_empty() {
+            let mut labels = self.header_labels.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &ex.dropped_headers {
+                let header = labels.label(route, name.as_str());
+                self.headers_dropped
+                    .with_label_values(&[route, header])
+                    .inc();
+            }
+        }
+    }
+
+    /// Why the proxy answered the request itself, if it did.
+    fn observe_refusal(&self, ex: &Exchange, route: &str) {
         if let Some(reason) = ex.identity_error {
             self.identity_failures.with_label_values(&[reason]).inc();
         }
@@ -724,60 +924,22 @@ impl Metrics {
             }
         }
     }
+}
 
-    /// Brings the verified-token cache metrics up to date with `rt`'s
-    /// cache: at every scrape, and for the outgoing runtime just before a
-    /// reload replaces it (lookups by requests still finishing on it after
-    /// that are not counted). The counter only ever grows across reloads.
-    pub fn collect_token_cache(&self, rt: RuntimeView<'_>) {
-        let Some(now) = rt.identifier.token_cache_stats() else {
-            self.jwt_cache_entries.set(0);
-            return;
-        };
-        let mut seen = self
-            .jwt_cache_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if seen.0 != rt.generation {
-            *seen = (rt.generation, CacheStats::default());
+impl BudgetMetrics {
+    /// Budgets the request took over their limit, and what it disclosed.
+    fn observe(&self, ex: &Exchange) {
+        let Some(b) = &ex.budget else { return };
+        for f in &b.flags {
+            self.budget_exceeded
+                .with_label_values(&[&*f.limit.id, &*f.limit.role, f.action.as_str()])
+                .inc();
         }
-        let (hits, misses) = (
-            now.hits.saturating_sub(seen.1.hits),
-            now.misses.saturating_sub(seen.1.misses),
-        );
-        self.jwt_cache_lookups
-            .with_label_values(&["hit"])
-            .inc_by(hits);
-        self.jwt_cache_lookups
-            .with_label_values(&["miss"])
-            .inc_by(misses);
-        self.jwt_cache_entries
-            .set(i64::try_from(now.entries).unwrap_or(i64::MAX));
-        seen.1 = now;
-    }
-
-    /// Brings the budget-state gauges up to date (at every scrape).
-    pub fn collect_budgets(&self, state: &crate::budget::BudgetState) {
-        self.budget_counters
-            .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
-        let seen = self.budget_overflow.get();
-        self.budget_overflow
-            .inc_by(state.overflowed().saturating_sub(seen));
-    }
-
-    /// Names of every metric family this proxy exports.
-    pub fn families(&self) -> &[String] {
-        &self.families
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
-        use prometheus::Encoder;
-        let mut out = Vec::new();
-        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!("metrics encoding failed: {e}");
+        for (budget, n) in &b.counted {
+            self.budget_disclosed
+                .with_label_values(&[budget])
+                .inc_by(*n);
         }
-        out
     }
 }
 

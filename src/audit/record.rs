@@ -608,18 +608,7 @@ impl AuditRecord {
         let decision = ex.decision.as_ref();
         let flags = ex.budget.as_ref().map(|b| &b.flags[..]).unwrap_or(&[]);
         let none_refused = ex.refused_fields.is_empty();
-        let refused = (!none_refused).then(|| RefusedFields {
-            count: ex.refused_fields.len(),
-            fields: ex
-                .refused_fields
-                .iter()
-                .take(MAX_REFUSED_FIELDS)
-                .map(|r| RefusedField {
-                    field: truncate(&r.field, MAX_FIELD_NAME),
-                    reason: r.reason.as_str(),
-                })
-                .collect(),
-        });
+        let refused = refused_fields(&ex.refused_fields);
         let (body_shared, body_facts) = match &ex.filter {
             Some(f) => {
                 let (shared, facts) = body_parts(f, rt);
@@ -629,43 +618,7 @@ impl AuditRecord {
         };
         let (shadow_shared, shadow_facts) = match &ex.shadow {
             Some(s) => {
-                let (would_shared, would_facts) = match &s.would_redact {
-                    Some(f) => {
-                        let (shared, facts) = body_parts(f, rt);
-                        (Some(shared), facts)
-                    }
-                    None => (None, None),
-                };
-                let refuse: Vec<String> = s
-                    .would_refuse_fields
-                    .iter()
-                    .take(MAX_REFUSED_FIELDS)
-                    .map(|f| truncate(f, MAX_FIELD_NAME))
-                    .collect();
-                let shared = ShadowShared {
-                    disagreements: s
-                        .disagreements
-                        .iter()
-                        .map(|d| DisagreementRecord {
-                            enforced: d.enforced.clone(),
-                            observed: d.observed.clone(),
-                            subject: truncate(&d.subject, MAX_FIELD_NAME),
-                        })
-                        .collect(),
-                    kind: s.kind,
-                    observed_version: s.observed_version.clone(),
-                    would_deny: s.would_deny.as_ref().map(|w| WouldDenyRecord {
-                        policies: w.policies.clone(),
-                        reason: w.reason,
-                    }),
-                    would_drop_headers: header_names(&s.would_drop_headers),
-                    would_redact: would_shared,
-                    would_refuse_fields: refuse.is_empty().then(Vec::new),
-                };
-                let facts = (would_facts.is_some() || !refuse.is_empty()).then_some(ShadowFacts {
-                    would_redact: would_facts,
-                    would_refuse_fields: refuse,
-                });
+                let (shared, facts) = shadow_parts(s, rt);
                 (Some(shared), facts)
             }
             None => (None, None),
@@ -709,21 +662,7 @@ impl AuditRecord {
         };
         let shared = Shared {
             action: ex.action.clone(),
-            budget: (!flags.is_empty()).then(|| {
-                flags
-                    .iter()
-                    .map(|f| BudgetFlagRecord {
-                        action: f.action.as_str(),
-                        budget: f.limit.id.to_string(),
-                        counts: f.limit.counts_label(),
-                        limit: f.applied_limit,
-                        request: f.request,
-                        role: f.limit.role.to_string(),
-                        scope: f.limit.scope.as_str(),
-                        window_seconds: f.limit.window_seconds,
-                    })
-                    .collect()
-            }),
+            budget: budget_flags(flags),
             budget_store_fallback: ex
                 .budget
                 .as_ref()
@@ -738,17 +677,7 @@ impl AuditRecord {
                 .unwrap_or_default(),
             policy_signed_by: rt.signed_by.map(str::to_string),
             policy_version: rt.decisions.engine.bundle.version.clone(),
-            principal: ex.principal.as_ref().map(|p| PrincipalShared {
-                mfa: p.mfa,
-                purpose: p.purpose.clone(),
-                roles: p.roles.clone(),
-                source: match p.source {
-                    IdentitySource::Jwt => "jwt",
-                    IdentitySource::Gateway => "gateway",
-                    IdentitySource::ClientCertificate => "client_certificate",
-                    IdentitySource::Unidentified => "none",
-                },
-            }),
+            principal: ex.principal.as_ref().map(principal_shared),
             refusal: ex.refusal,
             refused_fields: none_refused.then(RefusedFields::default),
             resource: ex.resource.as_ref().map(|(t, _)| ResourceType {
@@ -765,6 +694,103 @@ impl AuditRecord {
             upstream_status: ex.upstream_status,
         };
         Self { line, shared }
+    }
+}
+
+/// The refused request-body fields, when there are any (at most
+/// [`MAX_REFUSED_FIELDS`] named).
+fn refused_fields(fields: &[fieldguard_core::redact::Refusal]) -> Option<RefusedFields> {
+    (!fields.is_empty()).then(|| RefusedFields {
+        count: fields.len(),
+        fields: fields
+            .iter()
+            .take(MAX_REFUSED_FIELDS)
+            .map(|r| RefusedField {
+                field: truncate(&r.field, MAX_FIELD_NAME),
+                reason: r.reason.as_str(),
+            })
+            .collect(),
+    })
+}
+
+/// What shadow mode would have done: the part records of a kind share,
+/// and this record's own facts (if any).
+fn shadow_parts(
+    s: &crate::exchange::ShadowReport,
+    rt: DecidedBy<'_>,
+) -> (ShadowShared, Option<ShadowFacts>) {
+    let (would_shared, would_facts) = match &s.would_redact {
+        Some(f) => {
+            let (shared, facts) = body_parts(f, rt);
+            (Some(shared), facts)
+        }
+        None => (None, None),
+    };
+    let refuse: Vec<String> = s
+        .would_refuse_fields
+        .iter()
+        .take(MAX_REFUSED_FIELDS)
+        .map(|f| truncate(f, MAX_FIELD_NAME))
+        .collect();
+    let shared = ShadowShared {
+        disagreements: s
+            .disagreements
+            .iter()
+            .map(|d| DisagreementRecord {
+                enforced: d.enforced.clone(),
+                observed: d.observed.clone(),
+                subject: truncate(&d.subject, MAX_FIELD_NAME),
+            })
+            .collect(),
+        kind: s.kind,
+        observed_version: s.observed_version.clone(),
+        would_deny: s.would_deny.as_ref().map(|w| WouldDenyRecord {
+            policies: w.policies.clone(),
+            reason: w.reason,
+        }),
+        would_drop_headers: header_names(&s.would_drop_headers),
+        would_redact: would_shared,
+        would_refuse_fields: refuse.is_empty().then(Vec::new),
+    };
+    let facts = (would_facts.is_some() || !refuse.is_empty()).then_some(ShadowFacts {
+        would_redact: would_facts,
+        would_refuse_fields: refuse,
+    });
+    (shared, facts)
+}
+
+/// The budgets this request took over their limit.
+fn budget_flags(flags: &[crate::budget::Flag]) -> Option<Vec<BudgetFlagRecord>> {
+    (!flags.is_empty()).then(|| {
+        flags
+            .iter()
+            .map(|f| BudgetFlagRecord {
+                action: f.action.as_str(),
+                budget: f.limit.id.to_string(),
+                counts: f.limit.counts_label(),
+                limit: f.applied_limit,
+                request: f.request,
+                role: f.limit.role.to_string(),
+                scope: f.limit.scope.as_str(),
+                window_seconds: f.limit.window_seconds,
+            })
+            .collect()
+    })
+}
+
+/// Who the principal is, as records of a kind share it (its id is the
+/// record's own).
+fn principal_shared(p: &crate::identity::Principal) -> PrincipalShared {
+    PrincipalShared {
+        mfa: p.mfa,
+        purpose: p.purpose.clone(),
+        roles: p.roles.clone(),
+        source: match p.source {
+            IdentitySource::Jwt => "jwt",
+            IdentitySource::Gateway => "gateway",
+            IdentitySource::ClientCertificate => "client_certificate",
+            IdentitySource::Unidentified => "none",
+        },
     }
 }
 

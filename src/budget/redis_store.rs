@@ -34,7 +34,9 @@ use fieldguard_core::error::ConfigError;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, IntoConnectionInfo, RedisError, Script, TlsCertificates};
+use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -215,6 +217,186 @@ impl ConnectError {
     }
 }
 
+/// An error in `budgets.store.redis`, at `line` of the config file.
+fn section_error(origin: Origin<'_>, line: Option<usize>, m: String) -> ConfigError {
+    ConfigError::new(origin.file, line, format!("budgets.store.redis: {m}"))
+}
+
+/// The URLs the mode takes: `url` (standalone) or `nodes`.
+fn configured_urls<'c>(
+    cfg: &'c RedisConfig,
+    origin: Origin<'_>,
+) -> Result<Vec<&'c Spanned<String>>, ConfigError> {
+    let at = |line: Option<usize>, m: String| section_error(origin, line, m);
+    Ok(match cfg.mode {
+        RedisMode::Standalone => {
+            if !cfg.nodes.is_empty() {
+                return Err(at(
+                    line_of(&cfg.nodes[0]),
+                    "`nodes` is for sentinel and cluster modes; standalone takes `url`".into(),
+                ));
+            }
+            match &cfg.url {
+                Some(u) => vec![u],
+                None => return Err(at(None, "standalone mode needs `url`".into())),
+            }
+        }
+        RedisMode::Sentinel | RedisMode::Cluster => {
+            if let Some(u) = &cfg.url {
+                return Err(at(
+                    line_of(u),
+                    format!("{} mode takes `nodes`, not `url`", cfg.mode.as_str()),
+                ));
+            }
+            if cfg.nodes.is_empty() {
+                return Err(at(
+                    None,
+                    format!("{} mode needs `nodes`", cfg.mode.as_str()),
+                ));
+            }
+            cfg.nodes.iter().collect()
+        }
+    })
+}
+
+/// Each URL parsed (redis:// or rediss://, all alike; no password in
+/// it), and whether they use TLS.
+fn parse_nodes(
+    urls: &[&Spanned<String>],
+    origin: Origin<'_>,
+    fp: &mut Sha256,
+) -> Result<(Vec<redis::ConnectionInfo>, bool), ConfigError> {
+    let at = |line: Option<usize>, m: String| section_error(origin, line, m);
+    let mut nodes = Vec::new();
+    let mut tls = None;
+    for u in urls {
+        let text = u.value.trim();
+        let scheme_tls = match text.split_once("://").map(|(s, _)| s) {
+            Some("redis" | "valkey") => false,
+            Some("rediss" | "valkeys") => true,
+            _ => {
+                return Err(at(
+                    line_of(u),
+                    format!("`{}` is not a redis:// or rediss:// URL", printable(text)),
+                ));
+            }
+        };
+        if tls.is_some_and(|t| t != scheme_tls) {
+            return Err(at(
+                line_of(u),
+                "mixes redis:// and rediss:// URLs: every node uses TLS or none".into(),
+            ));
+        }
+        tls = Some(scheme_tls);
+        let info = text.into_connection_info().map_err(|e| {
+            at(
+                line_of(u),
+                format!("`{}` is not a usable URL: {e}", printable(text)),
+            )
+        })?;
+        if info.redis_settings().password().is_some() {
+            return Err(at(
+                line_of(u),
+                "the URL carries a password: put it in `password_file` (mounted from a Secret)"
+                    .into(),
+            ));
+        }
+        fp.update(text.as_bytes());
+        fp.update([0]);
+        nodes.push(info);
+    }
+    Ok((nodes, tls.unwrap_or(false)))
+}
+
+/// The password in `password_file`, if one is configured.
+fn read_password(
+    cfg: &RedisConfig,
+    origin: Origin<'_>,
+    fp: &mut Sha256,
+) -> Result<Option<String>, ConfigError> {
+    Ok(match &cfg.password_file {
+        Some(f) => {
+            let path = origin.resolve(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::file(
+                    &path,
+                    format!("budgets.store.redis.password_file: cannot read: {e}"),
+                )
+            })?;
+            let p = text.trim().to_string();
+            if p.is_empty() {
+                return Err(ConfigError::file(
+                    &path,
+                    "budgets.store.redis.password_file: the file is empty",
+                ));
+            }
+            fp.update(p.as_bytes());
+            Some(p)
+        }
+        None => None,
+    })
+}
+
+/// The CA certificates in `tls.ca_file` (at `path`).
+fn read_ca(path: &Path, fp: &mut Sha256) -> Result<TlsCertificates, ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigError::file(
+            path,
+            format!("budgets.store.redis.tls.ca_file: cannot read: {e}"),
+        )
+    })?;
+    let mut reader = pem.as_slice();
+    let count = rustls_pemfile_certs(&mut reader);
+    if count == 0 {
+        return Err(ConfigError::file(
+            path,
+            "budgets.store.redis.tls.ca_file: no PEM certificate in it",
+        ));
+    }
+    fp.update(&pem);
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
+}
+
+/// The settings besides URLs and files; returns the sentinel master's
+/// name (empty in the other modes).
+fn check_settings(
+    cfg: &RedisConfig,
+    line: Option<usize>,
+    origin: Origin<'_>,
+) -> Result<String, ConfigError> {
+    let at = |line: Option<usize>, m: String| section_error(origin, line, m);
+    let master_name = match (cfg.mode, &cfg.master_name) {
+        (RedisMode::Sentinel, Some(m)) if !m.trim().is_empty() => m.trim().to_string(),
+        (RedisMode::Sentinel, _) => {
+            return Err(at(line, "sentinel mode needs `master_name`".into()));
+        }
+        (_, Some(_)) => {
+            return Err(at(line, "`master_name` is for sentinel mode".into()));
+        }
+        (_, None) => String::new(),
+    };
+    if cfg.timeout_ms == 0 || cfg.timeout_ms > 10_000 {
+        return Err(at(line, "timeout_ms must be 1 to 10000".into()));
+    }
+    if cfg.connect_timeout_ms == 0 || cfg.connect_timeout_ms > 60_000 {
+        return Err(at(line, "connect_timeout_ms must be 1 to 60000".into()));
+    }
+    if cfg.key_prefix.is_empty()
+        || cfg.key_prefix.len() > 64
+        || cfg.key_prefix.contains(['{', '}'])
+        || cfg.key_prefix.chars().any(char::is_whitespace)
+    {
+        return Err(at(
+            line,
+            "key_prefix must be 1 to 64 characters, without spaces or braces".into(),
+        ));
+    }
+    Ok(master_name)
+}
+
 impl RedisStore {
     /// The section checked and its files read, without connecting (what
     /// `validate` and every config load do).
@@ -276,159 +458,27 @@ impl RedisStore {
         self.conn.load_full().ok_or(Failure::Connection)
     }
 
-    /// The section checked and its files read: no network yet.
+    /// The section checked and its files read: no network yet. Returns the
+    /// target, a fingerprint of everything that decides it (URLs, password,
+    /// CA, settings: in that order), and the line of its first URL.
     fn target(
         cfg: &RedisConfig,
         origin: Origin<'_>,
     ) -> Result<(Target, [u8; 32], Option<usize>), ConfigError> {
-        let at = |line: Option<usize>, m: String| {
-            ConfigError::new(origin.file, line, format!("budgets.store.redis: {m}"))
-        };
+        let at = |line: Option<usize>, m: String| section_error(origin, line, m);
         let mut fp = Sha256::new();
-        let urls: Vec<_> = match cfg.mode {
-            RedisMode::Standalone => {
-                if !cfg.nodes.is_empty() {
-                    return Err(at(
-                        line_of(&cfg.nodes[0]),
-                        "`nodes` is for sentinel and cluster modes; standalone takes `url`".into(),
-                    ));
-                }
-                match &cfg.url {
-                    Some(u) => vec![u],
-                    None => return Err(at(None, "standalone mode needs `url`".into())),
-                }
-            }
-            RedisMode::Sentinel | RedisMode::Cluster => {
-                if let Some(u) = &cfg.url {
-                    return Err(at(
-                        line_of(u),
-                        format!("{} mode takes `nodes`, not `url`", cfg.mode.as_str()),
-                    ));
-                }
-                if cfg.nodes.is_empty() {
-                    return Err(at(
-                        None,
-                        format!("{} mode needs `nodes`", cfg.mode.as_str()),
-                    ));
-                }
-                cfg.nodes.iter().collect()
-            }
-        };
+        let urls = configured_urls(cfg, origin)?;
         let line = urls.first().and_then(|u| line_of(u));
-        let mut nodes = Vec::new();
-        let mut tls = None;
-        for u in &urls {
-            let text = u.value.trim();
-            let scheme_tls = match text.split_once("://").map(|(s, _)| s) {
-                Some("redis" | "valkey") => false,
-                Some("rediss" | "valkeys") => true,
-                _ => {
-                    return Err(at(
-                        line_of(u),
-                        format!("`{}` is not a redis:// or rediss:// URL", printable(text)),
-                    ));
-                }
-            };
-            if tls.is_some_and(|t| t != scheme_tls) {
-                return Err(at(
-                    line_of(u),
-                    "mixes redis:// and rediss:// URLs: every node uses TLS or none".into(),
-                ));
-            }
-            tls = Some(scheme_tls);
-            let info = text.into_connection_info().map_err(|e| {
-                at(
-                    line_of(u),
-                    format!("`{}` is not a usable URL: {e}", printable(text)),
-                )
-            })?;
-            if info.redis_settings().password().is_some() {
-                return Err(at(
-                    line_of(u),
-                    "the URL carries a password: put it in `password_file` (mounted from a Secret)"
-                        .into(),
-                ));
-            }
-            fp.update(text.as_bytes());
-            fp.update([0]);
-            nodes.push(info);
-        }
-        let tls = tls.unwrap_or(false);
-        let password = match &cfg.password_file {
-            Some(f) => {
-                let path = origin.resolve(f);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::file(
-                        &path,
-                        format!("budgets.store.redis.password_file: cannot read: {e}"),
-                    )
-                })?;
-                let p = text.trim().to_string();
-                if p.is_empty() {
-                    return Err(ConfigError::file(
-                        &path,
-                        "budgets.store.redis.password_file: the file is empty",
-                    ));
-                }
-                fp.update(p.as_bytes());
-                Some(p)
-            }
-            None => None,
-        };
+        let (nodes, tls) = parse_nodes(&urls, origin, &mut fp)?;
+        let password = read_password(cfg, origin, &mut fp)?;
         let certs = match cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            Some(f) => {
-                if !tls {
-                    return Err(at(line, "`tls.ca_file` is set: use rediss:// URLs".into()));
-                }
-                let path = origin.resolve(f);
-                let pem = std::fs::read(&path).map_err(|e| {
-                    ConfigError::file(
-                        &path,
-                        format!("budgets.store.redis.tls.ca_file: cannot read: {e}"),
-                    )
-                })?;
-                let mut reader = pem.as_slice();
-                let count = rustls_pemfile_certs(&mut reader);
-                if count == 0 {
-                    return Err(ConfigError::file(
-                        &path,
-                        "budgets.store.redis.tls.ca_file: no PEM certificate in it",
-                    ));
-                }
-                fp.update(&pem);
-                Some(TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                })
+            Some(_) if !tls => {
+                return Err(at(line, "`tls.ca_file` is set: use rediss:// URLs".into()));
             }
+            Some(f) => Some(read_ca(&origin.resolve(f), &mut fp)?),
             None => None,
         };
-        let master_name = match (cfg.mode, &cfg.master_name) {
-            (RedisMode::Sentinel, Some(m)) if !m.trim().is_empty() => m.trim().to_string(),
-            (RedisMode::Sentinel, _) => {
-                return Err(at(line, "sentinel mode needs `master_name`".into()));
-            }
-            (_, Some(_)) => {
-                return Err(at(line, "`master_name` is for sentinel mode".into()));
-            }
-            (_, None) => String::new(),
-        };
-        if cfg.timeout_ms == 0 || cfg.timeout_ms > 10_000 {
-            return Err(at(line, "timeout_ms must be 1 to 10000".into()));
-        }
-        if cfg.connect_timeout_ms == 0 || cfg.connect_timeout_ms > 60_000 {
-            return Err(at(line, "connect_timeout_ms must be 1 to 60000".into()));
-        }
-        if cfg.key_prefix.is_empty()
-            || cfg.key_prefix.len() > 64
-            || cfg.key_prefix.contains(['{', '}'])
-            || cfg.key_prefix.chars().any(char::is_whitespace)
-        {
-            return Err(at(
-                line,
-                "key_prefix must be 1 to 64 characters, without spaces or braces".into(),
-            ));
-        }
+        let master_name = check_settings(cfg, line, origin)?;
         fp.update(format!(
             "{}|{master_name}|{:?}|{}|{}|{}",
             cfg.mode.as_str(),

@@ -120,185 +120,215 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| ConfigError::file(path, format!("cannot read {what}: {e}")))
 }
 
+/// The settings of `identity.jwt` that need no key file read.
+fn check_settings(cfg: &JwtConfig, config_file: &Path) -> Result<(), ConfigError> {
+    let cfg_err = |msg: String| ConfigError::file(config_file, msg);
+    if cfg.hs256_secret_file.is_none() && cfg.public_keys.is_empty() && cfg.jwks_file.is_none() {
+        return Err(cfg_err(
+            "identity.jwt needs at least one key source: hs256_secret_file, public_keys or jwks_file"
+                .into(),
+        ));
+    }
+    if cfg.leeway_seconds > MAX_LEEWAY_SECONDS {
+        return Err(cfg_err(format!(
+            "identity.jwt.leeway_seconds must be at most {MAX_LEEWAY_SECONDS}"
+        )));
+    }
+    if cfg.max_token_bytes == 0 {
+        return Err(cfg_err(
+            "identity.jwt.max_token_bytes must be greater than 0".into(),
+        ));
+    }
+    if cfg.cache_max_entries > MAX_CACHE_ENTRIES {
+        return Err(cfg_err(format!(
+            "identity.jwt.cache_max_entries must be at most {MAX_CACHE_ENTRIES} (0 disables the cache)"
+        )));
+    }
+    if cfg.cache_max_entries > 0 && cfg.cache_max_token_bytes == 0 {
+        return Err(cfg_err(
+            "identity.jwt.cache_max_token_bytes must be greater than 0 (set cache_max_entries: 0 to disable the cache)"
+                .into(),
+        ));
+    }
+    for (name, value) in [
+        ("roles_claim", &cfg.roles_claim),
+        ("mfa_claim", &cfg.mfa_claim),
+        ("purpose_claim", &cfg.purpose_claim),
+    ] {
+        if value.trim().is_empty() {
+            return Err(cfg_err(format!("identity.jwt.{name} must not be empty")));
+        }
+    }
+    if cfg.attribute_claims.iter().any(|c| c.trim().is_empty()) {
+        return Err(cfg_err(
+            "identity.jwt.attribute_claims must not contain empty names".into(),
+        ));
+    }
+    if matches!(&cfg.issuer, Some(s) if s.is_empty()) {
+        return Err(cfg_err("identity.jwt.issuer must not be empty".into()));
+    }
+    if matches!(&cfg.audience, Some(s) if s.is_empty()) {
+        return Err(cfg_err("identity.jwt.audience must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// How a token signed with `alg` is validated: `exp` always, `iss` and
+/// `aud` when configured, with the configured leeway.
+fn validation_for(cfg: &JwtConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = cfg.leeway_seconds;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    match &cfg.issuer {
+        Some(iss) => {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        None => v.iss = None,
+    }
+    match &cfg.audience {
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            v.validate_aud = true;
+            required.push("aud");
+        }
+        None => {
+            v.aud = None;
+            v.validate_aud = false;
+        }
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+/// Every configured key; a `kid` must name exactly one.
+fn read_keys(
+    cfg: &JwtConfig,
+    base_dir: &Path,
+    config_file: &Path,
+) -> Result<Vec<VerifyingKey>, ConfigError> {
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    if let Some(rel) = &cfg.hs256_secret_file {
+        keys.push(hs256_key(cfg, &resolve(base_dir, rel))?);
+    }
+    for pk in &cfg.public_keys {
+        keys.push(public_key(cfg, pk, base_dir, config_file)?);
+    }
+    if let Some(rel) = &cfg.jwks_file {
+        let path = resolve(base_dir, rel);
+        let text = read_file(&path, "JWKS")?;
+        for (kid, alg, key) in parse_jwks(&text, &path)? {
+            keys.push(VerifyingKey {
+                kid,
+                alg,
+                key,
+                validation: validation_for(cfg, alg),
+                origin: path.clone(),
+            });
+        }
+    }
+
+    // A kid must name exactly one key, otherwise "kid selects the key" is
+    // ambiguous.
+    let mut seen = HashSet::new();
+    for k in &keys {
+        if let Some(kid) = &k.kid
+            && !seen.insert(kid.as_str())
+        {
+            return Err(ConfigError::file(
+                &k.origin,
+                format!("key id `{kid}` is configured more than once"),
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// The HS256 secret in `path` (trailing newlines cut off).
+fn hs256_key(cfg: &JwtConfig, path: &Path) -> Result<VerifyingKey, ConfigError> {
+    let mut secret = read_file(path, "HS256 secret")?;
+    while matches!(secret.last(), Some(b'\n' | b'\r')) {
+        secret.pop();
+    }
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(ConfigError::file(
+            path,
+            format!(
+                "HS256 secret is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
+                secret.len()
+            ),
+        ));
+    }
+    let key = DecodingKey::from_secret(&secret)
+        .map_err(|e| ConfigError::file(path, format!("unusable HS256 secret: {e}")))?;
+    Ok(VerifyingKey {
+        kid: None,
+        alg: Algorithm::HS256,
+        key,
+        validation: validation_for(cfg, Algorithm::HS256),
+        origin: path.to_path_buf(),
+    })
+}
+
+/// A PEM public key (RS256, or ES256 on P-256).
+fn public_key(
+    cfg: &JwtConfig,
+    pk: &super::config::PublicKeyConfig,
+    base_dir: &Path,
+    config_file: &Path,
+) -> Result<VerifyingKey, ConfigError> {
+    let path = resolve(base_dir, &pk.file);
+    let pem = read_file(&path, "public key")?;
+    if matches!(&pk.kid, Some(k) if k.is_empty()) {
+        return Err(ConfigError::file(
+            config_file,
+            format!(
+                "identity.jwt.public_keys: empty kid for {}",
+                pk.file.display()
+            ),
+        ));
+    }
+    let (alg, key) = match pk.algorithm {
+        PublicKeyAlgorithm::RS256 => {
+            let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                ConfigError::file(&path, format!("not an RSA public key in PEM form: {e}"))
+            })?;
+            (Algorithm::RS256, key)
+        }
+        PublicKeyAlgorithm::ES256 => {
+            let key = DecodingKey::from_ec_pem(&pem).map_err(|e| {
+                ConfigError::file(&path, format!("not an EC public key in PEM form: {e}"))
+            })?;
+            if !is_p256_point(&key) {
+                return Err(ConfigError::file(
+                    &path,
+                    "ES256 needs a P-256 public key (this key is on another curve)",
+                ));
+            }
+            (Algorithm::ES256, key)
+        }
+    };
+    Ok(VerifyingKey {
+        kid: pk.kid.clone(),
+        alg,
+        key,
+        validation: validation_for(cfg, alg),
+        origin: path,
+    })
+}
+
 impl JwtVerifier {
+    /// Checks the settings, then reads every configured key (HS256
+    /// secret, PEM public keys, JWKS), each with its `Validation`.
     pub(crate) fn new(
         cfg: &JwtConfig,
         base_dir: &Path,
         config_file: &Path,
     ) -> Result<Self, ConfigError> {
-        let cfg_err = |msg: String| ConfigError::file(config_file, msg);
-
-        if cfg.hs256_secret_file.is_none() && cfg.public_keys.is_empty() && cfg.jwks_file.is_none()
-        {
-            return Err(cfg_err(
-                "identity.jwt needs at least one key source: hs256_secret_file, public_keys or jwks_file"
-                    .into(),
-            ));
-        }
-        if cfg.leeway_seconds > MAX_LEEWAY_SECONDS {
-            return Err(cfg_err(format!(
-                "identity.jwt.leeway_seconds must be at most {MAX_LEEWAY_SECONDS}"
-            )));
-        }
-        if cfg.max_token_bytes == 0 {
-            return Err(cfg_err(
-                "identity.jwt.max_token_bytes must be greater than 0".into(),
-            ));
-        }
-        if cfg.cache_max_entries > MAX_CACHE_ENTRIES {
-            return Err(cfg_err(format!(
-                "identity.jwt.cache_max_entries must be at most {MAX_CACHE_ENTRIES} (0 disables the cache)"
-            )));
-        }
-        if cfg.cache_max_entries > 0 && cfg.cache_max_token_bytes == 0 {
-            return Err(cfg_err(
-                "identity.jwt.cache_max_token_bytes must be greater than 0 (set cache_max_entries: 0 to disable the cache)"
-                    .into(),
-            ));
-        }
-        for (name, value) in [
-            ("roles_claim", &cfg.roles_claim),
-            ("mfa_claim", &cfg.mfa_claim),
-            ("purpose_claim", &cfg.purpose_claim),
-        ] {
-            if value.trim().is_empty() {
-                return Err(cfg_err(format!("identity.jwt.{name} must not be empty")));
-            }
-        }
-        if cfg.attribute_claims.iter().any(|c| c.trim().is_empty()) {
-            return Err(cfg_err(
-                "identity.jwt.attribute_claims must not contain empty names".into(),
-            ));
-        }
-        if matches!(&cfg.issuer, Some(s) if s.is_empty()) {
-            return Err(cfg_err("identity.jwt.issuer must not be empty".into()));
-        }
-        if matches!(&cfg.audience, Some(s) if s.is_empty()) {
-            return Err(cfg_err("identity.jwt.audience must not be empty".into()));
-        }
-
-        let validation_for = |alg: Algorithm| {
-            let mut v = Validation::new(alg);
-            v.leeway = cfg.leeway_seconds;
-            v.validate_exp = true;
-            v.validate_nbf = true;
-            let mut required = vec!["exp"];
-            match &cfg.issuer {
-                Some(iss) => {
-                    v.set_issuer(&[iss]);
-                    required.push("iss");
-                }
-                None => v.iss = None,
-            }
-            match &cfg.audience {
-                Some(aud) => {
-                    v.set_audience(&[aud]);
-                    v.validate_aud = true;
-                    required.push("aud");
-                }
-                None => {
-                    v.aud = None;
-                    v.validate_aud = false;
-                }
-            }
-            v.set_required_spec_claims(&required);
-            v
-        };
-
-        let mut keys: Vec<VerifyingKey> = Vec::new();
-
-        if let Some(rel) = &cfg.hs256_secret_file {
-            let path = resolve(base_dir, rel);
-            let mut secret = read_file(&path, "HS256 secret")?;
-            while matches!(secret.last(), Some(b'\n' | b'\r')) {
-                secret.pop();
-            }
-            if secret.len() < MIN_HS256_SECRET_BYTES {
-                return Err(ConfigError::file(
-                    &path,
-                    format!(
-                        "HS256 secret is {} bytes; at least {MIN_HS256_SECRET_BYTES} are required",
-                        secret.len()
-                    ),
-                ));
-            }
-            let key = DecodingKey::from_secret(&secret)
-                .map_err(|e| ConfigError::file(&path, format!("unusable HS256 secret: {e}")))?;
-            keys.push(VerifyingKey {
-                kid: None,
-                alg: Algorithm::HS256,
-                key,
-                validation: validation_for(Algorithm::HS256),
-                origin: path,
-            });
-        }
-
-        for pk in &cfg.public_keys {
-            let path = resolve(base_dir, &pk.file);
-            let pem = read_file(&path, "public key")?;
-            if matches!(&pk.kid, Some(k) if k.is_empty()) {
-                return Err(cfg_err(format!(
-                    "identity.jwt.public_keys: empty kid for {}",
-                    pk.file.display()
-                )));
-            }
-            let (alg, key) = match pk.algorithm {
-                PublicKeyAlgorithm::RS256 => {
-                    let key = DecodingKey::from_rsa_pem(&pem).map_err(|e| {
-                        ConfigError::file(&path, format!("not an RSA public key in PEM form: {e}"))
-                    })?;
-                    (Algorithm::RS256, key)
-                }
-                PublicKeyAlgorithm::ES256 => {
-                    let key = DecodingKey::from_ec_pem(&pem).map_err(|e| {
-                        ConfigError::file(&path, format!("not an EC public key in PEM form: {e}"))
-                    })?;
-                    if !is_p256_point(&key) {
-                        return Err(ConfigError::file(
-                            &path,
-                            "ES256 needs a P-256 public key (this key is on another curve)",
-                        ));
-                    }
-                    (Algorithm::ES256, key)
-                }
-            };
-            keys.push(VerifyingKey {
-                kid: pk.kid.clone(),
-                alg,
-                key,
-                validation: validation_for(alg),
-                origin: path,
-            });
-        }
-
-        if let Some(rel) = &cfg.jwks_file {
-            let path = resolve(base_dir, rel);
-            let text = read_file(&path, "JWKS")?;
-            for (kid, alg, key) in parse_jwks(&text, &path)? {
-                keys.push(VerifyingKey {
-                    kid,
-                    alg,
-                    key,
-                    validation: validation_for(alg),
-                    origin: path.clone(),
-                });
-            }
-        }
-
-        // A kid must name exactly one key, otherwise "kid selects the key" is
-        // ambiguous.
-        let mut seen = HashSet::new();
-        for k in &keys {
-            if let Some(kid) = &k.kid
-                && !seen.insert(kid.as_str())
-            {
-                return Err(ConfigError::file(
-                    &k.origin,
-                    format!("key id `{kid}` is configured more than once"),
-                ));
-            }
-        }
-
+        check_settings(cfg, config_file)?;
+        let keys = read_keys(cfg, base_dir, config_file)?;
         let mut algorithms: Vec<Algorithm> = Vec::new();
         for k in &keys {
             if !algorithms.contains(&k.alg) {

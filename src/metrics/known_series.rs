@@ -40,44 +40,55 @@ impl Metrics {
     pub(super) fn init_known_series(&self, rt: RuntimeView<'_>) {
         for kind in UPSTREAM_STREAMING_KINDS {
             // Passthrough routes and unmatched requests are labelled "none".
-            self.upstream_errors.with_label_values(&[NO_ROUTE, kind]);
+            self.failures
+                .upstream_errors
+                .with_label_values(&[NO_ROUTE, kind]);
         }
         for route in rt.decisions.routes.iter() {
             let template = route.template.as_str();
             if route.inspects_response() {
                 for kind in UPSTREAM_INSPECTED_KINDS {
-                    self.upstream_errors.with_label_values(&[template, kind]);
+                    self.failures
+                        .upstream_errors
+                        .with_label_values(&[template, kind]);
                 }
-                self.records_hidden.with_label_values(&[template]);
+                self.redaction.records_hidden.with_label_values(&[template]);
                 for detector in route.response.iter().flat_map(|p| p.backstop.iter()) {
-                    self.backstop
+                    self.redaction
+                        .backstop
                         .with_label_values(&[template, detector.as_str()]);
                 }
             } else {
                 for kind in UPSTREAM_STREAMING_KINDS {
-                    self.upstream_errors.with_label_values(&[template, kind]);
+                    self.failures
+                        .upstream_errors
+                        .with_label_values(&[template, kind]);
                 }
             }
             if route.request.is_some() {
                 for reason in WRITE_REFUSAL_REASONS {
-                    self.refused_write_fields
+                    self.redaction
+                        .refused_write_fields
                         .with_label_values(&[template, reason]);
                 }
             }
         }
         for (direction, reason) in BODY_REJECTIONS {
-            self.body_rejections.with_label_values(&[direction, reason]);
+            self.failures
+                .body_rejections
+                .with_label_values(&[direction, reason]);
         }
         // Every configured budget, so an alert on a breach has a series
         // at 0 to rise from.
         for l in rt.budgets.limits() {
-            self.budget_disclosed.with_label_values(&[&*l.id]);
+            self.budgets.budget_disclosed.with_label_values(&[&*l.id]);
             let actions: &[&str] = match l.on_exceed {
                 crate::budget::OnExceed::Alert => &["alert"],
                 crate::budget::OnExceed::Refuse => &["refuse", "would_refuse"],
             };
             for action in actions {
-                self.budget_exceeded
+                self.budgets
+                    .budget_exceeded
                     .with_label_values(&[&*l.id, &*l.role, action]);
             }
         }

@@ -3,10 +3,18 @@
 
 use crate::identity::Principal;
 use crate::runtime::Runtime;
-use fieldguard_core::pipeline::{self, Routed};
+use fieldguard_core::pipeline::{self, Decided, Routed};
 use fieldguard_core::redact::report::{FilterReport, TraceEntry};
 use fieldguard_core::routing;
 use std::fmt::Write as _;
+
+/// Why there is no explanation.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The path is one the proxy refuses before routing.
+    #[error("path refused: {0}")]
+    PathRefused(routing::PathError),
+}
 
 /// The explanation as text. `response` is an upstream response body to
 /// filter (JSON), `body` a request body to check.
@@ -17,27 +25,15 @@ pub fn explain(
     path: &str,
     body: Option<&[u8]>,
     response: Option<&[u8]>,
-) -> Result<String, String> {
+) -> Result<String, ExplainError> {
     let mut out = String::new();
     let w = &mut out;
-    let canonical = routing::normalize(path).map_err(|e| format!("path refused: {e}"))?;
+    let canonical = routing::normalize(path).map_err(ExplainError::PathRefused)?;
     let _ = writeln!(w, "request:   {method} {path}");
     if canonical.as_str() != path {
         let _ = writeln!(w, "canonical: {}", canonical.as_str());
     }
-    let _ = writeln!(
-        w,
-        "principal: User::\"{}\" in [{}], mfa={}, purpose=\"{}\"",
-        principal.id,
-        principal
-            .roles
-            .iter()
-            .map(|r| format!("Role::\"{r}\""))
-            .collect::<Vec<_>>()
-            .join(", "),
-        principal.mfa,
-        principal.purpose.as_deref().unwrap_or("")
-    );
+    write_principal(w, principal);
     let m = match pipeline::route(&rt.decisions, method, &canonical) {
         Routed::Passthrough => {
             let _ = writeln!(
@@ -94,67 +90,95 @@ pub fn explain(
     write_policies(rt, w, &decided.decision.policies, &decided.decision.errors);
 
     if let Some(body) = body {
-        let _ = writeln!(w, "\nrequest body:");
-        match pipeline::check_request_body(&rt.decisions, &decided, true, body) {
-            Ok(written) => {
-                let _ = writeln!(
-                    w,
-                    "  allowed (every value catalogued, of its shape, collectable and writable)"
-                );
-                for f in written {
-                    let _ = writeln!(w, "  {:<28} written", rt.decisions.catalogue.field(f).path);
-                }
-            }
-            Err((stop, refused)) => {
-                let _ = writeln!(w, "  refused: {}", stop.refusal.code());
-                for r in refused {
-                    let _ = writeln!(w, "  {:<28} {}", r.field, r.reason.as_str());
-                }
-            }
-        }
+        write_request_body(rt, w, &decided, body);
     }
     if let Some(response) = response {
-        let _ = writeln!(w, "\nresponse:");
-        if !route.inspects_response() {
-            let _ = writeln!(w, "  not inspected on this route: passed through as is");
-            return Ok(out);
-        }
-        let mut report = FilterReport::traced();
-        let result = pipeline::filter_response_body(&rt.decisions, &decided, response, &mut report);
-        for t in report.trace.as_deref().unwrap_or_default() {
-            write_trace(rt, w, t);
-        }
-        let fate = if report.unknown_passed {
-            "passed: unknown_fields is `pass` on this route"
-        } else {
-            "removed"
-        };
-        for (what, names, fate) in [
-            ("not named by the configuration", &report.unnamed, fate),
-            (
-                "catalogued, but of another shape",
-                &report.misshapen,
-                "removed",
-            ),
-        ] {
-            for (scope, path, count) in names.sorted() {
-                let _ = writeln!(
-                    w,
-                    "  {what}: {} {path} ×{count} ({fate})",
-                    rt.decisions.catalogue.scope_name(scope)
-                );
+        write_response(rt, w, &decided, response);
+    }
+    Ok(out)
+}
+
+/// The caller as Cedar sees it.
+fn write_principal(w: &mut String, principal: &Principal) {
+    let _ = writeln!(
+        w,
+        "principal: User::\"{}\" in [{}], mfa={}, purpose=\"{}\"",
+        principal.id,
+        principal
+            .roles
+            .iter()
+            .map(|r| format!("Role::\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        principal.mfa,
+        principal.purpose.as_deref().unwrap_or("")
+    );
+}
+
+/// Whether the request body would be taken, and which fields it writes.
+fn write_request_body(rt: &Runtime, w: &mut String, decided: &Decided<'_>, body: &[u8]) {
+    let _ = writeln!(w, "\nrequest body:");
+    match pipeline::check_request_body(&rt.decisions, decided, true, body) {
+        Ok(written) => {
+            let _ = writeln!(
+                w,
+                "  allowed (every value catalogued, of its shape, collectable and writable)"
+            );
+            for f in written {
+                let _ = writeln!(w, "  {:<28} written", rt.decisions.catalogue.field(f).path);
             }
         }
-        match result {
-            Ok(body) => {
-                let _ = writeln!(w, "\nfiltered body:\n{}", String::from_utf8_lossy(&body));
-            }
-            Err(stop) => {
-                let _ = writeln!(w, "  → {} ({})", stop.refusal.code(), stop.refusal.status());
+        Err((stop, refused)) => {
+            let _ = writeln!(w, "  refused: {}", stop.refusal.code());
+            for r in refused {
+                let _ = writeln!(w, "  {:<28} {}", r.field, r.reason.as_str());
             }
         }
     }
-    Ok(out)
+}
+
+/// The response body filtered, record by record and field by field, with
+/// the members the configuration does not name.
+fn write_response(rt: &Runtime, w: &mut String, decided: &Decided<'_>, response: &[u8]) {
+    let _ = writeln!(w, "\nresponse:");
+    if !decided.route.inspects_response() {
+        let _ = writeln!(w, "  not inspected on this route: passed through as is");
+        return;
+    }
+    let mut report = FilterReport::traced();
+    let result = pipeline::filter_response_body(&rt.decisions, decided, response, &mut report);
+    for t in report.trace.as_deref().unwrap_or_default() {
+        write_trace(rt, w, t);
+    }
+    let fate = if report.unknown_passed {
+        "passed: unknown_fields is `pass` on this route"
+    } else {
+        "removed"
+    };
+    for (what, names, fate) in [
+        ("not named by the configuration", &report.unnamed, fate),
+        (
+            "catalogued, but of another shape",
+            &report.misshapen,
+            "removed",
+        ),
+    ] {
+        for (scope, path, count) in names.sorted() {
+            let _ = writeln!(
+                w,
+                "  {what}: {} {path} ×{count} ({fate})",
+                rt.decisions.catalogue.scope_name(scope)
+            );
+        }
+    }
+    match result {
+        Ok(body) => {
+            let _ = writeln!(w, "\nfiltered body:\n{}", String::from_utf8_lossy(&body));
+        }
+        Err(stop) => {
+            let _ = writeln!(w, "  → {} ({})", stop.refusal.code(), stop.refusal.status());
+        }
+    }
 }
 
 fn write_trace(rt: &Runtime, w: &mut String, t: &TraceEntry) {

@@ -28,12 +28,17 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
     // Cedar's own validation warnings (an impossible policy, …), by @id.
     out.extend(rt.decisions.engine.bundle.warnings.iter().cloned());
     budget_store_warnings(rt, &mut out);
-    let route_actions: BTreeSet<&str> = rt
-        .decisions
-        .routes
-        .iter()
-        .map(|r| r.action.as_str())
-        .collect();
+    route_warnings(rt, &mut out);
+    let (literals, patterns) = policy_warnings(rt, &mut out);
+    out.extend(level_4_without_mfa(rt));
+    shape_warnings(rt, &mut out);
+    unmentioned_field_warnings(rt, &literals, &patterns, &mut out);
+    out
+}
+
+/// Routes that pass unknown members, or have a backstop with nothing to
+/// scan.
+fn route_warnings(rt: &Runtime, out: &mut Vec<String>) {
     for r in &rt.decisions.routes {
         if r.response
             .as_ref()
@@ -74,6 +79,18 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             }
         }
     }
+}
+
+/// Policies that can never apply (no route uses their actions) or name a
+/// field no entity has. Returns the field names the policies mention:
+/// literals and `like` patterns.
+fn policy_warnings(rt: &Runtime, out: &mut Vec<String>) -> (BTreeSet<String>, Vec<String>) {
+    let route_actions: BTreeSet<&str> = rt
+        .decisions
+        .routes
+        .iter()
+        .map(|r| r.action.as_str())
+        .collect();
     let catalogue: BTreeSet<&str> = rt
         .decisions
         .catalogue
@@ -124,8 +141,16 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
         literals.extend(lits);
         patterns.extend(pats);
     }
-    out.extend(level_4_without_mfa(rt));
-    shape_warnings(rt, &mut out);
+    (literals, patterns)
+}
+
+/// Catalogue fields and response members no policy mentions.
+fn unmentioned_field_warnings(
+    rt: &Runtime,
+    literals: &BTreeSet<String>,
+    patterns: &[String],
+    out: &mut Vec<String>,
+) {
     for f in rt.decisions.catalogue.fields() {
         let mentioned =
             literals.contains(&f.path) || patterns.iter().any(|p| like_matches(p, &f.path));
@@ -147,7 +172,6 @@ pub fn warnings(rt: &Runtime) -> Vec<String> {
             rt.config.file.display()
         ));
     }
-    out
 }
 
 /// Fields whose `shape` leaves a hole: `any` (or an object or array

@@ -8,7 +8,7 @@ use crate::runtime::Runtime;
 use fieldguard_core::catalogue::{AttrValue, AttributeSource, EntityCatalogue, compile_attributes};
 use fieldguard_core::config::AttributeKind;
 use fieldguard_core::pipeline::{self, Routed};
-use fieldguard_core::policy::{FieldAction, RequestPrincipal, ResourceRef};
+use fieldguard_core::policy::{FieldAction, RequestPrincipal, ResourceRef, Verdict};
 use fieldguard_core::routing;
 use serde::Serialize;
 use serde_json::Value;
@@ -278,11 +278,46 @@ pub fn compute(rt: &Runtime) -> Matrix {
 
 /// The matrix of `rt` for the callers `axes` describes.
 pub fn compute_on(rt: &Runtime, axes: &Axes) -> Matrix {
-    let (roles, purposes) = (&axes.roles, &axes.purposes);
+    let variants = variants(axes);
+    let mut entities: Vec<_> = rt.decisions.catalogue.entities().cloned().collect();
+    entities.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut m = Matrix {
+        variants: Vec::new(),
+        fields: Vec::new(),
+        routes: Vec::new(),
+        writes: Vec::new(),
+    };
+    for v in &variants {
+        let mut principal =
+            super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
+        principal.attributes = axes
+            .principal_attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::identity::AttrValue::String(v.clone())))
+            .collect();
+        for entity in &entities {
+            entity_rows(
+                rt,
+                v,
+                &principal,
+                entity,
+                &axes.principal_attrs,
+                &mut m.fields,
+            );
+        }
+        route_rows(rt, v, &principal, &mut m);
+    }
+    m.variants = variants;
+    m
+}
+
+/// Every caller the axes describe: each role, with and without MFA, with
+/// no purpose and with each purpose.
+fn variants(axes: &Axes) -> Vec<Variant> {
     let mut variants = Vec::new();
-    for role in roles {
+    for role in &axes.roles {
         for mfa in [false, true] {
-            for purpose in std::iter::once(String::new()).chain(purposes.iter().cloned()) {
+            for purpose in std::iter::once(String::new()).chain(axes.purposes.iter().cloned()) {
                 variants.push(Variant {
                     role: role.clone(),
                     mfa,
@@ -291,138 +326,136 @@ pub fn compute_on(rt: &Runtime, axes: &Axes) -> Matrix {
             }
         }
     }
-    let mut entities: Vec<_> = rt.decisions.catalogue.entities().cloned().collect();
-    entities.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut fields = Vec::new();
-    let mut routes = Vec::new();
-    let mut writes = Vec::new();
-    let principal_attrs = &axes.principal_attrs;
-    for v in &variants {
-        let mut principal =
-            super::principal(ME, std::slice::from_ref(&v.role), v.mfa, Some(&v.purpose));
-        principal.attributes = principal_attrs
+    variants
+}
+
+/// What caller `v` sees of a record of `entity`, in each scenario of its
+/// attributes: the record itself, then each field.
+fn entity_rows(
+    rt: &Runtime,
+    v: &Variant,
+    principal: &crate::identity::Principal,
+    entity: &EntityCatalogue,
+    principal_attrs: &BTreeMap<String, String>,
+    fields: &mut Vec<FieldRow>,
+) {
+    let sources = attribute_sources(rt, entity);
+    let Ok(who) = RequestPrincipal::new(principal, &read_action(rt, &entity.name)) else {
+        return;
+    };
+    let mut decider = rt.decisions.engine.decider(&who);
+    let table = decider.policy_table();
+    let ids = |v: &Verdict| -> Vec<String> {
+        v.policies
             .iter()
-            .map(|(k, v)| (k.clone(), crate::identity::AttrValue::String(v.clone())))
-            .collect();
-        for entity in &entities {
-            let sources = attribute_sources(rt, entity);
-            let Ok(who) = RequestPrincipal::new(&principal, &read_action(rt, &entity.name)) else {
+            .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
+            .collect()
+    };
+    let mut specs: Vec<_> = rt
+        .decisions
+        .catalogue
+        .fields()
+        .iter()
+        .filter(|f| f.is_record_field() && f.entity == entity.name)
+        .collect();
+    specs.sort_by(|a, b| a.path.cmp(&b.path));
+    for (scenario, values) in scenarios(&sources, principal_attrs) {
+        let r = ResourceRef {
+            type_name: &entity.type_name,
+            type_key: u32::from(entity.index),
+            id: "matrix-record",
+            sources: &sources,
+            values: &values,
+        };
+        let record = decider.verdict(FieldAction::RecordRead, None, &r);
+        let visible = record.allowed;
+        let row = |field: &str, outcome: &'static str, form: String, policies| FieldRow {
+            role: v.role.clone(),
+            mfa: v.mfa,
+            purpose: v.purpose.clone(),
+            entity: entity.name.to_string(),
+            field: field.to_string(),
+            scenario: scenario.clone(),
+            outcome,
+            form,
+            policies,
+        };
+        let record_outcome = if visible { "visible" } else { "hidden" };
+        fields.push(row(
+            "(record)",
+            record_outcome,
+            record_outcome.into(),
+            ids(&record),
+        ));
+        for spec in &specs {
+            if !visible {
+                fields.push(row(&spec.path, "hidden", "hidden".into(), ids(&record)));
                 continue;
-            };
-            let mut decider = rt.decisions.engine.decider(&who);
-            let table = decider.policy_table();
-            let ids = |v: &fieldguard_core::policy::Verdict| -> Vec<String> {
-                v.policies
-                    .iter()
-                    .filter_map(|&i| table.get(i as usize).map(|s| s.to_string()))
-                    .collect()
-            };
-            let mut specs: Vec<_> = rt
-                .decisions
-                .catalogue
-                .fields()
-                .iter()
-                .filter(|f| f.is_record_field() && f.entity == entity.name)
-                .collect();
-            specs.sort_by(|a, b| a.path.cmp(&b.path));
-            for (scenario, values) in scenarios(&sources, principal_attrs) {
-                let r = ResourceRef {
-                    type_name: &entity.type_name,
-                    type_key: u32::from(entity.index),
-                    id: "matrix-record",
-                    sources: &sources,
-                    values: &values,
-                };
-                let record = decider.verdict(FieldAction::RecordRead, None, &r);
-                let visible = record.allowed;
-                let row = |field: &str, outcome: &'static str, form: String, policies| FieldRow {
-                    role: v.role.clone(),
-                    mfa: v.mfa,
-                    purpose: v.purpose.clone(),
-                    entity: entity.name.to_string(),
-                    field: field.to_string(),
-                    scenario: scenario.clone(),
-                    outcome,
-                    form,
-                    policies,
-                };
-                let record_outcome = if visible { "visible" } else { "hidden" };
-                fields.push(row(
-                    "(record)",
-                    record_outcome,
-                    record_outcome.into(),
-                    ids(&record),
-                ));
-                for spec in &specs {
-                    if !visible {
-                        fields.push(row(&spec.path, "hidden", "hidden".into(), ids(&record)));
-                        continue;
-                    }
-                    let full = decider.verdict(FieldAction::FieldRead, Some(spec), &r);
-                    let mut policies = ids(&full);
-                    let (outcome, form) = if full.allowed {
-                        ("full", "full".to_string())
-                    } else {
-                        let masked = spec.mask.as_ref().map(|m| {
-                            (
-                                m.kind(),
-                                decider.verdict(FieldAction::FieldReadMasked, Some(spec), &r),
-                            )
-                        });
-                        match masked {
-                            Some((kind, m)) => {
-                                policies.extend(ids(&m));
-                                if m.allowed {
-                                    ("masked", format!("masked ({kind})"))
-                                } else {
-                                    ("removed", "removed".into())
-                                }
-                            }
-                            None => ("removed", "removed".into()),
-                        }
-                    };
-                    fields.push(row(&spec.path, outcome, form, policies));
-                }
             }
-        }
-        for route in rt.decisions.routes.iter() {
-            for (scenario, param) in [("own", ME), ("other", OTHER)] {
-                let path = fill_template(&route.template, param);
-                let Ok(canonical) = routing::normalize(&path) else {
-                    continue;
-                };
-                let (allowed, policies) =
-                    match pipeline::route(&rt.decisions, &route.method, &canonical) {
-                        Routed::Route(m) => {
-                            match pipeline::evaluate(&rt.decisions.engine, &m, &principal) {
-                                Ok(d) => {
-                                    if d.decision.allowed {
-                                        writes.extend(write_rows(rt, v, scenario, &d));
-                                    }
-                                    (d.decision.allowed, d.decision.policies)
-                                }
-                                Err(_) => (false, Vec::new()),
-                            }
-                        }
-                        _ => (false, Vec::new()),
-                    };
-                routes.push(RouteRow {
-                    role: v.role.clone(),
-                    mfa: v.mfa,
-                    purpose: v.purpose.clone(),
-                    route: format!("{} {}", route.method, route.template),
-                    scenario,
-                    allowed,
-                    policies,
-                });
-            }
+            let (outcome, form, verdicts) = field_outcome(&mut decider, spec, &r);
+            let policies = verdicts.iter().flat_map(&ids).collect();
+            fields.push(row(&spec.path, outcome, form, policies));
         }
     }
-    Matrix {
-        variants,
-        fields,
-        routes,
-        writes,
+}
+
+/// How a readable record's field is shown: in full, masked or removed,
+/// with the verdicts that decided it (full read, then masked read).
+fn field_outcome(
+    decider: &mut fieldguard_core::policy::Decider<'_>,
+    spec: &fieldguard_core::catalogue::FieldSpec,
+    r: &ResourceRef<'_>,
+) -> (&'static str, String, Vec<Verdict>) {
+    let full = decider.verdict(FieldAction::FieldRead, Some(spec), r);
+    if full.allowed {
+        return ("full", "full".to_string(), vec![full]);
+    }
+    let Some(kind) = spec.mask.as_ref().map(|m| m.kind()) else {
+        return ("removed", "removed".into(), vec![full]);
+    };
+    let m = decider.verdict(FieldAction::FieldReadMasked, Some(spec), r);
+    let (outcome, form) = if m.allowed {
+        ("masked", format!("masked ({kind})"))
+    } else {
+        ("removed", "removed".into())
+    };
+    (outcome, form, vec![full, m])
+}
+
+/// Whether caller `v` may call each route, on its own resource and on
+/// another's, and what allowed write routes let it write.
+fn route_rows(rt: &Runtime, v: &Variant, principal: &crate::identity::Principal, m: &mut Matrix) {
+    for route in rt.decisions.routes.iter() {
+        for (scenario, param) in [("own", ME), ("other", OTHER)] {
+            let path = fill_template(&route.template, param);
+            let Ok(canonical) = routing::normalize(&path) else {
+                continue;
+            };
+            let (allowed, policies) =
+                match pipeline::route(&rt.decisions, &route.method, &canonical) {
+                    Routed::Route(r) => {
+                        match pipeline::evaluate(&rt.decisions.engine, &r, principal) {
+                            Ok(d) => {
+                                if d.decision.allowed {
+                                    m.writes.extend(write_rows(rt, v, scenario, &d));
+                                }
+                                (d.decision.allowed, d.decision.policies)
+                            }
+                            Err(_) => (false, Vec::new()),
+                        }
+                    }
+                    _ => (false, Vec::new()),
+                };
+            m.routes.push(RouteRow {
+                role: v.role.clone(),
+                mfa: v.mfa,
+                purpose: v.purpose.clone(),
+                route: format!("{} {}", route.method, route.template),
+                scenario,
+                allowed,
+                policies,
+            });
+        }
     }
 }
 

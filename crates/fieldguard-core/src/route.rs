@@ -133,6 +133,9 @@ impl Route {
             .unwrap_or_default()
     }
 
+    /// Compiles one configured route: checks which sections it may have,
+    /// then its action, its request-level resource, and its response and
+    /// request rules (each in a function of its own below).
     pub fn compile(
         position: usize,
         rc: &RouteConfig,
@@ -140,211 +143,15 @@ impl Route {
         engine: &Engine,
         catalogue: &mut Catalogue,
     ) -> Result<RouteEntry, ConfigError> {
-        let at = |line: Option<usize>, m: String| {
-            ConfigError::new(
-                cfg.file,
-                line,
-                format!("route {} {}: {m}", rc.method.value, rc.path.value),
-            )
-        };
-        // The same, at a config value's position (line, column, snippet).
-        let at_value = |v: &Spanned<String>, m: String| {
-            ConfigError::at(
-                cfg.file,
-                location_of(v),
-                format!("route {} {}: {m}", rc.method.value, rc.path.value),
-            )
-        };
-        let route_line = line_of(&rc.path);
-        let template_params = template_params(&rc.path.value);
-        if rc.unknown_fields != UnknownFields::Remove && rc.response.is_none() {
-            return Err(at(
-                route_line,
-                "`unknown_fields` applies to a route's `response:` section, which this route has not"
-                    .into(),
-            ));
-        }
-        if rc.hide_missing && rc.response.is_none() {
-            return Err(at(
-                route_line,
-                "`hide_missing` applies to a route's `response:` section, which this route has not"
-                    .into(),
-            ));
-        }
-        if rc.response.is_none() && (rc.observe.is_some() || !rc.backstop.0.is_empty()) {
-            return Err(at(
-                route_line,
-                "`observe` and `backstop` apply to a route's `response:` section, which this route has not"
-                    .into(),
-            ));
-        }
+        let cx = RouteCx { rc, cfg };
+        cx.check_sections()?;
         if rc.passthrough {
-            if rc.action.is_some() || rc.response.is_some() || rc.request.is_some() {
-                return Err(at(
-                    route_line,
-                    "a passthrough route takes no action, response or request rules".into(),
-                ));
-            }
             return Ok(RouteEntry::Passthrough);
         }
-        let action = rc.action.as_ref().ok_or_else(|| {
-            at(
-                route_line,
-                "`action` is required (or `passthrough: true`)".into(),
-            )
-        })?;
-        if !engine.has_action(&action.value) {
-            let known = engine.action_names();
-            return Err(at_value(
-                action,
-                format!(
-                    "action `{}` is not declared in the Cedar schema",
-                    action.value
-                ),
-            )
-            .with_help(unknown_name_help(
-                &action.value,
-                known.iter().map(String::as_str),
-            )));
-        }
-        let rr = rc
-            .resource
-            .as_ref()
-            .ok_or_else(|| at(route_line, "`resource` is required".into()))?;
-        let type_name = EntityTypeName::from_str(&rr.entity_type.value)
-            .map_err(|e| at_value(&rr.entity_type, format!("bad entity type: {e}")))?;
-        if !engine.has_entity_type(&type_name) {
-            let known_types = engine.entity_type_names();
-            // A type no policy can be written for would deny every request
-            // of the route: a typo, caught here rather than in production.
-            return Err(at_value(
-                &rr.entity_type,
-                format!(
-                    "route names entity `{}`, which the Cedar schema does not declare",
-                    rr.entity_type.value
-                ),
-            )
-            .with_help(unknown_name_help(
-                &rr.entity_type.value,
-                known_types.iter().map(String::as_str),
-            )));
-        }
-        let check_param = |p: &Spanned<String>| {
-            if template_params.contains(&p.value) {
-                Ok(p.value.clone())
-            } else {
-                Err(at(
-                    line_of(p),
-                    format!("path parameter `{}` is not in the template", p.value),
-                ))
-            }
-        };
-        let id = match (&rr.id, &rr.id_param) {
-            (Some(lit), None) => IdSource::Literal(lit.clone()),
-            (None, Some(p)) => IdSource::Param(check_param(p)?),
-            _ => {
-                return Err(at(
-                    line_of(&rr.entity_type),
-                    "resource needs exactly one of `id` or `id_param`".into(),
-                ));
-            }
-        };
-        let owner_param = rr.owner_param.as_ref().map(check_param).transpose()?;
-        let sources = owner_param
-            .iter()
-            .map(|_| AttributeSource {
-                name: "owner".into(),
-                from_root: false,
-                path: Vec::new(),
-                kind: AttributeKind::Entity,
-                entity_type: None,
-                default: None,
-            })
-            .collect();
-        let resource = ResourceRule {
-            type_name,
-            id,
-            owner_param,
-            sources,
-            type_key: 0x8000_0000 | (position as u32 & 0x7fff_ffff),
-        };
-
-        let entity_of = |catalogue: &Catalogue,
-                         name: &Spanned<String>|
-         -> Result<Arc<EntityCatalogue>, ConfigError> {
-            catalogue.entity(&name.value).cloned().ok_or_else(|| {
-                at_value(
-                    name,
-                    format!("entity `{}` is not in the `entities` catalogue", name.value),
-                )
-                .with_help(unknown_name_help(
-                    &name.value,
-                    cfg.entities.keys().map(String::as_str),
-                ))
-            })
-        };
-        let path_of = |p: &Spanned<String>| {
-            RecordPath::parse(&p.value).map_err(|m| at_value(p, m.to_string()))
-        };
-        let mut selectors = Vec::new();
-        for sel in rc.response.iter().flat_map(|r| &r.records) {
-            let entity = entity_of(catalogue, &sel.entity)?;
-            let entity_cfg = cfg
-                .entities
-                .get(&sel.entity.value)
-                .cloned()
-                .unwrap_or_default();
-            let mut attrs = entity_cfg.attributes;
-            attrs.extend(sel.attributes.clone());
-            let attributes = compile_attributes(&attrs).map_err(|m| at(line_of(&sel.path), m))?;
-            selectors.push(RecordSelector::new(path_of(&sel.path)?, entity, attributes));
-        }
-        let response = match &rc.response {
-            Some(body) => {
-                let mut members = Vec::new();
-                for (path, field) in &body.members {
-                    let parsed = RecordPath::parse(path)
-                        .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
-                    let index = catalogue
-                        .add_wrapper_member(position, &rr.entity_type.value, path, field)
-                        .map_err(|m| at(route_line, format!("response member `{path}`: {m}")))?;
-                    members.push((parsed, index));
-                }
-                let observe = rc
-                    .observe
-                    .unwrap_or(rc.unknown_fields == UnknownFields::Pass || rc.shadow || cfg.shadow);
-                let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
-                    .map_err(|m| at(route_line, format!("response: {m}")))?
-                    .with_onboarding(observe, rc.backstop.0)
-                    .refusing_misshapen(body.misshapen == MisshapenValues::Refuse);
-                Some(Arc::new(plan))
-            }
-            None => None,
-        };
-        let request = match &rc.request {
-            Some(req) => {
-                let entity = entity_of(catalogue, &req.entity)?;
-                // A collect entry must name a catalogued field or container:
-                // anything else could never be written (and is likely a typo).
-                for c in req.collect.iter().flatten() {
-                    if entity.node_at(c).is_none() {
-                        return Err(at(
-                            line_of(&req.entity),
-                            format!(
-                                "request.collect names `{c}`, which the `{}` catalogue does not have",
-                                req.entity.value
-                            ),
-                        ));
-                    }
-                }
-                Some(WriteRules {
-                    entity,
-                    path: path_of(&req.path)?,
-                    collect: req.collect.clone(),
-                })
-            }
-            None => None,
-        };
+        let action = cx.action(engine)?;
+        let (resource, entity_type) = cx.resource(position, engine)?;
+        let response = cx.response_plan(position, entity_type, catalogue)?;
+        let request = cx.write_rules(catalogue)?;
         Ok(RouteEntry::Protected(Arc::new(Self {
             position,
             shadow: rc.shadow,
@@ -368,6 +175,269 @@ impl Route {
             request,
             hide_missing: rc.hide_missing,
         })))
+    }
+}
+
+/// One route being compiled, and where its errors point.
+struct RouteCx<'c, 'f> {
+    rc: &'c RouteConfig,
+    cfg: &'c DecisionConfig<'f>,
+}
+
+impl RouteCx<'_, '_> {
+    /// An error about this route at `line`.
+    fn at(&self, line: Option<usize>, m: String) -> ConfigError {
+        let rc = self.rc;
+        ConfigError::new(
+            self.cfg.file,
+            line,
+            format!("route {} {}: {m}", rc.method.value, rc.path.value),
+        )
+    }
+
+    /// The same, at a config value's position (line, column, snippet).
+    fn at_value(&self, v: &Spanned<String>, m: String) -> ConfigError {
+        let rc = self.rc;
+        ConfigError::at(
+            self.cfg.file,
+            location_of(v),
+            format!("route {} {}: {m}", rc.method.value, rc.path.value),
+        )
+    }
+
+    /// Response-only settings need a `response:` section, and a
+    /// passthrough route takes no rules at all.
+    fn check_sections(&self) -> Result<(), ConfigError> {
+        let rc = self.rc;
+        let route_line = line_of(&rc.path);
+        if rc.unknown_fields != UnknownFields::Remove && rc.response.is_none() {
+            return Err(self.at(
+                route_line,
+                "`unknown_fields` applies to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
+        if rc.hide_missing && rc.response.is_none() {
+            return Err(self.at(
+                route_line,
+                "`hide_missing` applies to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
+        if rc.response.is_none() && (rc.observe.is_some() || !rc.backstop.0.is_empty()) {
+            return Err(self.at(
+                route_line,
+                "`observe` and `backstop` apply to a route's `response:` section, which this route has not"
+                    .into(),
+            ));
+        }
+        if rc.passthrough && (rc.action.is_some() || rc.response.is_some() || rc.request.is_some())
+        {
+            return Err(self.at(
+                route_line,
+                "a passthrough route takes no action, response or request rules".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The route's action, which the Cedar schema must declare.
+    fn action(&self, engine: &Engine) -> Result<&Spanned<String>, ConfigError> {
+        let action = self.rc.action.as_ref().ok_or_else(|| {
+            self.at(
+                line_of(&self.rc.path),
+                "`action` is required (or `passthrough: true`)".into(),
+            )
+        })?;
+        if !engine.has_action(&action.value) {
+            let known = engine.action_names();
+            return Err(self
+                .at_value(
+                    action,
+                    format!(
+                        "action `{}` is not declared in the Cedar schema",
+                        action.value
+                    ),
+                )
+                .with_help(unknown_name_help(
+                    &action.value,
+                    known.iter().map(String::as_str),
+                )));
+        }
+        Ok(action)
+    }
+
+    /// How the request-level resource is built from the path, and the
+    /// configured entity type name.
+    fn resource(
+        &self,
+        position: usize,
+        engine: &Engine,
+    ) -> Result<(ResourceRule, &str), ConfigError> {
+        let rr = self
+            .rc
+            .resource
+            .as_ref()
+            .ok_or_else(|| self.at(line_of(&self.rc.path), "`resource` is required".into()))?;
+        let type_name = EntityTypeName::from_str(&rr.entity_type.value)
+            .map_err(|e| self.at_value(&rr.entity_type, format!("bad entity type: {e}")))?;
+        if !engine.has_entity_type(&type_name) {
+            let known_types = engine.entity_type_names();
+            // A type no policy can be written for would deny every request
+            // of the route: a typo, caught here rather than in production.
+            return Err(self
+                .at_value(
+                    &rr.entity_type,
+                    format!(
+                        "route names entity `{}`, which the Cedar schema does not declare",
+                        rr.entity_type.value
+                    ),
+                )
+                .with_help(unknown_name_help(
+                    &rr.entity_type.value,
+                    known_types.iter().map(String::as_str),
+                )));
+        }
+        let template_params = template_params(&self.rc.path.value);
+        let check_param = |p: &Spanned<String>| {
+            if template_params.contains(&p.value) {
+                Ok(p.value.clone())
+            } else {
+                Err(self.at(
+                    line_of(p),
+                    format!("path parameter `{}` is not in the template", p.value),
+                ))
+            }
+        };
+        let id = match (&rr.id, &rr.id_param) {
+            (Some(lit), None) => IdSource::Literal(lit.clone()),
+            (None, Some(p)) => IdSource::Param(check_param(p)?),
+            _ => {
+                return Err(self.at(
+                    line_of(&rr.entity_type),
+                    "resource needs exactly one of `id` or `id_param`".into(),
+                ));
+            }
+        };
+        let owner_param = rr.owner_param.as_ref().map(check_param).transpose()?;
+        let sources = owner_param
+            .iter()
+            .map(|_| AttributeSource {
+                name: "owner".into(),
+                from_root: false,
+                path: Vec::new(),
+                kind: AttributeKind::Entity,
+                entity_type: None,
+                default: None,
+            })
+            .collect();
+        let rule = ResourceRule {
+            type_name,
+            id,
+            owner_param,
+            sources,
+            type_key: 0x8000_0000 | (position as u32 & 0x7fff_ffff),
+        };
+        Ok((rule, rr.entity_type.value.as_str()))
+    }
+
+    /// A catalogued entity named in the route.
+    fn entity_of(
+        &self,
+        catalogue: &Catalogue,
+        name: &Spanned<String>,
+    ) -> Result<Arc<EntityCatalogue>, ConfigError> {
+        catalogue.entity(&name.value).cloned().ok_or_else(|| {
+            self.at_value(
+                name,
+                format!("entity `{}` is not in the `entities` catalogue", name.value),
+            )
+            .with_help(unknown_name_help(
+                &name.value,
+                self.cfg.entities.keys().map(String::as_str),
+            ))
+        })
+    }
+
+    fn path_of(&self, p: &Spanned<String>) -> Result<RecordPath, ConfigError> {
+        RecordPath::parse(&p.value).map_err(|m| self.at_value(p, m.to_string()))
+    }
+
+    /// The response plan: record selectors, wrapper members, and how
+    /// unknown and misshapen members are treated.
+    fn response_plan(
+        &self,
+        position: usize,
+        entity_type: &str,
+        catalogue: &mut Catalogue,
+    ) -> Result<Option<Arc<ResponsePlan>>, ConfigError> {
+        let (rc, cfg) = (self.rc, self.cfg);
+        let route_line = line_of(&rc.path);
+        let mut selectors = Vec::new();
+        for sel in rc.response.iter().flat_map(|r| &r.records) {
+            let entity = self.entity_of(catalogue, &sel.entity)?;
+            let entity_cfg = cfg
+                .entities
+                .get(&sel.entity.value)
+                .cloned()
+                .unwrap_or_default();
+            let mut attrs = entity_cfg.attributes;
+            attrs.extend(sel.attributes.clone());
+            let attributes =
+                compile_attributes(&attrs).map_err(|m| self.at(line_of(&sel.path), m))?;
+            selectors.push(RecordSelector::new(
+                self.path_of(&sel.path)?,
+                entity,
+                attributes,
+            ));
+        }
+        let Some(body) = &rc.response else {
+            return Ok(None);
+        };
+        let mut members = Vec::new();
+        for (path, field) in &body.members {
+            let member_error =
+                |m: String| self.at(route_line, format!("response member `{path}`: {m}"));
+            let parsed = RecordPath::parse(path).map_err(|m| member_error(m.to_string()))?;
+            let index = catalogue
+                .add_wrapper_member(position, entity_type, path, field)
+                .map_err(|m| member_error(m.to_string()))?;
+            members.push((parsed, index));
+        }
+        let observe = rc
+            .observe
+            .unwrap_or(rc.unknown_fields == UnknownFields::Pass || rc.shadow || cfg.shadow);
+        let plan = ResponsePlan::compile(selectors, members, rc.unknown_fields)
+            .map_err(|m| self.at(route_line, format!("response: {m}")))?
+            .with_onboarding(observe, rc.backstop.0)
+            .refusing_misshapen(body.misshapen == MisshapenValues::Refuse);
+        Ok(Some(Arc::new(plan)))
+    }
+
+    /// The request-body rules: which catalogued fields a write may carry.
+    fn write_rules(&self, catalogue: &Catalogue) -> Result<Option<WriteRules>, ConfigError> {
+        let Some(req) = &self.rc.request else {
+            return Ok(None);
+        };
+        let entity = self.entity_of(catalogue, &req.entity)?;
+        // A collect entry must name a catalogued field or container:
+        // anything else could never be written (and is likely a typo).
+        for c in req.collect.iter().flatten() {
+            if entity.node_at(c).is_none() {
+                return Err(self.at(
+                    line_of(&req.entity),
+                    format!(
+                        "request.collect names `{c}`, which the `{}` catalogue does not have",
+                        req.entity.value
+                    ),
+                ));
+            }
+        }
+        Ok(Some(WriteRules {
+            entity,
+            path: self.path_of(&req.path)?,
+            collect: req.collect.clone(),
+        }))
     }
 }
 

@@ -478,19 +478,27 @@ struct Peek {
     v: Option<Value>,
 }
 
+/// Why a complete line belongs to no chain.
+#[derive(Debug, thiserror::Error)]
+enum NoChain {
+    #[error("not a JSON record ({0})")]
+    NotJson(serde_json::Error),
+    #[error("`c` is not a chain tag")]
+    BadTag,
+    #[error("a format-{0} record without its chain tag `c`")]
+    Untagged(u64),
+}
+
 /// Which chain a complete line belongs to: `Ok(Some(tag))`, `Ok(None)` for
 /// formats 1 to 3, `Err` for a line that belongs to none.
-fn chain_of(text: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
-    let peek: Peek =
-        serde_json::from_slice(text).map_err(|e| format!("not a JSON record ({e})"))?;
+fn chain_of(text: &[u8]) -> Result<(Option<String>, Option<u64>), NoChain> {
+    let peek: Peek = serde_json::from_slice(text).map_err(NoChain::NotJson)?;
     let seq = peek.seq.as_ref().and_then(Value::as_u64);
     let v = peek.v.as_ref().and_then(Value::as_u64).unwrap_or(1);
     match peek.c {
         Some(Value::String(c)) if origin::is_tag(&c) => Ok((Some(c), seq)),
-        Some(_) => Err("`c` is not a chain tag".to_string()),
-        None if v >= CHAIN_TAG_VERSION => {
-            Err(format!("a format-{v} record without its chain tag `c`"))
-        }
+        Some(_) => Err(NoChain::BadTag),
+        None if v >= CHAIN_TAG_VERSION => Err(NoChain::Untagged(v)),
         None => Ok((None, seq)),
     }
 }
@@ -579,150 +587,26 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
     let (files, mut problems) = expand_inputs(inputs);
     // First pass: which chains each file holds, where each starts in it,
     // and incomplete last lines.
-    let mut order: Vec<Option<String>> = Vec::new();
-    let mut plans: HashMap<Option<String>, Vec<Segment>> = HashMap::new();
-    let mut torn: HashMap<String, usize> = HashMap::new();
+    let mut scan = Scan::default();
     for (fi, file) in files.iter().enumerate() {
-        let fail = |line: usize, reason: String| VerifyFailure {
-            file: file.clone(),
-            line,
-            seq: None,
-            reason,
-        };
-        let f = match std::fs::File::open(file) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(fail(0, format!("cannot open: {e}")));
-                continue;
-            }
-        };
-        let mut reader = BufReader::new(f);
-        let mut buf = Vec::new();
-        let mut line_no = 0;
-        // A file that is not an audit log at all is one problem, not one
-        // per line: the first is named, the others counted.
-        let mut astray = 0usize;
-        let mut note = |problems: &mut Vec<VerifyFailure>, failure: VerifyFailure| {
-            astray += 1;
-            if astray == 1 {
-                problems.push(failure);
-            }
-        };
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    problems.push(fail(line_no + 1, format!("cannot read: {e}")));
-                    break;
-                }
-            }
-            line_no += 1;
-            let Some(text) = buf.strip_suffix(b"\n") else {
-                match tag_in_fragment(&buf) {
-                    Some(tag) => {
-                        torn.insert(tag, fi);
-                    }
-                    None => note(
-                        &mut problems,
-                        fail(line_no, "incomplete record (no final newline)".into()),
-                    ),
-                }
-                break;
-            };
-            match chain_of(text) {
-                Ok((tag, seq)) => {
-                    let segments = plans.entry(tag.clone()).or_insert_with(|| {
-                        order.push(tag);
-                        Vec::new()
-                    });
-                    if segments.last().is_none_or(|s| s.file != fi) {
-                        segments.push(Segment {
-                            file: fi,
-                            first_seq: seq,
-                            lines: 0,
-                        });
-                    }
-                    if let Some(last) = segments.last_mut() {
-                        last.lines += 1;
-                    }
-                }
-                Err(reason) => note(&mut problems, fail(line_no, reason)),
-            }
-        }
-        if astray > 1
-            && let Some(first) = problems.last_mut()
-        {
-            first.reason = format!(
-                "{} (and {} more lines of this file in no chain)",
-                first.reason,
-                astray - 1
-            );
-        }
+        scan.file(fi, file, &mut problems);
     }
     // Second pass: each chain, its files in chain order.
     let key = ChainKey::new(opts.hmac_key.as_deref());
     let mut notes = Vec::new();
     let mut chains: Vec<ChainReport> = Vec::new();
-    for tag in order {
-        let mut segments = plans.remove(&tag).unwrap_or_default();
-        if tag.is_some() {
-            // Formats 1 to 3: the order given. Chains: by the first `seq`
-            // each file holds of them.
-            segments.sort_by_key(|s| (s.first_seq.unwrap_or(u64::MAX), s.file));
-        }
-        let seg_files: Vec<usize> = segments.iter().map(|s| s.file).collect();
-        let files_of_chain = seg_files.iter().map(|&i| files[i].clone()).collect();
-        let mut c = ChainReport {
-            tag: tag.clone(),
-            genesis: None,
-            status: ChainStatus::Open,
-            report: VerifyReport {
-                records: 0,
-                definitions: 0,
-                lines: 0,
-                first_seq: None,
-                last_seq: None,
-                last_hash: String::new(),
-                deleted: None,
-            },
-            first_time: None,
-            last_time: None,
-            seal: None,
-            torn: None,
-            partial: false,
-            failure: None,
-            files: files_of_chain,
-            segments,
-        };
+    for tag in std::mem::take(&mut scan.order) {
+        let segments = scan.plans.remove(&tag).unwrap_or_default();
+        let mut c = ChainReport::unverified(tag, segments, &files);
         verify_chain(&files, &mut c, &key, opts, &mut notes);
-        if let Some(t) = &tag
-            && let Some(fi) = torn.remove(t)
+        if let Some(t) = &c.tag
+            && let Some(fi) = scan.torn.remove(t)
         {
-            c.torn = Some(files[fi].clone());
-            if c.failure.is_none() {
-                let last_file = c.segments.last().map(|s| s.file);
-                let why = if c.seal.is_some() {
-                    Some("an incomplete line after the chain's seal")
-                } else if last_file.is_some_and(|l| l != fi) {
-                    Some("an incomplete line, and the chain goes on in another file after it")
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    c.failure = Some(VerifyFailure {
-                        file: files[fi].clone(),
-                        line: 0,
-                        seq: None,
-                        reason: why.to_string(),
-                    });
-                }
-            }
+            c.torn_at(fi, &files);
         }
         chains.push(c);
     }
-    for (tag, fi) in torn {
+    for (tag, fi) in scan.torn {
         problems.push(VerifyFailure {
             file: files[fi].clone(),
             line: 0,
@@ -732,44 +616,8 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
             ),
         });
     }
-    // A chain whose first records are missing: retention (of any chain)
-    // must say it deleted them, or --partial accept it.
     for c in &mut chains {
-        if c.failure.is_some() {
-            continue;
-        }
-        let Some(first) = c.report.first_seq.filter(|&s| s > 0) else {
-            continue;
-        };
-        let cover = notes
-            .iter()
-            .rev()
-            .find(|n: &&Note| {
-                n.last_c == c.tag && n.last_seq.is_some_and(|l| l.saturating_add(1) == first)
-            })
-            .map(|n| DeletedRange {
-                first_seq: 0,
-                last_seq: first - 1,
-                noted_at: n.noted_at,
-            });
-        match (cover, opts.partial) {
-            (Some(range), _) => c.report.deleted = Some(range),
-            (None, true) => c.partial = true,
-            (None, false) => {
-                c.failure = Some(VerifyFailure {
-                    file: c.files.first().cloned().unwrap_or_default(),
-                    line: 1,
-                    seq: Some(first),
-                    reason: format!(
-                        "the chain starts at seq {first}, so its `prev` names a record that is \
-                         not here: records 0 to {} are missing and no record says audit \
-                         retention deleted them (verify the older files too, or pass --partial \
-                         if they were moved away on purpose)",
-                        first - 1
-                    ),
-                });
-            }
-        }
+        check_start(c, &notes, opts.partial);
     }
     check_previous(&mut chains);
     // Oldest first (times are RFC 3339 UTC with milliseconds: their text
@@ -792,6 +640,203 @@ pub fn verify_set(inputs: &[PathBuf], opts: &VerifyOptions) -> FleetReport {
         chains,
         problems,
         files,
+    }
+}
+
+/// What the first pass of [`verify_set`] found: the chains in the order
+/// first seen, where each is in which file, and which file ends in an
+/// incomplete line of which chain.
+#[derive(Default)]
+struct Scan {
+    order: Vec<Option<String>>,
+    plans: HashMap<Option<String>, Vec<Segment>>,
+    torn: HashMap<String, usize>,
+}
+
+impl Scan {
+    /// Reads file `fi` line by line, noting which chain each line belongs
+    /// to. A file that is not an audit log at all is one problem, not one
+    /// per line: the first is named, the others counted.
+    fn file(&mut self, fi: usize, file: &Path, problems: &mut Vec<VerifyFailure>) {
+        let fail = |line: usize, reason: String| VerifyFailure {
+            file: file.to_path_buf(),
+            line,
+            seq: None,
+            reason,
+        };
+        let f = match std::fs::File::open(file) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(fail(0, format!("cannot open: {e}")));
+                return;
+            }
+        };
+        let mut reader = BufReader::new(f);
+        let mut buf = Vec::new();
+        let mut line_no = 0;
+        let mut astray = 0usize;
+        let mut note = |problems: &mut Vec<VerifyFailure>, failure: VerifyFailure| {
+            astray += 1;
+            if astray == 1 {
+                problems.push(failure);
+            }
+        };
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    problems.push(fail(line_no + 1, format!("cannot read: {e}")));
+                    break;
+                }
+            }
+            line_no += 1;
+            let Some(text) = buf.strip_suffix(b"\n") else {
+                match tag_in_fragment(&buf) {
+                    Some(tag) => {
+                        self.torn.insert(tag, fi);
+                    }
+                    None => note(
+                        problems,
+                        fail(line_no, "incomplete record (no final newline)".into()),
+                    ),
+                }
+                break;
+            };
+            match chain_of(text) {
+                Ok((tag, seq)) => self.line(fi, tag, seq),
+                Err(reason) => note(problems, fail(line_no, reason.to_string())),
+            }
+        }
+        if astray > 1
+            && let Some(first) = problems.last_mut()
+        {
+            first.reason = format!(
+                "{} (and {} more lines of this file in no chain)",
+                first.reason,
+                astray - 1
+            );
+        }
+    }
+
+    /// A line of chain `tag` in file `fi`.
+    fn line(&mut self, fi: usize, tag: Option<String>, seq: Option<u64>) {
+        let order = &mut self.order;
+        let segments = self.plans.entry(tag.clone()).or_insert_with(|| {
+            order.push(tag);
+            Vec::new()
+        });
+        if segments.last().is_none_or(|s| s.file != fi) {
+            segments.push(Segment {
+                file: fi,
+                first_seq: seq,
+                lines: 0,
+            });
+        }
+        if let Some(last) = segments.last_mut() {
+            last.lines += 1;
+        }
+    }
+}
+
+impl ChainReport {
+    /// The report of chain `tag` before it is verified: its segments in
+    /// chain order (formats 1 to 3: the order given; chains: by the first
+    /// `seq` each file holds of them).
+    fn unverified(tag: Option<String>, mut segments: Vec<Segment>, files: &[PathBuf]) -> Self {
+        if tag.is_some() {
+            segments.sort_by_key(|s| (s.first_seq.unwrap_or(u64::MAX), s.file));
+        }
+        let files_of_chain = segments.iter().map(|s| files[s.file].clone()).collect();
+        ChainReport {
+            tag,
+            genesis: None,
+            status: ChainStatus::Open,
+            report: VerifyReport {
+                records: 0,
+                definitions: 0,
+                lines: 0,
+                first_seq: None,
+                last_seq: None,
+                last_hash: String::new(),
+                deleted: None,
+            },
+            first_time: None,
+            last_time: None,
+            seal: None,
+            torn: None,
+            partial: false,
+            failure: None,
+            files: files_of_chain,
+            segments,
+        }
+    }
+
+    /// The chain has an incomplete line at the end of file `fi`: a failure
+    /// unless it is the chain's end (after its seal, or before more of it
+    /// in another file, it cannot be).
+    fn torn_at(&mut self, fi: usize, files: &[PathBuf]) {
+        self.torn = Some(files[fi].clone());
+        if self.failure.is_some() {
+            return;
+        }
+        let last_file = self.segments.last().map(|s| s.file);
+        let why = if self.seal.is_some() {
+            Some("an incomplete line after the chain's seal")
+        } else if last_file.is_some_and(|l| l != fi) {
+            Some("an incomplete line, and the chain goes on in another file after it")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.failure = Some(VerifyFailure {
+                file: files[fi].clone(),
+                line: 0,
+                seq: None,
+                reason: why.to_string(),
+            });
+        }
+    }
+}
+
+/// A chain whose first records are missing: retention (of any chain)
+/// must say it deleted them, or `partial` (--partial) accept it.
+fn check_start(c: &mut ChainReport, notes: &[Note], partial: bool) {
+    if c.failure.is_some() {
+        return;
+    }
+    let Some(first) = c.report.first_seq.filter(|&s| s > 0) else {
+        return;
+    };
+    let cover = notes
+        .iter()
+        .rev()
+        .find(|n: &&Note| {
+            n.last_c == c.tag && n.last_seq.is_some_and(|l| l.saturating_add(1) == first)
+        })
+        .map(|n| DeletedRange {
+            first_seq: 0,
+            last_seq: first - 1,
+            noted_at: n.noted_at,
+        });
+    match (cover, partial) {
+        (Some(range), _) => c.report.deleted = Some(range),
+        (None, true) => c.partial = true,
+        (None, false) => {
+            c.failure = Some(VerifyFailure {
+                file: c.files.first().cloned().unwrap_or_default(),
+                line: 1,
+                seq: Some(first),
+                reason: format!(
+                    "the chain starts at seq {first}, so its `prev` names a record that is \
+                     not here: records 0 to {} are missing and no record says audit \
+                     retention deleted them (verify the older files too, or pass --partial \
+                     if they were moved away on purpose)",
+                    first - 1
+                ),
+            });
+        }
     }
 }
 
@@ -987,34 +1032,10 @@ fn take_record(
     }
     let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     match event {
-        Some(GENESIS_EVENT) => {
-            if seq != 0 {
-                return bad("a genesis record in the middle of a chain");
-            }
-            let (Some(id), Some(tag)) = (str_of("chain"), &c.tag) else {
-                return bad("a genesis record without `chain`, or on a line without `c`");
-            };
-            if !id.ends_with(&format!("/{tag}")) {
-                return bad("the genesis record's `chain` does not end with the line's tag `c`");
-            }
-            let pod = v.get("pod");
-            let pod_str = |k: &str| {
-                pod.and_then(|p| p.get(k))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            c.genesis = Some(GenesisInfo {
-                id,
-                pod_name: pod_str("name"),
-                pod_uid: pod_str("uid"),
-                host: str_of("host"),
-                pid: v.get("pid").and_then(Value::as_u64),
-                policy_version: str_of("policy_version"),
-                fieldguard: str_of("fieldguard"),
-                time: str_of("time"),
-                previous: v.get("previous").cloned(),
-            });
-        }
+        Some(GENESIS_EVENT) => match genesis_info(v, seq, c.tag.as_deref()) {
+            Ok(info) => c.genesis = Some(info),
+            Err(reason) => return bad(reason),
+        },
         Some(SEAL_EVENT) => {
             if v.get("last_seq").and_then(Value::as_u64) != seq.checked_sub(1) {
                 return bad("the seal's `last_seq` is not the record before it");
@@ -1033,18 +1054,7 @@ fn take_record(
         _ => report.records += 1,
     }
     if event == Some(RETENTION_EVENT) {
-        let pair = |k: &str, i: usize| v.get(k).and_then(|a| a.get(i)).cloned();
-        notes.push(Note {
-            // A format-4 record names the deleted record's chain; one of
-            // formats 1 to 3 deleted its own.
-            last_c: match pair("deleted_c", 1) {
-                Some(Value::String(t)) => Some(t),
-                Some(_) => None,
-                None => c.tag.clone(),
-            },
-            last_seq: pair("deleted_seq", 1).and_then(|s| s.as_u64()),
-            noted_at: seq,
-        });
+        notes.push(retention_note(v, seq, &c.tag));
     }
     if let Some(t) = str_of("time") {
         if c.first_time.is_none() {
@@ -1063,6 +1073,54 @@ fn take_record(
         ),
         prev: Some(checked.hash),
     })
+}
+
+/// What a genesis record (at `seq`, on a line tagged `tag`) says of its
+/// chain; `Err`: why it is not a valid genesis.
+fn genesis_info(v: &Value, seq: u64, tag: Option<&str>) -> Result<GenesisInfo, &'static str> {
+    if seq != 0 {
+        return Err("a genesis record in the middle of a chain");
+    }
+    let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let (Some(id), Some(tag)) = (str_of("chain"), tag) else {
+        return Err("a genesis record without `chain`, or on a line without `c`");
+    };
+    if !id.ends_with(&format!("/{tag}")) {
+        return Err("the genesis record's `chain` does not end with the line's tag `c`");
+    }
+    let pod = v.get("pod");
+    let pod_str = |k: &str| {
+        pod.and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(GenesisInfo {
+        id,
+        pod_name: pod_str("name"),
+        pod_uid: pod_str("uid"),
+        host: str_of("host"),
+        pid: v.get("pid").and_then(Value::as_u64),
+        policy_version: str_of("policy_version"),
+        fieldguard: str_of("fieldguard"),
+        time: str_of("time"),
+        previous: v.get("previous").cloned(),
+    })
+}
+
+/// What a retention record (at `seq`, in chain `tag`) says was deleted.
+fn retention_note(v: &Value, seq: u64, tag: &Option<String>) -> Note {
+    let pair = |k: &str, i: usize| v.get(k).and_then(|a| a.get(i)).cloned();
+    Note {
+        // A format-4 record names the deleted record's chain; one of
+        // formats 1 to 3 deleted its own.
+        last_c: match pair("deleted_c", 1) {
+            Some(Value::String(t)) => Some(t),
+            Some(_) => None,
+            None => tag.clone(),
+        },
+        last_seq: pair("deleted_seq", 1).and_then(|s| s.as_u64()),
+        noted_at: seq,
+    }
 }
 
 /// Hands every line of a verified chain to `each` (line number, line), in
@@ -1095,19 +1153,6 @@ pub fn read_chain(
     Ok(())
 }
 
-/// One record: its own hash first (was it edited? and, for a line without
-/// `prev`, does it follow the line before?), then its form (is the line
-/// exactly what the writer makes of what was hashed?), then its link to
-/// the previous one (was anything deleted, inserted or reordered?), then
-/// its definition: a definition's id must be derived from its content, and
-/// a record's reference must name one read before, without a key in both.
-///
-/// The form check closes a gap the hash alone leaves: the hash covers the
-/// record as *serde_json* parses it, and other readers can parse the same
-/// line differently. A key given twice is the plain case (serde_json keeps
-/// the last copy, many readers the first), so a line whose bytes differ at
-/// all from the writer's canonical rendering (a repeated key, another key
-/// order, whitespace, `1.0` for `1`, `\u0061` for `a`) is refused.
 /// A record that verified.
 struct Checked {
     seq: u64,
@@ -1123,6 +1168,19 @@ struct Checked {
     value: Value,
 }
 
+/// One record: its own hash first (was it edited? and, for a line without
+/// `prev`, does it follow the line before?), then its form (is the line
+/// exactly what the writer makes of what was hashed?), then its link to
+/// the previous one (was anything deleted, inserted or reordered?), then
+/// its definition: a definition's id must be derived from its content, and
+/// a record's reference must name one read before, without a key in both.
+///
+/// The form check closes a gap the hash alone leaves: the hash covers the
+/// record as *serde_json* parses it, and other readers can parse the same
+/// line differently. A key given twice is the plain case (serde_json keeps
+/// the last copy, many readers the first), so a line whose bytes differ at
+/// all from the writer's canonical rendering (a repeated key, another key
+/// order, whitespace, `1.0` for `1`, `\u0061` for `a`) is refused.
 fn check_record(
     text: &[u8],
     key: &ChainKey,
@@ -1166,44 +1224,10 @@ fn check_record(
             ));
         }
     };
-    match (obj.get("alg").and_then(Value::as_str), keyed) {
-        (Some("hmac-sha256"), true) | (Some("sha256"), false) => {}
-        (Some("hmac-sha256"), false) => {
-            return Err(bad("the record is HMAC-keyed: pass --hmac-key-file"));
-        }
-        (Some("sha256"), true) => {
-            return Err(bad(
-                "the record is not HMAC-keyed although a key was given (anyone could have written it)",
-            ));
-        }
-        // A format-3 request line names no key: it is hashed with the one
-        // given (or none), like every record of the chain; one written
-        // otherwise does not match.
-        (None, _) if compact => {}
-        _ => return Err(bad("unknown `alg`")),
-    }
+    check_alg(obj.get("alg").and_then(Value::as_str), keyed, compact).map_err(bad)?;
     let canonical = chain::canonical(&v);
     if key.digest(&prev, &canonical) != hash {
-        if stated_prev.is_some() {
-            return Err(bad("hash mismatch: the record was modified"));
-        }
-        // Its link is the line before: a line deleted, inserted or moved
-        // shows here too, and its `seq` tells which it is.
-        if let Some(want) = expect.seq
-            && seq_n != want
-        {
-            return Err((
-                seq,
-                format!(
-                    "sequence gap: expected seq {want}, found {seq_n}: a record before it was \
-                     deleted, inserted or moved"
-                ),
-            ));
-        }
-        return Err(bad(
-            "hash mismatch: the record was modified, or the line before it (its link: it has no \
-             `prev`) is not the record it followed",
-        ));
+        return Err(mismatch(stated_prev.is_some(), expect.seq, seq, seq_n));
     }
     let mut written = chain::line(&chain::spell_for(&hash, version), &canonical);
     written.pop(); // the newline, already cut off `text`
@@ -1239,6 +1263,54 @@ fn check_record(
         definition,
         value: v,
     })
+}
+
+/// Why a record's hash does not match: with its own `prev`, it was
+/// modified; without, its link is the line before, so a line deleted,
+/// inserted or moved shows here too, and its `seq` tells which it is.
+fn mismatch(
+    stated_prev: bool,
+    want_seq: Option<u64>,
+    seq: Option<u64>,
+    seq_n: u64,
+) -> (Option<u64>, String) {
+    if stated_prev {
+        return (seq, "hash mismatch: the record was modified".to_string());
+    }
+    if let Some(want) = want_seq
+        && seq_n != want
+    {
+        return (
+            seq,
+            format!(
+                "sequence gap: expected seq {want}, found {seq_n}: a record before it was \
+                 deleted, inserted or moved"
+            ),
+        );
+    }
+    (
+        seq,
+        "hash mismatch: the record was modified, or the line before it (its link: it has no \
+         `prev`) is not the record it followed"
+            .to_string(),
+    )
+}
+
+/// Whether a record's `alg` is the one a chain verified with (or without)
+/// a key uses.
+fn check_alg(alg: Option<&str>, keyed: bool, compact: bool) -> Result<(), &'static str> {
+    match (alg, keyed) {
+        (Some("hmac-sha256"), true) | (Some("sha256"), false) => Ok(()),
+        (Some("hmac-sha256"), false) => Err("the record is HMAC-keyed: pass --hmac-key-file"),
+        (Some("sha256"), true) => Err(
+            "the record is not HMAC-keyed although a key was given (anyone could have written it)",
+        ),
+        // A format-3 request line names no key: it is hashed with the one
+        // given (or none), like every record of the chain; one written
+        // otherwise does not match.
+        (None, _) if compact => Ok(()),
+        _ => Err("unknown `alg`"),
+    }
 }
 
 #[cfg(test)]

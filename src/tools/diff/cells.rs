@@ -16,16 +16,67 @@ pub(super) fn field_changes(
     base: &Runtime,
     out: &mut Vec<Change>,
 ) {
+    let groups = group_changes(mb, mc);
+    let all_scenarios = |role: &str, entity: &str| -> BTreeSet<String> {
+        mb.fields
+            .iter()
+            .chain(&mc.fields)
+            .filter(|r| r.role == role && r.entity == entity && r.field == "(record)")
+            .map(|r| r.scenario.clone())
+            .collect()
+    };
+    for ((role, entity, field, from, to), (variants, scenarios, policies)) in groups {
+        // The record scenarios the change holds in: the same for every
+        // variant in the common case; their shared condition.
+        let union: BTreeSet<String> = scenarios.values().flatten().cloned().collect();
+        let every = all_scenarios(&role, &entity);
+        let when = if union == every || union.iter().all(String::is_empty) {
+            String::new()
+        } else {
+            let s: Vec<&str> = union.iter().map(String::as_str).collect();
+            readable(&matrix::common_condition(&s))
+        };
+        let spec =
+            find_field(current, &entity, &field).or_else(|| find_field(base, &entity, &field));
+        let (kind, subject) = if field == "(record)" {
+            ("record", entity.clone())
+        } else {
+            ("field", format!("{entity}.{field}"))
+        };
+        out.push(Change {
+            direction: direction(&from, &to),
+            callers: callers(&mc.variants, &role, &variants),
+            role,
+            kind,
+            subject,
+            from,
+            to,
+            when,
+            level: spec.map(|s| s.level.0),
+            category: spec.map(|s| s.category.as_str().to_string()),
+            policies: policies.into_iter().collect(),
+        });
+    }
+}
+
+/// A change of one field (or record) for one role: (role, entity, field,
+/// from, to).
+type GroupKey = (String, String, String, String, String);
+/// What a [`GroupKey`] holds: the caller variants it happens to, the
+/// record scenarios it happens in for each, and the deciding policies.
+type Group = (
+    BTreeSet<Variant>,
+    BTreeMap<Variant, BTreeSet<String>>,
+    BTreeSet<String>,
+);
+
+/// Every cell whose form changes between the matrices, grouped by role,
+/// field and change.
+fn group_changes(mb: &Matrix, mc: &Matrix) -> BTreeMap<GroupKey, Group> {
     // One cell: a caller variant and a field (or record) of an entity;
     // its rows are the record scenarios.
     let (before, after) = (cells_of(mb), cells_of(mc));
-    // (role, entity, field, from, to) → (variants, scenarios, policies)
-    type Group = (
-        BTreeSet<Variant>,
-        BTreeMap<Variant, BTreeSet<String>>,
-        BTreeSet<String>,
-    );
-    let mut groups: BTreeMap<(String, String, String, String, String), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     let none: Vec<&matrix::FieldRow> = Vec::new();
     for k in before.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
         let (b, a) = (
@@ -74,46 +125,7 @@ pub(super) fn field_changes(
             }
         }
     }
-    let all_scenarios = |role: &str, entity: &str| -> BTreeSet<String> {
-        mb.fields
-            .iter()
-            .chain(&mc.fields)
-            .filter(|r| r.role == role && r.entity == entity && r.field == "(record)")
-            .map(|r| r.scenario.clone())
-            .collect()
-    };
-    for ((role, entity, field, from, to), (variants, scenarios, policies)) in groups {
-        // The record scenarios the change holds in: the same for every
-        // variant in the common case; their shared condition.
-        let union: BTreeSet<String> = scenarios.values().flatten().cloned().collect();
-        let every = all_scenarios(&role, &entity);
-        let when = if union == every || union.iter().all(String::is_empty) {
-            String::new()
-        } else {
-            let s: Vec<&str> = union.iter().map(String::as_str).collect();
-            readable(&matrix::common_condition(&s))
-        };
-        let spec =
-            find_field(current, &entity, &field).or_else(|| find_field(base, &entity, &field));
-        let (kind, subject) = if field == "(record)" {
-            ("record", entity.clone())
-        } else {
-            ("field", format!("{entity}.{field}"))
-        };
-        out.push(Change {
-            direction: direction(&from, &to),
-            callers: callers(&mc.variants, &role, &variants),
-            role,
-            kind,
-            subject,
-            from,
-            to,
-            when,
-            level: spec.map(|s| s.level.0),
-            category: spec.map(|s| s.category.as_str().to_string()),
-            policies: policies.into_iter().collect(),
-        });
-    }
+    groups
 }
 
 /// A caller variant and a field (or record) of an entity.

@@ -64,37 +64,8 @@ pub fn load_bundle_except(
     schema_path: &Path,
     except: &[String],
 ) -> Result<PolicyBundle, ConfigError> {
-    let schema_text = std::fs::read_to_string(schema_path)
-        .map_err(|e| ConfigError::file(schema_path, format!("cannot read schema: {e}")))?;
-    let schema = match Schema::from_cedarschema_str(&schema_text) {
-        Ok((schema, warnings)) => {
-            for w in warnings {
-                tracing::warn!(file = %schema_path.display(), "schema warning: {w}");
-            }
-            schema
-        }
-        Err(e) => return Err(diag_error(schema_path, &schema_text, &e)),
-    };
-    let mut files = policy_files(dir)?;
-    for name in except {
-        if !files
-            .iter()
-            .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
-        {
-            return Err(ConfigError::file(
-                dir,
-                format!("shadow policy file `{name}` is not in the policy directory"),
-            ));
-        }
-    }
-    files.retain(|f| {
-        !except
-            .iter()
-            .any(|n| f.file_name().is_some_and(|x| x == n.as_str()))
-    });
-    if files.is_empty() {
-        return Err(ConfigError::file(dir, "no *.cedar policy files found"));
-    }
+    let (schema_text, schema) = read_schema(schema_path)?;
+    let files = selected_files(dir, except)?;
 
     let mut version = Sha256::new();
     version.update(b"schema\0");
@@ -125,89 +96,8 @@ pub fn load_bundle_except(
                 .unwrap_or_default(),
             text.clone(),
         ));
-        let parsed = PolicySet::from_str(&text).map_err(|e| diag_error(file, &text, &e))?;
-        if parsed.templates().next().is_some() {
-            return Err(ConfigError::file(
-                file,
-                "policy templates are not supported; write static policies",
-            ));
-        }
-        let result = validator.validate(&parsed, ValidationMode::Strict);
-        if let Some(e) = result.validation_errors().next() {
-            let mut err = diag_error(file, &text, e);
-            // Cedar names the parser's ids (`policy1`); operators know the @id.
-            let internal = e.policy_id().to_string();
-            if let Some(id) = parsed
-                .policy(e.policy_id())
-                .and_then(|p| p.annotation("id"))
-            {
-                err.message = err
-                    .message
-                    .replace(&format!("`{internal}`"), &format!("`{id}`"));
-            }
-            return Err(err);
-        }
-        let mut seen_heads: std::collections::HashMap<String, usize> = Default::default();
-        for w in result.validation_warnings() {
-            let line = first_label_line(w, &text);
-            // Cedar names the parser's ids (`policy0`); operators know the
-            // @id.
-            let internal = w.policy_id().to_string();
-            let mut text_of = w.to_string();
-            if let Some(id) = parsed
-                .policy(w.policy_id())
-                .and_then(|p| p.annotation("id"))
-            {
-                text_of = text_of.replace(&format!("`{internal}`"), &format!("`{id}`"));
-                if !text_of.contains(&format!("`{id}`")) {
-                    text_of = format!("policy `{id}`: {text_of}");
-                }
-            }
-            tracing::warn!(file = %file.display(), line, "policy warning: {text_of}");
-            let advice = "Cedar's validator flags it: fix the policy, or delete it";
-            warnings.push(match line {
-                Some(l) => format!("{}:{l}: {text_of}; {advice}", file.display()),
-                None => format!("{}: {text_of}; {advice}", file.display()),
-            });
-        }
-        for p in parsed.policies() {
-            let line = policy_line(p, &text, &mut seen_heads);
-            let Some(id) = p.annotation("id") else {
-                return Err(ConfigError::new(
-                    file,
-                    Some(line),
-                    "policy has no @id(\"...\") annotation",
-                ));
-            };
-            if let Some(prev) = info.get(id) {
-                return Err(ConfigError::new(
-                    file,
-                    Some(line),
-                    format!(
-                        "duplicate policy id `{id}` (also at {}:{})",
-                        prev.file.display(),
-                        prev.line
-                    ),
-                ));
-            }
-            let renamed: Policy = p.new_id(PolicyId::new(id));
-            policies
-                .add(renamed)
-                .map_err(|e| ConfigError::new(file, Some(line), e.to_string()))?;
-            info.insert(
-                id.to_string(),
-                PolicyInfo {
-                    id: id.to_string(),
-                    file: file.clone(),
-                    line,
-                    comment: comment_above(&text, line),
-                    effect: match p.effect() {
-                        cedar_policy::Effect::Permit => "permit",
-                        cedar_policy::Effect::Forbid => "forbid",
-                    },
-                },
-            );
-        }
+        let parsed = validate_file(&validator, file, &text, &mut warnings)?;
+        add_policies(file, &text, &parsed, &mut policies, &mut info)?;
     }
     Ok(PolicyBundle {
         schema,
@@ -219,6 +109,154 @@ pub fn load_bundle_except(
         sources,
         warnings,
     })
+}
+
+/// The schema's text, and the schema parsed from it (its warnings logged).
+fn read_schema(schema_path: &Path) -> Result<(String, Schema), ConfigError> {
+    let schema_text = std::fs::read_to_string(schema_path)
+        .map_err(|e| ConfigError::file(schema_path, format!("cannot read schema: {e}")))?;
+    match Schema::from_cedarschema_str(&schema_text) {
+        Ok((schema, warnings)) => {
+            for w in warnings {
+                tracing::warn!(file = %schema_path.display(), "schema warning: {w}");
+            }
+            Ok((schema_text, schema))
+        }
+        Err(e) => Err(diag_error(schema_path, &schema_text, &e)),
+    }
+}
+
+/// The policy files of `dir` but those named in `except` (each of which
+/// must be there); at least one.
+fn selected_files(dir: &Path, except: &[String]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = policy_files(dir)?;
+    for name in except {
+        if !files
+            .iter()
+            .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
+        {
+            return Err(ConfigError::file(
+                dir,
+                format!("shadow policy file `{name}` is not in the policy directory"),
+            ));
+        }
+    }
+    files.retain(|f| {
+        !except
+            .iter()
+            .any(|n| f.file_name().is_some_and(|x| x == n.as_str()))
+    });
+    if files.is_empty() {
+        return Err(ConfigError::file(dir, "no *.cedar policy files found"));
+    }
+    Ok(files)
+}
+
+/// Parses one policy file and validates it strictly against the schema:
+/// the first error fails the load, warnings are logged and added to
+/// `warnings`.
+fn validate_file(
+    validator: &Validator,
+    file: &Path,
+    text: &str,
+    warnings: &mut Vec<String>,
+) -> Result<PolicySet, ConfigError> {
+    let parsed = PolicySet::from_str(text).map_err(|e| diag_error(file, text, &e))?;
+    if parsed.templates().next().is_some() {
+        return Err(ConfigError::file(
+            file,
+            "policy templates are not supported; write static policies",
+        ));
+    }
+    let result = validator.validate(&parsed, ValidationMode::Strict);
+    if let Some(e) = result.validation_errors().next() {
+        let mut err = diag_error(file, text, e);
+        // Cedar names the parser's ids (`policy1`); operators know the @id.
+        let internal = e.policy_id().to_string();
+        if let Some(id) = parsed
+            .policy(e.policy_id())
+            .and_then(|p| p.annotation("id"))
+        {
+            err.message = err
+                .message
+                .replace(&format!("`{internal}`"), &format!("`{id}`"));
+        }
+        return Err(err);
+    }
+    for w in result.validation_warnings() {
+        let line = first_label_line(w, text);
+        // Cedar names the parser's ids (`policy0`); operators know the
+        // @id.
+        let internal = w.policy_id().to_string();
+        let mut text_of = w.to_string();
+        if let Some(id) = parsed
+            .policy(w.policy_id())
+            .and_then(|p| p.annotation("id"))
+        {
+            text_of = text_of.replace(&format!("`{internal}`"), &format!("`{id}`"));
+            if !text_of.contains(&format!("`{id}`")) {
+                text_of = format!("policy `{id}`: {text_of}");
+            }
+        }
+        tracing::warn!(file = %file.display(), line, "policy warning: {text_of}");
+        let advice = "Cedar's validator flags it: fix the policy, or delete it";
+        warnings.push(match line {
+            Some(l) => format!("{}:{l}: {text_of}; {advice}", file.display()),
+            None => format!("{}: {text_of}; {advice}", file.display()),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Adds a file's policies under their `@id` (required, unique across
+/// files), with where each came from.
+fn add_policies(
+    file: &Path,
+    text: &str,
+    parsed: &PolicySet,
+    policies: &mut PolicySet,
+    info: &mut BTreeMap<String, PolicyInfo>,
+) -> Result<(), ConfigError> {
+    let mut seen_heads: std::collections::HashMap<String, usize> = Default::default();
+    for p in parsed.policies() {
+        let line = policy_line(p, text, &mut seen_heads);
+        let Some(id) = p.annotation("id") else {
+            return Err(ConfigError::new(
+                file,
+                Some(line),
+                "policy has no @id(\"...\") annotation",
+            ));
+        };
+        if let Some(prev) = info.get(id) {
+            return Err(ConfigError::new(
+                file,
+                Some(line),
+                format!(
+                    "duplicate policy id `{id}` (also at {}:{})",
+                    prev.file.display(),
+                    prev.line
+                ),
+            ));
+        }
+        let renamed: Policy = p.new_id(PolicyId::new(id));
+        policies
+            .add(renamed)
+            .map_err(|e| ConfigError::new(file, Some(line), e.to_string()))?;
+        info.insert(
+            id.to_string(),
+            PolicyInfo {
+                id: id.to_string(),
+                file: file.to_path_buf(),
+                line,
+                comment: comment_above(text, line),
+                effect: match p.effect() {
+                    cedar_policy::Effect::Permit => "permit",
+                    cedar_policy::Effect::Forbid => "forbid",
+                },
+            },
+        );
+    }
+    Ok(())
 }
 
 /// `*.cedar` files directly in `dir`, sorted so the version hash is stable.
