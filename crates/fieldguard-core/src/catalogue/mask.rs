@@ -205,7 +205,8 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// [`partial`], written as JSON string content (no character of `text`
-/// needs escaping, nor does `mask_char`).
+/// needs escaping, nor does `mask_char`): the kept ends as two copies, the
+/// masked middle as one run (a fill for an ASCII mask character).
 fn write_partial(
     text: &str,
     keep_first: usize,
@@ -222,9 +223,7 @@ fn write_partial(
         text.chars().count()
     };
     if keep_first + keep_last >= n {
-        for _ in 0..n {
-            out.extend_from_slice(mask);
-        }
+        repeat(mask, n, out);
         return;
     }
     // Byte offset of the character at `chars`.
@@ -237,11 +236,24 @@ fn write_partial(
                 .map_or(text.len(), |(i, _)| i)
         }
     };
-    out.extend_from_slice(&text.as_bytes()[..at(keep_first)]);
-    for _ in keep_first..n - keep_last {
-        out.extend_from_slice(mask);
+    let (head, tail) = (at(keep_first), at(n - keep_last));
+    let bytes = text.as_bytes();
+    out.extend_from_slice(bytes.get(..head).unwrap_or_default());
+    repeat(mask, n - keep_last - keep_first, out);
+    out.extend_from_slice(bytes.get(tail..).unwrap_or_default());
+}
+
+/// `mask` (one character's UTF-8) `n` times.
+fn repeat(mask: &[u8], n: usize, out: &mut Vec<u8>) {
+    match mask {
+        [b] => out.resize(out.len() + n, *b),
+        _ => {
+            out.reserve(mask.len() * n);
+            for _ in 0..n {
+                out.extend_from_slice(mask);
+            }
+        }
     }
-    out.extend_from_slice(&text.as_bytes()[at(n - keep_last)..]);
 }
 
 fn scalar_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {

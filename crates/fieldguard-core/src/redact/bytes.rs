@@ -23,9 +23,10 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
-use super::plan::{NamePath, PlanNode};
+use super::plan::{NamePath, PlanNode, key_label};
 use super::record::{LeafAt, RecordCtx, required};
 use super::record_plan::{Planned, RecordPlans};
+use super::replay::{Act, Step};
 use super::report::{FilterError, FilterReport, Scope};
 use super::scan::{self, Key, ScanError, Scanner, Span};
 use super::unnamed::{
@@ -135,6 +136,26 @@ impl Writer<'_> {
         *written = true;
         self.copy(key.span);
         self.out.push(b':');
+    }
+
+    /// `,` unless first, then `"key":value`: one copy when the input has
+    /// them so (no whitespace around the colon).
+    #[inline]
+    fn member(&mut self, written: &mut bool, key: Key, value: Span) {
+        if *written {
+            self.out.push(b',');
+        }
+        *written = true;
+        if value.start == key.span.end + 1 {
+            self.copy(Span {
+                start: key.span.start,
+                end: value.end,
+            });
+        } else {
+            self.copy(key.span);
+            self.out.push(b':');
+            self.copy(value);
+        }
     }
 
     /// Where the output stands, to [`Writer::undo`] back to.
@@ -394,7 +415,8 @@ impl Pass<'_, '_, '_> {
                 path: &mut self.path,
                 key: None,
             };
-            return leaf(&mut self.w, &mut ctx, None, (field, at), value, sc.depth());
+            let (kept, _) = leaf(&mut self.w, &mut ctx, None, (field, at), value, sc.depth())?;
+            return Ok(kept);
         }
         match sc.peek() {
             Some(b'{') if !node.is_array() => self.object_place(sc, node),
@@ -670,6 +692,7 @@ impl Pass<'_, '_, '_> {
             scope: Scope::Entity(entity.index),
             path: std::mem::take(&mut self.record_path),
             nested,
+            cursor: 0,
         };
         walk.w.push(b'{');
         let mut written = false;
@@ -677,6 +700,9 @@ impl Pass<'_, '_, '_> {
             walk.member(m, &entity.root, depth, &mut written)?;
         }
         walk.w.push(b'}');
+        if let Some(plan) = &mut walk.plan {
+            plan.plan.replay.armed = true;
+        }
         let mut path = walk.path;
         path.truncate(0);
         self.record_path = path;
@@ -688,6 +714,8 @@ impl Pass<'_, '_, '_> {
 /// (`false`). A value of another kind than the field's goes before any
 /// decision ([`RecordCtx::misshapen_leaf`]). Only a scalar has a masked
 /// form: an object or array is one value, shown in full or not at all.
+/// With it, what a next value of the field can replay ([`Act::Leaf`]):
+/// a scalar's, unless shown through the backstop.
 ///
 /// `depth`: the containers enclosing the value.
 fn leaf(
@@ -697,18 +725,25 @@ fn leaf(
     (field, at): (u32, LeafAt<'_>),
     value: Span,
     depth: usize,
-) -> Result<bool, Fail> {
+) -> Result<(bool, Option<Act>), Fail> {
     let kind = JsonType::of_first_byte(w.first_byte(value));
     let text = w.text.get(value.start..value.end).unwrap_or_default();
     if !ctx.catalogue.field(field).admits_text(kind, text) {
         ctx.misshapen_leaf(field, kind, at)?;
-        return Ok(false);
+        return Ok((false, None));
     }
     let scalar = !kind.is_container();
     let outcome = match plan {
         Some(plan) => plan.field_outcome(ctx, field, scalar),
         None => ctx.field_outcome(field, scalar),
     };
+    // A container's admission depends on what it holds (`of`): decided
+    // each time.
+    let act = scalar.then_some(Act::Leaf {
+        field,
+        kind,
+        outcome,
+    });
     match outcome {
         Outcome::Full if ctx.backstops(field) => {
             let set = ctx.onboarding.backstop;
@@ -721,25 +756,36 @@ fn leaf(
                 set,
                 &mut ctx.report.backstop,
             )?;
-            Ok(true)
+            Ok((true, None))
         }
         Outcome::Full => {
             w.copy(value);
-            Ok(true)
+            Ok((true, act))
         }
-        Outcome::Removed => Ok(false),
+        Outcome::Removed => Ok((false, act)),
         Outcome::Masked => {
-            match &ctx.catalogue.field(field).mask {
-                // Straight into the output (no value, and for a plain
-                // string no intermediate string either).
-                Some(mask) => mask.write_json(text, &mut w.out),
-                None => serde_json::from_str::<serde_json::Value>(text)
-                    .and_then(|original| serde_json::to_writer(&mut w.out, &original)),
-            }
-            .map_err(|_| ScanError::Malformed)?;
-            Ok(true)
+            write_masked(w, ctx.catalogue, field, text)?;
+            Ok((true, act))
         }
     }
+}
+
+/// The masked form of the value `text` of `field`.
+fn write_masked(
+    w: &mut Writer<'_>,
+    catalogue: &Catalogue,
+    field: u32,
+    text: &str,
+) -> Result<(), Fail> {
+    match &catalogue.field(field).mask {
+        // Straight into the output (no value, and for a plain
+        // string no intermediate string either).
+        Some(mask) => mask.write_json(text, &mut w.out),
+        None => serde_json::from_str::<serde_json::Value>(text)
+            .and_then(|original| serde_json::to_writer(&mut w.out, &original)),
+    }
+    .map_err(|_| ScanError::Malformed)?;
+    Ok(())
 }
 
 /// One shown record being written: its members by the entity's catalogue.
@@ -754,11 +800,15 @@ struct RecordWalk<'w, 'i, 'c, 'r, 'd, 'p, 'n> {
     /// The members of the record's object members, read while the record
     /// was (see [`Member::children`]).
     nested: &'n [Member<'n>],
+    /// Members walked so far in the record, nested ones included: the
+    /// place of the next in the plan's [`super::replay::Replay`].
+    cursor: usize,
 }
 
 impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
     /// Writes one member of an object whose catalogue node is `node`: as
-    /// is, masked, redacted below, or not at all.
+    /// is, masked, redacted below, or not at all; as the previous record
+    /// with this plan did when it can ([`super::replay::Replay`]).
     fn member(
         &mut self,
         m: &Member<'_>,
@@ -766,6 +816,94 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
         depth: usize,
         written: &mut bool,
     ) -> Result<(), Fail> {
+        let at = self.cursor;
+        self.cursor += 1;
+        let Some(plan) = self.plan.as_mut().filter(|p| p.plan.replay.armed) else {
+            return self.walk_member(m, node, depth, written).map(|_| ());
+        };
+        let raw = (self.w.input)
+            .get(m.key.span.start..m.key.span.end)
+            .unwrap_or_default();
+        let first = self.w.first_byte(m.value);
+        let replay = &plan.plan.replay;
+        match replay.get(at, depth, raw) {
+            Some(&Step {
+                act:
+                    Act::Leaf {
+                        field,
+                        kind,
+                        outcome,
+                    },
+                ..
+            }) if JsonType::of_first_byte(first) == kind => {
+                plan.count(field, outcome);
+                match outcome {
+                    Outcome::Removed => {}
+                    Outcome::Full => self.w.member(written, m.key, m.value),
+                    Outcome::Masked => {
+                        self.w.key(written, m.key);
+                        let text = (self.w.text)
+                            .get(m.value.start..m.value.end)
+                            .unwrap_or_default();
+                        write_masked(self.w, self.ctx.catalogue, field, text)?;
+                    }
+                }
+                return Ok(());
+            }
+            Some(
+                step @ &Step {
+                    act: Act::Object, ..
+                },
+            ) if first == b'{' => {
+                if let Some(child) = node.child(&m.name) {
+                    let len = self.path.push_label(replay.label(step));
+                    let mark = self.w.mark(*written);
+                    self.w.key(written, m.key);
+                    self.container(m, child, depth, written, mark)?;
+                    self.path.truncate(len);
+                    return Ok(());
+                }
+            }
+            Some(&Step {
+                act: Act::Other, ..
+            }) => {
+                return self.walk_member(m, node, depth, written).map(|_| ());
+            }
+            _ => {}
+        }
+        // Walked the ordinary way, and remembered (an object before its
+        // members are).
+        let act = if first == b'{' && node.child(&m.name).is_some_and(|c| c.field.is_none()) {
+            Act::Object
+        } else {
+            Act::Other
+        };
+        if let Act::Object = act {
+            self.remember(at, depth, raw, key_label(&m.name), act);
+            return self.walk_member(m, node, depth, written).map(|_| ());
+        }
+        let act = self
+            .walk_member(m, node, depth, written)?
+            .unwrap_or(Act::Other);
+        self.remember(at, depth, raw, "", act);
+        Ok(())
+    }
+
+    fn remember(&mut self, at: usize, depth: usize, key: &[u8], label: &str, act: Act) {
+        if let Some(plan) = &mut self.plan {
+            plan.plan.replay.remember(at, depth, key, label, act);
+        }
+    }
+
+    /// [`Self::member`] without replay: what a leaf's next value can
+    /// replay, if anything.
+    fn walk_member(
+        &mut self,
+        m: &Member<'_>,
+        node: &FieldNode,
+        depth: usize,
+        written: &mut bool,
+    ) -> Result<Option<Act>, Fail> {
         let (name, key, value) = (&*m.name, m.key, m.value);
         let mark = self.w.mark(*written);
         let Some(child) = node.child(name) else {
@@ -788,7 +926,7 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
             if on.pass && !result? {
                 self.w.undo(mark, written);
             }
-            return Ok(());
+            return Ok(None);
         };
         self.w.key(written, key);
         if let Some(field) = child.field {
@@ -797,19 +935,37 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
                 path: &mut self.path,
                 key: Some(name),
             };
-            if !leaf(
+            let (kept, act) = leaf(
                 self.w,
                 self.ctx,
                 self.plan.as_mut(),
                 (field, at),
                 value,
                 depth,
-            )? {
+            )?;
+            if !kept {
                 self.w.undo(mark, written);
             }
-            return Ok(());
+            return Ok(act);
         }
         let len = self.path.push_key(name);
+        self.container(m, child, depth, written, mark)?;
+        self.path.truncate(len);
+        Ok(None)
+    }
+
+    /// The value of a member under the catalogued container `child` (its
+    /// key written, its label pushed): redacted below, or taken back to
+    /// `mark`.
+    fn container(
+        &mut self,
+        m: &Member<'_>,
+        child: &FieldNode,
+        depth: usize,
+        written: &mut bool,
+        mark: (usize, bool),
+    ) -> Result<(), Fail> {
+        let value = m.value;
         let kept = match self.w.first_byte(value) {
             b'{' if !m.children.is_empty() => {
                 self.object_read(m.children.clone(), child, depth)? == Emptied::No
@@ -829,7 +985,6 @@ impl RecordWalk<'_, '_, '_, '_, '_, '_, '_> {
                 false
             }
         };
-        self.path.truncate(len);
         if !kept {
             self.w.undo(mark, written);
         }

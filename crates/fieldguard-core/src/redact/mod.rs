@@ -19,6 +19,7 @@ pub(crate) mod list_stream;
 pub mod plan;
 mod record;
 mod record_plan;
+mod replay;
 pub mod report;
 pub(crate) mod request;
 mod scan;

@@ -270,11 +270,16 @@ impl NamePath {
     /// Appends `.key` (or the key alone at a record's top level); returns
     /// the length to [`Self::truncate`] back to.
     pub(super) fn push_key(&mut self, key: &str) -> usize {
+        self.push_label(key_label(key))
+    }
+
+    /// [`Self::push_key`] with the key's [`key_label`] already known.
+    pub(super) fn push_label(&mut self, label: &str) -> usize {
         let len = self.0.len();
         if !self.0.is_empty() {
             self.0.push('.');
         }
-        self.0.push_str(key_label(key));
+        self.0.push_str(label);
         len
     }
 

@@ -18,6 +18,7 @@
 
 use super::Outcome;
 use super::record::RecordCtx;
+use super::replay::Replay;
 use super::report::FilterReport;
 use crate::catalogue::{AttrValue, AttributeSource};
 use crate::policy::{Decider, FieldAction, OwnedFacts, RecordFacts};
@@ -49,6 +50,10 @@ pub(super) struct RecordPlan {
     /// By field index: the outcome for a non-scalar and for a scalar
     /// value (only a scalar has a masked form).
     fields: Vec<[Option<Outcome>; 2]>,
+    /// What the byte redactor did with the members of the last record
+    /// written with this plan, in walk order, for the next one to replay
+    /// ([`super::bytes`]: `RecordWalk::member`).
+    pub(super) replay: Replay,
 }
 
 /// A plan being applied to one record, with the counts it adds to.
@@ -157,11 +162,19 @@ impl Planned<'_> {
                 outcome
             }
         };
+        self.count(field, outcome);
+        outcome
+    }
+
+    /// Counts one `outcome` of `field` (as [`Self::field_outcome`] does),
+    /// for an outcome replayed from [`RecordPlan::replay`].
+    #[inline]
+    pub(super) fn count(&mut self, field: u32, outcome: Outcome) {
+        let i = field as usize;
         if self.counts.len() <= i {
             self.counts.resize(i + 1, [0; 3]);
         }
         let n = &mut self.counts[i][outcome as usize];
         *n = n.saturating_add(1);
-        outcome
     }
 }
