@@ -862,6 +862,18 @@ def report(meta, summary, cost, raw_sizes, idle_rss_mb, not_measured, two, bs, s
           f"{cost['iterations']}): {fmt(cost['redact_ms'])} ms for route + decision + redaction "
           f"(scan, field decisions, write) vs {fmt(cost['serde_json_ms'])} ms for serde_json "
           f"parse + serialise; {cost['body_bytes']:,} → {cost['redacted_bytes']:,} bytes.")
+        split = cost.get("split")
+        if split:
+            w("")
+            w(f"More cores for one big body (issue 21), bounded from above "
+              f"(examples/split_cost.rs, median of {split['iterations']}, both cores, unpinned): "
+              f"the (d) body cut into {split['pieces']} pieces at record boundaries takes "
+              f"{fmt(split['one_thread_ms'])} ms redacted one piece after the other on one thread "
+              f"and {fmt(split['threads_ms'])} ms on {split['pieces']} threads "
+              f"({fmt(split['speedup'])}×). Finding the cut and merging the pieces' reports are "
+              f"left out. A proxy busy with other requests has no idle core to lend, so this "
+              f"is what one request's latency could gain on an otherwise idle machine, not "
+              f"throughput at saturation.")
     if meta.get("audit_records") is not None:
         w("")
         per = meta.get("audit_bytes", 0) / max(meta["audit_records"], 1)
@@ -1001,6 +1013,8 @@ def main():
     ap.add_argument("--mode", choices=PROFILES, default="full")
     ap.add_argument("--fieldguard", required=True)
     ap.add_argument("--body-cost", help="examples/body_cost binary (optional)")
+    ap.add_argument("--split-cost", help="examples/split_cost binary (optional): the (d) body "
+                    "cut in two and redacted on two threads vs one")
     ap.add_argument("--envoy", help="Envoy binary (omit to leave Envoy out)")
     ap.add_argument("--nginx", default="nginx")
     ap.add_argument("--out", help="write the Markdown table here too")
@@ -1819,6 +1833,17 @@ def run(args, prof, systems, tmp, procs, load_cpu, proxy_cpu, upstream_cpu, layo
         cost = json.loads(out.stdout)
         log(f"redaction {cost['redact_ms']:.1f} ms vs serde_json {cost['serde_json_ms']:.1f} ms "
             f"for {cost['body_bytes']:,} bytes")
+        # Issue 21's "more cores for one big body", bounded from above: the
+        # same body in two pieces on two threads (both cores, unpinned).
+        if args.split_cost:
+            argv = [args.split_cost, fg_conf, "support_agent", "agent-7", "/customers",
+                    os.path.join(www, "list-5000.json"), str(prof["cost_iterations"]), "2"]
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            if out.returncode != 0:
+                raise SystemExit(f"split_cost failed: {out.stderr}")
+            cost["split"] = json.loads(out.stdout)
+            log(f"two pieces: {cost['split']['one_thread_ms']:.1f} ms on one thread, "
+                f"{cost['split']['threads_ms']:.1f} ms on two")
 
     # 4. Load, one worker per proxy.
     runs, sent_to_fg = measure(all_keys, systems, ports, pids, tokens, load_cpu, upstream_pids,

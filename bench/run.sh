@@ -128,7 +128,7 @@ fi
 
 if [[ $mode == full ]]; then
   say "building fieldguard (release)"
-  cargo build --release --quiet --bin fieldguard --example body_cost
+  cargo build --release --quiet --bin fieldguard --example body_cost --example split_cost
   bin=target/release/fieldguard
   cost=target/release/examples/body_cost
   build=release
@@ -141,7 +141,7 @@ else
   # release a second time.
   if [[ ! -x target/debug/fieldguard ]]; then
     say "no debug build yet: cargo build"
-    cargo build --quiet --bin fieldguard --example body_cost
+    cargo build --quiet --bin fieldguard --example body_cost --example split_cost
   fi
   bin=target/debug/fieldguard
   cost=target/debug/examples/body_cost
@@ -150,6 +150,8 @@ else
 fi
 cost_args=()
 [[ -x $cost ]] && cost_args=(--body-cost "$cost")
+split=${cost%body_cost}split_cost
+[[ -x $split ]] && cost_args+=(--split-cost "$split")
 
 only_args=()
 [[ -z $only ]] || only_args=(--budget-store-only)
