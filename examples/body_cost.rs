@@ -7,27 +7,15 @@
 //!
 //! Usage: `body_cost CONFIG ROLE SUB PATH BODY_FILE ITERATIONS`
 
-use fieldguard::config;
-use fieldguard::runtime::Runtime;
-use fieldguard_core::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard_core::redact::report::FilterReport;
-use fieldguard_core::routing::normalize;
+mod support;
+
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use support::{Redact, median, with_redactor};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("body_cost: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit("body_cost", run())
 }
 
 fn run() -> Result<String, String> {
@@ -41,37 +29,24 @@ fn run() -> Result<String, String> {
         .filter(|&n| n > 0)
         .ok_or("ITERATIONS must be a positive number")?;
     let body = std::fs::read(body_file).map_err(|e| format!("{body_file}: {e}"))?;
-    let loaded = config::load(&PathBuf::from(config_path)).map_err(|e| e.to_string())?;
-    let rt = Runtime::build(loaded).map_err(|e| e.to_string())?;
-    let principal = fieldguard::tools::principal(sub, std::slice::from_ref(role), false, None);
-    let canonical = normalize(path).map_err(|e| format!("{path}: {e:?}"))?;
-    // The route's query string plays no part in the decision or the filter.
-    let Routed::Route(m) = route(&rt.decisions, "GET", &canonical) else {
-        return Err(format!("{path}: not an inspected route"));
-    };
+    with_redactor(config_path, role, sub, path, |redact| {
+        measure(redact, &body, iterations)
+    })
+}
 
-    let redact = || -> Result<usize, String> {
-        let decided =
-            decide(&rt.decisions, &m, &principal).map_err(|_| format!("{path}: denied"))?;
-        let mut report = FilterReport::default();
-        filter_response_body(&rt.decisions, &decided, black_box(&body), &mut report)
-            .map(|out| black_box(out).len())
-            .map_err(|stop| format!("filter refused: {stop:?}"))
-    };
+fn measure(redact: &Redact<'_>, body: &[u8], iterations: usize) -> Result<String, String> {
     let baseline = || -> Result<usize, String> {
         let doc: serde_json::Value =
-            serde_json::from_slice(black_box(&body)).map_err(|e| e.to_string())?;
+            serde_json::from_slice(black_box(body)).map_err(|e| e.to_string())?;
         serde_json::to_vec(&doc)
             .map(|out| black_box(out).len())
             .map_err(|e| e.to_string())
     };
-    // One untimed pass each (warms the decision cache and the allocator),
-    // then alternate so drift on a shared machine hits both alike.
-    let out_bytes = redact()?;
+    let out_bytes = redact(body)?;
     baseline()?;
     let (mut t_redact, mut t_base) = (Vec::new(), Vec::new());
     for _ in 0..iterations {
-        t_redact.push(timed(redact)?);
+        t_redact.push(timed(|| redact(body))?);
         t_base.push(timed(baseline)?);
     }
     let (redact_s, base_s) = (median(t_redact), median(t_base));
@@ -89,13 +64,9 @@ fn run() -> Result<String, String> {
     ))
 }
 
-fn timed(f: impl Fn() -> Result<usize, String>) -> Result<Duration, String> {
+/// Seconds one call of `f` took.
+fn timed(f: impl Fn() -> Result<usize, String>) -> Result<f64, String> {
     let started = Instant::now();
     f()?;
-    Ok(started.elapsed())
-}
-
-fn median(mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    v[v.len() / 2].as_secs_f64()
+    Ok(started.elapsed().as_secs_f64())
 }

@@ -9,28 +9,15 @@
 //!
 //! Prints one JSON line: medians of one thread and of PIECES threads.
 
-use fieldguard::config;
-use fieldguard::runtime::Runtime;
-use fieldguard_core::pipeline::{Routed, decide, filter_response_body, route};
-use fieldguard_core::redact::report::FilterReport;
-use fieldguard_core::routing::normalize;
+mod support;
+
 use serde_json::Value;
-use std::hint::black_box;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use support::{Redact, median, with_redactor};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("split_cost: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit("split_cost", run())
 }
 
 /// The body cut into `n` bodies of the same shape, each holding a run of
@@ -77,28 +64,25 @@ fn run() -> Result<String, String> {
         .ok_or("PIECES: a positive number")?;
     let body = std::fs::read(body_file).map_err(|e| format!("{body_file}: {e}"))?;
     let parts = pieces(&body, n)?;
-    let loaded = config::load(&PathBuf::from(config_path)).map_err(|e| e.to_string())?;
-    let rt = Runtime::build(loaded).map_err(|e| e.to_string())?;
-    let principal = fieldguard::tools::principal(sub, std::slice::from_ref(role), false, None);
-    let canonical = normalize(path).map_err(|e| format!("{path}: {e:?}"))?;
-    let Routed::Route(m) = route(&rt.decisions, "GET", &canonical) else {
-        return Err(format!("{path}: not an inspected route"));
-    };
-    let redact = |piece: &[u8]| -> Result<usize, String> {
-        let decided =
-            decide(&rt.decisions, &m, &principal).map_err(|_| format!("{path}: denied"))?;
-        let mut report = FilterReport::default();
-        filter_response_body(&rt.decisions, &decided, black_box(piece), &mut report)
-            .map(|out| black_box(out).len())
-            .map_err(|stop| format!("filter refused: {stop:?}"))
-    };
-    for p in &parts {
+    with_redactor(config_path, role, sub, path, |redact| {
+        measure(redact, &parts, body.len(), iterations)
+    })
+}
+
+fn measure(
+    redact: &Redact<'_>,
+    parts: &[Vec<u8>],
+    body_bytes: usize,
+    iterations: usize,
+) -> Result<String, String> {
+    let n = parts.len();
+    for p in parts {
         redact(p)?;
     }
     let (mut one, mut many) = (Vec::new(), Vec::new());
     for _ in 0..iterations {
         let t = Instant::now();
-        for p in &parts {
+        for p in parts {
             redact(p)?;
         }
         one.push(t.elapsed().as_secs_f64());
@@ -117,14 +101,9 @@ fn run() -> Result<String, String> {
     Ok(format!(
         "{{\"body_bytes\":{},\"pieces\":{n},\"iterations\":{iterations},\
          \"one_thread_ms\":{:.3},\"threads_ms\":{:.3},\"speedup\":{:.2}}}",
-        body.len(),
+        body_bytes,
         one * 1e3,
         many * 1e3,
         one / many
     ))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
