@@ -604,50 +604,48 @@ def targets_table(meta, S, nm, cost, idle_rss_mb, two, bs, st):
             return None
         return fg, other
 
+    names = {"envoy": "Envoy", "nginx": "nginx"}
+
+    def throughput_at_least(key, against, target):
+        """fieldguard's req/s at least the other system's."""
+        got = fg_of(key, target, against)
+        if got:
+            fg, other = got
+            r = ratio(fg["rps"], other["rps"])
+            T.judge(target, f"{fmt(r)}× {names[against]} ({fmt(fg['rps'], 0)} vs "
+                    f"{fmt(other['rps'], 0)} req/s)", r >= 1.0, short_by(r, 1.0))
+
+    def added_p99_at_most(key, factor, target):
+        """fieldguard's added p99 at most `factor` times Envoy's."""
+        got = fg_of(key, target, "envoy")
+        if got:
+            fg, en = got
+            limit = factor * en["added_p99"]
+            against = (f"{fmt(ms(en['added_p99']))} ms" if factor == 1 else
+                       f"{factor} × {fmt(ms(en['added_p99']))} = {fmt(ms(limit))} ms")
+            T.judge(target, f"{fmt(ms(fg['added_p99']))} ms vs {against}",
+                    fg["added_p99"] <= limit, ms_over(fg["added_p99"], limit))
+
+    def cpu_at_most(key, against, target):
+        """fieldguard's CPU per request at most 1.5× the other system's."""
+        got = fg_of(key, target, against)
+        if got:
+            fg, other = got
+            r = ratio(fg["cpu_per_1k"], other["cpu_per_1k"])
+            T.judge(target, f"{fmt(fg['cpu_per_1k'], 3)} vs {fmt(other['cpu_per_1k'], 3)} CPU-s "
+                    f"per 1,000 = {fmt(r)}× {names[against]}", r <= 1.5,
+                    over_by(r, 1.5, " the 1.5× limit"))
+
     # Throughput and added p99 against Envoy: (a), (b), (c).
     for key in ("a", "b", "c"):
-        target = f"({key}) throughput ≥ Envoy's" if key != "c" else "(c) throughput ≥ 1.0× Envoy's"
-        got = fg_of(key, target, "envoy")
-        if got:
-            fg, en = got
-            r = ratio(fg["rps"], en["rps"])
-            T.judge(target, f"{fmt(r)}× Envoy ({fmt(fg['rps'], 0)} vs {fmt(en['rps'], 0)} req/s)",
-                    r >= 1.0, short_by(r, 1.0))
-        target = f"({key}) added p99 ≤ Envoy's"
-        got = fg_of(key, target, "envoy")
-        if got:
-            fg, en = got
-            T.judge(target, f"{fmt(ms(fg['added_p99']))} ms vs {fmt(ms(en['added_p99']))} ms",
-                    fg["added_p99"] <= en["added_p99"], ms_over(fg["added_p99"], en["added_p99"]))
+        throughput_at_least(key, "envoy", f"({key}) throughput ≥ Envoy's" if key != "c"
+                            else "(c) throughput ≥ 1.0× Envoy's")
+        added_p99_at_most(key, 1, f"({key}) added p99 ≤ Envoy's")
         if key == "c":
-            target = "(c) CPU per request ≤ 1.5× Envoy's"
-            got = fg_of(key, target, "envoy")
-            if got:
-                fg, en = got
-                r = ratio(fg["cpu_per_1k"], en["cpu_per_1k"])
-                T.judge(target, f"{fmt(fg['cpu_per_1k'], 3)} vs {fmt(en['cpu_per_1k'], 3)} CPU-s "
-                        f"per 1,000 = {fmt(r)}× Envoy", r <= 1.5, over_by(r, 1.5, " the 1.5× limit"))
-    target = "(a) CPU per request ≤ 1.5× nginx's"
-    got = fg_of("a", target, "nginx")
-    if got:
-        fg, ng = got
-        r = ratio(fg["cpu_per_1k"], ng["cpu_per_1k"])
-        T.judge(target, f"{fmt(fg['cpu_per_1k'], 3)} vs {fmt(ng['cpu_per_1k'], 3)} CPU-s per "
-                f"1,000 = {fmt(r)}× nginx", r <= 1.5, over_by(r, 1.5, " the 1.5× limit"))
-    target = "(d) throughput ≥ 1.0× nginx's"
-    got = fg_of("d", target, "nginx")
-    if got:
-        fg, ng = got
-        r = ratio(fg["rps"], ng["rps"])
-        T.judge(target, f"{fmt(r)}× nginx ({fmt(fg['rps'], 0)} vs {fmt(ng['rps'], 0)} req/s)",
-                r >= 1.0, short_by(r, 1.0))
-    target = "(d) added p99 ≤ 2× Envoy's"
-    got = fg_of("d", target, "envoy")
-    if got:
-        fg, en = got
-        T.judge(target, f"{fmt(ms(fg['added_p99']))} ms vs 2 × {fmt(ms(en['added_p99']))} = "
-                f"{fmt(ms(2 * en['added_p99']))} ms", fg["added_p99"] <= 2 * en["added_p99"],
-                ms_over(fg["added_p99"], 2 * en["added_p99"]))
+            cpu_at_most(key, "envoy", "(c) CPU per request ≤ 1.5× Envoy's")
+    cpu_at_most("a", "nginx", "(a) CPU per request ≤ 1.5× nginx's")
+    throughput_at_least("d", "nginx", "(d) throughput ≥ 1.0× nginx's")
+    added_p99_at_most("d", 2, "(d) added p99 ≤ 2× Envoy's")
     # (e): its figures, no target of its own (it has the RSS target below).
     target = "(e) 20,000-customer list (9 MB): reported"
     fg, en, ng = (S.get(("e", s), {}) for s in ("fieldguard", "envoy", "nginx"))
