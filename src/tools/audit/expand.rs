@@ -22,7 +22,7 @@
 //! so an expanded record states its link like a format-1 record did.
 
 use crate::audit::chain;
-pub use crate::audit::define::{ID_LEN, content_digest};
+use crate::audit::define::{ID_LEN, content_digest};
 use crate::audit::record::DEFINITION_EVENT;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
