@@ -29,5 +29,6 @@ pub mod route;
 pub mod routing;
 pub mod time;
 
+pub(crate) mod short_eq;
 #[cfg(test)]
 mod testing;

@@ -21,6 +21,7 @@ use crate::config::{
     JsonType, Level, Shape,
 };
 use crate::error::ConfigError;
+use crate::short_eq::same_bytes;
 use cedar_policy::EntityTypeName;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -127,7 +128,7 @@ impl Children {
     pub fn get(&self, key: &str) -> Option<&FieldNode> {
         self.0
             .iter()
-            .find(|(k, _)| k.len() == key.len() && k.as_bytes() == key.as_bytes())
+            .find(|(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))
             .map(|(_, node)| node)
     }
 

@@ -9,6 +9,7 @@ use super::scan::{self, Scanner};
 use crate::catalogue::{RecordPath, Step};
 use crate::config::UnknownFields;
 use crate::detect::DetectorSet;
+use crate::short_eq::same_bytes;
 use std::sync::Arc;
 
 /// A route's response rules.
@@ -57,7 +58,7 @@ impl PlanNode {
     pub fn key(&self, name: &str) -> Option<&PlanNode> {
         self.keys
             .iter()
-            .find(|(k, _)| k.len() == name.len() && k.as_bytes() == name.as_bytes())
+            .find(|(k, _)| same_bytes(k.as_bytes(), name.as_bytes()))
             .map(|(_, n)| n)
     }
 

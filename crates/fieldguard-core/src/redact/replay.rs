@@ -5,6 +5,7 @@
 
 use super::Outcome;
 use crate::config::JsonType;
+use crate::short_eq::same_bytes;
 
 /// Members a record's replay remembers at most (a record's members
 /// nested ones included, in walk order; a longer record is walked the
@@ -72,7 +73,7 @@ impl Replay {
         let known = self
             .bytes
             .get(step.key.start as usize..step.key.end as usize)?;
-        (step.depth == depth && known == key).then_some(step)
+        (step.depth == depth && same_bytes(known, key)).then_some(step)
     }
 
     pub(super) fn label(&self, step: &Step) -> &str {
