@@ -23,6 +23,7 @@
 //! copy than the one decided on.
 
 use super::BodyRules;
+use super::expected_keys::ExpectedKeys;
 use super::plan::{NamePath, PlanNode, key_label};
 use super::record::{LeafAt, RecordCtx, required};
 use super::record_plan::{Planned, RecordPlans};
@@ -225,6 +226,8 @@ pub(super) struct Carried {
     /// The members buffers, empty (their allocations reused).
     members: Vec<Member<'static>>,
     nested: Vec<Member<'static>>,
+    /// By selector: the keys its next record is expected to have.
+    expected: Vec<ExpectedKeys>,
 }
 
 impl Carried {
@@ -242,6 +245,9 @@ impl Carried {
             path: NamePath::wrapper(),
             members: Vec::new(),
             nested: Vec::new(),
+            expected: (rules.plan.selectors.iter())
+                .map(|_| ExpectedKeys::default())
+                .collect(),
         }
     }
 
@@ -286,6 +292,8 @@ pub(super) struct Pass<'i, 'c, 'd> {
     members: Vec<Member<'i>>,
     /// The members of its members that are objects.
     nested: Vec<Member<'i>>,
+    /// By selector: the keys its next record is expected to have.
+    expected: Vec<ExpectedKeys>,
     /// Record outcomes by selector and record facts.
     plans: RecordPlans,
     /// The buffer of a record's [`RecordWalk::path`] (reused across
@@ -317,6 +325,7 @@ impl<'i, 'c, 'd> Pass<'i, 'c, 'd> {
             root_values: carried.root_values,
             members: recycle(carried.members),
             nested: recycle(carried.nested),
+            expected: carried.expected,
             plans: carried.plans,
             record_path: carried.record_path,
             forbidden: false,
@@ -334,6 +343,7 @@ impl<'i, 'c, 'd> Pass<'i, 'c, 'd> {
             path: self.path,
             members: recycle(self.members),
             nested: recycle(self.nested),
+            expected: self.expected,
         };
         (self.w.out, carried)
     }
@@ -588,22 +598,16 @@ impl Pass<'_, '_, '_> {
         members.clear();
         let mut nested = std::mem::take(&mut self.nested);
         nested.clear();
-        sc.open_object()?;
-        let mut first = true;
-        while let Some(key) = sc.member(&mut first)? {
-            let name = scan::text(self.w.text, key.span, key.escaped)?;
-            let (value, children) = if sc.peek() == Some(b'{') {
-                collect_object(sc, self.w.text, &mut nested)?
-            } else {
-                (sc.value()?, 0..0)
-            };
-            members.push(Member {
-                name,
-                key,
-                value,
-                children,
-            });
+        let mut keys = KeysRead {
+            expected: (self.expected.get_mut(sel).map(std::mem::take)).unwrap_or_default(),
+            at: 0,
+        };
+        let read = read_members(sc, self.w.text, &mut keys, &mut members, &mut nested);
+        if let Some(expected) = self.expected.get_mut(sel) {
+            *expected = keys.expected;
+            expected.armed = true;
         }
+        read?;
         // Counted once the record was read whole: until then nothing of it
         // has been decided or written (a streamed list tries a record on
         // the bytes so far, and again with more if they end inside it).
@@ -1144,18 +1148,79 @@ enum Emptied {
     No,
 }
 
+/// The members of the record at `sc` (an object), and of its members
+/// that are objects, read into `members` and `nested`.
+fn read_members<'i>(
+    sc: &mut Scanner<'_>,
+    text: &'i str,
+    keys: &mut KeysRead,
+    members: &mut Vec<Member<'i>>,
+    nested: &mut Vec<Member<'i>>,
+) -> Result<(), Fail> {
+    sc.open_object()?;
+    let mut first = true;
+    while let Some(key) = keys.next(sc, text.as_bytes(), &mut first)? {
+        let name = scan::text(text, key.span, key.escaped)?;
+        let (value, children) = if sc.peek() == Some(b'{') {
+            collect_object(sc, text, keys, nested)?
+        } else {
+            (sc.value()?, 0..0)
+        };
+        members.push(Member {
+            name,
+            key,
+            value,
+            children,
+        });
+    }
+    Ok(())
+}
+
+/// A record's keys as they are read: where the reading is in the keys
+/// expected of it ([`ExpectedKeys`], the previous record's), and what it
+/// found instead where they differ.
+struct KeysRead {
+    expected: ExpectedKeys,
+    /// Keys read so far in this record, nested ones included.
+    at: usize,
+}
+
+impl KeysRead {
+    /// The next key of the open object at `sc` ([`Scanner::member`]).
+    #[inline(always)]
+    fn next(
+        &mut self,
+        sc: &mut Scanner<'_>,
+        input: &[u8],
+        first: &mut bool,
+    ) -> Result<Option<Key>, ScanError> {
+        let Some((key, expected)) = sc.member_expecting(first, &self.expected, self.at)? else {
+            return Ok(None);
+        };
+        if !expected && self.expected.armed {
+            // `"key":` without whitespace or escapes: what can be expected.
+            let with_colon = (input.get(key.span.start..key.span.end + 1))
+                .filter(|k| !key.escaped && k.last() == Some(&b':'));
+            self.expected.remember(self.at, with_colon);
+        }
+        self.at += 1;
+        Ok(Some(key))
+    }
+}
+
 /// Reads the object at `sc` member by member into `nested` (validated
 /// as [`Scanner::value`] would): its span, and where its members are.
 fn collect_object<'i>(
     sc: &mut Scanner<'_>,
     text: &'i str,
+    keys: &mut KeysRead,
     nested: &mut Vec<Member<'i>>,
 ) -> Result<(Span, std::ops::Range<u32>), Fail> {
     let start = sc.position();
     sc.open_object()?;
     let from = nested.len() as u32;
     let mut first = true;
-    while let Some(key) = sc.member(&mut first)? {
+    while let Some(key) = keys.next(sc, text.as_bytes(), &mut first)? {
         let name = scan::text(text, key.span, key.escaped)?;
         let value = sc.value()?;
         nested.push(Member {

@@ -14,6 +14,7 @@ pub mod bytes;
 #[allow(unreachable_pub, reason = "public only with the differential feature")]
 pub(crate) mod bytes;
 pub mod disclosed;
+mod expected_keys;
 mod json;
 pub(crate) mod list_stream;
 pub mod plan;

@@ -11,6 +11,7 @@
 //! The caller checks UTF-8 for the whole body once ([`utf8`], SIMD); the
 //! scanner then only needs to look at ASCII structure.
 
+use super::expected_keys::ExpectedKeys;
 use std::borrow::Cow;
 
 /// Why a body cannot be scanned. Either way it is unreadable.
@@ -192,6 +193,38 @@ impl<'a> Scanner<'a> {
             }
             _ => Err(ScanError::Malformed),
         }
+    }
+
+    /// [`Scanner::member`], taking the key from `expected` when the
+    /// input's next bytes are the `"key":` it expects at `at` (no byte of
+    /// the key scanned again; see [`super::expected_keys`]). The second
+    /// value says whether they were.
+    #[inline(always)]
+    pub(super) fn member_expecting(
+        &mut self,
+        first: &mut bool,
+        expected: &ExpectedKeys,
+        at: usize,
+    ) -> Result<Option<(Key, bool)>> {
+        let after = match self.peek() {
+            Some(b',') if !*first => self.pos + 1,
+            Some(b'"') if *first => self.pos,
+            _ => return Ok(self.member(first)?.map(|k| (k, false))),
+        };
+        let Some(len) = expected.matches(at, self.input, after) else {
+            return Ok(self.member(first)?.map(|k| (k, false)));
+        };
+        *first = false;
+        let key = Key {
+            span: Span {
+                start: after,
+                end: after + len - 1,
+            },
+            escaped: false,
+        };
+        self.pos = after + len;
+        self.ws();
+        Ok(Some((key, true)))
     }
 
     /// Consumes the closing `}` or `]` and leaves its level.
