@@ -196,7 +196,11 @@ impl Mask {
 /// its value, and re-encoding it changes nothing).
 fn plain_string(raw: &str) -> Option<&str> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.as_bytes().contains(&b'\\')).then_some(inner)
+    // A fold without an early exit: the compiler checks 16 bytes per step
+    // inline, where `contains` calls `memchr` (a third of a short phone
+    // number's mask, in the profile).
+    let escaped = (inner.bytes()).fold(false, |seen, b| seen | (b == b'\\'));
+    (!escaped).then_some(inner)
 }
 
 /// Whether serde_json escapes this character in a string.
