@@ -148,7 +148,7 @@ impl Writer<'_> {
     }
 
     /// `,` unless first, then `"key":`.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, written: &mut bool, key: Key) {
         if *written {
             self.out.push(b',');
