@@ -107,9 +107,6 @@ impl From<FilterError> for Fail {
     }
 }
 
-/// Spans up to this long are copied as one fixed-size block ([`Writer::copy`]).
-const SHORT_COPY: usize = 32;
-
 /// The output being written and the input it copies from.
 pub(super) struct Writer<'i> {
     pub(super) input: &'i [u8],
@@ -122,24 +119,9 @@ pub(super) struct Writer<'i> {
 impl Writer<'_> {
     #[inline]
     fn copy(&mut self, span: Span) {
-        let Some(bytes) = self.input.get(span.start..span.end) else {
-            return;
-        };
-        // Most spans (a shown member `"key":value`, a key) are short: a
-        // fixed-size block compiles to two vector moves, where a copy of
-        // a variable length calls `memcpy`, so a short span is copied as
-        // the block that starts it and cut back to its length.
-        if bytes.len() <= SHORT_COPY {
-            let block = (self.input.get(span.start..span.start + SHORT_COPY))
-                .and_then(|b| <&[u8; SHORT_COPY]>::try_from(b).ok());
-            if let Some(block) = block {
-                let len = self.out.len();
-                self.out.extend_from_slice(block);
-                self.out.truncate(len + bytes.len());
-                return;
-            }
+        if let Some(bytes) = self.input.get(span.start..span.end) {
+            self.out.extend_from_slice(bytes);
         }
-        self.out.extend_from_slice(bytes);
     }
 
     #[inline]
