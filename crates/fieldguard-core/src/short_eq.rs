@@ -24,6 +24,11 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+// `word4` and `word8` stay two functions returning integers: one generic
+// returning `[u8; N]` pairs measured +5 % instructions on the support
+// agent's 5,000 customers (the array comparisons were not turned into
+// single integer compares).
+
 /// The four bytes at `at` (callers check `at + 4 <= s.len()`).
 #[inline(always)]
 fn word4(s: &[u8], at: usize) -> u32 {
