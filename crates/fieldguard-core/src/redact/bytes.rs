@@ -1179,8 +1179,9 @@ impl KeysRead {
         let Some((key, expected)) = sc.member_expecting(first, &self.expected, self.at)? else {
             return Ok(None);
         };
-        if !expected && self.expected.armed {
-            // `"key":` without whitespace or escapes: what can be expected.
+        if !expected {
+            // `"key":` without whitespace or escapes: what can be expected
+            // (`remember` keeps nothing before the first record was read).
             let with_colon = (input.get(key.span.start..key.span.end + 1))
                 .filter(|k| !key.escaped && k.last() == Some(&b':'));
             self.expected.remember(self.at, with_colon);

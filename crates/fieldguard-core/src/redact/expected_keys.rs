@@ -22,9 +22,10 @@ const MAX_KEYS: usize = 256;
 #[derive(Default)]
 pub(super) struct ExpectedKeys {
     /// Where each key ends in `bytes` (it starts where the one before
-    /// ends); `None` for a key that cannot be expected (escaped, or not
-    /// followed directly by its colon).
-    ends: Vec<Option<u32>>,
+    /// ends). A key that cannot be expected (escaped, or not followed
+    /// directly by its colon) has no bytes: an expected one has at least
+    /// three (`"":`).
+    ends: Vec<u32>,
     bytes: Vec<u8>,
     /// Set once a record was read: the first one remembers nothing, so
     /// that a body of one record does not pay for keys it never expects
@@ -36,8 +37,10 @@ impl ExpectedKeys {
     /// The `"key":` expected as the `at`-th key of a record.
     #[inline(always)]
     pub(super) fn get(&self, at: usize) -> Option<&[u8]> {
-        let end = (*self.ends.get(at)?)? as usize;
-        self.bytes.get(self.start(at)..end)
+        let end = *self.ends.get(at)? as usize;
+        self.bytes
+            .get(self.start(at)..end)
+            .filter(|key| !key.is_empty())
     }
 
     /// Whether `input` at `pos` starts with the key expected at `at`,
@@ -57,18 +60,15 @@ impl ExpectedKeys {
         }
         self.ends.truncate(at);
         self.bytes.truncate(self.start(at));
-        let end = key.map(|k| {
-            self.bytes.extend_from_slice(k);
-            self.bytes.len() as u32
-        });
-        self.ends.push(end);
+        self.bytes.extend_from_slice(key.unwrap_or_default());
+        self.ends.push(self.bytes.len() as u32);
     }
 
-    /// Where the `at`-th key starts: where the last known one before it ends.
+    /// Where the `at`-th key starts: where the one before it ends.
     fn start(&self, at: usize) -> usize {
-        (self.ends.get(..at).unwrap_or_default().iter().rev())
-            .find_map(|e| *e)
-            .map_or(0, |e| e as usize)
+        at.checked_sub(1)
+            .and_then(|before| self.ends.get(before))
+            .map_or(0, |&end| end as usize)
     }
 }
 
